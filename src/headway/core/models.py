@@ -1,0 +1,188 @@
+"""Typed records passed between the store, the orchestrator, clients and the CLI.
+
+Plain frozen dataclasses: cheap to build on the hot path, and turned into JSON
+by :func:`to_jsonable` for the CLI and the HTTP API. Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from headway.core.states import State, StateType
+
+
+def ts_to_dt(ts: float | None) -> datetime | None:
+    """Epoch seconds (as stored) to an aware UTC datetime."""
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+@dataclass(frozen=True)
+class FlowRun:
+    """One execution of a flow."""
+
+    id: str
+    name: str
+    flow_name: str
+    state: State
+    parameters: dict[str, Any] = field(default_factory=dict)
+    deployment: str | None = None
+    parent_task_run_id: str | None = None
+    tags: tuple[str, ...] = ()
+    created: datetime | None = None
+    expected_start_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    run_count: int = 0
+    priority: int = 0
+    work_pool: str | None = None
+    work_queue: str | None = None
+    task_runs: tuple[TaskRun, ...] | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Wall time from start to end (or to now while running)."""
+        if self.start_time is None:
+            return None
+        end = self.end_time or datetime.now(UTC)
+        return (end - self.start_time).total_seconds()
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """One execution of a task inside a flow run."""
+
+    id: str
+    flow_run_id: str | None
+    name: str
+    task_key: str
+    state: State
+    tags: tuple[str, ...] = ()
+    created: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    run_count: int = 0
+
+
+@dataclass(frozen=True)
+class StateRecord:
+    """A recorded state change of a run."""
+
+    run_id: str
+    state: State
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """One log line of a run."""
+
+    flow_run_id: str | None
+    task_run_id: str | None
+    level: int
+    level_name: str
+    logger: str
+    message: str
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class Limit:
+    """A named concurrency (or, with decay, rate) limit of any scope."""
+
+    name: str
+    limit: int
+    active: bool
+    active_slots: float
+    slot_decay_per_second: float
+    grants: int = 0
+    denials: int = 0
+    waiters: int = 0
+    created: datetime | None = None
+
+    @property
+    def scope(self) -> str:
+        """``tag``, ``deployment``, ``pool``, ``queue`` or ``global``."""
+        prefix, sep, _ = self.name.partition(":")
+        if sep and prefix in {"tag", "deployment", "pool", "queue"}:
+            return prefix
+        return "global"
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a lease: kind (``code``, ``task_run``, ``flow_run``), id, process, host."""
+
+    kind: str
+    id: str | None
+    pid: int
+    host: str
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Slots held on one or more limits until released or expired."""
+
+    id: str
+    slots: dict[str, int]
+    holder: Holder
+    created: datetime
+    expires: datetime
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A request queued on a limit, in grant order."""
+
+    id: int
+    limit_name: str
+    position: int
+    slots: int
+    priority: int
+    holder: Holder
+    since: datetime
+
+
+def to_jsonable(value: Any) -> Any:
+    """Dataclasses, states, enums and datetimes as JSON-ready values."""
+    if isinstance(value, State):
+        return {
+            "type": value.type.value,
+            "name": value.name,
+            "timestamp": value.timestamp.isoformat(),
+            "message": value.message,
+        }
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {}
+        for f in dataclasses.fields(value):
+            item = getattr(value, f.name)
+            if f.name == "task_runs" and item is None:
+                continue
+            out[f.name] = to_jsonable(item)
+        return out
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
+    return value
+
+
+__all__ = [
+    "FlowRun",
+    "Holder",
+    "Lease",
+    "Limit",
+    "LogRecord",
+    "StateRecord",
+    "StateType",
+    "TaskRun",
+    "Waiter",
+    "to_jsonable",
+    "ts_to_dt",
+]

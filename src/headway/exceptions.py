@@ -1,0 +1,111 @@
+"""headway's errors: one tree, one root.
+
+::
+
+    HeadwayError
+    ├── ConfigurationError            a HEADWAY_* setting is invalid
+    ├── ValidationError               bad input from a user (CLI 2, HTTP 422)
+    ├── ObjectNotFound                unknown run, limit, pool, deployment (CLI 2, HTTP 404)
+    ├── ObjectAlreadyExists           a name already taken (CLI 2, HTTP 409)
+    ├── ConflictError                 refused because of current state (CLI 2, HTTP 409)
+    │   └── IllegalTransition         a state change the state machine forbids
+    ├── StoreError                    the store could not be reached or used (CLI 1, HTTP 503)
+    ├── ConcurrencySlotAcquisitionError   a slot could not be taken (strict unknown name, ...)
+    │   └── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
+    ├── LeaseLostError                a held lease expired or was reaped while its holder lived
+    ├── RunFailed                     base of what a flow/task run raises on failure
+    │   ├── TaskRunTimeout            (also a TimeoutError) a run passed timeout_seconds
+    │   └── RunCancelled              the run was cancelled
+    └── ServerError                   the HTTP server answered with an unexpected error
+
+Domain errors map to HTTP status codes in one place (``server``) and to CLI exit
+codes in one place (``cli``); ``http_status`` here is the single source of both.
+"""
+
+from __future__ import annotations
+
+
+class HeadwayError(Exception):
+    """Root of every error headway raises on purpose."""
+
+    http_status: int = 500
+    exit_code: int = 1
+
+
+class ConfigurationError(HeadwayError):
+    """A ``HEADWAY_*`` setting has an invalid value."""
+
+    exit_code = 2
+
+
+class ValidationError(HeadwayError, ValueError):
+    """User input is invalid; nothing was changed."""
+
+    http_status = 422
+    exit_code = 2
+
+
+class ObjectNotFound(HeadwayError, LookupError):
+    """The named run, limit, pool, queue or deployment does not exist."""
+
+    http_status = 404
+    exit_code = 2
+
+
+class ObjectAlreadyExists(HeadwayError):
+    """An object with that name already exists."""
+
+    http_status = 409
+    exit_code = 2
+
+
+class ConflictError(HeadwayError):
+    """The request conflicts with the object's current state; nothing was changed."""
+
+    http_status = 409
+    exit_code = 2
+
+
+class IllegalTransition(ConflictError):
+    """The state machine forbids this state change."""
+
+
+class StoreError(HeadwayError):
+    """The store could not be opened, migrated or reached."""
+
+    http_status = 503
+
+
+class ConcurrencySlotAcquisitionError(HeadwayError):
+    """Concurrency slots could not be acquired."""
+
+    http_status = 409
+    exit_code = 2
+
+
+class AcquireConcurrencySlotTimeoutError(ConcurrencySlotAcquisitionError, TimeoutError):
+    """Slots were not granted within ``timeout_seconds``."""
+
+    http_status = 408
+
+
+class LeaseLostError(HeadwayError):
+    """A lease expired or was reaped while its holder still ran (paused, clock jump)."""
+
+    http_status = 410
+
+
+class RunFailed(HeadwayError):
+    """A flow or task run ended in a failed state."""
+
+
+class TaskRunTimeout(RunFailed, TimeoutError):
+    """A flow or task run exceeded its ``timeout_seconds``."""
+
+
+class RunCancelled(RunFailed):
+    """A run was cancelled."""
+
+
+class ServerError(HeadwayError):
+    """The server answered with an error that has no better mapping."""

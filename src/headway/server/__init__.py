@@ -1,0 +1,1 @@
+"""headway.server."""

@@ -1,0 +1,183 @@
+"""Connections and short transactions over the raw DB-API driver.
+
+One connection per thread (SQLite connections are cheap; PostgreSQL ones are
+few per process in practice). A transaction is a ``with`` block; nesting joins
+the outer transaction, so a store operation can be composed of others and stay
+one transaction. Connections opened before a ``fork`` are never reused in the
+child.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from headway.exceptions import StoreError
+from headway.store.dialects import Dialect, connect_postgres, connect_sqlite, dialect_for
+
+Row = tuple[Any, ...]
+
+
+class Tx:
+    """An open transaction: run statements, get rows back."""
+
+    __slots__ = ("_cur", "_dialect")
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self._cur = cursor
+        self._dialect = dialect
+
+    @property
+    def dialect(self) -> Dialect:
+        """The database's dialect."""
+        return self._dialect
+
+    def execute(self, query: str, params: dict[str, Any] | None = None) -> list[Row]:
+        """Run one statement; its rows (empty when it returns none)."""
+        cur = self._cur
+        cur.execute(self._dialect.sql(query), params or {})
+        if cur.description is None:
+            return []
+        return list(cur.fetchall())
+
+    def one(self, query: str, params: dict[str, Any] | None = None) -> Row | None:
+        """The first row of a statement, or None."""
+        cur = self._cur
+        cur.execute(self._dialect.sql(query), params or {})
+        row = cur.fetchone()
+        return None if row is None else tuple(row)
+
+    def rowcount(self, query: str, params: dict[str, Any] | None = None) -> int:
+        """Run one statement; how many rows it changed."""
+        cur = self._cur
+        cur.execute(self._dialect.sql(query), params or {})
+        return int(cur.rowcount)
+
+    def executemany(self, query: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Run one statement for each parameter set."""
+        if rows:
+            self._cur.executemany(self._dialect.sql(query), rows)
+
+
+class _Local(threading.local):
+    conn: Any = None
+    pid: int = 0
+    depth: int = 0
+    tx: Tx | None = None
+
+
+class Database:
+    """A database reached through per-thread connections."""
+
+    def __init__(self, url: str, busy_timeout: float = 60.0) -> None:
+        self.url = url
+        self.dialect = dialect_for(url)
+        self.busy_timeout = busy_timeout
+        self._local = _Local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+
+    def _connection(self) -> Any:
+        local = self._local
+        pid = os.getpid()
+        if local.conn is None or local.pid != pid:
+            try:
+                if self.dialect.name == "sqlite":
+                    conn: Any = connect_sqlite(self.url, self.busy_timeout)
+                else:
+                    conn = connect_postgres(self.url)
+            except (sqlite3.Error, OSError) as exc:
+                raise StoreError(f"cannot open the store at {self.url}: {exc}") from exc
+            except Exception as exc:
+                if type(exc).__module__.startswith("psycopg"):
+                    raise StoreError(f"cannot connect to the store: {exc}") from exc
+                raise
+            local.conn, local.pid, local.depth, local.tx = conn, pid, 0, None
+            with self._lock:
+                self._all.append(conn)
+        return local.conn
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A write transaction; on SQLite it holds the write lock from the start."""
+        with self._transaction(self.dialect.begin_write) as tx:
+            yield tx
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read transaction (a consistent snapshot)."""
+        with self._transaction(self.dialect.begin_read) as tx:
+            yield tx
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[Tx]:
+        local = self._local
+        if local.depth and local.pid == os.getpid() and local.tx is not None:
+            # Join the outer transaction: callers compose operations into one.
+            local.depth += 1
+            try:
+                yield local.tx
+            finally:
+                local.depth -= 1
+            return
+        conn = self._connection()
+        cur = conn.cursor()
+        self._begin(cur, begin)
+        tx = Tx(cur, self.dialect)
+        local.depth, local.tx = 1, tx
+        try:
+            yield tx
+        except BaseException:
+            local.depth, local.tx = 0, None
+            try:
+                cur.execute("ROLLBACK")
+            except Exception:
+                self._discard(conn)
+            raise
+        else:
+            local.depth, local.tx = 0, None
+            try:
+                cur.execute("COMMIT")
+            except Exception:
+                self._discard(conn)
+                raise
+        finally:
+            cur.close()
+
+    def _begin(self, cur: Any, begin: str) -> None:
+        # SQLite's busy handler does not cover every lock upgrade case; retry
+        # BEGIN itself until the busy timeout so callers simply wait and succeed.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                cur.execute(begin)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"the store is busy: {exc}") from exc
+                time.sleep(0.005)
+
+    def _discard(self, conn: Any) -> None:
+        local = self._local
+        if local.conn is conn:
+            local.conn = None
+        try:
+            conn.close()
+        except Exception:
+            pass
+
+    def close(self) -> None:
+        """Close every connection this object opened."""
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self._local = _Local()

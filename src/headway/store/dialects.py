@@ -1,0 +1,107 @@
+"""Every difference between SQLite and PostgreSQL, in one place.
+
+Queries elsewhere in ``store/`` are written once, with ``:name`` parameters;
+a :class:`Dialect` turns them into what the driver wants and supplies the few
+clauses that differ (how a write transaction begins, row locks).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+
+
+@dataclass
+class Dialect:
+    """How to talk to one kind of database."""
+
+    name: str
+    begin_write: str
+    begin_read: str
+    for_update: str
+    _cache: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def sql(self, query: str) -> str:
+        """``query`` with ``:name`` parameters in the driver's style (cached)."""
+        converted = self._cache.get(query)
+        if converted is None:
+            if self.name == "postgresql":
+                converted = _PARAM.sub(r"%(\1)s", query.replace("%", "%%"))
+            else:
+                converted = query
+            self._cache[query] = converted
+        return converted
+
+
+SQLITE = Dialect(
+    name="sqlite",
+    # IMMEDIATE takes the write lock up front: two processes never both read
+    # a limit and then both write it.
+    begin_write="BEGIN IMMEDIATE",
+    begin_read="BEGIN",
+    for_update="",
+)
+
+POSTGRESQL = Dialect(
+    name="postgresql",
+    begin_write="BEGIN",
+    begin_read="BEGIN",
+    for_update=" FOR UPDATE",
+)
+
+
+def dialect_for(url: str) -> Dialect:
+    """The dialect of a SQLAlchemy-style URL."""
+    if url.startswith("sqlite"):
+        return SQLITE
+    if url.startswith("postgresql"):
+        return POSTGRESQL
+    from headway.exceptions import ConfigurationError
+
+    raise ConfigurationError(f"unsupported database URL {url.split(':', 1)[0]!r}")
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///path`` URL."""
+    path = url.split(":///", 1)[1] if ":///" in url else ""
+    if not path or path == ":memory:":
+        from headway.exceptions import ConfigurationError
+
+        raise ConfigurationError("the embedded store needs a file path, not an in-memory database")
+    return Path(path.split("?", 1)[0])
+
+
+def connect_sqlite(url: str, busy_timeout: float) -> sqlite3.Connection:
+    """A SQLite connection in autocommit mode (we issue BEGIN ourselves), WAL on."""
+    path = sqlite_path(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
+    )
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    if mode != "wal":
+        conn.execute("PRAGMA journal_mode = WAL")
+    # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose
+    # the last transactions, and never corrupts the file.
+    conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+def postgres_conninfo(url: str) -> str:
+    """A psycopg conninfo URI from a SQLAlchemy ``postgresql+psycopg://`` URL."""
+    scheme, rest = url.split("://", 1)
+    del scheme
+    return "postgresql://" + rest
+
+
+def connect_postgres(url: str) -> Any:
+    """A psycopg connection in autocommit mode (we issue BEGIN ourselves)."""
+    import psycopg
+
+    return psycopg.connect(postgres_conninfo(url), autocommit=True)

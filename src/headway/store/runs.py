@@ -1,0 +1,428 @@
+"""Store operations on flow runs, task runs, their states and their logs.
+
+Each public method is one short transaction. State changes are checked against
+``core.states`` inside the same transaction that writes them, so two writers
+never both move a run out of the same state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from headway.core.models import FlowRun, LogRecord, TaskRun, ts_to_dt
+from headway.core.states import State, StateType, check_transition
+from headway.exceptions import ObjectNotFound
+from headway.store.db import Database, Row, Tx
+
+_FLOW_COLUMNS = (
+    "id, name, flow_name, deployment, parent_task_run_id, parameters, tags, state_type,"
+    " state_name, state_message, state_timestamp, created, expected_start_time, start_time,"
+    " end_time, run_count, priority, work_pool, work_queue"
+)
+_TASK_COLUMNS = (
+    "id, flow_run_id, name, task_key, tags, state_type, state_name, state_message,"
+    " state_timestamp, created, start_time, end_time, run_count"
+)
+
+
+@dataclass(frozen=True)
+class TaskRunRecord:
+    """A task run as the task engine reports it: its row and the states it went through."""
+
+    id: str
+    flow_run_id: str | None
+    name: str
+    task_key: str
+    tags: tuple[str, ...]
+    created: float
+    states: tuple[State, ...]
+    run_count: int = 0
+
+
+def _state_of(row: Row, offset: int) -> State:
+    return State(
+        StateType(row[offset]),
+        row[offset + 1],
+        ts_to_dt(row[offset + 3]) or State(StateType.PENDING).timestamp,
+        row[offset + 2],
+    )
+
+
+def _flow_run(row: Row, task_runs: tuple[TaskRun, ...] | None = None) -> FlowRun:
+    return FlowRun(
+        id=row[0],
+        name=row[1],
+        flow_name=row[2],
+        deployment=row[3],
+        parent_task_run_id=row[4],
+        parameters=json.loads(row[5]),
+        tags=tuple(json.loads(row[6])),
+        state=_state_of(row, 7),
+        created=ts_to_dt(row[11]),
+        expected_start_time=ts_to_dt(row[12]),
+        start_time=ts_to_dt(row[13]),
+        end_time=ts_to_dt(row[14]),
+        run_count=row[15],
+        priority=row[16],
+        work_pool=row[17],
+        work_queue=row[18],
+        task_runs=task_runs,
+    )
+
+
+def _task_run(row: Row) -> TaskRun:
+    return TaskRun(
+        id=row[0],
+        flow_run_id=row[1],
+        name=row[2],
+        task_key=row[3],
+        tags=tuple(json.loads(row[4])),
+        state=_state_of(row, 5),
+        created=ts_to_dt(row[9]),
+        start_time=ts_to_dt(row[10]),
+        end_time=ts_to_dt(row[11]),
+        run_count=row[12],
+    )
+
+
+def _ts(state: State) -> float:
+    return state.timestamp.timestamp()
+
+
+class RunStore:
+    """Runs, states and logs. Mixed into :class:`headway.store.store.Store`."""
+
+    db: Database
+
+    # -- flow runs -----------------------------------------------------------------
+    def create_flow_run(
+        self,
+        *,
+        id: str,
+        name: str,
+        flow_name: str,
+        state: State,
+        parameters: dict[str, Any] | None = None,
+        deployment: str | None = None,
+        parent_task_run_id: str | None = None,
+        tags: Sequence[str] = (),
+        expected_start_time: float | None = None,
+        priority: int = 0,
+        work_pool: str | None = None,
+        work_queue: str | None = None,
+        pid: int | None = None,
+        host: str | None = None,
+    ) -> FlowRun:
+        """Insert a flow run in its first state."""
+        check_transition(None, state.type)
+        now = time.time()
+        ts = _ts(state)
+        running = state.type is StateType.RUNNING
+        with self.db.write() as tx:
+            tx.execute(
+                "INSERT INTO flow_runs (id, name, flow_name, deployment, parent_task_run_id,"
+                " parameters, tags, state_type, state_name, state_message, state_timestamp,"
+                " created, expected_start_time, start_time, end_time, run_count, priority,"
+                " work_pool, work_queue, pid, host) VALUES (:id, :name, :flow_name,"
+                " :deployment, :parent, :parameters, :tags, :st, :sn, :sm, :ts, :created,"
+                " :expected, :start, :end, :run_count, :priority, :pool, :queue, :pid, :host)",
+                {
+                    "id": id,
+                    "name": name,
+                    "flow_name": flow_name,
+                    "deployment": deployment,
+                    "parent": parent_task_run_id,
+                    "parameters": json.dumps(parameters or {}, default=repr),
+                    "tags": json.dumps(list(tags)),
+                    "st": state.type.value,
+                    "sn": state.name,
+                    "sm": state.message,
+                    "ts": ts,
+                    "created": now,
+                    "expected": expected_start_time if expected_start_time is not None else now,
+                    "start": ts if running else None,
+                    "end": ts if state.is_final else None,
+                    "run_count": 1 if running else 0,
+                    "priority": priority,
+                    "pool": work_pool,
+                    "queue": work_queue,
+                    "pid": pid,
+                    "host": host,
+                },
+            )
+            self._insert_states(tx, "flow", [(id, state)])
+            row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": id})
+        assert row is not None
+        return _flow_run(row)
+
+    def set_flow_run_state(
+        self, run_id: str, state: State, *, expect: frozenset[StateType] | None = None
+    ) -> FlowRun:
+        """Move a flow run to ``state`` if the state machine allows it.
+
+        ``expect``, when given, is the set of states the caller believes the run is
+        in; a run found elsewhere raises :class:`IllegalTransition` unchanged.
+        """
+        with self.db.write() as tx:
+            self._set_flow_run_state(tx, run_id, state, expect)
+            row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+        assert row is not None
+        return _flow_run(row)
+
+    def _set_flow_run_state(
+        self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
+    ) -> None:
+        current = tx.one(
+            "SELECT state_type, start_time FROM flow_runs WHERE id = :id" + tx.dialect.for_update,
+            {"id": run_id},
+        )
+        if current is None:
+            raise ObjectNotFound(f"no flow run with id {run_id}")
+        from_type = StateType(current[0])
+        if expect is not None and from_type not in expect:
+            from headway.exceptions import IllegalTransition
+
+            raise IllegalTransition(
+                f"flow run {run_id} is {from_type.value}, not one of "
+                + ", ".join(sorted(t.value for t in expect))
+            )
+        check_transition(from_type, state.type)
+        ts = _ts(state)
+        entering_running = state.type is StateType.RUNNING
+        tx.execute(
+            "UPDATE flow_runs SET state_type = :st, state_name = :sn, state_message = :sm,"
+            " state_timestamp = :ts,"
+            " start_time = CASE WHEN :running = 1 AND start_time IS NULL THEN :ts"
+            " ELSE start_time END,"
+            " run_count = run_count + :running,"
+            " end_time = CASE WHEN :final = 1 THEN :ts ELSE end_time END WHERE id = :id",
+            {
+                "st": state.type.value,
+                "sn": state.name,
+                "sm": state.message,
+                "ts": ts,
+                "running": 1 if entering_running and from_type is not StateType.RUNNING else 0,
+                "final": 1 if state.is_final else 0,
+                "id": run_id,
+            },
+        )
+        self._insert_states(tx, "flow", [(run_id, state)])
+
+    def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
+        """One flow run (optionally with its task runs); ObjectNotFound if unknown."""
+        with self.db.read() as tx:
+            row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+            if row is None:
+                raise ObjectNotFound(f"no flow run with id {run_id}")
+            task_runs = None
+            if with_task_runs:
+                rows = tx.execute(
+                    f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE flow_run_id = :id"
+                    " ORDER BY created, id",
+                    {"id": run_id},
+                )
+                task_runs = tuple(_task_run(r) for r in rows)
+        return _flow_run(row, task_runs)
+
+    def list_flow_runs(
+        self,
+        *,
+        limit: int = 20,
+        states: Sequence[StateType] | None = None,
+        deployment: str | None = None,
+        flow_name: str | None = None,
+        offset: int = 0,
+    ) -> list[FlowRun]:
+        """Flow runs, newest first, filtered by state, deployment or flow."""
+        where: list[str] = []
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if states:
+            names = [f":s{i}" for i in range(len(states))]
+            where.append(f"state_type IN ({', '.join(names)})")
+            params.update({f"s{i}": s.value for i, s in enumerate(states)})
+        if deployment is not None:
+            where.append("deployment = :deployment")
+            params["deployment"] = deployment
+        if flow_name is not None:
+            where.append("flow_name = :flow_name")
+            params["flow_name"] = flow_name
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        with self.db.read() as tx:
+            rows = tx.execute(
+                f"SELECT {_FLOW_COLUMNS} FROM flow_runs{clause}"
+                " ORDER BY created DESC, id DESC LIMIT :limit OFFSET :offset",
+                params,
+            )
+        return [_flow_run(r) for r in rows]
+
+    def count_flow_runs_by_state(self) -> dict[str, int]:
+        """How many flow runs are in each state type."""
+        with self.db.read() as tx:
+            rows = tx.execute("SELECT state_type, COUNT(*) FROM flow_runs GROUP BY state_type")
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    # -- task runs -----------------------------------------------------------------
+    def record_task_runs(self, records: Sequence[TaskRunRecord]) -> None:
+        """Write task runs and the states they went through, in one transaction.
+
+        A record may repeat an id already written (a long task reported when it
+        started and again when it ended): its row is updated and only the states
+        newer than the stored one are appended.
+        """
+        if not records:
+            return
+        with self.db.write() as tx:
+            ids = [r.id for r in records]
+            known: dict[str, float] = {}
+            for chunk_start in range(0, len(ids), 500):
+                chunk = ids[chunk_start : chunk_start + 500]
+                marks = ", ".join(f":i{i}" for i in range(len(chunk)))
+                for row in tx.execute(
+                    f"SELECT id, state_timestamp FROM task_runs WHERE id IN ({marks})",
+                    {f"i{i}": v for i, v in enumerate(chunk)},
+                ):
+                    known[row[0]] = row[1]
+            inserts: list[dict[str, Any]] = []
+            updates: list[dict[str, Any]] = []
+            state_rows: list[tuple[str, State]] = []
+            for rec in records:
+                if not rec.states:
+                    continue
+                last = rec.states[-1]
+                start = next((_ts(s) for s in rec.states if s.type is StateType.RUNNING), None)
+                values: dict[str, Any] = {
+                    "id": rec.id,
+                    "flow_run_id": rec.flow_run_id,
+                    "name": rec.name,
+                    "task_key": rec.task_key,
+                    "tags": json.dumps(list(rec.tags)),
+                    "st": last.type.value,
+                    "sn": last.name,
+                    "sm": last.message,
+                    "ts": _ts(last),
+                    "created": rec.created,
+                    "start": start,
+                    "end": _ts(last) if last.is_final else None,
+                    "run_count": rec.run_count,
+                }
+                if rec.id in known:
+                    updates.append(values)
+                    stored = known[rec.id]
+                    state_rows.extend((rec.id, s) for s in rec.states if _ts(s) > stored)
+                else:
+                    inserts.append(values)
+                    state_rows.extend((rec.id, s) for s in rec.states)
+            tx.executemany(
+                "INSERT INTO task_runs (id, flow_run_id, name, task_key, tags, state_type,"
+                " state_name, state_message, state_timestamp, created, start_time, end_time,"
+                " run_count) VALUES (:id, :flow_run_id, :name, :task_key, :tags, :st, :sn, :sm,"
+                " :ts, :created, :start, :end, :run_count)",
+                inserts,
+            )
+            tx.executemany(
+                "UPDATE task_runs SET state_type = :st, state_name = :sn, state_message = :sm,"
+                " state_timestamp = :ts, start_time = COALESCE(start_time, :start),"
+                " end_time = :end, run_count = :run_count WHERE id = :id",
+                updates,
+            )
+            self._insert_states(tx, "task", state_rows)
+
+    def read_task_run(self, task_run_id: str) -> TaskRun:
+        """One task run; ObjectNotFound if unknown."""
+        with self.db.read() as tx:
+            row = tx.one(
+                f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE id = :id", {"id": task_run_id}
+            )
+        if row is None:
+            raise ObjectNotFound(f"no task run with id {task_run_id}")
+        return _task_run(row)
+
+    def read_task_runs(self, flow_run_id: str) -> list[TaskRun]:
+        """The task runs of a flow run, in creation order."""
+        with self.db.read() as tx:
+            rows = tx.execute(
+                f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE flow_run_id = :id"
+                " ORDER BY created, id",
+                {"id": flow_run_id},
+            )
+        return [_task_run(r) for r in rows]
+
+    # -- states --------------------------------------------------------------------
+    def read_states(self, run_id: str) -> list[State]:
+        """Every recorded state of a flow or task run, oldest first."""
+        with self.db.read() as tx:
+            rows = tx.execute(
+                "SELECT type, name, message, timestamp FROM states WHERE run_id = :id ORDER BY id",
+                {"id": run_id},
+            )
+        return [
+            State(StateType(r[0]), r[1], ts_to_dt(r[3]) or State(StateType.PENDING).timestamp, r[2])
+            for r in rows
+        ]
+
+    def _insert_states(self, tx: Tx, kind: str, items: Sequence[tuple[str, State]]) -> None:
+        tx.executemany(
+            "INSERT INTO states (run_id, run_kind, type, name, message, timestamp)"
+            " VALUES (:run_id, :kind, :type, :name, :message, :ts)",
+            [
+                {
+                    "run_id": run_id,
+                    "kind": kind,
+                    "type": s.type.value,
+                    "name": s.name,
+                    "message": s.message,
+                    "ts": _ts(s),
+                }
+                for run_id, s in items
+            ],
+        )
+
+    # -- logs ----------------------------------------------------------------------
+    def write_logs(self, records: Sequence[LogRecord]) -> None:
+        """Append log lines, in one transaction."""
+        if not records:
+            return
+        with self.db.write() as tx:
+            tx.executemany(
+                "INSERT INTO logs (flow_run_id, task_run_id, level, logger, message, timestamp)"
+                " VALUES (:f, :t, :level, :logger, :message, :ts)",
+                [
+                    {
+                        "f": r.flow_run_id,
+                        "t": r.task_run_id,
+                        "level": r.level,
+                        "logger": r.logger,
+                        "message": r.message,
+                        "ts": r.timestamp.timestamp(),
+                    }
+                    for r in records
+                ],
+            )
+
+    def read_logs(
+        self, flow_run_id: str, *, after_id: int = 0, limit: int = 10_000
+    ) -> list[tuple[int, LogRecord]]:
+        """Log lines of a flow run (and its task runs) after ``after_id``, with their ids."""
+        import logging
+
+        with self.db.read() as tx:
+            rows = tx.execute(
+                "SELECT id, flow_run_id, task_run_id, level, logger, message, timestamp"
+                " FROM logs WHERE flow_run_id = :id AND id > :after ORDER BY id LIMIT :limit",
+                {"id": flow_run_id, "after": after_id, "limit": limit},
+            )
+        out = []
+        for r in rows:
+            ts = ts_to_dt(r[6])
+            assert ts is not None
+            out.append(
+                (
+                    int(r[0]),
+                    LogRecord(r[1], r[2], r[3], logging.getLevelName(r[3]), r[4], r[5], ts),
+                )
+            )
+        return out

@@ -1,0 +1,191 @@
+"""The declared schema, as SQLAlchemy Core tables.
+
+Alembic's history (``migrations/``) builds this schema; a test checks that the
+migrated database equals these declarations. Times are epoch seconds (float):
+portable across SQLite and PostgreSQL and cheap to compare in SQL. Runtime
+queries live in ``store.py`` and its siblings; this module is imported only by
+migrations and tests, so the embedded hot path never pays for SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+flow_runs = Table(
+    "flow_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("flow_name", String(200), nullable=False),
+    Column("deployment", String(401), nullable=True),
+    Column("parent_task_run_id", String(36), nullable=True),
+    Column("parameters", Text, nullable=False, server_default="{}"),
+    Column("tags", Text, nullable=False, server_default="[]"),
+    Column("state_type", String(20), nullable=False),
+    Column("state_name", String(100), nullable=False),
+    Column("state_message", Text, nullable=True),
+    Column("state_timestamp", Float, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("expected_start_time", Float, nullable=True),
+    Column("start_time", Float, nullable=True),
+    Column("end_time", Float, nullable=True),
+    Column("run_count", Integer, nullable=False, server_default="0"),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("work_pool", String(200), nullable=True),
+    Column("work_queue", String(200), nullable=True),
+    Column("pid", Integer, nullable=True),
+    Column("host", String(255), nullable=True),
+)
+Index("ix_flow_runs_created", flow_runs.c.created)
+Index("ix_flow_runs_state", flow_runs.c.state_type, flow_runs.c.created)
+Index("ix_flow_runs_deployment", flow_runs.c.deployment, flow_runs.c.created)
+
+task_runs = Table(
+    "task_runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("flow_run_id", String(36), nullable=True),
+    Column("name", String(200), nullable=False),
+    Column("task_key", String(400), nullable=False),
+    Column("tags", Text, nullable=False, server_default="[]"),
+    Column("state_type", String(20), nullable=False),
+    Column("state_name", String(100), nullable=False),
+    Column("state_message", Text, nullable=True),
+    Column("state_timestamp", Float, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("start_time", Float, nullable=True),
+    Column("end_time", Float, nullable=True),
+    Column("run_count", Integer, nullable=False, server_default="0"),
+)
+Index("ix_task_runs_flow_run", task_runs.c.flow_run_id, task_runs.c.created)
+
+states = Table(
+    "states",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("run_id", String(36), nullable=False),
+    Column("run_kind", String(4), nullable=False),
+    Column("type", String(20), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("message", Text, nullable=True),
+    Column("timestamp", Float, nullable=False),
+)
+Index("ix_states_run", states.c.run_id, states.c.id)
+
+logs = Table(
+    "logs",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("flow_run_id", String(36), nullable=True),
+    Column("task_run_id", String(36), nullable=True),
+    Column("level", Integer, nullable=False),
+    Column("logger", String(200), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("timestamp", Float, nullable=False),
+)
+Index("ix_logs_flow_run", logs.c.flow_run_id, logs.c.id)
+
+limits = Table(
+    "limits",
+    metadata,
+    Column("name", String(300), primary_key=True),
+    Column("slot_limit", Integer, nullable=False),
+    Column("active", Boolean, nullable=False, server_default="1"),
+    # Float so rate limits can decay continuously; plain limits stay whole.
+    Column("active_slots", Float, nullable=False, server_default="0"),
+    Column("slot_decay_per_second", Float, nullable=False, server_default="0"),
+    Column("decayed_at", Float, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+    Column("grants", BigInteger, nullable=False, server_default="0"),
+    Column("denials", BigInteger, nullable=False, server_default="0"),
+    Column("expiries", BigInteger, nullable=False, server_default="0"),
+    Column("total_wait_seconds", Float, nullable=False, server_default="0"),
+    # Sum of slot-seconds released, for average occupancy and start estimates.
+    Column("total_hold_seconds", Float, nullable=False, server_default="0"),
+    Column("releases", BigInteger, nullable=False, server_default="0"),
+)
+
+# One row per (lease, limit): a lease over several limits has several rows.
+leases = Table(
+    "leases",
+    metadata,
+    Column("lease_id", String(36), nullable=False),
+    Column("limit_name", String(300), nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("holder_kind", String(20), nullable=False),
+    Column("holder_id", String(100), nullable=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("proc_start", BigInteger, nullable=False, server_default="0"),
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    PrimaryKeyConstraint("lease_id", "limit_name", name="pk_leases"),
+)
+Index("ix_leases_limit", leases.c.limit_name)
+Index("ix_leases_expires", leases.c.expires)
+
+# One row per (waiting request, limit); ``seq`` orders requests globally (FIFO).
+waiters = Table(
+    "waiters",
+    metadata,
+    Column("seq", BigInteger, nullable=False),
+    Column("limit_name", String(300), nullable=False),
+    Column("waiter_id", String(36), nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("holder_kind", String(20), nullable=False),
+    Column("holder_id", String(100), nullable=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", String(255), nullable=False),
+    Column("proc_start", BigInteger, nullable=False, server_default="0"),
+    Column("wake_address", String(300), nullable=True),
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    PrimaryKeyConstraint("waiter_id", "limit_name", name="pk_waiters"),
+)
+Index("ix_waiters_order", waiters.c.limit_name, waiters.c.priority, waiters.c.seq)
+Index("ix_waiters_expires", waiters.c.expires)
+
+# Monotonic counters shared by every process (waiter order).
+sequences = Table(
+    "sequences",
+    metadata,
+    Column("name", String(50), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("timestamp", Float, nullable=False),
+    Column("kind", String(50), nullable=False),
+    Column("run_id", String(36), nullable=True),
+    Column("limit_name", String(300), nullable=True),
+    Column("slots", Integer, nullable=True),
+    Column("detail", Text, nullable=True),
+)
+Index("ix_events_timestamp", events.c.timestamp)
+Index("ix_events_run", events.c.run_id, events.c.id)
+Index("ix_events_limit", events.c.limit_name, events.c.id)

@@ -1,0 +1,37 @@
+"""The Store: every operation headway performs on its database.
+
+``Store`` is assembled from one mixin per idea (runs, slots, ...); each
+operation is one short transaction. Nothing outside ``store/`` writes SQL.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from headway.settings import Settings
+from headway.store.db import Database
+from headway.store.migrate import ensure_schema
+from headway.store.runs import RunStore
+
+
+class Store(RunStore):
+    """A headway database: SQLite (embedded) or PostgreSQL."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.host = socket.gethostname()
+        self.pid = os.getpid()
+
+    @classmethod
+    def open(cls, settings: Settings, *, migrate: bool = True) -> Store:
+        """Open the store the settings name, creating or migrating its schema if needed."""
+        db = Database(settings.effective_database_url, settings.store_busy_timeout_seconds)
+        if migrate:
+            ensure_schema(db)
+        return cls(db, settings)
+
+    def close(self) -> None:
+        """Close every connection."""
+        self.db.close()
