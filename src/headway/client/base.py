@@ -1,0 +1,132 @@
+"""The Client: the one contract every caller (SDK, concurrency API, CLI, worker) uses.
+
+Two implementations: :class:`~headway.client.local.LocalClient` runs the
+Orchestrator in this process on the embedded store; ``HttpClient`` makes the
+same calls over HTTP. No caller knows which one it has.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from collections.abc import Sequence
+
+from headway.core.models import FlowRun, LogRecord, TaskRun
+from headway.core.states import State, StateType
+from headway.settings import Settings, get_settings
+from headway.store.runs import TaskRunRecord
+
+
+class Client(abc.ABC):
+    """Every operation headway's callers perform."""
+
+    settings: Settings
+
+    # -- runs ----------------------------------------------------------------------
+    @abc.abstractmethod
+    def create_flow_run(
+        self,
+        *,
+        id: str,
+        name: str,
+        flow_name: str,
+        state: State,
+        parameters: dict[str, object] | None = None,
+        deployment: str | None = None,
+        parent_task_run_id: str | None = None,
+        tags: Sequence[str] = (),
+        pid: int | None = None,
+        host: str | None = None,
+    ) -> FlowRun:
+        """Record a new flow run in its first state."""
+
+    @abc.abstractmethod
+    def set_flow_run_state(
+        self, run_id: str, state: State, *, expect: frozenset[StateType] | None = None
+    ) -> FlowRun:
+        """Move a flow run to ``state``; IllegalTransition if the state machine forbids it."""
+
+    @abc.abstractmethod
+    def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
+        """One flow run; ObjectNotFound if unknown."""
+
+    @abc.abstractmethod
+    def list_flow_runs(
+        self,
+        *,
+        limit: int = 20,
+        states: Sequence[StateType] | None = None,
+        deployment: str | None = None,
+        flow_name: str | None = None,
+        offset: int = 0,
+    ) -> list[FlowRun]:
+        """Flow runs, newest first."""
+
+    @abc.abstractmethod
+    def record_task_runs(self, records: Sequence[TaskRunRecord]) -> None:
+        """Record task runs and the states they went through (batched by the SDK)."""
+
+    @abc.abstractmethod
+    def read_task_run(self, task_run_id: str) -> TaskRun:
+        """One task run; ObjectNotFound if unknown."""
+
+    @abc.abstractmethod
+    def read_task_runs(self, flow_run_id: str) -> list[TaskRun]:
+        """The task runs of a flow run, in creation order."""
+
+    @abc.abstractmethod
+    def read_states(self, run_id: str) -> list[State]:
+        """The state history of a flow or task run, oldest first."""
+
+    @abc.abstractmethod
+    def write_logs(self, records: Sequence[LogRecord]) -> None:
+        """Append log lines."""
+
+    @abc.abstractmethod
+    def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[tuple[int, LogRecord]]:
+        """Log lines of a flow run after ``after_id``, with their ids."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; the client must not be used afterwards."""
+
+
+_default: Client | None = None
+_default_lock = threading.Lock()
+
+
+def get_client(settings: Settings | None = None) -> Client:
+    """The process's default client: HTTP when ``HEADWAY_API_URL`` is set, else embedded.
+
+    It is made on first use (never on import) and shared by the SDK, the
+    concurrency API and the CLI of this process. Pass ``settings`` to build a
+    separate client instead.
+    """
+    global _default
+    if settings is not None:
+        return _make_client(settings)
+    client = _default
+    if client is not None:
+        return client
+    with _default_lock:
+        if _default is None:
+            _default = _make_client(get_settings())
+        return _default
+
+
+def set_default_client(client: Client | None) -> Client | None:
+    """Replace the process's default client (tests, embedding); returns the old one."""
+    global _default
+    with _default_lock:
+        old, _default = _default, client
+    return old
+
+
+def _make_client(settings: Settings) -> Client:
+    if settings.api_url:
+        from headway.client.http import HttpClient  # server dependencies load only here
+
+        client: Client = HttpClient(settings)
+        return client
+    from headway.client.local import LocalClient
+
+    return LocalClient(settings)

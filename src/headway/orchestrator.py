@@ -1,0 +1,69 @@
+"""Policy over a Store: which state changes are allowed, which limits a run needs.
+
+The state machine itself lives in ``core.states``; the Store enforces it inside
+each transaction. The Orchestrator adds what needs more than one record:
+recording, slot acquisition for task tags, and (later) claiming and collision
+strategies for deployments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from headway.core.models import FlowRun, LogRecord, TaskRun
+from headway.core.states import State, StateType
+from headway.settings import Settings
+from headway.store.runs import TaskRunRecord
+from headway.store.store import Store
+
+
+class Orchestrator:
+    """The one implementation of headway's operations; clients call into it."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    # -- runs ----------------------------------------------------------------------
+    def create_flow_run(self, **fields: Any) -> FlowRun:
+        """Record a new flow run in its first state."""
+        return self.store.create_flow_run(**fields)
+
+    def set_flow_run_state(
+        self, run_id: str, state: State, *, expect: frozenset[StateType] | None = None
+    ) -> FlowRun:
+        """Move a flow run to a new state (IllegalTransition if not allowed)."""
+        return self.store.set_flow_run_state(run_id, state, expect=expect)
+
+    def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
+        """One flow run."""
+        return self.store.read_flow_run(run_id, with_task_runs=with_task_runs)
+
+    def list_flow_runs(self, **filters: Any) -> list[FlowRun]:
+        """Flow runs, newest first."""
+        return self.store.list_flow_runs(**filters)
+
+    def record_task_runs(self, records: Sequence[TaskRunRecord]) -> None:
+        """Record task runs and their states."""
+        self.store.record_task_runs(records)
+
+    def read_task_run(self, task_run_id: str) -> TaskRun:
+        """One task run."""
+        return self.store.read_task_run(task_run_id)
+
+    def read_task_runs(self, flow_run_id: str) -> list[TaskRun]:
+        """The task runs of a flow run."""
+        return self.store.read_task_runs(flow_run_id)
+
+    def read_states(self, run_id: str) -> list[State]:
+        """The state history of a run."""
+        return self.store.read_states(run_id)
+
+    def write_logs(self, records: Sequence[LogRecord]) -> None:
+        """Append log lines."""
+        self.store.write_logs(records)
+
+    def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[tuple[int, LogRecord]]:
+        """Log lines of a flow run after ``after_id``."""
+        return self.store.read_logs(flow_run_id, after_id=after_id)
