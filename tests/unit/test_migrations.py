@@ -1,0 +1,48 @@
+"""One Alembic history: a single head equal to ``HEAD``, and a migrated schema equal
+to the declared one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from headway.store import migrate
+from headway.store.db import Database
+from headway.store.migrations import HEAD
+
+
+def test_single_head_is_the_declared_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(migrate.alembic_config("sqlite:///unused.db"))
+    assert script.get_heads() == [HEAD]
+
+
+def test_migrated_schema_equals_declared_schema(tmp_path: Path) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from headway.store.schema import metadata
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    db = Database(url)
+    assert migrate.ensure_schema(db) is True
+    assert migrate.current_revision(db) == HEAD
+    assert migrate.ensure_schema(db) is False  # current: nothing runs
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_history_downgrades_to_empty_and_back(tmp_path: Path) -> None:
+    from alembic import command
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    db = Database(url)
+    migrate.ensure_schema(db)
+    command.downgrade(migrate.alembic_config(url), "base")
+    assert migrate.current_revision(db) is None
+    migrate.upgrade(url)
+    assert migrate.current_revision(db) == HEAD
