@@ -138,6 +138,9 @@ leases = Table(
     Column("proc_start", BigInteger, nullable=False, server_default="0"),
     Column("created", Float, nullable=False),
     Column("expires", Float, nullable=False),
+    # Boot id + pid namespace of the holder: only a process of the same node
+    # may judge it dead by its pid (migration 0002).
+    Column("node", String(100), nullable=True),
     PrimaryKeyConstraint("lease_id", "limit_name", name="pk_leases"),
 )
 Index("ix_leases_limit", leases.c.limit_name)
@@ -160,6 +163,7 @@ waiters = Table(
     Column("wake_address", String(300), nullable=True),
     Column("created", Float, nullable=False),
     Column("expires", Float, nullable=False),
+    Column("node", String(100), nullable=True),
     PrimaryKeyConstraint("waiter_id", "limit_name", name="pk_waiters"),
 )
 Index("ix_waiters_order", waiters.c.limit_name, waiters.c.priority, waiters.c.seq)
