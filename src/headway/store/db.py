@@ -18,7 +18,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from headway.exceptions import StoreError
-from headway.store.dialects import Dialect, connect_postgres, connect_sqlite, dialect_for
+from headway.store.dialects import (
+    Dialect,
+    connect_postgres,
+    connect_sqlite,
+    connection_usable,
+    dialect_for,
+    is_connection_error,
+)
 
 Row = tuple[Any, ...]
 
@@ -85,6 +92,9 @@ class Database:
     def _connection(self) -> Any:
         local = self._local
         pid = os.getpid()
+        if local.conn is not None and local.pid == pid and not connection_usable(local.conn):
+            # The server went away between transactions: open a fresh connection.
+            self._discard(local.conn)
         if local.conn is None or local.pid != pid:
             try:
                 if self.dialect.name == "sqlite":
@@ -125,47 +135,67 @@ class Database:
             finally:
                 local.depth -= 1
             return
-        conn = self._connection()
-        cur = conn.cursor()
-        self._begin(cur, begin)
+        conn, cur = self._begin(begin)
         tx = Tx(cur, self.dialect)
         local.depth, local.tx = 1, tx
         try:
             yield tx
-        except BaseException:
+        except BaseException as exc:
             local.depth, local.tx = 0, None
             try:
                 cur.execute("ROLLBACK")
             except Exception:
                 self._discard(conn)
+            if is_connection_error(exc):
+                self._discard(conn)
+                raise StoreError(f"lost the connection to the store: {exc}") from exc
             raise
         else:
             local.depth, local.tx = 0, None
             try:
                 cur.execute("COMMIT")
-            except Exception:
+            except Exception as exc:
                 self._discard(conn)
+                if is_connection_error(exc):
+                    raise StoreError(f"lost the connection to the store: {exc}") from exc
                 raise
         finally:
             cur.close()
 
-    def _begin(self, cur: Any, begin: str) -> None:
+    def _begin(self, begin: str) -> tuple[Any, Any]:
+        """A connection and a cursor with a transaction begun on it."""
         # SQLite's busy handler does not cover every lock upgrade case; retry
         # BEGIN itself until the busy timeout so callers simply wait and succeed.
+        # A PostgreSQL connection that died while idle fails at BEGIN, before
+        # anything ran: replace it once and go on.
         deadline = time.monotonic() + self.busy_timeout
+        reconnected = False
         while True:
+            conn = self._connection()
+            cur = conn.cursor()
             try:
                 cur.execute(begin)
-                return
+                return conn, cur
             except sqlite3.OperationalError as exc:
+                cur.close()
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise StoreError(f"the store is busy: {exc}") from exc
                 time.sleep(0.005)
+            except Exception as exc:
+                if not is_connection_error(exc):
+                    raise
+                self._discard(conn)
+                if reconnected:
+                    raise StoreError(f"lost the connection to the store: {exc}") from exc
+                reconnected = True
 
     def _discard(self, conn: Any) -> None:
         local = self._local
         if local.conn is conn:
             local.conn = None
+        with self._lock:
+            if conn in self._all:
+                self._all.remove(conn)
         try:
             conn.close()
         except Exception:

@@ -101,7 +101,41 @@ def postgres_conninfo(url: str) -> str:
 
 
 def connect_postgres(url: str) -> Any:
-    """A psycopg connection in autocommit mode (we issue BEGIN ourselves)."""
+    """A psycopg connection in autocommit mode (we issue BEGIN ourselves).
+
+    TCP keepalives let a connection to a vanished server fail in seconds rather
+    than hang for the kernel's default two hours.
+    """
     import psycopg
 
-    return psycopg.connect(postgres_conninfo(url), autocommit=True)
+    return psycopg.connect(
+        postgres_conninfo(url),
+        autocommit=True,
+        connect_timeout=10,
+        keepalives=1,
+        keepalives_idle=10,
+        keepalives_interval=5,
+        keepalives_count=3,
+    )
+
+
+def connection_usable(conn: Any) -> bool:
+    """False for a connection known to be closed or broken (PostgreSQL only knows)."""
+    return not (getattr(conn, "closed", False) or getattr(conn, "broken", False))
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database connection itself failed (not the query).
+
+    A PostgreSQL server restarted, a network drop, an administrator terminating
+    the backend: the connection must be replaced, and the error is the store
+    being unreachable rather than a bug in a statement.
+    """
+    module = type(exc).__module__
+    if not module.startswith("psycopg"):
+        return False
+    import psycopg
+
+    if isinstance(exc, psycopg.errors.TransactionRollback):
+        return False  # deadlock or serialization failure: the connection is fine
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)

@@ -1,0 +1,103 @@
+"""``headway server start``: the HTTP server (FastAPI + uvicorn) over a store."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import typer
+
+from headway.exceptions import ConfigurationError, ValidationError
+
+NAME = "server"
+
+app = typer.Typer(
+    help="Run the headway HTTP server that clients reach with HEADWAY_API_URL.",
+    no_args_is_help=True,
+)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding ``host`` keeps the server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def start(
+    host: str | None = typer.Option(
+        None, "--host", help="Address to bind (default HEADWAY_SERVER_HOST, 127.0.0.1)."
+    ),
+    port: int | None = typer.Option(
+        None, "--port", help="Port to bind (default HEADWAY_SERVER_PORT, 4200)."
+    ),
+    database_url: str | None = typer.Option(
+        None,
+        "--database-url",
+        help="Store to serve (default HEADWAY_DATABASE_URL, else SQLite under HEADWAY_HOME).",
+    ),
+    workers: int = typer.Option(1, "--workers", help="Server processes sharing the port."),
+    insecure: bool = typer.Option(
+        False, "--insecure", help="Allow a non-loopback bind without HEADWAY_API_KEY."
+    ),
+    log_level: str | None = typer.Option(
+        None, "--log-level", help="Server log level (default HEADWAY_LOGGING_LEVEL)."
+    ),
+    access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+) -> None:
+    """Start the server; migrations run first, so a new database is ready at once."""
+    from headway.settings import _mask, get_settings
+
+    if database_url is not None:
+        if not database_url.strip():
+            raise ValidationError("--database-url must not be empty")
+        # Worker processes read their settings from the environment.
+        os.environ["HEADWAY_DATABASE_URL"] = database_url
+    # The server is the store: it never forwards to another server.
+    os.environ.pop("HEADWAY_API_URL", None)
+    settings = get_settings()
+    bind_host = host or settings.server_host
+    bind_port = settings.server_port if port is None else port
+    if not 0 <= bind_port <= 65535:
+        raise ValidationError(f"--port must be between 0 and 65535, got {bind_port}")
+    if workers < 1:
+        raise ValidationError(f"--workers must be at least 1, got {workers}")
+    if not is_loopback(bind_host) and not settings.api_key and not insecure:
+        raise ConfigurationError(
+            f"refusing to bind {bind_host} without HEADWAY_API_KEY: anyone who can reach it"
+            " could change runs and limits (set HEADWAY_API_KEY, or pass --insecure)"
+        )
+    from headway.store.db import Database
+    from headway.store.migrate import ensure_schema
+
+    db = Database(settings.effective_database_url, settings.store_busy_timeout_seconds)
+    try:
+        ensure_schema(db)
+    finally:
+        db.close()
+
+    import uvicorn
+
+    level = (log_level or settings.logging_level).lower()
+    typer.echo(
+        f"headway server on http://{bind_host}:{bind_port}"
+        f" (store: {_mask(settings.effective_database_url)}, workers: {workers},"
+        f" API key: {'required' if settings.api_key else 'none'})",
+        err=True,
+    )
+    uvicorn.run(
+        "headway.server.app:app_from_environment",
+        factory=True,
+        host=bind_host,
+        port=bind_port,
+        workers=workers,
+        log_level=level,
+        access_log=access_log,
+        # Longer than the client's idle expiry, so the client always closes first.
+        timeout_keep_alive=30,
+        server_header=False,
+    )

@@ -1,0 +1,371 @@
+"""HttpClient: the Client contract over HTTP, to a ``headway server``.
+
+Callers cannot tell it from :class:`~headway.client.local.LocalClient`: the
+same methods return the same records and raise the same ``HeadwayError``
+subclasses (the server names the class in every error body, and this module
+raises it again). One keep-alive connection pool per process; requests that
+never reached the server (connection refused, a server restarting) are retried
+with back-off, so a restart is a pause rather than a failure. httpx is
+imported only when this module is, i.e. only when ``HEADWAY_API_URL`` is set.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import os
+import threading
+import time
+import types
+import typing
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+import httpx
+
+from headway import exceptions
+from headway.client.base import Client
+from headway.core.models import FlowRun, LogRecord, TaskRun, to_jsonable
+from headway.core.states import State, StateType
+from headway.settings import Settings
+from headway.store.runs import TaskRunRecord
+
+API_PREFIX = "/api/v1"
+
+#: Batched writes are sent in chunks of at most this many records and about
+#: this many bytes, well under the server's limit for batch routes.
+BATCH_RECORDS = 2_000
+BATCH_BYTES = 4 * 1024 * 1024
+
+T = TypeVar("T")
+
+
+class HttpClient(Client):
+    """Every Client operation as a request to the server at ``settings.api_url``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        api_url: str | None = None,
+        retry_seconds: float = 15.0,
+        timeout_seconds: float = 30.0,
+    ) -> None:
+        url = api_url or settings.api_url
+        if not url:
+            raise exceptions.ConfigurationError("HEADWAY_API_URL is not set")
+        self.settings = settings
+        self.api_url = url.rstrip("/")
+        #: How long a request that cannot reach the server is retried before failing.
+        self.retry_seconds = retry_seconds
+        self.timeout_seconds = timeout_seconds
+        self._base = self.api_url + API_PREFIX
+        self._headers = {"User-Agent": "headway-client", "Accept": "application/json"}
+        if settings.api_key:
+            self._headers["Authorization"] = f"Bearer {settings.api_key}"
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
+        self._transport: httpx.HTTPTransport | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    # -- transport -----------------------------------------------------------------
+    @property
+    def transport(self) -> httpx.HTTPTransport:
+        """The process's keep-alive connection pool (made anew in a forked child)."""
+        transport = self._transport
+        if transport is None or self._pid != os.getpid():
+            with self._lock:
+                if self._transport is None or self._pid != os.getpid():
+                    self._transport = httpx.HTTPTransport(
+                        # Idle connections are dropped before the server's keep-alive
+                        # timeout (30 s) could close them under a request.
+                        limits=httpx.Limits(
+                            max_connections=256, max_keepalive_connections=64, keepalive_expiry=4.0
+                        ),
+                    )
+                    self._pid = os.getpid()
+                transport = self._transport
+        return transport
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content: bytes | None = None,
+        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
+        timeout: float | None = None,
+        idempotent: bool | None = None,
+    ) -> Any:
+        """Send one request; its decoded JSON body, or the mapped ``HeadwayError``.
+
+        A request that could not be delivered is retried with back-off for
+        ``retry_seconds``; one whose answer was lost is retried only when it is
+        idempotent (GET by default), since the server may have acted on it.
+        """
+        # httpx's transport is used directly: the Client layer above it (cookies,
+        # redirects, auth flows, URL merging) costs more than the request itself
+        # on a loopback server, and headway needs none of it.
+        if idempotent is None:
+            idempotent = method == "GET"
+        if body is not None:
+            content = json.dumps(body, separators=(",", ":")).encode()
+        headers = self._headers if content is None else self._json_headers
+        wait = self.timeout_seconds if timeout is None else timeout
+        extensions = {"timeout": {"connect": 5.0, "read": wait, "write": wait, "pool": wait}}
+        url = self._base + path
+        deadline = time.monotonic() + self.retry_seconds
+        delay = 0.05
+        while True:
+            request = httpx.Request(
+                method, url, params=params, content=content, headers=headers, extensions=extensions
+            )
+            try:
+                response = self.transport.handle_request(request)
+                try:
+                    response.read()
+                finally:
+                    response.close()
+                break
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                error: Exception = exc
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
+                if not idempotent:
+                    raise exceptions.StoreError(
+                        f"the connection to the headway server at {self.api_url} failed"
+                        f" during {method} {path}: {exc or type(exc).__name__}"
+                    ) from exc
+                error = exc
+            except httpx.TimeoutException as exc:
+                raise exceptions.StoreError(
+                    f"the headway server at {self.api_url} did not answer {method} {path} in time"
+                ) from exc
+            if time.monotonic() + delay > deadline:
+                raise exceptions.StoreError(
+                    f"cannot reach the headway server at {self.api_url}:"
+                    f" {error or type(error).__name__}"
+                ) from error
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        status = response.status_code
+        if status >= 400:
+            raise error_from_response(status, response.content)
+        if status == 204 or not response.content:
+            return None
+        return json.loads(response.content)
+
+    def close(self) -> None:
+        with self._lock:
+            transport, self._transport = self._transport, None
+        if transport is not None and self._pid == os.getpid():
+            transport.close()
+
+    # -- runs ----------------------------------------------------------------------
+    def create_flow_run(
+        self,
+        *,
+        id: str,
+        name: str,
+        flow_name: str,
+        state: State,
+        parameters: dict[str, object] | None = None,
+        deployment: str | None = None,
+        parent_task_run_id: str | None = None,
+        tags: Sequence[str] = (),
+        pid: int | None = None,
+        host: str | None = None,
+    ) -> FlowRun:
+        body = {
+            "id": id,
+            "name": name,
+            "flow_name": flow_name,
+            "state": encode(state),
+            "parameters": encode(parameters or {}),
+            "deployment": deployment,
+            "parent_task_run_id": parent_task_run_id,
+            "tags": list(tags),
+            "pid": pid,
+            "host": host,
+        }
+        return decode(FlowRun, self.request("POST", "/flow_runs", body=body))
+
+    def set_flow_run_state(
+        self, run_id: str, state: State, *, expect: frozenset[StateType] | None = None
+    ) -> FlowRun:
+        body = {
+            "state": encode(state),
+            "expect": None if expect is None else sorted(t.value for t in expect),
+        }
+        return decode(FlowRun, self.request("POST", f"/flow_runs/{run_id}/state", body=body))
+
+    def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
+        params = {"with_task_runs": "true"} if with_task_runs else None
+        return decode(FlowRun, self.request("GET", f"/flow_runs/{run_id}", params=params))
+
+    def list_flow_runs(
+        self,
+        *,
+        limit: int = 20,
+        states: Sequence[StateType] | None = None,
+        deployment: str | None = None,
+        flow_name: str | None = None,
+        offset: int = 0,
+    ) -> list[FlowRun]:
+        params: list[tuple[str, Any]] = [("limit", limit), ("offset", offset)]
+        params.extend(("state", StateType(s).value) for s in states or ())
+        if deployment is not None:
+            params.append(("deployment", deployment))
+        if flow_name is not None:
+            params.append(("flow_name", flow_name))
+        rows = self.request("GET", "/flow_runs", params=params)
+        return [decode(FlowRun, row) for row in rows]
+
+    def record_task_runs(self, records: Sequence[TaskRunRecord]) -> None:
+        # Repeating a record is harmless (the store updates by id), so a batch
+        # whose answer was lost may be sent again.
+        for chunk in _batches(records):
+            self.request("POST", "/task_runs/batch", content=chunk, idempotent=True)
+
+    def read_task_run(self, task_run_id: str) -> TaskRun:
+        return decode(TaskRun, self.request("GET", f"/task_runs/{task_run_id}"))
+
+    def read_task_runs(self, flow_run_id: str) -> list[TaskRun]:
+        rows = self.request("GET", f"/flow_runs/{flow_run_id}/task_runs")
+        return [decode(TaskRun, row) for row in rows]
+
+    def read_states(self, run_id: str) -> list[State]:
+        rows = self.request("GET", f"/runs/{run_id}/states")
+        return [decode(State, row) for row in rows]
+
+    def write_logs(self, records: Sequence[LogRecord]) -> None:
+        for chunk in _batches(records):
+            self.request("POST", "/logs/batch", content=chunk)
+
+    def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[tuple[int, LogRecord]]:
+        rows = self.request("GET", f"/flow_runs/{flow_run_id}/logs", params={"after_id": after_id})
+        return [(int(row["id"]), decode(LogRecord, row["record"])) for row in rows]
+
+
+# -- errors ------------------------------------------------------------------------
+def error_from_response(status: int, content: bytes) -> exceptions.HeadwayError:
+    """The ``HeadwayError`` a server error body names (the same class a LocalClient raises)."""
+    detail: str = ""
+    name: str | None = None
+    try:
+        body = json.loads(content)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        detail = str(body.get("detail") or "")
+        raw_name = body.get("error")
+        name = raw_name if isinstance(raw_name, str) else None
+    if not detail:
+        detail = content[:200].decode("utf-8", "replace") or f"HTTP {status}"
+    cls = _error_classes().get(name or "")
+    if cls is None:
+        if status in (401, 403):
+            return exceptions.ConfigurationError(
+                f"the headway server refused the request: {detail} (check HEADWAY_API_KEY)"
+            )
+        if status in (413, 422):
+            return exceptions.ValidationError(detail)
+        return exceptions.ServerError(f"the headway server answered {status}: {detail}")
+    try:
+        return cls(detail)
+    except TypeError:  # a subclass with a richer constructor
+        error = cls.__new__(cls)
+        Exception.__init__(error, detail)
+        return error
+
+
+def _error_classes() -> dict[str, type[exceptions.HeadwayError]]:
+    found: dict[str, type[exceptions.HeadwayError]] = {}
+    stack: list[type[exceptions.HeadwayError]] = [exceptions.HeadwayError]
+    while stack:
+        cls = stack.pop()
+        if cls.__module__.startswith("headway"):
+            found.setdefault(cls.__name__, cls)
+        stack.extend(cls.__subclasses__())
+    return found
+
+
+# -- records to and from JSON --------------------------------------------------------
+def encode(value: Any) -> Any:
+    """A record (dataclass, State, datetime, enum, ...) as JSON-ready values."""
+    return to_jsonable(value)
+
+
+def decode(cls: type[T], value: Any) -> T:
+    """The record of type ``cls`` that :func:`encode` (or the server) wrote as ``value``."""
+    return typing.cast(T, _decode(cls, value))
+
+
+def _decode(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    if tp is Any or tp is object:
+        return value
+    if tp is State:
+        return State(
+            StateType(value["type"]),
+            value.get("name") or "",
+            datetime.fromisoformat(value["timestamp"]),
+            value.get("message"),
+        )
+    if tp is datetime:
+        return datetime.fromisoformat(value)
+    origin = typing.get_origin(tp)
+    if origin is typing.Union or origin is types.UnionType:
+        options = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _decode(options[0], value) if len(options) == 1 else value
+    if origin in (tuple, list, set, frozenset):
+        args = typing.get_args(tp)
+        item = args[0] if args else Any
+        return origin(_decode(item, v) for v in value)
+    if origin is dict:
+        args = typing.get_args(tp)
+        item = args[1] if len(args) == 2 else Any
+        return {k: _decode(item, v) for k, v in value.items()}
+    if isinstance(tp, type):
+        if issubclass(tp, enum.Enum):
+            return tp(value)
+        if dataclasses.is_dataclass(tp):
+            hints = _hints(tp)
+            kwargs = {
+                f.name: _decode(hints.get(f.name, Any), value[f.name])
+                for f in dataclasses.fields(tp)
+                if f.init and f.name in value
+            }
+            return tp(**kwargs)
+        if tp in (int, float, str, bool):
+            return tp(value)
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    hints = _HINTS.get(cls)
+    if hints is None:
+        hints = typing.get_type_hints(cls)
+        _HINTS[cls] = hints
+    return hints
+
+
+def _batches(records: Sequence[Any]) -> Iterator[bytes]:
+    """``{"records": [...]}`` bodies of at most BATCH_RECORDS records and about BATCH_BYTES."""
+    chunk: list[bytes] = []
+    size = 0
+    for record in records:
+        item = json.dumps(encode(record), separators=(",", ":")).encode()
+        if chunk and (len(chunk) >= BATCH_RECORDS or size + len(item) > BATCH_BYTES):
+            yield b'{"records":[' + b",".join(chunk) + b"]}"
+            chunk, size = [], 0
+        chunk.append(item)
+        size += len(item) + 1
+    if chunk:
+        yield b'{"records":[' + b",".join(chunk) + b"]}"

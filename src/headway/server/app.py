@@ -1,0 +1,91 @@
+"""The FastAPI application: routes -> Orchestrator, errors -> HTTP in one place.
+
+``create_app(settings)`` builds it; the store is opened (and migrated) when the
+app starts, and the background services run for as long as it lives. The app
+holds no state of its own beyond the store's connections: several server
+processes on one PostgreSQL serve the same runs and limits.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from fastapi import FastAPI
+from starlette.responses import JSONResponse
+
+import headway
+from headway.orchestrator import Orchestrator
+from headway.server.errors import install_error_handlers
+from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from headway.server.routes import logs, runs
+from headway.server.services import BackgroundServices
+from headway.settings import Settings, get_settings
+from headway.store.store import Store
+
+API_PREFIX = "/api/v1"
+#: Largest request body, and largest on the batched ``*/batch`` routes.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_BATCH_BODY_BYTES = 64 * 1024 * 1024
+
+logger = logging.getLogger("headway.server")
+
+
+def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+    """The server application for ``settings`` (default: from the environment).
+
+    Pass ``store`` to serve an already open store (it is then not closed on exit).
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        own_store = store is None
+        opened = store
+        if opened is None:
+            # Opening migrates the schema when needed: a new database is ready at start.
+            opened = await anyio.to_thread.run_sync(Store.open, settings)
+        app.state.store = opened
+        app.state.orchestrator = Orchestrator(opened, settings)
+        services = BackgroundServices(app.state.orchestrator, settings)
+        app.state.services = services
+        await services.start()
+        try:
+            yield
+        finally:
+            await services.stop()
+            if own_store:
+                opened.close()
+
+    app = FastAPI(
+        title="headway",
+        version=headway.__version__,
+        summary="Python workflows with exact, prompt, crash-safe concurrency limits.",
+        lifespan=lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+
+    @app.get("/health", tags=["health"], response_model=None)
+    async def health() -> JSONResponse:
+        """Liveness: always open, even when an API key is required."""
+        return JSONResponse({"status": "ok", "version": headway.__version__})
+
+    for module in (runs, logs):
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    # Outermost first: the key is checked before a body is read.
+    app.add_middleware(BodyLimitMiddleware, limit=MAX_BODY_BYTES, batch_limit=MAX_BATCH_BODY_BYTES)
+    if settings.api_key:
+        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    return app
+
+
+def app_from_environment() -> Any:
+    """Factory for ``uvicorn --factory`` (each worker process builds its own app)."""
+    return create_app(get_settings())

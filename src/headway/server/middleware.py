@@ -1,0 +1,134 @@
+"""ASGI middleware: the API key check and the request body size limit.
+
+Both are plain ASGI (no per-request objects) because they run on every call,
+and both answer with the same JSON error shape as :mod:`headway.server.errors`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Paths anyone may call without the API key.
+OPEN_PATHS = frozenset({"/health"})
+
+
+async def send_error(
+    send: Send,
+    status: int,
+    detail: str,
+    error: str,
+    extra_headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer with ``{"detail", "error"}`` directly at the ASGI level."""
+    body = json.dumps({"detail": detail, "error": error}).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra_headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class ApiKeyMiddleware:
+    """Every path except :data:`OPEN_PATHS` needs ``Authorization: Bearer <key>``."""
+
+    def __init__(self, app: ASGIApp, api_key: str) -> None:
+        self.app = app
+        self._expected = f"Bearer {api_key}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+            await self.app(scope, receive, send)
+            return
+        given = b""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                given = value
+                break
+        # Constant time: the comparison does not reveal how much of the key matched.
+        if given and hmac.compare_digest(given, self._expected):
+            await self.app(scope, receive, send)
+            return
+        await send_error(
+            send,
+            401,
+            "missing or wrong API key (send Authorization: Bearer <HEADWAY_API_KEY>)",
+            "Unauthorized",
+            [(b"www-authenticate", b"Bearer")],
+        )
+
+
+class BodyLimitMiddleware:
+    """Answer 413 to bodies over ``limit`` bytes (``batch_limit`` on ``*/batch`` routes)."""
+
+    def __init__(self, app: ASGIApp, limit: int, batch_limit: int) -> None:
+        self.app = app
+        self.limit = limit
+        self.batch_limit = batch_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.batch_limit if scope["path"].endswith("/batch") else self.limit
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await send_error(send, 400, "invalid Content-Length", "BadRequest")
+                    return
+                if declared > limit:
+                    await self._too_large(send, limit)
+                    return
+                break
+        # Read the body here (the route reads it whole anyway) so that a body sent
+        # without a length is cut off at the limit rather than buffered unbounded.
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                await self.app(scope, _replay([], message, receive), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await self._too_large(send, limit)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(chunks, None, receive), send)
+
+    @staticmethod
+    async def _too_large(send: Send, limit: int) -> None:
+        await send_error(
+            send, 413, f"request body larger than {limit} bytes", "RequestEntityTooLarge"
+        )
+
+
+def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> Receive:
+    """A ``receive`` that hands out the buffered body first, then the real one."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            if pending is not None:
+                return pending
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        return await receive()
+
+    return replay

@@ -1,0 +1,1 @@
+"""One router per noun, all mounted under :data:`headway.server.app.API_PREFIX`."""

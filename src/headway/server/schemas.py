@@ -1,0 +1,133 @@
+"""Request bodies: pydantic models with bounds, turned into headway's own records.
+
+Responses are headway's records as :func:`headway.core.models.to_jsonable`
+writes them; the HttpClient reads them back into the same dataclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from headway.core.models import LogRecord
+from headway.core.states import State, StateType, now
+from headway.store.runs import TaskRunRecord
+
+#: A run id (uuid-sized, as the store's columns are).
+RunId = Annotated[str, StringConstraints(min_length=1, max_length=36)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+#: Most records sent in one batch request (the HttpClient sends fewer).
+MAX_BATCH = 10_000
+
+
+class Body(BaseModel):
+    """Base of every request body: unknown fields are errors, not silently dropped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def _aware(value: datetime | None) -> datetime:
+    if value is None:
+        return now()
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+class StateIn(Body):
+    """A state as a client sends it."""
+
+    type: StateType
+    name: str = Field("", max_length=100)
+    timestamp: datetime | None = None
+    message: str | None = Field(None, max_length=20_000)
+
+    def to_state(self) -> State:
+        """The :class:`State` record."""
+        return State(self.type, self.name, _aware(self.timestamp), self.message)
+
+
+class FlowRunCreate(Body):
+    """``POST /flow_runs``."""
+
+    id: RunId
+    name: Name
+    flow_name: Name
+    state: StateIn
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    deployment: str | None = Field(None, min_length=1, max_length=401)
+    parent_task_run_id: RunId | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
+    pid: int | None = Field(None, ge=0)
+    host: str | None = Field(None, max_length=255)
+
+
+class SetState(Body):
+    """``POST /flow_runs/{id}/state``."""
+
+    state: StateIn
+    expect: list[StateType] | None = None
+
+
+class TaskRunRecordIn(Body):
+    """One task run as the task engine reports it."""
+
+    id: RunId
+    flow_run_id: RunId | None = None
+    name: Name
+    task_key: str = Field(min_length=1, max_length=400)
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
+    created: float
+    states: list[StateIn] = Field(max_length=1_000)
+    run_count: int = Field(0, ge=0)
+
+    def to_record(self) -> TaskRunRecord:
+        """The store's record."""
+        return TaskRunRecord(
+            id=self.id,
+            flow_run_id=self.flow_run_id,
+            name=self.name,
+            task_key=self.task_key,
+            tags=tuple(self.tags),
+            created=self.created,
+            states=tuple(s.to_state() for s in self.states),
+            run_count=self.run_count,
+        )
+
+
+class TaskRunBatch(Body):
+    """``POST /task_runs/batch``."""
+
+    records: list[TaskRunRecordIn] = Field(max_length=MAX_BATCH)
+
+
+class LogRecordIn(Body):
+    """One log line."""
+
+    flow_run_id: RunId | None = None
+    task_run_id: RunId | None = None
+    level: int = Field(ge=0, le=100)
+    level_name: str = Field("", max_length=50)
+    logger: str = Field(min_length=1, max_length=200)
+    message: str = Field(max_length=1_000_000)
+    timestamp: datetime
+
+    def to_record(self) -> LogRecord:
+        """The store's record."""
+        return LogRecord(
+            self.flow_run_id,
+            self.task_run_id,
+            self.level,
+            self.level_name or logging.getLevelName(self.level),
+            self.logger,
+            self.message,
+            _aware(self.timestamp),
+        )
+
+
+class LogBatch(Body):
+    """``POST /logs/batch``."""
+
+    records: list[LogRecordIn] = Field(max_length=MAX_BATCH)
