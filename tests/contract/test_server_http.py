@@ -1,0 +1,158 @@
+"""What only the server adds: auth, body limits, error bodies, the API surface."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from headway import exceptions
+from headway.client.base import Client
+from headway.client.http import API_PREFIX, HttpClient, error_from_response
+from headway.core.states import Running
+from headway.server.app import MAX_BODY_BYTES, create_app
+from headway.server.runner import ServerThread
+from headway.settings import get_settings
+
+KEY = "s3cret-key-for-tests"
+
+
+@pytest.fixture
+def server(headway_home: Path) -> Iterator[ServerThread]:
+    settings = get_settings({"HEADWAY_HOME": str(headway_home), "HEADWAY_API_KEY": KEY})
+    with ServerThread(settings) as running:
+        yield running
+
+
+def _client(server: ServerThread, key: str | None = KEY) -> HttpClient:
+    env = {"HEADWAY_HOME": str(server.settings.home), "HEADWAY_API_URL": server.url}
+    if key is not None:
+        env["HEADWAY_API_KEY"] = key
+    return HttpClient(get_settings(env), retry_seconds=0.5)
+
+
+def test_health_is_open_and_everything_else_needs_the_key(server: ServerThread) -> None:
+    health = httpx.get(server.url + "/health")
+    assert health.status_code == 200
+    assert health.json()["status"] == "ok"
+    for path in (API_PREFIX + "/flow_runs", "/openapi.json", "/docs"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+            answer = httpx.get(server.url + path, headers=headers)
+            assert answer.status_code == 401, (path, headers)
+            assert answer.json()["error"] == "Unauthorized"
+            assert answer.headers["www-authenticate"] == "Bearer"
+    ok = httpx.get(server.url + "/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
+    assert ok.status_code == 200
+    with pytest.raises(exceptions.ConfigurationError, match="HEADWAY_API_KEY"):
+        _client(server, key="wrong").list_flow_runs()
+    with pytest.raises(exceptions.ConfigurationError):
+        _client(server, key=None).list_flow_runs()
+    assert _client(server).list_flow_runs() == []
+
+
+def test_body_limit_and_validation_errors(server: ServerThread) -> None:
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    big = {"id": "x", "name": "n", "flow_name": "f", "state": {"type": "RUNNING"}}
+    big["parameters"] = {"blob": "y" * (MAX_BODY_BYTES + 10)}
+    answer = httpx.post(server.url + API_PREFIX + "/flow_runs", json=big, headers=auth)
+    assert answer.status_code == 413
+    assert answer.json()["error"] == "RequestEntityTooLarge"
+
+    # Without a Content-Length (chunked), the limit still holds.
+    def chunks() -> Iterator[bytes]:
+        payload = json.dumps(big).encode()
+        for i in range(0, len(payload), 65536):
+            yield payload[i : i + 65536]
+
+    chunked = httpx.post(server.url + API_PREFIX + "/flow_runs", content=chunks(), headers=auth)
+    assert chunked.status_code == 413
+
+    bad = {"id": "x" * 37, "name": "", "flow_name": "f", "state": {"type": "NOPE"}}
+    answer = httpx.post(server.url + API_PREFIX + "/flow_runs", json=bad, headers=auth)
+    assert answer.status_code == 422
+    body = answer.json()
+    assert body["error"] == "ValidationError"
+    assert "id:" in body["detail"] and "state.type:" in body["detail"]
+    assert "Traceback" not in answer.text
+    unknown_field = {**big, "parameters": {}, "colour": "red"}
+    answer = httpx.post(server.url + API_PREFIX + "/flow_runs", json=unknown_field, headers=auth)
+    assert answer.status_code == 422 and "colour" in answer.json()["detail"]
+    # Nothing was created by any refused request.
+    assert _client(server).list_flow_runs() == []
+
+
+def test_client_maps_bodies_back_to_the_same_classes() -> None:
+    for cls in (
+        exceptions.ObjectNotFound,
+        exceptions.IllegalTransition,
+        exceptions.ValidationError,
+        exceptions.StoreError,
+        exceptions.AcquireConcurrencySlotTimeoutError,
+        exceptions.LeaseLostError,
+    ):
+        body = json.dumps({"detail": "why", "error": cls.__name__}).encode()
+        error = error_from_response(cls.http_status, body)
+        assert type(error) is cls
+        assert str(error) == "why"
+    unknown = error_from_response(502, b"<html>bad gateway</html>")
+    assert type(unknown) is exceptions.ServerError
+    assert "502" in str(unknown)
+
+
+def test_unexpected_errors_answer_500_without_a_traceback(headway_home: Path) -> None:
+    settings = get_settings({"HEADWAY_HOME": str(headway_home)})
+    server = ServerThread(settings)
+    app = server._server.config.app
+
+    @app.get(API_PREFIX + "/explode")
+    def explode() -> None:
+        raise RuntimeError("secret internals at /srv/app.py line 12")
+
+    with server:
+        answer = httpx.get(server.url + API_PREFIX + "/explode")
+        assert answer.status_code == 500
+        assert answer.json() == {
+            "detail": "internal server error (see the server's log)",
+            "error": "ServerError",
+        }
+        assert "secret internals" not in answer.text
+        client = _client(server, key=None)
+        with pytest.raises(exceptions.ServerError, match="internal server error"):
+            client.request("GET", "/explode")
+        with pytest.raises(exceptions.ServerError, match="404"):
+            client.request("GET", "/no-such-route")
+
+
+def test_every_client_method_has_a_route() -> None:
+    # HttpClient must implement the whole contract (an abstract leftover fails here)...
+    abstract = {
+        name
+        for name, member in inspect.getmembers(Client)
+        if getattr(member, "__isabstractmethod__", False)
+    }
+    assert abstract
+    for name in abstract:
+        assert getattr(HttpClient, name) is not getattr(Client, name), name
+    # ...and every route it may call is documented in the OpenAPI schema.
+    spec = create_app(get_settings({"HEADWAY_HOME": "/nonexistent"})).openapi()
+    paths = set(spec["paths"])
+    assert "/health" in paths
+    api = {p for p in paths if p != "/health"}
+    assert api and all(p.startswith(API_PREFIX + "/") for p in api)
+    assert {API_PREFIX + "/flow_runs", API_PREFIX + "/task_runs/batch"} <= api
+
+
+def test_unreachable_server_is_a_store_error(headway_home: Path) -> None:
+    from headway.server.runner import free_port
+
+    settings = get_settings(
+        {"HEADWAY_HOME": str(headway_home), "HEADWAY_API_URL": f"http://127.0.0.1:{free_port()}"}
+    )
+    client = HttpClient(settings, retry_seconds=0.3)
+    with pytest.raises(exceptions.StoreError, match="cannot reach"):
+        client.create_flow_run(id=str(uuid.uuid4()), name="r", flow_name="f", state=Running())
