@@ -70,6 +70,19 @@ class Tx:
         if rows:
             self._cur.executemany(self._dialect.sql(query), rows)
 
+    def notify(self, channel: str, payload: str) -> bool:
+        """Queue a notification on ``channel``, sent if and when this transaction commits.
+
+        PostgreSQL delivers it (``NOTIFY``) to every session listening on the
+        channel at commit, never for a rolled-back change. Returns False where the
+        database has no notifications (SQLite): callers then notify after commit.
+        """
+        sql = self._dialect.notify_sql
+        if sql is None:
+            return False
+        self._cur.execute(self._dialect.sql(sql), {"channel": channel, "payload": payload})
+        return True
+
 
 class _Local(threading.local):
     conn: Any = None

@@ -24,6 +24,9 @@ class Dialect:
     begin_write: str
     begin_read: str
     for_update: str
+    #: A statement queuing a notification that is delivered when the transaction
+    #: commits (and dropped if it rolls back); None where the database has none.
+    notify_sql: str | None = None
     _cache: dict[str, str] = field(default_factory=dict, repr=False)
 
     def sql(self, query: str) -> str:
@@ -52,6 +55,7 @@ POSTGRESQL = Dialect(
     begin_write="BEGIN",
     begin_read="BEGIN",
     for_update=" FOR UPDATE",
+    notify_sql="SELECT pg_notify(:channel, :payload)",
 )
 
 

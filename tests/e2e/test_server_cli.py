@@ -1,0 +1,120 @@
+"""``headway server start`` and ``headway db`` as users run them: real subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from headway.server.runner import ServerProcess, free_port
+
+CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
+
+
+def headway(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], env=env or dict(os.environ), capture_output=True, text=True, timeout=60
+    )
+
+
+def test_non_loopback_bind_needs_a_key_or_insecure() -> None:
+    result = headway("server", "start", "--host", "0.0.0.0", "--port", str(free_port()))
+    assert result.returncode == 2
+    assert result.stderr.startswith("Error: refusing to bind 0.0.0.0 without HEADWAY_API_KEY")
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--workers", "0"), ("--port", "70000"), ("--port", "abc"), ("--database-url", "mysql://x")],
+)
+def test_bad_server_arguments_are_one_line_exit_2(args: tuple[str, ...]) -> None:
+    result = headway("server", "start", *args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("Error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_server_with_a_key_on_all_interfaces(headway_home: Path, tmp_path: Path) -> None:
+    key = "k-" + uuid.uuid4().hex
+    env = {**os.environ, "HEADWAY_API_KEY": key}
+    log = tmp_path / "server.log"
+    with ServerProcess(env, host="0.0.0.0", log_path=log) as server:
+        base = f"http://127.0.0.1:{server.port}"
+        assert httpx.get(base + "/health").status_code == 200
+        assert httpx.get(base + "/api/v1/flow_runs").status_code == 401
+        authed = httpx.get(base + "/api/v1/flow_runs", headers={"Authorization": f"Bearer {key}"})
+        assert authed.status_code == 200 and authed.json() == []
+        # Another process reaches it through HEADWAY_API_URL and the key alone.
+        client_env = {**env, "HEADWAY_API_URL": base}
+        script = (
+            "import uuid, json\n"
+            "from headway.client.base import get_client\n"
+            "from headway.core.states import Running\n"
+            "c = get_client()\n"
+            "c.create_flow_run(id=str(uuid.uuid4()), name='r', flow_name='remote',"
+            " state=Running())\n"
+            "print(json.dumps([type(c).__name__] + [r.flow_name for r in c.list_flow_runs()]))\n"
+        )
+        remote = subprocess.run(
+            [sys.executable, "-c", script], env=client_env, capture_output=True, text=True
+        )
+        assert remote.returncode == 0, remote.stderr
+        assert json.loads(remote.stdout) == ["HttpClient", "remote"]
+        assert len(authed_list(base, key)) == 1
+        config = headway("config", "-o", "json", env=client_env)
+        assert config.returncode == 0
+        assert key not in config.stdout
+    server_log = log.read_text()
+    assert key not in server_log
+    assert "API key: required" in server_log
+
+
+def authed_list(base: str, key: str) -> list[object]:
+    answer = httpx.get(base + "/api/v1/flow_runs", headers={"Authorization": f"Bearer {key}"})
+    assert answer.status_code == 200
+    result: list[object] = answer.json()
+    return result
+
+
+def test_insecure_allows_a_keyless_public_bind(tmp_path: Path) -> None:
+    with ServerProcess(host="0.0.0.0", extra_args=("--insecure",)) as server:
+        answer = httpx.get(f"http://127.0.0.1:{server.port}/api/v1/flow_runs")
+        assert answer.status_code == 200
+
+
+def test_db_upgrade_and_reset(headway_home: Path) -> None:
+    first = headway("db", "upgrade")
+    assert first.returncode == 0, first.stderr
+    assert "upgraded" in first.stdout and (headway_home / "headway.db").exists()
+    again = headway("db", "upgrade")
+    assert again.returncode == 0 and "already at" in again.stdout
+
+    from headway.client.local import LocalClient
+    from headway.core.states import Running
+    from headway.settings import get_settings
+
+    client = LocalClient(get_settings())
+    run_id = str(uuid.uuid4())
+    client.create_flow_run(id=run_id, name="r", flow_name="f", state=Running())
+    client.close()
+
+    refused = headway("db", "reset")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("Error: ") and "--yes" in refused.stderr
+    client = LocalClient(get_settings())
+    assert [r.id for r in client.list_flow_runs()] == [run_id]  # nothing changed
+    client.close()
+
+    done = headway("db", "reset", "--yes")
+    assert done.returncode == 0, done.stderr
+    client = LocalClient(get_settings())
+    assert client.list_flow_runs() == []
+    client.close()
