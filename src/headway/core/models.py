@@ -174,6 +174,9 @@ def to_jsonable(value: Any) -> Any:
 
 
 __all__ = [
+    "ClaimedRun",
+    "Deployment",
+    "DeploymentSchedule",
     "FlowRun",
     "Holder",
     "Lease",
@@ -183,6 +186,105 @@ __all__ = [
     "StateType",
     "TaskRun",
     "Waiter",
+    "WorkPool",
+    "WorkQueue",
+    "Worker",
     "to_jsonable",
     "ts_to_dt",
 ]
+
+
+# -- deployments, work pools, queues, workers ---------------------------------------------
+@dataclass(frozen=True)
+class DeploymentSchedule:
+    """One schedule of a deployment: its stored form (``cron``/``interval``/``rrule``)."""
+
+    id: str
+    schedule: dict[str, Any]
+    active: bool = True
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A flow entrypoint with parameters, schedules, a work pool and an optional limit.
+
+    ``full_name`` (``<flow>/<name>``) is what users type; the deployment's slot
+    engine limit is ``deployment:<full_name>`` (``:<key>`` per concurrency key).
+    """
+
+    id: str
+    name: str
+    flow_name: str
+    full_name: str
+    entrypoint: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    #: What the flow accepts: ``names``, ``required``, ``var_keyword`` (checked on each run).
+    parameter_schema: dict[str, Any] | None = None
+    tags: tuple[str, ...] = ()
+    work_pool: str | None = None
+    work_queue: str | None = None
+    paused: bool = False
+    concurrency_limit: int | None = None
+    collision_strategy: str = "ENQUEUE"
+    concurrency_key: str | None = None
+    schedules: tuple[DeploymentSchedule, ...] = ()
+    description: str = ""
+    created: datetime | None = None
+    updated: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WorkQueue:
+    """A queue of a work pool: its runs are claimed in queue priority order (higher first)."""
+
+    id: str
+    pool: str
+    name: str
+    priority: int = 0
+    paused: bool = False
+    concurrency_limit: int | None = None
+    #: Flow runs of this queue in PENDING or RUNNING.
+    running: int = 0
+    #: Flow runs of this queue due and waiting to start.
+    waiting: int = 0
+    created: datetime | None = None
+
+
+@dataclass(frozen=True)
+class WorkPool:
+    """Where workers take runs from; ``concurrency_limit`` caps its PENDING/RUNNING runs."""
+
+    name: str
+    type: str = "process"
+    paused: bool = False
+    concurrency_limit: int | None = None
+    running: int = 0
+    waiting: int = 0
+    description: str = ""
+    queues: tuple[WorkQueue, ...] = ()
+    created: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A worker process polling a pool, as last heard from."""
+
+    name: str
+    pool: str
+    pid: int | None = None
+    host: str | None = None
+    last_heartbeat: datetime | None = None
+    online: bool = True
+    #: Flow runs this worker holds now.
+    running: int = 0
+
+
+@dataclass(frozen=True)
+class ClaimedRun:
+    """A flow run a worker has just claimed (PENDING), with what it needs to start it."""
+
+    run: FlowRun
+    entrypoint: str | None
+    lease_id: str | None
+    lease_seconds: float

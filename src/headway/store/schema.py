@@ -49,6 +49,15 @@ flow_runs = Table(
     Column("work_queue", String(200), nullable=True),
     Column("pid", Integer, nullable=True),
     Column("host", String(255), nullable=True),
+    # Deployment runs (migration 0003): the schedule time a scheduler created the
+    # run for (unique per deployment), the deployment limit it waits on, its
+    # concurrency key, and the slot lease and worker lease it holds once claimed.
+    Column("scheduled_slot", Float, nullable=True),
+    Column("blocked_on", String(300), nullable=True),
+    Column("concurrency_key", String(200), nullable=True),
+    Column("lease_id", String(36), nullable=True),
+    Column("lease_expires", Float, nullable=True),
+    Column("worker_id", String(36), nullable=True),
 )
 Index("ix_flow_runs_created", flow_runs.c.created)
 Index("ix_flow_runs_state", flow_runs.c.state_type, flow_runs.c.created)
@@ -193,3 +202,115 @@ events = Table(
 Index("ix_events_timestamp", events.c.timestamp)
 Index("ix_events_run", events.c.run_id, events.c.id)
 Index("ix_events_limit", events.c.limit_name, events.c.id)
+
+
+# -- deployments, work pools, queues, workers (migration 0003) -------------------------
+Index(
+    "ix_flow_runs_schedule_slot",
+    flow_runs.c.deployment,
+    flow_runs.c.scheduled_slot,
+    unique=True,
+)
+Index(
+    "ix_flow_runs_claim",
+    flow_runs.c.work_pool,
+    flow_runs.c.work_queue,
+    flow_runs.c.state_type,
+    flow_runs.c.blocked_on,
+    flow_runs.c.expected_start_time,
+)
+Index(
+    "ix_flow_runs_blocked",
+    flow_runs.c.blocked_on,
+    flow_runs.c.priority,
+    flow_runs.c.expected_start_time,
+)
+Index("ix_flow_runs_lease", flow_runs.c.lease_expires)
+Index(
+    "ix_flow_runs_late",
+    flow_runs.c.state_type,
+    flow_runs.c.state_name,
+    flow_runs.c.expected_start_time,
+)
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("full_name", String(401), nullable=False),
+    Column("flow_name", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("entrypoint", Text, nullable=True),
+    Column("parameters", Text, nullable=False, server_default="{}"),
+    Column("parameter_schema", Text, nullable=True),
+    Column("tags", Text, nullable=False, server_default="[]"),
+    Column("work_pool", String(200), nullable=True),
+    Column("work_queue", String(200), nullable=True),
+    Column("paused", Boolean, nullable=False, server_default="0"),
+    Column("concurrency_limit", Integer, nullable=True),
+    Column("collision_strategy", String(30), nullable=False, server_default="ENQUEUE"),
+    Column("concurrency_key", String(400), nullable=True),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+Index("ix_deployments_full_name", deployments.c.full_name, unique=True)
+Index("ix_deployments_pool", deployments.c.work_pool)
+
+deployment_schedules = Table(
+    "deployment_schedules",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("deployment_id", String(36), nullable=False),
+    Column("position", Integer, nullable=False, server_default="0"),
+    Column("schedule", Text, nullable=False),
+    Column("active", Boolean, nullable=False, server_default="1"),
+)
+Index("ix_deployment_schedules_deployment", deployment_schedules.c.deployment_id)
+
+# Round-robin between the concurrency keys of a deployment: when each key was last served.
+deployment_keys = Table(
+    "deployment_keys",
+    metadata,
+    Column("deployment", String(401), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("last_claimed", Float, nullable=False),
+    PrimaryKeyConstraint("deployment", "key", name="pk_deployment_keys"),
+)
+
+work_pools = Table(
+    "work_pools",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("type", String(50), nullable=False, server_default="process"),
+    Column("paused", Boolean, nullable=False, server_default="0"),
+    Column("description", Text, nullable=False, server_default=""),
+    Column("created", Float, nullable=False),
+)
+
+work_queues = Table(
+    "work_queues",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("pool", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("paused", Boolean, nullable=False, server_default="0"),
+    Column("created", Float, nullable=False),
+)
+Index("ix_work_queues_pool_name", work_queues.c.pool, work_queues.c.name, unique=True)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("pool", String(200), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("pid", Integer, nullable=True),
+    Column("host", String(255), nullable=True),
+    # Where the worker's process listens for wake-ups (a slot freed, a run to cancel).
+    Column("wake_address", String(300), nullable=True),
+    Column("created", Float, nullable=False),
+    Column("last_heartbeat", Float, nullable=False),
+)
+Index("ix_workers_pool_name", workers.c.pool, workers.c.name, unique=True)
