@@ -11,7 +11,8 @@ import abc
 import threading
 from collections.abc import Sequence
 
-from headway.core.models import FlowRun, LogRecord, TaskRun
+from headway.core.limits import LimitDetail, Mode, ProcessInfo, SlotGrant, SlotWait
+from headway.core.models import FlowRun, Limit, LogRecord, TaskRun
 from headway.core.states import State, StateType
 from headway.settings import Settings, get_settings
 from headway.store.runs import TaskRunRecord
@@ -85,6 +86,97 @@ class Client(abc.ABC):
     @abc.abstractmethod
     def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[tuple[int, LogRecord]]:
         """Log lines of a flow run after ``after_id``, with their ids."""
+
+    # -- limits and slots (the slot engine; see headway.core.limits) ---------------
+    @abc.abstractmethod
+    def create_limit(
+        self,
+        name: str,
+        limit: int,
+        *,
+        active: bool = True,
+        slot_decay_per_second: float = 0.0,
+        active_slots: int = 0,
+    ) -> Limit:
+        """Create a limit of any scope; ValidationError, ObjectAlreadyExists."""
+
+    @abc.abstractmethod
+    def read_limit(self, name: str) -> Limit:
+        """One limit; ObjectNotFound if unknown."""
+
+    @abc.abstractmethod
+    def list_limits(self, *, prefix: str | None = None) -> list[Limit]:
+        """Limits by name (those starting with ``prefix``), dead holders reaped first."""
+
+    @abc.abstractmethod
+    def update_limit(
+        self,
+        name: str,
+        *,
+        limit: int | None = None,
+        active: bool | None = None,
+        slot_decay_per_second: float | None = None,
+        active_slots: int | None = None,
+    ) -> Limit:
+        """Change a limit live (holders keep their slots); ObjectNotFound, ValidationError."""
+
+    @abc.abstractmethod
+    def delete_limit(self, name: str, *, force: bool = False) -> None:
+        """Delete a limit; ConflictError while it has holders, unless ``force``."""
+
+    @abc.abstractmethod
+    def reset_limit(self, name: str) -> Limit:
+        """Free every slot of a limit; its holders lose their leases."""
+
+    @abc.abstractmethod
+    def inspect_limit(self, name: str) -> LimitDetail:
+        """A limit with its holders and its waiters in grant order."""
+
+    @abc.abstractmethod
+    def acquire_slots(
+        self,
+        names: Sequence[str],
+        slots: int = 1,
+        *,
+        mode: Mode = "concurrency",
+        priority: int = 0,
+        holder_kind: str = "code",
+        holder_id: str | None = None,
+        process: ProcessInfo | None = None,
+        lease_seconds: float | None = None,
+        timeout: float | None = 0.0,
+        waiter_id: str | None = None,
+        strict: bool = False,
+    ) -> SlotGrant | SlotWait:
+        """Take ``slots`` of every named limit, all or nothing, waiting up to ``timeout``.
+
+        Returns a :class:`SlotGrant` (its ``lease_id`` must be released, and renewed
+        while held) or a :class:`SlotWait` with the reasons. ``timeout=0`` is one
+        attempt, ``None`` waits until granted; an implementation may return a
+        SlotWait earlier (an HTTP long poll ends at the server's cap), so callers
+        that mean to wait loop with the same ``waiter_id``: with an id, the request
+        keeps its place in the queue between calls until granted or
+        :meth:`cancel_slot_wait`; without one, nothing is left queued on return.
+        ``process`` is the holder's process (default: the caller's own).
+        """
+
+    @abc.abstractmethod
+    def cancel_slot_wait(self, waiter_id: str) -> None:
+        """Leave the queue; a call waiting as ``waiter_id`` returns a SlotWait promptly."""
+
+    @abc.abstractmethod
+    def release_slots(self, lease_id: str) -> bool:
+        """Give a lease's slots back; False when it had already been reaped (lost)."""
+
+    @abc.abstractmethod
+    def renew_leases(
+        self, lease_ids: Sequence[str], lease_seconds: float | None = None
+    ) -> list[str]:
+        """Extend leases by ``lease_seconds`` from now; returns the ids that were lost."""
+
+    @abc.abstractmethod
+    def sweep_slots(self) -> int:
+        """Reap expired leases and waiters now; how many leases were reaped."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the client must not be used afterwards."""

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from headway.client.base import Client
-from headway.core.models import FlowRun, LogRecord, TaskRun
+from headway.core.limits import LimitDetail, SlotGrant, SlotWait
+from headway.core.models import FlowRun, Limit, LogRecord, TaskRun
 from headway.core.states import State, StateType
 from headway.orchestrator import Orchestrator
 from headway.settings import Settings
@@ -67,6 +68,47 @@ class LocalClient(Client):
 
     def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[tuple[int, LogRecord]]:
         return self.orchestrator.read_logs(flow_run_id, after_id=after_id)
+
+    # -- limits and slots ----------------------------------------------------------
+    def create_limit(self, name: str, limit: int, **fields: Any) -> Limit:
+        return self.orchestrator.create_limit(name, limit, **fields)
+
+    def read_limit(self, name: str) -> Limit:
+        return self.orchestrator.read_limit(name)
+
+    def list_limits(self, *, prefix: str | None = None) -> list[Limit]:
+        return self.orchestrator.list_limits(prefix=prefix)
+
+    def update_limit(self, name: str, **fields: Any) -> Limit:
+        return self.orchestrator.update_limit(name, **fields)
+
+    def delete_limit(self, name: str, *, force: bool = False) -> None:
+        self.orchestrator.delete_limit(name, force=force)
+
+    def reset_limit(self, name: str) -> Limit:
+        return self.orchestrator.reset_limit(name)
+
+    def inspect_limit(self, name: str) -> LimitDetail:
+        return self.orchestrator.inspect_limit(name)
+
+    def acquire_slots(
+        self, names: Sequence[str], slots: int = 1, **options: Any
+    ) -> SlotGrant | SlotWait:
+        return self.orchestrator.acquire_slots(names, slots, **options)
+
+    def cancel_slot_wait(self, waiter_id: str) -> None:
+        self.orchestrator.cancel_slot_wait(waiter_id)
+
+    def release_slots(self, lease_id: str) -> bool:
+        return self.orchestrator.release_slots(lease_id)
+
+    def renew_leases(
+        self, lease_ids: Sequence[str], lease_seconds: float | None = None
+    ) -> list[str]:
+        return self.orchestrator.renew_leases(lease_ids, lease_seconds)
+
+    def sweep_slots(self) -> int:
+        return self.orchestrator.sweep_slots()
 
     def close(self) -> None:
         if self._store is not None:

@@ -59,20 +59,22 @@ def validate_name(name: object, what: str = "limit name") -> str:
     """A limit name: a non-empty string of at most NAME_MAX characters, no control chars."""
     if not isinstance(name, str):
         raise ValidationError(f"{what} must be a string, got {type(name).__name__}")
-    if not name.strip():
-        raise ValidationError(f"{what} must not be empty")
     if len(name) > NAME_MAX:
         raise ValidationError(f"{what} is {len(name)} characters long; the maximum is {NAME_MAX}")
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise ValidationError(f"{what} {name!r} contains control characters")
-    if name != name.strip():
-        raise ValidationError(f"{what} {name!r} has leading or trailing spaces")
+    if not name.isprintable() or name != name.strip() or not name:
+        if not name.strip():
+            raise ValidationError(f"{what} must not be empty")
+        if name != name.strip():
+            raise ValidationError(f"{what} {name!r} has leading or trailing spaces")
+        raise ValidationError(f"{what} {name!r} contains control or invisible characters")
     return name
 
 
 def validate_names(names: str | Iterable[str]) -> tuple[str, ...]:
     """One name or several: validated, duplicates removed, sorted (the lock order)."""
-    items = [names] if isinstance(names, str) else list(names)
+    if isinstance(names, str):
+        return (validate_name(names),)
+    items = list(names)
     if not items:
         raise ValidationError("at least one limit name is required")
     return tuple(sorted({validate_name(n) for n in items}))

@@ -13,9 +13,10 @@ from headway.settings import Settings
 from headway.store.db import Database
 from headway.store.migrate import ensure_schema
 from headway.store.runs import RunStore
+from headway.store.slots import SlotStore
 
 
-class Store(RunStore):
+class Store(RunStore, SlotStore):
     """A headway database: SQLite (embedded) or PostgreSQL."""
 
     def __init__(self, db: Database, settings: Settings) -> None:

@@ -1,0 +1,173 @@
+"""``concurrency()`` and ``rate_limit()`` for asyncio code: the same API, awaited.
+
+::
+
+    from headway.concurrency.asyncio import concurrency, rate_limit
+
+    async with concurrency("db", occupy=2):
+        ...
+
+    await rate_limit("api")
+
+The logic is the synchronous one (:mod:`headway.concurrency._core`), run off
+the event loop: the quick first attempt and every release on a small shared
+thread pool, a wait on a thread of its own (so waiting requests never starve
+the pool their holders need to release). Cancelling the task, while it waits
+or while it holds, releases everything: a grant that arrives just as the wait
+is cancelled is given straight back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from headway.concurrency._core import Acquisition, release
+from headway.concurrency._leases import HeldSlots
+from headway.core.limits import SlotGrant
+
+__all__ = ["HeldSlots", "concurrency", "rate_limit"]
+
+T = TypeVar("T")
+
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _executor() -> concurrent.futures.ThreadPoolExecutor:
+    # Short calls only (one attempt, one release): a few threads serve any load.
+    global _pool
+    if _pool is None:
+        with _pool_lock:
+            if _pool is None:
+                _pool = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="headway-slots"
+                )
+    return _pool
+
+
+def _own_thread(fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def work() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            result = fn()
+        except BaseException as exc:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    threading.Thread(target=work, name="headway-slot-wait", daemon=True).start()
+    return future
+
+
+async def _offload(
+    fn: Callable[[], T],
+    *,
+    on_abandon: Callable[[T], Any] | None = None,
+    on_cancel: Callable[[], Any] | None = None,
+    own_thread: bool = False,
+) -> T:
+    """Run ``fn`` off the loop. If the awaiting task is cancelled, ``on_cancel`` runs
+    (in a thread) and a result that still arrives goes to ``on_abandon``."""
+    future = _own_thread(fn) if own_thread else _executor().submit(fn)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        if on_cancel is not None:
+            threading.Thread(target=on_cancel, daemon=True).start()
+        if on_abandon is not None:
+            handler = on_abandon
+
+            def abandoned(done: concurrent.futures.Future[T]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    threading.Thread(target=handler, args=(done.result(),), daemon=True).start()
+
+            future.add_done_callback(abandoned)
+        raise
+
+
+async def acquire(acquisition: Acquisition) -> SlotGrant:
+    """The asyncio form of :meth:`Acquisition.run`, cancellable at any point."""
+
+    def give_back(grant: object) -> None:
+        if isinstance(grant, SlotGrant) and grant.lease_id is not None:
+            acquisition.client.release_slots(grant.lease_id)
+
+    first = await _offload(acquisition.try_once, on_abandon=give_back)
+    if isinstance(first, SlotGrant):
+        return first
+    return await _offload(
+        lambda: acquisition.wait(first),
+        on_abandon=give_back,
+        on_cancel=acquisition.cancel,
+        own_thread=True,
+    )
+
+
+async def give_back(held: HeldSlots | None, *, raise_errors: bool) -> None:
+    """The asyncio form of :func:`release`; the release completes even if cancelled."""
+    if held is not None and held.lease_id is not None:
+        await _offload(lambda: release(held, raise_errors=raise_errors))
+
+
+class _AsyncConcurrency:
+    """The async context manager ``concurrency()`` returns."""
+
+    __slots__ = ("_acquisition", "_held")
+
+    def __init__(self, acquisition: Acquisition) -> None:
+        self._acquisition = acquisition
+        self._held: HeldSlots | None = None
+
+    async def __aenter__(self) -> HeldSlots:
+        acquisition = self._acquisition
+        self._held = acquisition.hold(await acquire(acquisition))
+        return self._held
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        held, self._held = self._held, None
+        await give_back(held, raise_errors=exc_type is None)
+
+
+def concurrency(
+    names: str | Sequence[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+    priority: int = 0,
+) -> _AsyncConcurrency:
+    """``async with concurrency(...)``: see :func:`headway.concurrency.sync.concurrency`."""
+    return _AsyncConcurrency(
+        Acquisition(
+            names,
+            occupy,
+            mode="concurrency",
+            timeout_seconds=timeout_seconds,
+            strict=strict,
+            priority=priority,
+        )
+    )
+
+
+async def rate_limit(
+    names: str | Sequence[str],
+    occupy: int = 1,
+    timeout_seconds: float | None = None,
+    strict: bool = False,
+) -> None:
+    """``await rate_limit(...)``: see :func:`headway.concurrency.sync.rate_limit`."""
+    await acquire(
+        Acquisition(names, occupy, mode="rate", timeout_seconds=timeout_seconds, strict=strict)
+    )

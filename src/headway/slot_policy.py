@@ -1,0 +1,277 @@
+"""The Orchestrator's slot operations: validate, attempt, wait for a wake-up, notify.
+
+Mixed into :class:`headway.orchestrator.Orchestrator`, so every client (the
+embedded :class:`~headway.client.local.LocalClient`, and the HTTP server for
+``HttpClient``) gets the same behaviour. Each store call is one short
+transaction; waiting happens between them, never inside one. A bounded wait
+(``timeout``) lets the HTTP server answer a long poll: the request keeps its
+place in the queue (its ``waiter_id``) between calls.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+
+from headway.core.limits import (
+    HOLDER_KINDS,
+    MODES,
+    LimitDetail,
+    Mode,
+    ProcessInfo,
+    SlotGrant,
+    SlotWait,
+    WakeTarget,
+    next_poll_interval,
+    validate_lease_seconds,
+    validate_names,
+    validate_occupy,
+    validate_priority,
+    validate_timeout,
+)
+from headway.core.models import Limit
+from headway.exceptions import ValidationError
+from headway.settings import Settings
+from headway.store.slots import current_process
+from headway.store.store import Store
+from headway.store.wakeups import Listener, LocalWakeups, Wakeups
+
+_GONE = "the request left the queue (cancelled, or expired while its holder was paused)"
+
+
+class SlotPolicy:
+    """Limits and slots, over a Store, with wake-ups."""
+
+    store: Store
+    settings: Settings
+    _wakeups: Wakeups | None = None
+    # Waiter ids cancelled in this process, so a call still waiting as one of
+    # them stops even when it re-queued after the cancel (insertion order: oldest first).
+    _cancelled: dict[str, None] | None = None
+
+    # -- wake-ups ------------------------------------------------------------------
+    @property
+    def wakeups(self) -> Wakeups:
+        """How this process is woken and wakes others (created on first use)."""
+        if self._wakeups is None:
+            directory = None
+            if self.store.db.dialect.name == "sqlite":
+                directory = self.settings.home / "wake"
+            self._wakeups = LocalWakeups(directory)
+        return self._wakeups
+
+    def set_wakeups(self, wakeups: Wakeups) -> None:
+        """Use another transport (the server's PostgreSQL LISTEN/NOTIFY)."""
+        self._wakeups = wakeups
+
+    def _notify(self, targets: Sequence[WakeTarget]) -> None:
+        if targets:
+            self.wakeups.notify(targets)
+
+    # -- limits --------------------------------------------------------------------
+    def create_limit(
+        self,
+        name: str,
+        limit: int,
+        *,
+        active: bool = True,
+        slot_decay_per_second: float = 0.0,
+        active_slots: int = 0,
+    ) -> Limit:
+        """Create a limit of any scope (global names, ``tag:<tag>``, ...)."""
+        return self.store.create_limit(
+            name,
+            limit,
+            active=active,
+            slot_decay_per_second=slot_decay_per_second,
+            active_slots=active_slots,
+        )
+
+    def read_limit(self, name: str) -> Limit:
+        """One limit; ObjectNotFound if unknown."""
+        return self.store.read_limit(name)
+
+    def list_limits(self, *, prefix: str | None = None) -> list[Limit]:
+        """Limits by name, after reaping dead holders so counts are true."""
+        self.sweep_slots()
+        return self.store.list_limits(prefix=prefix)
+
+    def update_limit(
+        self,
+        name: str,
+        *,
+        limit: int | None = None,
+        active: bool | None = None,
+        slot_decay_per_second: float | None = None,
+        active_slots: int | None = None,
+    ) -> Limit:
+        """Change a limit live; waiters that now fit are woken."""
+        updated, wake = self.store.update_limit(
+            name,
+            limit=limit,
+            active=active,
+            slot_decay_per_second=slot_decay_per_second,
+            active_slots=active_slots,
+        )
+        self._notify(wake)
+        return updated
+
+    def delete_limit(self, name: str, *, force: bool = False) -> None:
+        """Delete a limit; ConflictError while it has holders unless ``force``."""
+        self._notify(self.store.delete_limit(name, force=force))
+
+    def reset_limit(self, name: str) -> Limit:
+        """Free every slot of a limit (its holders lose their leases)."""
+        reset, wake = self.store.reset_limit(name)
+        self._notify(wake)
+        return reset
+
+    def inspect_limit(self, name: str) -> LimitDetail:
+        """A limit with its holders and waiters, after reaping dead ones."""
+        self.store.read_limit(name)  # ObjectNotFound before anything is written
+        self.sweep_slots([name])
+        return self.store.inspect_limit(name)
+
+    # -- slots ---------------------------------------------------------------------
+    def acquire_slots(
+        self,
+        names: str | Sequence[str],
+        slots: int = 1,
+        *,
+        mode: Mode = "concurrency",
+        priority: int = 0,
+        holder_kind: str = "code",
+        holder_id: str | None = None,
+        process: ProcessInfo | None = None,
+        lease_seconds: float | None = None,
+        timeout: float | None = 0.0,
+        waiter_id: str | None = None,
+        strict: bool = False,
+    ) -> SlotGrant | SlotWait:
+        """Take ``slots`` of every limit in ``names``, all or nothing; wait up to ``timeout``.
+
+        ``timeout=None`` waits until granted; ``0`` makes one attempt. Without a
+        ``waiter_id`` the call owns its place in the queue and leaves no trace
+        when it returns ungranted. With one, the request stays queued under that
+        id between calls (long polling): call again with the same id to keep
+        waiting, or :meth:`cancel_slot_wait` to give up.
+        """
+        checked = validate_names(names)
+        occupy = validate_occupy(slots)
+        priority = validate_priority(priority)
+        if mode not in MODES:
+            raise ValidationError(f"unknown mode {mode!r}; expected one of {', '.join(MODES)}")
+        if holder_kind not in HOLDER_KINDS:
+            raise ValidationError(f"unknown holder kind {holder_kind!r}")
+        wait_for = validate_timeout(timeout)
+        lease = validate_lease_seconds(
+            self.settings.concurrency_lease_seconds if lease_seconds is None else lease_seconds
+        )
+        owner = process or current_process()
+        owned = waiter_id is None
+        # A single owned attempt never queues: nothing would be left to clean up.
+        may_queue = not (owned and wait_for == 0)
+        wid = waiter_id or (uuid.uuid4().hex if may_queue else "")
+        deadline = None if wait_for is None else time.monotonic() + wait_for
+        new_waiter = owned
+        listener: Listener | None = None
+        interval: float | None = None
+        finished = False
+        cancelled = self._cancelled_ids()
+        try:
+            while True:
+                if wid in cancelled:
+                    finished = True
+                    self.store.cancel_slot_wait(wid)
+                    return SlotWait(wid, (_GONE,), None)
+                attempt = self.store.acquire_slots(
+                    checked,
+                    occupy,
+                    mode=mode,
+                    priority=priority,
+                    holder_kind=holder_kind,
+                    holder_id=holder_id,
+                    process=owner,
+                    lease_seconds=lease,
+                    waiter_id=wid,
+                    new_waiter=new_waiter,
+                    may_queue=may_queue,
+                    wake_address=self.wakeups.address if may_queue else None,
+                    strict=strict,
+                )
+                self._notify(attempt.wake)
+                if attempt.grant is not None:
+                    finished = True
+                    return attempt.grant
+                if attempt.gone:
+                    finished = True
+                    return SlotWait(wid, (_GONE,), None)
+                assert attempt.wait is not None
+                # Later attempts of this call must not re-queue: rows that vanish
+                # mean the request was cancelled (or expired), and the caller decides.
+                new_waiter, may_queue = False, False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    finished = not owned
+                    return attempt.wait
+                if listener is None:
+                    listener = self.wakeups.listen(wid)
+                interval = next_poll_interval(interval)
+                pause = interval
+                if attempt.wait.retry_after is not None:
+                    # A rate limit: sleep until enough will have decayed (refreshing
+                    # the waiter row well within its TTL), unless woken sooner.
+                    pause = max(pause, min(attempt.wait.retry_after, self._refresh_every()))
+                if remaining is not None:
+                    pause = min(pause, remaining)
+                if listener.wait(pause):
+                    interval = None
+        finally:
+            if listener is not None:
+                listener.close()
+            if owned and not finished:
+                # Timed out, failed or interrupted: leave the queue so nobody waits on us.
+                self.cancel_slot_wait(wid)
+
+    def _refresh_every(self) -> float:
+        return max(0.05, self.settings.waiter_ttl_seconds / 3.0)
+
+    def _cancelled_ids(self) -> dict[str, None]:
+        if self._cancelled is None:
+            self._cancelled = {}
+        return self._cancelled
+
+    def cancel_slot_wait(self, waiter_id: str) -> None:
+        """Take a waiting request out of every queue (and stop its waiting call here)."""
+        cancelled = self._cancelled_ids()
+        cancelled[waiter_id] = None
+        if len(cancelled) > 4096:
+            for old in list(cancelled)[:2048]:
+                cancelled.pop(old, None)
+        wake = self.store.cancel_slot_wait(waiter_id)
+        self._notify(wake)
+        # A call of this process still waiting as ``waiter_id`` re-checks at once
+        # and finds itself cancelled.
+        self.wakeups.wake(waiter_id)
+
+    def release_slots(self, lease_id: str) -> bool:
+        """Give a lease's slots back; False when it had expired and been reaped."""
+        intact, wake = self.store.release_slots(lease_id)
+        self._notify(wake)
+        return intact
+
+    def renew_leases(
+        self, lease_ids: Sequence[str], lease_seconds: float | None = None
+    ) -> list[str]:
+        """Extend leases from now; returns the ids that were lost (reaped)."""
+        lease = validate_lease_seconds(
+            self.settings.concurrency_lease_seconds if lease_seconds is None else lease_seconds
+        )
+        return self.store.renew_leases(list(lease_ids), lease)
+
+    def sweep_slots(self, names: Sequence[str] | None = None) -> int:
+        """Reap expired leases and waiters now; how many leases were reaped."""
+        reaped, wake = self.store.sweep_slots(names)
+        self._notify(wake)
+        return reaped

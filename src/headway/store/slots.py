@@ -1,0 +1,944 @@
+"""Store operations of the slot engine: limits, leases, waiters. Each is one transaction.
+
+Every operation that changes a limit's occupancy or queue first locks the
+limit rows it touches (SQLite: ``BEGIN IMMEDIATE`` locks the database;
+PostgreSQL: ``SELECT ... FOR UPDATE`` in name order, so multi-limit requests
+never deadlock), then reads, decides with :mod:`headway.core.limits`, and
+writes. Operations that free slots also compute which waiters could now be
+granted and return them as :class:`WakeTarget`; the caller notifies them after
+the commit (``store/wakeups.py``), so a notified waiter always finds the slots.
+
+A lease or waiter is reaped when it expired, or at once when its process is
+certainly gone (same node, pid missing or reused): lazily whenever a request
+would have to wait, and by :meth:`SlotStore.sweep_slots`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from headway.core.limits import (
+    NOT_QUEUED,
+    Decision,
+    LimitDetail,
+    LimitState,
+    Mode,
+    ProcessInfo,
+    ProcessRecord,
+    QueuedRequest,
+    SlotGrant,
+    SlotWait,
+    WakeTarget,
+    decayed,
+    decide,
+    is_dead,
+    plan_wakeups,
+    validate_active_slots,
+    validate_decay,
+    validate_limit,
+    validate_name,
+)
+from headway.core.models import Holder, Lease, Limit, Waiter, ts_to_dt
+from headway.exceptions import (
+    ConcurrencySlotAcquisitionError,
+    ConflictError,
+    ObjectAlreadyExists,
+    ObjectNotFound,
+)
+from headway.settings import Settings
+from headway.store.db import Database, Row, Tx
+
+_LIMIT_COLUMNS = (
+    "name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at, created,"
+    " grants, denials"
+)
+# How often one store re-checks the processes behind the leases of a limit it
+# waits on (reading /proc); expiry is checked on every attempt regardless.
+_LIVENESS_EVERY_SECONDS = 0.5
+_DOOMED = 0.0  # ``expires`` of the remaining rows of a lease that was reaped
+
+
+# -- this process -----------------------------------------------------------------------
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot; None when it is gone (or a zombie).
+
+    Raises LookupError when the process exists but cannot be read (another
+    user's process under ``hidepid``): uncertain, so callers treat it as alive.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            raise LookupError(pid) from None
+        raise LookupError(pid) from None
+    except OSError:
+        raise LookupError(pid) from None
+    # The command name may contain spaces and parentheses: fields restart after the last ')'.
+    fields = data[data.rindex(b")") + 2 :].split()
+    if fields[0] in (b"Z", b"X"):
+        return None  # a zombie holds nothing any more
+    return int(fields[19])
+
+
+def _node_key() -> str | None:
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+    return f"{boot}/{namespace}"[:100]
+
+
+_current: tuple[int, ProcessInfo] | None = None
+
+
+def current_process() -> ProcessInfo:
+    """This process as lease and waiter rows record it (recomputed after a fork)."""
+    global _current
+    pid = os.getpid()
+    cached = _current
+    if cached is not None and cached[0] == pid:
+        return cached[1]
+    try:
+        start = process_start_time(pid) or 0
+    except LookupError:
+        start = 0
+    info = ProcessInfo(pid=pid, host=socket.gethostname(), node=_node_key(), proc_start=start)
+    _current = (pid, info)
+    return info
+
+
+def _start_times(pids: Iterable[int]) -> dict[int, int | None]:
+    out: dict[int, int | None] = {}
+    for pid in set(pids):
+        try:
+            out[pid] = process_start_time(pid)
+        except LookupError:
+            continue  # unknown: alive
+    return out
+
+
+# -- results ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of one acquire attempt, and the waiters to notify after it."""
+
+    grant: SlotGrant | None = None
+    wait: SlotWait | None = None
+    #: The waiter's rows vanished (cancelled, or expired) and it was not allowed to re-queue.
+    gone: bool = False
+    wake: tuple[WakeTarget, ...] = ()
+
+
+def _each(tx: Tx, query: str, rows: list[dict[str, Any]]) -> None:
+    # executemany costs more than execute for the usual single row.
+    if len(rows) == 1:
+        tx.execute(query, rows[0])
+    else:
+        tx.executemany(query, rows)
+
+
+def _marks(prefix: str, count: int) -> str:
+    return ", ".join(f":{prefix}{i}" for i in range(count))
+
+
+def _bind(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> dict[str, Any]:
+    for i, value in enumerate(values):
+        params[f"{prefix}{i}"] = value
+    return params
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(float(ts), UTC)
+
+
+def _limit(row: Row, now: float, waiters: int = 0) -> Limit:
+    return Limit(
+        name=row[0],
+        limit=int(row[1]),
+        active=bool(row[2]),
+        active_slots=decayed(float(row[3]), float(row[4]), float(row[5]), now),
+        slot_decay_per_second=float(row[4]),
+        grants=int(row[7]),
+        denials=int(row[8]),
+        waiters=waiters,
+        created=ts_to_dt(row[6]),
+    )
+
+
+def _state(row: Row, now: float) -> LimitState:
+    # row: name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at, ...
+    return LimitState(
+        name=row[0],
+        limit=int(row[1]),
+        active=bool(row[2]),
+        active_slots=decayed(float(row[3]), float(row[4]), float(row[5]), now),
+        decay_per_second=float(row[4]),
+    )
+
+
+class SlotStore:
+    """Limits, leases and waiters. Mixed into :class:`headway.store.store.Store`."""
+
+    db: Database
+    settings: Settings
+    _liveness_checked: dict[str, float]
+
+    # -- limits --------------------------------------------------------------------
+    def create_limit(
+        self,
+        name: str,
+        limit: int,
+        *,
+        active: bool = True,
+        slot_decay_per_second: float = 0.0,
+        active_slots: int = 0,
+    ) -> Limit:
+        """Create a limit; ObjectAlreadyExists if the name is taken."""
+        name = validate_name(name)
+        limit = validate_limit(limit)
+        decay = validate_decay(slot_decay_per_second)
+        active_slots = validate_active_slots(active_slots)
+        now = time.time()
+        with self.db.write() as tx:
+            created = tx.rowcount(
+                "INSERT INTO limits (name, slot_limit, active, active_slots,"
+                " slot_decay_per_second, decayed_at, created, updated) VALUES (:name, :limit,"
+                " :active, :slots, :decay, :now, :now, :now) ON CONFLICT (name) DO NOTHING",
+                {
+                    "name": name,
+                    "limit": limit,
+                    "active": bool(active),
+                    "slots": float(active_slots),
+                    "decay": decay,
+                    "now": now,
+                },
+            )
+            if not created:
+                raise ObjectAlreadyExists(f"a limit named {name!r} already exists")
+            self._event(tx, now, "limit.created", name, limit, f"active={bool(active)}")
+            row = self._limit_row(tx, name)
+        return _limit(row, now)
+
+    def read_limit(self, name: str) -> Limit:
+        """One limit with its live waiter count; ObjectNotFound if unknown."""
+        now = time.time()
+        with self.db.read() as tx:
+            rows = self._limits_with_waiters(tx, "WHERE name = :name", {"name": name}, now)
+        if not rows:
+            raise ObjectNotFound(f"no limit named {name!r}")
+        return rows[0]
+
+    def list_limits(self, *, prefix: str | None = None) -> list[Limit]:
+        """Every limit (or those whose name starts with ``prefix``), by name."""
+        now = time.time()
+        where, params = "", {}
+        if prefix:
+            where = "WHERE substr(name, 1, :plen) = :prefix"
+            params = {"plen": len(prefix), "prefix": prefix}
+        with self.db.read() as tx:
+            return self._limits_with_waiters(tx, where, params, now)
+
+    def _limits_with_waiters(
+        self, tx: Tx, where: str, params: dict[str, Any], now: float
+    ) -> list[Limit]:
+        rows = tx.execute(
+            f"SELECT {_LIMIT_COLUMNS}, (SELECT COUNT(*) FROM waiters w"
+            " WHERE w.limit_name = limits.name AND w.expires > :now)"
+            f" FROM limits {where} ORDER BY name",
+            {**params, "now": now},
+        )
+        return [_limit(r, now, int(r[9])) for r in rows]
+
+    def update_limit(
+        self,
+        name: str,
+        *,
+        limit: int | None = None,
+        active: bool | None = None,
+        slot_decay_per_second: float | None = None,
+        active_slots: int | None = None,
+    ) -> tuple[Limit, list[WakeTarget]]:
+        """Change a limit live: holders keep their slots; the new values govern new grants."""
+        new_limit = None if limit is None else validate_limit(limit)
+        new_decay = None if slot_decay_per_second is None else validate_decay(slot_decay_per_second)
+        new_slots = None if active_slots is None else validate_active_slots(active_slots)
+        now = time.time()
+        with self.db.write() as tx:
+            row = self._lock_one(tx, name)
+            state = _state(row, now)
+            sets = ["updated = :now", "active_slots = :slots", "decayed_at = :now"]
+            # Materialise the decay so far, so a new decay rate applies from now on.
+            params: dict[str, Any] = {"name": name, "now": now, "slots": state.active_slots}
+            if new_slots is not None:
+                params["slots"] = float(new_slots)
+            if new_limit is not None:
+                sets.append("slot_limit = :limit")
+                params["limit"] = new_limit
+            if active is not None:
+                sets.append("active = :active")
+                params["active"] = bool(active)
+            if new_decay is not None:
+                sets.append("slot_decay_per_second = :decay")
+                params["decay"] = new_decay
+            tx.execute(f"UPDATE limits SET {', '.join(sets)} WHERE name = :name", params)
+            changes = {
+                "limit": new_limit,
+                "active": active,
+                "slot_decay_per_second": new_decay,
+                "active_slots": new_slots,
+            }
+            detail = ", ".join(f"{k}={v}" for k, v in changes.items() if v is not None)
+            self._event(tx, now, "limit.updated", name, new_limit, detail)
+            wake = self._wakeups(tx, [name], now)
+            row = self._limit_row(tx, name)
+        return _limit(row, now), wake
+
+    def delete_limit(self, name: str, *, force: bool = False) -> list[WakeTarget]:
+        """Delete a limit; ConflictError while it has live holders, unless ``force``.
+
+        Its waiters are woken and find the name unlimited; a forced delete takes
+        the slots of the holders, who learn it as a lost lease.
+        """
+        now = time.time()
+        with self.db.write() as tx:
+            self._lock_one(tx, name)
+            self._reap(tx, [name], now, check_processes=True, force_check=True)
+            holders = tx.one(
+                "SELECT COUNT(DISTINCT lease_id) FROM leases WHERE limit_name = :name",
+                {"name": name},
+            )
+            count = int(holders[0]) if holders else 0
+            if count and not force:
+                raise ConflictError(
+                    f"limit {name!r} has {count} holder(s); wait for them to release,"
+                    " or delete with force"
+                )
+            wake = self._waiters_of(tx, [name], now)
+            self._drop_leases(tx, name)
+            tx.execute("DELETE FROM waiters WHERE limit_name = :name", {"name": name})
+            tx.execute("DELETE FROM limits WHERE name = :name", {"name": name})
+            self._event(tx, now, "limit.deleted", name, None, f"force={force} holders={count}")
+        return wake
+
+    def reset_limit(self, name: str) -> tuple[Limit, list[WakeTarget]]:
+        """Free every slot of a limit: its holders lose their leases; waiters are woken."""
+        now = time.time()
+        with self.db.write() as tx:
+            self._lock_one(tx, name)
+            dropped = self._drop_leases(tx, name)
+            tx.execute(
+                "UPDATE limits SET active_slots = 0, decayed_at = :now, updated = :now"
+                " WHERE name = :name",
+                {"name": name, "now": now},
+            )
+            self._event(tx, now, "limit.reset", name, None, f"leases={dropped}")
+            wake = self._wakeups(tx, [name], now)
+            row = self._limit_row(tx, name)
+        return _limit(row, now), wake
+
+    def inspect_limit(self, name: str) -> LimitDetail:
+        """A limit, its holders (oldest first) and its live waiters (in grant order)."""
+        now = time.time()
+        with self.db.read() as tx:
+            limits = self._limits_with_waiters(tx, "WHERE name = :name", {"name": name}, now)
+            if not limits:
+                raise ObjectNotFound(f"no limit named {name!r}")
+            lease_rows = tx.execute(
+                "SELECT lease_id, slots, holder_kind, holder_id, pid, host, created, expires"
+                " FROM leases WHERE limit_name = :name ORDER BY created, lease_id",
+                {"name": name},
+            )
+            waiter_rows = tx.execute(
+                "SELECT seq, slots, priority, holder_kind, holder_id, pid, host, created"
+                " FROM waiters WHERE limit_name = :name AND expires > :now"
+                " ORDER BY priority DESC, seq",
+                {"name": name, "now": now},
+            )
+        holders = tuple(
+            Lease(
+                id=r[0],
+                slots={name: int(r[1])},
+                holder=Holder(kind=r[2], id=r[3], pid=int(r[4]), host=r[5]),
+                created=_dt(r[6]),
+                expires=_dt(r[7]),
+            )
+            for r in lease_rows
+        )
+        waiters = tuple(
+            Waiter(
+                id=int(r[0]),
+                limit_name=name,
+                position=i + 1,
+                slots=int(r[1]),
+                priority=int(r[2]),
+                holder=Holder(kind=r[3], id=r[4], pid=int(r[5]), host=r[6]),
+                since=_dt(r[7]),
+            )
+            for i, r in enumerate(waiter_rows)
+        )
+        return LimitDetail(limits[0], holders, waiters)
+
+    # -- slots ---------------------------------------------------------------------
+    def acquire_slots(
+        self,
+        names: Sequence[str],
+        occupy: int,
+        *,
+        mode: Mode,
+        priority: int,
+        holder_kind: str,
+        holder_id: str | None,
+        process: ProcessInfo,
+        lease_seconds: float,
+        waiter_id: str,
+        new_waiter: bool,
+        may_queue: bool,
+        wake_address: str | None,
+        strict: bool = False,
+    ) -> Attempt:
+        """One attempt to take ``occupy`` slots of every name in ``names`` (sorted, unique).
+
+        Granted when every known active limit has room and nobody waits ahead on
+        any of them; otherwise the request waits as ``waiter_id`` (queued now
+        when ``may_queue``, its expiry refreshed when already queued). Unknown
+        and inactive names take nothing and are reported on the grant.
+        ``new_waiter`` says the caller knows no row of ``waiter_id`` exists yet.
+        With ``strict``, an unknown name raises ConcurrencySlotAcquisitionError.
+        """
+        now = time.time()
+        with self.db.write() as tx:
+            seq, waiting_since = NOT_QUEUED, now
+            if not new_waiter:
+                mine = tx.one(
+                    "SELECT seq, created FROM waiters WHERE waiter_id = :w LIMIT 1",
+                    {"w": waiter_id},
+                )
+                if mine is not None:
+                    seq, waiting_since = int(mine[0]), float(mine[1])
+                elif not may_queue:
+                    return Attempt(gone=True)
+            states, ahead = self._read_for_acquire(tx, names, priority, seq, now)
+            decision = decide(names, occupy, mode, states, ahead)
+            if strict and decision.unknown:
+                raise ConcurrencySlotAcquisitionError(
+                    "no limit named "
+                    + ", ".join(repr(n) for n in decision.unknown)
+                    + " (strict=True)"
+                )
+            freed: list[str] = []
+            if not decision.grant:
+                # Before waiting, clear the way: expired or dead holders and waiters.
+                freed, _ = self._reap(
+                    tx, decision.limited, now, check_processes=True, keep_waiter=waiter_id
+                )
+                if freed:
+                    states, ahead = self._read_for_acquire(tx, names, priority, seq, now)
+                    decision = decide(names, occupy, mode, states, ahead)
+            if decision.grant:
+                grant = self._grant(
+                    tx,
+                    decision,
+                    states,
+                    occupy,
+                    mode,
+                    holder_kind,
+                    holder_id,
+                    process,
+                    lease_seconds,
+                    now,
+                    waiter_id if seq != NOT_QUEUED else None,
+                    now - waiting_since,
+                )
+                # Slots freed by reaping may be more than this request took.
+                return Attempt(grant=grant, wake=tuple(self._wakeups(tx, freed, now)))
+            wake = self._wakeups(tx, freed, now)
+            if seq == NOT_QUEUED:
+                if not may_queue:
+                    return Attempt(
+                        wait=SlotWait(waiter_id, decision.reasons, decision.retry_after),
+                        wake=tuple(wake),
+                    )
+                self._enqueue(
+                    tx,
+                    waiter_id,
+                    decision.limited,
+                    occupy,
+                    priority,
+                    holder_kind,
+                    holder_id,
+                    process,
+                    wake_address,
+                    now,
+                )
+            else:
+                tx.execute(
+                    "UPDATE waiters SET expires = :e WHERE waiter_id = :w",
+                    {"e": now + self.settings.waiter_ttl_seconds, "w": waiter_id},
+                )
+        return Attempt(
+            wait=SlotWait(waiter_id, decision.reasons, decision.retry_after), wake=tuple(wake)
+        )
+
+    def _read_for_acquire(
+        self, tx: Tx, names: Sequence[str], priority: int, seq: int, now: float
+    ) -> tuple[dict[str, LimitState], dict[str, tuple[int, int]]]:
+        # The limits, locked, each with the live requests queued ahead of this one.
+        ahead_of = (
+            "FROM waiters w WHERE w.limit_name = limits.name AND w.expires > :now"
+            " AND (w.priority > :p OR (w.priority = :p AND w.seq < :seq))"
+        )
+        params = _bind("n", names, {"now": now, "p": priority, "seq": seq})
+        rows = tx.execute(
+            f"SELECT {_LIMIT_COLUMNS}, (SELECT COUNT(*) {ahead_of}),"
+            f" (SELECT COALESCE(SUM(w.slots), 0) {ahead_of})"
+            f" FROM limits WHERE name IN ({_marks('n', len(names))})"
+            f" ORDER BY name{tx.dialect.for_update}",
+            params,
+        )
+        states: dict[str, LimitState] = {}
+        ahead: dict[str, tuple[int, int]] = {}
+        for row in rows:
+            states[row[0]] = _state(row, now)
+            if row[9]:
+                ahead[row[0]] = (int(row[9]), int(row[10]))
+        return states, ahead
+
+    def _grant(
+        self,
+        tx: Tx,
+        decision: Decision,
+        states: dict[str, LimitState],
+        occupy: int,
+        mode: Mode,
+        holder_kind: str,
+        holder_id: str | None,
+        process: ProcessInfo,
+        lease_seconds: float,
+        now: float,
+        queued_as: str | None,
+        waited: float,
+    ) -> SlotGrant:
+        limited = decision.limited
+        if queued_as is not None:
+            tx.execute("DELETE FROM waiters WHERE waiter_id = :w", {"w": queued_as})
+        if not limited:
+            return SlotGrant(
+                None, (), occupy, mode, decision.unknown, decision.inactive, None, None, waited
+            )
+        _each(
+            tx,
+            "UPDATE limits SET active_slots = :v, decayed_at = :now, grants = grants + 1,"
+            " total_wait_seconds = total_wait_seconds + :waited WHERE name = :name",
+            [
+                {"v": states[n].active_slots + occupy, "now": now, "waited": waited, "name": n}
+                for n in limited
+            ],
+        )
+        if mode == "rate":
+            # Tokens are never given back: they drain at the limit's decay rate.
+            return SlotGrant(
+                None, limited, occupy, mode, decision.unknown, decision.inactive, None, None, waited
+            )
+        lease_id = uuid.uuid4().hex
+        expires = now + lease_seconds
+        _each(
+            tx,
+            "INSERT INTO leases (lease_id, limit_name, slots, holder_kind, holder_id, pid,"
+            " host, proc_start, created, expires, node) VALUES (:id, :name, :slots, :kind,"
+            " :holder, :pid, :host, :start, :now, :expires, :node)",
+            [
+                {
+                    "id": lease_id,
+                    "name": n,
+                    "slots": occupy,
+                    "kind": holder_kind,
+                    "holder": holder_id,
+                    "pid": process.pid,
+                    "host": process.host,
+                    "start": process.proc_start,
+                    "now": now,
+                    "expires": expires,
+                    "node": process.node,
+                }
+                for n in limited
+            ],
+        )
+        return SlotGrant(
+            lease_id,
+            limited,
+            occupy,
+            mode,
+            decision.unknown,
+            decision.inactive,
+            expires,
+            lease_seconds,
+            waited,
+        )
+
+    def _enqueue(
+        self,
+        tx: Tx,
+        waiter_id: str,
+        limited: Sequence[str],
+        occupy: int,
+        priority: int,
+        holder_kind: str,
+        holder_id: str | None,
+        process: ProcessInfo,
+        wake_address: str | None,
+        now: float,
+    ) -> None:
+        seq = self._next_seq(tx, "waiters")
+        expires = now + self.settings.waiter_ttl_seconds
+        tx.executemany(
+            "INSERT INTO waiters (seq, limit_name, waiter_id, slots, priority, holder_kind,"
+            " holder_id, pid, host, proc_start, wake_address, created, expires, node) VALUES"
+            " (:seq, :name, :w, :slots, :p, :kind, :holder, :pid, :host, :start, :addr, :now,"
+            " :expires, :node)",
+            [
+                {
+                    "seq": seq,
+                    "name": n,
+                    "w": waiter_id,
+                    "slots": occupy,
+                    "p": priority,
+                    "kind": holder_kind,
+                    "holder": holder_id,
+                    "pid": process.pid,
+                    "host": process.host,
+                    "start": process.proc_start,
+                    "addr": wake_address,
+                    "now": now,
+                    "expires": expires,
+                    "node": process.node,
+                }
+                for n in limited
+            ],
+        )
+        tx.executemany(
+            "UPDATE limits SET denials = denials + 1 WHERE name = :name",
+            [{"name": n} for n in limited],
+        )
+
+    def _next_seq(self, tx: Tx, name: str) -> int:
+        row = tx.one(
+            "UPDATE sequences SET value = value + 1 WHERE name = :name RETURNING value",
+            {"name": name},
+        )
+        if row is None:
+            tx.execute(
+                "INSERT INTO sequences (name, value) VALUES (:name, 0)"
+                " ON CONFLICT (name) DO NOTHING",
+                {"name": name},
+            )
+            row = tx.one(
+                "UPDATE sequences SET value = value + 1 WHERE name = :name RETURNING value",
+                {"name": name},
+            )
+        assert row is not None
+        return int(row[0])
+
+    def cancel_slot_wait(self, waiter_id: str) -> list[WakeTarget]:
+        """Remove a waiting request from every queue; the waiters it blocked are woken."""
+        now = time.time()
+        with self.db.write() as tx:
+            rows = tx.execute(
+                "DELETE FROM waiters WHERE waiter_id = :w RETURNING limit_name", {"w": waiter_id}
+            )
+            if not rows:
+                return []
+            return self._wakeups(tx, sorted({r[0] for r in rows}), now)
+
+    def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]:
+        """Give a lease's slots back. True when the lease was still whole (not reaped)."""
+        now = time.time()
+        with self.db.write() as tx:
+            if tx.dialect.for_update:
+                # Row locks: take the limits' locks first, in name order, as acquire does.
+                names = [
+                    r[0]
+                    for r in tx.execute(
+                        "SELECT limit_name FROM leases WHERE lease_id = :id", {"id": lease_id}
+                    )
+                ]
+                self._lock(tx, names)
+            rows = tx.execute(
+                "DELETE FROM leases WHERE lease_id = :id RETURNING limit_name, slots, created,"
+                " expires",
+                {"id": lease_id},
+            )
+            if not rows:
+                return False, []
+            intact = all(r[3] != _DOOMED for r in rows)
+            crowded: list[str] = []
+            for name, slots, created, _ in rows:
+                after = tx.one(
+                    "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
+                    " THEN active_slots - :n ELSE 0 END, releases = releases + 1,"
+                    " total_hold_seconds = total_hold_seconds + :held WHERE name = :name"
+                    " RETURNING (SELECT COUNT(*) FROM waiters w WHERE w.limit_name = :name)",
+                    {"n": float(slots), "held": (now - created) * slots, "name": name},
+                )
+                if after is not None and after[0]:
+                    crowded.append(name)
+            wake = self._wakeups(tx, crowded, now) if crowded else []
+        return intact, wake
+
+    def renew_leases(self, lease_ids: Sequence[str], lease_seconds: float) -> list[str]:
+        """Extend leases by ``lease_seconds`` from now; returns the ids that were lost."""
+        if not lease_ids:
+            return []
+        now = time.time()
+        ids = list(dict.fromkeys(lease_ids))
+        with self.db.write() as tx:
+            alive: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = tx.execute(
+                    f"UPDATE leases SET expires = :e WHERE lease_id IN ({_marks('l', len(chunk))})"
+                    " AND expires > :doomed RETURNING lease_id",
+                    _bind("l", chunk, {"e": now + lease_seconds, "doomed": _DOOMED}),
+                )
+                alive.update(r[0] for r in rows)
+        return [i for i in ids if i not in alive]
+
+    def sweep_slots(self, names: Sequence[str] | None = None) -> tuple[int, list[WakeTarget]]:
+        """Reap expired leases and waiters (and those of dead processes of this node).
+
+        On every limit, or only on ``names``. The server runs this periodically;
+        embedded processes reap lazily, and before showing a limit. Returns how
+        many leases were reaped and the waiters to notify.
+        """
+        now = time.time()
+        node = current_process().node
+        with self.db.write() as tx:
+            if names is None:
+                rows = tx.execute(
+                    "SELECT DISTINCT limit_name FROM leases WHERE expires <= :now"
+                    " OR node = :node UNION SELECT DISTINCT limit_name FROM waiters"
+                    " WHERE expires <= :now OR node = :node",
+                    {"now": now, "node": node},
+                )
+                names = [r[0] for r in rows]
+            names = sorted(set(names))
+            if not names:
+                return 0, []
+            self._lock(tx, names)
+            freed, reaped = self._reap(tx, names, now, check_processes=True, force_check=True)
+            wake = self._wakeups(tx, freed, now)
+        return reaped, wake
+
+    # -- reaping -------------------------------------------------------------------
+    def _reap(
+        self,
+        tx: Tx,
+        names: Sequence[str],
+        now: float,
+        *,
+        check_processes: bool,
+        force_check: bool = False,
+        keep_waiter: str | None = None,
+    ) -> tuple[list[str], int]:
+        """Remove expired and dead leases and waiters on ``names`` (already locked).
+
+        Returns the names whose slots or queue changed, and how many leases were
+        reaped. ``keep_waiter`` is the caller's own request: alive, whatever its expiry.
+        """
+        if not names:
+            return [], 0
+        params = _bind("n", names, {"now": now})
+        marks = _marks("n", len(names))
+        node = current_process().node if check_processes else None
+        probe = False
+        if node is not None:
+            # /proc is read at most every _LIVENESS_EVERY_SECONDS per limit and store.
+            checked = self.__dict__.setdefault("_liveness_checked", {})
+            due = [n for n in names if force_check or checked.get(n, 0.0) <= now]
+            for n in due:
+                checked[n] = now + _LIVENESS_EVERY_SECONDS
+            probe = bool(due)
+        leases = tx.execute(
+            "SELECT lease_id, limit_name, slots, pid, node, proc_start, expires, holder_kind,"
+            f" holder_id FROM leases WHERE limit_name IN ({marks})"
+            + ("" if probe else " AND expires <= :now"),
+            params,
+        )
+        waiters = tx.execute(
+            f"SELECT waiter_id, limit_name, pid, node, proc_start, expires FROM waiters"
+            f" WHERE limit_name IN ({marks})" + ("" if probe else " AND expires <= :now"),
+            params,
+        )
+        mine = current_process()
+        local_pids = [
+            int(r[3]) for r in leases if probe and r[4] == node and int(r[3]) != mine.pid
+        ] + [int(r[2]) for r in waiters if probe and r[3] == node and int(r[2]) != mine.pid]
+        starts = _start_times(local_pids) if local_pids else {}
+
+        def gone(expires: float, pid: int, row_node: str | None, start: int) -> bool:
+            if expires <= now:
+                return True
+            return probe and is_dead(ProcessRecord(pid, row_node, start), node, starts)
+
+        dead_leases = [r for r in leases if gone(float(r[6]), int(r[3]), r[4], int(r[5]))]
+        dead_waiters = {
+            r[0]
+            for r in waiters
+            if r[0] != keep_waiter and gone(float(r[5]), int(r[2]), r[3], int(r[4]))
+        }
+        changed: set[str] = set()
+        if dead_waiters:
+            tx.executemany(
+                "DELETE FROM waiters WHERE waiter_id = :w", [{"w": w} for w in dead_waiters]
+            )
+            changed.update(r[1] for r in waiters if r[0] in dead_waiters)
+        if dead_leases:
+            for r in dead_leases:
+                lease_id, name, slots = r[0], r[1], int(r[2])
+                tx.execute(
+                    "DELETE FROM leases WHERE lease_id = :id AND limit_name = :name",
+                    {"id": lease_id, "name": name},
+                )
+                tx.execute(
+                    "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
+                    " THEN active_slots - :n ELSE 0 END, expiries = expiries + 1"
+                    " WHERE name = :name",
+                    {"n": float(slots), "name": name},
+                )
+                reason = "expired" if float(r[6]) <= now else "holder process is gone"
+                self._event(
+                    tx,
+                    now,
+                    "lease.reaped",
+                    name,
+                    slots,
+                    f"lease={lease_id} holder={r[7]}:{r[8] or '-'} pid={r[3]} ({reason})",
+                    run_id=r[8] if r[7] in ("task_run", "flow_run") else None,
+                )
+                changed.add(name)
+            # The lease's rows on other limits are doomed: their owner can no longer
+            # renew them, and whoever next touches those limits reaps them.
+            tx.executemany(
+                "UPDATE leases SET expires = :doomed WHERE lease_id = :id",
+                [{"id": r[0], "doomed": _DOOMED} for r in dead_leases],
+            )
+        return sorted(changed), len({r[0] for r in dead_leases})
+
+    def _drop_leases(self, tx: Tx, name: str) -> int:
+        ids = [
+            r[0]
+            for r in tx.execute(
+                "SELECT DISTINCT lease_id FROM leases WHERE limit_name = :name", {"name": name}
+            )
+        ]
+        tx.execute("DELETE FROM leases WHERE limit_name = :name", {"name": name})
+        tx.executemany(
+            "UPDATE leases SET expires = :doomed WHERE lease_id = :id",
+            [{"id": i, "doomed": _DOOMED} for i in ids],
+        )
+        return len(ids)
+
+    # -- wake-ups ------------------------------------------------------------------
+    def _wakeups(self, tx: Tx, names: Sequence[str], now: float) -> list[WakeTarget]:
+        """The waiters on ``names`` that could be granted now (the FIFO prefix that fits)."""
+        if not names:
+            return []
+        rows = tx.execute(
+            "SELECT waiter_id, limit_name, slots, priority, seq, wake_address, host, pid"
+            " FROM waiters WHERE expires > :now AND waiter_id IN (SELECT waiter_id FROM"
+            f" waiters WHERE limit_name IN ({_marks('n', len(names))}))",
+            _bind("n", names, {"now": now}),
+        )
+        if not rows:
+            return []
+        involved = sorted({r[1] for r in rows})
+        limit_rows = tx.execute(
+            f"SELECT {_LIMIT_COLUMNS} FROM limits WHERE name IN ({_marks('n', len(involved))})",
+            _bind("n", involved, {}),
+        )
+        free = {}
+        for lr in limit_rows:
+            state = _state(lr, now)
+            if state.active:
+                free[state.name] = state.free
+        requests: dict[str, QueuedRequest] = {}
+        targets: dict[str, WakeTarget] = {}
+        for waiter_id, name, slots, prio, seq, address, host, pid in rows:
+            req = requests.get(waiter_id)
+            requests[waiter_id] = QueuedRequest(
+                waiter_id,
+                int(prio),
+                int(seq),
+                int(slots),
+                (req.names if req else frozenset()) | {name},
+            )
+            targets[waiter_id] = WakeTarget(waiter_id, address, host, int(pid))
+        return [targets[w] for w in plan_wakeups(free, requests.values())]
+
+    def _waiters_of(self, tx: Tx, names: Sequence[str], now: float) -> list[WakeTarget]:
+        rows = tx.execute(
+            "SELECT DISTINCT waiter_id, wake_address, host, pid FROM waiters"
+            f" WHERE expires > :now AND limit_name IN ({_marks('n', len(names))})",
+            _bind("n", names, {"now": now}),
+        )
+        return [WakeTarget(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    # -- helpers -------------------------------------------------------------------
+    def _lock(self, tx: Tx, names: Sequence[str]) -> None:
+        if tx.dialect.for_update and names:
+            tx.execute(
+                f"SELECT name FROM limits WHERE name IN ({_marks('n', len(names))})"
+                f" ORDER BY name{tx.dialect.for_update}",
+                _bind("n", sorted(names), {}),
+            )
+
+    def _lock_one(self, tx: Tx, name: str) -> Row:
+        row = tx.one(
+            f"SELECT {_LIMIT_COLUMNS} FROM limits WHERE name = :name{tx.dialect.for_update}",
+            {"name": name},
+        )
+        if row is None:
+            raise ObjectNotFound(f"no limit named {name!r}")
+        return row
+
+    def _limit_row(self, tx: Tx, name: str) -> Row:
+        row = tx.one(f"SELECT {_LIMIT_COLUMNS} FROM limits WHERE name = :name", {"name": name})
+        if row is None:
+            raise ObjectNotFound(f"no limit named {name!r}")
+        return row
+
+    def _event(
+        self,
+        tx: Tx,
+        now: float,
+        kind: str,
+        limit_name: str,
+        slots: int | None,
+        detail: str,
+        run_id: str | None = None,
+    ) -> None:
+        tx.execute(
+            "INSERT INTO events (timestamp, kind, run_id, limit_name, slots, detail)"
+            " VALUES (:ts, :kind, :run_id, :name, :slots, :detail)",
+            {
+                "ts": now,
+                "kind": kind,
+                "run_id": run_id,
+                "name": limit_name,
+                "slots": slots,
+                "detail": detail,
+            },
+        )
