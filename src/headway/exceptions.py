@@ -13,6 +13,7 @@
     ├── ConcurrencySlotAcquisitionError   a slot could not be taken (strict unknown name, ...)
     │   └── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
     ├── LeaseLostError                a held lease expired or was reaped while its holder lived
+    ├── MissingContextError           a run-only call (get_run_logger) made outside any run
     ├── RunFailed                     base of what a flow/task run raises on failure
     │   ├── TaskRunTimeout            (also a TimeoutError) a run passed timeout_seconds
     │   └── RunCancelled              the run was cancelled
@@ -93,6 +94,10 @@ class LeaseLostError(HeadwayError):
     """A lease expired or was reaped while its holder still ran (paused, clock jump)."""
 
     http_status = 410
+
+
+class MissingContextError(HeadwayError, RuntimeError):
+    """Called outside a flow or task run, where it needs one (``get_run_logger``)."""
 
 
 class RunFailed(HeadwayError):

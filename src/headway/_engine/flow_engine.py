@@ -1,0 +1,432 @@
+"""The flow engine: one flow run from PENDING to a final state.
+
+A flow run's own state changes are few and are written at once; its task runs
+and log lines go through the recorder, which is flushed before the flow run
+records its final state. So a reader that sees a flow run finished also sees
+all of its task runs and logs.
+
+Order at the end of an attempt: wait for every task the run submitted (a flow
+run never ends while its tasks still run), then record COMPLETED, or
+AwaitingRetry and try again, or FAILED. An interrupt (Ctrl-C, SIGTERM while
+the flow runs in the main thread, cancellation of an async flow) records the
+flow run and its unfinished task runs CANCELLED, then lets the exception go on.
+The steps are written once; :func:`run_flow_sync` and :func:`run_flow_async`
+are thin drivers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from headway._engine import lifecycle
+from headway._engine.names import generate_name
+from headway._engine.recorder import get_recorder
+from headway._engine.task_engine import new_run_id
+from headway._engine.tracking import (
+    TaskRunTracker,
+    cancelled_state,
+    final_state,
+    plain,
+    state_result,
+)
+from headway.context import FlowRunContext, flow_run_var, task_run_var
+from headway.core.states import AWAITING_RETRY, RETRYING, Pending, Running, Scheduled, State
+from headway.core.states import StateType as S
+
+if TYPE_CHECKING:
+    from contextvars import Token
+
+    from headway.flows import Flow
+    from headway.logging import RunLogger
+
+
+class TerminationSignal(SystemExit):
+    """Raised in the main thread when SIGTERM arrives while a flow runs there."""
+
+
+_hostname: str | None = None
+
+
+def _host() -> str:
+    global _hostname
+    if _hostname is None:
+        _hostname = socket.gethostname()
+    return _hostname
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """``value`` as JSON-ready data; anything JSON cannot hold becomes its ``repr``."""
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    if depth > 20:
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return [jsonable(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {
+            (
+                k
+                if isinstance(k, str)
+                else str(k)
+                if isinstance(k, int | float | bool)
+                else repr(k)
+            ): (jsonable(v, depth + 1))
+            for k, v in value.items()
+        }
+    return repr(value)
+
+
+class FlowRunEngine:
+    """The steps of one flow run; the drivers below call them in order."""
+
+    def __init__(self, flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.flow = flow
+        try:
+            bound = flow.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            # Like calling the function: nothing is recorded for a call that cannot bind.
+            raise TypeError(f"{flow.name}(): {exc}") from None
+        bound.apply_defaults()
+        self.args, self.kwargs = bound.args, bound.kwargs
+        self.parameters = dict(bound.arguments)
+        self.parent_flow = flow_run_var.get()
+        self.parent_task = task_run_var.get()
+        if self.parent_flow is not None:
+            self.client = self.parent_flow.client
+        elif self.parent_task is not None and self.parent_task.client is not None:
+            self.client = self.parent_task.client
+        else:
+            from headway.client.base import get_client
+
+            self.client = get_client()
+        self.id = new_run_id()
+        self.name = generate_name()
+        self.attempts = 0
+        self.final: State | None = None
+        self.subflow: TaskRunTracker | None = None
+        self.ctx: FlowRunContext | None = None
+        self._tokens: tuple[Token[Any], Token[Any]] | None = None
+        self._previous_sigterm: Any = None
+        self._logger: RunLogger | None = None
+
+    # -- steps -----------------------------------------------------------------------------
+    def start(self, *, handle_sigterm: bool) -> None:
+        """Record the run PENDING, set up its context and task runner."""
+        flow = self.flow
+        parent_task_run_id = None
+        if self.parent_flow is not None or self.parent_task is not None:
+            parent_run_id = (
+                self.parent_task.flow_run_id
+                if self.parent_task is not None
+                else self.parent_flow.flow_run_id  # type: ignore[union-attr]
+            )
+            name = (
+                self.parent_flow.next_task_run_name(flow.name)
+                if self.parent_flow is not None
+                else f"{flow.name}-{self.name}"
+            )
+            # A subflow appears in its parent as a task run that mirrors its states.
+            tracker = TaskRunTracker(
+                new_run_id(), parent_run_id, name, flow.key, (), self.client, Pending()
+            )
+            self.subflow = tracker
+            parent_task_run_id = tracker.id
+            if self.parent_flow is not None:
+                self.parent_flow.unfinished[tracker.id] = tracker
+            self._mirror()
+        if flow.log_prints is not None:
+            log_prints = flow.log_prints
+        elif self.parent_flow is not None:
+            log_prints = self.parent_flow.log_prints
+        else:
+            log_prints = self.client.settings.log_prints
+        if log_prints:
+            from headway.logging import capture_prints
+
+            capture_prints()
+        self.client.create_flow_run(
+            id=self.id,
+            name=self.name,
+            flow_name=flow.name,
+            state=Pending(),
+            parameters=jsonable(self.parameters),
+            parent_task_run_id=parent_task_run_id,
+            pid=os.getpid(),
+            host=_host(),
+        )
+        if flow.task_runner is not None:
+            runner = flow.task_runner.duplicate()
+        else:
+            from headway.task_runners import ThreadPoolTaskRunner
+
+            runner = ThreadPoolTaskRunner()
+        runner.start()
+        self.ctx = FlowRunContext(
+            flow, self.id, self.name, self.client, runner, log_prints, parent=self.parent_flow
+        )
+        self._tokens = (flow_run_var.set(self.ctx), task_run_var.set(None))
+        lifecycle.register(self)
+        if handle_sigterm and self.parent_flow is None and self.parent_task is None:
+            self._previous_sigterm = _install_sigterm()
+        self.logger.info("Beginning flow run %r for flow %r", self.name, flow.name)
+
+    @property
+    def logger(self) -> RunLogger:
+        """The run's logger (engine messages are run logs too)."""
+        if self._logger is None:
+            from headway.logging import run_logger
+
+            self._logger = run_logger(
+                flow_run_id=self.id,
+                task_run_id=None,
+                label=f"Flow run {self.name!r}",
+                client=self.client,
+            )
+        return self._logger
+
+    def begin_attempt(self) -> None:
+        """Enter RUNNING (``Retrying`` after the first attempt)."""
+        self.attempts += 1
+        self.client.set_flow_run_state(
+            self.id, Running(RETRYING) if self.attempts > 1 else Running()
+        )
+        if self.attempts == 1 and self.subflow is not None:
+            self.subflow.set_state(Running())
+            self._mirror()
+
+    def pending_futures(self) -> list[Any]:
+        """Futures of this run not done yet (new ones may appear while waiting)."""
+        assert self.ctx is not None
+        return [f for f in self.ctx.futures if not f.done()]
+
+    def wait_for_tasks(self) -> None:
+        """Block until every submitted task run is done."""
+        assert self.ctx is not None
+        futures = self.ctx.futures
+        i = 0
+        while i < len(futures):
+            futures[i].wait()
+            i += 1
+
+    async def wait_for_tasks_async(self) -> None:
+        """Wait (without blocking the loop) until every submitted task run is done."""
+        assert self.ctx is not None
+        futures = self.ctx.futures
+        i = 0
+        while i < len(futures):
+            await futures[i]._wait_async_quietly()
+            i += 1
+
+    def succeeded(self, value: Any) -> None:
+        """Record COMPLETED with the flow's return value."""
+        self._finish(final_state(S.COMPLETED, outcome=value))
+
+    def failed(self, exc: BaseException) -> float | None:
+        """Record a failed attempt: the retry delay if it will be retried, else None (FAILED)."""
+        flow = self.flow
+        message = f"{type(exc).__name__}: {exc}"
+        if self.attempts <= flow.retries:
+            delay = flow.retry_delay(self.attempts)
+            self.logger.warning(
+                "Attempt %d of %d failed (%s); retrying in %g s",
+                self.attempts,
+                flow.retries + 1,
+                message,
+                delay,
+            )
+            self.client.set_flow_run_state(self.id, Scheduled(AWAITING_RETRY, message=message))
+            return delay
+        self._finish(final_state(S.FAILED, message=message, error=exc))
+        return None
+
+    def interrupted(self, exc: BaseException) -> None:
+        """Record CANCELLED (interrupts) or CRASHED (anything else), with unfinished tasks."""
+        if self.final is not None or self.ctx is None:
+            return
+        ctx = self.ctx
+        kind = type(exc).__name__
+        if isinstance(exc, KeyboardInterrupt | TerminationSignal) or kind == "CancelledError":
+            why = (
+                "terminated (SIGTERM)"
+                if isinstance(exc, TerminationSignal)
+                else f"interrupted ({kind})"
+            )
+            state: State = cancelled_state(f"the flow run was {why}")
+        else:
+            state = final_state(S.CRASHED, message=f"{kind}: {exc}", error=exc)
+        ctx.cancel_event.set()
+        message = f"the flow run ended {state.name} before this task run finished"
+        for future in list(ctx.futures):
+            if not future.done() and not future.cancel():
+                future._tracker.set_state(cancelled_state(message))
+                future.set_final(future._tracker.state)
+        recorder = get_recorder()
+        for tracker in list(ctx.unfinished.values()):
+            tracker.set_state(cancelled_state(message))
+            recorder.touch(tracker)
+        ctx.unfinished.clear()
+        for future in ctx.futures:
+            recorder.touch(future._tracker)
+        ctx.task_runner.shutdown(wait=False)
+        try:
+            self.logger.warning("Flow run %s: %s", state.name.lower(), state.message)
+            self._finish(state)
+        except Exception as store_exc:  # the store may be what failed: say so, keep the cause
+            import sys
+
+            print(f"headway: could not record flow run {self.id}: {store_exc}", file=sys.stderr)
+            self.final = state
+
+    def _finish(self, state: State) -> None:
+        if state.type is S.COMPLETED:
+            self.logger.info("Finished in state %s", state.name)
+        elif state.type is not S.CANCELLED:
+            error = getattr(state, "error", None)
+            self.logger.error("Finished in state %s: %s", state.name, state.message, exc_info=error)
+        get_recorder().flush()
+        self.client.set_flow_run_state(self.id, plain(state))
+        self.final = state
+        if self.subflow is not None:
+            self.subflow.set_state(state)
+            self._mirror()
+
+    def _mirror(self) -> None:
+        # The subflow's task run in its parent follows the subflow's own states.
+        sub = self.subflow
+        assert sub is not None
+        recorder = get_recorder()
+        recorder.touch(sub)
+        if sub.state.is_final:
+            if self.parent_flow is not None:
+                self.parent_flow.unfinished.pop(sub.id, None)
+            else:  # parent flow in another process (a process-pool task): write it now
+                recorder.flush()
+
+    def close(self) -> None:
+        """Leave the run's context; stop its runner; restore signal handling."""
+        if self._tokens is not None:
+            flow_token, task_token = self._tokens
+            task_run_var.reset(task_token)
+            flow_run_var.reset(flow_token)
+            self._tokens = None
+        lifecycle.unregister(self)
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)
+            self._previous_sigterm = None
+        if self.ctx is not None:
+            interrupted = self.final is None or self.final.type is S.CANCELLED
+            self.ctx.task_runner.shutdown(wait=not interrupted)
+
+    def crash_at_exit(self) -> None:
+        """The interpreter exits while this run still runs (it ran in a daemon thread)."""
+        if self.final is None:
+            self.interrupted(RuntimeError("the process exited while the flow run was running"))
+
+    def outcome(self, return_state: bool) -> Any:
+        """The final state, or the flow's value (raising its exception if it failed)."""
+        assert self.final is not None
+        return self.final if return_state else state_result(self.final)
+
+
+def _install_sigterm() -> Any:
+    # Only in the main thread and only over the default action: a handler the
+    # application installed itself is left alone.
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    return signal.SIG_DFL
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise TerminationSignal(128 + signum)
+
+
+# -- drivers -------------------------------------------------------------------------------
+def run_flow_sync(
+    flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+) -> Any:
+    """Run a sync flow in this thread."""
+    engine = FlowRunEngine(flow, args, kwargs)
+    try:
+        engine.start(handle_sigterm=True)
+        while True:
+            engine.begin_attempt()
+            try:
+                value = _call_body(engine)
+            except Exception as exc:
+                engine.wait_for_tasks()
+                delay = engine.failed(exc)
+                if delay is None:
+                    break
+                time.sleep(delay)
+                continue
+            engine.wait_for_tasks()
+            engine.succeeded(value)
+            break
+    except BaseException as exc:
+        engine.interrupted(exc)
+        raise
+    finally:
+        engine.close()
+    return engine.outcome(return_state)
+
+
+def _call_body(engine: FlowRunEngine) -> Any:
+    flow = engine.flow
+    if flow.timeout_seconds is None:
+        return flow.fn(*engine.args, **engine.kwargs)
+    from headway._engine.timeouts import call_with_timeout, timeout_error
+
+    return call_with_timeout(
+        lambda: flow.fn(*engine.args, **engine.kwargs),
+        flow.timeout_seconds,
+        timeout_error("flow run", engine.name, flow.timeout_seconds),
+    )
+
+
+async def run_flow_async(
+    flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+) -> Any:
+    """Run an async flow on the running event loop."""
+    import asyncio
+
+    engine = FlowRunEngine(flow, args, kwargs)
+    try:
+        engine.start(handle_sigterm=False)
+        while True:
+            engine.begin_attempt()
+            try:
+                body = flow.fn(*engine.args, **engine.kwargs)
+                if flow.timeout_seconds is None:
+                    value = await body
+                else:
+                    from headway._engine.timeouts import await_with_timeout, timeout_error
+
+                    value = await await_with_timeout(
+                        body,
+                        flow.timeout_seconds,
+                        timeout_error("flow run", engine.name, flow.timeout_seconds),
+                    )
+            except Exception as exc:
+                await engine.wait_for_tasks_async()
+                delay = engine.failed(exc)
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+                continue
+            await engine.wait_for_tasks_async()
+            engine.succeeded(value)
+            break
+    except BaseException as exc:
+        engine.interrupted(exc)
+        raise
+    finally:
+        engine.close()
+    return engine.outcome(return_state)

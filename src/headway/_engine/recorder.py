@@ -1,0 +1,199 @@
+"""The recorder: task-run states and log lines, written to the store in batches.
+
+Recording one task run per transaction would cost more than running a no-op
+task, so the task engine only appends to in-memory queues and one background
+thread per process writes what accumulated every ``FLUSH_INTERVAL`` seconds (or
+sooner when ``FLUSH_SIZE`` items wait). Nothing is lost: a flow run flushes
+synchronously before it records its own final state, so when a flow returns
+every task run and log line of it is in the store; an ``atexit`` hook flushes
+whatever is left when the process exits cleanly.
+
+Queues are ``collections.deque`` objects: ``append`` and ``popleft`` are atomic,
+so producers never take a lock, and nothing appended while a flush drains the
+queue can be lost (it is either drained now or by the next flush).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from headway._engine.tracking import TaskRunTracker
+    from headway.client.base import Client
+    from headway.core.models import LogRecord
+    from headway.store.runs import TaskRunRecord
+
+FLUSH_INTERVAL = 0.1
+FLUSH_SIZE = 2000
+
+
+class Recorder:
+    """Batches task runs and log lines per client and writes them."""
+
+    def __init__(self) -> None:
+        self._runs: deque[TaskRunTracker] = deque()
+        self._logs: deque[tuple[Client, LogRecord]] = deque()
+        self._wake = threading.Event()
+        # Serialises writers (background thread, flow ends, atexit) so the
+        # records of one run reach the store in the order they were taken.
+        self._flush_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._thread_lock = threading.Lock()
+        self._stopped = False
+        # Producers set the event once per wake-up, not once per item past the threshold.
+        self._wake_pending = False
+
+    # -- producers (hot path) ----------------------------------------------------------
+    def touch(self, tracker: TaskRunTracker) -> None:
+        """``tracker`` has new states to write."""
+        runs = self._runs
+        runs.append(tracker)
+        if self._thread is None:
+            self._start()
+        elif len(runs) >= FLUSH_SIZE and not self._wake_pending:
+            self._wake_pending = True
+            self._wake.set()
+
+    def log(self, client: Client, record: LogRecord) -> None:
+        """Queue one log line for ``client``'s store."""
+        self._logs.append((client, record))
+        if self._thread is None:
+            self._start()
+        elif len(self._logs) >= FLUSH_SIZE and not self._wake_pending:
+            self._wake_pending = True
+            self._wake.set()
+
+    # -- writing -----------------------------------------------------------------------
+    def flush(self) -> None:
+        """Write everything queued so far, now, in this thread; raises if the store fails."""
+        with self._flush_lock:
+            self._write()
+
+    def _write(self) -> None:
+        runs = self._runs
+        # One record per run and batch: a run touched twice while this drains
+        # (a worker moved it on meanwhile) must not become two inserts of one id.
+        touched: dict[str, TaskRunTracker] = {}
+        while True:
+            try:
+                tracker = runs.popleft()
+            except IndexError:
+                break
+            touched[tracker.id] = tracker
+        batches: dict[int, tuple[Client, list[TaskRunRecord], list[TaskRunTracker]]] = {}
+        for tracker in touched.values():
+            record = tracker.take_record()
+            if record is None:
+                continue
+            entry = batches.get(id(tracker.client))
+            if entry is None:
+                entry = batches[id(tracker.client)] = (tracker.client, [], [])
+            entry[1].append(record)
+            entry[2].append(tracker)
+        logs = self._logs
+        log_batches: dict[int, tuple[Client, list[LogRecord]]] = {}
+        while True:
+            try:
+                client, line = logs.popleft()
+            except IndexError:
+                break
+            log_entry = log_batches.get(id(client))
+            if log_entry is None:
+                log_entry = log_batches[id(client)] = (client, [])
+            log_entry[1].append(line)
+        error: BaseException | None = None
+        for client, records, trackers in batches.values():
+            try:
+                client.record_task_runs(records)
+            except Exception as exc:
+                # Keep the records: they go out with the next flush.
+                for tracker, record in zip(trackers, records, strict=True):
+                    tracker.unsend(record)
+                    runs.append(tracker)
+                error = exc
+        for client, lines in log_batches.values():
+            try:
+                client.write_logs(lines)
+            except Exception as exc:
+                logs.extend((client, line) for line in lines)
+                error = exc
+        if error is not None:
+            raise error
+
+    # -- background thread -------------------------------------------------------------
+    def _start(self) -> None:
+        with self._thread_lock:
+            if self._thread is not None or self._stopped:
+                return
+            thread = threading.Thread(target=self._loop, name="headway-recorder", daemon=True)
+            thread.start()
+            self._thread = thread
+
+    def _loop(self) -> None:
+        wake = self._wake
+        failures = 0
+        while True:
+            wake.wait(FLUSH_INTERVAL if failures == 0 else min(5.0, FLUSH_INTERVAL * 2**failures))
+            wake.clear()
+            self._wake_pending = False
+            if not (self._runs or self._logs):
+                continue
+            try:
+                self.flush()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if failures in (1, 10):
+                    print(f"headway: could not record runs yet ({exc}); retrying", file=sys.stderr)
+
+    def close(self) -> None:
+        """Final flush at interpreter exit; errors are reported, never raised."""
+        self._stopped = True
+        if not (self._runs or self._logs):
+            return
+        try:
+            self.flush()
+        except Exception as exc:
+            print(f"headway: could not record the last runs: {exc}", file=sys.stderr)
+
+
+_recorder: Recorder | None = None
+_recorder_lock = threading.Lock()
+
+
+def get_recorder() -> Recorder:
+    """The process's recorder (made on first use)."""
+    global _recorder
+    recorder = _recorder
+    if recorder is not None:
+        return recorder
+    with _recorder_lock:
+        if _recorder is None:
+            _recorder = Recorder()
+            atexit.register(_at_exit)
+        return _recorder
+
+
+def _at_exit() -> None:
+    from headway._engine import lifecycle
+
+    lifecycle.crash_unfinished_runs()
+    recorder = _recorder
+    if recorder is not None:
+        recorder.close()
+
+
+def reset_after_fork() -> None:
+    """A forked child starts with empty queues and no thread (never the parent's)."""
+    global _recorder
+    _recorder = None
+
+
+os.register_at_fork(after_in_child=reset_after_fork)
+
+__all__ = ["FLUSH_INTERVAL", "FLUSH_SIZE", "Recorder", "get_recorder"]

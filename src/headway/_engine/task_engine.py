@@ -1,0 +1,466 @@
+"""The task engine: one task run from PENDING to a final state.
+
+The steps (begin an attempt, succeed, fail or retry, be interrupted) are
+written once; :func:`run_task_sync` and :func:`run_task_async` are the two thin
+drivers that call the task's function and sleep between retries in their own
+way. A task run's states live in a :class:`TaskRunTracker` and reach the store
+through the recorder (batched inside flows, written at once outside them).
+
+Cost matters here: a no-op task must cost tens of microseconds, so the common
+path has no store round trip, no signature binding and no locks beyond a few
+atomic operations. Tasks with tags pay for their slots (a store round trip).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Sequence
+from random import getrandbits as _getrandbits
+from time import time_ns as _time_ns
+from typing import TYPE_CHECKING, Any
+
+from headway._engine.recorder import get_recorder
+from headway._engine.tracking import (
+    RunState,
+    TaskRunTracker,
+    cancelled_state,
+    final_state,
+)
+from headway.context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
+from headway.core.states import (
+    AWAITING_RETRY,
+    RETRYING,
+    Scheduled,
+    State,
+    StateType,
+)
+from headway.futures import TaskFuture, has_futures, iter_futures, resolve_futures
+
+if TYPE_CHECKING:
+    from headway.client.base import Client
+    from headway.logging import Sink
+    from headway.tasks import Task
+
+
+class Mode(enum.Enum):
+    """Where a task run's records go."""
+
+    BATCHED = 1  # inside a flow run: the recorder writes them in batches
+    DIRECT = 2  # outside flows: written when the run ends
+    COLLECT = 3  # in a process-pool worker: returned to the parent, which records them
+
+
+class TaskCall:
+    """One task run to perform: the task, its arguments, and where it belongs."""
+
+    __slots__ = (
+        "args",
+        "client",
+        "flow_ctx",
+        "kwargs",
+        "log_prints",
+        "log_sink",
+        "mode",
+        "recorder",
+        "task",
+        "tracker",
+        "wait_for",
+    )
+
+    def __init__(
+        self,
+        task: Task[..., Any],
+        tracker: TaskRunTracker,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        wait_for: Sequence[TaskFuture[Any]] | None,
+        flow_ctx: FlowRunContext | None,
+        log_prints: bool,
+        mode: Mode,
+        client: Client | None,
+        log_sink: Sink | None = None,
+    ) -> None:
+        self.task = task
+        self.tracker = tracker
+        self.args = args
+        self.kwargs = kwargs
+        self.wait_for = wait_for
+        self.flow_ctx = flow_ctx
+        self.log_prints = log_prints
+        self.mode = mode
+        self.client = client
+        self.log_sink = log_sink
+        self.recorder = get_recorder() if mode is Mode.BATCHED else None
+
+
+_PENDING = StateType.PENDING
+_RUNNING = StateType.RUNNING
+_COMPLETED = StateType.COMPLETED
+
+
+def new_run_id() -> str:
+    """A new run id: a UUID (version 7 layout) that sorts by creation time.
+
+    Time-ordered ids put each new run at the end of the store's indexes, so
+    recording stays fast as the store grows (random ids scatter inserts over
+    the whole index). 48 bits of milliseconds and 74 random bits from
+    ``random`` (reseeded in forked children): ids need to be unique, not
+    unguessable, and ``uuid.uuid4()`` alone costs a third of a no-op task.
+    """
+    ms = _time_ns() // 1_000_000
+    r = _getrandbits(74)
+    return (
+        f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7{r >> 62:03x}"
+        f"-{0x8000 | ((r >> 48) & 0x3FFF):04x}-{r & 0xFFFFFFFFFFFF:012x}"
+    )
+
+
+def create_call(
+    task: Task[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    wait_for: Sequence[TaskFuture[Any]] | None = None,
+) -> TaskCall:
+    """Make a PENDING task run for ``task(*args, **kwargs)`` in the current run context."""
+    flow_ctx = flow_run_var.get()
+    if flow_ctx is not None:
+        client: Client = flow_ctx.client
+        flow_run_id: str | None = flow_ctx.flow_run_id
+        name = flow_ctx.next_task_run_name(task.name)
+        log_prints = flow_ctx.log_prints if task.log_prints is None else task.log_prints
+        mode = Mode.BATCHED
+    else:
+        from headway.client.base import get_client
+
+        parent = task_run_var.get()
+        client = parent.client if parent is not None and parent.client else get_client()
+        flow_run_id = parent.flow_run_id if parent is not None else None
+        name = task.next_run_name()
+        if task.log_prints is not None:
+            log_prints = task.log_prints
+        elif parent is not None:
+            log_prints = parent.log_prints
+        else:
+            log_prints = client.settings.log_prints
+        mode = Mode.DIRECT
+    tracker = TaskRunTracker(
+        new_run_id(),
+        flow_run_id,
+        name,
+        task.task_key,
+        task.tags,
+        client,
+        State(_PENDING, "Pending"),
+    )
+    if log_prints:
+        from headway.logging import capture_prints
+
+        capture_prints()
+    call = TaskCall(task, tracker, args, kwargs, wait_for, flow_ctx, log_prints, mode, client)
+    if flow_ctx is not None:
+        flow_ctx.unfinished[tracker.id] = tracker
+        changed(call)
+    return call
+
+
+# -- the steps -----------------------------------------------------------------------------
+def changed(call: TaskCall) -> None:
+    """The run has new states for the store (written in the next batch, inside flows)."""
+    recorder = call.recorder
+    if recorder is not None:
+        recorder.touch(call.tracker)
+
+
+def upstream_of(call: TaskCall) -> list[TaskFuture[Any]]:
+    found: list[TaskFuture[Any]] = list(call.wait_for) if call.wait_for else []
+    if has_futures(call.args, call.kwargs):
+        for value in call.args:
+            found.extend(iter_futures(value))
+        for value in call.kwargs.values():
+            found.extend(iter_futures(value))
+    return found
+
+
+def check_upstream(call: TaskCall, upstream: list[TaskFuture[Any]]) -> State | None:
+    """A final state when an upstream run did not complete; else resolve the arguments."""
+    for future in upstream:
+        state = future.state
+        if state.type is not StateType.COMPLETED:
+            message = f"upstream task run {future._tracker.name!r} ended {state.name}" + (
+                f": {state.message}" if state.message else ""
+            )
+            call.tracker.set_state(cancelled_state(message, "UpstreamFailed"))
+            changed(call)
+            return call.tracker.state
+    if upstream and has_futures(call.args, call.kwargs):
+        call.args = tuple(resolve_futures(a) for a in call.args)
+        call.kwargs = {k: resolve_futures(v) for k, v in call.kwargs.items()}
+    return None
+
+
+def cancelled_if_flow_cancelled(call: TaskCall) -> State | None:
+    flow_ctx = call.flow_ctx
+    if flow_ctx is not None and flow_ctx.cancel_event.is_set():
+        call.tracker.set_state(cancelled_state("the flow run was cancelled before it started"))
+        changed(call)
+        return call.tracker.state
+    return None
+
+
+def _begin_attempt(call: TaskCall) -> bool:
+    """Enter RUNNING (``Retrying`` after the first attempt); False if the run already ended."""
+    tracker = call.tracker
+    ok = tracker.set_state(State(_RUNNING, RETRYING if tracker.run_count else "Running"))
+    changed(call)
+    return ok
+
+
+def _succeeded(call: TaskCall, value: Any) -> State:
+    tracker = call.tracker
+    tracker.set_state(RunState(_COMPLETED, "Completed", outcome=value))
+    changed(call)
+    return tracker.state
+
+
+def _failed(call: TaskCall, exc: BaseException) -> float | None:
+    """Record a failed attempt: the retry delay if it will be retried, else None (FAILED)."""
+    task = call.task
+    tracker = call.tracker
+    message = f"{type(exc).__name__}: {exc}"
+    attempt = tracker.run_count
+    logger = _logger(call)
+    if attempt <= task.retries and not tracker.state.is_final:
+        delay = task.retry_delay(attempt)
+        tracker.set_state(Scheduled(AWAITING_RETRY, message=message))
+        changed(call)
+        logger.warning(
+            "Attempt %d of %d failed (%s); retrying in %g s",
+            attempt,
+            task.retries + 1,
+            message,
+            delay,
+        )
+        return delay
+    tracker.set_state(final_state(StateType.FAILED, message=message, error=exc))
+    changed(call)
+    logger.error("Finished in state Failed: %s", message, exc_info=exc)
+    return None
+
+
+def interrupted(call: TaskCall, exc: BaseException) -> None:
+    tracker = call.tracker
+    if isinstance(exc, KeyboardInterrupt | SystemExit):
+        tracker.set_state(cancelled_state(f"interrupted ({type(exc).__name__})"))
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+        tracker.set_state(final_state(StateType.CRASHED, message=message, error=exc))
+    changed(call)
+
+
+def finish(call: TaskCall) -> None:
+    flow_ctx = call.flow_ctx
+    if flow_ctx is not None:
+        flow_ctx.unfinished.pop(call.tracker.id, None)
+    elif call.mode is Mode.DIRECT:
+        recorder = get_recorder()
+        recorder.touch(call.tracker)
+        recorder.flush()
+
+
+def _logger(call: TaskCall) -> Any:
+    from headway.logging import run_logger
+
+    tracker = call.tracker
+    return run_logger(
+        flow_run_id=tracker.flow_run_id,
+        task_run_id=tracker.id,
+        label=f"Task run {tracker.name!r}",
+        client=call.client,
+        sink=call.log_sink,
+    )
+
+
+def _context(call: TaskCall) -> TaskRunContext:
+    tracker = call.tracker
+    return TaskRunContext(
+        call.task,
+        tracker.id,
+        tracker.name,
+        tracker.flow_run_id,
+        call.log_prints,
+        call.client,
+        call.log_sink,
+    )
+
+
+def _hold_slots(call: TaskCall) -> Any:
+    """The slot context of a task with tags: the PENDING run is in the store first."""
+    from headway.concurrency.tags import hold_tag_slots
+
+    if call.mode is not Mode.COLLECT:
+        recorder = get_recorder()
+        recorder.touch(call.tracker)
+        recorder.flush()
+    return hold_tag_slots(
+        call.client,
+        call.task.tags,
+        task_run_id=call.tracker.id,
+        flow_run_id=call.tracker.flow_run_id,
+    )
+
+
+def _crash(call: TaskCall, exc: BaseException) -> State:
+    # A bug in the engine itself: never leave the run (or its waiters) hanging.
+    tracker = call.tracker
+    if not tracker.state.is_final:
+        message = f"task engine error: {type(exc).__name__}: {exc}"
+        tracker.set_state(final_state(StateType.CRASHED, message=message, error=exc))
+        changed(call)
+    return tracker.state
+
+
+def _cancel_wait(call: TaskCall, seconds: float) -> bool:
+    """Sleep between attempts; False when the flow run was cancelled meanwhile."""
+    flow_ctx = call.flow_ctx
+    if flow_ctx is None:
+        time.sleep(seconds)
+        return True
+    if flow_ctx.cancel_event.wait(seconds):
+        call.tracker.set_state(cancelled_state("the flow run was cancelled during a retry delay"))
+        changed(call)
+        return False
+    return True
+
+
+# -- drivers -------------------------------------------------------------------------------
+def run_task_sync(call: TaskCall) -> State:
+    """Run a sync task to a final state in this thread; its final state."""
+    try:
+        upstream = upstream_of(call)
+        for future in upstream:
+            future.wait()
+        state = check_upstream(call, upstream) or cancelled_if_flow_cancelled(call)
+        if state is not None:
+            return state
+        if call.task.tags:
+            with _hold_slots(call):
+                return _attempts_sync(call)
+        return _attempts_sync(call)
+    except Exception as exc:
+        return _crash(call, exc)
+    except BaseException as exc:
+        interrupted(call, exc)
+        raise
+    finally:
+        finish(call)
+
+
+def _attempts_sync(call: TaskCall) -> State:
+    task = call.task
+    fn = task.fn
+    ctx = _context(call)
+    while True:
+        if not _begin_attempt(call):
+            return call.tracker.state
+        token = task_run_var.set(ctx)
+        try:
+            if task.timeout_seconds is None:
+                value = fn(*call.args, **call.kwargs)
+            else:
+                value = _call_with_timeout(call)
+        except Exception as exc:
+            delay = _failed(call, exc)
+            if delay is None or not _cancel_wait(call, delay):
+                return call.tracker.state
+            continue
+        finally:
+            task_run_var.reset(token)
+        return _succeeded(call, value)
+
+
+def _call_with_timeout(call: TaskCall) -> Any:
+    from headway._engine.timeouts import call_with_timeout, timeout_error
+
+    task = call.task
+    seconds = task.timeout_seconds
+    assert seconds is not None
+    return call_with_timeout(
+        lambda: task.fn(*call.args, **call.kwargs),
+        seconds,
+        timeout_error("task run", call.tracker.name, seconds),
+    )
+
+
+async def run_task_async(call: TaskCall) -> State:
+    """Run an async task to a final state on the running event loop; its final state."""
+    try:
+        upstream = upstream_of(call)
+        for future in upstream:
+            if not future.done():
+                await future._wait_async_quietly()
+        state = check_upstream(call, upstream) or cancelled_if_flow_cancelled(call)
+        if state is not None:
+            return state
+        if call.task.tags:
+            with _hold_slots(call):
+                return await _attempts_async(call)
+        return await _attempts_async(call)
+    except Exception as exc:
+        return _crash(call, exc)
+    except BaseException as exc:  # also asyncio.CancelledError: the awaiting code was cancelled
+        interrupted(call, exc)
+        raise
+    finally:
+        finish(call)
+
+
+async def _attempts_async(call: TaskCall) -> State:
+    import asyncio
+
+    task = call.task
+    ctx = _context(call)
+    while True:
+        if not _begin_attempt(call):
+            return call.tracker.state
+        token = task_run_var.set(ctx)
+        try:
+            coro = task.fn(*call.args, **call.kwargs)
+            if task.timeout_seconds is None:
+                value = await coro
+            else:
+                from headway._engine.timeouts import await_with_timeout, timeout_error
+
+                seconds = task.timeout_seconds
+                value = await await_with_timeout(
+                    coro, seconds, timeout_error("task run", call.tracker.name, seconds)
+                )
+        except Exception as exc:
+            delay = _failed(call, exc)
+            if delay is None:
+                return call.tracker.state
+            await asyncio.sleep(delay)
+            if cancelled_if_flow_cancelled(call) is not None:
+                return call.tracker.state
+            continue
+        finally:
+            task_run_var.reset(token)
+        return _succeeded(call, value)
+
+
+def run_in_thread(call: TaskCall) -> State:
+    """Run a sync or async task to completion in the current (non-async) thread."""
+    if call.task.is_async:
+        from headway._engine.loops import run_coro_sync
+
+        state: State = run_coro_sync(run_task_async(call))
+        return state
+    return run_task_sync(call)
+
+
+def interrupted_or_crashed(call: TaskCall, exc: BaseException) -> State:
+    """Record an error raised outside the task's own code; the run's final state."""
+    if isinstance(exc, Exception):
+        return _crash(call, exc)
+    interrupted(call, exc)
+    return call.tracker.state

@@ -1,0 +1,96 @@
+"""What is running right now: the flow run and task run of the current code.
+
+Two context variables carry a :class:`FlowRunContext` and a :class:`TaskRunContext`.
+Context variables follow ``await`` and are copied into worker threads when a task
+is submitted, so code inside a flow or task always finds its own run, whichever
+thread or event loop runs it.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from headway._engine.tracking import TaskRunTracker
+    from headway.client.base import Client
+    from headway.core.models import LogRecord
+    from headway.flows import Flow
+    from headway.futures import TaskFuture
+    from headway.task_runners import TaskRunner
+    from headway.tasks import Task
+
+
+@dataclass(eq=False)
+class FlowRunContext:
+    """The flow run the current code belongs to."""
+
+    flow: Flow[..., Any]
+    flow_run_id: str
+    flow_run_name: str
+    client: Client
+    task_runner: TaskRunner
+    log_prints: bool
+    #: Set when the run is interrupted: waiting tasks stop waiting, queued ones never start.
+    cancel_event: threading.Event = field(default_factory=threading.Event)
+    #: Task runs of this flow run not yet in a final state (cancelled on interrupt).
+    unfinished: dict[str, TaskRunTracker] = field(default_factory=dict)
+    #: Futures submitted in this flow run; the run waits for them before it ends.
+    futures: list[TaskFuture[Any]] = field(default_factory=list)
+    #: Per task: how many runs were named so far (``add-0``, ``add-1``, ...).
+    name_counts: dict[str, int] = field(default_factory=dict)
+    parent: FlowRunContext | None = None
+
+    def next_task_run_name(self, task_name: str) -> str:
+        """``<task>-<n>``: numbered per task within this flow run."""
+        counts = self.name_counts
+        n = counts.get(task_name, 0)
+        counts[task_name] = n + 1
+        return f"{task_name}-{n}"
+
+
+@dataclass(eq=False)
+class TaskRunContext:
+    """The task run the current code belongs to."""
+
+    task: Task[..., Any]
+    task_run_id: str
+    task_run_name: str
+    flow_run_id: str | None
+    log_prints: bool
+    client: Client | None
+    #: Where this run's log lines go; None: the process's recorder (a process-pool
+    #: worker collects them instead and the parent records them).
+    log_sink: Callable[[Client | None, LogRecord], None] | None = None
+
+
+flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("headway_flow_run", default=None)
+task_run_var: ContextVar[TaskRunContext | None] = ContextVar("headway_task_run", default=None)
+
+
+def get_flow_run_context() -> FlowRunContext | None:
+    """The current flow run, or None outside flows."""
+    return flow_run_var.get()
+
+
+def get_task_run_context() -> TaskRunContext | None:
+    """The current task run, or None outside tasks."""
+    return task_run_var.get()
+
+
+def get_run_context() -> TaskRunContext | FlowRunContext | None:
+    """The innermost run: the task run if code runs in a task, else the flow run."""
+    return task_run_var.get() or flow_run_var.get()
+
+
+__all__ = [
+    "FlowRunContext",
+    "TaskRunContext",
+    "get_flow_run_context",
+    "get_run_context",
+    "get_task_run_context",
+]

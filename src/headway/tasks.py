@@ -1,0 +1,322 @@
+"""``@task``: a function whose every call is a recorded task run.
+
+* ``my_task(x)`` runs it here and now and returns its value (or raises).
+  An ``async def`` task returns a coroutine, as the undecorated function would.
+* ``my_task.submit(x)`` hands it to the flow run's task runner and returns a
+  :class:`~headway.futures.TaskFuture`; ``my_task.map([1, 2, 3])`` submits one
+  run per item and returns a :class:`~headway.futures.FutureList`.
+* Futures passed as arguments (also inside lists, tuples, dicts and sets) are
+  replaced by their results; ``wait_for=[...]`` waits for runs whose results
+  are not needed. A run whose upstream did not complete does not start: it ends
+  CANCELLED (``UpstreamFailed``) and its result raises ``RunCancelled``.
+
+Outside a flow a task still runs and is recorded: a task run with no flow run,
+written to the store when it ends. ``.submit()`` outside a flow uses a shared
+:class:`~headway.task_runners.ThreadPoolTaskRunner`.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from headway.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from headway.futures import FutureList, TaskFuture
+    from headway.task_runners import TaskRunner
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+RetryDelay = float | int | Sequence[float | int]
+
+
+class unmapped:  # lower case: reads like a function at call sites, map(x, unmapped(y))
+    """Wrap an argument of ``task.map()`` that every run gets whole, not one item of."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+def check_run_options(
+    retries: int,
+    retry_delay_seconds: RetryDelay,
+    timeout_seconds: float | None,
+) -> None:
+    """Reject invalid retry and timeout options with a clear message."""
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise ValidationError(f"retries must be a whole number >= 0, got {retries!r}")
+    delays = (
+        list(retry_delay_seconds)
+        if isinstance(retry_delay_seconds, list | tuple)
+        else [retry_delay_seconds]
+    )
+    for delay in delays:
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or delay < 0:
+            raise ValidationError(
+                f"retry_delay_seconds must be a number >= 0 or a list of them, got {delay!r}"
+            )
+    if timeout_seconds is not None and (
+        isinstance(timeout_seconds, bool)
+        or not isinstance(timeout_seconds, int | float)
+        or timeout_seconds <= 0
+    ):
+        raise ValidationError(f"timeout_seconds must be > 0, got {timeout_seconds!r}")
+
+
+def retry_delay_for(retry_delay_seconds: RetryDelay, attempt: int) -> float:
+    """The delay after failed attempt number ``attempt`` (1-based); a list's last repeats."""
+    if isinstance(retry_delay_seconds, list | tuple):
+        if not retry_delay_seconds:
+            return 0.0
+        return float(retry_delay_seconds[min(attempt, len(retry_delay_seconds)) - 1])
+    assert isinstance(retry_delay_seconds, int | float)
+    return float(retry_delay_seconds)
+
+
+class Task(Generic[P, R]):
+    """A function whose calls are recorded task runs. Made by :func:`task`."""
+
+    def __init__(
+        self,
+        fn: Callable[P, R],
+        *,
+        name: str | None = None,
+        retries: int = 0,
+        retry_delay_seconds: RetryDelay = 0,
+        timeout_seconds: float | None = None,
+        tags: Iterable[str] | None = None,
+        log_prints: bool | None = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"@task needs a function, got {fn!r}")
+        check_run_options(retries, retry_delay_seconds, timeout_seconds)
+        if isinstance(tags, str) or (
+            tags is not None and not all(isinstance(t, str) and t for t in tags)
+        ):
+            raise ValidationError(f"tags must be a list of non-empty strings, got {tags!r}")
+        self.fn = fn
+        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
+        self.retries = retries
+        self.retry_delay_seconds = retry_delay_seconds
+        self.timeout_seconds = timeout_seconds
+        self.tags: tuple[str, ...] = tuple(dict.fromkeys(tags)) if tags else ()
+        self.log_prints = log_prints
+        self.is_async = inspect.iscoroutinefunction(fn)
+        module = getattr(fn, "__module__", None) or "__main__"
+        self.task_key = f"{module}.{getattr(fn, '__qualname__', self.name)}"
+        self._counter = itertools.count()
+        functools.update_wrapper(self, fn)
+
+    def next_run_name(self) -> str:
+        """A run name for a run outside flows: ``<task>-<n>`` within this process."""
+        return f"{self.name}-{next(self._counter)}"
+
+    def retry_delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (1-based)."""
+        return retry_delay_for(self.retry_delay_seconds, attempt)
+
+    def with_options(self, **changes: Any) -> Task[P, R]:
+        """A copy of this task with some options changed (name, retries, tags, ...)."""
+        options = self._options()
+        unknown = set(changes) - set(options)
+        if unknown:
+            raise TypeError(f"unknown task option(s): {', '.join(sorted(unknown))}")
+        options.update(changes)
+        return Task(self.fn, **options)
+
+    def _options(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "retries": self.retries,
+            "retry_delay_seconds": self.retry_delay_seconds,
+            "timeout_seconds": self.timeout_seconds,
+            "tags": self.tags,
+            "log_prints": self.log_prints,
+        }
+
+    # -- calling -------------------------------------------------------------------------
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the task here; its return value (``return_state=True``: its final state)."""
+        return_state = bool(kwargs.pop("return_state", False))
+        if self.is_async:
+            return self._call_async(args, kwargs, return_state)  # type: ignore[return-value]
+        from headway._engine.task_engine import create_call, run_task_sync
+        from headway._engine.tracking import state_result
+
+        state = run_task_sync(create_call(self, args, kwargs))
+        if return_state:
+            return state  # type: ignore[return-value]
+        result: R = state_result(state)
+        return result
+
+    async def _call_async(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+    ) -> Any:
+        from headway._engine.task_engine import create_call, run_task_async
+        from headway._engine.tracking import state_result
+
+        state = await run_task_async(create_call(self, args, kwargs))
+        return state if return_state else state_result(state)
+
+    def submit(
+        self,
+        *args: Any,
+        wait_for: Iterable[TaskFuture[Any]] | None = None,
+        **kwargs: Any,
+    ) -> TaskFuture[R]:
+        """Run the task on the flow run's task runner; a future of its result."""
+        from headway._engine.task_engine import create_call
+
+        call = create_call(self, args, kwargs, list(wait_for) if wait_for else None)
+        flow_ctx = call.flow_ctx
+        if flow_ctx is None:
+            future: TaskFuture[R] = default_task_runner().submit(call)
+            return future
+        future = flow_ctx.task_runner.submit(call)
+        flow_ctx.futures.append(future)
+        return future
+
+    def map(
+        self,
+        *args: Any,
+        wait_for: Iterable[TaskFuture[Any]] | None = None,
+        **kwargs: Any,
+    ) -> FutureList[R]:
+        """Submit one run per item of the iterable arguments (zipped; equal lengths).
+
+        Arguments wrapped in :class:`unmapped`, and strings, bytes and mappings,
+        are passed whole to every run. A future argument is waited for and its
+        result mapped over.
+        """
+        from headway.futures import FutureList, TaskFuture
+
+        waits = list(wait_for) if wait_for else None
+        lengths: dict[str, int] = {}
+
+        def prepare(key: str, value: Any) -> tuple[bool, Any]:
+            if isinstance(value, unmapped):
+                return False, value.value
+            if isinstance(value, TaskFuture):
+                value = value.result()
+            if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+                return False, value
+            items = list(value)
+            lengths[key] = len(items)
+            return True, items
+
+        positional = [prepare(f"argument {i}", v) for i, v in enumerate(args)]
+        named = {k: prepare(repr(k), v) for k, v in kwargs.items()}
+        if not lengths:
+            raise ValidationError(
+                f"{self.name}.map() needs at least one iterable argument to map over"
+            )
+        if len(set(lengths.values())) > 1:
+            shown = ", ".join(f"{k}: {n}" for k, n in lengths.items())
+            raise ValidationError(f"{self.name}.map() got iterables of different lengths ({shown})")
+        count = next(iter(lengths.values()))
+        futures: FutureList[R] = FutureList()
+        for i in range(count):
+            call_args = [v[i] if mapped else v for mapped, v in positional]
+            call_kwargs = {k: (v[i] if mapped else v) for k, (mapped, v) in named.items()}
+            futures.append(self.submit(*call_args, wait_for=waits, **call_kwargs))
+        return futures
+
+    # -- pickling (process pools) --------------------------------------------------------
+    def __reduce__(self) -> tuple[Any, ...]:
+        module = getattr(self.fn, "__module__", None)
+        qualname = getattr(self.fn, "__qualname__", None)
+        if not module or not qualname or "<locals>" in qualname:
+            raise TypeError(
+                f"task {self.name!r} cannot be sent to another process: define it at"
+                " module level so it can be imported by name"
+            )
+        return (_rebuild_task, (module, qualname, self._options()))
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r})"
+
+
+def _rebuild_task(module: str, qualname: str, options: dict[str, Any]) -> Task[..., Any]:
+    import importlib
+
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    fn = target.fn if isinstance(target, Task) else target
+    return Task(fn, **options)
+
+
+_default_runner: TaskRunner | None = None
+_default_runner_lock = threading.Lock()
+
+
+def default_task_runner() -> TaskRunner:
+    """The shared runner of ``.submit()`` calls made outside flows."""
+    global _default_runner
+    with _default_runner_lock:
+        if _default_runner is None:
+            from headway.task_runners import ThreadPoolTaskRunner
+
+            runner = ThreadPoolTaskRunner()
+            runner.start()
+            _default_runner = runner
+        return _default_runner
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay_seconds: RetryDelay = 0,
+    timeout_seconds: float | None = None,
+    tags: Iterable[str] | None = None,
+    log_prints: bool | None = None,
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int = 0,
+    retry_delay_seconds: RetryDelay = 0,
+    timeout_seconds: float | None = None,
+    tags: Iterable[str] | None = None,
+    log_prints: bool | None = None,
+) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Make a function a task: ``@task`` or ``@task(retries=2, tags=["db"])``.
+
+    Options: ``name`` (default: the function's name), ``retries`` and
+    ``retry_delay_seconds`` (a number, or a list: one delay per retry, the last
+    repeating), ``timeout_seconds`` (the run fails with ``TaskRunTimeout``),
+    ``tags`` (each tag's concurrency limit, if one exists, applies to the run),
+    ``log_prints`` (record ``print()``; default: the flow's setting).
+    """
+    options: dict[str, Any] = {
+        "name": name,
+        "retries": retries,
+        "retry_delay_seconds": retry_delay_seconds,
+        "timeout_seconds": timeout_seconds,
+        "tags": tags,
+        "log_prints": log_prints,
+    }
+    if fn is None:
+        return lambda f: Task(f, **options)
+    return Task(fn, **options)
+
+
+__all__ = ["Task", "task", "unmapped"]
