@@ -13,13 +13,14 @@ from typing import Any
 
 from headway.core.models import FlowRun, LogRecord, TaskRun
 from headway.core.states import State, StateType
+from headway.orchestration.deployments import DeploymentPolicy
 from headway.settings import Settings
 from headway.slot_policy import SlotPolicy
 from headway.store.runs import TaskRunRecord
 from headway.store.store import Store
 
 
-class Orchestrator(SlotPolicy):
+class Orchestrator(SlotPolicy, DeploymentPolicy):
     """The one implementation of headway's operations; clients call into it."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
@@ -34,8 +35,12 @@ class Orchestrator(SlotPolicy):
     def set_flow_run_state(
         self, run_id: str, state: State, *, expect: frozenset[StateType] | None = None
     ) -> FlowRun:
-        """Move a flow run to a new state (IllegalTransition if not allowed)."""
-        return self.store.set_flow_run_state(run_id, state, expect=expect)
+        """Move a flow run to a new state (IllegalTransition if not allowed).
+
+        A final state also gives back the slots a worker's claim took for the run
+        and wakes the workers waiting for them.
+        """
+        return self._set_run_state(run_id, state, expect)
 
     def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
         """One flow run."""

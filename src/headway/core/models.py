@@ -178,6 +178,7 @@ __all__ = [
     "Deployment",
     "DeploymentSchedule",
     "FlowRun",
+    "HeartbeatResult",
     "Holder",
     "Lease",
     "Limit",
@@ -278,6 +279,7 @@ class Worker:
     online: bool = True
     #: Flow runs this worker holds now.
     running: int = 0
+    id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -288,3 +290,11 @@ class ClaimedRun:
     entrypoint: str | None
     lease_id: str | None
     lease_seconds: float
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    """A worker's heartbeat answer: runs it no longer holds, runs it must cancel."""
+
+    lost: tuple[str, ...] = ()
+    cancelling: tuple[str, ...] = ()

@@ -1,0 +1,1 @@
+"""Policy modules mixed into :class:`headway.orchestrator.Orchestrator`, one idea each."""
