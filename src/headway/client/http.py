@@ -11,23 +11,28 @@ imported only when this module is, i.e. only when ``HEADWAY_API_URL`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import json
 import os
+import socket
 import threading
 import time
 import types
 import typing
+import uuid
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 
 from headway import exceptions
 from headway.client.base import Client
-from headway.core.models import FlowRun, LogRecord, TaskRun, to_jsonable
+from headway.core.limits import LimitDetail, Mode, ProcessInfo, SlotGrant, SlotWait
+from headway.core.models import FlowRun, Limit, LogRecord, TaskRun, to_jsonable
 from headway.core.states import State, StateType
 from headway.settings import Settings
 from headway.store.runs import TaskRunRecord
@@ -38,6 +43,10 @@ API_PREFIX = "/api/v1"
 #: this many bytes, well under the server's limit for batch routes.
 BATCH_RECORDS = 2_000
 BATCH_BYTES = 4 * 1024 * 1024
+
+#: How long one acquire request is held by the server before it is asked again
+#: (the server caps it at its own long-poll cap).
+POLL_SECONDS = 25.0
 
 T = TypeVar("T")
 
@@ -79,6 +88,10 @@ class HttpClient(Client):
             with self._lock:
                 if self._transport is None or self._pid != os.getpid():
                     self._transport = httpx.HTTPTransport(
+                        # Headers and body go out in separate writes: without
+                        # TCP_NODELAY, Nagle's algorithm holds the body back until
+                        # the server acknowledges the headers.
+                        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
                         # Idle connections are dropped before the server's keep-alive
                         # timeout (30 s) could close them under a request.
                         limits=httpx.Limits(
@@ -247,6 +260,167 @@ class HttpClient(Client):
     def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[tuple[int, LogRecord]]:
         rows = self.request("GET", f"/flow_runs/{flow_run_id}/logs", params={"after_id": after_id})
         return [(int(row["id"]), decode(LogRecord, row["record"])) for row in rows]
+
+    # -- limits --------------------------------------------------------------------
+    def create_limit(
+        self,
+        name: str,
+        limit: int,
+        *,
+        active: bool = True,
+        slot_decay_per_second: float = 0.0,
+        active_slots: int = 0,
+    ) -> Limit:
+        body = {
+            "name": name,
+            "limit": limit,
+            "active": active,
+            "slot_decay_per_second": slot_decay_per_second,
+            "active_slots": active_slots,
+        }
+        return decode(Limit, self.request("POST", "/limits", body=body))
+
+    def read_limit(self, name: str) -> Limit:
+        return decode(Limit, self.request("GET", _limit_path(name)))
+
+    def list_limits(self, *, prefix: str | None = None) -> list[Limit]:
+        params = None if prefix is None else {"prefix": prefix}
+        return [decode(Limit, row) for row in self.request("GET", "/limits", params=params)]
+
+    def update_limit(
+        self,
+        name: str,
+        *,
+        limit: int | None = None,
+        active: bool | None = None,
+        slot_decay_per_second: float | None = None,
+        active_slots: int | None = None,
+    ) -> Limit:
+        body = {
+            "limit": limit,
+            "active": active,
+            "slot_decay_per_second": slot_decay_per_second,
+            "active_slots": active_slots,
+        }
+        return decode(Limit, self.request("PATCH", _limit_path(name), body=body))
+
+    def delete_limit(self, name: str, *, force: bool = False) -> None:
+        params = {"force": "true"} if force else None
+        self.request("DELETE", _limit_path(name), params=params)
+
+    def reset_limit(self, name: str) -> Limit:
+        return decode(Limit, self.request("POST", _limit_path(name) + "/reset", idempotent=True))
+
+    def inspect_limit(self, name: str) -> LimitDetail:
+        detail = self.request("GET", _limit_path(name), params={"detail": "true"})
+        return decode(LimitDetail, detail)
+
+    # -- slots ---------------------------------------------------------------------
+    def acquire_slots(
+        self,
+        names: Sequence[str],
+        slots: int = 1,
+        *,
+        mode: Mode = "concurrency",
+        priority: int = 0,
+        holder_kind: str = "code",
+        holder_id: str | None = None,
+        process: ProcessInfo | None = None,
+        lease_seconds: float | None = None,
+        timeout: float | None = 0.0,
+        waiter_id: str | None = None,
+        strict: bool = False,
+    ) -> SlotGrant | SlotWait:
+        """Take slots through the server: a held request, asked again until ``timeout``.
+
+        Each request is held by the server for at most its long-poll cap; this
+        loop asks again with the same waiter id (so the place in the queue is
+        kept) until granted or ``timeout`` passes. Without a ``waiter_id`` the
+        request leaves nothing queued when it returns ungranted.
+        """
+        if isinstance(names, str):
+            names = [names]
+        if process is None:
+            from headway.store.slots import current_process
+
+            process = current_process()
+        owned = waiter_id is None
+        wid = waiter_id or uuid.uuid4().hex
+        body: dict[str, Any] = {
+            "names": list(names),
+            "slots": slots,
+            "mode": mode,
+            "priority": priority,
+            "holder_kind": holder_kind,
+            "holder_id": holder_id,
+            "process": encode(process),
+            "lease_seconds": lease_seconds,
+            "waiter_id": None if owned and timeout == 0 else wid,
+            "strict": strict,
+        }
+        if isinstance(timeout, bool) or not (timeout is None or isinstance(timeout, int | float)):
+            raise exceptions.ValidationError(
+                f"timeout_seconds must be a number or None, got {timeout!r}"
+            )
+        if timeout is not None and (timeout != timeout or timeout < 0):
+            raise exceptions.ValidationError(f"timeout_seconds must be at least 0, got {timeout}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        finished = False
+        try:
+            while True:
+                hold = POLL_SECONDS
+                if deadline is not None:
+                    hold = max(0.0, min(POLL_SECONDS, deadline - time.monotonic()))
+                body["timeout"] = hold
+                answer = self.request(
+                    "POST",
+                    "/slots/acquire",
+                    body=body,
+                    # The server answers within ``hold``; allow for a busy moment.
+                    timeout=hold + self.timeout_seconds,
+                    # A lost answer may have been a grant: only a request that
+                    # never reached the server is sent again.
+                    idempotent=False,
+                )
+                if answer["granted"]:
+                    finished = True
+                    return decode(SlotGrant, answer["grant"])
+                wait = decode(SlotWait, answer["wait"])
+                if deadline is not None and time.monotonic() >= deadline:
+                    finished = not owned
+                    return wait
+        finally:
+            if owned and not finished and body["waiter_id"] is not None:
+                # Timed out, failed or interrupted: leave the queue.
+                with contextlib.suppress(exceptions.HeadwayError):
+                    self.cancel_slot_wait(wid)
+
+    def cancel_slot_wait(self, waiter_id: str) -> None:
+        self.request("POST", "/slots/cancel", body={"waiter_id": waiter_id}, idempotent=True)
+
+    def release_slots(self, lease_id: str) -> bool:
+        # Releasing twice is harmless (the second finds nothing), so retry freely.
+        answer = self.request(
+            "POST", "/slots/release", body={"lease_id": lease_id}, idempotent=True
+        )
+        return bool(answer["intact"])
+
+    def renew_leases(
+        self, lease_ids: Sequence[str], lease_seconds: float | None = None
+    ) -> list[str]:
+        if not lease_ids:
+            return []
+        body = {"lease_ids": list(lease_ids), "lease_seconds": lease_seconds}
+        answer = self.request("POST", "/slots/renew", body=body, idempotent=True)
+        return [str(i) for i in answer["lost"]]
+
+    def sweep_slots(self) -> int:
+        return int(self.request("POST", "/slots/sweep", idempotent=True)["reaped"])
+
+
+def _limit_path(name: str) -> str:
+    # Limit names may hold "/", ":", "#", "?": the whole name is one path segment.
+    return "/limits/" + quote(name, safe="")
 
 
 # -- errors ------------------------------------------------------------------------

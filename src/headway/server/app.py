@@ -21,8 +21,9 @@ import headway
 from headway.orchestrator import Orchestrator
 from headway.server.errors import install_error_handlers
 from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware
-from headway.server.routes import logs, runs
+from headway.server.routes import limits, logs, runs, slots
 from headway.server.services import BackgroundServices
+from headway.server.waiting import HeldRequests, server_wakeups
 from headway.settings import Settings, get_settings
 from headway.store.store import Store
 
@@ -49,14 +50,20 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             # Opening migrates the schema when needed: a new database is ready at start.
             opened = await anyio.to_thread.run_sync(Store.open, settings)
         app.state.store = opened
-        app.state.orchestrator = Orchestrator(opened, settings)
-        services = BackgroundServices(app.state.orchestrator, settings)
+        orchestrator = Orchestrator(opened, settings)
+        # One wake-up source per server process; held requests park on it.
+        wakeups = server_wakeups(settings, opened.db.url)
+        orchestrator.set_wakeups(wakeups)
+        app.state.orchestrator = orchestrator
+        app.state.held = HeldRequests(wakeups, refresh_seconds=settings.waiter_ttl_seconds / 3)
+        services = BackgroundServices(orchestrator, settings)
         app.state.services = services
         await services.start()
         try:
             yield
         finally:
             await services.stop()
+            wakeups.close()
             if own_store:
                 opened.close()
 
@@ -76,7 +83,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         """Liveness: always open, even when an API key is required."""
         return JSONResponse({"status": "ok", "version": headway.__version__})
 
-    for module in (runs, logs):
+    for module in (runs, logs, limits, slots):
         app.include_router(module.router, prefix=API_PREFIX)
 
     # Outermost first: the key is checked before a body is read.

@@ -131,3 +131,75 @@ class LogBatch(Body):
     """``POST /logs/batch``."""
 
     records: list[LogRecordIn] = Field(max_length=MAX_BATCH)
+
+
+# -- limits and slots ------------------------------------------------------------------
+# Bounds here only keep requests small; the domain rules (limit >= 1, name length,
+# ...) and their messages live in ``headway.core.limits``, the same on every backend.
+LimitName = Annotated[str, StringConstraints(max_length=1_000)]
+
+
+class LimitCreate(Body):
+    """``POST /limits``."""
+
+    name: LimitName
+    limit: int
+    active: bool = True
+    slot_decay_per_second: float = 0.0
+    active_slots: int = 0
+
+
+class LimitUpdate(Body):
+    """``PATCH /limits/{name}``: only the fields given change."""
+
+    limit: int | None = None
+    active: bool | None = None
+    slot_decay_per_second: float | None = None
+    active_slots: int | None = None
+
+
+class ProcessIn(Body):
+    """The process that will hold the slots (recorded on its lease)."""
+
+    pid: int = Field(ge=0)
+    host: str = Field(max_length=255)
+    node: str | None = Field(None, max_length=100)
+    proc_start: int = Field(0, ge=0)
+
+
+class AcquireSlots(Body):
+    """``POST /slots/acquire``: one request for slots, held up to ``timeout`` seconds."""
+
+    names: list[LimitName] = Field(max_length=100)
+    slots: int = 1
+    mode: str = Field("concurrency", max_length=20)
+    priority: int = 0
+    holder_kind: str = Field("code", max_length=20)
+    holder_id: str | None = Field(None, max_length=100)
+    process: ProcessIn | None = None
+    lease_seconds: float | None = None
+    #: Seconds to hold the request; null or above the server's cap: the cap.
+    timeout: float | None = Field(0.0, ge=0)
+    waiter_id: str | None = Field(None, min_length=1, max_length=36)
+    strict: bool = False
+
+
+class WaiterRef(Body):
+    """``POST /slots/cancel``."""
+
+    waiter_id: str = Field(min_length=1, max_length=36)
+
+
+class LeaseRef(Body):
+    """``POST /slots/release``."""
+
+    lease_id: str = Field(min_length=1, max_length=36)
+
+
+class RenewLeases(Body):
+    """``POST /slots/renew``."""
+
+    lease_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=36)]] = Field(
+        max_length=MAX_BATCH
+    )
+    lease_seconds: float | None = None

@@ -1,14 +1,27 @@
-"""Background services of a server process, started and stopped with the app."""
+"""Background services of a server process, started and stopped with the app.
+
+- **Lease sweeper**: reaps expired leases and waiters (and those of dead
+  processes on this machine) every few seconds and wakes whoever they blocked,
+  so a dead holder's slots come back within a lease and a sweep, even when
+  nobody else asks for that limit. Every server sweeps; sweeps are idempotent.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 
+import anyio
+
 from headway.orchestrator import Orchestrator
 from headway.settings import Settings
 
 logger = logging.getLogger("headway.server")
+
+
+def sweep_interval(settings: Settings) -> float:
+    """Seconds between sweeps: a quarter lease, between 0.2 and 5 s."""
+    return max(0.2, min(5.0, settings.concurrency_lease_seconds / 4))
 
 
 class BackgroundServices:
@@ -18,9 +31,28 @@ class BackgroundServices:
         self.orchestrator = orchestrator
         self.settings = settings
         self._tasks: list[asyncio.Task[None]] = []
+        self.sweeps = 0
 
     async def start(self) -> None:
         """Start every service."""
+        self._tasks.append(asyncio.create_task(self._sweeper(), name="headway-sweeper"))
+
+    async def _sweeper(self) -> None:
+        interval = sweep_interval(self.settings)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                reaped = await anyio.to_thread.run_sync(self.orchestrator.sweep_slots)
+            except Exception as exc:  # the store may be down for a moment: try again later
+                logger.warning("lease sweep failed: %s", exc, extra={"action": "sweep"})
+                continue
+            self.sweeps += 1
+            if reaped:
+                logger.info(
+                    "reaped %d expired lease(s)",
+                    reaped,
+                    extra={"action": "sweep", "reaped": reaped},
+                )
 
     async def stop(self) -> None:
         """Stop every service and wait for it."""

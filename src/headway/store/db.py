@@ -101,6 +101,8 @@ class Database:
         self._local = _Local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        self._gate = threading.Lock()
+        self._gate_pid = os.getpid()
 
     def _connection(self) -> Any:
         local = self._local
@@ -148,7 +150,20 @@ class Database:
             finally:
                 local.depth -= 1
             return
-        conn, cur = self._begin(begin)
+        gate = None
+        if begin is self.dialect.begin_write and self.dialect.serialize_writes:
+            # One writer at a time per process, queued on a lock: SQLite would
+            # otherwise make the others sleep in its busy handler (milliseconds
+            # each time), which under a server's thread pool costs more than the
+            # transactions themselves.
+            gate = self._write_gate()
+            gate.acquire()
+        try:
+            conn, cur = self._begin(begin)
+        except BaseException:
+            if gate is not None:
+                gate.release()
+            raise
         tx = Tx(cur, self.dialect)
         local.depth, local.tx = 1, tx
         try:
@@ -174,6 +189,14 @@ class Database:
                 raise
         finally:
             cur.close()
+            if gate is not None:
+                gate.release()
+
+    def _write_gate(self) -> threading.Lock:
+        if self._gate_pid != os.getpid():
+            # A lock held by another thread at fork time would stay held in the child.
+            self._gate, self._gate_pid = threading.Lock(), os.getpid()
+        return self._gate
 
     def _begin(self, begin: str) -> tuple[Any, Any]:
         """A connection and a cursor with a transaction begun on it."""

@@ -27,6 +27,8 @@ class Dialect:
     #: A statement queuing a notification that is delivered when the transaction
     #: commits (and dropped if it rolls back); None where the database has none.
     notify_sql: str | None = None
+    #: Whether a process should run its write transactions one at a time.
+    serialize_writes: bool = False
     _cache: dict[str, str] = field(default_factory=dict, repr=False)
 
     def sql(self, query: str) -> str:
@@ -48,6 +50,8 @@ SQLITE = Dialect(
     begin_write="BEGIN IMMEDIATE",
     begin_read="BEGIN",
     for_update="",
+    # The database allows one writer at a time anyway.
+    serialize_writes=True,
 )
 
 POSTGRESQL = Dialect(

@@ -1,0 +1,100 @@
+"""Uncontended acquire+release pairs per second through one headway server.
+
+A real ``headway server start`` (one process) on SQLite and on PostgreSQL;
+client processes each take and give back one slot of their own limit (so no
+request ever waits) as fast as they can, through HttpClient, for a fixed time.
+Prints pairs/s for each store (the goal: at least 1,000/s), and the latency of
+one pair seen by a single client.
+
+Usage: python benchmarks/bench_server_throughput.py [--stores sqlite,postgres]
+       [--clients 3] [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sys
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_server_setup import percentile, store  # noqa: E402
+
+
+def _client(url: str, limit: str, seconds: float, start: Any, out: Any) -> None:
+    from headway.client.http import HttpClient
+    from headway.settings import get_settings
+
+    client = HttpClient(get_settings({"HEADWAY_API_URL": url}))
+    grant = client.acquire_slots([limit], 1)  # warm the connection
+    client.release_slots(grant.lease_id)  # type: ignore[union-attr]
+    start.wait()
+    pairs = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        grant = client.acquire_slots([limit], 1)
+        client.release_slots(grant.lease_id)  # type: ignore[union-attr]
+        pairs += 1
+    out.put(pairs)
+
+
+def run(kind: str, clients: int, seconds: float) -> None:
+    from headway.client.http import HttpClient
+    from headway.server.runner import ServerProcess
+    from headway.settings import get_settings
+
+    with store(kind) as env, ServerProcess(env) as server:
+        admin = HttpClient(get_settings({"HEADWAY_API_URL": server.url}))
+        for i in range(clients):
+            admin.create_limit(f"bench-{i}", 1_000_000)
+        lat = []
+        for _ in range(300):
+            t0 = time.perf_counter()
+            grant = admin.acquire_slots(["bench-0"], 1)
+            admin.release_slots(grant.lease_id)  # type: ignore[union-attr]
+            lat.append(time.perf_counter() - t0)
+        ctx = mp.get_context("spawn")
+        start = ctx.Event()
+        out = ctx.Queue()
+        procs = [
+            ctx.Process(target=_client, args=(server.url, f"bench-{i}", seconds, start, out))
+            for i in range(clients)
+        ]
+        for p in procs:
+            p.start()
+        time.sleep(1.0)  # let every client import and connect before the clock starts
+        t0 = time.perf_counter()
+        start.set()
+        total = sum(out.get(timeout=seconds + 60) for _ in procs)
+        elapsed = max(seconds, time.perf_counter() - t0)
+        for p in procs:
+            p.join()
+        leaked = sum(admin.read_limit(f"bench-{i}").active_slots for i in range(clients))
+        print(
+            f"{kind:9s} one server, {clients} client processes: {total / elapsed:8.0f} pairs/s"
+            f"  ({total} pairs in {elapsed:.1f} s; slots still held after: {leaked:.0f})"
+        )
+        print(
+            f"{kind:9s} one client alone: pair latency p50 {percentile(lat, 0.5) * 1000:.2f} ms,"
+            f" p99 {percentile(lat, 0.99) * 1000:.2f} ms ({1 / percentile(lat, 0.5):.0f} pairs/s)"
+        )
+        admin.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stores", default="sqlite,postgres")
+    parser.add_argument("--clients", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs; server: 1 process (headway server start)")
+    for kind in args.stores.split(","):
+        run(kind.strip(), args.clients, args.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
