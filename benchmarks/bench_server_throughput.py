@@ -21,7 +21,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_server_setup import percentile, store  # noqa: E402
+from bench_server_setup import percentile, store
 
 
 def _client(url: str, limit: str, seconds: float, start: Any, out: Any) -> None:
