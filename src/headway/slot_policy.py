@@ -181,7 +181,7 @@ class SlotPolicy:
         cancelled = self._cancelled_ids()
         try:
             while True:
-                if wid in cancelled:
+                if wid and wid in cancelled:
                     finished = True
                     self.store.cancel_slot_wait(wid)
                     return SlotWait(wid, (_GONE,), None)
@@ -230,7 +230,7 @@ class SlotPolicy:
         finally:
             if listener is not None:
                 listener.close()
-            if owned and not finished:
+            if owned and not finished and wid:
                 # Timed out, failed or interrupted: leave the queue so nobody waits on us.
                 self.cancel_slot_wait(wid)
 
@@ -244,6 +244,8 @@ class SlotPolicy:
 
     def cancel_slot_wait(self, waiter_id: str) -> None:
         """Take a waiting request out of every queue (and stop its waiting call here)."""
+        if not waiter_id:
+            return
         cancelled = self._cancelled_ids()
         cancelled[waiter_id] = None
         if len(cancelled) > 4096:

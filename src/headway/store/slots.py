@@ -463,8 +463,11 @@ class SlotStore:
                     waiter_id if seq != NOT_QUEUED else None,
                     now - waiting_since,
                 )
-                # Slots freed by reaping may be more than this request took.
-                return Attempt(grant=grant, wake=tuple(self._wakeups(tx, freed, now)))
+                # A queued request leaving the queue unblocks those behind it, and
+                # slots freed by reaping may be more than this request took: wake
+                # whoever can go next (the releaser only woke the prefix it saw).
+                recheck = sorted({*freed, *decision.limited}) if seq != NOT_QUEUED else freed
+                return Attempt(grant=grant, wake=tuple(self._wakeups(tx, recheck, now)))
             wake = self._wakeups(tx, freed, now)
             if seq == NOT_QUEUED:
                 if not may_queue:
