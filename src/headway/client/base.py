@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import abc
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
+from headway.core.deployments import DeploymentSpec
 from headway.core.limits import LimitDetail, Mode, ProcessInfo, SlotGrant, SlotWait
-from headway.core.models import FlowRun, Limit, LogRecord, TaskRun
+from headway.core.models import (
+    ClaimedRun,
+    Deployment,
+    FlowRun,
+    HeartbeatResult,
+    Limit,
+    LogRecord,
+    TaskRun,
+    Worker,
+    WorkPool,
+    WorkQueue,
+)
 from headway.core.states import State, StateType
 from headway.settings import Settings, get_settings
 from headway.store.runs import TaskRunRecord
@@ -177,6 +191,162 @@ class Client(abc.ABC):
     @abc.abstractmethod
     def sweep_slots(self) -> int:
         """Reap expired leases and waiters now; how many leases were reaped."""
+
+    # -- work pools and queues (see headway.orchestration.deployments) --------------
+    @abc.abstractmethod
+    def create_work_pool(
+        self, name: str, *, concurrency_limit: int | None = None, description: str = ""
+    ) -> WorkPool:
+        """Create a pool with its ``default`` queue; ObjectAlreadyExists if taken."""
+
+    @abc.abstractmethod
+    def read_work_pool(self, name: str) -> WorkPool:
+        """One pool with its queues, limit and run counts; ObjectNotFound if unknown."""
+
+    @abc.abstractmethod
+    def list_work_pools(self) -> list[WorkPool]:
+        """Every pool, by name."""
+
+    @abc.abstractmethod
+    def update_work_pool(self, name: str, *, paused: bool | None = None) -> WorkPool:
+        """Pause (workers claim nothing from it) or resume a pool."""
+
+    @abc.abstractmethod
+    def set_work_pool_concurrency_limit(self, name: str, limit: int | None) -> WorkPool:
+        """Set (None: clear) the pool's limit on its PENDING and RUNNING runs."""
+
+    @abc.abstractmethod
+    def delete_work_pool(self, name: str) -> None:
+        """Delete a pool; ConflictError while deployments use it."""
+
+    @abc.abstractmethod
+    def create_work_queue(
+        self,
+        pool: str,
+        name: str,
+        *,
+        priority: int = 0,
+        concurrency_limit: int | None = None,
+    ) -> WorkQueue:
+        """Create a queue in ``pool`` (higher priority is claimed first)."""
+
+    @abc.abstractmethod
+    def read_work_queue(self, pool: str, name: str) -> WorkQueue:
+        """One queue; ObjectNotFound if unknown."""
+
+    @abc.abstractmethod
+    def list_work_queues(self, pool: str | None = None) -> list[WorkQueue]:
+        """The queues of one pool, or of every pool."""
+
+    @abc.abstractmethod
+    def update_work_queue(
+        self, pool: str, name: str, *, priority: int | None = None, paused: bool | None = None
+    ) -> WorkQueue:
+        """Change a queue's priority; pause or resume it."""
+
+    @abc.abstractmethod
+    def set_work_queue_concurrency_limit(
+        self, pool: str, name: str, limit: int | None
+    ) -> WorkQueue:
+        """Set (None: clear) the queue's limit on its PENDING and RUNNING runs."""
+
+    @abc.abstractmethod
+    def delete_work_queue(self, pool: str, name: str) -> None:
+        """Delete a queue (not ``default``); ConflictError while deployments use it."""
+
+    # -- deployments -----------------------------------------------------------------
+    @abc.abstractmethod
+    def apply_deployment(self, spec: DeploymentSpec) -> Deployment:
+        """Create or update the deployment ``<spec.flow_name>/<spec.name>``."""
+
+    @abc.abstractmethod
+    def read_deployment(self, name: str) -> Deployment:
+        """One deployment by ``<flow>/<name>``; ObjectNotFound if unknown."""
+
+    @abc.abstractmethod
+    def list_deployments(
+        self, *, work_pool: str | None = None, flow_name: str | None = None
+    ) -> list[Deployment]:
+        """Deployments by name."""
+
+    @abc.abstractmethod
+    def update_deployment(self, name: str, *, paused: bool | None = None) -> Deployment:
+        """Pause (schedules stop; runs created ahead are removed) or resume."""
+
+    @abc.abstractmethod
+    def set_deployment_concurrency_limit(
+        self,
+        name: str,
+        limit: int | None,
+        *,
+        collision_strategy: str | None = None,
+        concurrency_key: str | None = None,
+    ) -> Deployment:
+        """Set (None: clear) the deployment's limit, collision strategy and key template."""
+
+    @abc.abstractmethod
+    def delete_deployment(self, name: str) -> None:
+        """Delete a deployment; its runs not started yet are cancelled."""
+
+    @abc.abstractmethod
+    def create_deployment_run(
+        self,
+        name: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        scheduled_time: datetime | None = None,
+        priority: int = 0,
+    ) -> FlowRun:
+        """A new SCHEDULED run of a deployment, due at ``scheduled_time`` (default: now)."""
+
+    @abc.abstractmethod
+    def cancel_flow_run(self, run_id: str, message: str | None = None) -> FlowRun:
+        """Cancel a run: at once if not started, else CANCELLING until its worker stops it."""
+
+    # -- workers ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def register_worker(
+        self, pool: str, name: str, *, pid: int | None = None, host: str | None = None
+    ) -> Worker:
+        """Record a worker of ``pool`` (``""``: a ``serve()`` process); its id is on the record."""
+
+    @abc.abstractmethod
+    def list_workers(self, pool: str | None = None) -> list[Worker]:
+        """Workers, most recently heard from first."""
+
+    @abc.abstractmethod
+    def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped cleanly."""
+
+    @abc.abstractmethod
+    def heartbeat_worker(self, worker_id: str, run_ids: Sequence[str]) -> HeartbeatResult:
+        """Renew the worker and its runs' leases; which runs it lost, which to cancel."""
+
+    @abc.abstractmethod
+    def claim_flow_runs(
+        self,
+        worker_id: str,
+        *,
+        pool: str | None = None,
+        queues: Sequence[str] | None = None,
+        deployments: Sequence[str] | None = None,
+        limit: int = 1,
+        wait: float = 0.0,
+    ) -> list[ClaimedRun]:
+        """Claim up to ``limit`` due runs (PENDING, leased to ``worker_id``), waiting up to
+        ``wait`` seconds for one: woken by a freed slot or a new due run."""
+
+    @abc.abstractmethod
+    def schedule_runs(self) -> int:
+        """Create the runs of every active schedule ahead of time (idempotent)."""
+
+    @abc.abstractmethod
+    def mark_late_runs(self) -> int:
+        """Mark deployment runs not started long after their time Late."""
+
+    @abc.abstractmethod
+    def sweep_runs(self) -> int:
+        """End runs whose worker stopped renewing their lease (CRASHED), freeing their slots."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the client must not be used afterwards."""

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from headway.client.base import Client
+from headway.core.deployments import DeploymentSpec
 from headway.core.limits import LimitDetail, SlotGrant, SlotWait
-from headway.core.models import FlowRun, Limit, LogRecord, TaskRun
+from headway.core.models import (
+    ClaimedRun,
+    Deployment,
+    FlowRun,
+    HeartbeatResult,
+    Limit,
+    LogRecord,
+    TaskRun,
+    Worker,
+    WorkPool,
+    WorkQueue,
+)
 from headway.core.states import State, StateType
 from headway.orchestrator import Orchestrator
 from headway.settings import Settings
@@ -109,6 +122,143 @@ class LocalClient(Client):
 
     def sweep_slots(self) -> int:
         return self.orchestrator.sweep_slots()
+
+    # -- work pools and queues -----------------------------------------------------
+    def create_work_pool(
+        self, name: str, *, concurrency_limit: int | None = None, description: str = ""
+    ) -> WorkPool:
+        return self.orchestrator.create_work_pool(
+            name, concurrency_limit=concurrency_limit, description=description
+        )
+
+    def read_work_pool(self, name: str) -> WorkPool:
+        return self.orchestrator.read_work_pool(name)
+
+    def list_work_pools(self) -> list[WorkPool]:
+        return self.orchestrator.list_work_pools()
+
+    def update_work_pool(self, name: str, *, paused: bool | None = None) -> WorkPool:
+        return self.orchestrator.update_work_pool(name, paused=paused)
+
+    def set_work_pool_concurrency_limit(self, name: str, limit: int | None) -> WorkPool:
+        return self.orchestrator.set_work_pool_concurrency_limit(name, limit)
+
+    def delete_work_pool(self, name: str) -> None:
+        self.orchestrator.delete_work_pool(name)
+
+    def create_work_queue(
+        self,
+        pool: str,
+        name: str,
+        *,
+        priority: int = 0,
+        concurrency_limit: int | None = None,
+    ) -> WorkQueue:
+        return self.orchestrator.create_work_queue(
+            pool, name, priority=priority, concurrency_limit=concurrency_limit
+        )
+
+    def read_work_queue(self, pool: str, name: str) -> WorkQueue:
+        return self.orchestrator.read_work_queue(pool, name)
+
+    def list_work_queues(self, pool: str | None = None) -> list[WorkQueue]:
+        return self.orchestrator.list_work_queues(pool)
+
+    def update_work_queue(
+        self, pool: str, name: str, *, priority: int | None = None, paused: bool | None = None
+    ) -> WorkQueue:
+        return self.orchestrator.update_work_queue(pool, name, priority=priority, paused=paused)
+
+    def set_work_queue_concurrency_limit(
+        self, pool: str, name: str, limit: int | None
+    ) -> WorkQueue:
+        return self.orchestrator.set_work_queue_concurrency_limit(pool, name, limit)
+
+    def delete_work_queue(self, pool: str, name: str) -> None:
+        self.orchestrator.delete_work_queue(pool, name)
+
+    # -- deployments ---------------------------------------------------------------
+    def apply_deployment(self, spec: DeploymentSpec) -> Deployment:
+        return self.orchestrator.apply_deployment(spec)
+
+    def read_deployment(self, name: str) -> Deployment:
+        return self.orchestrator.read_deployment(name)
+
+    def list_deployments(
+        self, *, work_pool: str | None = None, flow_name: str | None = None
+    ) -> list[Deployment]:
+        return self.orchestrator.list_deployments(work_pool=work_pool, flow_name=flow_name)
+
+    def update_deployment(self, name: str, *, paused: bool | None = None) -> Deployment:
+        return self.orchestrator.update_deployment(name, paused=paused)
+
+    def set_deployment_concurrency_limit(
+        self,
+        name: str,
+        limit: int | None,
+        *,
+        collision_strategy: str | None = None,
+        concurrency_key: str | None = None,
+    ) -> Deployment:
+        return self.orchestrator.set_deployment_concurrency_limit(
+            name, limit, collision_strategy=collision_strategy, concurrency_key=concurrency_key
+        )
+
+    def delete_deployment(self, name: str) -> None:
+        self.orchestrator.delete_deployment(name)
+
+    def create_deployment_run(
+        self,
+        name: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        scheduled_time: datetime | None = None,
+        priority: int = 0,
+    ) -> FlowRun:
+        return self.orchestrator.create_deployment_run(
+            name, parameters=parameters, scheduled_time=scheduled_time, priority=priority
+        )
+
+    def cancel_flow_run(self, run_id: str, message: str | None = None) -> FlowRun:
+        return self.orchestrator.cancel_flow_run(run_id, message)
+
+    # -- workers -------------------------------------------------------------------
+    def register_worker(
+        self, pool: str, name: str, *, pid: int | None = None, host: str | None = None
+    ) -> Worker:
+        return self.orchestrator.register_worker(pool, name, pid=pid, host=host)
+
+    def list_workers(self, pool: str | None = None) -> list[Worker]:
+        return self.orchestrator.list_workers(pool)
+
+    def remove_worker(self, worker_id: str) -> None:
+        self.orchestrator.remove_worker(worker_id)
+
+    def heartbeat_worker(self, worker_id: str, run_ids: Sequence[str]) -> HeartbeatResult:
+        return self.orchestrator.heartbeat_worker(worker_id, run_ids)
+
+    def claim_flow_runs(
+        self,
+        worker_id: str,
+        *,
+        pool: str | None = None,
+        queues: Sequence[str] | None = None,
+        deployments: Sequence[str] | None = None,
+        limit: int = 1,
+        wait: float = 0.0,
+    ) -> list[ClaimedRun]:
+        return self.orchestrator.claim_flow_runs(
+            worker_id, pool=pool, queues=queues, deployments=deployments, limit=limit, wait=wait
+        )
+
+    def schedule_runs(self) -> int:
+        return self.orchestrator.schedule_runs()
+
+    def mark_late_runs(self) -> int:
+        return self.orchestrator.mark_late_runs()
+
+    def sweep_runs(self) -> int:
+        return self.orchestrator.sweep_runs()
 
     def close(self) -> None:
         if self._store is not None:
