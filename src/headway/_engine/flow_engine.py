@@ -21,6 +21,7 @@ import signal
 import socket
 import threading
 import time
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from headway._engine import lifecycle
@@ -43,6 +44,12 @@ if TYPE_CHECKING:
 
     from headway.flows import Flow
     from headway.logging import RunLogger
+
+
+#: Set by a worker (``headway.worker.execute``) around the call of a deployment's
+#: flow: ``(run_id, run_name)`` of the run already recorded PENDING, which the
+#: call runs instead of recording a new one.
+adopted_run: ContextVar[tuple[str, str] | None] = ContextVar("headway_adopted_run", default=None)
 
 
 class TerminationSignal(SystemExit):
@@ -106,6 +113,11 @@ class FlowRunEngine:
             self.client = get_client()
         self.id = new_run_id()
         self.name = generate_name()
+        # A worker running a deployment's run: this top-level run is that recorded one.
+        adopted = adopted_run.get()
+        self.adopted = adopted is not None and self.parent_flow is None and self.parent_task is None
+        if adopted is not None and self.adopted:
+            self.id, self.name = adopted
         self.attempts = 0
         self.final: State | None = None
         self.subflow: TaskRunTracker | None = None
@@ -149,16 +161,17 @@ class FlowRunEngine:
             from headway.logging import capture_prints
 
             capture_prints()
-        self.client.create_flow_run(
-            id=self.id,
-            name=self.name,
-            flow_name=flow.name,
-            state=Pending(),
-            parameters=jsonable(self.parameters),
-            parent_task_run_id=parent_task_run_id,
-            pid=os.getpid(),
-            host=_host(),
-        )
+        if not self.adopted:
+            self.client.create_flow_run(
+                id=self.id,
+                name=self.name,
+                flow_name=flow.name,
+                state=Pending(),
+                parameters=jsonable(self.parameters),
+                parent_task_run_id=parent_task_run_id,
+                pid=os.getpid(),
+                host=_host(),
+            )
         if flow.task_runner is not None:
             runner = flow.task_runner.duplicate()
         else:
