@@ -21,7 +21,7 @@ import headway
 from headway.orchestrator import Orchestrator
 from headway.server.errors import install_error_handlers
 from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware
-from headway.server.routes import deployments, limits, logs, runs, slots
+from headway.server.routes import deployments, limits, logs, runs, slots, workers
 from headway.server.services import BackgroundServices
 from headway.server.waiting import HeldRequests, server_wakeups
 from headway.settings import Settings, get_settings
@@ -83,7 +83,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         """Liveness: always open, even when an API key is required."""
         return JSONResponse({"status": "ok", "version": headway.__version__})
 
-    for module in (runs, logs, limits, slots, deployments):
+    # The hot path first: routes are matched in order.
+    for module in (slots, limits, runs, logs, workers, deployments):
         app.include_router(module.router, prefix=API_PREFIX)
 
     # Outermost first: the key is checked before a body is read.

@@ -30,7 +30,8 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _aware(value: datetime | None) -> datetime:
+def aware(value: datetime | None) -> datetime:
+    """An aware datetime (naive ones are taken as UTC); now when None."""
     if value is None:
         return now()
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
@@ -46,7 +47,7 @@ class StateIn(Body):
 
     def to_state(self) -> State:
         """The :class:`State` record."""
-        return State(self.type, self.name, _aware(self.timestamp), self.message)
+        return State(self.type, self.name, aware(self.timestamp), self.message)
 
 
 class FlowRunCreate(Body):
@@ -123,7 +124,7 @@ class LogRecordIn(Body):
             self.level_name or logging.getLevelName(self.level),
             self.logger,
             self.message,
-            _aware(self.timestamp),
+            aware(self.timestamp),
         )
 
 
@@ -203,3 +204,111 @@ class RenewLeases(Body):
         max_length=MAX_BATCH
     )
     lease_seconds: float | None = None
+
+
+# -- work pools, queues, deployments, workers --------------------------------------------
+# As for limits, names are only bounded here; their rules live in core.deployments.
+ObjName = Annotated[str, StringConstraints(max_length=500)]
+
+
+class WorkPoolCreate(Body):
+    """``POST /work_pools``."""
+
+    name: ObjName
+    concurrency_limit: int | None = None
+    description: str = Field("", max_length=10_000)
+
+
+class PausedUpdate(Body):
+    """``PATCH`` of a pool or deployment: pause or resume."""
+
+    paused: bool | None = None
+
+
+class ConcurrencyLimitSet(Body):
+    """``PUT .../concurrency_limit``: a limit, or null to clear it."""
+
+    limit: int | None = None
+
+
+class WorkQueueCreate(Body):
+    """``POST /work_pools/{pool}/queues``."""
+
+    name: ObjName
+    priority: int = 0
+    concurrency_limit: int | None = None
+
+
+class WorkQueueUpdate(Body):
+    """``PATCH /work_pools/{pool}/queues/{name}``."""
+
+    priority: int | None = None
+    paused: bool | None = None
+
+
+class DeploymentSpecIn(Body):
+    """``POST /deployments``: create or update ``<flow_name>/<name>``."""
+
+    flow_name: ObjName
+    name: ObjName
+    entrypoint: str | None = Field(None, max_length=4_000)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    parameter_schema: dict[str, Any] | None = None
+    tags: list[Tag] = Field(default_factory=list, max_length=100)
+    work_pool: ObjName | None = None
+    work_queue: ObjName | None = None
+    paused: bool = False
+    schedules: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
+    concurrency_limit: int | None = None
+    collision_strategy: str = Field("ENQUEUE", max_length=50)
+    concurrency_key: str | None = Field(None, max_length=1_000)
+    description: str = Field("", max_length=10_000)
+
+
+class DeploymentLimitSet(Body):
+    """``PUT /deployments/{name}/concurrency_limit``."""
+
+    limit: int | None = None
+    collision_strategy: str | None = Field(None, max_length=50)
+    concurrency_key: str | None = Field(None, max_length=1_000)
+
+
+class DeploymentRunCreate(Body):
+    """``POST /deployments/{name}/runs``."""
+
+    parameters: dict[str, Any] | None = None
+    scheduled_time: datetime | None = None
+    priority: int = 0
+
+
+class CancelRun(Body):
+    """``POST /flow_runs/{id}/cancel``."""
+
+    message: str | None = Field(None, max_length=10_000)
+
+
+class WorkerRegister(Body):
+    """``POST /workers``."""
+
+    pool: str = Field(max_length=500)
+    name: ObjName
+    pid: int | None = Field(None, ge=0)
+    host: str | None = Field(None, max_length=255)
+
+
+class Heartbeat(Body):
+    """``POST /workers/{id}/heartbeat``."""
+
+    run_ids: list[RunId] = Field(default_factory=list, max_length=MAX_BATCH)
+
+
+class ClaimRuns(Body):
+    """``POST /workers/{id}/claim``."""
+
+    pool: ObjName | None = None
+    queues: list[ObjName] | None = Field(None, max_length=1_000)
+    deployments: list[ObjName] | None = Field(None, max_length=1_000)
+    limit: int = 1
+    #: Seconds to hold the request for a run (capped by the server).
+    wait: float = Field(0.0, ge=0)
+    process: ProcessIn | None = None

@@ -22,7 +22,7 @@ from headway.server.schemas import (
     WorkPoolCreate,
     WorkQueueCreate,
     WorkQueueUpdate,
-    _aware,
+    aware,
 )
 
 router = APIRouter()
@@ -129,7 +129,7 @@ def delete_work_queue(pool: Segment, name: Segment, request: Request) -> Respons
 
 
 # -- deployments ------------------------------------------------------------------------
-@router.put("/deployments", response_model=None, tags=["deployments"])
+@router.post("/deployments", response_model=None, tags=["deployments"])
 def apply_deployment(body: DeploymentSpecIn, request: Request) -> Response:
     """Create or update the deployment ``<flow_name>/<name>``."""
     spec = DeploymentSpec(
@@ -184,7 +184,7 @@ def create_deployment_run(name: str, body: DeploymentRunCreate, request: Request
     run = orchestrator(request).create_deployment_run(
         name,
         parameters=body.parameters,
-        scheduled_time=None if body.scheduled_time is None else _aware(body.scheduled_time),
+        scheduled_time=None if body.scheduled_time is None else aware(body.scheduled_time),
         priority=body.priority,
     )
     return record_response(run, 201)
