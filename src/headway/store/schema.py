@@ -21,6 +21,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData()
@@ -198,10 +199,33 @@ events = Table(
     Column("limit_name", String(300), nullable=True),
     Column("slots", Integer, nullable=True),
     Column("detail", Text, nullable=True),
+    # How long a slot was waited for or held, or a claim's latency (migration 0004).
+    Column("seconds", Float, nullable=True),
 )
 Index("ix_events_timestamp", events.c.timestamp)
 Index("ix_events_run", events.c.run_id, events.c.id)
 Index("ix_events_limit", events.c.limit_name, events.c.id)
+
+# Flow-run state changes by time, for the event feed (task-run states are not indexed).
+Index(
+    "ix_states_flow_time",
+    states.c.timestamp,
+    sqlite_where=text("run_kind = 'flow'"),
+    postgresql_where=text("run_kind = 'flow'"),
+)
+
+# Bucket counters of histograms (migration 0004): ``le`` is the bucket's upper bound,
+# ``count`` the observations in (previous bound, le], ``total`` their sum. They only grow.
+histograms = Table(
+    "histograms",
+    metadata,
+    Column("metric", String(50), nullable=False),
+    Column("label", String(300), nullable=False),
+    Column("le", Float, nullable=False),
+    Column("count", BigInteger, nullable=False, server_default="0"),
+    Column("total", Float, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("metric", "label", "le", name="pk_histograms"),
+)
 
 
 # -- deployments, work pools, queues, workers (migration 0003) -------------------------

@@ -1,0 +1,453 @@
+"""Events, histograms and limit counters: what headway records so it can explain itself.
+
+**Events** are rows of ``events``, written inside the transaction that does
+what they record, so an event exists exactly when its change committed:
+
+========================  =====================================================
+``slot.granted``          slots taken (``seconds``: how long the request waited)
+``slot.denied``           a request queued: the limit was full or others waited
+``slot.released``         slots given back (``seconds``: how long they were held)
+``lease.expired``         a lease reaped because nobody renewed it in time
+``lease.reaped``          a lease reaped because its holder process is gone
+``limit.*``               a limit created, updated, reset or deleted
+``flow_run.claimed``      a worker claimed a run (``seconds``: due -> claimed)
+``flow_run.*``            collision strategies, run leases that expired
+``state.<TYPE>``          a state change, read from ``states`` (never copied)
+========================  =====================================================
+
+State changes are not copied into ``events``: the ``states`` table already
+holds every one (task runs' written in batches by the SDK), and the feed reads
+it alongside. A feed without a run filter shows flow runs' state changes only;
+``run_id`` shows that run's, task runs included.
+
+**Histograms** are bucket counters that only grow (Prometheus semantics):
+``slot_wait`` per limit (requests that waited at all; those granted at once
+are the limit's grants minus these) and ``claim_latency`` per work pool.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from headway.core.limits import decayed
+from headway.exceptions import ValidationError
+from headway.store.db import Database, Row, Tx
+
+#: Upper bounds of every histogram's buckets, in seconds.
+HISTOGRAM_BOUNDS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    300.0, 600.0, 1800.0, 3600.0, math.inf,
+)  # fmt: skip
+SLOT_WAIT = "slot_wait"
+CLAIM_LATENCY = "claim_latency"
+#: Most events one read returns.
+MAX_EVENTS = 10_000
+_RUN_ID_MAX = 36
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(float(ts), UTC)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One recorded happening: a slot granted, a lease reaped, a state change, ..."""
+
+    #: ``e<n>`` for a row of ``events``, ``s<n>`` for a state change.
+    id: str
+    timestamp: datetime
+    kind: str
+    run_id: str | None = None
+    limit_name: str | None = None
+    slots: int | None = None
+    seconds: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """Events in time order, and the cursor to ask for the ones after them."""
+
+    events: tuple[Event, ...]
+    cursor: str
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """One labelled histogram: cumulative ``(upper bound, count)`` buckets, count, sum."""
+
+    label: str
+    buckets: tuple[tuple[float, int], ...]
+    count: int
+    total: float
+
+
+@dataclass(frozen=True)
+class LimitStats:
+    """A limit with its counters since it was created."""
+
+    name: str
+    limit: int
+    active: bool
+    active_slots: float
+    slot_decay_per_second: float
+    waiters: int
+    holders: int
+    grants: int
+    denials: int
+    expiries: int
+    releases: int
+    total_wait_seconds: float
+    total_hold_seconds: float
+    created: datetime
+    #: Slots occupied on average since the limit was created (slot-seconds / seconds).
+    average_occupancy: float
+
+    @property
+    def average_hold_seconds(self) -> float | None:
+        """Mean time a lease held its slots, from the leases given back; None before any."""
+        return self.total_hold_seconds / self.releases if self.releases else None
+
+    @property
+    def average_wait_seconds(self) -> float | None:
+        """Mean wait of a granted request (0 for those granted at once); None before any."""
+        return self.total_wait_seconds / self.grants if self.grants else None
+
+    @property
+    def scope(self) -> str:
+        """``tag``, ``deployment``, ``pool``, ``queue`` or ``global``."""
+        prefix, sep, _ = self.name.partition(":")
+        return prefix if sep and prefix in {"tag", "deployment", "pool", "queue"} else "global"
+
+
+def bucket_of(value: float) -> float:
+    """The upper bound of the bucket ``value`` falls in."""
+    return HISTOGRAM_BOUNDS[bisect.bisect_left(HISTOGRAM_BOUNDS, max(0.0, value))]
+
+
+def add_zero_observations(hist: Histogram, count: int) -> Histogram:
+    """``hist`` with ``count`` more observations of 0 (requests granted without waiting)."""
+    if count <= 0:
+        return hist
+    return Histogram(
+        hist.label, tuple((le, n + count) for le, n in hist.buckets), hist.count + count, hist.total
+    )
+
+
+def empty_histogram(label: str) -> Histogram:
+    """A histogram with no observations."""
+    return Histogram(label, tuple((le, 0) for le in HISTOGRAM_BOUNDS), 0, 0.0)
+
+
+def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
+    """``"e<event id>.s<state id>"`` -> the two ids; ValidationError for anything else."""
+    if cursor is None:
+        return None
+    try:
+        ev, st = cursor.split(".")
+        if ev[0] != "e" or st[0] != "s":
+            raise ValueError(cursor)
+        return int(ev[1:]), int(st[1:])
+    except (ValueError, IndexError):
+        raise ValidationError(f"invalid event cursor {cursor!r}") from None
+
+
+def _cursor(events_id: int, states_id: int) -> str:
+    return f"e{events_id}.s{states_id}"
+
+
+def _state_event(row: Row) -> Event:
+    # row: id, run_id, type, name, message, timestamp
+    detail = row[3] if not row[4] else f"{row[3]}: {row[4]}"
+    return Event(f"s{row[0]}", _dt(row[5]), f"state.{row[2]}", row[1], None, None, None, detail)
+
+
+def _event(row: Row) -> Event:
+    # row: id, timestamp, kind, run_id, limit_name, slots, seconds, detail
+    return Event(
+        f"e{row[0]}",
+        _dt(row[1]),
+        row[2],
+        row[3],
+        row[4],
+        None if row[5] is None else int(row[5]),
+        None if row[6] is None else float(row[6]),
+        row[7],
+    )
+
+
+class EventStore:
+    """Writing and reading events, histograms and limit counters. Mixed into the Store."""
+
+    db: Database
+
+    # -- writing (inside the caller's transaction) ------------------------------------
+    def _event(
+        self,
+        tx: Tx,
+        now: float,
+        kind: str,
+        limit_name: str | None,
+        slots: int | None,
+        detail: str | None,
+        run_id: str | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """Record one event in ``tx``."""
+        self._events(tx, [(now, kind, run_id, limit_name, slots, seconds, detail)])
+
+    def _events(
+        self,
+        tx: Tx,
+        rows: Sequence[
+            tuple[float, str, str | None, str | None, int | None, float | None, str | None]
+        ],
+    ) -> None:
+        """Record events ``(time, kind, run id, limit, slots, seconds, detail)`` in ``tx``."""
+        if not rows:
+            return
+        query = (
+            "INSERT INTO events (timestamp, kind, run_id, limit_name, slots, seconds, detail)"
+            " VALUES (:ts, :kind, :run, :name, :slots, :seconds, :detail)"
+        )
+        params = [
+            {
+                "ts": ts,
+                "kind": kind,
+                # A holder id that is not a run id (user-chosen) names no run.
+                "run": run if run and len(run) <= _RUN_ID_MAX else None,
+                "name": name or None,
+                "slots": slots,
+                "seconds": seconds,
+                "detail": detail,
+            }
+            for ts, kind, run, name, slots, seconds, detail in rows
+        ]
+        if len(params) == 1:
+            tx.execute(query, params[0])
+        else:
+            tx.executemany(query, params)
+
+    def _observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None:
+        """Count one observation of ``value`` in the histogram ``metric`` of each label."""
+        le = bucket_of(value)
+        query = (
+            "INSERT INTO histograms (metric, label, le, count, total) VALUES (:m, :l, :le, 1, :v)"
+            " ON CONFLICT (metric, label, le) DO UPDATE SET count = histograms.count + 1,"
+            " total = histograms.total + :v"
+        )
+        for label in labels:
+            tx.execute(query, {"m": metric, "l": label, "le": le, "v": value})
+
+    # -- reading -------------------------------------------------------------------
+    def read_events(
+        self,
+        *,
+        run_id: str | None = None,
+        limit_name: str | None = None,
+        since: float | None = None,
+        kind: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> EventPage:
+        """Events in time order, filtered; the newest ``limit`` of them, or those after a cursor.
+
+        ``kind`` is a prefix (``slot``, ``slot.granted``, ``state``, ``state.RUNNING``).
+        The page's cursor, passed back as ``after``, returns only later events (follow).
+        """
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS:
+            raise ValidationError(f"limit must be between 1 and {MAX_EVENTS}, got {limit!r}")
+        start = parse_cursor(after)
+        tail = start is None
+        with self.db.read() as tx:
+            if start is None:
+                ev_row = tx.one("SELECT COALESCE(MAX(id), 0) FROM events")
+                st_row = tx.one("SELECT COALESCE(MAX(id), 0) FROM states")
+                ev_top = int(ev_row[0]) if ev_row else 0
+                st_top = int(st_row[0]) if st_row else 0
+                ev_after, st_after = 0, 0
+            else:
+                ev_after, st_after = start
+            events = self._event_rows(tx, run_id, limit_name, since, kind, ev_after, limit, tail)
+            states = self._state_rows(tx, run_id, limit_name, since, kind, st_after, limit, tail)
+        merged = sorted(events + states, key=lambda e: (e.timestamp, e.id[0], int(e.id[1:])))
+        if tail:
+            return EventPage(tuple(merged[-limit:]), _cursor(ev_top, st_top))
+        kept = merged[:limit]
+        ev_next = max([int(e.id[1:]) for e in kept if e.id[0] == "e"], default=ev_after)
+        st_next = max([int(e.id[1:]) for e in kept if e.id[0] == "s"], default=st_after)
+        return EventPage(tuple(kept), _cursor(ev_next, st_next))
+
+    def _event_rows(
+        self,
+        tx: Tx,
+        run_id: str | None,
+        limit_name: str | None,
+        since: float | None,
+        kind: str | None,
+        after: int,
+        limit: int,
+        tail: bool,
+    ) -> list[Event]:
+        if kind is not None and kind.startswith("state"):
+            return []
+        where = ["id > :after"]
+        params: dict[str, Any] = {"after": after, "n": limit}
+        if run_id is not None:
+            where.append("run_id = :run")
+            params["run"] = run_id
+        if limit_name is not None:
+            where.append("limit_name = :name")
+            params["name"] = limit_name
+        if since is not None:
+            where.append("timestamp >= :since")
+            params["since"] = since
+        if kind:
+            where.append("substr(kind, 1, :klen) = :kind")
+            params.update(klen=len(kind), kind=kind)
+        rows = tx.execute(
+            "SELECT id, timestamp, kind, run_id, limit_name, slots, seconds, detail FROM events"
+            f" WHERE {' AND '.join(where)} ORDER BY id {'DESC' if tail else ''} LIMIT :n",
+            params,
+        )
+        return [_event(r) for r in rows]
+
+    def _state_rows(
+        self,
+        tx: Tx,
+        run_id: str | None,
+        limit_name: str | None,
+        since: float | None,
+        kind: str | None,
+        after: int,
+        limit: int,
+        tail: bool,
+    ) -> list[Event]:
+        if limit_name is not None or (
+            kind and not ("state".startswith(kind) or kind[:5] == "state")
+        ):
+            return []
+        params: dict[str, Any] = {"after": after, "n": limit}
+        if run_id is not None:
+            where = ["run_id = :run"]
+            params["run"] = run_id
+        else:
+            # A literal, so the partial index of flow-run states serves the query.
+            where = ["run_kind = 'flow'"]
+        if after:
+            where.append("id > :after")
+        if since is not None:
+            where.append("timestamp >= :since")
+            params["since"] = since
+        if kind and kind.startswith("state.") and len(kind) > 6:
+            where.append("type = :type")
+            params["type"] = kind[6:]
+        order = "id" if run_id is not None or not tail else "timestamp"
+        rows = tx.execute(
+            "SELECT id, run_id, type, name, message, timestamp FROM states"
+            f" WHERE {' AND '.join(where)} ORDER BY {order} {'DESC' if tail else ''} LIMIT :n",
+            params,
+        )
+        return [_state_event(r) for r in rows]
+
+    def prune_events(self, older_than_seconds: float, *, batch: int = 10_000) -> int:
+        """Delete up to ``batch`` events older than ``older_than_seconds``; how many went."""
+        cut = time.time() - older_than_seconds
+        with self.db.write() as tx:
+            return tx.rowcount(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE timestamp < :cut"
+                " ORDER BY timestamp LIMIT :n)",
+                {"cut": cut, "n": batch},
+            )
+
+    def read_histograms(self, metric: str) -> list[Histogram]:
+        """Every label's histogram of ``metric``, by label."""
+        with self.db.read() as tx:
+            rows = tx.execute(
+                "SELECT label, le, count, total FROM histograms WHERE metric = :m"
+                " ORDER BY label, le",
+                {"m": metric},
+            )
+        counts: dict[str, dict[float, tuple[int, float]]] = {}
+        for label, le, count, total in rows:
+            counts.setdefault(label, {})[float(le)] = (int(count), float(total))
+        out = []
+        for label, by_bound in counts.items():
+            running, buckets = 0, []
+            for le in HISTOGRAM_BOUNDS:
+                running += by_bound.get(le, (0, 0.0))[0]
+                buckets.append((le, running))
+            total = sum(t for _, t in by_bound.values())
+            out.append(Histogram(label, tuple(buckets), running, total))
+        return out
+
+    def limit_stats(self, *, prefix: str | None = None) -> list[LimitStats]:
+        """Every limit (or those whose name starts with ``prefix``) with its counters."""
+        now = time.time()
+        where = ""
+        params: dict[str, Any] = {"now": now}
+        if prefix:
+            where = " WHERE substr(name, 1, :plen) = :prefix"
+            params.update(plen=len(prefix), prefix=prefix)
+        with self.db.read() as tx:
+            rows = tx.execute(
+                "SELECT name, slot_limit, active, active_slots, slot_decay_per_second,"
+                " decayed_at, created, grants, denials, expiries, releases, total_wait_seconds,"
+                " total_hold_seconds, (SELECT COUNT(*) FROM waiters w WHERE w.limit_name ="
+                " limits.name AND w.expires > :now), (SELECT COUNT(*) FROM leases l"
+                " WHERE l.limit_name = limits.name), (SELECT COALESCE(SUM((:now - l.created)"
+                " * l.slots), 0) FROM leases l WHERE l.limit_name = limits.name)"
+                f" FROM limits{where} ORDER BY name",
+                params,
+            )
+        return [limit_stats_of(r, now) for r in rows]
+
+
+def limit_stats_of(row: Row, now: float) -> LimitStats:
+    """A :class:`LimitStats` from the row ``limit_stats`` selects."""
+    created = float(row[6])
+    hold = float(row[12])
+    lifetime = max(now - created, 1e-9)
+    # Slot-seconds of the leases given back, and of those still held so far.
+    occupied = hold + max(0.0, float(row[15]))
+    return LimitStats(
+        name=row[0],
+        limit=int(row[1]),
+        active=bool(row[2]),
+        active_slots=decayed(float(row[3]), float(row[4]), float(row[5]), now),
+        slot_decay_per_second=float(row[4]),
+        waiters=int(row[13]),
+        holders=int(row[14]),
+        grants=int(row[7]),
+        denials=int(row[8]),
+        expiries=int(row[9]),
+        releases=int(row[10]),
+        total_wait_seconds=float(row[11]),
+        total_hold_seconds=hold,
+        created=_dt(created),
+        average_occupancy=min(occupied / lifetime, float(row[1])),
+    )
+
+
+__all__ = [
+    "CLAIM_LATENCY",
+    "HISTOGRAM_BOUNDS",
+    "MAX_EVENTS",
+    "SLOT_WAIT",
+    "Event",
+    "EventPage",
+    "EventStore",
+    "Histogram",
+    "LimitStats",
+    "add_zero_observations",
+    "bucket_of",
+    "empty_histogram",
+    "limit_stats_of",
+    "parse_cursor",
+]
