@@ -1,0 +1,138 @@
+"""``headway.concurrency.asyncio``: the same guarantees for coroutines, and cancellation.
+
+A task cancelled while it waits leaves the queue and never ends up holding a
+slot; a task cancelled while it holds gives its slots back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from headway.client.base import Client
+from headway.concurrency.asyncio import concurrency, rate_limit
+from headway.concurrency.sync import concurrency as sync_concurrency
+from headway.exceptions import AcquireConcurrencySlotTimeoutError, ValidationError
+
+
+async def until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll a condition of the store (off the loop) until it holds."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+def test_async_block_holds_and_releases(client: Client) -> None:
+    client.create_limit("db", 2)
+
+    async def main() -> None:
+        async with concurrency("db", occupy=2) as held:
+            assert held.names == ("db",)
+            assert client.read_limit("db").active_slots == 2
+        assert client.read_limit("db").active_slots == 0
+
+    asyncio.run(main())
+
+
+def test_coroutines_never_exceed_the_limit(client: Client) -> None:
+    client.create_limit("db", 2)
+    inside = 0
+    most = 0
+
+    async def work() -> None:
+        nonlocal inside, most
+        async with concurrency("db"):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.01)
+            inside -= 1
+
+    async def main() -> None:
+        await asyncio.gather(*(work() for _ in range(12)))
+
+    asyncio.run(main())
+    assert most == 2
+    assert client.read_limit("db").active_slots == 0
+
+
+def test_cancelled_while_waiting_leaves_the_queue_and_holds_nothing(client: Client) -> None:
+    client.create_limit("db", 1)
+
+    async def main() -> None:
+        with sync_concurrency("db"):
+            entered = asyncio.Event()
+
+            async def waiter() -> None:
+                async with concurrency("db"):
+                    entered.set()
+                    await asyncio.sleep(60)
+
+            task = asyncio.create_task(waiter())
+            await until(lambda: len(client.inspect_limit("db").waiters) == 1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await until(lambda: len(client.inspect_limit("db").waiters) == 0)
+            assert not entered.is_set()
+        # The slot went back when the sync block ended, and nobody took it afterwards.
+        await until(lambda: client.read_limit("db").active_slots == 0)
+        async with concurrency("db", timeout_seconds=5):
+            assert len(client.inspect_limit("db").holders) == 1
+
+    asyncio.run(main())
+    assert client.read_limit("db").active_slots == 0
+
+
+def test_cancelled_while_holding_gives_the_slots_back(client: Client) -> None:
+    client.create_limit("db", 1)
+
+    async def main() -> None:
+        entered = asyncio.Event()
+
+        async def holder() -> None:
+            async with concurrency("db"):
+                entered.set()
+                await asyncio.sleep(60)
+
+        task = asyncio.create_task(holder())
+        await asyncio.wait_for(entered.wait(), 10)
+        assert client.read_limit("db").active_slots == 1
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert client.read_limit("db").active_slots == 0
+
+    asyncio.run(main())
+
+
+def test_async_timeout_and_validation(client: Client) -> None:
+    client.create_limit("db", 1)
+
+    async def main() -> None:
+        with pytest.raises(ValidationError):
+            async with concurrency("db", occupy=2):
+                pass
+        async with concurrency("db"):
+            with pytest.raises(AcquireConcurrencySlotTimeoutError):
+                async with concurrency("db", timeout_seconds=0.1):
+                    pass
+        assert len(client.inspect_limit("db").waiters) == 0
+
+    asyncio.run(main())
+
+
+def test_async_rate_limit(client: Client) -> None:
+    client.create_limit("api", 2, slot_decay_per_second=4.0)
+
+    async def main() -> None:
+        await rate_limit("api")
+        await rate_limit("api")
+        with pytest.raises(AcquireConcurrencySlotTimeoutError):
+            await rate_limit("api", timeout_seconds=0)
+        await rate_limit("api", timeout_seconds=5)
+
+    asyncio.run(main())

@@ -1,0 +1,178 @@
+"""Task-tag limits: a task run with tags holds one slot of each ``tag:<tag>`` limit.
+
+The decisive test runs tagged tasks of real flows in two processes at once and
+has an observer outside headway (a counter under a file lock) record how many
+ran at the same moment: never more than the tag's limit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from headway.client.base import Client
+from headway.concurrency.tags import hold_tag_slots
+
+# The external observer: a counter file under an exclusive lock, updated by each
+# task as it starts and ends. It knows nothing of headway.
+OBSERVER_SOURCE = """
+import fcntl, json, os, time
+
+def _update(delta):
+    with open(os.environ["OBSERVER_FILE"], "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        raw = fh.read()
+        s = json.loads(raw) if raw else {"total": 0, "now": 0, "most": 0, "spans": {}}
+        s["now"] += delta
+        if delta > 0:
+            s["total"] += 1
+            s["most"] = max(s["most"], s["now"])
+            # Per process: the order numbers of its first and last task start.
+            span = s["spans"].setdefault(str(os.getpid()), [s["total"], s["total"]])
+            span[1] = s["total"]
+        fh.seek(0)
+        fh.truncate()
+        fh.write(json.dumps(s))
+
+def enter():
+    _update(1)
+
+def leave():
+    _update(-1)
+
+def start_together():
+    # Both processes announce themselves, then start when the test says go.
+    open(os.path.join(os.environ["READY_DIR"], str(os.getpid())), "w").close()
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.environ["GO_FILE"]) and time.monotonic() < deadline:
+        time.sleep(0.005)
+"""
+
+
+def read_observer(path: Path) -> dict[str, Any]:
+    """total runs, ``most`` at once, ``now`` running, ``spans``: first/last start per process."""
+    return dict(json.loads(path.read_text()))
+
+
+def test_a_tagged_run_holds_one_slot_of_each_limited_tag(client: Client) -> None:
+    client.create_limit("tag:db", 2)
+    client.create_limit("tag:io", 1)
+    with hold_tag_slots(client, ["db", "io", "free"], task_run_id="run-1", flow_run_id=None) as s:
+        assert s.held is not None and set(s.held.names) == {"tag:db", "tag:io"}
+        [holder] = client.inspect_limit("tag:io").holders
+        assert (holder.holder.kind, holder.holder.id) == ("task_run", "run-1")
+        assert client.read_limit("tag:db").active_slots == 1
+    assert client.read_limit("tag:db").active_slots == 0
+    assert client.read_limit("tag:io").active_slots == 0
+
+
+def test_tags_without_limits_take_nothing(client: Client) -> None:
+    with hold_tag_slots(client, ["a", "b"], task_run_id="run-1", flow_run_id=None) as s:
+        assert s.held is None
+    with hold_tag_slots(client, [], task_run_id="run-2", flow_run_id=None) as s:
+        assert s.held is None
+    assert client.list_limits() == []
+
+
+def test_a_second_run_waits_for_the_tag_slot(client: Client) -> None:
+    client.create_limit("tag:db", 1)
+    entered = threading.Event()
+    order: list[str] = []
+
+    def second() -> None:
+        with hold_tag_slots(client, ["db"], task_run_id="run-2", flow_run_id=None):
+            order.append("second")
+            entered.set()
+
+    with hold_tag_slots(client, ["db"], task_run_id="run-1", flow_run_id=None):
+        t = threading.Thread(target=second, daemon=True)
+        t.start()
+        deadline = time.monotonic() + 10
+        while not client.inspect_limit("tag:db").waiters and time.monotonic() < deadline:
+            time.sleep(0.005)
+        [waiter] = client.inspect_limit("tag:db").waiters
+        assert (waiter.holder.kind, waiter.holder.id) == ("task_run", "run-2")
+        assert not entered.is_set()
+        order.append("first done")
+    assert entered.wait(10)
+    t.join(10)
+    assert order == ["first done", "second"]
+
+
+FLOW_SCRIPT = """
+import sys, time
+from headway import flow, task
+{observer}
+
+@task(tags=["db"])
+def use_db(i):
+    enter()
+    time.sleep(0.05)
+    leave()
+    return i
+
+@flow
+def many():
+    return sum(f.result() for f in [use_db.submit(i) for i in range(int(sys.argv[1]))])
+
+start_together()
+print(many())
+"""
+
+
+def test_tagged_tasks_across_two_processes_never_exceed_the_limit(
+    client: Client, backend: object, tmp_path: Path
+) -> None:
+    client.create_limit("tag:db", 2)
+    counter = tmp_path / "observer"
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    go = tmp_path / "go"
+    script = tmp_path / "flow_script.py"
+    script.write_text(FLOW_SCRIPT.format(observer=textwrap.dedent(OBSERVER_SOURCE)))
+    env = {
+        **os.environ,
+        **getattr(backend, "env", {}),
+        "OBSERVER_FILE": str(counter),
+        "READY_DIR": str(ready),
+        "GO_FILE": str(go),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), "16"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(ready.iterdir())) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        go.touch()
+        for p in procs:
+            out, err = p.communicate(timeout=90)
+            assert p.returncode == 0, err[-2000:]
+            assert out.strip().splitlines()[-1] == str(sum(range(16)))
+    finally:
+        for p in procs:
+            p.kill()
+    seen = read_observer(counter)
+    assert seen["total"] == 32  # every task ran...
+    assert seen["most"] == 2  # ...never more than the limit at once (and the limit was used)
+    # The processes really competed: each started tasks between the other's first and last.
+    (a_first, a_last), (b_first, b_last) = seen["spans"].values()
+    assert a_first < b_last and b_first < a_last
+    assert seen["now"] == 0
+    limit = client.read_limit("tag:db")
+    assert limit.active_slots == 0 and limit.grants == 32
