@@ -103,6 +103,27 @@ class Flow(Generic[P, R]):
         result: R = run_flow_sync(self, args, kwargs, return_state)
         return result
 
+    def serve(self, name: str, **options: Any) -> None:
+        """Register the deployment ``<flow-name>/<name>`` and run it in this process.
+
+        Blocks until Ctrl-C or SIGTERM. Options: ``cron`` / ``interval`` / ``rrule``
+        / ``schedules``, ``parameters``, ``concurrency_limit`` (an int or a
+        ``ConcurrencyLimitConfig``), ``tags``, ``paused``, ``limit``. See
+        :func:`headway.deployments.serve`.
+        """
+        from headway.deployments import serve
+
+        serve(self, name=name, **options)
+
+    def deploy(self, name: str, work_pool_name: str, **options: Any) -> Any:
+        """Register the deployment ``<flow-name>/<name>`` for the workers of a pool.
+
+        Returns the deployment. See :func:`headway.deployments.deploy`.
+        """
+        from headway.deployments import deploy
+
+        return deploy(self, name=name, work_pool_name=work_pool_name, **options)
+
     def __repr__(self) -> str:
         return f"Flow({self.name!r})"
 

@@ -371,6 +371,7 @@ class DeploymentPolicy:
         lease = self.settings.concurrency_lease_seconds
         deadline = time.monotonic() + wait
         listener = None
+        woken = False
         try:
             while True:
                 result = self.store.claim_flow_runs(
@@ -384,7 +385,9 @@ class DeploymentPolicy:
                 )
                 self._notify(result.wake)
                 remaining = deadline - time.monotonic()
-                if result.claimed or remaining <= 0:
+                # After a wake-up the caller hears back even empty-handed: it may
+                # be stopping (a worker pokes its own claim to end it).
+                if result.claimed or remaining <= 0 or woken:
                     return result.claimed
                 if listener is None:
                     # A wake-up sent before this point is kept for us (it is not lost).
@@ -392,7 +395,7 @@ class DeploymentPolicy:
                 pause = min(remaining, CLAIM_RECHECK_SECONDS)
                 if result.next_due is not None:
                     pause = min(pause, max(0.0, result.next_due - time.time()) + 0.001)
-                listener.wait(pause)
+                woken = listener.wait(pause)
         finally:
             if listener is not None:
                 listener.close()

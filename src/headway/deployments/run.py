@@ -1,0 +1,70 @@
+"""``run_deployment``: a new run of a deployment, optionally waited for."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from headway.client.base import Client, get_client
+from headway.core.models import FlowRun
+from headway.exceptions import ValidationError
+
+_POLL_FIRST = 0.05
+_POLL_MAX = 1.0
+
+
+def run_deployment(
+    name: str,
+    parameters: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
+    scheduled_time: datetime | None = None,
+    priority: int = 0,
+    *,
+    client: Client | None = None,
+) -> FlowRun:
+    """Create a run of the deployment ``<flow>/<name>`` and wait for it to end.
+
+    ``parameters`` override the deployment's (checked against the flow's
+    signature). ``timeout=0`` returns at once; ``None`` waits for the final
+    state; a number of seconds waits at most that long. ``scheduled_time``
+    (default: now) is when it is due; ``priority``: higher starts first. Returns
+    the flow run as last seen (``.id``, ``.state``).
+    """
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout):
+            raise ValidationError(f"timeout must be a number of seconds or None, got {timeout!r}")
+        if timeout < 0:
+            raise ValidationError(f"timeout must be at least 0, got {timeout}")
+    client = client or get_client()
+    run = client.create_deployment_run(
+        name, parameters=parameters, scheduled_time=scheduled_time, priority=priority
+    )
+    if timeout == 0:
+        return run
+    return wait_for_run(run.id, timeout, client=client)
+
+
+def wait_for_run(
+    run_id: str, timeout: float | None = None, *, client: Client | None = None
+) -> FlowRun:
+    """Poll a flow run until it is final or ``timeout`` seconds pass; the run as last seen."""
+    client = client or get_client()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    pause = _POLL_FIRST
+    while True:
+        run = client.read_flow_run(run_id)
+        if run.state.is_final:
+            return run
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return run
+            pause = min(pause, remaining)
+        time.sleep(pause)
+        pause = min(_POLL_MAX, pause * 1.5)
+
+
+__all__ = ["run_deployment", "wait_for_run"]

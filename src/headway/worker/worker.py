@@ -1,0 +1,457 @@
+"""The worker: claim due runs, run each in a subprocess, renew leases, honour cancellation.
+
+Three kinds of thread, each with one job:
+
+- the **claim loop** asks for as many runs as the worker has room for, waiting
+  on the store's wake-ups (a freed slot, a new due run, the next scheduled
+  time) rather than polling, and starts a process for each run it gets;
+- the **monitor** heartbeats (renewing the leases of its runs, learning which
+  to cancel), runs the idempotent scheduler, and escalates a cancellation from
+  SIGTERM to SIGKILL after the grace period;
+- one **watcher** per run process streams its output (echoed, and recorded as
+  the run's logs), waits for it to exit, and, if it ended without a final
+  state, records CRASHED (or CANCELLED when it was being cancelled).
+
+A run whose worker dies is ended CRASHED by whoever next sweeps (any claim or
+heartbeat) once its lease expires, and its slots come back; its process dies
+with the worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, Any, TextIO
+
+from headway.client.base import Client, get_client
+from headway.core.limits import WakeTarget
+from headway.core.models import ClaimedRun, FlowRun, LogRecord
+from headway.core.states import Cancelled, Crashed, State, StateType
+from headway.exceptions import HeadwayError
+from headway.worker.env import ENV_ECHO_FD, ENV_ENTRYPOINT, ENV_RUN_ID, ENV_WORKER_PID
+
+logger = logging.getLogger("headway.worker")
+
+_NOT_FINAL = frozenset(
+    {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.CANCELLING,
+     StateType.PAUSED}
+)  # fmt: skip
+#: Runs claimed per request when the worker has no limit of its own.
+_BATCH = 16
+#: Log lines recorded per write, and the longest a line waits to be written.
+_LOG_BATCH = 200
+_LOG_FLUSH_SECONDS = 0.5
+_SCHEDULE_EVERY_SECONDS = 5.0
+
+
+@dataclass
+class _Child:
+    run: FlowRun
+    proc: subprocess.Popen[bytes]
+    started: float
+    #: Why the worker is stopping it: "cancel", "stop" or "lost" (None: it is not).
+    stopping: str | None = None
+    term_sent: float | None = None
+    killed: bool = False
+    readers: list[threading.Thread] = field(default_factory=list)
+
+
+class Worker:
+    """Claims runs from a pool (or, for ``serve()``, of named deployments) and runs them.
+
+    ``limit`` caps the runs this worker runs at once (None: no cap of its own;
+    pool, queue and deployment limits apply in any case). ``cancel_grace_seconds``
+    is how long a cancelled run's process has after SIGTERM before SIGKILL.
+    """
+
+    def __init__(
+        self,
+        *,
+        pool: str | None = None,
+        queues: Sequence[str] = (),
+        deployments: Sequence[str] = (),
+        limit: int | None = None,
+        name: str | None = None,
+        client: Client | None = None,
+        cancel_grace_seconds: float = 10.0,
+        run_scheduler: bool = True,
+        claim_wait_seconds: float = 5.0,
+        echo: TextIO | None = None,
+        python: str | None = None,
+    ) -> None:
+        if pool is None and not deployments:
+            from headway.exceptions import ValidationError
+
+            raise ValidationError("a worker needs a work pool (or deployments to serve)")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
+        ):
+            from headway.exceptions import ValidationError
+
+            raise ValidationError(f"worker limit must be at least 1, got {limit!r}")
+        self.pool = pool
+        self.queues = list(queues)
+        self.deployments = list(deployments)
+        self.limit = limit
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        self.client = client or get_client()
+        self.cancel_grace_seconds = cancel_grace_seconds
+        self.run_scheduler = run_scheduler
+        self.claim_wait_seconds = claim_wait_seconds
+        self.echo = echo
+        self.python = python or sys.executable
+        self.id: str | None = None
+        self._children: dict[str, _Child] = {}
+        self._cond = threading.Condition()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._echo_lock = threading.Lock()
+        self._beat_now = threading.Event()
+        lease = self.client.settings.concurrency_lease_seconds
+        self.heartbeat_seconds = max(0.05, min(lease / 3.0, 2.0))
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self) -> Worker:
+        """Register and start claiming in background threads; returns at once."""
+        record = self.client.register_worker(
+            self.pool or "", self.name, pid=os.getpid(), host=socket.gethostname()
+        )
+        self.id = record.id
+        for target, label in ((self._claim_loop, "claim"), (self._monitor_loop, "monitor")):
+            thread = threading.Thread(target=target, name=f"headway-worker-{label}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        logger.info("worker %s started (pool=%s)", self.name, self.pool or "-")
+        return self
+
+    def run(self) -> None:
+        """Start, then block until SIGINT or SIGTERM (a second one kills runs at once)."""
+        signals = 0
+
+        def on_signal(signum: int, frame: Any) -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                self._say(f"stopping: cancelling {len(self._children)} run(s)...")
+                threading.Thread(target=self.stop, daemon=True).start()
+            else:
+                self.cancel_grace_seconds = 0.0
+                self._beat_now.set()
+
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self.start()
+            while not self._stopped.wait(0.5):
+                pass
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def stop(self, *, timeout: float | None = None) -> None:
+        """Stop claiming, cancel the runs still going (SIGTERM, then SIGKILL), unregister."""
+        self._stopping.set()
+        self._poke_claim()
+        with self._cond:
+            for child in self._children.values():
+                if child.stopping is None:
+                    child.stopping = "stop"
+            self._cond.notify_all()
+        self._beat_now.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            thread.join(remaining)
+        if self.id is not None:
+            with contextlib.suppress(HeadwayError):
+                self.client.remove_worker(self.id)
+        self._stopped.set()
+
+    @property
+    def running(self) -> list[str]:
+        """Ids of the runs this worker runs now."""
+        with self._cond:
+            return list(self._children)
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Block until the worker has stopped."""
+        return self._stopped.wait(timeout)
+
+    # -- claiming ------------------------------------------------------------------
+    def _room(self) -> int:
+        if self.limit is None:
+            return _BATCH
+        return self.limit - len(self._children)
+
+    def _claim_loop(self) -> None:
+        assert self.id is not None
+        failures = 0
+        while not self._stopping.is_set():
+            with self._cond:
+                while self._room() < 1 and not self._stopping.is_set():
+                    self._cond.wait(1.0)
+                room = self._room()
+            if self._stopping.is_set():
+                break
+            try:
+                claimed = self.client.claim_flow_runs(
+                    self.id,
+                    pool=self.pool,
+                    queues=self.queues or None,
+                    deployments=self.deployments or None,
+                    limit=room,
+                    wait=self.claim_wait_seconds,
+                )
+                failures = 0
+            except HeadwayError as exc:
+                failures += 1
+                logger.warning("claim failed: %s", exc)
+                self._say(f"claim failed: {exc}")
+                self._stopping.wait(min(5.0, 0.2 * 2**failures))
+                continue
+            for item in claimed:
+                self._spawn(item)
+
+    def _poke_claim(self) -> None:
+        # A claim waiting in this process (embedded store) returns at once.
+        orchestrator = getattr(self.client, "orchestrator", None)
+        if orchestrator is not None and self.id is not None:
+            orchestrator.wakeups.notify([WakeTarget(f"claim:{self.id}", None, "", 0)])
+
+    # -- run processes -------------------------------------------------------------
+    def _spawn(self, item: ClaimedRun) -> None:
+        run = item.run
+        echo_read, echo_write = os.pipe()
+        env = dict(os.environ)
+        env.update(
+            {
+                ENV_RUN_ID: run.id,
+                ENV_WORKER_PID: str(os.getpid()),
+                ENV_ECHO_FD: str(echo_write),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if item.entrypoint:
+            env[ENV_ENTRYPOINT] = item.entrypoint
+        try:
+            proc = subprocess.Popen(
+                [self.python, "-m", "headway.worker.execute", run.id],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(echo_write,),
+                start_new_session=True,
+            )
+        except OSError as exc:
+            os.close(echo_read)
+            os.close(echo_write)
+            self._end(run, Crashed(message=f"the worker could not start the run's process: {exc}"))
+            return
+        os.close(echo_write)
+        child = _Child(run, proc, time.monotonic())
+        if self._stopping.is_set():
+            child.stopping = "stop"  # claimed while stopping: cancelled like the others
+        assert proc.stdout is not None and proc.stderr is not None
+        sources: list[tuple[IO[bytes], str | None, int]] = [
+            (proc.stdout, "headway.worker.stdout", logging.INFO),
+            (proc.stderr, "headway.worker.stderr", logging.WARNING),
+            (os.fdopen(echo_read, "rb"), None, logging.INFO),
+        ]
+        for stream, log_name, level in sources:
+            reader = threading.Thread(
+                target=self._pump, args=(child, stream, log_name, level), daemon=True
+            )
+            reader.start()
+            child.readers.append(reader)
+        with self._cond:
+            self._children[run.id] = child
+        self._say(f"started flow run {run.name!r} ({run.id}) of {run.deployment} pid={proc.pid}")
+        watcher = threading.Thread(target=self._watch, args=(child,), daemon=True)
+        watcher.start()
+
+    def _pump(self, child: _Child, stream: IO[bytes], log_name: str | None, level: int) -> None:
+        batch: list[LogRecord] = []
+        last = time.monotonic()
+        prefix = f"{child.run.name} | "
+        try:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                self._say(prefix + line)
+                if log_name is None or not line.strip():
+                    continue
+                batch.append(
+                    LogRecord(
+                        flow_run_id=child.run.id,
+                        task_run_id=None,
+                        level=level,
+                        level_name=logging.getLevelName(level),
+                        logger=log_name,
+                        message=line,
+                        timestamp=datetime.now(UTC),
+                    )
+                )
+                if len(batch) >= _LOG_BATCH or time.monotonic() - last > _LOG_FLUSH_SECONDS:
+                    self._write_logs(batch)
+                    batch, last = [], time.monotonic()
+        except (OSError, ValueError):
+            pass
+        finally:
+            self._write_logs(batch)
+            with contextlib.suppress(OSError):
+                stream.close()
+
+    def _write_logs(self, batch: list[LogRecord]) -> None:
+        if batch:
+            try:
+                self.client.write_logs(batch)
+            except HeadwayError as exc:
+                logger.warning("could not record %d log line(s): %s", len(batch), exc)
+
+    def _watch(self, child: _Child) -> None:
+        code = child.proc.wait()
+        for reader in child.readers:
+            # A grandchild may hold the pipes open: do not wait for it forever.
+            reader.join(2.0)
+        run = child.run
+        try:
+            current = self.client.read_flow_run(run.id)
+        except HeadwayError:
+            current = None
+        if current is not None and not current.state.is_final and child.stopping != "lost":
+            how = _exit_text(code)
+            if child.stopping in ("cancel", "stop") or current.state.type is StateType.CANCELLING:
+                why = "cancelled" if child.stopping != "stop" else "its worker stopped"
+                self._end(run, Cancelled(message=f"{why}; the run's process {how}"))
+            else:
+                self._end(run, Crashed(message=f"the run's process {how} before the run ended"))
+        final = None if current is None else current.state
+        with self._cond:
+            self._children.pop(run.id, None)
+            self._cond.notify_all()
+        state_text = final.name if final is not None and final.is_final else "ended"
+        self._say(f"flow run {run.name!r} {state_text} (exit code {code})")
+        self._beat_now.set()
+
+    def _end(self, run: FlowRun, state: State) -> None:
+        try:
+            self.client.set_flow_run_state(run.id, state, expect=_NOT_FINAL)
+        except HeadwayError as exc:
+            logger.info("flow run %s: not marked %s: %s", run.id, state.name, exc)
+
+    # -- monitoring ----------------------------------------------------------------
+    def _monitor_loop(self) -> None:
+        assert self.id is not None
+        listener = None
+        orchestrator = getattr(self.client, "orchestrator", None)
+        if orchestrator is not None:
+            listener = orchestrator.wakeups.listen(f"worker:{self.id}")
+        next_beat = 0.0
+        next_schedule = 0.0
+        try:
+            while True:
+                now = time.monotonic()
+                with self._cond:
+                    children = list(self._children.values())
+                if self._stopping.is_set() and not children and not self._claiming():
+                    break
+                if now >= next_beat or self._beat_now.is_set():
+                    self._beat_now.clear()
+                    self._heartbeat(children)
+                    next_beat = now + self.heartbeat_seconds
+                if self.run_scheduler and now >= next_schedule and not self._stopping.is_set():
+                    self._schedule()
+                    next_schedule = now + _SCHEDULE_EVERY_SECONDS
+                self._escalate(children)
+                pause = max(0.01, min(next_beat - time.monotonic(), 0.25))
+                if listener is not None:
+                    if listener.wait(pause):
+                        self._beat_now.set()
+                else:
+                    self._beat_now.wait(pause)
+        finally:
+            if listener is not None:
+                listener.close()
+
+    def _claiming(self) -> bool:
+        return any(t.name.endswith("claim") and t.is_alive() for t in self._threads)
+
+    def _heartbeat(self, children: list[_Child]) -> None:
+        assert self.id is not None
+        try:
+            beat = self.client.heartbeat_worker(self.id, [c.run.id for c in children])
+        except HeadwayError as exc:
+            logger.warning("heartbeat failed: %s", exc)
+            return
+        by_id = {c.run.id: c for c in children}
+        for run_id in beat.cancelling:
+            child = by_id.get(run_id)
+            if child is not None and child.stopping is None:
+                child.stopping = "cancel"
+                self._say(f"cancelling flow run {child.run.name!r} ({run_id})")
+        for run_id in beat.lost:
+            child = by_id.get(run_id)
+            if child is not None and child.proc.poll() is None and child.stopping != "lost":
+                # Its lease ended (the store judged this worker gone): stop it now.
+                child.stopping = "lost"
+                self._say(f"lost flow run {child.run.name!r} ({run_id}): stopping it")
+
+    def _escalate(self, children: list[_Child]) -> None:
+        now = time.monotonic()
+        for child in children:
+            if child.stopping is None or child.proc.poll() is not None:
+                continue
+            if child.term_sent is None:
+                child.term_sent = now
+                _signal_group(child.proc, signal.SIGTERM)
+            elif not child.killed and now - child.term_sent >= self.cancel_grace_seconds:
+                child.killed = True
+                _signal_group(child.proc, signal.SIGKILL)
+
+    def _schedule(self) -> None:
+        try:
+            self.client.schedule_runs()
+            self.client.mark_late_runs()
+        except HeadwayError as exc:
+            logger.warning("scheduler pass failed: %s", exc)
+
+    # -- output ----------------------------------------------------------------------
+    def _say(self, line: str) -> None:
+        if self.echo is None:
+            return
+        with self._echo_lock:
+            with contextlib.suppress(Exception):
+                self.echo.write(_CONTROL.sub("", line) + "\n")
+                self.echo.flush()
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
+
+
+def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signum)
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with code {code}"
+
+
+__all__ = ["Worker"]
