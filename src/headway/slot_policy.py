@@ -55,11 +55,21 @@ class SlotPolicy:
     def wakeups(self) -> Wakeups:
         """How this process is woken and wakes others (created on first use)."""
         if self._wakeups is None:
-            directory = None
-            if self.store.db.dialect.name == "sqlite":
-                directory = self.settings.home / "wake"
-            self._wakeups = LocalWakeups(directory)
+            if self.store.db.dialect.name == "postgresql":
+                # Waiters in any process, server or machine are woken through the
+                # database itself: LISTEN/NOTIFY (store/wakeups_pg.py).
+                from headway.store.wakeups_pg import PostgresWakeups
+
+                self._wakeups = PostgresWakeups(self.store.db.url)
+            else:
+                self._wakeups = LocalWakeups(self.settings.home / "wake")
         return self._wakeups
+
+    def close_wakeups(self) -> None:
+        """Stop this process's wake-up receiver (its thread, socket or connections)."""
+        wakeups, self._wakeups = self._wakeups, None
+        if wakeups is not None:
+            wakeups.close()
 
     def set_wakeups(self, wakeups: Wakeups) -> None:
         """Use another transport (the server's PostgreSQL LISTEN/NOTIFY)."""

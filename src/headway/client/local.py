@@ -261,5 +261,7 @@ class LocalClient(Client):
         return self.orchestrator.sweep_runs()
 
     def close(self) -> None:
+        if self._orchestrator is not None:
+            self._orchestrator.close_wakeups()
         if self._store is not None:
             self._store.close()

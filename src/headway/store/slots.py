@@ -54,6 +54,8 @@ from headway.exceptions import (
 )
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
+from headway.store.events import SLOT_WAIT, EventStore
+from headway.store.wakeups_pg import notify_in_transaction
 
 _LIMIT_COLUMNS = (
     "name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at, created,"
@@ -190,8 +192,12 @@ def _state(row: Row, now: float) -> LimitState:
     )
 
 
-class SlotStore:
-    """Limits, leases and waiters. Mixed into :class:`headway.store.store.Store`."""
+class SlotStore(EventStore):
+    """Limits, leases and waiters. Mixed into :class:`headway.store.store.Store`.
+
+    Grants, denials, releases and reaps are recorded as events in the same
+    transaction (``store/events.py``); waits also count in the limit's histogram.
+    """
 
     db: Database
     settings: Settings
@@ -551,8 +557,12 @@ class SlotStore:
                 for n in limited
             ],
         )
+        if waited > 0:
+            self._observe(tx, SLOT_WAIT, limited, waited)
         if mode == "rate":
             # Tokens are never given back: they drain at the limit's decay rate.
+            self._slot_events(tx, now, "slot.granted", limited, occupy, holder_kind, holder_id,
+                              process, None, waited)  # fmt: skip
             return SlotGrant(
                 None, limited, occupy, mode, decision.unknown, decision.inactive, None, None, waited
             )
@@ -580,6 +590,8 @@ class SlotStore:
                 for n in limited
             ],
         )
+        self._slot_events(tx, now, "slot.granted", limited, occupy, holder_kind, holder_id,
+                          process, lease_id, waited)  # fmt: skip
         return SlotGrant(
             lease_id,
             limited,
@@ -636,6 +648,8 @@ class SlotStore:
             "UPDATE limits SET denials = denials + 1 WHERE name = :name",
             [{"name": n} for n in limited],
         )
+        self._slot_events(tx, now, "slot.denied", limited, occupy, holder_kind, holder_id,
+                          process, None, None, f" priority={priority}")  # fmt: skip
 
     def _next_seq(self, tx: Tx, name: str) -> int:
         row = tx.one(
@@ -681,14 +695,22 @@ class SlotStore:
                 self._lock(tx, names)
             rows = tx.execute(
                 "DELETE FROM leases WHERE lease_id = :id RETURNING limit_name, slots, created,"
-                " expires",
+                " expires, holder_kind, holder_id",
                 {"id": lease_id},
             )
             if not rows:
                 return False, []
             intact = all(r[3] != _DOOMED for r in rows)
             crowded: list[str] = []
-            for name, slots, created, _ in rows:
+            self._events(
+                tx,
+                [
+                    (now, "slot.released", r[5], r[0], int(r[1]), now - float(r[2]),
+                     f"{r[4]}:{r[5] or '-'} lease={lease_id}")
+                    for r in rows
+                ],
+            )  # fmt: skip
+            for name, slots, created, *_ in rows:
                 after = tx.one(
                     "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
                     " THEN active_slots - :n ELSE 0 END, releases = releases + 1,"
@@ -821,11 +843,12 @@ class SlotStore:
                     " WHERE name = :name",
                     {"n": float(slots), "name": name},
                 )
-                reason = "expired" if float(r[6]) <= now else "holder process is gone"
+                expired = float(r[6]) <= now
+                reason = "expired" if expired else "holder process is gone"
                 self._event(
                     tx,
                     now,
-                    "lease.reaped",
+                    "lease.expired" if expired else "lease.reaped",
                     name,
                     slots,
                     f"lease={lease_id} holder={r[7]}:{r[8] or '-'} pid={r[3]} ({reason})",
@@ -889,7 +912,10 @@ class SlotStore:
                 (req.names if req else frozenset()) | {name},
             )
             targets[waiter_id] = WakeTarget(waiter_id, address, host, int(pid))
-        return [targets[w] for w in plan_wakeups(free, requests.values())]
+        # PostgreSQL: NOTIFY now, delivered at commit (see store/wakeups_pg.py).
+        return notify_in_transaction(
+            tx, [targets[w] for w in plan_wakeups(free, requests.values())]
+        )
 
     def _waiters_of(self, tx: Tx, names: Sequence[str], now: float) -> list[WakeTarget]:
         rows = tx.execute(
@@ -897,7 +923,7 @@ class SlotStore:
             f" WHERE expires > :now AND limit_name IN ({_marks('n', len(names))})",
             _bind("n", names, {"now": now}),
         )
-        return [WakeTarget(r[0], r[1], r[2], int(r[3])) for r in rows]
+        return notify_in_transaction(tx, [WakeTarget(r[0], r[1], r[2], int(r[3])) for r in rows])
 
     # -- helpers -------------------------------------------------------------------
     def _lock(self, tx: Tx, names: Sequence[str]) -> None:
@@ -923,25 +949,23 @@ class SlotStore:
             raise ObjectNotFound(f"no limit named {name!r}")
         return row
 
-    def _event(
+    def _slot_events(
         self,
         tx: Tx,
         now: float,
         kind: str,
-        limit_name: str,
-        slots: int | None,
-        detail: str,
-        run_id: str | None = None,
+        names: Sequence[str],
+        slots: int,
+        holder_kind: str,
+        holder_id: str | None,
+        process: ProcessInfo,
+        lease_id: str | None,
+        seconds: float | None,
+        extra: str = "",
     ) -> None:
-        tx.execute(
-            "INSERT INTO events (timestamp, kind, run_id, limit_name, slots, detail)"
-            " VALUES (:ts, :kind, :run_id, :name, :slots, :detail)",
-            {
-                "ts": now,
-                "kind": kind,
-                "run_id": run_id,
-                "name": limit_name,
-                "slots": slots,
-                "detail": detail,
-            },
-        )
+        """Record a grant or denial on each of ``names``: who, where, which lease."""
+        detail = f"{holder_kind}:{holder_id or '-'} pid={process.pid} host={process.host}"
+        if lease_id is not None:
+            detail += f" lease={lease_id}"
+        detail += extra
+        self._events(tx, [(now, kind, holder_id, n, slots, seconds, detail) for n in names])

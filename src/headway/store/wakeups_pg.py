@@ -38,24 +38,30 @@ _READY_TIMEOUT = 10.0
 
 
 def notify_in_transaction(tx: Tx, targets: Sequence[WakeTarget]) -> list[WakeTarget]:
-    """Queue NOTIFYs for the targets that listen on PostgreSQL; the others, to notify later.
+    """NOTIFY the targets that listen on PostgreSQL, from inside the releasing transaction.
 
-    Called inside the transaction that freed the slots: the notifications go
-    out when it commits, and never if it rolls back.
+    The notifications go out when the transaction commits, and never if it
+    rolls back. Returns the targets with the notified ones' addresses cleared:
+    whoever gets the list after the commit still wakes waiters of its own
+    process directly, and sends nothing twice. Elsewhere (SQLite) the targets
+    come back unchanged, to be notified after the commit.
     """
     by_channel: dict[str, list[str]] = defaultdict(list)
-    rest: list[WakeTarget] = []
     for target in targets:
         address = target.address
         if address is not None and address.startswith(PREFIX):
             by_channel[address[len(PREFIX) :]].append(target.waiter_id)
-        else:
-            rest.append(target)
+    if not by_channel or tx.dialect.notify_sql is None:
+        return list(targets)
     for channel, ids in by_channel.items():
         for payload in _payloads(ids):
-            if not tx.notify(channel, payload):
-                return list(targets)  # no notifications here: the caller sends them all
-    return rest
+            tx.notify(channel, payload)
+    return [
+        WakeTarget(t.waiter_id, None, t.host, t.pid)
+        if t.address is not None and t.address.startswith(PREFIX)
+        else t
+        for t in targets
+    ]
 
 
 def _payloads(ids: Sequence[str]) -> list[str]:
