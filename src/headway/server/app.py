@@ -23,6 +23,7 @@ from headway.server.errors import install_error_handlers
 from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from headway.server.routes import deployments, limits, logs, runs, slots, workers
 from headway.server.services import BackgroundServices
+from headway.server.ui import ui_router
 from headway.server.waiting import HeldRequests, server_wakeups
 from headway.settings import Settings, get_settings
 from headway.store.store import Store
@@ -86,6 +87,8 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     # The hot path first: routes are matched in order.
     for module in (slots, limits, runs, logs, workers, deployments):
         app.include_router(module.router, prefix=API_PREFIX)
+    # The dashboard: its page and assets are open, its data calls need the key.
+    app.include_router(ui_router())
 
     # Outermost first: the key is checked before a body is read.
     app.add_middleware(BodyLimitMiddleware, limit=MAX_BODY_BYTES, batch_limit=MAX_BATCH_BODY_BYTES)

@@ -17,8 +17,10 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-#: Paths anyone may call without the API key.
-OPEN_PATHS = frozenset({"/health"})
+#: Paths anyone may call without the API key (the dashboard's page holds no data).
+OPEN_PATHS = frozenset({"/health", "/"})
+#: Path prefixes anyone may fetch: the dashboard's static assets.
+OPEN_PREFIXES = ("/ui/",)
 
 
 async def send_error(
@@ -47,7 +49,8 @@ class ApiKeyMiddleware:
         self._expected = f"Bearer {api_key}".encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
             await self.app(scope, receive, send)
             return
         given = b""

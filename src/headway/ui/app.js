@@ -1,0 +1,1257 @@
+/* headway dashboard: a small single-page app over the server's /api/v1.
+ *
+ * No framework and no external request: views are built with the DOM API
+ * (text always goes through textContent, never parsed as HTML), polled every
+ * POLL_MS while they are shown, and re-rendered only when their data changed.
+ * Durations of things still going tick in place once a second.
+ *
+ * With an API key on the server, every /api/v1 call answers 401 until the
+ * user signs in; the key is kept in sessionStorage (this tab, this session)
+ * and sent as "Authorization: Bearer <key>".
+ */
+"use strict";
+
+(function () {
+  const API = "/api/v1";
+  const POLL_MS = 1500;
+  const KEY_STORE = "headway.apiKey";
+  const STATES = [
+    "SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED",
+    "CRASHED", "CANCELLING", "CANCELLED", "PAUSED",
+  ];
+  const FINAL = new Set(["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]);
+  const ACTIVE = ["PENDING", "RUNNING", "CANCELLING", "PAUSED"];
+  const RUN_PAGE = 200;
+  const MAX_LIMIT_DETAILS = 100;
+
+  // -- DOM helpers ---------------------------------------------------------------------
+  function h(tag, props, ...children) {
+    const el = document.createElement(tag);
+    if (props) {
+      for (const [name, value] of Object.entries(props)) {
+        if (value === undefined || value === null || value === false) continue;
+        if (name === "class") el.className = value;
+        else if (name === "text") el.textContent = value;
+        else if (name === "style") {
+          for (const [prop, v] of Object.entries(value)) el.style.setProperty(prop, v);
+        } else if (name === "data") {
+          for (const [k, v] of Object.entries(value)) el.dataset[k] = v;
+        } else if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+        else if (value === true) el.setAttribute(name, "");
+        else el.setAttribute(name, String(value));
+      }
+    }
+    append(el, children);
+    return el;
+  }
+
+  function append(el, children) {
+    for (const child of children) {
+      if (child === undefined || child === null || child === false) continue;
+      if (Array.isArray(child)) append(el, child);
+      else if (child instanceof Node) el.appendChild(child);
+      else el.appendChild(document.createTextNode(String(child)));
+    }
+  }
+
+  const $ = (selector, root) => (root || document).querySelector(selector);
+
+  // -- formatting ------------------------------------------------------------------------
+  const pad = (n, w) => String(n).padStart(w || 2, "0");
+
+  function toDate(iso) {
+    if (!iso) return null;
+    const d = new Date(iso);
+    return Number.isNaN(d.getTime()) ? null : d;
+  }
+
+  function fmtTime(iso) {
+    const d = toDate(iso);
+    if (!d) return "—";
+    const now = new Date();
+    const clock = `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    if (d.toDateString() === now.toDateString()) return clock;
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${clock}`;
+  }
+
+  function fmtDuration(seconds) {
+    if (seconds === null || seconds === undefined || Number.isNaN(seconds)) return "—";
+    const s = Math.max(0, seconds);
+    if (s < 1) return `${Math.round(s * 1000)} ms`;
+    if (s < 60) return `${s.toFixed(s < 10 ? 2 : 1)} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m} min ${pad(Math.floor(s % 60))} s`;
+    const hours = Math.floor(m / 60);
+    if (hours < 48) return `${hours} h ${pad(m % 60)} min`;
+    return `${Math.floor(hours / 24)} d ${hours % 24} h`;
+  }
+
+  function fmtRelative(iso) {
+    const d = toDate(iso);
+    if (!d) return "—";
+    const diff = (d.getTime() - Date.now()) / 1000;
+    const text = fmtDuration(Math.abs(diff)).replace(/\.\d+ s$/, " s");
+    if (Math.abs(diff) < 1) return "now";
+    return diff > 0 ? `in ${text}` : `${text} ago`;
+  }
+
+  function fmtSlots(value) {
+    const n = Number(value);
+    return Math.abs(n - Math.round(n)) < 1e-9 ? String(Math.round(n)) : n.toFixed(2);
+  }
+
+  function seconds(startIso, endIso) {
+    const start = toDate(startIso);
+    if (!start) return null;
+    const end = toDate(endIso) || new Date();
+    return (end.getTime() - start.getTime()) / 1000;
+  }
+
+  // A duration that keeps counting while its end is unknown.
+  function duration(startIso, endIso) {
+    const span = h("span", { class: "duration", text: fmtDuration(seconds(startIso, endIso)) });
+    if (startIso && !endIso) span.dataset.since = startIso;
+    return span;
+  }
+
+  // "in 5 s" / "3 min ago", kept current by the ticker.
+  function relTime(iso) {
+    return h("span", { class: "relative", title: iso || undefined,
+      data: iso ? { at: iso } : undefined, text: fmtRelative(iso) });
+  }
+
+  function timeCell(iso) {
+    return h("time", { datetime: iso || undefined, title: iso || undefined, text: fmtTime(iso) });
+  }
+
+  function stateBadge(state) {
+    const type = state && state.type ? state.type : "UNKNOWN";
+    const label = state && state.name && state.name.toUpperCase() !== type ? state.name : type;
+    return h("span", { class: `badge state state-${type.toLowerCase()}`, title: type, text: label });
+  }
+
+  function describeSchedule(s) {
+    const tz = s.timezone && s.timezone !== "UTC" ? ` (${s.timezone})` : " (UTC)";
+    if (s.cron) return `cron ${s.cron}${tz}`;
+    if (s.interval !== undefined && s.interval !== null) {
+      return `every ${fmtDuration(Number(s.interval))}${tz}`;
+    }
+    if (s.rrule) return `rrule ${s.rrule}${tz}`;
+    return JSON.stringify(s);
+  }
+
+  const runLink = (id, label) => h("a", { href: `#/runs/${encodeURIComponent(id)}`, text: label });
+  const limitPath = (name) => `/limits/${encodeURIComponent(name)}`;
+  const deploymentPath = (full) => `/deployments/${full.split("/").map(encodeURIComponent).join("/")}`;
+
+  // -- the API ---------------------------------------------------------------------------
+  class ApiError extends Error {
+    constructor(status, error, detail) {
+      super(detail);
+      this.status = status;
+      this.error = error;
+      this.detail = detail;
+    }
+  }
+
+  const auth = {
+    get key() { return sessionStorage.getItem(KEY_STORE); },
+    set key(value) {
+      if (value) sessionStorage.setItem(KEY_STORE, value);
+      else sessionStorage.removeItem(KEY_STORE);
+      $("#sign-out").hidden = !value;
+    },
+  };
+
+  async function api(method, path, body, query) {
+    const headers = { Accept: "application/json" };
+    const key = auth.key;
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const init = { method, headers, cache: "no-store" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let url = API + path;
+    if (query) {
+      const qs = new URLSearchParams();
+      for (const [k, v] of Object.entries(query)) {
+        if (v === undefined || v === null || v === "") continue;
+        for (const item of Array.isArray(v) ? v : [v]) qs.append(k, String(item));
+      }
+      const text = qs.toString();
+      if (text) url += `?${text}`;
+    }
+    let resp;
+    try {
+      resp = await fetch(url, init);
+    } catch (err) {
+      throw new ApiError(0, "NetworkError", "cannot reach the headway server");
+    }
+    if (resp.status === 204) return null;
+    let data = null;
+    try {
+      data = await resp.json();
+    } catch (err) {
+      data = null;
+    }
+    if (!resp.ok) {
+      const error = data && data.error ? data.error : `HTTP ${resp.status}`;
+      const detail = data && data.detail ? String(data.detail) : resp.statusText || "request failed";
+      throw new ApiError(resp.status, error, detail);
+    }
+    return data;
+  }
+
+  const get = (path, query) => api("GET", path, undefined, query);
+
+  // Ids that never change meaning: a run id to its name, a task run to its flow run.
+  const names = new Map();
+  async function resolveHolder(id) {
+    if (!id) return null;
+    if (names.has(id)) return names.get(id);
+    let found = null;
+    try {
+      const run = await get(`/flow_runs/${encodeURIComponent(id)}`);
+      found = { runId: run.id, label: run.name, kind: "flow run" };
+    } catch (err) {
+      if (err.status !== 404 && err.status !== 422) throw err;
+      try {
+        const task = await get(`/task_runs/${encodeURIComponent(id)}`);
+        found = { runId: task.flow_run_id, label: task.name, kind: "task run" };
+      } catch (err2) {
+        if (err2.status !== 404 && err2.status !== 422) throw err2;
+      }
+    }
+    names.set(id, found);
+    return found;
+  }
+
+  // Holders and waiters of every limit that has any, keyed by limit name.
+  async function limitDetails(limits, all) {
+    const wanted = limits
+      .filter((l) => all || l.waiters > 0)
+      .slice(0, MAX_LIMIT_DETAILS);
+    const details = await Promise.all(
+      wanted.map((l) => get(limitPath(l.name), { detail: true }).catch((err) => {
+        if (err.status === 404) return null; // deleted meanwhile
+        throw err;
+      })),
+    );
+    const out = new Map();
+    for (const d of details) if (d) out.set(d.limit.name, d);
+    const ids = new Set();
+    for (const d of out.values()) {
+      for (const lease of d.holders) if (lease.holder.id) ids.add(lease.holder.id);
+      for (const w of d.waiters) if (w.holder.id) ids.add(w.holder.id);
+    }
+    await Promise.all([...ids].map(resolveHolder));
+    return out;
+  }
+
+  function who(holder) {
+    const known = holder.id ? names.get(holder.id) : null;
+    const where = `pid ${holder.pid} on ${holder.host}`;
+    if (known && known.runId) {
+      return h("span", { class: "who" },
+        known.kind === "task run" ? "task " : "run ",
+        runLink(known.runId, known.label),
+        h("small", { class: "muted", text: ` (${where})` }));
+    }
+    return h("span", { class: "who", text: `${holder.kind} ${where}` });
+  }
+
+  // -- the shell: live status, banner, dialogs ------------------------------------------
+  function setLive(ok, text) {
+    const el = $("#live");
+    el.className = ok ? "live ok" : "live down";
+    el.textContent = text;
+  }
+
+  function showBanner(message) {
+    const el = $("#banner");
+    if (!message) {
+      el.hidden = true;
+      el.textContent = "";
+      return;
+    }
+    el.hidden = false;
+    el.replaceChildren(h("strong", { text: "Error: " }), message);
+  }
+
+  function errorText(err) {
+    if (err instanceof ApiError) return err.detail;
+    return err && err.message ? err.message : String(err);
+  }
+
+  const dialog = {
+    el: null,
+    open(title, body, actions) {
+      const el = $("#dialog");
+      this.el = el;
+      const error = h("p", { class: "form-error", role: "alert", hidden: true });
+      const form = h("form", { method: "dialog", class: "dialog-form" },
+        h("h3", { text: title }),
+        body,
+        error,
+        h("div", { class: "dialog-actions" },
+          h("button", { type: "button", class: "button ghost", text: "Cancel",
+            onclick: () => this.close() }),
+          actions.map((a) => h("button", {
+            type: a.primary ? "submit" : "button",
+            class: `button ${a.danger ? "danger" : "primary"}`,
+            text: a.label,
+            onclick: a.primary ? undefined : (ev) => run(a, ev),
+          }))));
+      const primary = actions.find((a) => a.primary);
+      const run = async (action, ev) => {
+        if (ev) ev.preventDefault();
+        error.hidden = true;
+        for (const b of form.querySelectorAll("button")) b.disabled = true;
+        try {
+          await action.run(form);
+          this.close();
+          refreshNow();
+        } catch (err) {
+          if (err instanceof ApiError && err.status === 401) {
+            this.close();
+            return needLogin(err.detail);
+          }
+          error.textContent = errorText(err);
+          error.hidden = false;
+        } finally {
+          for (const b of form.querySelectorAll("button")) b.disabled = false;
+        }
+      };
+      form.addEventListener("submit", (ev) => {
+        ev.preventDefault();
+        if (primary) run(primary, ev);
+      });
+      el.replaceChildren(form);
+      el.showModal();
+      const first = form.querySelector("input, textarea, select");
+      if (first) first.focus();
+    },
+    close() {
+      if (this.el && this.el.open) this.el.close();
+    },
+  };
+
+  function field(label, input, hint) {
+    return h("label", { class: "field" }, h("span", { class: "field-label", text: label }), input,
+      hint ? h("small", { class: "muted", text: hint }) : null);
+  }
+
+  // A button whose action calls the API; failures go to the banner.
+  function actionButton(label, action, cls) {
+    return h("button", {
+      type: "button",
+      class: `button small ${cls || ""}`,
+      text: label,
+      onclick: async (ev) => {
+        ev.currentTarget.disabled = true;
+        try {
+          await action();
+          showBanner(null);
+          refreshNow();
+        } catch (err) {
+          if (err instanceof ApiError && err.status === 401) return needLogin(err.detail);
+          showBanner(errorText(err));
+        }
+      },
+    });
+  }
+
+  function numberValue(input, what, { allowEmpty = false, integer = true } = {}) {
+    const raw = input.value.trim();
+    if (raw === "") {
+      if (allowEmpty) return null;
+      throw new Error(`${what} is required`);
+    }
+    const n = Number(raw);
+    if (!Number.isFinite(n) || (integer && !Number.isInteger(n))) {
+      throw new Error(`${what} must be a ${integer ? "whole " : ""}number, got ${raw}`);
+    }
+    return n;
+  }
+
+  function gauge(used, limit, label) {
+    const ratio = limit > 0 ? Math.min(1, used / limit) : 0;
+    const level = ratio >= 1 ? "full" : ratio >= 0.75 ? "high" : "ok";
+    return h("div", { class: `gauge gauge-${level}`, role: "meter", "aria-valuemin": 0,
+      "aria-valuemax": limit, "aria-valuenow": used, "aria-label": label },
+      h("div", { class: "gauge-fill", style: { width: `${(ratio * 100).toFixed(1)}%` } }));
+  }
+
+  function emptyRow(cols, text) {
+    return h("tr", null, h("td", { class: "empty", colspan: cols, text }));
+  }
+
+  function table(headers, rows, cls) {
+    return h("div", { class: "table-wrap" },
+      h("table", { class: cls || "" },
+        h("thead", null, h("tr", null, headers.map((x) =>
+          typeof x === "string" ? h("th", { text: x }) : h("th", { class: x.cls, text: x.text })))),
+        h("tbody", null, rows.length ? rows : emptyRow(headers.length, "none"))));
+  }
+
+  // -- views -------------------------------------------------------------------------------
+  /* A view: mount(ctx) builds the parts that stay (filters, buttons) and returns
+   * { live, load, render }: load() fetches, render(data) builds the live part. */
+
+  const views = {};
+
+  // Runs ----------------------------------------------------------------------------------
+  views.runs = {
+    section: "runs",
+    mount(ctx) {
+      const q = ctx.query;
+      const stateSel = h("select", { name: "state", "aria-label": "State" },
+        h("option", { value: "", text: "All states" }),
+        STATES.map((s) => h("option", { value: s, text: s, selected: q.get("state") === s })));
+      const depSel = h("select", { name: "deployment", "aria-label": "Deployment" },
+        h("option", { value: "", text: "All deployments" }));
+      if (q.get("deployment")) {
+        depSel.appendChild(h("option", { value: q.get("deployment"), text: q.get("deployment"),
+          selected: true }));
+      }
+      const tagInput = h("input", { name: "tag", type: "search", placeholder: "tag",
+        "aria-label": "Tag", value: q.get("tag") || "" });
+      const apply = () => {
+        const next = new URLSearchParams();
+        if (stateSel.value) next.set("state", stateSel.value);
+        if (depSel.value) next.set("deployment", depSel.value);
+        if (tagInput.value.trim()) next.set("tag", tagInput.value.trim());
+        ctx.query = next;
+        const text = next.toString();
+        history.replaceState(null, "", `#/runs${text ? `?${text}` : ""}`);
+        refreshNow();
+      };
+      stateSel.addEventListener("change", apply);
+      depSel.addEventListener("change", apply);
+      tagInput.addEventListener("input", apply);
+      ctx.main.append(
+        h("div", { class: "page-head" }, h("h1", { text: "Flow runs" }),
+          h("form", { class: "filters", onsubmit: (ev) => { ev.preventDefault(); apply(); } },
+            stateSel, depSel, tagInput)));
+      const live = h("section", { class: "live-region", id: "runs" });
+      ctx.main.append(live);
+      let knownDeployments = "";
+      return {
+        live,
+        async load() {
+          const query = ctx.query;
+          const [runs, limits, deployments] = await Promise.all([
+            get("/flow_runs", {
+              limit: RUN_PAGE,
+              state: query.get("state") || undefined,
+              deployment: query.get("deployment") || undefined,
+            }),
+            get("/limits"),
+            get("/deployments").catch(() => []),
+          ]);
+          const depNames = deployments.map((d) => d.full_name).join("\n");
+          if (depNames !== knownDeployments) {
+            knownDeployments = depNames;
+            const chosen = depSel.value;
+            depSel.replaceChildren(h("option", { value: "", text: "All deployments" }),
+              deployments.map((d) => h("option", { value: d.full_name, text: d.full_name,
+                selected: d.full_name === chosen })));
+            if (chosen && !deployments.some((d) => d.full_name === chosen)) {
+              depSel.appendChild(h("option", { value: chosen, text: chosen, selected: true }));
+            }
+          }
+          const tag = query.get("tag");
+          const shown = tag ? runs.filter((r) => r.tags.includes(tag)) : runs;
+          const details = await limitDetails(limits, false);
+          return { runs: shown, total: runs.length, details: [...details.values()] };
+        },
+        render(data) {
+          const waits = waitingByRun(data.details);
+          const running = data.runs.filter((r) => r.state.type === "RUNNING").length;
+          const waiting = data.runs.filter((r) => waits.has(r.id)
+            || r.state.name === "AwaitingConcurrencySlot").length;
+          const rows = data.runs.map((run) => {
+            const wait = waits.get(run.id);
+            return h("tr", { data: { runId: run.id, state: run.state.type },
+              class: wait ? "is-waiting" : "" },
+            h("td", null, runLink(run.id, run.name),
+              h("div", { class: "muted small", text: run.flow_name })),
+            h("td", { class: "wide-only" }, run.deployment
+              ? h("a", { href: `#/runs?deployment=${encodeURIComponent(run.deployment)}`,
+                text: run.deployment }) : h("span", { class: "muted", text: "—" })),
+            h("td", null, stateBadge(run.state), wait ? waitNote(wait) : null),
+            h("td", null, timeCell(run.start_time || run.expected_start_time)),
+            h("td", null, duration(run.start_time, run.end_time)),
+            h("td", { class: "wide-only" }, run.tags.map((t) =>
+              h("a", { class: "tag", href: `#/runs?tag=${encodeURIComponent(t)}`, text: t }))));
+          });
+          const note = data.total >= RUN_PAGE ? ` (the newest ${RUN_PAGE})` : "";
+          return [
+            h("p", { class: "summary" },
+              `${data.runs.length} run(s)${note} · ${running} running · ${waiting} waiting for a slot`),
+            table(["Run", { text: "Deployment", cls: "wide-only" }, "State", "Start", "Duration",
+              { text: "Tags", cls: "wide-only" }], rows, "runs-table"),
+          ];
+        },
+      };
+    },
+  };
+
+  // Which runs wait for slots, on which limit, at which place, behind whom.
+  function waitingByRun(details) {
+    const out = new Map();
+    for (const d of details) {
+      for (const w of d.waiters) {
+        const known = w.holder.id ? names.get(w.holder.id) : null;
+        const runId = known ? known.runId : w.holder.id;
+        if (!runId) continue;
+        const list = out.get(runId) || [];
+        list.push({ limit: d.limit, waiter: w, holders: d.holders, queued: d.waiters.length });
+        out.set(runId, list);
+      }
+    }
+    return out;
+  }
+
+  function waitNote(waits) {
+    return h("div", { class: "wait-note" }, waits.map((w) => h("div", null,
+      "waiting for ",
+      h("a", { href: `#/limits?q=${encodeURIComponent(w.limit.name)}`, text: w.limit.name }),
+      ` (#${w.waiter.position} in queue)`,
+      w.holders.length ? [" · held by ", joinNodes(w.holders.map((l) => who(l.holder)))] : null)));
+  }
+
+  function joinNodes(nodes, sep) {
+    const out = [];
+    nodes.forEach((n, i) => {
+      if (i) out.push(sep || ", ");
+      out.push(n);
+    });
+    return out;
+  }
+
+  // One run ---------------------------------------------------------------------------------
+  views.run = {
+    section: "runs",
+    mount(ctx) {
+      const id = ctx.params[0];
+      const live = h("section", { class: "live-region", id: "run" });
+      ctx.main.append(live);
+      const logs = [];
+      let afterId = 0;
+      return {
+        live,
+        async load() {
+          const [run, states, tasks, limits] = await Promise.all([
+            get(`/flow_runs/${encodeURIComponent(id)}`),
+            get(`/runs/${encodeURIComponent(id)}/states`),
+            get(`/flow_runs/${encodeURIComponent(id)}/task_runs`),
+            get("/limits"),
+          ]);
+          for (;;) {
+            const batch = await get(`/flow_runs/${encodeURIComponent(id)}/logs`, { after_id: afterId });
+            // Another refresh may have taken some of these meanwhile: keep each line once.
+            const fresh = batch.filter((line) => line.id > afterId);
+            if (!fresh.length) break;
+            logs.push(...fresh);
+            afterId = fresh[fresh.length - 1].id;
+            if (batch.length < 200) break;
+          }
+          const explained = await explain(run, tasks, limits);
+          return { run, states, tasks, explained, logCount: logs.length };
+        },
+        render(data) {
+          return renderRun(data, logs);
+        },
+      };
+    },
+  };
+
+  // The "why is this waiting" answer: the server's explain route when it has one,
+  // else the same facts read from the limits' waiters and holders.
+  async function explain(run, tasks, limits) {
+    try {
+      const answer = await get(`/flow_runs/${encodeURIComponent(run.id)}/explain`);
+      return { source: "server", answer };
+    } catch (err) {
+      if (err.status !== 404 && err.status !== 405) throw err;
+    }
+    const ids = new Set([run.id, ...tasks.map((t) => t.id)]);
+    const relevant = limits.filter((l) => l.waiters > 0 || (run.deployment
+      && l.name.startsWith(`deployment:${run.deployment}`)));
+    const details = await limitDetails(relevant, true);
+    const waits = [];
+    for (const d of details.values()) {
+      for (const w of d.waiters) {
+        if (ids.has(w.holder.id)) waits.push({ limit: d.limit, waiter: w, holders: d.holders,
+          ahead: d.waiters.filter((o) => o.position < w.position).length, queued: d.waiters.length });
+      }
+    }
+    let blockedBy = null;
+    if (run.state.name === "AwaitingConcurrencySlot" && run.deployment) {
+      blockedBy = [...details.values()].filter((d) =>
+        d.limit.name === `deployment:${run.deployment}`
+        || d.limit.name.startsWith(`deployment:${run.deployment}:`));
+    }
+    return { source: "limits", waits, blockedBy };
+  }
+
+  function renderWhy(run, explained) {
+    const box = h("section", { class: "card why", id: "why" }, h("h2", { text: "Why is this waiting?" }));
+    if (explained.source === "server") {
+      box.append(renderExplainAnswer(explained.answer));
+      return box;
+    }
+    const { waits, blockedBy } = explained;
+    if (waits.length) {
+      for (const w of waits) {
+        const l = w.limit;
+        box.append(h("div", { class: "why-item" },
+          h("p", null, h("strong", { text: `Waiting for ${w.waiter.slots} slot(s) of ` }),
+            h("a", { href: `#/limits?q=${encodeURIComponent(l.name)}`, text: l.name }),
+            ` (${l.name.includes(":") ? l.name.split(":")[0] : "global"} limit): `
+            + `${fmtSlots(l.active_slots)} of ${l.limit} slot(s) taken.`),
+          h("p", { class: "why-position" }, `Position ${w.waiter.position} in the queue`
+            + ` (${w.ahead} ahead, ${w.queued} waiting in all), priority ${w.waiter.priority},`
+            + ` waiting since ${fmtTime(w.waiter.since)}.`),
+          w.holders.length
+            ? h("ul", { class: "holders" }, w.holders.map((lease) => h("li", null, "held by ",
+              who(lease.holder), ` · ${lease.slots[l.name] || 1} slot(s) since ${fmtTime(lease.created)}`)))
+            : h("p", { class: "muted", text: "No holder now: the slot is being handed over." })));
+      }
+      return box;
+    }
+    if (blockedBy && blockedBy.length) {
+      for (const d of blockedBy) {
+        box.append(h("div", { class: "why-item" },
+          h("p", null, h("strong", { text: "Waiting for the deployment's concurrency limit " }),
+            h("a", { href: `#/limits?q=${encodeURIComponent(d.limit.name)}`, text: d.limit.name }),
+            `: ${fmtSlots(d.limit.active_slots)} of ${d.limit.limit} slot(s) taken.`),
+          d.holders.length ? h("ul", { class: "holders" }, d.holders.map((lease) =>
+            h("li", null, "held by ", who(lease.holder), ` since ${fmtTime(lease.created)}`))) : null));
+      }
+      return box;
+    }
+    if (run.state.name === "AwaitingConcurrencySlot") {
+      box.append(h("p", { text: "Waiting for a concurrency slot of its deployment, work pool or queue." }));
+    } else if (FINAL.has(run.state.type)) {
+      box.append(h("p", { text: `Not waiting: the run ended ${run.state.type}.` }));
+    } else {
+      box.append(h("p", { text: "Not waiting on any limit now. "
+        + "Nothing is limited unless a limit is configured (the default is unlimited)." }));
+    }
+    return box;
+  }
+
+  // The server's explanation (the same content as `headway why`), shown as it comes.
+  function renderExplainAnswer(answer) {
+    if (answer && typeof answer === "object") {
+      const text = answer.text || answer.summary || answer.message;
+      const parts = [];
+      if (text) parts.push(h("pre", { class: "why-text", text: String(text) }));
+      const rest = { ...answer };
+      delete rest.text;
+      delete rest.summary;
+      delete rest.message;
+      if (Object.keys(rest).length) parts.push(renderValue(rest));
+      return parts;
+    }
+    return h("pre", { class: "why-text", text: String(answer) });
+  }
+
+  function renderValue(value) {
+    if (Array.isArray(value)) {
+      if (!value.length) return h("span", { class: "muted", text: "none" });
+      return h("ol", { class: "kv-list" }, value.map((v) => h("li", null, renderValue(v))));
+    }
+    if (value && typeof value === "object") {
+      return h("dl", { class: "kv" }, Object.entries(value).map(([k, v]) => [
+        h("dt", { text: k.replace(/_/g, " ") }), h("dd", null, renderValue(v))]));
+    }
+    if (value === null || value === undefined) return h("span", { class: "muted", text: "—" });
+    return h("span", { text: String(value) });
+  }
+
+  function renderRun(data, logs) {
+    const { run, states, tasks } = data;
+    const facts = [
+      ["Flow", run.flow_name],
+      ["Deployment", run.deployment ? h("a", {
+        href: `#/runs?deployment=${encodeURIComponent(run.deployment)}`, text: run.deployment }) : "—"],
+      ["Work pool", run.work_pool ? `${run.work_pool}${run.work_queue ? ` / ${run.work_queue}` : ""}` : "—"],
+      ["Created", timeCell(run.created)],
+      ["Expected start", timeCell(run.expected_start_time)],
+      ["Start", timeCell(run.start_time)],
+      ["End", timeCell(run.end_time)],
+      ["Duration", duration(run.start_time, run.end_time)],
+      ["Priority", String(run.priority)],
+      ["Tags", run.tags.length ? run.tags.join(", ") : "—"],
+      ["Id", h("code", { text: run.id })],
+    ];
+    const cancellable = !FINAL.has(run.state.type) && run.state.type !== "CANCELLING";
+    return [
+      h("div", { class: "page-head" },
+        h("h1", null, h("a", { href: "#/runs", class: "back", text: "Runs" }), " / ",
+          h("span", { id: "run-name", text: run.name })),
+        h("div", { class: "head-actions" }, stateBadge(run.state),
+          cancellable ? actionButton("Cancel run", () => api("POST",
+            `/flow_runs/${encodeURIComponent(run.id)}/cancel`, { message: "cancelled from the dashboard" }),
+          "danger") : null)),
+      run.state.message ? h("p", { class: "state-message", text: run.state.message }) : null,
+      h("div", { class: "grid-2" },
+        h("section", { class: "card" }, h("h2", { text: "Run" }),
+          h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", null, v)]))),
+        renderWhy(run, data.explained)),
+      h("section", { class: "card", id: "timeline" }, h("h2", { text: "State timeline" }),
+        stateStrip(states, run), table(["Time", "State", "Message"], states.map((s) => h("tr", null,
+          h("td", null, timeCell(s.timestamp)), h("td", null, stateBadge(s)),
+          h("td", { class: "message", text: s.message || "" }))))),
+      h("section", { class: "card" }, h("h2", { text: "Parameters" }),
+        Object.keys(run.parameters).length
+          ? h("pre", { class: "json", text: JSON.stringify(run.parameters, null, 2) })
+          : h("p", { class: "muted", text: "No parameters." })),
+      h("section", { class: "card", id: "task-runs" },
+        h("h2", { text: `Task runs (${tasks.length})` }), gantt(run, tasks)),
+      h("section", { class: "card", id: "logs" }, h("h2", { text: `Logs (${logs.length})` }),
+        logs.length ? h("div", { class: "logs" }, logs.map((l) => h("div", {
+          class: `log-line level-${String(l.record.level_name).toLowerCase()}` },
+        h("time", { class: "log-time", text: fmtTime(l.record.timestamp) }),
+        h("span", { class: "log-level", text: l.record.level_name }),
+        h("span", { class: "log-message", text: l.record.message }))))
+          : h("p", { class: "muted", text: "No logs yet." })),
+    ];
+  }
+
+  // States as proportional segments from the first state to now (or the end).
+  function stateStrip(states, run) {
+    if (!states.length) return null;
+    const t0 = toDate(states[0].timestamp).getTime();
+    const tEnd = FINAL.has(run.state.type)
+      ? toDate(states[states.length - 1].timestamp).getTime() : Date.now();
+    const total = Math.max(1, tEnd - t0);
+    const strip = h("div", { class: "strip", "aria-label": "state timeline" });
+    states.forEach((s, i) => {
+      const start = toDate(s.timestamp).getTime();
+      const end = i + 1 < states.length ? toDate(states[i + 1].timestamp).getTime() : tEnd;
+      const width = ((end - start) / total) * 100;
+      strip.append(h("div", {
+        class: `strip-seg state-bg-${s.type.toLowerCase()}`,
+        title: `${s.name || s.type} · ${fmtTime(s.timestamp)} · ${fmtDuration((end - start) / 1000)}`,
+        style: { "flex-grow": String(Math.max(width, 0.5)) },
+      }));
+    });
+    return strip;
+  }
+
+  // Task runs as bars on the flow run's time axis (a Gantt-like view).
+  function gantt(run, tasks) {
+    if (!tasks.length) return h("p", { class: "muted", text: "No task runs." });
+    const startOf = (t) => toDate(t.start_time) || toDate(t.created) || toDate(run.start_time) || new Date();
+    const t0 = Math.min(...tasks.map((t) => startOf(t).getTime()),
+      toDate(run.start_time) ? toDate(run.start_time).getTime() : Infinity);
+    const ends = tasks.map((t) => (toDate(t.end_time) || new Date()).getTime());
+    const runEnd = toDate(run.end_time);
+    const t1 = Math.max(...ends, runEnd ? runEnd.getTime() : 0, t0 + 1);
+    const total = t1 - t0;
+    const rows = tasks.map((t) => {
+      const s = startOf(t).getTime();
+      const e = (toDate(t.end_time) || new Date()).getTime();
+      const left = ((s - t0) / total) * 100;
+      const width = Math.max(0.4, ((e - s) / total) * 100);
+      return h("div", { class: "gantt-row", data: { taskRun: t.id } },
+        h("div", { class: "gantt-name", title: t.task_key },
+          h("span", { text: t.name }), " ", stateBadge(t.state)),
+        h("div", { class: "gantt-track" }, h("div", {
+          class: `gantt-bar state-bg-${t.state.type.toLowerCase()}`,
+          title: `${t.name}: ${fmtTime(t.start_time)} → ${fmtTime(t.end_time)}`,
+          style: { left: `${left.toFixed(2)}%`, width: `${Math.min(width, 100 - left).toFixed(2)}%` },
+        })),
+        h("div", { class: "gantt-dur" }, duration(t.start_time, t.end_time)));
+    });
+    return h("div", { class: "gantt" },
+      h("div", { class: "gantt-axis muted small" },
+        h("span", { text: fmtTime(new Date(t0).toISOString()) }),
+        h("span", { text: `${fmtDuration(total / 1000)} total` })),
+      rows);
+  }
+
+  // Deployments -------------------------------------------------------------------------
+  views.deployments = {
+    section: "deployments",
+    mount(ctx) {
+      ctx.main.append(h("div", { class: "page-head" }, h("h1", { text: "Deployments" })));
+      const live = h("section", { class: "live-region", id: "deployments" });
+      ctx.main.append(live);
+      return {
+        live,
+        async load() {
+          const deployments = await get("/deployments");
+          const runs = await Promise.all(deployments.map((d) => get("/flow_runs", {
+            deployment: d.full_name, state: ["SCHEDULED", ...ACTIVE], limit: 500 })));
+          const limits = await get("/limits", { prefix: "deployment:" });
+          return { deployments, runs, limits };
+        },
+        render(data) {
+          if (!data.deployments.length) {
+            return h("p", { class: "muted", text: "No deployments yet: serve() a flow or run `headway deploy`." });
+          }
+          return h("div", { class: "cards" }, data.deployments.map((d, i) =>
+            deploymentCard(d, data.runs[i], data.limits)));
+        },
+      };
+    },
+  };
+
+  function deploymentCard(d, runs, limits) {
+    const now = Date.now();
+    const running = runs.filter((r) => ACTIVE.includes(r.state.type));
+    const scheduled = runs.filter((r) => r.state.type === "SCHEDULED");
+    const waiting = scheduled.filter((r) => r.state.name === "AwaitingConcurrencySlot"
+      || r.state.name === "Late"
+      || (toDate(r.expected_start_time) && toDate(r.expected_start_time).getTime() <= now));
+    const upcoming = scheduled
+      .filter((r) => !waiting.includes(r))
+      .sort((a, b) => String(a.expected_start_time).localeCompare(String(b.expected_start_time)))
+      .slice(0, 5);
+    const own = limits.filter((l) => l.name === `deployment:${d.full_name}`
+      || l.name.startsWith(`deployment:${d.full_name}:`));
+    const active = own.reduce((n, l) => n + Number(l.active_slots), 0);
+    const runsHref = `#/runs?deployment=${encodeURIComponent(d.full_name)}`;
+    const concurrency = d.concurrency_limit === null || d.concurrency_limit === undefined
+      ? h("p", { class: "muted", text: "Unlimited: runs overlap (no concurrency limit)." })
+      : h("div", null,
+        h("p", null, h("strong", { text: `Limit ${d.concurrency_limit}` }),
+          ` · strategy ${d.collision_strategy}`,
+          d.concurrency_key ? ` · key ${d.concurrency_key}` : "",
+          own.length > 1 ? ` · ${own.length} keys active` : ""),
+        d.concurrency_key ? null : [gauge(active, d.concurrency_limit, "deployment slots"),
+          h("p", { class: "small muted", text: `${fmtSlots(active)} / ${d.concurrency_limit} slots in use` })]);
+    return h("article", { class: "card deployment", data: { deployment: d.full_name } },
+      h("div", { class: "card-head" },
+        h("h2", null, h("span", { text: d.full_name })),
+        d.paused ? h("span", { class: "badge paused", text: "paused" })
+          : h("span", { class: "badge active", text: "active" })),
+      d.description ? h("p", { class: "muted", text: d.description }) : null,
+      h("dl", { class: "facts" },
+        h("dt", { text: "Work pool" }), h("dd", { text: d.work_pool
+          ? `${d.work_pool}${d.work_queue ? ` / ${d.work_queue}` : ""}` : "— (served by its process)" }),
+        h("dt", { text: "Schedules" }), h("dd", null, d.schedules.length
+          ? h("ul", { class: "plain" }, d.schedules.map((s) => h("li", {
+            class: s.active ? "" : "muted", text: describeSchedule(s.schedule) + (s.active ? "" : " (inactive)") })))
+          : "none (runs start on demand)"),
+        h("dt", { text: "Next runs" }), h("dd", null, upcoming.length
+          ? h("ul", { class: "plain" }, upcoming.map((r) => h("li", null,
+            runLink(r.id, fmtTime(r.expected_start_time)), " ",
+            h("span", { class: "muted" }, "(", relTime(r.expected_start_time), ")"))))
+          : (d.paused ? "none while paused" : "none scheduled")),
+        h("dt", { text: "Concurrency" }), h("dd", null, concurrency),
+        h("dt", { text: "Runs" }), h("dd", null,
+          h("a", { href: runsHref, text: `${running.length} running · ${waiting.length} waiting` })),
+        d.tags.length ? [h("dt", { text: "Tags" }), h("dd", { text: d.tags.join(", ") })] : null),
+      h("div", { class: "card-actions" },
+        d.paused
+          ? actionButton("Resume", () => api("PATCH", deploymentPath(d.full_name), { paused: false }))
+          : actionButton("Pause", () => api("PATCH", deploymentPath(d.full_name), { paused: true })),
+        h("button", { type: "button", class: "button small primary", text: "Run now",
+          onclick: () => runNowDialog(d) })));
+  }
+
+  function runNowDialog(d) {
+    const params = h("textarea", { name: "parameters", rows: 8, spellcheck: "false",
+      class: "mono" });
+    params.value = JSON.stringify(d.parameters || {}, null, 2);
+    const priority = h("input", { name: "priority", type: "number", step: 1, value: 0 });
+    dialog.open(`Run ${d.full_name} now`, [
+      field("Parameters (JSON)", params, "Merged over the deployment's own parameters."),
+      field("Priority", priority, "Higher starts first when runs wait."),
+    ], [{
+      label: "Run", primary: true,
+      async run() {
+        let parameters;
+        try {
+          parameters = params.value.trim() ? JSON.parse(params.value) : {};
+        } catch (err) {
+          throw new Error(`parameters are not valid JSON: ${err.message}`);
+        }
+        if (!parameters || typeof parameters !== "object" || Array.isArray(parameters)) {
+          throw new Error("parameters must be a JSON object");
+        }
+        const run = await api("POST", `${deploymentPath(d.full_name)}/runs`,
+          { parameters, priority: numberValue(priority, "priority") });
+        location.hash = `#/runs/${encodeURIComponent(run.id)}`;
+      },
+    }]);
+  }
+
+  // Work pools ----------------------------------------------------------------------------
+  views.pools = {
+    section: "pools",
+    mount(ctx) {
+      ctx.main.append(h("div", { class: "page-head" }, h("h1", { text: "Work pools" })));
+      const live = h("section", { class: "live-region", id: "pools" });
+      ctx.main.append(live);
+      return {
+        live,
+        async load() {
+          const [pools, queues, workers] = await Promise.all([
+            get("/work_pools"), get("/work_queues"), get("/workers")]);
+          return { pools, queues, workers };
+        },
+        render(data) {
+          if (!data.pools.length) {
+            return h("p", { class: "muted", text: "No work pools yet: `headway work-pool create NAME`." });
+          }
+          return h("div", { class: "cards" }, data.pools.map((p) => poolCard(p,
+            data.queues.filter((q) => q.pool === p.name),
+            data.workers.filter((w) => w.pool === p.name))));
+        },
+      };
+    },
+  };
+
+  function limitText(limit) {
+    return limit === null || limit === undefined ? "unlimited" : String(limit);
+  }
+
+  function poolCard(p, queues, workers) {
+    const base = `/work_pools/${encodeURIComponent(p.name)}`;
+    const limited = p.concurrency_limit !== null && p.concurrency_limit !== undefined;
+    return h("article", { class: "card pool", data: { pool: p.name } },
+      h("div", { class: "card-head" },
+        h("h2", { text: p.name }),
+        h("span", { class: "badge", text: p.type }),
+        p.paused ? h("span", { class: "badge paused", text: "paused" }) : null),
+      p.description ? h("p", { class: "muted", text: p.description }) : null,
+      h("div", { class: "pool-limit" },
+        h("span", null, "Limit: ", h("strong", { class: "pool-limit-value", text: limitText(p.concurrency_limit) })),
+        h("span", { class: "counts", text: `${p.running} running · ${p.waiting} waiting` })),
+      limited ? gauge(p.running, p.concurrency_limit, `${p.name} runs`) : null,
+      h("div", { class: "card-actions" },
+        h("button", { type: "button", class: "button small", text: "Edit limit",
+          onclick: () => limitEditDialog(`Concurrency limit of pool ${p.name}`, p.concurrency_limit,
+            (limit) => api("PUT", `${base}/concurrency_limit`, { limit })) }),
+        p.paused
+          ? actionButton("Resume", () => api("PATCH", base, { paused: false }))
+          : actionButton("Pause", () => api("PATCH", base, { paused: true }))),
+      h("h3", { text: "Queues" }),
+      table(["Queue", "Priority", "Limit", "Running", "Waiting", ""], queues.map((q) => {
+        const qbase = `${base}/queues/${encodeURIComponent(q.name)}`;
+        return h("tr", { data: { queue: q.name } },
+          h("td", null, q.name, q.paused ? h("span", { class: "badge paused", text: "paused" }) : null),
+          h("td", { text: String(q.priority) }),
+          h("td", { text: limitText(q.concurrency_limit) }),
+          h("td", { text: String(q.running) }),
+          h("td", { text: String(q.waiting) }),
+          h("td", { class: "row-actions" },
+            h("button", { type: "button", class: "button small", text: "Edit limit",
+              onclick: () => limitEditDialog(`Concurrency limit of queue ${p.name} / ${q.name}`,
+                q.concurrency_limit, (limit) => api("PUT", `${qbase}/concurrency_limit`, { limit })) }),
+            q.paused
+              ? actionButton("Resume", () => api("PATCH", qbase, { paused: false }))
+              : actionButton("Pause", () => api("PATCH", qbase, { paused: true }))));
+      })),
+      h("h3", { text: "Workers" }),
+      table(["Worker", "Process", "Last seen", "Runs", "Status"], workers.map((w) => h("tr", null,
+        h("td", { text: w.name }),
+        h("td", { text: w.pid ? `pid ${w.pid} on ${w.host || "?"}` : (w.host || "—") }),
+        h("td", null, relTime(w.last_heartbeat)),
+        h("td", { text: String(w.running) }),
+        h("td", null, h("span", { class: `badge ${w.online ? "active" : "offline"}`,
+          text: w.online ? "online" : "offline" }))))));
+  }
+
+  function limitEditDialog(title, current, save) {
+    const input = h("input", { name: "limit", type: "number", min: 1, step: 1,
+      value: current === null || current === undefined ? "" : current,
+      placeholder: "unlimited" });
+    dialog.open(title, [
+      field("Limit (runs pending or running at once)", input, "Leave empty for unlimited."),
+    ], [{
+      label: "Save", primary: true,
+      run: () => save(numberValue(input, "limit", { allowEmpty: true })),
+    }]);
+  }
+
+  // Limits ----------------------------------------------------------------------------------
+  views.limits = {
+    section: "limits",
+    mount(ctx) {
+      const filter = h("input", { type: "search", name: "q", placeholder: "filter by name",
+        "aria-label": "Filter limits", value: ctx.query.get("q") || "" });
+      filter.addEventListener("input", () => {
+        const v = filter.value.trim();
+        ctx.query = new URLSearchParams(v ? { q: v } : {});
+        history.replaceState(null, "", `#/limits${v ? `?q=${encodeURIComponent(v)}` : ""}`);
+        refreshNow();
+      });
+      ctx.main.append(h("div", { class: "page-head" }, h("h1", { text: "Concurrency limits" }),
+        h("div", { class: "filters" }, filter,
+          h("button", { type: "button", class: "button primary", id: "new-limit", text: "New limit",
+            onclick: createLimitDialog }))));
+      const live = h("section", { class: "live-region", id: "limits" });
+      ctx.main.append(live);
+      return {
+        live,
+        async load() {
+          const q = (ctx.query.get("q") || "").toLowerCase();
+          const limits = (await get("/limits")).filter((l) => !q || l.name.toLowerCase().includes(q));
+          const details = await limitDetails(limits, true);
+          return { limits, details: limits.map((l) => details.get(l.name) || null) };
+        },
+        render(data) {
+          if (!data.limits.length) {
+            return h("p", { class: "muted", text: "No limits: nothing is limited (the default). "
+              + "Create one to cap a shared resource, a tag, a pool or a deployment." });
+          }
+          const more = data.limits.length > MAX_LIMIT_DETAILS
+            ? h("p", { class: "muted", text: `Holders and waiters shown for the first ${MAX_LIMIT_DETAILS}.` })
+            : null;
+          return [more, h("div", { class: "cards" }, data.limits.map((l, i) =>
+            limitCard(l, data.details[i])))];
+        },
+      };
+    },
+  };
+
+  function limitCard(l, detail) {
+    const holders = detail ? detail.holders : [];
+    const waiters = detail ? detail.waiters : [];
+    const scope = l.name.includes(":") && ["tag", "deployment", "pool", "queue"].includes(l.name.split(":")[0])
+      ? l.name.split(":")[0] : "global";
+    const rate = l.slot_decay_per_second > 0;
+    return h("article", { class: `card limit${l.active ? "" : " disabled"}`, data: { limit: l.name } },
+      h("div", { class: "card-head" },
+        h("h2", { class: "limit-name", text: l.name }),
+        h("span", { class: "badge scope", text: scope }),
+        rate ? h("span", { class: "badge", text: "rate" }) : null,
+        l.active ? null : h("span", { class: "badge paused", text: "disabled" })),
+      gauge(Number(l.active_slots), l.limit, `${l.name} slots`),
+      h("p", { class: "gauge-text" },
+        h("strong", { class: "usage", text: `${fmtSlots(l.active_slots)} / ${l.limit}` }),
+        " slots in use",
+        rate ? ` · decays ${l.slot_decay_per_second}/s` : "",
+        ` · ${l.waiters} waiting · ${l.grants} granted · ${l.denials} denied`),
+      h("h3", { text: "Holders" }),
+      table(["Holder", "Slots", "Since", "Lease expires"], holders.map((lease) => h("tr", null,
+        h("td", null, who(lease.holder)),
+        h("td", { text: String(lease.slots[l.name] || "") }),
+        h("td", null, timeCell(lease.created)),
+        h("td", null, relTime(lease.expires)))), "holders"),
+      h("h3", { text: "Waiters, in grant order" }),
+      table(["#", "Waiter", "Slots", "Priority", "Waiting"], waiters.map((w) => h("tr", null,
+        h("td", { text: String(w.position) }),
+        h("td", null, who(w.holder)),
+        h("td", { text: String(w.slots) }),
+        h("td", { text: String(w.priority) }),
+        h("td", null, duration(w.since, null)))), "waiters"),
+      h("div", { class: "card-actions" },
+        h("button", { type: "button", class: "button small", text: "Edit",
+          onclick: () => editLimitDialog(l) }),
+        l.active
+          ? actionButton("Disable", () => api("PATCH", limitPath(l.name), { active: false }))
+          : actionButton("Enable", () => api("PATCH", limitPath(l.name), { active: true })),
+        h("button", { type: "button", class: "button small danger", text: "Delete",
+          onclick: () => deleteLimitDialog(l, holders.length) })));
+  }
+
+  function limitFields(l) {
+    const name = h("input", { name: "name", required: true, maxlength: 200, autocomplete: "off",
+      placeholder: "db, tag:gpu, ..." });
+    const limit = h("input", { name: "limit", type: "number", min: 1, step: 1, required: true,
+      value: l ? l.limit : 1 });
+    const decay = h("input", { name: "slot_decay_per_second", type: "number", min: 0, step: "any",
+      value: l ? l.slot_decay_per_second : 0 });
+    const active = h("input", { name: "active", type: "checkbox", checked: l ? l.active : true });
+    return { name, limit, decay, active };
+  }
+
+  function createLimitDialog() {
+    const f = limitFields(null);
+    dialog.open("New concurrency limit", [
+      field("Name", f.name, "Any name used in code, or tag:<tag>, pool:<pool>, ..."),
+      field("Limit (slots)", f.limit),
+      field("Slot decay per second", f.decay, "0 for a concurrency limit; more for a rate limit."),
+      h("label", { class: "check" }, f.active, " Enabled"),
+    ], [{
+      label: "Create", primary: true,
+      run: () => api("POST", "/limits", {
+        name: f.name.value.trim(),
+        limit: numberValue(f.limit, "limit"),
+        slot_decay_per_second: numberValue(f.decay, "slot decay", { integer: false }),
+        active: f.active.checked,
+      }),
+    }]);
+  }
+
+  function editLimitDialog(l) {
+    const f = limitFields(l);
+    dialog.open(`Edit limit ${l.name}`, [
+      field("Limit (slots)", f.limit, "Holders keep their slots; waiters that now fit start."),
+      field("Slot decay per second", f.decay),
+      h("label", { class: "check" }, f.active, " Enabled"),
+    ], [{
+      label: "Save", primary: true,
+      run: () => api("PATCH", limitPath(l.name), {
+        limit: numberValue(f.limit, "limit"),
+        slot_decay_per_second: numberValue(f.decay, "slot decay", { integer: false }),
+        active: f.active.checked,
+      }),
+    }]);
+  }
+
+  function deleteLimitDialog(l, holders) {
+    const force = h("input", { name: "force", type: "checkbox" });
+    dialog.open(`Delete limit ${l.name}?`, [
+      h("p", { text: holders
+        ? `${holders} holder(s) hold slots of this limit. Deleting it lets everything `
+          + "that uses the name run unlimited."
+        : "Everything that uses this name will run unlimited." }),
+      holders ? h("label", { class: "check" }, force, " Delete even though it has holders") : null,
+    ], [{
+      label: "Delete", primary: true, danger: true,
+      run: () => api("DELETE", limitPath(l.name), undefined, { force: force.checked || undefined }),
+    }]);
+  }
+
+  // -- sign in ---------------------------------------------------------------------------
+  function needLogin(detail) {
+    stopView();
+    setLive(false, "signed out");
+    showBanner(null);
+    document.body.dataset.view = "login";
+    const input = h("input", { type: "password", name: "api-key", autocomplete: "current-password",
+      required: true, "aria-label": "API key" });
+    const error = h("p", { class: "form-error", role: "alert",
+      hidden: !(auth.key && detail), text: auth.key && detail ? detail : "" });
+    const form = h("form", { class: "card login", id: "login" },
+      h("h1", { text: "Sign in" }),
+      h("p", { text: "This headway server requires an API key (HEADWAY_API_KEY). "
+        + "It is kept for this browser tab only." }),
+      field("API key", input),
+      error,
+      h("button", { type: "submit", class: "button primary", text: "Sign in" }));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      error.hidden = true;
+      auth.key = input.value.trim();
+      try {
+        await get("/flow_runs", { limit: 1 });
+      } catch (err) {
+        auth.key = null;
+        error.textContent = errorText(err);
+        error.hidden = false;
+        return;
+      }
+      route();
+    });
+    auth.key = null;
+    $("#main").replaceChildren(form);
+    input.focus();
+  }
+
+  // -- routing and polling ---------------------------------------------------------------
+  const routes = [
+    [/^\/runs\/?$/, views.runs],
+    [/^\/runs\/([^/]+)$/, views.run],
+    [/^\/deployments\/?$/, views.deployments],
+    [/^\/pools\/?$/, views.pools],
+    [/^\/limits\/?$/, views.limits],
+  ];
+
+  let current = null;
+
+  function stopView() {
+    if (current) {
+      current.alive = false;
+      clearTimeout(current.timer);
+      current = null;
+    }
+  }
+
+  function route() {
+    stopView();
+    dialog.close();
+    const raw = location.hash.replace(/^#/, "") || "/runs";
+    const [path, search] = raw.split("?");
+    let view = null;
+    let params = [];
+    for (const [pattern, candidate] of routes) {
+      const m = path.match(pattern);
+      if (m) {
+        view = candidate;
+        params = m.slice(1).map(decodeURIComponent);
+        break;
+      }
+    }
+    const main = $("#main");
+    main.replaceChildren();
+    for (const a of document.querySelectorAll(".nav a")) {
+      a.classList.toggle("current", view !== null && a.dataset.section === view.section);
+    }
+    if (!view) {
+      main.append(h("p", { text: `No page ${path}.` }), h("a", { href: "#/runs", text: "Go to the runs" }));
+      return;
+    }
+    document.body.dataset.view = view.section;
+    const ctx = { main, params, query: new URLSearchParams(search || ""), alive: true,
+      timer: null, signature: null };
+    const parts = view.mount(ctx);
+    ctx.parts = parts;
+    current = ctx;
+    tick(ctx);
+  }
+
+  async function tick(ctx) {
+    if (!ctx.alive) return;
+    clearTimeout(ctx.timer);
+    const seq = (ctx.seq = (ctx.seq || 0) + 1);
+    try {
+      const data = await ctx.parts.load();
+      if (!ctx.alive || seq !== ctx.seq) return;
+      const signature = JSON.stringify(data);
+      if (signature !== ctx.signature) {
+        ctx.signature = signature;
+        const out = ctx.parts.render(data);
+        ctx.parts.live.replaceChildren(...[out].flat().filter(Boolean));
+      }
+      ctx.parts.live.dataset.loaded = "true";
+      showBanner(null);
+      setLive(true, `live · ${fmtTime(new Date().toISOString())}`);
+    } catch (err) {
+      if (!ctx.alive) return;
+      if (err instanceof ApiError && err.status === 401) {
+        needLogin(err.detail);
+        return;
+      }
+      showBanner(errorText(err));
+      setLive(false, err instanceof ApiError && err.status === 0 ? "offline" : "error");
+    }
+    if (ctx.alive && seq === ctx.seq) ctx.timer = setTimeout(() => tick(ctx), POLL_MS);
+  }
+
+  function refreshNow() {
+    if (current) tick(current);
+  }
+
+  // Durations of things still going count up in place.
+  function tickDurations() {
+    for (const el of document.querySelectorAll("[data-since]")) {
+      el.textContent = fmtDuration(seconds(el.dataset.since, null));
+    }
+    for (const el of document.querySelectorAll("[data-at]")) {
+      el.textContent = fmtRelative(el.dataset.at);
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("#sign-out").hidden = !auth.key;
+    $("#sign-out").addEventListener("click", () => {
+      auth.key = null;
+      route();
+    });
+    window.addEventListener("hashchange", route);
+    setInterval(tickDurations, 1000);
+    route();
+  });
+})();
