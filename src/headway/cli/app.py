@@ -29,6 +29,16 @@ def version() -> None:
 app.command("config")(config_cmd.config)
 
 
+def _deploy_command() -> None:
+    # ``headway deploy FILE:FN ...`` is a verb of its own, not a noun group.
+    from headway.cli.deploy import deploy
+
+    app.command("deploy")(deploy)
+
+
+_deploy_command()
+
+
 def _register() -> None:
     # Each noun module exposes ``app`` (a Typer) and ``NAME``; modules missing
     # from a partial install are skipped, never half-registered.

@@ -1,0 +1,63 @@
+"""Helpers shared by the deployment, work-pool, work-queue, worker and deploy commands."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Any
+
+from headway.core.deployments import parse_param
+from headway.exceptions import ValidationError
+
+
+def client() -> Any:
+    """The process's default client (embedded, or HTTP with HEADWAY_API_URL)."""
+    from headway.client.base import get_client
+
+    return get_client()
+
+
+def console() -> Any:
+    """A rich console; piped output is not cut at 80 columns."""
+    from rich.console import Console
+
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
+def when(value: datetime | None) -> str:
+    """A time for tables: local, to the second."""
+    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def limit_text(value: int | None) -> str:
+    """A limit for tables: the number, or ``unlimited``."""
+    return "unlimited" if value is None else str(value)
+
+
+def params(items: list[str] | None) -> dict[str, Any]:
+    """``--param k=v`` options as a dict (values parsed as JSON when they parse)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, value = parse_param(item)
+        out[key] = value
+    return out
+
+
+def pick_limit(positional: int | None, option: int | None) -> int:
+    """The limit given either as ``NAME N`` or as ``--limit N`` (not both, not neither)."""
+    if positional is not None and option is not None and positional != option:
+        raise ValidationError(f"two different limits given ({positional} and --limit {option})")
+    value = option if option is not None else positional
+    if value is None:
+        raise ValidationError("give the limit: NAME N, or --limit N")
+    return value
+
+
+def schedule_text(schedule: dict[str, Any]) -> str:
+    """A stored schedule in a few words."""
+    from headway.core.schedules import describe, schedule_from_dict
+
+    try:
+        return describe(schedule_from_dict(schedule))
+    except Exception:
+        return str(schedule)

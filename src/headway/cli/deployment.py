@@ -1,0 +1,200 @@
+"""``headway deployment``: list, inspect, run, pause, resume, delete; set or clear a limit."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from headway.cli import _deploying as common
+from headway.cli.output import check_output_format
+
+NAME = "deployment"
+
+app = typer.Typer(
+    help="Deployments (<flow>/<name>): list, inspect, run, pause, resume, delete, and their"
+    " concurrency limit (default: none, runs overlap).",
+    no_args_is_help=True,
+)
+
+NameArg = typer.Argument(..., help="The deployment, as <flow-name>/<deployment-name>.")
+
+
+def _emit(value: Any) -> None:
+    from headway.cli.app import emit_json
+
+    emit_json(value)
+
+
+def _limit_cell(dep: Any) -> str:
+    if dep.concurrency_limit is None:
+        return "none (runs overlap)"
+    text = f"{dep.concurrency_limit} {dep.collision_strategy}"
+    if dep.concurrency_key:
+        text += f" per {dep.concurrency_key}"
+    return text
+
+
+@app.command("ls")
+def ls(
+    pool: str | None = typer.Option(None, "--pool", help="Only deployments of this work pool."),
+    output: str = typer.Option("table", "-o", "--output", help="table or json"),
+) -> None:
+    """List deployments."""
+    check_output_format(output)
+    deployments = common.client().list_deployments(work_pool=pool)
+    if output == "json":
+        _emit(deployments)
+        return
+    from rich.table import Table
+
+    table = Table(title="deployments")
+    for column in ("name", "pool", "schedules", "concurrency limit", "paused"):
+        table.add_column(column)
+    for dep in deployments:
+        schedules = "; ".join(common.schedule_text(s.schedule) for s in dep.schedules) or "-"
+        table.add_row(
+            dep.full_name,
+            dep.work_pool or "(served)",
+            schedules,
+            _limit_cell(dep),
+            "yes" if dep.paused else "no",
+        )
+    common.console().print(table)
+
+
+@app.command("inspect")
+def inspect(
+    name: str = NameArg,
+    output: str = typer.Option("table", "-o", "--output", help="table or json"),
+) -> None:
+    """Show a deployment: entrypoint, parameters, schedules, pool, limit."""
+    check_output_format(output)
+    dep = common.client().read_deployment(name)
+    if output == "json":
+        _emit(dep)
+        return
+    con = common.console()
+    con.print(f"[bold]{dep.full_name}[/bold]  id {dep.id}")
+    rows = [
+        ("entrypoint", dep.entrypoint or "-"),
+        ("work pool", dep.work_pool or "(served by flow.serve())"),
+        ("work queue", dep.work_queue or "-"),
+        ("parameters", str(dep.parameters)),
+        ("tags", ", ".join(dep.tags) or "-"),
+        ("paused", "yes" if dep.paused else "no"),
+        ("concurrency limit", _limit_cell(dep)),
+        ("created", common.when(dep.created)),
+        ("updated", common.when(dep.updated)),
+    ]
+    for label, value in rows:
+        con.print(f"  {label:<18} {value}", highlight=False)
+    if dep.schedules:
+        con.print("  schedules:")
+        for s in dep.schedules:
+            con.print(f"    - {common.schedule_text(s.schedule)}", highlight=False)
+    else:
+        con.print("  schedules:         none")
+
+
+@app.command("run")
+def run(
+    name: str = NameArg,
+    param: list[str] | None = typer.Option(
+        None, "--param", "-p", help="A parameter, name=value (value as JSON if it parses)."
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="Wait for the run to end; exit 1 unless it completed."
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="With --wait: give up after this many seconds."
+    ),
+    priority: int = typer.Option(0, "--priority", help="Higher starts first among waiting runs."),
+    scheduled_time: str | None = typer.Option(
+        None, "--scheduled-time", help="When it is due (ISO 8601; default: now)."
+    ),
+) -> None:
+    """Create a run of a deployment now (or at --scheduled-time)."""
+    from headway.deployments.run import run_deployment
+    from headway.exceptions import ValidationError
+
+    when = None
+    if scheduled_time is not None:
+        try:
+            when = datetime.fromisoformat(scheduled_time)
+        except ValueError:
+            raise ValidationError(
+                f"invalid --scheduled-time {scheduled_time!r}; use ISO 8601"
+            ) from None
+        if when.tzinfo is None:
+            when = when.astimezone(UTC)
+    client = common.client()
+    flow_run = run_deployment(
+        name,
+        parameters=common.params(param),
+        timeout=timeout if wait else 0,
+        scheduled_time=when,
+        priority=priority,
+        client=client,
+    )
+    typer.echo(f"Created flow run {flow_run.name!r} ({flow_run.id}) of {name}")
+    if wait:
+        typer.echo(f"Flow run {flow_run.id} is {flow_run.state.name}"
+                   + (f": {flow_run.state.message}" if flow_run.state.message else ""))  # fmt: skip
+        if not flow_run.state.is_completed():
+            raise typer.Exit(1)
+
+
+@app.command("pause")
+def pause(name: str = NameArg) -> None:
+    """Pause a deployment's schedules (runs created ahead are removed)."""
+    common.client().update_deployment(name, paused=True)
+    typer.echo(f"Paused deployment {name}")
+
+
+@app.command("resume")
+def resume(name: str = NameArg) -> None:
+    """Resume a deployment's schedules."""
+    common.client().update_deployment(name, paused=False)
+    typer.echo(f"Resumed deployment {name}")
+
+
+@app.command("delete")
+def delete(name: str = NameArg) -> None:
+    """Delete a deployment (its runs not started yet are cancelled)."""
+    common.client().delete_deployment(name)
+    typer.echo(f"Deleted deployment {name}")
+
+
+@app.command("set-concurrency-limit")
+def set_concurrency_limit(
+    name: str = NameArg,
+    value: int | None = typer.Argument(None, metavar="[N]", help="The limit (or use --limit)."),
+    limit: int | None = typer.Option(None, "--limit", help="Runs of the deployment at once."),
+    collision_strategy: str | None = typer.Option(
+        None,
+        "--collision-strategy",
+        help="ENQUEUE (wait, default), CANCEL_NEW or CANCEL_IN_PROGRESS.",
+    ),
+    concurrency_key: str | None = typer.Option(
+        None, "--concurrency-key", help="A template over parameters, e.g. '{customer_id}'."
+    ),
+) -> None:
+    """Limit the runs of a deployment at once; excess runs follow the collision strategy."""
+    from headway.core.deployments import validate_concurrency_limit, validate_strategy
+
+    chosen = validate_concurrency_limit(common.pick_limit(value, limit))
+    if collision_strategy is not None:
+        validate_strategy(collision_strategy)
+    dep = common.client().set_deployment_concurrency_limit(
+        name, chosen, collision_strategy=collision_strategy, concurrency_key=concurrency_key
+    )
+    typer.echo(f"Deployment {name}: concurrency limit {_limit_cell(dep)}")
+
+
+@app.command("clear-concurrency-limit")
+def clear_concurrency_limit(name: str = NameArg) -> None:
+    """Remove a deployment's limit: its runs overlap again."""
+    common.client().set_deployment_concurrency_limit(name, None)
+    typer.echo(f"Deployment {name}: no concurrency limit (runs overlap)")

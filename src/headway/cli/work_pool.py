@@ -1,0 +1,152 @@
+"""``headway work-pool``: create, list, inspect, limit, pause, resume, delete work pools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from headway.cli import _deploying as common
+from headway.cli.output import check_output_format
+
+NAME = "work-pool"
+
+app = typer.Typer(
+    help="Work pools: where workers take runs from. New pools are unlimited.",
+    no_args_is_help=True,
+)
+
+PoolArg = typer.Argument(..., help="The work pool's name.")
+
+
+def _emit(value: Any) -> None:
+    from headway.cli.app import emit_json
+
+    emit_json(value)
+
+
+@app.command("create")
+def create(
+    name: str = PoolArg,
+    concurrency_limit: int | None = typer.Option(
+        None, "--concurrency-limit", "--limit", help="Cap on its PENDING and RUNNING runs."
+    ),
+    description: str = typer.Option("", "--description", help="What the pool is for."),
+) -> None:
+    """Create a work pool (with a 'default' queue)."""
+    pool = common.client().create_work_pool(
+        name, concurrency_limit=concurrency_limit, description=description
+    )
+    typer.echo(
+        f"Created work pool {pool.name!r} (concurrency limit:"
+        f" {common.limit_text(pool.concurrency_limit)})"
+    )
+
+
+@app.command("ls")
+def ls(output: str = typer.Option("table", "-o", "--output", help="table or json")) -> None:
+    """List work pools with their limit and runs."""
+    check_output_format(output)
+    pools = common.client().list_work_pools()
+    if output == "json":
+        _emit(pools)
+        return
+    from rich.table import Table
+
+    table = Table(title="work pools")
+    for column in ("name", "concurrency limit", "running", "waiting", "queues", "paused"):
+        table.add_column(column)
+    for pool in pools:
+        table.add_row(
+            pool.name,
+            common.limit_text(pool.concurrency_limit),
+            str(pool.running),
+            str(pool.waiting),
+            ", ".join(q.name for q in pool.queues),
+            "yes" if pool.paused else "no",
+        )
+    common.console().print(table)
+
+
+@app.command("inspect")
+def inspect(
+    name: str = PoolArg,
+    output: str = typer.Option("table", "-o", "--output", help="table or json"),
+) -> None:
+    """Show a pool: its limit, running and waiting runs, queues and workers."""
+    check_output_format(output)
+    client = common.client()
+    pool = client.read_work_pool(name)
+    if output == "json":
+        _emit(pool)
+        return
+    con = common.console()
+    con.print(f"[bold]{pool.name}[/bold]  ({pool.type}){'  PAUSED' if pool.paused else ''}")
+    con.print(f"  concurrency limit  {common.limit_text(pool.concurrency_limit)}", highlight=False)
+    con.print(f"  running            {pool.running}", highlight=False)
+    con.print(f"  waiting            {pool.waiting}", highlight=False)
+    from rich.table import Table
+
+    table = Table(title="queues")
+    for column in ("queue", "priority", "concurrency limit", "running", "waiting", "paused"):
+        table.add_column(column)
+    for q in pool.queues:
+        table.add_row(
+            q.name,
+            str(q.priority),
+            common.limit_text(q.concurrency_limit),
+            str(q.running),
+            str(q.waiting),
+            "yes" if q.paused else "no",
+        )
+    con.print(table)
+    workers = client.list_workers(name)
+    if workers:
+        wt = Table(title="workers")
+        for column in ("worker", "host", "pid", "runs", "last heartbeat", "online"):
+            wt.add_column(column)
+        for w in workers:
+            wt.add_row(
+                w.name, w.host or "-", str(w.pid or "-"), str(w.running),
+                common.when(w.last_heartbeat), "yes" if w.online else "no",
+            )  # fmt: skip
+        con.print(wt)
+
+
+@app.command("set-concurrency-limit")
+def set_concurrency_limit(
+    name: str = PoolArg,
+    value: int | None = typer.Argument(None, metavar="[N]", help="The limit (or use --limit)."),
+    limit: int | None = typer.Option(None, "--limit", help="Cap on PENDING and RUNNING runs."),
+) -> None:
+    """Cap the pool's PENDING and RUNNING runs (live; excess runs wait)."""
+    pool = common.client().set_work_pool_concurrency_limit(name, common.pick_limit(value, limit))
+    typer.echo(f"Work pool {name!r}: concurrency limit {common.limit_text(pool.concurrency_limit)}")
+
+
+@app.command("clear-concurrency-limit")
+def clear_concurrency_limit(name: str = PoolArg) -> None:
+    """Remove the pool's limit (unlimited again)."""
+    common.client().set_work_pool_concurrency_limit(name, None)
+    typer.echo(f"Work pool {name!r}: concurrency limit unlimited")
+
+
+@app.command("pause")
+def pause(name: str = PoolArg) -> None:
+    """Pause a pool: workers claim nothing from it."""
+    common.client().update_work_pool(name, paused=True)
+    typer.echo(f"Paused work pool {name!r}")
+
+
+@app.command("resume")
+def resume(name: str = PoolArg) -> None:
+    """Resume a pool."""
+    common.client().update_work_pool(name, paused=False)
+    typer.echo(f"Resumed work pool {name!r}")
+
+
+@app.command("delete")
+def delete(name: str = PoolArg) -> None:
+    """Delete a pool (refused while deployments use it)."""
+    common.client().delete_work_pool(name)
+    typer.echo(f"Deleted work pool {name!r}")
