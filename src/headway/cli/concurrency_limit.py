@@ -1,0 +1,77 @@
+"""``headway concurrency-limit``: task-tag limits (stored as the limit ``tag:<tag>``).
+
+At most LIMIT task runs with tag TAG run at once, across all flows and
+processes. The same engine as ``headway gcl``: only the naming differs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from headway.cli.gcl import print_detail, print_limits
+from headway.cli.output import check_output_format
+from headway.core.limits import TAG_PREFIX, tag_limit_name
+
+NAME = "concurrency-limit"
+
+app = typer.Typer(
+    help="Task-tag concurrency limits: at most N task runs with a tag at once.",
+    no_args_is_help=True,
+)
+
+
+def _client() -> Any:
+    from headway.client.base import get_client
+
+    return get_client()
+
+
+@app.command()
+def create(
+    tag: str = typer.Argument(..., help="The task tag."),
+    limit: int = typer.Argument(..., help="Task runs with this tag allowed at once (>= 1)."),
+) -> None:
+    """Limit how many task runs with TAG may run at once."""
+    created = _client().create_limit(tag_limit_name(tag), limit)
+    typer.echo(f"Created tag limit {tag!r}: at most {created.limit} task run(s) at once.")
+
+
+@app.command("ls")
+def list_limits(
+    output: str = typer.Option("table", "-o", "--output", help="table or json"),
+) -> None:
+    """List the tag limits."""
+    check_output_format(output)
+    limits = _client().list_limits(prefix=TAG_PREFIX)
+    print_limits(limits, output, title="task tag limits", first="tag")
+
+
+@app.command()
+def inspect(
+    tag: str = typer.Argument(..., help="The task tag."),
+    output: str = typer.Option("table", "-o", "--output", help="table or json"),
+) -> None:
+    """Show a tag limit with the task runs holding it and those waiting."""
+    check_output_format(output)
+    print_detail(_client().inspect_limit(tag_limit_name(tag)), output)
+
+
+@app.command()
+def reset(tag: str = typer.Argument(..., help="The task tag.")) -> None:
+    """Free every slot of a tag limit (the runs holding them lose them)."""
+    _client().reset_limit(tag_limit_name(tag))
+    typer.echo(f"Reset tag limit {tag!r}: all slots free.")
+
+
+@app.command()
+def delete(
+    tag: str = typer.Argument(..., help="The task tag."),
+    force: bool = typer.Option(
+        False, "--force", help="Delete even while task runs hold slots (they lose them)."
+    ),
+) -> None:
+    """Delete a tag limit; refused while task runs hold it, unless --force."""
+    _client().delete_limit(tag_limit_name(tag), force=force)
+    typer.echo(f"Deleted tag limit {tag!r}.")
