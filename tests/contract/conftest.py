@@ -56,6 +56,8 @@ class Backend:
     env: dict[str, str] = field(default_factory=dict)
     database_url: str | None = None
     api_url: str | None = None
+    #: The in-process server (server backends only).
+    server: Any = None
 
     @property
     def is_server(self) -> bool:
@@ -149,6 +151,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrize ``backend`` (and so ``client``) over the selected backends."""
     if "backend_name" in metafunc.fixturenames:
         metafunc.parametrize("backend_name", _selected_backends())
+    if "server_backend_name" in metafunc.fixturenames:
+        names = [n for n in _selected_backends() if n.startswith("server")]
+        metafunc.parametrize("server_backend_name", names)
+
+
+@pytest.fixture
+def server_settings() -> dict[str, str]:
+    """Extra ``HEADWAY_*`` variables of the in-process server (override in a test module)."""
+    return {}
 
 
 @pytest.fixture
@@ -157,8 +168,35 @@ def backend(
     postgres_databases: PostgresDatabases | str,
     headway_home: Path,
     monkeypatch: pytest.MonkeyPatch,
+    server_settings: dict[str, str],
 ) -> Iterator[Backend]:
     """The store and transport of this test case, with its environment set."""
+    yield from _backend(
+        backend_name, postgres_databases, headway_home, monkeypatch, server_settings
+    )
+
+
+@pytest.fixture
+def server_backend(
+    server_backend_name: str,
+    postgres_databases: PostgresDatabases | str,
+    headway_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server_settings: dict[str, str],
+) -> Iterator[Backend]:
+    """Like ``backend``, over the server backends only (tests of the HTTP layer itself)."""
+    yield from _backend(
+        server_backend_name, postgres_databases, headway_home, monkeypatch, server_settings
+    )
+
+
+def _backend(
+    backend_name: str,
+    postgres_databases: PostgresDatabases | str,
+    headway_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server_settings: dict[str, str],
+) -> Iterator[Backend]:
     env: dict[str, str] = {"HEADWAY_HOME": str(headway_home)}
     database_url = None
     databases: PostgresDatabases | None = None
@@ -174,7 +212,7 @@ def backend(
             from headway.server.runner import ServerThread
 
             api_key = secrets.token_urlsafe(16)
-            server_env = {**os.environ, "HEADWAY_API_KEY": api_key}
+            server_env = {**os.environ, "HEADWAY_API_KEY": api_key, **server_settings}
             server = ServerThread(get_settings(server_env)).start()
             # The client side: only the URL and the key; the store is the server's.
             monkeypatch.delenv("HEADWAY_DATABASE_URL", raising=False)
@@ -193,6 +231,7 @@ def backend(
             env=env,
             database_url=database_url,
             api_url=server.url if server is not None else None,
+            server=server,
         )
         client.close()
     finally:

@@ -332,12 +332,14 @@ class HttpClient(DeploymentHttpMethods, Client):
         waiter_id: str | None = None,
         strict: bool = False,
     ) -> SlotGrant | SlotWait:
-        """Take slots through the server: a held request, asked again until ``timeout``.
+        """Take slots through the server: a request it holds until granted or ``timeout``.
 
-        Each request is held by the server for at most its long-poll cap; this
-        loop asks again with the same waiter id (so the place in the queue is
-        kept) until granted or ``timeout`` passes. Without a ``waiter_id`` the
-        request leaves nothing queued when it returns ungranted.
+        The server holds one request for at most its long-poll cap. Without a
+        ``waiter_id`` this call owns its place in the queue: it asks again under
+        the same (private) id until granted or ``timeout`` passes, and leaves
+        nothing queued when it returns ungranted. With one, it makes a single
+        held request and returns what it got: the caller, who may also cancel
+        the id, asks again to keep waiting (as the Client contract says).
         """
         if isinstance(names, str):
             names = [names]
@@ -387,7 +389,7 @@ class HttpClient(DeploymentHttpMethods, Client):
                     finished = True
                     return decode(SlotGrant, answer["grant"])
                 wait = decode(SlotWait, answer["wait"])
-                if deadline is not None and time.monotonic() >= deadline:
+                if not owned or (deadline is not None and time.monotonic() >= deadline):
                     finished = not owned
                     return wait
         finally:

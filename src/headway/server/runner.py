@@ -61,6 +61,11 @@ class ServerThread:
         """``http://host:port`` of the server."""
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def app(self) -> Any:
+        """The served FastAPI app (its ``state`` holds the orchestrator and held requests)."""
+        return self._server.config.app
+
     def start(self, timeout: float = 30.0) -> ServerThread:
         """Start serving; returns once the app has started (store opened, services on)."""
         self._thread.start()

@@ -133,7 +133,12 @@ class HeldRequests:
             while True:
                 event.clear()
                 result = await anyio.to_thread.run_sync(attempt)
-                if isinstance(result, SlotGrant) or waiter_id in self._cancelled:
+                if isinstance(result, SlotGrant):
+                    return result
+                if waiter_id in self._cancelled:
+                    # The cancel may have run before this attempt queued the
+                    # request: take it out again.
+                    await anyio.to_thread.run_sync(cancel)
                     return result
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -152,6 +157,7 @@ class HeldRequests:
                     await anyio.to_thread.run_sync(cancel)
                     return result
                 if waiter_id in self._cancelled:
+                    await anyio.to_thread.run_sync(cancel)
                     return result
         finally:
             self.waiting -= 1
