@@ -82,6 +82,18 @@ class _StoreHandler(_logging.Handler):
             self.handleError(record)
 
 
+class _ConsoleHandler(_logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is now (it may be replaced after set-up)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 class _ConsoleFilter(_logging.Filter):
     def filter(self, record: _logging.LogRecord) -> bool:
         # print() already wrote captured prints to stdout.
@@ -115,7 +127,7 @@ def _configure() -> None:
         except Exception:
             level = "INFO"
         store = _StoreHandler()
-        console = _logging.StreamHandler(sys.stderr)
+        console = _ConsoleHandler()
         console.addFilter(_ConsoleFilter())
         console.setFormatter(_ConsoleFormatter())
         for name in (FLOW_LOGGER, TASK_LOGGER):

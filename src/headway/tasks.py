@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from headway._engine.task_engine import create_call, run_task_async, run_task_sync
+from headway._engine.tracking import state_result
 from headway.exceptions import ValidationError
 
 if TYPE_CHECKING:
@@ -145,12 +147,9 @@ class Task(Generic[P, R]):
     # -- calling -------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the task here; its return value (``return_state=True``: its final state)."""
-        return_state = bool(kwargs.pop("return_state", False))
+        return_state = kwargs.pop("return_state", False) if kwargs else False
         if self.is_async:
-            return self._call_async(args, kwargs, return_state)  # type: ignore[return-value]
-        from headway._engine.task_engine import create_call, run_task_sync
-        from headway._engine.tracking import state_result
-
+            return self._call_async(args, kwargs, bool(return_state))  # type: ignore[return-value]
         state = run_task_sync(create_call(self, args, kwargs))
         if return_state:
             return state  # type: ignore[return-value]
@@ -160,9 +159,6 @@ class Task(Generic[P, R]):
     async def _call_async(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
     ) -> Any:
-        from headway._engine.task_engine import create_call, run_task_async
-        from headway._engine.tracking import state_result
-
         state = await run_task_async(create_call(self, args, kwargs))
         return state if return_state else state_result(state)
 
@@ -173,12 +169,12 @@ class Task(Generic[P, R]):
         **kwargs: Any,
     ) -> TaskFuture[R]:
         """Run the task on the flow run's task runner; a future of its result."""
-        from headway._engine.task_engine import create_call
-
         call = create_call(self, args, kwargs, list(wait_for) if wait_for else None)
         flow_ctx = call.flow_ctx
         if flow_ctx is None:
             future: TaskFuture[R] = default_task_runner().submit(call)
+            _outside_futures.append(future)
+            future.add_done_callback(_forget_outside_future)
             return future
         future = flow_ctx.task_runner.submit(call)
         flow_ctx.futures.append(future)
@@ -256,6 +252,9 @@ def _rebuild_task(module: str, qualname: str, options: dict[str, Any]) -> Task[.
 
 _default_runner: TaskRunner | None = None
 _default_runner_lock = threading.Lock()
+# Submitted outside flows: a clean exit waits for them, as ThreadPoolExecutor does,
+# so a submitted run is never left PENDING or RUNNING by the interpreter exiting.
+_outside_futures: list[TaskFuture[Any]] = []
 
 
 def default_task_runner() -> TaskRunner:
@@ -263,12 +262,27 @@ def default_task_runner() -> TaskRunner:
     global _default_runner
     with _default_runner_lock:
         if _default_runner is None:
+            import atexit
+
             from headway.task_runners import ThreadPoolTaskRunner
 
             runner = ThreadPoolTaskRunner()
             runner.start()
             _default_runner = runner
+            atexit.register(_wait_for_outside_futures)
         return _default_runner
+
+
+def _forget_outside_future(future: TaskFuture[Any]) -> None:
+    try:
+        _outside_futures.remove(future)
+    except ValueError:
+        pass
+
+
+def _wait_for_outside_futures() -> None:
+    while _outside_futures:
+        _outside_futures.pop().wait()
 
 
 @overload

@@ -274,13 +274,20 @@ class FlowRunEngine:
             state = final_state(S.CRASHED, message=f"{kind}: {exc}", error=exc)
         ctx.cancel_event.set()
         message = f"the flow run ended {state.name} before this task run finished"
+
+        def task_end() -> State:
+            # Unfinished task runs end the way their flow run did.
+            if state.type is S.CANCELLED:
+                return cancelled_state(message)
+            return final_state(S.CRASHED, message=message, error=RuntimeError(message))
+
         for future in list(ctx.futures):
             if not future.done() and not future.cancel():
-                future._tracker.set_state(cancelled_state(message))
+                future._tracker.set_state(task_end())
                 future.set_final(future._tracker.state)
         recorder = get_recorder()
         for tracker in list(ctx.unfinished.values()):
-            tracker.set_state(cancelled_state(message))
+            tracker.set_state(task_end())
             recorder.touch(tracker)
         ctx.unfinished.clear()
         for future in ctx.futures:

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from headway.core.models import LogRecord
     from headway.store.runs import TaskRunRecord
 
-FLUSH_INTERVAL = 0.1
-FLUSH_SIZE = 2000
+FLUSH_INTERVAL = 0.05
+FLUSH_SIZE = 500
 
 
 class Recorder:
@@ -47,6 +47,8 @@ class Recorder:
         self._stopped = False
         # Producers set the event once per wake-up, not once per item past the threshold.
         self._wake_pending = False
+        # True while the thread sleeps with nothing queued (no timed wake-ups then).
+        self._idle = False
 
     # -- producers (hot path) ----------------------------------------------------------
     def touch(self, tracker: TaskRunTracker) -> None:
@@ -55,18 +57,21 @@ class Recorder:
         runs.append(tracker)
         if self._thread is None:
             self._start()
-        elif len(runs) >= FLUSH_SIZE and not self._wake_pending:
-            self._wake_pending = True
-            self._wake.set()
+        elif self._idle or (len(runs) >= FLUSH_SIZE and not self._wake_pending):
+            self._kick()
 
     def log(self, client: Client, record: LogRecord) -> None:
         """Queue one log line for ``client``'s store."""
         self._logs.append((client, record))
         if self._thread is None:
             self._start()
-        elif len(self._logs) >= FLUSH_SIZE and not self._wake_pending:
-            self._wake_pending = True
-            self._wake.set()
+        elif self._idle or (len(self._logs) >= FLUSH_SIZE and not self._wake_pending):
+            self._kick()
+
+    def _kick(self) -> None:
+        self._idle = False
+        self._wake_pending = True
+        self._wake.set()
 
     # -- writing -----------------------------------------------------------------------
     def flush(self) -> None:
@@ -138,11 +143,18 @@ class Recorder:
         wake = self._wake
         failures = 0
         while True:
-            wake.wait(FLUSH_INTERVAL if failures == 0 else min(5.0, FLUSH_INTERVAL * 2**failures))
+            if self._idle:
+                wake.wait()
+            else:
+                wake.wait(FLUSH_INTERVAL if not failures else min(5.0, 0.1 * 2**failures))
             wake.clear()
             self._wake_pending = False
             if not (self._runs or self._logs):
-                continue
+                self._idle = True
+                # A producer that queued before it could see _idle gets flushed now.
+                if not (self._runs or self._logs):
+                    continue
+                self._idle = False
             try:
                 self.flush()
                 failures = 0

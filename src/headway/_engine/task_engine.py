@@ -97,6 +97,8 @@ class TaskCall:
 _PENDING = StateType.PENDING
 _RUNNING = StateType.RUNNING
 _COMPLETED = StateType.COMPLETED
+_UUID7_BITS = (0x7 << 76) | (0x2 << 62)  # version 7, RFC 4122 variant
+_LOW_62 = (1 << 62) - 1
 
 
 def new_run_id() -> str:
@@ -108,12 +110,11 @@ def new_run_id() -> str:
     ``random`` (reseeded in forked children): ids need to be unique, not
     unguessable, and ``uuid.uuid4()`` alone costs a third of a no-op task.
     """
-    ms = _time_ns() // 1_000_000
     r = _getrandbits(74)
-    return (
-        f"{ms >> 16:08x}-{ms & 0xFFFF:04x}-7{r >> 62:03x}"
-        f"-{0x8000 | ((r >> 48) & 0x3FFF):04x}-{r & 0xFFFFFFFFFFFF:012x}"
+    h = "%032x" % (  # %-format: measurably faster than format() here
+        (_time_ns() // 1_000_000) << 80 | _UUID7_BITS | (r >> 62) << 64 | (r & _LOW_62)
     )
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def create_call(

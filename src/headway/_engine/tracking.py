@@ -169,7 +169,9 @@ class TaskRunTracker:
         end = len(states)
         if end <= self.sent:
             return None
-        new = tuple(plain(s) for s in states[self.sent : end])
+        # Final states go as they are (a RunState is a State; the store reads
+        # only the state's own fields): copying them costs more than the write.
+        new = tuple(states[self.sent : end])
         self.sent = end
         return TaskRunRecord(
             id=self.id,

@@ -93,6 +93,17 @@ def _ts(state: State) -> float:
     return state.timestamp.timestamp()
 
 
+def _state_row(run_id: str, kind: str, state: State, ts: float) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "kind": kind,
+        "type": state.type.value,
+        "name": state.name,
+        "message": state.message,
+        "ts": ts,
+    }
+
+
 class RunStore:
     """Runs, states and logs. Mixed into :class:`headway.store.store.Store`."""
 
@@ -288,34 +299,42 @@ class RunStore:
                     known[row[0]] = row[1]
             inserts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
-            state_rows: list[tuple[str, State]] = []
+            state_rows: list[dict[str, Any]] = []
+            # The task engine records thousands of runs a second through here:
+            # each timestamp is computed once and no generator runs per state.
             for rec in records:
                 if not rec.states:
                     continue
-                last = rec.states[-1]
-                start = next((_ts(s) for s in rec.states if s.type is StateType.RUNNING), None)
+                stamps = [s.timestamp.timestamp() for s in rec.states]
+                last, last_ts = rec.states[-1], stamps[-1]
+                start = None
+                for s, ts in zip(rec.states, stamps, strict=True):
+                    if s.type is StateType.RUNNING:
+                        start = ts
+                        break
                 values: dict[str, Any] = {
                     "id": rec.id,
                     "flow_run_id": rec.flow_run_id,
                     "name": rec.name,
                     "task_key": rec.task_key,
-                    "tags": json.dumps(list(rec.tags)),
+                    "tags": json.dumps(list(rec.tags)) if rec.tags else "[]",
                     "st": last.type.value,
                     "sn": last.name,
                     "sm": last.message,
-                    "ts": _ts(last),
+                    "ts": last_ts,
                     "created": rec.created,
                     "start": start,
-                    "end": _ts(last) if last.is_final else None,
+                    "end": last_ts if last.is_final else None,
                     "run_count": rec.run_count,
                 }
-                if rec.id in known:
+                stored = known.get(rec.id)
+                if stored is not None:
                     updates.append(values)
-                    stored = known[rec.id]
-                    state_rows.extend((rec.id, s) for s in rec.states if _ts(s) > stored)
                 else:
                     inserts.append(values)
-                    state_rows.extend((rec.id, s) for s in rec.states)
+                for s, ts in zip(rec.states, stamps, strict=True):
+                    if stored is None or ts > stored:
+                        state_rows.append(_state_row(rec.id, "task", s, ts))
             tx.executemany(
                 "INSERT INTO task_runs (id, flow_run_id, name, task_key, tags, state_type,"
                 " state_name, state_message, state_timestamp, created, start_time, end_time,"
@@ -329,7 +348,7 @@ class RunStore:
                 " end_time = :end, run_count = :run_count WHERE id = :id",
                 updates,
             )
-            self._insert_states(tx, "task", state_rows)
+            self._insert_state_rows(tx, state_rows)
 
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """One task run; ObjectNotFound if unknown."""
@@ -365,20 +384,13 @@ class RunStore:
         ]
 
     def _insert_states(self, tx: Tx, kind: str, items: Sequence[tuple[str, State]]) -> None:
+        self._insert_state_rows(tx, [_state_row(run_id, kind, s, _ts(s)) for run_id, s in items])
+
+    def _insert_state_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
         tx.executemany(
             "INSERT INTO states (run_id, run_kind, type, name, message, timestamp)"
             " VALUES (:run_id, :kind, :type, :name, :message, :ts)",
-            [
-                {
-                    "run_id": run_id,
-                    "kind": kind,
-                    "type": s.type.value,
-                    "name": s.name,
-                    "message": s.message,
-                    "ts": _ts(s),
-                }
-                for run_id, s in items
-            ],
+            rows,
         )
 
     # -- logs ----------------------------------------------------------------------
