@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from headway._engine import lifecycle
 from headway._engine.names import generate_name
 from headway._engine.recorder import get_recorder
-from headway._engine.task_engine import new_run_id
+from headway._engine.task_engine import new_run_id, traceback_once
 from headway._engine.tracking import (
     TaskRunTracker,
     cancelled_state,
@@ -306,7 +306,7 @@ class FlowRunEngine:
         if state.type is S.COMPLETED:
             self.logger.info("Finished in state %s", state.name)
         elif state.type is not S.CANCELLED:
-            error = getattr(state, "error", None)
+            error = traceback_once(getattr(state, "error", None))
             self.logger.error("Finished in state %s: %s", state.name, state.message, exc_info=error)
         get_recorder().flush()
         self.client.set_flow_run_state(self.id, plain(state))

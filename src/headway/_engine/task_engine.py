@@ -245,7 +245,7 @@ def _failed(call: TaskCall, exc: BaseException) -> float | None:
         return delay
     tracker.set_state(final_state(StateType.FAILED, message=message, error=exc))
     changed(call)
-    logger.error("Finished in state Failed: %s", message, exc_info=exc)
+    logger.error("Finished in state Failed: %s", message, exc_info=traceback_once(exc))
     return None
 
 
@@ -457,6 +457,20 @@ def run_in_thread(call: TaskCall) -> State:
         state: State = run_coro_sync(run_task_async(call))
         return state
     return run_task_sync(call)
+
+
+def traceback_once(exc: BaseException | None) -> BaseException | None:
+    """``exc`` the first time its traceback is logged, then None.
+
+    A task's error usually fails its flow too; its traceback is worth one print.
+    """
+    if exc is None or getattr(exc, "_headway_logged", False):
+        return None
+    try:
+        exc._headway_logged = True  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type with __slots__: log it every time
+        pass
+    return exc
 
 
 def interrupted_or_crashed(call: TaskCall, exc: BaseException) -> State:
