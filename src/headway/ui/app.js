@@ -205,11 +205,16 @@
 
   const get = (path, query) => api("GET", path, undefined, query);
 
-  // Ids that never change meaning: a run id to its name, a task run to its flow run.
+  // Holder ids to runs: a flow run id to its name, a task run id to its flow run.
+  // Found ids never change meaning; an id not found (yet: task runs are recorded
+  // in batches) is asked again after NOT_FOUND_RETRY_MS.
   const names = new Map();
+  const notFound = new Map();
+  const NOT_FOUND_RETRY_MS = 2000;
   async function resolveHolder(id) {
     if (!id) return null;
     if (names.has(id)) return names.get(id);
+    if (Date.now() - (notFound.get(id) || -Infinity) < NOT_FOUND_RETRY_MS) return null;
     let found = null;
     try {
       const run = await get(`/flow_runs/${encodeURIComponent(id)}`);
@@ -223,7 +228,12 @@
         if (err2.status !== 404 && err2.status !== 422) throw err2;
       }
     }
-    names.set(id, found);
+    if (found) {
+      names.set(id, found);
+      notFound.delete(id);
+    } else {
+      notFound.set(id, Date.now());
+    }
     return found;
   }
 
@@ -286,16 +296,17 @@
 
   const dialog = {
     el: null,
-    open(title, body, actions) {
+    open(title, body, actions, dismiss) {
       const el = $("#dialog");
       this.el = el;
       const error = h("p", { class: "form-error", role: "alert", hidden: true });
-      const form = h("form", { method: "dialog", class: "dialog-form" },
+      // The API checks every value and its message is shown: no browser-side validation.
+      const form = h("form", { method: "dialog", class: "dialog-form", novalidate: true },
         h("h3", { text: title }),
         body,
         error,
         h("div", { class: "dialog-actions" },
-          h("button", { type: "button", class: "button ghost", text: "Cancel",
+          h("button", { type: "button", class: "button ghost", text: dismiss || "Cancel",
             onclick: () => this.close() }),
           actions.map((a) => h("button", {
             type: a.primary ? "submit" : "button",
@@ -578,11 +589,15 @@
       if (err.status !== 404 && err.status !== 405) throw err;
     }
     const ids = new Set([run.id, ...tasks.map((t) => t.id)]);
-    const relevant = limits.filter((l) => l.waiters > 0 || (run.deployment
-      && l.name.startsWith(`deployment:${run.deployment}`)));
+    const relevant = limits.filter((l) => l.waiters > 0 || Number(l.active_slots) > 0
+      || (run.deployment && l.name.startsWith(`deployment:${run.deployment}`)));
     const details = await limitDetails(relevant, true);
     const waits = [];
+    const holds = [];
     for (const d of details.values()) {
+      for (const lease of d.holders) {
+        if (ids.has(lease.holder.id)) holds.push({ limit: d.limit, lease });
+      }
       for (const w of d.waiters) {
         if (ids.has(w.holder.id)) waits.push({ limit: d.limit, waiter: w, holders: d.holders,
           ahead: d.waiters.filter((o) => o.position < w.position).length, queued: d.waiters.length });
@@ -594,7 +609,7 @@
         d.limit.name === `deployment:${run.deployment}`
         || d.limit.name.startsWith(`deployment:${run.deployment}:`));
     }
-    return { source: "limits", waits, blockedBy };
+    return { source: "limits", waits, blockedBy, holds };
   }
 
   function renderWhy(run, explained) {
@@ -603,6 +618,18 @@
       box.append(renderExplainAnswer(explained.answer));
       return box;
     }
+    box.append(whyReasons(run, explained));
+    if (explained.holds.length) {
+      box.append(h("h3", { text: "Holding" }), h("ul", { class: "holders" }, explained.holds.map((x) =>
+        h("li", null, `${x.lease.slots[x.limit.name] || 1} slot(s) of `,
+          h("a", { href: `#/limits?q=${encodeURIComponent(x.limit.name)}`, text: x.limit.name }),
+          ` since ${fmtTime(x.lease.created)}`))));
+    }
+    return box;
+  }
+
+  function whyReasons(run, explained) {
+    const box = h("div", { class: "why-reasons" });
     const { waits, blockedBy } = explained;
     if (waits.length) {
       for (const w of waits) {
@@ -633,8 +660,19 @@
       }
       return box;
     }
+    const due = toDate(run.expected_start_time);
+    const pool = run.work_pool ? `pool ${run.work_pool}${run.work_queue ? ` (queue ${run.work_queue})` : ""}` : null;
     if (run.state.name === "AwaitingConcurrencySlot") {
       box.append(h("p", { text: "Waiting for a concurrency slot of its deployment, work pool or queue." }));
+    } else if (run.state.type === "SCHEDULED" && due && due.getTime() > Date.now()) {
+      box.append(h("p", null, `Scheduled: due at ${fmtTime(run.expected_start_time)} (`,
+        relTime(run.expected_start_time), ")."));
+    } else if (run.state.type === "SCHEDULED") {
+      box.append(h("p", { text: pool
+        ? `Due since ${fmtTime(run.expected_start_time)}: waiting for a worker of ${pool} to claim it.`
+        : `Due since ${fmtTime(run.expected_start_time)}: waiting for its process to start it.` }));
+    } else if (run.state.type === "PENDING") {
+      box.append(h("p", { text: "Claimed: its process is starting." }));
     } else if (FINAL.has(run.state.type)) {
       box.append(h("p", { text: `Not waiting: the run ended ${run.state.type}.` }));
     } else {
@@ -695,9 +733,8 @@
         h("h1", null, h("a", { href: "#/runs", class: "back", text: "Runs" }), " / ",
           h("span", { id: "run-name", text: run.name })),
         h("div", { class: "head-actions" }, stateBadge(run.state),
-          cancellable ? actionButton("Cancel run", () => api("POST",
-            `/flow_runs/${encodeURIComponent(run.id)}/cancel`, { message: "cancelled from the dashboard" }),
-          "danger") : null)),
+          cancellable ? h("button", { type: "button", class: "button small danger", text: "Cancel run",
+            onclick: () => cancelRunDialog(run) }) : null)),
       run.state.message ? h("p", { class: "state-message", text: run.state.message }) : null,
       h("div", { class: "grid-2" },
         h("section", { class: "card" }, h("h2", { text: "Run" }),
@@ -721,6 +758,19 @@
         h("span", { class: "log-message", text: l.record.message }))))
           : h("p", { class: "muted", text: "No logs yet." })),
     ];
+  }
+
+  function cancelRunDialog(run) {
+    dialog.open(`Cancel run ${run.name}?`, [
+      h("p", { text: run.state.type === "RUNNING"
+        ? "Its process is asked to stop (SIGTERM, then SIGKILL after a grace period); "
+          + "the run ends CANCELLED and gives its slots back."
+        : "It will not start; the run ends CANCELLED." }),
+    ], [{
+      label: "Cancel run", primary: true, danger: true,
+      run: () => api("POST", `/flow_runs/${encodeURIComponent(run.id)}/cancel`,
+        { message: "cancelled from the dashboard" }),
+    }], "Keep it");
   }
 
   // States as proportional segments from the first state to now (or the end).
@@ -902,7 +952,7 @@
           if (!data.pools.length) {
             return h("p", { class: "muted", text: "No work pools yet: `headway work-pool create NAME`." });
           }
-          return h("div", { class: "cards" }, data.pools.map((p) => poolCard(p,
+          return h("div", { class: "cards wide" }, data.pools.map((p) => poolCard(p,
             data.queues.filter((q) => q.pool === p.name),
             data.workers.filter((w) => w.pool === p.name))));
         },
@@ -1007,7 +1057,7 @@
           const more = data.limits.length > MAX_LIMIT_DETAILS
             ? h("p", { class: "muted", text: `Holders and waiters shown for the first ${MAX_LIMIT_DETAILS}.` })
             : null;
-          return [more, h("div", { class: "cards" }, data.limits.map((l, i) =>
+          return [more, h("div", { class: "cards limit-cards" }, data.limits.map((l, i) =>
             limitCard(l, data.details[i])))];
         },
       };

@@ -1,0 +1,72 @@
+"""The dashboard's files as the server sends them: all shipped, same origin only, cacheable."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from importlib import resources
+
+import httpx
+import pytest
+
+from headway.server.runner import ServerThread
+from headway.server.ui import CONTENT_TYPES, VERSION_MARK, load_assets
+from headway.settings import get_settings
+
+# A reference the browser would fetch from another origin: http(s)://... or //host/...
+EXTERNAL = re.compile(r"""(?:src|href|action|url|import|fetch)\s*[=(]\s*["'`]?\s*(?:https?:)?//""")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
+    home = tmp_path_factory.mktemp("dashboard-assets") / "headway-home"
+    with ServerThread(get_settings({"HEADWAY_HOME": str(home)})) as running:
+        yield running
+
+
+def test_page_and_every_asset_it_names_are_served(server: ServerThread) -> None:
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert VERSION_MARK not in page.text
+
+    named = re.findall(r'(?:src|href)="(/ui/[^"?]+)(?:\?v=([0-9a-f]+))?"', page.text)
+    assert {path for path, _ in named} >= {"/ui/app.js", "/ui/app.css", "/ui/favicon.svg"}
+    assert len({version for _, version in named}) == 1  # one release, one version
+    for path, _ in named:
+        asset = httpx.get(server.url + path)
+        assert asset.status_code == 200, path
+        suffix = "." + path.rpartition(".")[2]
+        assert asset.headers["content-type"] == CONTENT_TYPES[suffix]
+        # A browser that has it already is answered 304, without the body.
+        again = httpx.get(server.url + path, headers={"If-None-Match": asset.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+
+
+@pytest.mark.parametrize(
+    "path", ["/ui/missing.js", "/ui/../settings.py", "/ui/", "/ui/%2e%2e/app.py"]
+)
+def test_only_shipped_files_are_served(server: ServerThread, path: str) -> None:
+    answer = httpx.get(server.url + path)
+    assert answer.status_code == 404
+    assert answer.json()["error"] in {"ObjectNotFound", "NotFound"}
+
+
+def test_no_asset_refers_to_another_origin() -> None:
+    for external in (
+        'src="https://cdn.example/x.js"',
+        "url(//fonts.example/f.woff)",
+        "fetch(`http://x`",
+    ):
+        assert EXTERNAL.search(external), external
+    folder = resources.files("headway") / "ui"
+    names = sorted(load_assets())
+    assert {"index.html", "app.js", "app.css"} <= set(names)
+    for name in names:
+        text = (folder / name).read_text(encoding="utf-8")
+        found = EXTERNAL.findall(text)
+        assert not found, f"{name} refers to another origin: {found}"
