@@ -56,6 +56,7 @@ from headway.core.states import (
 )
 from headway.exceptions import ConflictError, HeadwayError, ObjectNotFound
 from headway.store.db import Row, Tx
+from headway.store.events import CLAIM_LATENCY
 from headway.store.runs import _FLOW_COLUMNS, _flow_run
 
 if TYPE_CHECKING:
@@ -81,11 +82,13 @@ if TYPE_CHECKING:
             tx: Tx,
             now: float,
             kind: str,
-            limit_name: str,
+            limit_name: str | None,
             slots: int | None,
-            detail: str,
+            detail: str | None,
             run_id: str | None = None,
+            seconds: float | None = None,
         ) -> None: ...
+        def _observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None: ...
         def create_limit(
             self,
             name: str,
@@ -801,8 +804,11 @@ class ClaimStore(_Base):
                 self._served(tx, c.deployment, c.key, now)
             info_entry = infos.get(c.deployment or "")
             claimed.append((c.id, info_entry.entrypoint if info_entry else None, lease_id))
+            # Claim latency: how long the run was due before a worker took it.
+            latency = max(0.0, now - c.expected)
             self._event(tx, now, "flow_run.claimed", c.limit or "", 1, f"worker={worker_id}",
-                        run_id=c.id)  # fmt: skip
+                        run_id=c.id, seconds=latency)  # fmt: skip
+            self._observe(tx, CLAIM_LATENCY, [pool or ""], latency)
         return claimed
 
     def _fresh_candidates(

@@ -702,8 +702,7 @@ class SlotStore(EventStore):
                 return False, []
             intact = all(r[3] != _DOOMED for r in rows)
             crowded: list[str] = []
-            self._events(
-                tx,
+            self._buffer_events(
                 [
                     (now, "slot.released", r[5], r[0], int(r[1]), now - float(r[2]),
                      f"{r[4]}:{r[5] or '-'} lease={lease_id}")
@@ -963,9 +962,9 @@ class SlotStore(EventStore):
         seconds: float | None,
         extra: str = "",
     ) -> None:
-        """Record a grant or denial on each of ``names``: who, where, which lease."""
+        """Record a grant or denial on each of ``names``: who, where, which lease (buffered)."""
         detail = f"{holder_kind}:{holder_id or '-'} pid={process.pid} host={process.host}"
         if lease_id is not None:
             detail += f" lease={lease_id}"
         detail += extra
-        self._events(tx, [(now, kind, holder_id, n, slots, seconds, detail) for n in names])
+        self._buffer_events([(now, kind, holder_id, n, slots, seconds, detail) for n in names])

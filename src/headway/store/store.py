@@ -35,5 +35,8 @@ class Store(RunStore, SlotStore, DeploymentStore):
         return cls(db, settings)
 
     def close(self) -> None:
-        """Close every connection."""
-        self.db.close()
+        """Write buffered events, then close every connection."""
+        try:
+            self.close_events()
+        finally:
+            self.db.close()
