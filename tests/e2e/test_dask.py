@@ -1,0 +1,470 @@
+"""DaskTaskRunner on a real LocalCluster of 2 worker processes.
+
+One cluster serves the module (starting one costs seconds); each test's flow
+reaches it by address, and its workers adopt the test's own HEADWAY_* settings
+with every task. One test lets the runner start and close its own cluster.
+Cross-process facts (how many tasks hold a slot at once, which process ran
+what) are observed through small files under the test's tmp_path.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("distributed")
+
+from headway import flow, get_run_logger, task
+from headway.client.base import Client, get_client, set_default_client
+from headway.concurrency.sync import concurrency
+from headway.context import get_flow_run_context
+from headway.core.states import StateType
+from headway.task_runners import DaskTaskRunner
+
+S = StateType
+
+
+# -- the cluster -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def scheduler_address() -> Iterator[str]:
+    import dask
+    from distributed import LocalCluster
+
+    # As the runner does for its own cluster: a dead worker fails its task at once.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = LocalCluster(
+            n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0"
+        )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        cluster.close()
+
+
+def runner(address: str) -> DaskTaskRunner:
+    return DaskTaskRunner(address=address)
+
+
+# -- cross-process observation ----------------------------------------------------------------
+def observe(path: str, delta: int) -> None:
+    """Add ``delta`` to the count in ``path`` and keep its peak (under a file lock)."""
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        parts = fh.read().split()
+        current, peak = (int(parts[0]), int(parts[1])) if parts else (0, 0)
+        current += delta
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{current} {max(peak, current)}")
+
+
+def peak_of(path: Path) -> tuple[int, int]:
+    current, peak = path.read_text().split()
+    return int(current), int(peak)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        pause.wait(0.02)
+
+
+def flow_run_id() -> str:
+    ctx = get_flow_run_context()
+    assert ctx is not None
+    return ctx.flow_run_id
+
+
+# -- tasks ------------------------------------------------------------------------------------
+@task
+def double(x: int) -> tuple[int, int]:
+    if x == 7:
+        get_run_logger().info("seven seen on %d", os.getpid())
+    return x * 2, os.getpid()
+
+
+@task
+def total(pairs: list[tuple[int, int]]) -> int:
+    return sum(value for value, _ in pairs)
+
+
+@task
+def client_kind() -> str:
+    return type(get_client()).__name__
+
+
+@task(tags=["db"])
+def tagged(counter: str, hold: float) -> int:
+    observe(counter, +1)
+    try:
+        time.sleep(hold)  # the work being limited
+    finally:
+        observe(counter, -1)
+    return os.getpid()
+
+
+@task
+def coded(counter: str, hold: float) -> int:
+    with concurrency("gpu"):
+        observe(counter, +1)
+        try:
+            time.sleep(hold)
+        finally:
+            observe(counter, -1)
+    return os.getpid()
+
+
+@task(retries=2)
+def flaky(marker: str) -> str:
+    attempts = Path(marker)
+    seen = int(attempts.read_text()) if attempts.exists() else 0
+    attempts.write_text(str(seen + 1))
+    if seen < 2:
+        raise ValueError(f"attempt {seen + 1} fails")
+    return f"ok after {seen + 1}"
+
+
+@task(retries=1)
+def always_fails() -> None:
+    raise KeyError("never works")
+
+
+@task
+def after(value: Any) -> str:
+    return f"got {value}"
+
+
+@task(tags=["kill"], retries=1)
+def victim(marker_dir: str) -> str:
+    return _first_attempt_hangs(marker_dir)
+
+
+@task(tags=["kill"])
+def victim_no_retry(marker_dir: str) -> str:
+    return _first_attempt_hangs(marker_dir)
+
+
+def _first_attempt_hangs(marker_dir: str) -> str:
+    pid_file = Path(marker_dir) / "pid"
+    if not pid_file.exists():
+        pid_file.write_text(str(os.getpid()))
+        threading.Event().wait(60)  # killed long before this
+        return "not killed"
+    return f"survived in {os.getpid()}"
+
+
+@task(tags=["kill"])
+def takes_the_slot_again() -> int:
+    return os.getpid()
+
+
+# -- the tests --------------------------------------------------------------------------------
+def test_two_hundred_tasks_complete_with_records(scheduler_address: str) -> None:
+    @flow(task_runner=runner(scheduler_address))
+    def two_hundred() -> tuple[str, list[tuple[int, int]], int, str]:
+        pairs = double.map(range(200))
+        summed = total.submit(pairs)
+        kind = client_kind.submit(wait_for=[summed])
+        return flow_run_id(), pairs.result(), summed.result(), kind.result()
+
+    run_id, pairs, summed, kind = two_hundred()
+    assert [value for value, _ in pairs] == [2 * i for i in range(200)]
+    assert summed == sum(2 * i for i in range(200))
+    assert kind == "LocalClient"
+    pids = {pid for _, pid in pairs}
+    assert os.getpid() not in pids
+    assert len(pids) == 2  # both worker processes ran tasks
+
+    client = get_client()
+    assert client.read_flow_run(run_id).state.type is S.COMPLETED
+    runs = client.read_task_runs(run_id)
+    assert len(runs) == 202
+    assert all(r.state.type is S.COMPLETED and r.run_count == 1 for r in runs)
+    assert sorted(r.name for r in runs if r.name.startswith("double-")) == sorted(
+        f"double-{i}" for i in range(200)
+    )
+    for r in runs[:3] + runs[-2:]:
+        assert [s.type for s in client.read_states(r.id)] == [S.PENDING, S.RUNNING, S.COMPLETED]
+    seven = next(r for r in runs if r.name == "double-7")
+    lines = [line for _, line in client.read_logs(run_id) if line.task_run_id == seven.id]
+    assert any(line.message.startswith("seven seen on ") for line in lines)
+
+
+@pytest.fixture
+def server_client(headway_home: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    """A real server on a loopback port; this process and the workers use it."""
+    from headway.server.runner import ServerThread
+    from headway.settings import get_settings
+
+    with ServerThread(get_settings()) as server:
+        monkeypatch.setenv("HEADWAY_API_URL", server.url)
+        old = set_default_client(None)
+        client = get_client()
+        try:
+            yield client
+        finally:
+            set_default_client(old)
+            client.close()
+
+
+def test_limits_hold_across_workers_through_the_server(
+    scheduler_address: str, server_client: Client, tmp_path: Path
+) -> None:
+    server_client.create_limit("tag:db", 2)
+    server_client.create_limit("gpu", 1)
+    db_counter, gpu_counter = tmp_path / "db", tmp_path / "gpu"
+
+    @flow(task_runner=runner(scheduler_address))
+    def limited() -> tuple[str, list[int], list[int], str]:
+        db = tagged.map([str(db_counter)] * 10, 0.15)
+        gpu = coded.map([str(gpu_counter)] * 6, 0.1)
+        return flow_run_id(), db.result(), gpu.result(), client_kind.submit().result()
+
+    run_id, db_pids, gpu_pids, kind = limited()
+    assert kind == "HttpClient"  # the workers report through the server
+    current, peak = peak_of(db_counter)
+    assert current == 0 and 1 <= peak <= 2, peak
+    current, peak = peak_of(gpu_counter)
+    assert current == 0 and peak == 1, peak
+    assert len(set(db_pids) | set(gpu_pids)) == 2  # the limits held across both workers
+    assert server_client.read_limit("tag:db").active_slots == 0
+    assert server_client.read_limit("gpu").active_slots == 0
+    runs = server_client.read_task_runs(run_id)
+    assert len(runs) == 17 and all(r.state.type is S.COMPLETED for r in runs)
+    assert all(r.tags == ("db",) for r in runs if r.name.startswith("tagged-"))
+
+
+def test_failing_task_is_retried_and_recorded(scheduler_address: str, tmp_path: Path) -> None:
+    marker = tmp_path / "flaky-attempts"
+
+    @flow(task_runner=runner(scheduler_address))
+    def failing() -> tuple[str, Any, Any, Any]:
+        ok = flaky.submit(str(marker))
+        bad = always_fails.submit()
+        downstream = after.submit(bad)
+        downstream.wait()
+        return flow_run_id(), ok.result(), bad.state, downstream.state
+
+    run_id, ok, bad_state, downstream_state = failing()
+    assert ok == "ok after 3"
+    assert bad_state.type is S.FAILED
+    with pytest.raises(KeyError, match="never works"):
+        bad_state.result()
+    assert downstream_state.type is S.CANCELLED and downstream_state.name == "UpstreamFailed"
+
+    client = get_client()
+    runs = {r.name: r for r in client.read_task_runs(run_id)}
+    assert runs["flaky-0"].state.type is S.COMPLETED and runs["flaky-0"].run_count == 3
+    history = client.read_states(runs["flaky-0"].id)
+    assert [(s.type, s.name) for s in history] == [
+        (S.PENDING, "Pending"),
+        (S.RUNNING, "Running"),
+        (S.SCHEDULED, "AwaitingRetry"),
+        (S.RUNNING, "Retrying"),
+        (S.SCHEDULED, "AwaitingRetry"),
+        (S.RUNNING, "Retrying"),
+        (S.COMPLETED, "Completed"),
+    ]
+    assert runs["always_fails-0"].state.type is S.FAILED
+    assert runs["always_fails-0"].run_count == 2
+    assert runs["after-0"].state.type is S.CANCELLED
+    messages = [line.message for _, line in client.read_logs(run_id)]
+    assert any(
+        m.startswith("Attempt 1 of 3 failed (ValueError: attempt 1 fails)") for m in messages
+    )
+    assert any(m.startswith("Finished in state Failed: KeyError") for m in messages)
+
+
+def _kill_when_running(marker_dir: Path, client: Client, name: str) -> int:
+    """Wait until the task's first attempt runs (in the store too), then SIGKILL its worker."""
+    pid_file = marker_dir / "pid"
+    wait_until(pid_file.exists)
+    wait_until(lambda: pid_file.read_text() != "")
+
+    def running() -> bool:
+        ctx_runs = [r for r in _all_task_runs(client) if r.name == name]
+        return bool(ctx_runs) and ctx_runs[0].state.type is S.RUNNING
+
+    wait_until(running)
+    pid = int(pid_file.read_text())
+    os.kill(pid, signal.SIGKILL)
+    return pid
+
+
+def _all_task_runs(client: Client) -> list[Any]:
+    runs = client.list_flow_runs(limit=5)
+    return [t for r in runs for t in client.read_task_runs(r.id)]
+
+
+def test_worker_killed_mid_task(scheduler_address: str, tmp_path: Path) -> None:
+    client = get_client()
+    client.create_limit("tag:kill", 1)
+
+    def run_in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
+        box: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:
+                box["error"] = exc
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        return thread, box
+
+    # With a retry left, the death is a failed attempt: the run goes on elsewhere.
+    retried_dir = tmp_path / "retried"
+    retried_dir.mkdir()
+
+    @flow(task_runner=runner(scheduler_address))
+    def with_retry() -> tuple[str, Any]:
+        return flow_run_id(), victim.submit(str(retried_dir)).result()
+
+    thread, box = run_in_thread(with_retry)
+    killed = _kill_when_running(retried_dir, client, "victim-0")
+    thread.join(60)
+    assert not thread.is_alive() and "error" not in box, box
+    run_id, value = box["value"]
+    assert value.startswith("survived in ") and value != f"survived in {killed}"
+    [run] = client.read_task_runs(run_id)
+    assert run.state.type is S.COMPLETED and run.run_count == 2
+    history = client.read_states(run.id)
+    assert [s.type for s in history] == [
+        S.PENDING,
+        S.RUNNING,
+        S.SCHEDULED,
+        S.RUNNING,
+        S.COMPLETED,
+    ]
+    assert history[2].name == "AwaitingRetry"
+    assert "Dask worker running it died" in (history[2].message or "")
+    assert client.read_limit("tag:kill").active_slots == 0
+
+    # Without one, the run ends CRASHED; its slot comes back for the next task.
+    crashed_dir = tmp_path / "crashed"
+    crashed_dir.mkdir()
+
+    @flow(task_runner=runner(scheduler_address))
+    def without_retry() -> tuple[str, Any, int]:
+        doomed = victim_no_retry.submit(str(crashed_dir))
+        doomed.wait()
+        return flow_run_id(), doomed.state, takes_the_slot_again.submit().result()
+
+    thread, box = run_in_thread(without_retry)
+    killed = _kill_when_running(crashed_dir, client, "victim_no_retry-0")
+    thread.join(60)
+    assert not thread.is_alive() and "error" not in box, box
+    run_id, state, next_pid = box["value"]
+    assert state.type is S.CRASHED and "Dask worker running it died" in state.message
+    assert next_pid != killed
+    runs = {r.name: r for r in client.read_task_runs(run_id)}
+    assert runs["victim_no_retry-0"].state.type is S.CRASHED
+    assert runs["victim_no_retry-0"].run_count == 1
+    assert runs["takes_the_slot_again-0"].state.type is S.COMPLETED
+    assert client.read_limit("tag:kill").active_slots == 0
+
+
+def test_own_local_cluster_lives_as_long_as_the_flow_run(tmp_path: Path) -> None:
+    seen: dict[str, Any] = {}
+
+    @flow(
+        task_runner=DaskTaskRunner(
+            cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "dashboard_address": ":0"}
+        )
+    )
+    def own_cluster() -> list[int]:
+        ctx = get_flow_run_context()
+        assert ctx is not None
+        dask_runner = ctx.task_runner
+        assert isinstance(dask_runner, DaskTaskRunner)
+        seen["cluster"] = dask_runner.cluster
+        seen["processes"] = all(w.process is not None for w in dask_runner.cluster.workers.values())
+        return [pid for _, pid in double.map(range(20)).result()]
+
+    pids = set(own_cluster())
+    assert seen["processes"]
+    assert os.getpid() not in pids and 1 <= len(pids) <= 2
+    assert seen["cluster"].status.name == "closed"
+    for pid in pids:  # the worker processes are gone with the flow run
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+def test_importing_task_runners_never_imports_dask() -> None:
+    script = (
+        "import sys\n"
+        "import headway.task_runners as tr\n"
+        "assert 'distributed' not in sys.modules and 'dask' not in sys.modules\n"
+        "runner = tr.DaskTaskRunner(address='tcp://127.0.0.1:1')\n"
+        "assert 'distributed' not in sys.modules\n"
+        "print(type(runner).__name__)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "DaskTaskRunner"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"address": ""}, "address must be"),
+        ({"address": "tcp://h:1", "cluster_kwargs": {"n_workers": 1}}, "only to the LocalCluster"),
+        ({"cluster_kwargs": [1]}, "cluster_kwargs must be a mapping"),
+        ({"env": {"PATH": "/bin"}}, "only set HEADWAY_"),
+        ({"env": {"HEADWAY_HOME": 1}}, "must be strings"),
+    ],
+)
+def test_bad_options_are_refused(kwargs: dict[str, Any], message: str) -> None:
+    from headway.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        DaskTaskRunner(**kwargs)
+
+
+def test_settings_travel_as_environment() -> None:
+    from headway._engine.dask_runner import settings_env
+    from headway.settings import get_settings
+
+    env = dict(
+        settings_env(
+            get_settings(
+                {
+                    "HEADWAY_HOME": "/srv/hw",
+                    "HEADWAY_API_URL": "http://10.0.0.5:4200",
+                    "HEADWAY_LOG_PRINTS": "yes",
+                    "HEADWAY_CONCURRENCY_LEASE_SECONDS": "12.5",
+                }
+            )
+        )
+    )
+    assert env["HEADWAY_HOME"] == "/srv/hw"
+    assert env["HEADWAY_API_URL"] == "http://10.0.0.5:4200"
+    assert env["HEADWAY_LOG_PRINTS"] == "true"
+    assert env["HEADWAY_CONCURRENCY_LEASE_SECONDS"] == "12.5"
+    assert env["HEADWAY_DATABASE_URL"] == "" and env["HEADWAY_LOGGING_LEVEL"] == ""
+    # What the workers read back is what the flow had.
+    assert get_settings({k: v for k, v in env.items() if v}) == get_settings(
+        {
+            "HEADWAY_HOME": "/srv/hw",
+            "HEADWAY_API_URL": "http://10.0.0.5:4200",
+            "HEADWAY_LOG_PRINTS": "yes",
+            "HEADWAY_CONCURRENCY_LEASE_SECONDS": "12.5",
+        }
+    )
