@@ -137,7 +137,8 @@ def test_a_run_whose_upstream_failed_does_not_start(client: Client) -> None:
         up = boom.submit()
         by_value = downstream.submit(up)
         by_order = downstream.submit(1, wait_for=[up])
-        return by_value.state, by_order.wait() and by_order.state, _flow_run_id()
+        assert wait([by_value, by_order], timeout=10).not_done == set()
+        return by_value.state, by_order.state, _flow_run_id()
 
     with pytest.raises(RunCancelled, match="upstream task run 'boom-0' ended Failed"):
         # The flow waits on nothing that raises; reading the results raises.
