@@ -46,14 +46,25 @@ def browser() -> Iterator[Any]:
 
 
 @contextmanager
-def live_server(tmp_path: Path, api_key: str | None = None) -> Iterator[ServerProcess]:
-    """``headway server start`` on a free loopback port over this test's HEADWAY_HOME."""
-    env = dict(os.environ)
-    env.pop("HEADWAY_API_KEY", None)
+def live_server(folder: Path, api_key: str | None = None) -> Iterator[ServerProcess]:
+    """``headway server start`` on a free loopback port over a new HEADWAY_HOME in ``folder``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEADWAY_")}
+    env["HEADWAY_HOME"] = str(folder / "headway-home")
     if api_key is not None:
         env["HEADWAY_API_KEY"] = api_key
-    with ServerProcess(env, log_path=tmp_path / "server.log") as server:
+    with ServerProcess(env, log_path=folder / "server.log") as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server (without an API key) for the tests of this module that need no other.
+
+    Starting a server costs seconds on a loaded machine; these tests share one
+    and use names of their own, asserting only about the objects they made.
+    """
+    with live_server(tmp_path_factory.mktemp("dashboard-server")) as running:
+        yield running
 
 
 def call(server: ServerProcess, method: str, path: str, body: Any = None, key: str | None = None):
@@ -168,18 +179,18 @@ def run_named(server: ServerProcess, flow_name: str, **parameters: Any) -> dict[
 
 
 def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
-    browser: Any, tmp_path: Path
+    browser: Any, server: ServerProcess, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
     script = tmp_path / "flows.py"
     script.write_text(FLOWS)
     procs: list[subprocess.Popen[str]] = []
-    with live_server(tmp_path) as server, session(browser, server, tmp_path) as tab:
+    with session(browser, server, tmp_path) as tab:
         page = tab.page
         tab.open("/limits")
-        limits = page.locator("#limits")
-        expect(limits).to_contain_text("No limits")
+        expect(page.locator("#limits")).to_have_attribute("data-loaded", "true")
+        expect(page.locator('[data-limit="db"]')).to_have_count(0)
 
         # Create the limit in the UI.
         page.click("#new-limit")
@@ -264,10 +275,24 @@ def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
             holder.stdin.flush()
             for proc in procs:
                 assert proc.wait(60) == 0
-            expect(page.locator('tr[data-state="COMPLETED"]')).to_have_count(3)
+            ours = [
+                page.locator(f'tr[data-run-id="{run["id"]}"]')
+                for run in (holder_run, first, second)
+            ]
+            for row in ours:
+                expect(row).to_have_attribute("data-state", "COMPLETED")
             expect(page.locator("tr.is-waiting")).to_have_count(0)
             assert page.evaluate("window.__sameDocument") is True
             tab.shot("runs-completed")
+            # The state filter asks the server for runs in that state only.
+            page.select_option('select[name="state"]', "RUNNING")
+            for row in ours:
+                expect(row).to_have_count(0)
+            page.select_option('select[name="state"]', "COMPLETED")
+            for row in ours:
+                expect(row).to_have_count(1)
+            expect(page.locator('tbody tr[data-state="RUNNING"]')).to_have_count(0)
+            assert "state=COMPLETED" in page.evaluate("location.hash")
         finally:
             for proc in procs:
                 if proc.poll() is None:
@@ -296,18 +321,46 @@ def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
         expect(page.locator(".json")).to_have_text(json.dumps({"i": number}, indent=2))
         tab.shot("run-detail-completed")
 
+        # Edit, disable, enable and delete the limit (after a confirmation).
+        tab.go("/limits")
+        dialog = page.locator("#dialog")
+        card.get_by_role("button", name="Edit").click()
+        dialog.locator('input[name="limit"]').fill("3")
+        dialog.get_by_role("button", name="Save").click()
+        expect(card.locator(".usage")).to_have_text("0 / 3")
+        card.get_by_role("button", name="Disable").click()
+        expect(card.locator(".badge.paused")).to_have_text("disabled")
+        assert call(server, "GET", "/limits/db")["active"] is False
+        card.get_by_role("button", name="Enable").click()
+        expect(card.locator(".badge.paused")).to_have_count(0)
+        after = call(server, "GET", "/limits/db")
+        assert (after["limit"], after["active"], after["grants"]) == (3, True, 3)
+        card.get_by_role("button", name="Delete").click()
+        expect(dialog).to_contain_text("Delete limit db?")
+        dialog.get_by_role("button", name="Delete").click()
+        expect(card).to_have_count(0)
+        assert httpx.get(f"{server.url}/api/v1/limits/db").status_code == 404
 
-def test_edit_a_work_pool_and_queue_limit(browser: Any, tmp_path: Path) -> None:
+
+def test_edit_a_work_pool_and_queue_limit(
+    browser: Any, server: ServerProcess, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
-    with live_server(tmp_path) as server, session(browser, server, tmp_path) as tab:
+    with session(browser, server, tmp_path) as tab:
         call(server, "POST", "/work_pools", {"name": "etl", "concurrency_limit": 2})
         call(server, "POST", "/work_pools/etl/queues", {"name": "urgent", "priority": 5})
+        worker = {"pool": "etl", "name": "worker-a", "pid": 4242, "host": "box-1"}
+        call(server, "POST", "/workers", worker)
         page = tab.page
         tab.open("/pools")
         card = page.locator('[data-pool="etl"]')
         expect(card.locator(".pool-limit-value")).to_have_text("2")
         expect(card.locator('tr[data-queue="urgent"]')).to_contain_text("unlimited")
+        worker_row = card.locator('tr[data-worker="worker-a"]')
+        expect(worker_row).to_contain_text("pid 4242 on box-1")
+        expect(worker_row).to_contain_text("online")
+        expect(worker_row.locator(".relative")).to_contain_text("ago")
 
         dialog = page.locator("#dialog")
         card.locator(".card-actions").get_by_role("button", name="Edit limit").click()
@@ -394,16 +447,16 @@ def test_the_api_key_gates_every_data_call(browser: Any, tmp_path: Path) -> None
 
 
 def test_deployments_schedules_pause_and_run_now_also_on_a_phone(
-    browser: Any, tmp_path: Path
+    browser: Any, server: ServerProcess, tmp_path: Path
 ) -> None:
     from playwright.sync_api import expect
 
-    with live_server(tmp_path) as server, session(browser, server, tmp_path, 390, 844) as tab:
-        call(server, "POST", "/work_pools", {"name": "etl"})
+    with session(browser, server, tmp_path, 390, 844) as tab:
+        call(server, "POST", "/work_pools", {"name": "reports"})
         spec = {
             "flow_name": "report",
             "name": "nightly",
-            "work_pool": "etl",
+            "work_pool": "reports",
             "parameters": {"region": "eu", "days": 7},
             "schedules": [{"interval": 600}],
             "concurrency_limit": 1,

@@ -13,7 +13,7 @@
 
 (function () {
   const API = "/api/v1";
-  const POLL_MS = 1500;
+  const POLL_MS = 1000;
   const KEY_STORE = "headway.apiKey";
   const STATES = [
     "SCHEDULED", "PENDING", "RUNNING", "COMPLETED", "FAILED",
@@ -1002,7 +1002,7 @@
               : actionButton("Pause", () => api("PATCH", qbase, { paused: true }))));
       })),
       h("h3", { text: "Workers" }),
-      table(["Worker", "Process", "Last seen", "Runs", "Status"], workers.map((w) => h("tr", null,
+      table(["Worker", "Process", "Last seen", "Runs", "Status"], workers.map((w) => h("tr", { data: { worker: w.name } },
         h("td", { text: w.name }),
         h("td", { text: w.pid ? `pid ${w.pid} on ${w.host || "?"}` : (w.host || "—") }),
         h("td", null, relTime(w.last_heartbeat)),
