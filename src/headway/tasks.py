@@ -150,7 +150,7 @@ class Task(Generic[P, R]):
         return_state = kwargs.pop("return_state", False) if kwargs else False
         if self.is_async:
             return self._call_async(args, kwargs, bool(return_state))  # type: ignore[return-value]
-        state = run_task_sync(create_call(self, args, kwargs))
+        state = run_task_sync(create_call(self, args, kwargs, queued=False))
         if return_state:
             return state  # type: ignore[return-value]
         result: R = state_result(state)
@@ -159,7 +159,7 @@ class Task(Generic[P, R]):
     async def _call_async(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
     ) -> Any:
-        state = await run_task_async(create_call(self, args, kwargs))
+        state = await run_task_async(create_call(self, args, kwargs, queued=False))
         return state if return_state else state_result(state)
 
     def submit(

@@ -16,6 +16,8 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Sequence
+from datetime import UTC as _UTC
+from datetime import datetime
 from random import getrandbits as _getrandbits
 from time import time_ns as _time_ns
 from typing import TYPE_CHECKING, Any
@@ -94,6 +96,7 @@ class TaskCall:
         self.recorder = get_recorder() if mode is Mode.BATCHED else None
 
 
+_now = datetime.now
 _PENDING = StateType.PENDING
 _RUNNING = StateType.RUNNING
 _COMPLETED = StateType.COMPLETED
@@ -122,8 +125,15 @@ def create_call(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     wait_for: Sequence[TaskFuture[Any]] | None = None,
+    *,
+    queued: bool = True,
 ) -> TaskCall:
-    """Make a PENDING task run for ``task(*args, **kwargs)`` in the current run context."""
+    """Make a PENDING task run for ``task(*args, **kwargs)`` in the current run context.
+
+    ``queued`` runs (submitted) are handed to the recorder at once, so a run
+    waiting for a worker shows as PENDING; a direct call runs at once and is
+    handed over when it starts.
+    """
     flow_ctx = flow_run_var.get()
     if flow_ctx is not None:
         client: Client = flow_ctx.client
@@ -152,7 +162,7 @@ def create_call(
         task.task_key,
         task.tags,
         client,
-        State(_PENDING, "Pending"),
+        State(_PENDING, "Pending", _now(_UTC)),
     )
     if log_prints:
         from headway.logging import capture_prints
@@ -161,7 +171,8 @@ def create_call(
     call = TaskCall(task, tracker, args, kwargs, wait_for, flow_ctx, log_prints, mode, client)
     if flow_ctx is not None:
         flow_ctx.unfinished[tracker.id] = tracker
-        changed(call)
+        if queued:
+            changed(call)
     return call
 
 
@@ -212,14 +223,16 @@ def cancelled_if_flow_cancelled(call: TaskCall) -> State | None:
 def _begin_attempt(call: TaskCall) -> bool:
     """Enter RUNNING (``Retrying`` after the first attempt); False if the run already ended."""
     tracker = call.tracker
-    ok = tracker.set_state(State(_RUNNING, RETRYING if tracker.run_count else "Running"))
+    ok = tracker.set_state(
+        State(_RUNNING, RETRYING if tracker.run_count else "Running", _now(_UTC))
+    )
     changed(call)
     return ok
 
 
 def _succeeded(call: TaskCall, value: Any) -> State:
     tracker = call.tracker
-    tracker.set_state(RunState(_COMPLETED, "Completed", outcome=value))
+    tracker.set_state(RunState(_COMPLETED, "Completed", _now(_UTC), outcome=value))
     changed(call)
     return tracker.state
 

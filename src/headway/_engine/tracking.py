@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from headway.core.states import ALLOWED as _ALLOWED
 from headway.core.states import State, StateType, check_transition
 from headway.store.runs import TaskRunRecord
 
@@ -153,7 +154,8 @@ class TaskRunTracker:
         last = states[-1]
         if last.type in _FINAL:
             return False
-        check_transition(last.type, state.type)
+        if state.type not in _ALLOWED[last.type]:
+            check_transition(last.type, state.type)  # raises IllegalTransition
         if state.timestamp <= last.timestamp:
             # The store appends only states newer than the stored one: keep
             # every run's timestamps strictly increasing.
