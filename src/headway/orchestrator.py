@@ -14,13 +14,14 @@ from typing import Any
 from headway.core.models import FlowRun, LogRecord, TaskRun
 from headway.core.states import State, StateType
 from headway.orchestration.deployments import DeploymentPolicy
+from headway.orchestration.explain import ExplainPolicy
 from headway.settings import Settings
 from headway.slot_policy import SlotPolicy
 from headway.store.runs import TaskRunRecord
 from headway.store.store import Store
 
 
-class Orchestrator(SlotPolicy, DeploymentPolicy):
+class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
     """The one implementation of headway's operations; clients call into it."""
 
     def __init__(self, store: Store, settings: Settings) -> None:

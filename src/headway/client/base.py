@@ -28,7 +28,9 @@ from headway.core.models import (
     WorkQueue,
 )
 from headway.core.states import State, StateType
+from headway.explain import DeploymentExplanation, RunExplanation, StatusReport
 from headway.settings import Settings, get_settings
+from headway.store.events import EventPage, LimitStats
 from headway.store.runs import TaskRunRecord
 
 
@@ -347,6 +349,37 @@ class Client(abc.ABC):
     @abc.abstractmethod
     def sweep_runs(self) -> int:
         """End runs whose worker stopped renewing their lease (CRASHED), freeing their slots."""
+
+    # -- explaining and observing (see headway.explain, headway.store.events) --------
+    @abc.abstractmethod
+    def explain_run(self, run_id: str) -> RunExplanation:
+        """Why a flow or task run waits (every limit in its way), waited, or is not limited."""
+
+    @abc.abstractmethod
+    def explain_deployment(self, name: str) -> DeploymentExplanation:
+        """A deployment's effective concurrency policy, layer by layer."""
+
+    @abc.abstractmethod
+    def read_events(
+        self,
+        *,
+        run_id: str | None = None,
+        limit_name: str | None = None,
+        since: datetime | None = None,
+        kind: str | None = None,
+        after: str | None = None,
+        limit: int = 100,
+    ) -> EventPage:
+        """Recorded events in time order: the newest ``limit``, or those after the cursor
+        ``after`` (a page's ``cursor``: pass it back to follow). ``kind`` is a prefix."""
+
+    @abc.abstractmethod
+    def status(self) -> StatusReport:
+        """Runs by state, busiest limits, waiting runs, workers seen recently."""
+
+    @abc.abstractmethod
+    def limit_stats(self, *, prefix: str | None = None) -> list[LimitStats]:
+        """Limits with their counters (grants, denials, expiries, average hold, occupancy)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the client must not be used afterwards."""

@@ -32,6 +32,7 @@ import httpx
 from headway import exceptions
 from headway.client.base import Client
 from headway.client.http_deployments import DeploymentHttpMethods
+from headway.client.http_explain import ExplainHttpMethods
 from headway.core.limits import LimitDetail, Mode, ProcessInfo, SlotGrant, SlotWait
 from headway.core.models import FlowRun, Limit, LogRecord, TaskRun, to_jsonable
 from headway.core.states import State, StateType
@@ -52,7 +53,7 @@ POLL_SECONDS = 25.0
 T = TypeVar("T")
 
 
-class HttpClient(DeploymentHttpMethods, Client):
+class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
     """Every Client operation as a request to the server at ``settings.api_url``."""
 
     def __init__(

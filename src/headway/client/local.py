@@ -22,8 +22,10 @@ from headway.core.models import (
     WorkQueue,
 )
 from headway.core.states import State, StateType
+from headway.explain import DeploymentExplanation, RunExplanation, StatusReport
 from headway.orchestrator import Orchestrator
 from headway.settings import Settings
+from headway.store.events import EventPage, LimitStats
 from headway.store.runs import TaskRunRecord
 from headway.store.store import Store
 
@@ -259,6 +261,22 @@ class LocalClient(Client):
 
     def sweep_runs(self) -> int:
         return self.orchestrator.sweep_runs()
+
+    # -- explaining and observing ----------------------------------------------------
+    def explain_run(self, run_id: str) -> RunExplanation:
+        return self.orchestrator.explain_run(run_id)
+
+    def explain_deployment(self, name: str) -> DeploymentExplanation:
+        return self.orchestrator.explain_deployment(name)
+
+    def read_events(self, **filters: Any) -> EventPage:
+        return self.orchestrator.read_events(**filters)
+
+    def status(self) -> StatusReport:
+        return self.orchestrator.status()
+
+    def limit_stats(self, *, prefix: str | None = None) -> list[LimitStats]:
+        return self.orchestrator.limit_stats(prefix=prefix)
 
     def close(self) -> None:
         if self._orchestrator is not None:

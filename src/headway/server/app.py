@@ -19,9 +19,10 @@ from starlette.responses import JSONResponse
 
 import headway
 from headway.orchestrator import Orchestrator
+from headway.server import metrics
 from headway.server.errors import install_error_handlers
 from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware
-from headway.server.routes import deployments, limits, logs, runs, slots, workers
+from headway.server.routes import deployments, explain, limits, logs, runs, slots, workers
 from headway.server.services import BackgroundServices
 from headway.server.ui import ui_router
 from headway.server.waiting import HeldRequests, server_wakeups
@@ -85,8 +86,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         return JSONResponse({"status": "ok", "version": headway.__version__})
 
     # The hot path first: routes are matched in order.
-    for module in (slots, limits, runs, logs, workers, deployments):
+    for module in (slots, limits, runs, logs, workers, deployments, explain):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(metrics.router)
     # The dashboard: its page and assets are open, its data calls need the key.
     app.include_router(ui_router())
 

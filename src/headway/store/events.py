@@ -366,17 +366,21 @@ class EventStore:
         kind: str | None = None,
         after: str | None = None,
         limit: int = 100,
+        flush: bool = True,
     ) -> EventPage:
         """Events in time order, filtered; the newest ``limit`` of them, or those after a cursor.
 
         ``kind`` is a prefix (``slot``, ``slot.granted``, ``state``, ``state.RUNNING``).
         The page's cursor, passed back as ``after``, returns only later events (follow).
+        ``flush=False`` skips writing this process's buffered events first (for a
+        caller already inside a read transaction, which must not write).
         """
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS:
             raise ValidationError(f"limit must be between 1 and {MAX_EVENTS}, got {limit!r}")
         start = parse_cursor(after)
         tail = start is None
-        self.flush_events()
+        if flush:
+            self.flush_events()
         with self.db.read() as tx:
             if start is None:
                 ev_row = tx.one("SELECT COALESCE(MAX(id), 0) FROM events")

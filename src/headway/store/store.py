@@ -12,12 +12,13 @@ import socket
 from headway.settings import Settings
 from headway.store.db import Database
 from headway.store.deployments import DeploymentStore
+from headway.store.explain import ExplainStore
 from headway.store.migrate import ensure_schema
 from headway.store.runs import RunStore
 from headway.store.slots import SlotStore
 
 
-class Store(RunStore, SlotStore, DeploymentStore):
+class Store(RunStore, SlotStore, DeploymentStore, ExplainStore):
     """A headway database: SQLite (embedded) or PostgreSQL."""
 
     def __init__(self, db: Database, settings: Settings) -> None:
