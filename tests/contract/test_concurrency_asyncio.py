@@ -43,16 +43,25 @@ def test_coroutines_never_exceed_the_limit(client: Client) -> None:
     inside = 0
     most = 0
 
-    async def work() -> None:
-        nonlocal inside, most
-        async with concurrency("db"):
-            inside += 1
-            most = max(most, inside)
-            await asyncio.sleep(0.01)
-            inside -= 1
-
     async def main() -> None:
-        await asyncio.gather(*(work() for _ in range(12)))
+        gate = asyncio.Event()
+
+        async def work() -> None:
+            nonlocal inside, most
+            async with concurrency("db"):
+                inside += 1
+                most = max(most, inside)
+                await gate.wait()  # hold until the limit is known to be full
+                await asyncio.sleep(0.001)
+                inside -= 1
+
+        tasks = [asyncio.create_task(work()) for _ in range(12)]
+        # Two inside, ten queued in the store: the limit binds...
+        await until(lambda: len(client.inspect_limit("db").waiters) == 10)
+        assert inside == 2
+        gate.set()
+        # ...and never gives way while the rest go through.
+        await asyncio.gather(*tasks)
 
     asyncio.run(main())
     assert most == 2
@@ -126,7 +135,7 @@ def test_async_timeout_and_validation(client: Client) -> None:
 
 
 def test_async_rate_limit(client: Client) -> None:
-    client.create_limit("api", 2, slot_decay_per_second=4.0)
+    client.create_limit("api", 2, slot_decay_per_second=1.0)
 
     async def main() -> None:
         await rate_limit("api")
