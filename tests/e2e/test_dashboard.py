@@ -261,9 +261,15 @@ def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
             # The second run's "why" panel: the limit, its place, who holds it.
             tab.go(f"/runs/{second['id']}")
             why = page.locator("#why")
+            expect(why.locator(".why-lead")).to_have_text(
+                "1 task run(s) of this flow run wait for slots (below)."
+            )
             expect(why).to_contain_text("Waiting for 1 slot(s) of db")
             expect(why).to_contain_text("Position 2 in the queue (1 ahead, 2 waiting in all)")
             expect(why).to_contain_text(f"held by run {holder_run['name']}")
+            # The same words as `headway why` (the server's explanation of the run).
+            own = call(server, "GET", f"/explain/runs/{second['id']}")
+            expect(why.locator(".why-summary").first).to_have_text(own["summary"])
             tab.shot("run-why-waiting")
 
             # Release while the runs list is showing: it updates without a reload.
@@ -308,7 +314,11 @@ def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
         # The run page of a finished waiter: states, its task as a bar, its logs.
         tab.go(f"/runs/{second['id']}")
         expect(page.locator("#run-name")).to_have_text(second["name"])
-        expect(page.locator("#why")).to_contain_text("Not waiting: the run ended COMPLETED")
+        why = page.locator("#why")
+        expect(why).to_contain_text(f"flow run {second['name']} ended COMPLETED")
+        # Its task waited for db: the panel says for how long.
+        expect(why.locator(".why-task")).to_contain_text("Waited")
+        expect(why.locator(".why-task a", has_text="db")).to_have_count(1)
         expect(page.locator("#timeline tbody tr")).to_have_count(
             len(call(server, "GET", f"/runs/{second['id']}/states"))
         )
@@ -383,7 +393,7 @@ def test_edit_a_work_pool_and_queue_limit(
         queue_row.get_by_role("button", name="Edit limit").click()
         limit_input.fill("3")
         dialog.get_by_role("button", name="Save").click()
-        expect(queue_row.locator("td").nth(2)).to_have_text("3")
+        expect(queue_row.locator(".queue-limit")).to_have_text("3")
         assert call(server, "GET", "/work_pools/etl/queues/urgent")["concurrency_limit"] == 3
 
         # An empty limit clears it: the pool is unlimited again.

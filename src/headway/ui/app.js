@@ -551,17 +551,20 @@
       ctx.main.append(live);
       const logs = [];
       let afterId = 0;
+      // Explanations of task runs that have ended do not change: asked once.
+      const endedTasks = new Map();
       return {
         live,
         async load() {
-          const [run, states, tasks, limits] = await Promise.all([
-            get(`/flow_runs/${encodeURIComponent(id)}`),
-            get(`/runs/${encodeURIComponent(id)}/states`),
-            get(`/flow_runs/${encodeURIComponent(id)}/task_runs`),
-            get("/limits"),
+          const path = encodeURIComponent(id);
+          const [run, states, tasks, why] = await Promise.all([
+            get(`/flow_runs/${path}`),
+            get(`/runs/${path}/states`),
+            get(`/flow_runs/${path}/task_runs`),
+            get(`/explain/runs/${path}`),
           ]);
           for (;;) {
-            const batch = await get(`/flow_runs/${encodeURIComponent(id)}/logs`, { after_id: afterId });
+            const batch = await get(`/flow_runs/${path}/logs`, { after_id: afterId });
             // Another refresh may have taken some of these meanwhile: keep each line once.
             const fresh = batch.filter((line) => line.id > afterId);
             if (!fresh.length) break;
@@ -569,8 +572,9 @@
             afterId = fresh[fresh.length - 1].id;
             if (batch.length < 200) break;
           }
-          const explained = await explain(run, tasks, limits);
-          return { run, states, tasks, explained, logCount: logs.length };
+          const taskWhys = await explainTasks(tasks, endedTasks);
+          await resolveExplained([why, ...taskWhys]);
+          return { run, states, tasks, why, taskWhys, logCount: logs.length };
         },
         render(data) {
           return renderRun(data, logs);
@@ -579,136 +583,105 @@
     },
   };
 
-  // The "why is this waiting" answer: the server's explain route when it has one,
-  // else the same facts read from the limits' waiters and holders.
-  async function explain(run, tasks, limits) {
-    try {
-      const answer = await get(`/flow_runs/${encodeURIComponent(run.id)}/explain`);
-      return { source: "server", answer };
-    } catch (err) {
-      if (err.status !== 404 && err.status !== 405) throw err;
-    }
-    const ids = new Set([run.id, ...tasks.map((t) => t.id)]);
-    const relevant = limits.filter((l) => l.waiters > 0 || Number(l.active_slots) > 0
-      || (run.deployment && l.name.startsWith(`deployment:${run.deployment}`)));
-    const details = await limitDetails(relevant, true);
-    const waits = [];
-    const holds = [];
-    for (const d of details.values()) {
-      for (const lease of d.holders) {
-        if (ids.has(lease.holder.id)) holds.push({ limit: d.limit, lease });
+  // A flow run's own explanation covers the slots it asks for itself; its tasks
+  // ask for theirs (tag limits, concurrency() inside a task): each task that
+  // waits, or waited, is explained too (the first MAX_TASK_EXPLAINS of them).
+  const MAX_TASK_EXPLAINS = 20;
+  async function explainTasks(tasks, ended) {
+    const open = tasks.filter((t) => !FINAL.has(t.state.type));
+    const done = tasks.filter((t) => FINAL.has(t.state.type));
+    const chosen = [...open, ...done].slice(0, MAX_TASK_EXPLAINS);
+    const answers = await Promise.all(chosen.map(async (t) => {
+      if (ended.has(t.id)) return ended.get(t.id);
+      let answer;
+      try {
+        answer = await get(`/explain/runs/${encodeURIComponent(t.id)}`);
+      } catch (err) {
+        if (err.status === 404) return null; // not recorded yet
+        throw err;
       }
-      for (const w of d.waiters) {
-        if (ids.has(w.holder.id)) waits.push({ limit: d.limit, waiter: w, holders: d.holders,
-          ahead: d.waiters.filter((o) => o.position < w.position).length, queued: d.waiters.length });
-      }
-    }
-    let blockedBy = null;
-    if (run.state.name === "AwaitingConcurrencySlot" && run.deployment) {
-      blockedBy = [...details.values()].filter((d) =>
-        d.limit.name === `deployment:${run.deployment}`
-        || d.limit.name.startsWith(`deployment:${run.deployment}:`));
-    }
-    return { source: "limits", waits, blockedBy, holds };
+      if (FINAL.has(t.state.type)) ended.set(t.id, answer);
+      return answer;
+    }));
+    return answers.filter((a) => a && (a.waiting || a.waited.length));
   }
 
-  function renderWhy(run, explained) {
-    const box = h("section", { class: "card why", id: "why" }, h("h2", { text: "Why is this waiting?" }));
-    if (explained.source === "server") {
-      box.append(renderExplainAnswer(explained.answer));
-      return box;
-    }
-    box.append(whyReasons(run, explained));
-    if (explained.holds.length) {
-      box.append(h("h3", { text: "Holding" }), h("ul", { class: "holders" }, explained.holds.map((x) =>
-        h("li", null, `${x.lease.slots[x.limit.name] || 1} slot(s) of `,
-          h("a", { href: `#/limits?q=${encodeURIComponent(x.limit.name)}`, text: x.limit.name }),
-          ` since ${fmtTime(x.lease.created)}`))));
-    }
-    return box;
-  }
-
-  function whyReasons(run, explained) {
-    const box = h("div", { class: "why-reasons" });
-    const { waits, blockedBy } = explained;
-    if (waits.length) {
-      for (const w of waits) {
-        const l = w.limit;
-        box.append(h("div", { class: "why-item" },
-          h("p", null, h("strong", { text: `Waiting for ${w.waiter.slots} slot(s) of ` }),
-            h("a", { href: `#/limits?q=${encodeURIComponent(l.name)}`, text: l.name }),
-            ` (${l.name.includes(":") ? l.name.split(":")[0] : "global"} limit): `
-            + `${fmtSlots(l.active_slots)} of ${l.limit} slot(s) taken.`),
-          h("p", { class: "why-position" }, `Position ${w.waiter.position} in the queue`
-            + ` (${w.ahead} ahead, ${w.queued} waiting in all), priority ${w.waiter.priority},`
-            + ` waiting since ${fmtTime(w.waiter.since)}.`),
-          w.holders.length
-            ? h("ul", { class: "holders" }, w.holders.map((lease) => h("li", null, "held by ",
-              who(lease.holder), ` · ${lease.slots[l.name] || 1} slot(s) since ${fmtTime(lease.created)}`)))
-            : h("p", { class: "muted", text: "No holder now: the slot is being handed over." })));
+  // Holders and requests ahead name runs by id: find the flow run each belongs to.
+  async function resolveExplained(answers) {
+    const ids = new Set();
+    for (const a of answers) {
+      for (const b of a.blockers) {
+        for (const x of b.holders) if (x.run_id) ids.add(x.run_id);
+        for (const x of b.ahead) if (x.run_id) ids.add(x.run_id);
       }
-      return box;
     }
-    if (blockedBy && blockedBy.length) {
-      for (const d of blockedBy) {
-        box.append(h("div", { class: "why-item" },
-          h("p", null, h("strong", { text: "Waiting for the deployment's concurrency limit " }),
-            h("a", { href: `#/limits?q=${encodeURIComponent(d.limit.name)}`, text: d.limit.name }),
-            `: ${fmtSlots(d.limit.active_slots)} of ${d.limit.limit} slot(s) taken.`),
-          d.holders.length ? h("ul", { class: "holders" }, d.holders.map((lease) =>
-            h("li", null, "held by ", who(lease.holder), ` since ${fmtTime(lease.created)}`))) : null));
-      }
-      return box;
-    }
-    const due = toDate(run.expected_start_time);
-    const pool = run.work_pool ? `pool ${run.work_pool}${run.work_queue ? ` (queue ${run.work_queue})` : ""}` : null;
-    if (run.state.name === "AwaitingConcurrencySlot") {
-      box.append(h("p", { text: "Waiting for a concurrency slot of its deployment, work pool or queue." }));
-    } else if (run.state.type === "SCHEDULED" && due && due.getTime() > Date.now()) {
-      box.append(h("p", null, `Scheduled: due at ${fmtTime(run.expected_start_time)} (`,
-        relTime(run.expected_start_time), ")."));
-    } else if (run.state.type === "SCHEDULED") {
-      box.append(h("p", { text: pool
-        ? `Due since ${fmtTime(run.expected_start_time)}: waiting for a worker of ${pool} to claim it.`
-        : `Due since ${fmtTime(run.expected_start_time)}: waiting for its process to start it.` }));
-    } else if (run.state.type === "PENDING") {
-      box.append(h("p", { text: "Claimed: its process is starting." }));
-    } else if (FINAL.has(run.state.type)) {
-      box.append(h("p", { text: `Not waiting: the run ended ${run.state.type}.` }));
-    } else {
-      box.append(h("p", { text: "Not waiting on any limit now. "
-        + "Nothing is limited unless a limit is configured (the default is unlimited)." }));
-    }
-    return box;
+    await Promise.all([...ids].map(resolveHolder));
   }
 
-  // The server's explanation (the same content as `headway why`), shown as it comes.
-  function renderExplainAnswer(answer) {
-    if (answer && typeof answer === "object") {
-      const text = answer.text || answer.summary || answer.message;
-      const parts = [];
-      if (text) parts.push(h("pre", { class: "why-text", text: String(text) }));
-      const rest = { ...answer };
-      delete rest.text;
-      delete rest.summary;
-      delete rest.message;
-      if (Object.keys(rest).length) parts.push(renderValue(rest));
-      return parts;
+  // A run named by an explanation: "run <link>" or "task <link>", else its process.
+  function explainedWho(x) {
+    const known = x.run_id ? names.get(x.run_id) : null;
+    const where = x.pid !== undefined ? h("small", { class: "muted", text: ` (pid ${x.pid} on ${x.host})` }) : null;
+    if (known && known.runId) {
+      return h("span", { class: "who" }, known.kind === "task run" ? "task " : "run ",
+        runLink(known.runId, x.name || known.label), where);
     }
-    return h("pre", { class: "why-text", text: String(answer) });
+    if (x.name) return h("span", { class: "who" }, `${x.kind.replace("_", " ")} ${x.name}`, where);
+    return h("span", { class: "who", text: x.pid !== undefined
+      ? `${x.kind} pid ${x.pid} on ${x.host}` : (x.run_id || x.kind) });
   }
 
-  function renderValue(value) {
-    if (Array.isArray(value)) {
-      if (!value.length) return h("span", { class: "muted", text: "none" });
-      return h("ol", { class: "kv-list" }, value.map((v) => h("li", null, renderValue(v))));
-    }
-    if (value && typeof value === "object") {
-      return h("dl", { class: "kv" }, Object.entries(value).map(([k, v]) => [
-        h("dt", { text: k.replace(/_/g, " ") }), h("dd", null, renderValue(v))]));
-    }
-    if (value === null || value === undefined) return h("span", { class: "muted", text: "—" });
-    return h("span", { text: String(value) });
+  const limitLink = (name) => h("a", { href: `#/limits?q=${encodeURIComponent(name)}`, text: name });
+
+  // The "why is this waiting" panel: the server's explanation (what `headway why` prints).
+  function renderWhy(why, taskWhys) {
+    const waiting = taskWhys.filter((tw) => tw.waiting).length;
+    return h("section", { class: "card why", id: "why" }, h("h2", { text: "Why is this waiting?" }),
+      waiting ? h("p", { class: "why-lead", text: `${waiting} task run(s) of this flow run wait for slots (below).` }) : null,
+      taskWhys.length ? h("h3", { text: "The flow run itself" }) : null,
+      explanation(why),
+      taskWhys.map((tw) => h("div", { class: "why-task" },
+        h("h3", { text: `Task ${tw.name || tw.run_id}` }), explanation(tw))));
+  }
+
+  function explanation(a) {
+    return h("div", { class: "explanation" },
+      h("p", { class: "why-summary", text: a.summary }),
+      a.blockers.map(blocker),
+      a.estimated_start && a.blockers.length > 1
+        ? h("p", null, "Estimated start: ", timeCell(a.estimated_start), " (", relTime(a.estimated_start), ")")
+        : null,
+      a.holds.length ? [h("h3", { text: "Holding" }), h("ul", { class: "holders" }, a.holds.map((x) =>
+        h("li", null, `${x.slots} slot(s) of `, limitLink(x.limit_name), ` since ${fmtTime(x.since)}`)))] : null,
+      a.waited.length ? [h("h3", { text: "Waited" }), h("ul", { class: "holders" }, a.waited.map((w) =>
+        h("li", null, `${w.what}`, w.limit_name ? [" (", limitLink(w.limit_name), ")"] : null,
+          ` · ${fmtDuration(w.seconds)} until ${fmtTime(w.until)}`))),
+      a.total_wait_seconds !== null && a.total_wait_seconds !== undefined
+        ? h("p", { class: "muted", text: `${fmtDuration(a.total_wait_seconds)} waited in all.` }) : null] : null,
+      a.details.length ? [h("h3", { text: "Limits that apply" }),
+        h("ul", { class: "plain details" }, a.details.map((d) => h("li", { text: d })))] : null);
+  }
+
+  function blocker(b) {
+    const more = b.holder_count - b.holders.length;
+    return h("div", { class: "why-item", data: { limit: b.limit_name } },
+      h("p", null, h("strong", { text: `Waiting for ${b.slots} slot(s) of ` }), limitLink(b.limit_name),
+        ` (${b.scope} limit${b.active ? "" : ", inactive"}): ${fmtSlots(b.active_slots)} of ${b.limit} slot(s) taken`
+        + (b.slot_decay_per_second > 0 ? `, draining ${b.slot_decay_per_second}/s.` : ".")),
+      h("p", { class: "why-position" }, `Position ${b.position} in the queue`
+        + ` (${b.waiters_ahead} ahead, ${b.waiting} waiting in all), priority ${b.priority}`
+        + (b.waiting_since ? `, waiting since ${fmtTime(b.waiting_since)}.` : ".")),
+      h("p", { class: "muted", text: `When full: ${b.strategy}.` }),
+      b.holders.length
+        ? h("ul", { class: "holders" }, b.holders.map((x) => h("li", null, "held by ", explainedWho(x),
+          ` · ${x.slots} slot(s) since ${fmtTime(x.since)}`)),
+        more > 0 ? h("li", { text: `and ${more} more holder(s)` }) : null)
+        : h("p", { class: "muted", text: "No holder now." }),
+      b.ahead.length ? [h("p", { text: "Ahead of it:" }), h("ol", { class: "holders" }, b.ahead.map((x) =>
+        h("li", null, explainedWho(x), ` · ${x.slots} slot(s), priority ${x.priority}, since ${fmtTime(x.since)}`)))] : null,
+      h("p", null, b.estimated_start
+        ? ["Estimated start: ", timeCell(b.estimated_start), " (", relTime(b.estimated_start), `), ${b.estimate}.`]
+        : `No estimate: ${b.estimate}.`));
   }
 
   function renderRun(data, logs) {
@@ -739,7 +712,7 @@
       h("div", { class: "grid-2" },
         h("section", { class: "card" }, h("h2", { text: "Run" }),
           h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", { text: k }), h("dd", null, v)]))),
-        renderWhy(run, data.explained)),
+        renderWhy(data.why, data.taskWhys)),
       h("section", { class: "card", id: "timeline" }, h("h2", { text: "State timeline" }),
         stateStrip(states, run), table(["Time", "State", "Message"], states.map((s) => h("tr", null,
           h("td", null, timeCell(s.timestamp)), h("td", null, stateBadge(s)),
@@ -985,26 +958,25 @@
           ? actionButton("Resume", () => api("PATCH", base, { paused: false }))
           : actionButton("Pause", () => api("PATCH", base, { paused: true }))),
       h("h3", { text: "Queues" }),
-      table(["Queue", "Priority", "Limit", "Running", "Waiting", ""], queues.map((q) => {
+      table(["Queue", { text: "Priority", cls: "wide-only" }, "Limit", "Runs", ""], queues.map((q) => {
         const qbase = `${base}/queues/${encodeURIComponent(q.name)}`;
         return h("tr", { data: { queue: q.name } },
           h("td", null, q.name, q.paused ? h("span", { class: "badge paused", text: "paused" }) : null),
-          h("td", { text: String(q.priority) }),
-          h("td", { text: limitText(q.concurrency_limit) }),
-          h("td", { text: String(q.running) }),
-          h("td", { text: String(q.waiting) }),
-          h("td", { class: "row-actions" },
+          h("td", { class: "wide-only", text: String(q.priority) }),
+          h("td", { class: "queue-limit", text: limitText(q.concurrency_limit) }),
+          h("td", { text: `${q.running} running · ${q.waiting} waiting` }),
+          h("td", null, h("div", { class: "row-actions" },
             h("button", { type: "button", class: "button small", text: "Edit limit",
               onclick: () => limitEditDialog(`Concurrency limit of queue ${p.name} / ${q.name}`,
                 q.concurrency_limit, (limit) => api("PUT", `${qbase}/concurrency_limit`, { limit })) }),
             q.paused
               ? actionButton("Resume", () => api("PATCH", qbase, { paused: false }))
-              : actionButton("Pause", () => api("PATCH", qbase, { paused: true }))));
+              : actionButton("Pause", () => api("PATCH", qbase, { paused: true })))));
       })),
       h("h3", { text: "Workers" }),
-      table(["Worker", "Process", "Last seen", "Runs", "Status"], workers.map((w) => h("tr", { data: { worker: w.name } },
+      table(["Worker", { text: "Process", cls: "wide-only" }, "Last seen", "Runs", "Status"], workers.map((w) => h("tr", { data: { worker: w.name } },
         h("td", { text: w.name }),
-        h("td", { text: w.pid ? `pid ${w.pid} on ${w.host || "?"}` : (w.host || "—") }),
+        h("td", { class: "wide-only", text: w.pid ? `pid ${w.pid} on ${w.host || "?"}` : (w.host || "—") }),
         h("td", null, relTime(w.last_heartbeat)),
         h("td", { text: String(w.running) }),
         h("td", null, h("span", { class: `badge ${w.online ? "active" : "offline"}`,
@@ -1237,7 +1209,10 @@
     const main = $("#main");
     main.replaceChildren();
     for (const a of document.querySelectorAll(".nav a")) {
-      a.classList.toggle("current", view !== null && a.dataset.section === view.section);
+      const here = view !== null && a.dataset.section === view.section;
+      a.classList.toggle("current", here);
+      if (here) a.setAttribute("aria-current", "page");
+      else a.removeAttribute("aria-current");
     }
     if (!view) {
       main.append(h("p", { text: `No page ${path}.` }), h("a", { href: "#/runs", text: "Go to the runs" }));
