@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from headway.client.base import Client
 from headway.concurrency.tags import hold_tag_slots
 
@@ -176,3 +178,79 @@ def test_tagged_tasks_across_two_processes_never_exceed_the_limit(
     assert seen["now"] == 0
     limit = client.read_limit("tag:db")
     assert limit.active_slots == 0 and limit.grants == 32
+
+
+def test_async_runs_await_their_tag_slots_without_blocking_the_loop(client: Client) -> None:
+    import asyncio
+
+    client.create_limit("tag:db", 1)
+    inside = 0
+    most = 0
+
+    async def run(i: int) -> None:
+        nonlocal inside, most
+        async with hold_tag_slots(client, ["db"], task_run_id=f"run-{i}", flow_run_id=None):
+            inside += 1
+            most = max(most, inside)
+            await asyncio.sleep(0.01)  # the loop keeps running: the others wait in the store
+            inside -= 1
+
+    async def main() -> None:
+        await asyncio.wait_for(asyncio.gather(*(run(i) for i in range(4))), 60)
+
+    asyncio.run(main())
+    assert most == 1
+    assert client.read_limit("tag:db").grants == 4
+
+
+def test_a_blocking_enter_inside_an_event_loop_fails_instead_of_deadlocking(
+    client: Client,
+) -> None:
+    import asyncio
+
+    from headway.exceptions import ConcurrencySlotAcquisitionError
+
+    client.create_limit("tag:db", 1)
+
+    async def main() -> None:
+        async with hold_tag_slots(client, ["db"], task_run_id="run-1", flow_run_id=None):
+            with pytest.raises(ConcurrencySlotAcquisitionError, match="async with"):
+                with hold_tag_slots(client, ["db"], task_run_id="run-2", flow_run_id=None):
+                    pass
+        # Free slots are taken at once, even by a plain `with`.
+        with hold_tag_slots(client, ["db"], task_run_id="run-3", flow_run_id=None) as s:
+            assert s.held is not None
+
+    asyncio.run(main())
+    assert client.inspect_limit("tag:db").waiters == ()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the task engine enters tag slots with a blocking `with` in async tasks;"
+    " run_task_async must use `async with` (headway/_engine/task_engine.py)",
+)
+def test_async_tagged_tasks_share_a_tag_limit(client: Client) -> None:
+    import asyncio
+
+    from headway import flow, task
+
+    client.create_limit("tag:db", 1)
+    inside = 0
+    most = 0
+
+    @task(tags=["db"])
+    async def use_db(i: int) -> int:
+        nonlocal inside, most
+        inside += 1
+        most = max(most, inside)
+        await asyncio.sleep(0.01)
+        inside -= 1
+        return i
+
+    @flow
+    async def many() -> list[int]:
+        return list(await asyncio.gather(*(use_db(i) for i in range(3))))
+
+    assert asyncio.run(asyncio.wait_for(many(), 60)) == [0, 1, 2]
+    assert most == 1

@@ -10,6 +10,7 @@ like every other slot, and ends early if the flow run is cancelled.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Iterable
@@ -19,8 +20,8 @@ from headway.client.base import Client
 from headway.concurrency._core import Acquisition, release
 from headway.concurrency._leases import HeldSlots
 from headway.concurrency.asyncio import acquire, give_back
-from headway.core.limits import NAME_MAX, TAG_PREFIX
-from headway.exceptions import ValidationError
+from headway.core.limits import NAME_MAX, TAG_PREFIX, SlotWait
+from headway.exceptions import ConcurrencySlotAcquisitionError, ValidationError
 
 __all__ = ["TagSlots", "hold_tag_slots", "tag_limit_names"]
 
@@ -55,8 +56,20 @@ class TagSlots:
         return self._held
 
     def __enter__(self) -> TagSlots:
-        if self._acquisition is not None:
-            held = self._acquisition.hold(self._acquisition.run())
+        acquisition = self._acquisition
+        if acquisition is not None:
+            first = acquisition.try_once()
+            if isinstance(first, SlotWait):
+                if _in_event_loop():
+                    # Blocking here would stop the loop, and with it the tasks that
+                    # hold the slots: a deadlock. Fail clearly instead.
+                    raise ConcurrencySlotAcquisitionError(
+                        "tag slots of "
+                        + ", ".join(acquisition.names)
+                        + " must be awaited in async code: use `async with hold_tag_slots(...)`"
+                    )
+                first = acquisition.wait(first)
+            held = acquisition.hold(first)
             self._held = held if held.lease_id is not None else None
         return self
 
@@ -125,6 +138,14 @@ def hold_tag_slots(
     except ValidationError:  # tags that are not valid limit names have no limit
         return TagSlots(None)
     return TagSlots(acquisition)
+
+
+def _in_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _flow_cancel_event() -> threading.Event | None:
