@@ -432,3 +432,38 @@ def test_task_options_are_validated_and_decorator_forms_work() -> None:
         bare.with_options(colour="red")
     state = bare(5, return_state=True)
     assert state.is_completed() and state.result() == 5  # type: ignore[attr-defined]
+
+
+def test_async_tasks_retry_time_out_and_wait_for_upstream(client: Client) -> None:
+    attempts: list[int] = []
+
+    @task(retries=1, retry_delay_seconds=0)
+    async def flaky_async() -> int:
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise OSError("first")
+        return 5
+
+    @task(timeout_seconds=0.1)
+    async def too_slow() -> None:
+        await asyncio.sleep(10)
+
+    @task
+    async def plus(x: int, y: int) -> int:
+        return x + y
+
+    @flow
+    async def async_pipeline() -> tuple[int, Any, int, str]:
+        first = await flaky_async()
+        timed_out = await too_slow(return_state=True)
+        upstream = add.submit(1)  # a sync task in the pool, awaited by an async one
+        summed = await plus(upstream, 10)
+        return first, timed_out, summed, _flow_run_id()
+
+    first, timed_out, summed, run_id = asyncio.run(async_pipeline())
+    assert (first, summed) == (5, 12)
+    assert timed_out.type is S.FAILED and timed_out.message.startswith("TaskRunTimeout")
+    runs = {t.name: t for t in client.read_task_runs(run_id)}
+    assert runs["flaky_async-0"].run_count == 2
+    assert runs["flaky_async-0"].state.type is S.COMPLETED
+    assert runs["too_slow-0"].state.type is S.FAILED

@@ -165,10 +165,13 @@ def test_logs_print_flow_and_task_lines_in_order(recorded: dict[str, Any]) -> No
 def test_bad_arguments_are_one_line_and_exit_2(
     recorded: dict[str, Any], args: tuple[str, ...], message: str
 ) -> None:
-    before = headway_json("flow-run", "ls")
+    from headway.client.base import get_client
+
+    client = get_client()
+    before = [(r.id, r.state) for r in client.list_flow_runs(limit=100)]
     result = headway(*args)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert result.stderr.startswith(message), result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
-    assert headway_json("flow-run", "ls") == before
+    assert [(r.id, r.state) for r in client.list_flow_runs(limit=100)] == before

@@ -34,3 +34,9 @@ def fails_once() -> str:
     if count == 0:
         raise ConnectionError("first attempt")
     return "second attempt ok"
+
+
+@task
+def add_in_worker(x: int, y: int) -> int:
+    """x + y, computed in a worker process."""
+    return x + y

@@ -160,3 +160,21 @@ def test_process_pool_runs_tasks_in_worker_processes_and_records_them_here(
     worker_lines = [line for line in logs if line.message.startswith("squaring")]
     assert len(worker_lines) == 3
     assert {line.task_run_id for line in worker_lines} == {runs[f"whoami-{i}"].id for i in range(3)}
+
+
+@pytest.mark.slow
+def test_process_pool_tasks_take_futures_as_arguments() -> None:
+    from process_pool_tasks import add_in_worker, fails_in_worker
+
+    @flow(task_runner=ProcessPoolTaskRunner(max_workers=2))
+    def chained() -> tuple[int, Any]:
+        a = add_in_worker.submit(1, 2)
+        b = add_in_worker.submit(a, 10)  # waits for a, in the parent, then runs in a worker
+        c = add_in_worker.submit(b, y=100)
+        skipped = add_in_worker.submit(fails_in_worker.submit(), 1)
+        skipped.wait()
+        return c.result(), skipped.state
+
+    value, skipped = chained()
+    assert value == 113
+    assert skipped.type is S.CANCELLED and skipped.name == "UpstreamFailed"
