@@ -479,6 +479,9 @@ def test_deployments_schedules_pause_and_run_now_also_on_a_phone(
         card = page.locator('[data-deployment="report/nightly"]')
         expect(card).to_contain_text("every 10 min 00 s (UTC)")
         expect(card).to_contain_text("Limit 1 · strategy ENQUEUE")
+        policy = call(server, "GET", "/explain/deployments/report/nightly")
+        expect(card.locator(".on-collision")).to_have_text(policy["on_collision"])
+        expect(card.locator(".layers li")).to_have_count(len(policy["layers"]))
         scheduled = call(server, "GET", "/flow_runs?deployment=report/nightly&state=SCHEDULED")
         assert scheduled, "the scheduler creates the next runs ahead"
         expect(card.locator("dd ul.plain li a")).not_to_have_count(0)
@@ -521,6 +524,9 @@ def test_deployments_schedules_pause_and_run_now_also_on_a_phone(
 
         tab.go("/runs?deployment=report/nightly")
         expect(page.locator(f'tr[data-run-id="{run_id}"]')).to_be_visible()
+        tab.go("/runs?tag=reports")  # the deployment's tag, carried by its runs
+        expect(page.locator(f'tr[data-run-id="{run_id}"]')).to_be_visible()
+        assert page.locator('input[name="tag"]').input_value() == "reports"
         tab.go("/runs?tag=no-such-tag")
         expect(page.locator(".summary")).to_contain_text("0 run(s)")
         tab.shot("runs-phone")

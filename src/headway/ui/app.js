@@ -22,6 +22,9 @@
   const FINAL = new Set(["COMPLETED", "FAILED", "CRASHED", "CANCELLED"]);
   const ACTIVE = ["PENDING", "RUNNING", "CANCELLING", "PAUSED"];
   const RUN_PAGE = 200;
+  // The API filters runs by state and deployment; a tag is matched here, over
+  // this many of the newest runs (with the other filters applied first).
+  const TAG_SCAN = 1000;
   const MAX_LIMIT_DETAILS = 100;
 
   // -- DOM helpers ---------------------------------------------------------------------
@@ -454,7 +457,7 @@
           const query = ctx.query;
           const [runs, limits, deployments] = await Promise.all([
             get("/flow_runs", {
-              limit: RUN_PAGE,
+              limit: query.get("tag") ? TAG_SCAN : RUN_PAGE,
               state: query.get("state") || undefined,
               deployment: query.get("deployment") || undefined,
             }),
@@ -473,9 +476,9 @@
             }
           }
           const tag = query.get("tag");
-          const shown = tag ? runs.filter((r) => r.tags.includes(tag)) : runs;
+          const shown = (tag ? runs.filter((r) => r.tags.includes(tag)) : runs).slice(0, RUN_PAGE);
           const details = await limitDetails(limits, false);
-          return { runs: shown, total: runs.length, details: [...details.values()] };
+          return { runs: shown, scanned: runs.length, tag, details: [...details.values()] };
         },
         render(data) {
           const waits = waitingByRun(data.details);
@@ -497,7 +500,8 @@
             h("td", { class: "wide-only" }, run.tags.map((t) =>
               h("a", { class: "tag", href: `#/runs?tag=${encodeURIComponent(t)}`, text: t }))));
           });
-          const note = data.total >= RUN_PAGE ? ` (the newest ${RUN_PAGE})` : "";
+          let note = data.runs.length >= RUN_PAGE ? ` (the newest ${RUN_PAGE})` : "";
+          if (data.tag && data.scanned >= TAG_SCAN) note += ` among the newest ${TAG_SCAN}`;
           return [
             h("p", { class: "summary" },
               `${data.runs.length} run(s)${note} · ${running} running · ${waiting} waiting for a slot`),
@@ -813,20 +817,26 @@
           const runs = await Promise.all(deployments.map((d) => get("/flow_runs", {
             deployment: d.full_name, state: ["SCHEDULED", ...ACTIVE], limit: 500 })));
           const limits = await get("/limits", { prefix: "deployment:" });
-          return { deployments, runs, limits };
+          // The server's answer to "what happens when the schedule fires while a run is active".
+          const policies = await Promise.all(deployments.map((d) =>
+            get(`/explain${deploymentPath(d.full_name)}`).catch((err) => {
+              if (err.status === 404) return null; // deleted meanwhile
+              throw err;
+            })));
+          return { deployments, runs, limits, policies };
         },
         render(data) {
           if (!data.deployments.length) {
             return h("p", { class: "muted", text: "No deployments yet: serve() a flow or run `headway deploy`." });
           }
           return h("div", { class: "cards" }, data.deployments.map((d, i) =>
-            deploymentCard(d, data.runs[i], data.limits)));
+            deploymentCard(d, data.runs[i], data.limits, data.policies[i])));
         },
       };
     },
   };
 
-  function deploymentCard(d, runs, limits) {
+  function deploymentCard(d, runs, limits, policy) {
     const now = Date.now();
     const running = runs.filter((r) => ACTIVE.includes(r.state.type));
     const scheduled = runs.filter((r) => r.state.type === "SCHEDULED");
@@ -869,6 +879,14 @@
             h("span", { class: "muted" }, "(", relTime(r.expected_start_time), ")"))))
           : (d.paused ? "none while paused" : "none scheduled")),
         h("dt", { text: "Concurrency" }), h("dd", null, concurrency),
+        policy ? [
+          h("dt", { text: "If a run is active" }), h("dd", { class: "on-collision", text: policy.on_collision }),
+          h("dt", { text: "Policy" }), h("dd", null, h("ul", { class: "plain layers" }, policy.layers.map((l) =>
+            h("li", null, h("span", { class: "muted", text: `${l.layer}${l.name ? ` ${l.name}` : ""}: ` }),
+              // The server's detail says "unlimited" itself when there is no limit.
+              l.limit === null || l.limit === undefined
+                ? (l.detail || "unlimited")
+                : `limit ${l.limit}${l.detail ? ` · ${l.detail}` : ""}`))))] : null,
         h("dt", { text: "Runs" }), h("dd", null,
           h("a", { href: runsHref, text: `${running.length} running · ${waiting.length} waiting` })),
         d.tags.length ? [h("dt", { text: "Tags" }), h("dd", { text: d.tags.join(", ") })] : null),
