@@ -236,6 +236,8 @@ def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
                 )
             waiter_rows = card.locator("table.waiters tbody tr")
             expect(waiter_rows.locator("td:first-child")).to_have_text(["1", "2"])
+            for row in waiter_rows.all():  # named once their task runs are recorded
+                expect(row).to_contain_text("task use_db")
             queue = call(server, "GET", "/limits/db?detail=true")["waiters"]
             # Each waiter is the task of a waiter run: the row names the task, links the run.
             in_order = [
@@ -243,7 +245,6 @@ def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
                 for task in (call(server, "GET", f"/task_runs/{w['holder']['id']}") for w in queue)
             ]
             for row, run in zip(waiter_rows.all(), in_order, strict=True):
-                expect(row).to_contain_text("task use_db")
                 expect(row.locator("a")).to_have_attribute("href", f"#/runs/{run['id']}")
             first, second = in_order
             tab.shot("limit-held-with-waiters")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from importlib import resources
+from pathlib import Path
 
 import httpx
 import pytest
@@ -70,3 +71,17 @@ def test_no_asset_refers_to_another_origin() -> None:
         text = (folder / name).read_text(encoding="utf-8")
         found = EXTERNAL.findall(text)
         assert not found, f"{name} refers to another origin: {found}"
+
+
+def test_a_missing_browser_skips_locally_and_fails_in_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dashboard_chromium
+
+    monkeypatch.setattr(dashboard_chromium, "CHROMIUM", tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-chromium is missing"):
+        dashboard_chromium.require_chromium()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true"):
+        dashboard_chromium.require_chromium()
