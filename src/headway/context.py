@@ -8,6 +8,7 @@ thread or event loop runs it.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -41,16 +42,17 @@ class FlowRunContext:
     unfinished: dict[str, TaskRunTracker] = field(default_factory=dict)
     #: Futures submitted in this flow run; the run waits for them before it ends.
     futures: list[TaskFuture[Any]] = field(default_factory=list)
-    #: Per task: how many runs were named so far (``add-0``, ``add-1``, ...).
-    name_counts: dict[str, int] = field(default_factory=dict)
+    #: Per task: the numbers of its runs (``add-0``, ``add-1``, ...); a counter's
+    #: ``next`` is atomic, so tasks submitting tasks from many threads never share one.
+    name_counts: dict[str, itertools.count[int]] = field(default_factory=dict)
     parent: FlowRunContext | None = None
 
     def next_task_run_name(self, task_name: str) -> str:
         """``<task>-<n>``: numbered per task within this flow run."""
-        counts = self.name_counts
-        n = counts.get(task_name, 0)
-        counts[task_name] = n + 1
-        return f"{task_name}-{n}"
+        counter = self.name_counts.get(task_name)
+        if counter is None:
+            counter = self.name_counts.setdefault(task_name, itertools.count())
+        return f"{task_name}-{next(counter)}"
 
 
 @dataclass(eq=False)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
@@ -278,6 +279,17 @@ def _forget_outside_future(future: TaskFuture[Any]) -> None:
         _outside_futures.remove(future)
     except ValueError:
         pass
+
+
+def _forget_after_fork() -> None:
+    # The child has none of the parent's worker threads: never wait on their futures.
+    global _default_runner, _default_runner_lock
+    _outside_futures.clear()
+    _default_runner = None
+    _default_runner_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def _wait_for_outside_futures() -> None:

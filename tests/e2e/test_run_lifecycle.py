@@ -152,3 +152,54 @@ def test_tasks_submitted_outside_flows_finish_before_a_clean_exit(tmp_path: Path
     for task_run_id in done.stdout.split():
         run = client.read_task_run(task_run_id)
         assert run.flow_run_id is None and run.state.type is S.COMPLETED
+
+
+FORKING = """
+import os, sys, threading
+from headway import flow, task
+
+gate = threading.Event()
+
+@task
+def blocked_outside():
+    gate.wait(30)
+    return "outside"
+
+@task
+def one():
+    return 1
+
+@flow
+def forking():
+    one.submit().result()
+    pid = os.fork()
+    if pid == 0:
+        sys.exit(0)  # a normal exit: the child runs its atexit hooks
+    _, status = os.waitpid(pid, 0)
+    return status
+
+pending = blocked_outside.submit()  # unfinished when the child is forked
+print(forking())
+gate.set()
+print(pending.result())
+"""
+
+
+def test_a_forked_child_exiting_leaves_the_parents_runs_alone(tmp_path: Path) -> None:
+    script = tmp_path / "program.py"
+    script.write_text(FORKING)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "outside"]
+    (run,) = get_client().list_flow_runs(flow_name="forking")
+    assert [s.type for s in get_client().read_states(run.id)] == [
+        S.PENDING,
+        S.RUNNING,
+        S.COMPLETED,
+    ]

@@ -111,6 +111,7 @@ class FlowRunEngine:
             from headway.client.base import get_client
 
             self.client = get_client()
+        self.pid = os.getpid()
         self.id = new_run_id()
         self.name = generate_name()
         # A worker running a deployment's run: this top-level run is that recorded one.
@@ -259,7 +260,7 @@ class FlowRunEngine:
 
     def interrupted(self, exc: BaseException) -> None:
         """Record CANCELLED (interrupts) or CRASHED (anything else), with unfinished tasks."""
-        if self.final is not None or self.ctx is None:
+        if self.final is not None or self.ctx is None or lifecycle.pid != self.pid:
             return
         ctx = self.ctx
         kind = type(exc).__name__
@@ -303,6 +304,9 @@ class FlowRunEngine:
             self.final = state
 
     def _finish(self, state: State) -> None:
+        if lifecycle.pid != self.pid:  # a forked child leaving the flow: not its run
+            self.final = state
+            return
         if state.type is S.COMPLETED:
             self.logger.info("Finished in state %s", state.name)
         elif state.type is not S.CANCELLED:
@@ -335,6 +339,8 @@ class FlowRunEngine:
             flow_run_var.reset(flow_token)
             self._tokens = None
         lifecycle.unregister(self)
+        if lifecycle.pid != self.pid:
+            return
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None

@@ -8,6 +8,7 @@ recorder's last flush.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Protocol
@@ -20,6 +21,11 @@ class _Closable(Protocol):
 _active: dict[int, _Closable] = {}
 _lock = threading.Lock()
 
+#: This process's id, kept current across ``fork``. A forked child still has its
+#: parent's engine frames on its stack; an exception unwinding through them in
+#: the child must not record anything for the parent's runs.
+pid = os.getpid()
+
 
 def register(engine: _Closable) -> None:
     """A flow run started in this process."""
@@ -31,6 +37,17 @@ def unregister(engine: _Closable) -> None:
     """A flow run of this process ended."""
     with _lock:
         _active.pop(id(engine), None)
+
+
+def _forget_after_fork() -> None:
+    # A forked child runs none of its parent's flow runs: its exit must not end them.
+    global _lock, pid
+    _active.clear()
+    _lock = threading.Lock()
+    pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 def crash_unfinished_runs() -> None:

@@ -22,6 +22,7 @@ from random import getrandbits as _getrandbits
 from time import time_ns as _time_ns
 from typing import TYPE_CHECKING, Any
 
+from headway._engine import lifecycle
 from headway._engine.recorder import get_recorder
 from headway._engine.tracking import (
     RunState,
@@ -64,6 +65,7 @@ class TaskCall:
         "log_prints",
         "log_sink",
         "mode",
+        "pid",
         "recorder",
         "task",
         "tracker",
@@ -94,6 +96,7 @@ class TaskCall:
         self.client = client
         self.log_sink = log_sink
         self.recorder = get_recorder() if mode is Mode.BATCHED else None
+        self.pid = lifecycle.pid
 
 
 _now = datetime.now
@@ -263,6 +266,8 @@ def _failed(call: TaskCall, exc: BaseException) -> float | None:
 
 
 def interrupted(call: TaskCall, exc: BaseException) -> None:
+    if lifecycle.pid != call.pid:  # a forked child unwinding its parent's task: not its run
+        return
     tracker = call.tracker
     if isinstance(exc, KeyboardInterrupt | SystemExit):
         tracker.set_state(cancelled_state(f"interrupted ({type(exc).__name__})"))
@@ -327,7 +332,7 @@ def _hold_slots(call: TaskCall) -> Any:
 def _crash(call: TaskCall, exc: BaseException) -> State:
     # A bug in the engine itself: never leave the run (or its waiters) hanging.
     tracker = call.tracker
-    if not tracker.state.is_final:
+    if not tracker.state.is_final and lifecycle.pid == call.pid:
         message = f"task engine error: {type(exc).__name__}: {exc}"
         tracker.set_state(final_state(StateType.CRASHED, message=message, error=exc))
         changed(call)
