@@ -498,8 +498,19 @@ def test_deployments_schedules_pause_and_run_now_also_on_a_phone(
         expect(card.locator(".badge.active")).to_have_text("active")
         assert call(server, "GET", "/deployments/report/nightly")["paused"] is False
 
-        card.get_by_role("button", name="Run now").click()
+        # Change its limit and collision strategy from the card.
         dialog = page.locator("#dialog")
+        card.get_by_role("button", name="Edit concurrency").click()
+        expect(dialog.locator('input[name="limit"]')).to_have_value("1")
+        dialog.locator('input[name="limit"]').fill("2")
+        dialog.locator('select[name="collision_strategy"]').select_option("CANCEL_NEW")
+        dialog.get_by_role("button", name="Save").click()
+        expect(card).to_contain_text("Limit 2 · strategy CANCEL_NEW")
+        changed = call(server, "GET", "/deployments/report/nightly")
+        assert (changed["concurrency_limit"], changed["collision_strategy"]) == (2, "CANCEL_NEW")
+        expect(card.locator(".on-collision")).to_contain_text("CANCEL_NEW")
+
+        card.get_by_role("button", name="Run now").click()
         params = dialog.locator('textarea[name="parameters"]')
         assert json.loads(params.input_value()) == {"region": "eu", "days": 7}
         params.fill("{not json")

@@ -894,8 +894,33 @@
         d.paused
           ? actionButton("Resume", () => api("PATCH", deploymentPath(d.full_name), { paused: false }))
           : actionButton("Pause", () => api("PATCH", deploymentPath(d.full_name), { paused: true })),
+        h("button", { type: "button", class: "button small", text: "Edit concurrency",
+          onclick: () => deploymentLimitDialog(d) }),
         h("button", { type: "button", class: "button small primary", text: "Run now",
           onclick: () => runNowDialog(d) })));
+  }
+
+  function deploymentLimitDialog(d) {
+    const limit = h("input", { name: "limit", type: "number", min: 1, step: 1, placeholder: "unlimited",
+      value: d.concurrency_limit === null || d.concurrency_limit === undefined ? "" : d.concurrency_limit });
+    const strategy = h("select", { name: "collision_strategy" },
+      ["ENQUEUE", "CANCEL_NEW", "CANCEL_IN_PROGRESS"].map((s) =>
+        h("option", { value: s, text: s, selected: s === d.collision_strategy })));
+    const key = h("input", { name: "concurrency_key", autocomplete: "off", placeholder: "{customer_id}",
+      value: d.concurrency_key || "" });
+    dialog.open(`Concurrency of ${d.full_name}`, [
+      field("Limit (runs at once)", limit, "Leave empty for unlimited: runs overlap (the default)."),
+      field("When the limit is full", strategy,
+        "ENQUEUE: the new run waits. CANCEL_NEW: it is cancelled. CANCEL_IN_PROGRESS: the newest wins."),
+      field("Concurrency key (optional)", key, "A template over parameters: one limit per value."),
+    ], [{
+      label: "Save", primary: true,
+      run: () => api("PUT", `${deploymentPath(d.full_name)}/concurrency_limit`, {
+        limit: numberValue(limit, "limit", { allowEmpty: true }),
+        collision_strategy: strategy.value,
+        concurrency_key: key.value.trim() || null,
+      }),
+    }]);
   }
 
   function runNowDialog(d) {
