@@ -430,3 +430,29 @@ def test_an_expired_unrenewed_lease_is_reaped(short_lease: float, client: Client
     assert grant.lease_id is not None
     assert client.renew_leases([grant.lease_id]) == [grant.lease_id]
     assert client.release_slots(grant.lease_id) is False
+
+
+def test_a_limit_created_while_a_request_waits_keeps_it_first_there(client: Client) -> None:
+    client.create_limit("a", 1)
+    order: list[str] = []
+    holder = Holder("a", "holder", order)
+    holder.start()
+    assert holder.entered.wait(10)
+    both = threading.Thread(target=lambda: _hold_both(order), daemon=True)
+    both.start()
+    wait_until(lambda: waiters(client, "a") == 1)
+    client.create_limit("b", 1)
+    # The waiting request takes its place on "b" too...
+    wait_until(lambda: waiters(client, "b") == 1)
+    # ...so a later request for "b" alone does not pass it, though "b" is free.
+    late = client.acquire_slots(["b"], 1, timeout=0)
+    assert isinstance(late, SlotWait) and "ahead" in late.reason
+    holder.leave.set()
+    both.join(10)
+    assert order == ["holder", "a+b"]
+    assert client.read_limit("b").grants == 1
+
+
+def _hold_both(order: list[str]) -> None:
+    with concurrency(["a", "b"]):
+        order.append("a+b")

@@ -428,13 +428,15 @@ class SlotStore(EventStore):
         now = time.time()
         with self.db.write() as tx:
             seq, waiting_since = NOT_QUEUED, now
+            queued_on: set[str] = set()
             if not new_waiter:
-                mine = tx.one(
-                    "SELECT seq, created FROM waiters WHERE waiter_id = :w LIMIT 1",
+                mine = tx.execute(
+                    "SELECT seq, created, limit_name FROM waiters WHERE waiter_id = :w",
                     {"w": waiter_id},
                 )
-                if mine is not None:
-                    seq, waiting_since = int(mine[0]), float(mine[1])
+                if mine:
+                    seq, waiting_since = int(mine[0][0]), float(mine[0][1])
+                    queued_on = {r[2] for r in mine}
                 elif not may_queue:
                     return Attempt(gone=True)
             states, ahead = self._read_for_acquire(tx, names, priority, seq, now)
@@ -498,6 +500,23 @@ class SlotStore(EventStore):
                     "UPDATE waiters SET expires = :e WHERE waiter_id = :w",
                     {"e": now + self.settings.waiter_ttl_seconds, "w": waiter_id},
                 )
+                missing = [n for n in decision.limited if n not in queued_on]
+                if missing:
+                    # A limit created (or enabled) since the request queued: it keeps
+                    # its place there too, so nobody who came later passes it.
+                    self._enqueue(
+                        tx,
+                        waiter_id,
+                        missing,
+                        occupy,
+                        priority,
+                        holder_kind,
+                        holder_id,
+                        process,
+                        wake_address,
+                        waiting_since,
+                        seq=seq,
+                    )
         return Attempt(
             wait=SlotWait(waiter_id, decision.reasons, decision.retry_after), wake=tuple(wake)
         )
@@ -616,9 +635,11 @@ class SlotStore(EventStore):
         process: ProcessInfo,
         wake_address: str | None,
         now: float,
+        seq: int | None = None,
     ) -> None:
-        seq = self._next_seq(tx, "waiters")
-        expires = now + self.settings.waiter_ttl_seconds
+        if seq is None:
+            seq = self._next_seq(tx, "waiters")
+        expires = time.time() + self.settings.waiter_ttl_seconds
         tx.executemany(
             "INSERT INTO waiters (seq, limit_name, waiter_id, slots, priority, holder_kind,"
             " holder_id, pid, host, proc_start, wake_address, created, expires, node) VALUES"
@@ -851,7 +872,7 @@ class SlotStore(EventStore):
                     name,
                     slots,
                     f"lease={lease_id} holder={r[7]}:{r[8] or '-'} pid={r[3]} ({reason})",
-                    run_id=r[8] if r[7] in ("task_run", "flow_run") else None,
+                    run_id=r[8],  # the run holding it (a user-chosen id names none)
                 )
                 changed.add(name)
             # The lease's rows on other limits are doomed: their owner can no longer
