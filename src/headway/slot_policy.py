@@ -207,7 +207,7 @@ class SlotPolicy:
                     waiter_id=wid,
                     new_waiter=new_waiter,
                     may_queue=may_queue,
-                    wake_address=self.wakeups.address if may_queue else None,
+                    wake_address=self.wakeups.address if wid else None,
                     strict=strict,
                 )
                 self._notify(attempt.wake)

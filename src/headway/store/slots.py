@@ -496,9 +496,16 @@ class SlotStore(EventStore):
                     now,
                 )
             else:
+                # The wake address follows the request: a long poll resumed through
+                # another server (or process) is woken there.
                 tx.execute(
-                    "UPDATE waiters SET expires = :e WHERE waiter_id = :w",
-                    {"e": now + self.settings.waiter_ttl_seconds, "w": waiter_id},
+                    "UPDATE waiters SET expires = :e, wake_address = COALESCE(:addr, wake_address)"
+                    " WHERE waiter_id = :w",
+                    {
+                        "e": now + self.settings.waiter_ttl_seconds,
+                        "w": waiter_id,
+                        "addr": wake_address,
+                    },
                 )
                 missing = [n for n in decision.limited if n not in queued_on]
                 if missing:
