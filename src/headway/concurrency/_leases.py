@@ -123,6 +123,8 @@ class _Renewer:
                 self._thread.start()
             # Wake the thread only when it must plan sooner: not on every grant.
             replan = self._planned is None or interval < self._planned
+            if replan:
+                self._planned = interval
         if replan:
             self._changed.set()
 
@@ -144,8 +146,7 @@ class _Renewer:
             if interval is None:
                 # Idle: keep the last plan, so the next grant need not wake us
                 # (it is renewed within one interval of being taken, as planned).
-                planned = self._planned
-                if self._changed.wait(planned):
+                if self._changed.wait(self._planned):
                     self._changed.clear()
                 next_round = None
                 continue
