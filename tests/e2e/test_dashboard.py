@@ -353,6 +353,57 @@ def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
         assert httpx.get(f"{server.url}/api/v1/limits/db").status_code == 404
 
 
+def test_a_deployment_run_waiting_for_its_limit_names_the_run_holding_it(
+    browser: Any, server: ServerProcess, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    call(server, "POST", "/work_pools", {"name": "claims"})
+    spec = {"flow_name": "etl", "name": "hourly", "work_pool": "claims", "concurrency_limit": 1}
+    call(server, "POST", "/deployments", spec)
+    first = call(server, "POST", "/deployments/etl/hourly/runs", {})
+    second = call(server, "POST", "/deployments/etl/hourly/runs", {})
+    # A worker (here: plain API calls) claims both; the limit lets one start.
+    worker = call(server, "POST", "/workers", {"pool": "claims", "name": "api-worker"})
+    claim = f"/workers/{worker['id']}/claim"
+    claimed = call(server, "POST", claim, {"pool": "claims", "limit": 2})
+    assert [c["run"]["id"] for c in claimed] == [first["id"]]
+
+    with session(browser, server, tmp_path) as tab:
+        page = tab.page
+        tab.open("/runs?deployment=etl/hourly")
+        row = page.locator(f'tr[data-run-id="{second["id"]}"]')
+        expect(row.locator(".badge")).to_have_text("AwaitingConcurrencySlot")
+        expect(row).to_contain_text("waiting for deployment:etl/hourly (#1 in queue)")
+        expect(row).to_contain_text(f"held by run {first['name']}")
+        expect(page.locator(f'tr[data-run-id="{first["id"]}"]')).to_have_attribute(
+            "data-state", "PENDING"
+        )
+        tab.shot("deployment-run-waiting")
+
+        tab.go(f"/runs/{second['id']}")
+        why = page.locator("#why")
+        own = call(server, "GET", f"/explain/runs/{second['id']}")
+        expect(why.locator(".why-summary")).to_have_text(own["summary"])
+        expect(why).to_contain_text(f"held by run {first['name']}")
+        tab.shot("deployment-run-why")
+
+        # The first run ends: its slot frees and the next claim starts the second.
+        for state in ("RUNNING", "COMPLETED"):
+            call(server, "POST", f"/flow_runs/{first['id']}/state", {"state": {"type": state}})
+        claimed = call(server, "POST", claim, {"pool": "claims", "limit": 2})
+        assert [c["run"]["id"] for c in claimed] == [second["id"]]
+        tab.go("/runs?deployment=etl/hourly")
+        expect(row).to_have_attribute("data-state", "PENDING")
+        expect(row).not_to_have_class("is-waiting")
+        expect(page.locator(f'tr[data-run-id="{first["id"]}"]')).to_have_attribute(
+            "data-state", "COMPLETED"
+        )
+        tab.shot("deployment-run-started")
+        for state in ("RUNNING", "COMPLETED"):
+            call(server, "POST", f"/flow_runs/{second['id']}/state", {"state": {"type": state}})
+
+
 def test_edit_a_work_pool_and_queue_limit(
     browser: Any, server: ServerProcess, tmp_path: Path
 ) -> None:

@@ -26,6 +26,8 @@
   // this many of the newest runs (with the other filters applied first).
   const TAG_SCAN = 1000;
   const MAX_LIMIT_DETAILS = 100;
+  // Runs of a list explained one by one (deployment runs waiting for a slot).
+  const MAX_RUN_EXPLAINS = 20;
 
   // -- DOM helpers ---------------------------------------------------------------------
   function h(tag, props, ...children) {
@@ -98,6 +100,8 @@
     return diff > 0 ? `in ${text}` : `${text} ago`;
   }
 
+  const capitalize = (text) => text.charAt(0).toUpperCase() + text.slice(1);
+
   function fmtSlots(value) {
     const n = Number(value);
     return Math.abs(n - Math.round(n)) < 1e-9 ? String(Math.round(n)) : n.toFixed(2);
@@ -145,6 +149,7 @@
 
   const runLink = (id, label) => h("a", { href: `#/runs/${encodeURIComponent(id)}`, text: label });
   const limitPath = (name) => `/limits/${encodeURIComponent(name)}`;
+  const limitLink = (name) => h("a", { href: `#/limits?q=${encodeURIComponent(name)}`, text: name });
   const deploymentPath = (full) => `/deployments/${full.split("/").map(encodeURIComponent).join("/")}`;
 
   // -- the API ---------------------------------------------------------------------------
@@ -262,17 +267,22 @@
     return out;
   }
 
-  function who(holder) {
-    const known = holder.id ? names.get(holder.id) : null;
-    const where = `pid ${holder.pid} on ${holder.host}`;
+  // Who holds or waits: the run it belongs to (linked), else its process.
+  // x: { id, name?, kind, pid?, host? }; the id may be a flow or a task run's.
+  function whoNode(x) {
+    const known = x.id ? names.get(x.id) : null;
+    const hasPid = x.pid !== undefined && x.pid !== null;
+    const where = hasPid ? h("small", { class: "muted", text: ` (pid ${x.pid} on ${x.host})` }) : null;
     if (known && known.runId) {
-      return h("span", { class: "who" },
-        known.kind === "task run" ? "task " : "run ",
-        runLink(known.runId, known.label),
-        h("small", { class: "muted", text: ` (${where})` }));
+      return h("span", { class: "who" }, known.kind === "task run" ? "task " : "run ",
+        runLink(known.runId, x.name || known.label), where);
     }
-    return h("span", { class: "who", text: `${holder.kind} ${where}` });
+    if (x.name) return h("span", { class: "who" }, `${x.kind.replace("_", " ")} ${x.name}`, where);
+    return h("span", { class: "who", text: hasPid ? `${x.kind} pid ${x.pid} on ${x.host}` : (x.id || x.kind) });
   }
+
+  // A lease's or waiter's holder (the slot engine's records).
+  const who = (holder) => whoNode(holder);
 
   // -- the shell: live status, banner, dialogs ------------------------------------------
   function setLive(ok, text) {
@@ -478,10 +488,25 @@
           const tag = query.get("tag");
           const shown = (tag ? runs.filter((r) => r.tags.includes(tag)) : runs).slice(0, RUN_PAGE);
           const details = await limitDetails(limits, false);
-          return { runs: shown, scanned: runs.length, tag, details: [...details.values()] };
+          // Deployment runs a claim left waiting: the server says for which limit, behind whom.
+          const awaiting = shown.filter((r) => r.state.name === "AwaitingConcurrencySlot")
+            .slice(0, MAX_RUN_EXPLAINS);
+          const blocked = (await Promise.all(awaiting.map((r) =>
+            get(`/explain/runs/${encodeURIComponent(r.id)}`).catch((err) => {
+              if (err.status === 404) return null;
+              throw err;
+            })))).filter(Boolean);
+          await resolveExplained(blocked);
+          return {
+            runs: shown,
+            scanned: runs.length,
+            tag,
+            details: [...details.values()],
+            blocked: blocked.map((e) => ({ run_id: e.run_id, blockers: e.blockers })),
+          };
         },
         render(data) {
-          const waits = waitingByRun(data.details);
+          const waits = waitingByRun(data.details, data.blocked);
           const running = data.runs.filter((r) => r.state.type === "RUNNING").length;
           const waiting = data.runs.filter((r) => waits.has(r.id)
             || r.state.name === "AwaitingConcurrencySlot").length;
@@ -514,16 +539,28 @@
   };
 
   // Which runs wait for slots, on which limit, at which place, behind whom.
-  function waitingByRun(details) {
+  // Which runs wait, for which limit, at which place, behind whom: slot requests
+  // queued on limits (code and task tags), and deployment runs a claim left
+  // waiting for a slot (as the server explains them).
+  function waitingByRun(details, blocked) {
     const out = new Map();
+    const add = (runId, wait) => {
+      const list = out.get(runId) || [];
+      list.push(wait);
+      out.set(runId, list);
+    };
     for (const d of details) {
       for (const w of d.waiters) {
         const known = w.holder.id ? names.get(w.holder.id) : null;
         const runId = known ? known.runId : w.holder.id;
-        if (!runId) continue;
-        const list = out.get(runId) || [];
-        list.push({ limit: d.limit, waiter: w, holders: d.holders, queued: d.waiters.length });
-        out.set(runId, list);
+        if (runId) add(runId, { limit: d.limit.name, position: w.position,
+          holders: d.holders.map((l) => l.holder) });
+      }
+    }
+    for (const e of blocked) {
+      for (const b of e.blockers) {
+        add(e.run_id, { limit: b.limit_name, position: b.position, holders: b.holders.map((x) =>
+          ({ id: x.run_id, name: x.name, kind: x.kind, pid: x.pid, host: x.host })) });
       }
     }
     return out;
@@ -531,10 +568,8 @@
 
   function waitNote(waits) {
     return h("div", { class: "wait-note" }, waits.map((w) => h("div", null,
-      "waiting for ",
-      h("a", { href: `#/limits?q=${encodeURIComponent(w.limit.name)}`, text: w.limit.name }),
-      ` (#${w.waiter.position} in queue)`,
-      w.holders.length ? [" · held by ", joinNodes(w.holders.map((l) => who(l.holder)))] : null)));
+      "waiting for ", limitLink(w.limit), ` (#${w.position} in queue)`,
+      w.holders.length ? [" · held by ", joinNodes(w.holders.map(whoNode))] : null)));
   }
 
   function joinNodes(nodes, sep) {
@@ -623,19 +658,9 @@
   }
 
   // A run named by an explanation: "run <link>" or "task <link>", else its process.
-  function explainedWho(x) {
-    const known = x.run_id ? names.get(x.run_id) : null;
-    const where = x.pid !== undefined ? h("small", { class: "muted", text: ` (pid ${x.pid} on ${x.host})` }) : null;
-    if (known && known.runId) {
-      return h("span", { class: "who" }, known.kind === "task run" ? "task " : "run ",
-        runLink(known.runId, x.name || known.label), where);
-    }
-    if (x.name) return h("span", { class: "who" }, `${x.kind.replace("_", " ")} ${x.name}`, where);
-    return h("span", { class: "who", text: x.pid !== undefined
-      ? `${x.kind} pid ${x.pid} on ${x.host}` : (x.run_id || x.kind) });
-  }
+  // A holder or request ahead as an explanation names it.
+  const explainedWho = (x) => whoNode({ id: x.run_id, name: x.name, kind: x.kind, pid: x.pid, host: x.host });
 
-  const limitLink = (name) => h("a", { href: `#/limits?q=${encodeURIComponent(name)}`, text: name });
 
   // The "why is this waiting" panel: the server's explanation (what `headway why` prints).
   function renderWhy(why, taskWhys) {
@@ -685,7 +710,7 @@
         h("li", null, explainedWho(x), ` · ${x.slots} slot(s), priority ${x.priority}, since ${fmtTime(x.since)}`)))] : null,
       h("p", null, b.estimated_start
         ? ["Estimated start: ", timeCell(b.estimated_start), " (", relTime(b.estimated_start), `), ${b.estimate}.`]
-        : `No estimate: ${b.estimate}.`));
+        : capitalize(/^no estimate/i.test(b.estimate) ? `${b.estimate}.` : `no estimate: ${b.estimate}.`)));
   }
 
   function renderRun(data, logs) {
