@@ -39,6 +39,18 @@ def _deploy_command() -> None:
 _deploy_command()
 
 
+def _observe_commands() -> None:
+    # ``headway why RUN_ID`` and ``headway status`` are verbs of their own too.
+    from headway.cli.status import status
+    from headway.cli.why import why
+
+    app.command("why")(why)
+    app.command("status")(status)
+
+
+_observe_commands()
+
+
 def _register() -> None:
     # Each noun module exposes ``app`` (a Typer) and ``NAME``; modules missing
     # from a partial install are skipped, never half-registered.
@@ -67,6 +79,7 @@ _NOUNS: list[str] = [
     "server",
     "db",
     "events",
+    "concurrency",
 ]
 
 _register()

@@ -233,13 +233,38 @@ def inspect(
         console.print(f"... and {len(task_runs) - limit} more (use -o json for all)")
 
 
+@app.command("watch")
+def watch(
+    deployment: str | None = typer.Option(
+        None, "--deployment", "-d", help="Only runs of this deployment (<flow>/<name>)."
+    ),
+    limit: int = typer.Option(20, "--limit", "-n", help="How many runs, newest first."),
+    interval: float = typer.Option(1.0, "--interval", help="Seconds between refreshes."),
+) -> None:
+    """A live table of flow runs (state, what a waiting run waits for) until Ctrl-C."""
+    from headway.cli.status import watch_runs
+    from headway.cli.why import poll_interval
+
+    if limit < 1:
+        raise ValidationError(f"--limit must be at least 1, got {limit}")
+    watch_runs(deployment, limit, poll_interval(interval))
+
+
 @app.command("logs")
 def logs(
     flow_run_id: str = typer.Argument(..., help="The flow run's id."),
     output: str = typer.Option("table", "-o", "--output", help="table or json"),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Keep printing new lines until the run ends (or Ctrl-C)."
+    ),
 ) -> None:
     """Print the log lines of a flow run and its task runs, oldest first."""
     check_output_format(output)
+    if follow:
+        from headway.cli.status import follow_logs
+
+        follow_logs(_client(), _read(_client(), flow_run_id), output)
+        return
     client = _client()
     run = _read(client, flow_run_id)
     names = {t.id: t.name for t in client.read_task_runs(run.id)}

@@ -104,26 +104,59 @@ def _holder(holder: Any) -> str:
     return holder.kind if not holder.id else f"{holder.kind}:{holder.id}"
 
 
-def print_limits(limits: list[Any], output: str, *, title: str, first: str = "name") -> None:
-    """``ls`` output: a table, or JSON."""
+def _stats_json(stat: Any) -> dict[str, Any]:
+    hold = stat.average_hold_seconds
+    return {
+        "average_occupancy": stat.average_occupancy,
+        "average_hold_seconds": hold,
+        "average_wait_seconds": stat.average_wait_seconds,
+        "expiries": stat.expiries,
+        "releases": stat.releases,
+    }
+
+
+def print_limits(
+    limits: list[Any],
+    output: str,
+    *,
+    title: str,
+    first: str = "name",
+    stats: dict[str, Any] | None = None,
+) -> None:
+    """``ls`` output: a table, or JSON; with ``stats`` (name -> LimitStats), their averages."""
+    stats = stats or {}
     if output == "json":
-        typer.echo(json.dumps([limit_json(lim) for lim in limits], indent=2))
+        rows = []
+        for lim in limits:
+            row = limit_json(lim)
+            if lim.name in stats:
+                row.update(_stats_json(stats[lim.name]))
+            rows.append(row)
+        typer.echo(json.dumps(rows, indent=2))
         return
     from rich.table import Table
 
     table = Table(title=title)
-    for column in (first, "limit", "active slots", "waiters", "enabled", "decay/s"):
+    columns = [first, "limit", "active slots", "waiters", "enabled", "decay/s"]
+    if stats:
+        columns += ["grants", "denials", "avg occupancy"]
+    for column in columns:
         table.add_column(column, justify="left" if column == first else "right")
     for lim in limits:
         label = lim.name[len("tag:") :] if first == "tag" else lim.name
-        table.add_row(
+        cells = [
             label,
             str(lim.limit),
             _slots(lim.active_slots),
             str(lim.waiters),
             "yes" if lim.active else "no",
             f"{lim.slot_decay_per_second:g}" if lim.slot_decay_per_second else "-",
-        )
+        ]
+        if stats:
+            stat = stats.get(lim.name)
+            occupancy = "-" if stat is None else f"{stat.average_occupancy:.2f}"
+            cells += [str(lim.grants), str(lim.denials), occupancy]
+        table.add_row(*cells)
     console = _console()
     if limits:
         console.print(table)
@@ -201,9 +234,12 @@ def create(
 def list_limits(
     output: str = typer.Option("table", "-o", "--output", help="table or json"),
 ) -> None:
-    """List every limit: name, limit, active slots, waiters, enabled, decay."""
+    """List every limit: limit, active slots, waiters, grants, denials, average occupancy."""
     check_output_format(output)
-    print_limits(_client().list_limits(), output, title="concurrency limits")
+    client = _client()
+    limits = client.list_limits()
+    stats = {s.name: s for s in client.limit_stats()}
+    print_limits(limits, output, title="concurrency limits", stats=stats)
 
 
 @app.command()

@@ -1,0 +1,155 @@
+"""``/metrics``: Prometheus text parsed by prometheus-client's parser, checked against the store.
+
+On server backends the text comes from the server's ``/metrics`` route over
+HTTP (with the API key, which it requires); embedded, from the same collector
+over the test's own store.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from headway.client.base import Client
+from headway.core.deployments import DeploymentSpec
+from headway.core.limits import SlotGrant
+from headway.core.states import Completed, Running
+
+Backend = Any  # the conftest fixture's record (tests are not a package)
+
+
+def scrape(backend: Backend) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """Every sample as ``{name: {sorted labels: value}}``."""
+    if backend.api_url is not None:
+        response = httpx.get(
+            backend.api_url + "/metrics",
+            headers={"Authorization": f"Bearer {os.environ['HEADWAY_API_KEY']}"},
+        )
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/plain")
+        text = response.text
+    else:
+        from prometheus_client import generate_latest
+
+        from headway.server.metrics import metrics_registry
+
+        local = backend.client
+        text = generate_latest(metrics_registry(lambda: local.orchestrator)).decode()  # type: ignore[attr-defined]
+    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
+
+
+def wait_until(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 15
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.02)
+
+
+def lim(name: str, scope: str = "global") -> tuple[tuple[str, str], ...]:
+    return (("limit", name), ("scope", scope))
+
+
+def test_metrics_match_the_store(backend: Backend, client: Client) -> None:
+    client.create_limit("db", 2)
+    client.create_limit("short", 1)
+    first = client.acquire_slots(["db"], 2, holder_id="first")
+    assert isinstance(first, SlotGrant)
+    granted: list[SlotGrant] = []
+    thread = threading.Thread(
+        target=lambda: granted.append(client.acquire_slots(["db"], 1, timeout=30))  # type: ignore[arg-type]
+    )
+    thread.start()
+    wait_until(lambda: client.read_limit("db").waiters == 1)
+
+    samples = scrape(backend)
+    assert samples["headway_limit_slots"][lim("db")] == 2
+    assert samples["headway_limit_active_slots"][lim("db")] == 2
+    assert samples["headway_limit_waiters"][lim("db")] == 1
+    assert samples["headway_limit_holders"][lim("db")] == 1
+    assert samples["headway_limit_denials_total"][lim("db")] == 1
+
+    client.release_slots(first.lease_id)
+    thread.join(30)
+    (second,) = granted
+    client.release_slots(second.lease_id)
+    expiring = client.acquire_slots(["short"], 1, lease_seconds=0.1)
+    assert isinstance(expiring, SlotGrant)
+    wait_until(lambda: client.sweep_slots() > 0)
+
+    stats = {s.name: s for s in client.limit_stats()}
+    samples = scrape(backend)
+    db = stats["db"]
+    assert samples["headway_limit_grants_total"][lim("db")] == db.grants == 2
+    assert samples["headway_limit_releases_total"][lim("db")] == db.releases == 2
+    assert samples["headway_limit_active_slots"][lim("db")] == 0
+    assert samples["headway_limit_lease_expiries_total"][lim("short")] == 1
+    assert samples["headway_limit_hold_seconds_total"][lim("db")] == pytest.approx(
+        db.total_hold_seconds
+    )
+    # Wait times: one request waited (for as long as the store says), one did not.
+    assert samples["headway_limit_wait_seconds_count"][lim("db")] == 2
+    assert samples["headway_limit_wait_seconds_sum"][lim("db")] == pytest.approx(
+        db.total_wait_seconds
+    )
+    buckets = {
+        dict(labels)["le"]: value
+        for labels, value in samples["headway_limit_wait_seconds_bucket"].items()
+        if dict(labels)["limit"] == "db"
+    }
+    assert buckets["+Inf"] == 2
+    assert buckets["0.005"] == 1  # the first, granted at once
+    waited = db.total_wait_seconds  # all of it is the second request's
+    above = [float(le) for le, n in buckets.items() if le != "+Inf" and n == 2]
+    assert above and min(above) >= waited
+
+
+def test_flow_runs_by_state_and_claim_latency(backend: Backend, client: Client) -> None:
+    for _ in range(2):
+        client.create_flow_run(id=str(uuid.uuid4()), name="r", flow_name="f", state=Running())
+    done = str(uuid.uuid4())
+    client.create_flow_run(id=done, name="done", flow_name="f", state=Running())
+    client.set_flow_run_state(done, Completed())
+    client.create_work_pool("pool")
+    spec = DeploymentSpec(
+        flow_name="flow", name="d", entrypoint="/nowhere/flows.py:flow", work_pool="pool"
+    )
+    full = client.apply_deployment(spec).full_name
+    client.create_deployment_run(full)
+    worker = client.register_worker("pool", "w1")
+    assert worker.id is not None
+    (claimed,) = client.claim_flow_runs(worker.id, pool="pool")
+
+    samples = scrape(backend)
+    states = {dict(k)["state"]: v for k, v in samples["headway_flow_runs"].items()}
+    assert states["RUNNING"] == 2 and states["COMPLETED"] == 1 and states["PENDING"] == 1
+    assert states["FAILED"] == 0
+    assert samples["headway_claim_latency_seconds_count"][(("pool", "pool"),)] == 1
+    latency = next(
+        e.seconds
+        for e in client.read_events(run_id=claimed.run.id).events
+        if e.kind == "flow_run.claimed"
+    )
+    assert latency is not None
+    assert samples["headway_claim_latency_seconds_sum"][(("pool", "pool"),)] == pytest.approx(
+        latency
+    )
+    assert samples["headway_workers"][(("online", "true"), ("pool", "pool"))] == 1
+
+
+def test_metrics_need_the_api_key(backend: Backend) -> None:
+    if backend.api_url is None:
+        pytest.skip("an embedded store has no HTTP server")
+    assert httpx.get(backend.api_url + "/metrics").status_code == 401
