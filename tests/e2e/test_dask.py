@@ -29,6 +29,7 @@ from headway.client.base import Client, get_client, set_default_client
 from headway.concurrency.sync import concurrency
 from headway.context import get_flow_run_context
 from headway.core.states import StateType
+from headway.exceptions import TaskRunTimeout
 from headway.task_runners import DaskTaskRunner
 
 S = StateType
@@ -107,6 +108,17 @@ def client_kind() -> str:
     return type(get_client()).__name__
 
 
+@task(log_prints=True)
+async def triple_async(x: int) -> int:
+    print(f"async {x} in {os.getpid()}")
+    return x * 3
+
+
+@task(timeout_seconds=0.3)
+def too_slow() -> None:
+    threading.Event().wait(10)
+
+
 @task(tags=["db"])
 def tagged(counter: str, hold: float) -> int:
     observe(counter, +1)
@@ -175,13 +187,15 @@ def takes_the_slot_again() -> int:
 # -- the tests --------------------------------------------------------------------------------
 def test_two_hundred_tasks_complete_with_records(scheduler_address: str) -> None:
     @flow(task_runner=runner(scheduler_address))
-    def two_hundred() -> tuple[str, list[tuple[int, int]], int, str]:
+    def two_hundred() -> tuple[str, list[tuple[int, int]], int, str, list[int]]:
         pairs = double.map(range(200))
         summed = total.submit(pairs)
         kind = client_kind.submit(wait_for=[summed])
-        return flow_run_id(), pairs.result(), summed.result(), kind.result()
+        tripled = triple_async.map(range(3))
+        return flow_run_id(), pairs.result(), summed.result(), kind.result(), tripled.result()
 
-    run_id, pairs, summed, kind = two_hundred()
+    run_id, pairs, summed, kind, tripled = two_hundred()
+    assert tripled == [0, 3, 6]
     assert [value for value, _ in pairs] == [2 * i for i in range(200)]
     assert summed == sum(2 * i for i in range(200))
     assert kind == "LocalClient"
@@ -192,7 +206,7 @@ def test_two_hundred_tasks_complete_with_records(scheduler_address: str) -> None
     client = get_client()
     assert client.read_flow_run(run_id).state.type is S.COMPLETED
     runs = client.read_task_runs(run_id)
-    assert len(runs) == 202
+    assert len(runs) == 205
     assert all(r.state.type is S.COMPLETED and r.run_count == 1 for r in runs)
     assert sorted(r.name for r in runs if r.name.startswith("double-")) == sorted(
         f"double-{i}" for i in range(200)
@@ -202,6 +216,8 @@ def test_two_hundred_tasks_complete_with_records(scheduler_address: str) -> None
     seven = next(r for r in runs if r.name == "double-7")
     lines = [line for _, line in client.read_logs(run_id) if line.task_run_id == seven.id]
     assert any(line.message.startswith("seven seen on ") for line in lines)
+    printed = [line.message for _, line in client.read_logs(run_id) if line.message[:6] == "async "]
+    assert sorted(m.split(" in ")[0] for m in printed) == ["async 0", "async 1", "async 2"]
 
 
 @pytest.fixture
@@ -256,10 +272,15 @@ def test_failing_task_is_retried_and_recorded(scheduler_address: str, tmp_path: 
         ok = flaky.submit(str(marker))
         bad = always_fails.submit()
         downstream = after.submit(bad)
+        slow = too_slow.submit()
         downstream.wait()
-        return flow_run_id(), ok.result(), bad.state, downstream.state
+        slow.wait()
+        return flow_run_id(), ok.result(), bad.state, downstream.state, slow.state
 
-    run_id, ok, bad_state, downstream_state = failing()
+    run_id, ok, bad_state, downstream_state, slow_state = failing()
+    assert slow_state.type is S.FAILED
+    with pytest.raises(TaskRunTimeout, match=r"timed out after 0\.3 s"):
+        slow_state.result()
     assert ok == "ok after 3"
     assert bad_state.type is S.FAILED
     with pytest.raises(KeyError, match="never works"):

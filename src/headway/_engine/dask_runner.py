@@ -472,9 +472,7 @@ class DaskTaskRunner(TaskRunner):
 
             delay = call.task.retry_delay(attempts)
             tracker.set_state(Scheduled(AWAITING_RETRY, message=message))
-            from headway._engine import task_engine as engine
-
-            engine.changed(call)
+            _record_here(call)
             _run_log(call).warning(
                 "Attempt %d of %d crashed (%s); retrying in %g s",
                 attempts,
@@ -537,9 +535,7 @@ class DaskTaskRunner(TaskRunner):
         self._record_and_end(job)
 
     def _record_and_end(self, job: _Job) -> None:
-        from headway._engine import task_engine as engine
-
-        engine.changed(job.call)
+        _record_here(job.call)
         self._end(job, job.call.tracker.state)
 
     def _end(self, job: _Job, state: State) -> None:
@@ -597,6 +593,18 @@ def _plain(state: State) -> State:
     from headway._engine.tracking import plain
 
     return plain(state)
+
+
+def _record_here(call: TaskCall) -> None:
+    """The flow's process records the run again (no worker will): all its states.
+
+    The worker may never have written the run, or written only part of it; the
+    store skips the states it already has and takes the newest as the run's state.
+    """
+    from headway._engine import task_engine as engine
+
+    call.tracker.sent = 0
+    engine.changed(call)
 
 
 def _run_log(call: TaskCall) -> Any:
