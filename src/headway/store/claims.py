@@ -292,9 +292,26 @@ class ClaimStore(_Base):
     def _finish_run(
         self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
     ) -> list[WakeTarget]:
-        """Change a run's state inside ``tx``; a final state gives its slots back."""
+        """Change a run's state inside ``tx``; a final state gives its slots back.
+
+        So does PENDING -> SCHEDULED: a claimed run handed back before it started
+        (its worker is stopping) waits to be claimed again. RUNNING -> SCHEDULED
+        (AwaitingRetry) keeps everything: the run retries in its own process.
+        """
+        unclaim = False
+        if state.type is StateType.SCHEDULED:
+            before = tx.one(
+                "SELECT state_type, lease_expires FROM flow_runs WHERE id = :id"
+                + tx.dialect.for_update,
+                {"id": run_id},
+            )
+            unclaim = (
+                before is not None
+                and before[0] == StateType.PENDING.value
+                and before[1] is not None
+            )
         self._set_flow_run_state(tx, run_id, state, expect)
-        if not state.is_final and state.type is StateType.SCHEDULED:
+        if state.type is StateType.SCHEDULED and not unclaim:
             return []
         row = tx.one(
             "SELECT lease_id, work_pool, deployment, blocked_on, lease_expires FROM flow_runs"
@@ -305,10 +322,11 @@ class ClaimStore(_Base):
             return []  # a run of no deployment: nothing was held
         lease_id, pool, deployment, blocked_on, lease_expires = row
         wake: list[WakeTarget] = []
-        if state.is_final:
+        if state.is_final or unclaim:
             tx.execute(
                 "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = NULL"
-                " WHERE id = :id",
+                + (", worker_id = NULL" if unclaim else "")
+                + " WHERE id = :id",
                 {"id": run_id},
             )
             if lease_id is not None:
@@ -823,6 +841,7 @@ class ClaimStore(_Base):
                 f"SELECT {_CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool IS NULL"
                 " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on IS NULL"
                 f" AND expected_start_time <= :now AND deployment IN ({marks})"
+                " AND lease_expires IS NULL"
                 " ORDER BY expected_start_time LIMIT :n",
                 params,
             )
@@ -833,7 +852,8 @@ class ClaimStore(_Base):
             rows = tx.execute(
                 f"SELECT {_CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool = :p"
                 " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on IS NULL"
-                " AND expected_start_time <= :now ORDER BY expected_start_time LIMIT :n",
+                " AND expected_start_time <= :now AND lease_expires IS NULL"
+                " ORDER BY expected_start_time LIMIT :n",
                 {"p": scope.pool, "q": queue, "now": now, "n": window},
             )
             out.extend(_Candidate.of(r, priority) for r in rows)
@@ -872,7 +892,7 @@ class ClaimStore(_Base):
                 where = f"work_pool = :p AND work_queue IN ({marks})"
             rows = tx.execute(
                 f"SELECT {_CANDIDATE_COLUMNS} FROM flow_runs WHERE blocked_on = :b"
-                f" AND state_type = 'SCHEDULED' AND {where}"
+                f" AND state_type = 'SCHEDULED' AND lease_expires IS NULL AND {where}"
                 " ORDER BY priority DESC, expected_start_time LIMIT :n",
                 params,
             )

@@ -37,7 +37,7 @@ from typing import IO, Any, TextIO
 from headway.client.base import Client, get_client
 from headway.core.limits import WakeTarget
 from headway.core.models import ClaimedRun, FlowRun, LogRecord
-from headway.core.states import Cancelled, Crashed, State, StateType
+from headway.core.states import Cancelled, Crashed, Scheduled, State, StateType
 from headway.exceptions import HeadwayError
 from headway.worker.env import ENV_ECHO_FD, ENV_ENTRYPOINT, ENV_RUN_ID, ENV_WORKER_PID
 
@@ -86,7 +86,7 @@ class Worker:
         client: Client | None = None,
         cancel_grace_seconds: float = 10.0,
         run_scheduler: bool = True,
-        claim_wait_seconds: float = 5.0,
+        claim_wait_seconds: float | None = None,
         echo: TextIO | None = None,
         python: str | None = None,
     ) -> None:
@@ -108,6 +108,11 @@ class Worker:
         self.client = client or get_client()
         self.cancel_grace_seconds = cancel_grace_seconds
         self.run_scheduler = run_scheduler
+        if claim_wait_seconds is None:
+            # A claim held in this process is cut short on stop; one held by a
+            # server is not, so it is kept short enough for a prompt stop.
+            local = getattr(self.client, "orchestrator", None) is not None
+            claim_wait_seconds = 5.0 if local else 2.0
         self.claim_wait_seconds = claim_wait_seconds
         self.echo = echo
         self.python = python or sys.executable
@@ -221,7 +226,11 @@ class Worker:
                 self._stopping.wait(min(5.0, 0.2 * 2**failures))
                 continue
             for item in claimed:
-                self._spawn(item)
+                if self._stopping.is_set():
+                    # Claimed while stopping: hand it back to wait for another worker.
+                    self._end(item.run, Scheduled(message="handed back: its worker stopped"))
+                else:
+                    self._spawn(item)
 
     def _poke_claim(self) -> None:
         # A claim waiting in this process (embedded store) returns at once.
