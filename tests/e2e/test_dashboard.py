@@ -28,6 +28,8 @@ from headway.server.runner import ServerProcess
 
 #: How long the page may take to show what a test waits for.
 UI_TIMEOUT_MS = 15_000
+#: The API key of the module's server: the dashboard is tested with the key on.
+KEY = "key-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="module")
@@ -58,18 +60,18 @@ def live_server(folder: Path, api_key: str | None = None) -> Iterator[ServerProc
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server (without an API key) for the tests of this module that need no other.
+    """One server, with the API key :data:`KEY` required, for every test of the module.
 
-    Starting a server costs seconds on a loaded machine; these tests share one
+    Starting a server costs seconds on a loaded machine; the tests share one
     and use names of their own, asserting only about the objects they made.
     """
-    with live_server(tmp_path_factory.mktemp("dashboard-server")) as running:
+    with live_server(tmp_path_factory.mktemp("dashboard-server"), api_key=KEY) as running:
         yield running
 
 
-def call(server: ServerProcess, method: str, path: str, body: Any = None, key: str | None = None):
-    """One API call, checked for success; the decoded answer (None for 204)."""
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
+def call(server: ServerProcess, method: str, path: str, body: Any = None) -> Any:
+    """One API call with the key, checked for success; the decoded answer (None for 204)."""
+    headers = {"Authorization": f"Bearer {KEY}"}
     answer = httpx.request(
         method, f"{server.url}/api/v1{path}", json=body, headers=headers, timeout=10
     )
@@ -80,10 +82,22 @@ def call(server: ServerProcess, method: str, path: str, body: Any = None, key: s
 class Session:
     """A browser tab on the dashboard that records every request and script error."""
 
-    def __init__(self, browser: Any, server: ServerProcess, out: Path, viewport: dict[str, int]):
+    def __init__(
+        self,
+        browser: Any,
+        server: ServerProcess,
+        out: Path,
+        viewport: dict[str, int],
+        signed_in: bool,
+    ) -> None:
         self.base = server.url
         self.out = out
         self.context = browser.new_context(viewport=viewport)
+        if signed_in:
+            # As if the user had signed in in this tab: the key is in sessionStorage.
+            self.context.add_init_script(
+                f"sessionStorage.setItem('headway.apiKey', {json.dumps(KEY)});"
+            )
         self.page = self.context.new_page()
         self.page.set_default_timeout(UI_TIMEOUT_MS)
         self.requests: list[str] = []
@@ -117,9 +131,14 @@ class Session:
 
 @contextmanager
 def session(
-    browser: Any, server: ServerProcess, out: Path, width: int = 1280, height: int = 860
+    browser: Any,
+    server: ServerProcess,
+    out: Path,
+    width: int = 1280,
+    height: int = 860,
+    signed_in: bool = True,
 ) -> Iterator[Session]:
-    tab = Session(browser, server, out, {"width": width, "height": height})
+    tab = Session(browser, server, out, {"width": width, "height": height}, signed_in)
     try:
         yield tab
     except BaseException:
@@ -214,7 +233,7 @@ def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
         expect(dialog).to_be_hidden()
 
         # Another process holds the slot (from inside a flow run).
-        env = {**os.environ, "HEADWAY_API_URL": server.url}
+        env = {**os.environ, "HEADWAY_API_URL": server.url, "HEADWAY_API_KEY": KEY}
         holder = subprocess.Popen(
             [sys.executable, str(script), "holder"],
             env=env,
@@ -350,7 +369,10 @@ def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
         expect(dialog).to_contain_text("Delete limit db?")
         dialog.get_by_role("button", name="Delete").click()
         expect(card).to_have_count(0)
-        assert httpx.get(f"{server.url}/api/v1/limits/db").status_code == 404
+        gone = httpx.get(
+            f"{server.url}/api/v1/limits/db", headers={"Authorization": f"Bearer {KEY}"}
+        )
+        assert gone.status_code == 404
 
 
 def test_a_deployment_run_waiting_for_its_limit_names_the_run_holding_it(
@@ -461,12 +483,14 @@ def test_edit_a_work_pool_and_queue_limit(
         tab.shot("pools")
 
 
-def test_the_api_key_gates_every_data_call(browser: Any, tmp_path: Path) -> None:
+def test_the_api_key_gates_every_data_call(
+    browser: Any, server: ServerProcess, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
-    key = "key-" + uuid.uuid4().hex
-    with live_server(tmp_path, api_key=key) as server, session(browser, server, tmp_path) as tab:
-        call(server, "POST", "/limits", {"name": "secret-limit", "limit": 4}, key=key)
+    key = KEY
+    with session(browser, server, tmp_path, signed_in=False) as tab:
+        call(server, "POST", "/limits", {"name": "secret-limit", "limit": 4})
         statuses: list[tuple[str, int]] = []
         tab.page.on(
             "response",
