@@ -167,7 +167,7 @@ def delete(name: str = NameArg) -> None:
     typer.echo(f"Deleted deployment {name}")
 
 
-@app.command("set-concurrency-limit")
+@app.command("set-concurrency-limit", context_settings={"ignore_unknown_options": True})
 def set_concurrency_limit(
     name: str = NameArg,
     value: int | None = typer.Argument(None, metavar="[N]", help="The limit (or use --limit)."),

@@ -113,7 +113,7 @@ def inspect(
         con.print(wt)
 
 
-@app.command("set-concurrency-limit")
+@app.command("set-concurrency-limit", context_settings={"ignore_unknown_options": True})
 def set_concurrency_limit(
     name: str = PoolArg,
     value: int | None = typer.Argument(None, metavar="[N]", help="The limit (or use --limit)."),

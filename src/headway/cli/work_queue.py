@@ -100,7 +100,7 @@ def inspect(
         con.print(f"  {label:<18} {value}", highlight=False)
 
 
-@app.command("set-concurrency-limit")
+@app.command("set-concurrency-limit", context_settings={"ignore_unknown_options": True})
 def set_concurrency_limit(
     name: str = QueueArg,
     value: int | None = typer.Argument(None, metavar="[N]", help="The limit (or use --limit)."),
