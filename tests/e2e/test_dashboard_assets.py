@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterator
 from importlib import resources
@@ -15,7 +16,11 @@ from headway.server.ui import CONTENT_TYPES, VERSION_MARK, load_assets
 from headway.settings import get_settings
 
 # A reference the browser would fetch from another origin: http(s)://... or //host/...
-EXTERNAL = re.compile(r"""(?:src|href|action|url|import|fetch)\s*[=(]\s*["'`]?\s*(?:https?:)?//""")
+EXTERNAL = re.compile(
+    r"""(?:(?:src|href|action|url|import|fetch)\s*[=(]|from)\s*["'`]?\s*(?:https?:)?//"""
+)
+# A module import: ``from "./js/api.js"`` (resolved against the importing file).
+IMPORT = re.compile(r"""\bfrom\s+["']([^"']+)["']""")
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +43,14 @@ def test_page_and_every_asset_it_names_are_served(server: ServerThread) -> None:
     named = re.findall(r'(?:src|href)="(/ui/[^"?]+)(?:\?v=([0-9a-f]+))?"', page.text)
     assert {path for path, _ in named} >= {"/ui/app.js", "/ui/app.css", "/ui/favicon.svg"}
     assert len({version for _, version in named}) == 1  # one release, one version
-    for path, _ in named:
+    # Every file the page names, and every module those import, is served.
+    pending = [path for path, _ in named]
+    served: set[str] = set()
+    while pending:
+        path = pending.pop()
+        if path in served:
+            continue
+        served.add(path)
         asset = httpx.get(server.url + path)
         assert asset.status_code == 200, path
         suffix = "." + path.rpartition(".")[2]
@@ -46,6 +58,12 @@ def test_page_and_every_asset_it_names_are_served(server: ServerThread) -> None:
         # A browser that has it already is answered 304, without the body.
         again = httpx.get(server.url + path, headers={"If-None-Match": asset.headers["etag"]})
         assert again.status_code == 304 and again.content == b""
+        if suffix == ".js":
+            base = path.rpartition("/")[0]
+            for target in IMPORT.findall(asset.text):
+                assert target.startswith("."), f"{path} imports {target!r}"
+                pending.append(posixpath.normpath(f"{base}/{target}"))
+    assert "/ui/js/views/run.js" in served  # reached through the imports
 
 
 @pytest.mark.parametrize(
@@ -62,6 +80,7 @@ def test_no_asset_refers_to_another_origin() -> None:
         'src="https://cdn.example/x.js"',
         "url(//fonts.example/f.woff)",
         "fetch(`http://x`",
+        'import { x } from "https://esm.example/x.js";',
     ):
         assert EXTERNAL.search(external), external
     folder = resources.files("headway") / "ui"
