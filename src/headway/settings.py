@@ -116,6 +116,14 @@ class Settings:
             _parse_positive_float,
         ),
     )
+    events_retention_seconds: float = field(
+        default=7 * 86400.0,
+        metadata=_setting(
+            "HEADWAY_EVENTS_RETENTION_SECONDS",
+            "Events (slot grants, releases, reaps, ...) older than this are pruned by the server.",
+            _parse_positive_float,
+        ),
+    )
     store_busy_timeout_seconds: float = field(
         default=60.0,
         metadata=_setting(

@@ -171,3 +171,15 @@ def test_expiry_and_reap_are_recorded(client: Client) -> None:
 def test_bad_arguments_are_refused(client: Client, kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(exceptions.ValidationError, match=message):
         client.read_events(**kwargs)  # type: ignore[arg-type]
+
+
+def test_old_events_are_pruned_state_changes_are_kept(client: Client) -> None:
+    store = getattr(client, "store", None)
+    if store is None:
+        pytest.skip("pruning is the server's own background work; checked embedded")
+    run_id = str(uuid.uuid4())
+    client.create_flow_run(id=run_id, name="a", flow_name="f", state=Running())
+    client.create_limit("p", 1)
+    assert store.prune_events(3600.0) == 0  # nothing that old
+    assert store.prune_events(0.0) == 1  # the limit's creation
+    assert kinds(list(client.read_events().events)) == ["state.RUNNING"]

@@ -113,8 +113,7 @@ class ExplainPolicy:
 
     def prune_events(self) -> int:
         """Delete events older than the retention (``HEADWAY_EVENTS_RETENTION_SECONDS``)."""
-        retention = getattr(self.settings, "events_retention_seconds", 7 * 86400.0)
-        return self.store.prune_events(float(retention))
+        return self.store.prune_events(self.settings.events_retention_seconds)
 
     # -- why is this run waiting? ----------------------------------------------------
     def explain_run(self, run_id: str) -> RunExplanation:

@@ -4,6 +4,8 @@
   processes on this machine) every few seconds and wakes whoever they blocked,
   so a dead holder's slots come back within a lease and a sweep, even when
   nobody else asks for that limit. Every server sweeps; sweeps are idempotent.
+- **Event pruner**: deletes events older than ``HEADWAY_EVENTS_RETENTION_SECONDS``,
+  a bounded batch every minute (more often while a backlog remains).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from headway.orchestrator import Orchestrator
 from headway.settings import Settings
 
 logger = logging.getLogger("headway.server")
+#: How often the server prunes old events, and how many at most each time.
+PRUNE_EVERY_SECONDS = 60.0
+PRUNE_BATCH = 10_000
 
 
 def sweep_interval(settings: Settings) -> float:
@@ -36,6 +41,20 @@ class BackgroundServices:
     async def start(self) -> None:
         """Start every service."""
         self._tasks.append(asyncio.create_task(self._sweeper(), name="headway-sweeper"))
+        self._tasks.append(asyncio.create_task(self._pruner(), name="headway-event-pruner"))
+
+    async def _pruner(self) -> None:
+        pause = PRUNE_EVERY_SECONDS
+        while True:
+            await asyncio.sleep(pause)
+            try:
+                pruned = await anyio.to_thread.run_sync(self.orchestrator.prune_events)
+            except Exception as exc:  # the store may be down for a moment: try again later
+                logger.warning("event pruning failed: %s", exc, extra={"action": "prune"})
+                pause = PRUNE_EVERY_SECONDS
+                continue
+            # A full batch means more are due: keep going, gently.
+            pause = 1.0 if pruned >= PRUNE_BATCH else PRUNE_EVERY_SECONDS
 
     async def _sweeper(self) -> None:
         interval = sweep_interval(self.settings)

@@ -51,6 +51,7 @@ from typing import Any
 
 from headway.core.limits import decayed
 from headway.exceptions import ValidationError
+from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
 
 #: Upper bounds of every histogram's buckets, in seconds.
@@ -64,6 +65,8 @@ CLAIM_LATENCY = "claim_latency"
 MAX_EVENTS = 10_000
 #: How often a process writes the slot events it buffered.
 FLUSH_INTERVAL_SECONDS = 0.2
+#: How often a process that writes events also prunes those past the retention.
+PRUNE_EVERY_SECONDS = 60.0
 #: Past this many buffered events (the store unreachable for long), the oldest are dropped.
 _BUFFER_MAX = 200_000
 _RUN_ID_MAX = 36
@@ -216,6 +219,7 @@ class _EventBuffer:
 
 
 def _flush_loop(store_ref: weakref.ref[EventStore], buffer: _EventBuffer) -> None:
+    pruned_at = time.monotonic()
     while True:
         with buffer.cond:
             while not buffer.rows and not buffer.closed:
@@ -228,6 +232,10 @@ def _flush_loop(store_ref: weakref.ref[EventStore], buffer: _EventBuffer) -> Non
             return
         try:
             store.flush_events()
+            if time.monotonic() - pruned_at > PRUNE_EVERY_SECONDS:
+                # Embedded stores have no server to prune them: whoever writes events does.
+                pruned_at = time.monotonic()
+                store.prune_events(store.settings.events_retention_seconds)
         except Exception as exc:  # the store may be down for a moment: retry next time
             logger.warning("could not write %d event(s): %s", len(buffer.rows), exc)
             time.sleep(FLUSH_INTERVAL_SECONDS)
@@ -247,6 +255,7 @@ class EventStore:
     """Writing and reading events, histograms and limit counters. Mixed into the Store."""
 
     db: Database
+    settings: Settings
 
     # -- writing (inside the caller's transaction) ------------------------------------
     def _event(
