@@ -7,6 +7,7 @@ to stay fast. Bad input prints one ``Error:`` line, exits 2 and changes nothing.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -25,7 +26,7 @@ from headway.exceptions import LeaseLostError
 HEADWAY = str(Path(sys.executable).parent / "headway")
 
 
-def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(*args: str) -> subprocess.CompletedProcess[str]:
     """The console script in a subprocess (same HEADWAY_HOME as the test)."""
     return subprocess.run(
         [HEADWAY, *args],
@@ -33,7 +34,6 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
         text=True,
         timeout=60,
         env=os.environ.copy(),
-        input=stdin,
     )
 
 
@@ -48,9 +48,9 @@ def test_lifecycle_through_the_console_script(capsys: pytest.CaptureFixture[str]
     created = run("gcl", "create", "db", "--limit", "3")
     assert created.returncode == 0, created.stderr
     assert "'db'" in created.stdout
-    rate = run("global-concurrency-limit", "create", "api", "--limit", "5",
-               "--slot-decay-per-second", "2.5", "--disable")  # fmt: skip
-    assert rate.returncode == 0, rate.stderr
+    code, _, err = cli(capsys, "global-concurrency-limit", "create", "api", "--limit", "5",
+                       "--slot-decay-per-second", "2.5", "--disable")  # fmt: skip
+    assert code == 0, err
     listed = run("gcl", "ls", "-o", "json")
     assert listed.returncode == 0, listed.stderr
     rows = {r["name"]: r for r in json.loads(listed.stdout)}
@@ -68,12 +68,12 @@ def test_lifecycle_through_the_console_script(capsys: pytest.CaptureFixture[str]
     assert get_client().read_limit("db").active
     assert cli(capsys, "gcl", "disable", "db")[0] == 0
     assert not get_client().read_limit("db").active
-    deleted = run("gcl", "delete", "db", "--yes")
-    assert deleted.returncode == 0, deleted.stderr
+    code, _, err = cli(capsys, "gcl", "delete", "db", "--yes")
+    assert code == 0, err
     assert [lim.name for lim in get_client().list_limits()] == ["api"]
 
 
-def test_inspect_shows_holders_and_waiters_in_order() -> None:
+def test_inspect_shows_holders_and_waiters_in_order(capsys: pytest.CaptureFixture[str]) -> None:
     client = get_client()
     client.create_limit("db", 1)
     waiting = threading.Event()
@@ -101,10 +101,11 @@ def test_inspect_shows_holders_and_waiters_in_order() -> None:
         [queued] = detail["waiters"]
         assert (queued["position"], queued["slots"], queued["priority"]) == (1, 1, 3)
         assert queued["since"]
-        table = run("gcl", "inspect", "db")
-        assert table.returncode == 0 and str(os.getpid()) in table.stdout
+        code, out, _ = cli(capsys, "gcl", "inspect", "db")
+        assert code == 0 and str(os.getpid()) in out
     t.join(10)
-    after = json.loads(run("gcl", "inspect", "db", "-o", "json").stdout)
+    code, out, _ = cli(capsys, "gcl", "inspect", "db", "-o", "json")
+    after = json.loads(out)
     assert after["holders"] == [] and after["waiters"] == [] and after["active_slots"] == 0
 
 
@@ -162,13 +163,17 @@ def test_delete_is_refused_while_held_unless_forced(capsys: pytest.CaptureFixtur
     assert get_client().list_limits() == []
 
 
-def test_delete_asks_first(capsys: pytest.CaptureFixture[str]) -> None:
+def test_delete_asks_first(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     get_client().create_limit("db", 2)
-    declined = run("gcl", "delete", "db", stdin="n\n")
-    assert declined.returncode != 0
+    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    code, _, err = cli(capsys, "gcl", "delete", "db")
+    assert code != 0 and "aborted" in err
     assert [lim.name for lim in get_client().list_limits()] == ["db"]
-    accepted = run("gcl", "delete", "db", stdin="y\n")
-    assert accepted.returncode == 0, accepted.stderr
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    code, _, err = cli(capsys, "gcl", "delete", "db")
+    assert code == 0, err
     assert get_client().list_limits() == []
 
 
@@ -176,10 +181,10 @@ def test_task_tag_limits_cli(capsys: pytest.CaptureFixture[str]) -> None:
     created = run("concurrency-limit", "create", "db", "2")
     assert created.returncode == 0, created.stderr
     assert get_client().read_limit("tag:db").limit == 2
-    listed = run("concurrency-limit", "ls", "-o", "json")
-    assert [r["name"] for r in json.loads(listed.stdout)] == ["tag:db"]
-    table = run("concurrency-limit", "ls")
-    assert "db" in table.stdout
+    code, out, _ = cli(capsys, "concurrency-limit", "ls", "-o", "json")
+    assert [r["name"] for r in json.loads(out)] == ["tag:db"]
+    code, out, _ = cli(capsys, "concurrency-limit", "ls")
+    assert code == 0 and "db" in out
     from headway.concurrency.tags import hold_tag_slots
 
     with hold_tag_slots(get_client(), ["db"], task_run_id="task-run-7", flow_run_id=None):
