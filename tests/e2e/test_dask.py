@@ -426,6 +426,42 @@ def test_own_local_cluster_lives_as_long_as_the_flow_run(tmp_path: Path) -> None
             os.kill(pid, 0)
 
 
+def test_interrupted_flow_stops_its_own_workers_at_once(tmp_path: Path) -> None:
+    marker_dir = tmp_path / "marker"
+    marker_dir.mkdir()
+
+    @flow(
+        task_runner=DaskTaskRunner(
+            cluster_kwargs={"n_workers": 1, "threads_per_worker": 1, "dashboard_address": ":0"}
+        )
+    )
+    def interrupted() -> None:
+        seen["flow_run_id"] = flow_run_id()
+        seen["hanging"] = victim_no_retry.submit(str(marker_dir))
+        wait_until(lambda: (marker_dir / "pid").exists() and (marker_dir / "pid").read_text() != "")
+        raise KeyboardInterrupt  # Ctrl-C while the task runs
+
+    seen: dict[str, Any] = {}
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    worker_pid = int((marker_dir / "pid").read_text())
+    # The task would hang for a minute: its worker was stopped, not waited for.
+    wait_until(lambda: not _alive(worker_pid), timeout=10)
+    assert seen["hanging"].state.type is S.CANCELLED
+    client = get_client()
+    assert client.read_flow_run(seen["flow_run_id"]).state.type is S.CANCELLED
+    [run] = client.read_task_runs(seen["flow_run_id"])
+    assert run.state.type is S.CANCELLED
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_importing_task_runners_never_imports_dask() -> None:
     script = (
         "import sys\n"

@@ -81,7 +81,9 @@ class DaskTaskRunner(TaskRunner):
     Task functions travel to the workers with cloudpickle (functions of a
     ``__main__`` script by value); code they import must be importable there.
     A script that starts a LocalCluster must guard its flow call with
-    ``if __name__ == "__main__":`` (worker processes are spawned).
+    ``if __name__ == "__main__":`` (worker processes are spawned). An
+    interrupted flow run stops the workers of its own LocalCluster at once; on
+    a cluster at ``address`` only tasks not yet started are cancelled.
     """
 
     def __init__(
@@ -193,10 +195,16 @@ class DaskTaskRunner(TaskRunner):
                 client.cancel(in_flight)
             except Exception as exc:
                 logger.warning("could not cancel Dask tasks: %s", exc)
-        from distributed import CancelledError
+            if cluster is not None:
+                # The flow run was interrupted: its own workers stop now, as threads
+                # of a thread pool would; a graceful close would wait for every
+                # running task to return. Their slots come back with the processes.
+                _kill_workers(cluster)
+        if jobs:
+            from distributed import CancelledError
 
-        for job in jobs:  # whatever did not end: it never will now
-            self._lost(job, CancelledError("the task runner shut down"))
+            for job in jobs:  # whatever did not end: it never will now
+                self._lost(job, CancelledError("the task runner shut down"))
         if collector is not None:
             self._done.put(None)
             if wait and collector is not threading.current_thread():
@@ -593,6 +601,19 @@ def _plain(state: State) -> State:
     from headway._engine.tracking import plain
 
     return plain(state)
+
+
+def _kill_workers(cluster: Any) -> None:
+    """SIGKILL the worker processes of a LocalCluster this runner started."""
+    import signal
+
+    for nanny in list(getattr(cluster, "workers", {}).values()):
+        pid = getattr(nanny, "pid", None)
+        if isinstance(pid, int) and pid > 0:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 def _record_here(call: TaskCall) -> None:
