@@ -146,7 +146,12 @@ class ServerProcess:
             self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         out = self._log if self._log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(
-            args, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            args,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         wait_healthy(self.url, timeout, self.proc)
         return self
@@ -177,6 +182,16 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _die_with_parent() -> None:
+    # A server started for a test or a benchmark must not outlive it when the
+    # runner is killed (Linux: the kernel sends SIGTERM when the parent thread dies).
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def wait_healthy(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
