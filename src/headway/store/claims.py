@@ -134,12 +134,12 @@ else:
 _SCHEDULED = frozenset({StateType.SCHEDULED})
 _HOLDING = ("PENDING", "RUNNING", "PAUSED")
 #: Fresh due runs read per queue in one claim: enough to fill any worker, bounded.
-CLAIM_WINDOW = 64
+CLAIM_WINDOW = 16
 #: Workers heard from within this long are woken when their pool has work.
 _CLAIMER_TTL = 600.0
 _CANDIDATE_COLUMNS = (
     "id, deployment, work_queue, priority, expected_start_time, parameters,"
-    " concurrency_key, state_name, blocked_on, created"
+    " concurrency_key, state_name, blocked_on, created, work_pool"
 )
 
 
@@ -165,6 +165,7 @@ class _Candidate:
     state_name: str
     blocked_on: str | None
     created: float
+    pool: str | None = None
     queue_priority: int = 0
     limit: str | None = None
     order: tuple[Any, ...] = field(default_factory=tuple)
@@ -182,6 +183,7 @@ class _Candidate:
             state_name=row[7],
             blocked_on=row[8],
             created=float(row[9]),
+            pool=row[10],
             queue_priority=queue_priority,
         )
 
@@ -832,7 +834,7 @@ class ClaimStore(_Base):
     def _fresh_candidates(
         self, tx: Tx, scope: _Scope, room: dict[str, float], limit: int, now: float
     ) -> list[_Candidate]:
-        window = max(CLAIM_WINDOW, limit * 2)
+        window = max(CLAIM_WINDOW, limit * 4)
         out: list[_Candidate] = []
         if scope.pool is None:
             params: dict[str, Any] = {"now": now, "n": window}
@@ -882,22 +884,37 @@ class ClaimStore(_Base):
             if free < 1:
                 continue
             take = int(min(free, max(limit, 1))) if free != float("inf") else max(limit, 1)
-            params: dict[str, Any] = {"b": group, "n": take}
-            if scope.pool is None:
-                marks = _marks("d", scope.deployments, params)
-                where = f"work_pool IS NULL AND deployment IN ({marks})"
-            else:
-                params["p"] = scope.pool
-                marks = _marks("q", [q for q, _ in scope.queues], params)
-                where = f"work_pool = :p AND work_queue IN ({marks})"
+            out.extend(
+                c
+                for c in self._group_heads(tx, group, take)
+                if (scope.pool is None and c.pool is None and c.deployment in scope.deployments)
+                or (scope.pool is not None and c.pool == scope.pool and c.queue in queue_priority)
+            )
+        for c in out:
+            c.queue_priority = queue_priority.get(c.queue or "", 0)
+        return out
+
+    def _group_heads(self, tx: Tx, group: str, take: int) -> list[_Candidate]:
+        """The first runs waiting on ``group``: highest priority first, then FIFO.
+
+        One index probe per priority level present (a skip scan down the
+        priorities), so the cost does not grow with the number waiting.
+        """
+        heads: list[_Candidate] = []
+        level = tx.one("SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b", {"b": group})
+        while level is not None and level[0] is not None and len(heads) < take:
             rows = tx.execute(
                 f"SELECT {_CANDIDATE_COLUMNS} FROM flow_runs WHERE blocked_on = :b"
-                f" AND state_type = 'SCHEDULED' AND lease_expires IS NULL AND {where}"
-                " ORDER BY priority DESC, expected_start_time LIMIT :n",
-                params,
+                " AND priority = :p AND state_type = 'SCHEDULED' AND lease_expires IS NULL"
+                " ORDER BY expected_start_time LIMIT :n",
+                {"b": group, "p": int(level[0]), "n": take - len(heads)},
             )
-            out.extend(_Candidate.of(r, queue_priority.get(r[2], 0)) for r in rows)
-        return out
+            heads.extend(_Candidate.of(r, 0) for r in rows)
+            level = tx.one(
+                "SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b AND priority < :p",
+                {"b": group, "p": int(level[0])},
+            )
+        return heads
 
     def _deployment_infos(self, tx: Tx, names: set[str]) -> dict[str, _DeploymentInfo]:
         if not names:
