@@ -77,6 +77,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         docs_url="/docs",
         openapi_url="/openapi.json",
         redoc_url=None,
+        # No OpenTelemetry spans, metrics or logs per request: on the slot hot path
+        # they cost more than the work, and headway reports its own figures.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app)
 
