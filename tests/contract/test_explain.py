@@ -285,6 +285,46 @@ def test_task_run_waiting_on_a_tag_limit(client: Client) -> None:
     client.release_slots(waiter.finish().lease_id)
 
 
+def test_flow_run_whose_tagged_task_waits(client: Client) -> None:
+    from headway import flow, task
+    from headway.context import get_flow_run_context
+
+    client.create_limit("tag:gpu", 1)
+    held = client.acquire_slots(["tag:gpu"], 1, holder_id="another-job")
+    assert isinstance(held, SlotGrant)
+    ids: list[str] = []
+    started = threading.Event()
+
+    @task(tags=["gpu"])
+    def infer() -> int:
+        return 1
+
+    @flow
+    def pipeline() -> int:
+        ctx = get_flow_run_context()
+        assert ctx is not None
+        ids.append(ctx.flow_run_id)
+        started.set()
+        return infer()
+
+    results: list[int] = []
+    thread = threading.Thread(target=lambda: results.append(pipeline()), daemon=True)
+    thread.start()
+    assert started.wait(30)
+    wait_until(lambda: "wait for a slot" in client.explain_run(ids[0]).summary)
+    answer = client.explain_run(ids[0])
+    assert not answer.waiting  # the flow run goes on; its task waits
+    line = next(d for d in answer.details if "waits for 'tag:gpu'" in d)
+    task_run_id = line.rsplit("headway why ", 1)[1]
+    task_answer = client.explain_run(task_run_id)
+    assert task_answer.kind == "task_run" and task_answer.name is not None
+    assert [b.limit_name for b in task_answer.blockers] == ["tag:gpu"]
+    assert [h.run_id for h in task_answer.blockers[0].holders] == ["another-job"]
+    client.release_slots(held.lease_id)
+    thread.join(30)
+    assert results == [1]
+
+
 def test_unlimited_run_says_so_and_why(client: Client) -> None:
     run_id = new_run(client, "free", tags=("etl",))
     answer = client.explain_run(run_id)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -150,8 +151,22 @@ class ExplainPolicy:
             events = store.read_events(run_id=run_id, limit=500, flush=False).events
             states = store.read_states(run_id)
             applies = self._applicable_limits(flow, task, deployment)
-        return self._answer(
+            task_waits = store.task_waits(run_id) if flow is not None else []
+        answer = self._answer(
             run_id, flow, task, claim, blockers, holds, events, states, applies, now
+        )
+        if not task_waits:
+            return answer
+        # The flow run goes on, but some of its tasks wait: say which, and on what.
+        names = sorted({f"{name!r}" for _, name, _ in task_waits})
+        lines = tuple(
+            f"task run {name!r} ({task_id}) waits for {limit!r}: headway why {task_id}"
+            for task_id, name, limit in task_waits
+        )
+        return replace(
+            answer,
+            summary=f"{answer.summary}; task run(s) {', '.join(names)} wait for a slot",
+            details=lines + answer.details,
         )
 
     def _waiter_blocker(self, wait: WaitRequest, now: float) -> Blocker:

@@ -160,6 +160,17 @@ class ExplainStore:
             for r in rows
         ]  # fmt: skip
 
+    def task_waits(self, flow_run_id: str) -> list[tuple[str, str, str]]:
+        """Task runs of a flow run waiting for slots now: (task run id, name, limit)."""
+        with self.db.read() as tx:
+            rows = tx.execute(
+                "SELECT DISTINCT t.id, t.name, w.limit_name FROM waiters w JOIN task_runs t"
+                " ON t.id = w.holder_id WHERE t.flow_run_id = :f AND w.expires > :now"
+                " ORDER BY t.id, w.limit_name LIMIT 50",
+                {"f": flow_run_id, "now": time.time()},
+            )
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def leases_of(self, holder_id: str) -> list[Lease]:
         """The slots ``holder_id`` holds now, one lease per row."""
         with self.db.read() as tx:
