@@ -118,3 +118,51 @@ def test_db_upgrade_and_reset(headway_home: Path) -> None:
     client = LocalClient(get_settings())
     assert client.list_flow_runs() == []
     client.close()
+
+
+def test_worker_processes_share_limits_and_wake_each_other(headway_home: Path) -> None:
+    import threading
+    import time
+
+    from headway.client.http import HttpClient
+    from headway.core.limits import SlotGrant
+    from headway.settings import get_settings
+
+    # Waiter rows live 60 s: a worker's own re-check comes every 20 s, so quick
+    # grants below come from wake-ups sent by whichever worker handled the release.
+    env = {**os.environ, "HEADWAY_WAITER_TTL_SECONDS": "60"}
+    with ServerProcess(env, workers=2) as server:
+        settings = get_settings({**env, "HEADWAY_API_URL": server.url})
+        holder = HttpClient(settings)
+        holder.create_limit("pair", 1)
+        grant = holder.acquire_slots(["pair"], 1)
+        assert isinstance(grant, SlotGrant)
+        results: list[tuple[object, float]] = []
+        lock = threading.Lock()
+
+        def wait_for_slot() -> None:
+            client = HttpClient(settings)
+            start = time.monotonic()
+            got = client.acquire_slots(["pair"], 1, timeout=30)
+            with lock:
+                results.append((got, time.monotonic() - start))
+            if isinstance(got, SlotGrant):
+                client.release_slots(got.lease_id)
+            client.close()
+
+        waiters = [threading.Thread(target=wait_for_slot, daemon=True) for _ in range(4)]
+        for thread in waiters:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while len(holder.inspect_limit("pair").waiters) < 4:
+            assert time.monotonic() < deadline
+            threading.Event().wait(0.02)
+        holder.release_slots(grant.lease_id)
+        for thread in waiters:
+            thread.join(60)
+        assert len(results) == 4
+        assert all(isinstance(got, SlotGrant) for got, _ in results)
+        # Four handoffs in a row, each woken at once rather than by a 20 s re-check.
+        assert max(elapsed for _, elapsed in results) < 15
+        assert holder.read_limit("pair").active_slots == 0
+        holder.close()
