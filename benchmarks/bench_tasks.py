@@ -1,5 +1,8 @@
 """Per-task overhead with every task run recorded.
 
+The CPU figure is the process's CPU time (all threads) per task: the work the
+SDK and the store do, which the machine's other load does not change much.
+
 Runs 1,000 no-op tasks in one flow, twice: submitted (``noop.submit()``, then
 every future waited for) and called directly (``noop()``). The time is the
 whole flow call: creating the flow run, running the tasks, and the final flush
@@ -66,16 +69,20 @@ def main() -> int:
     print(f"store: {client.settings.effective_database_url}")
     print(
         f"{args.tasks} no-op tasks per flow, {args.repeat} flows per mode,"
-        f" Python {sys.version.split()[0]}"
+        f" Python {sys.version.split()[0]}, {os.cpu_count()} CPUs,"
+        f" load average {os.getloadavg()[0]:.1f}"
     )
     direct(10)  # warm up: open the store, import what the first run imports
     ok = True
     for label, fn in (("submit", submitted), ("direct", direct)):
         rates = []
+        cpu = []
         for _ in range(args.repeat):
             start = time.perf_counter()
+            cpu_start = time.process_time()
             flow_run_id = fn(args.tasks)
             elapsed = time.perf_counter() - start
+            cpu.append((time.process_time() - cpu_start) / args.tasks * 1e6)
             rates.append(args.tasks / elapsed)
             task_runs = client.read_task_runs(flow_run_id)
             complete = sum(1 for t in task_runs if t.state.type is StateType.COMPLETED)
@@ -85,8 +92,9 @@ def main() -> int:
                 print(f"  MISSING RECORDS: {complete}/{args.tasks} completed, {states} states")
         print(
             f"{label:>6}: median {statistics.median(rates):8,.0f} tasks/s"
-            f"  (min {min(rates):,.0f}, max {max(rates):,.0f})"
-            f"  all {args.tasks} task runs recorded: {'yes' if ok else 'NO'}"
+            f"  (min {min(rates):,.0f}, max {max(rates):,.0f});"
+            f" CPU {statistics.median(cpu):.0f} us/task;"
+            f" all {args.tasks} task runs recorded: {'yes' if ok else 'NO'}"
         )
     if temp is not None:
         client.close()
