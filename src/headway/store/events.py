@@ -436,9 +436,11 @@ class EventStore:
         if kind:
             where.append("substr(kind, 1, :klen) = :kind")
             params.update(klen=len(kind), kind=kind)
+        # Only a time filter: the newest are found through the time index, not a scan.
+        order = "timestamp" if tail and since is not None and not (run_id or limit_name) else "id"
         rows = tx.execute(
             "SELECT id, timestamp, kind, run_id, limit_name, slots, seconds, detail FROM events"
-            f" WHERE {' AND '.join(where)} ORDER BY id {'DESC' if tail else ''} LIMIT :n",
+            f" WHERE {' AND '.join(where)} ORDER BY {order} {'DESC' if tail else ''} LIMIT :n",
             params,
         )
         return [_event(r) for r in rows]
