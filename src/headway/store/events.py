@@ -223,7 +223,10 @@ def _flush_loop(store_ref: weakref.ref[EventStore], buffer: _EventBuffer) -> Non
     while True:
         with buffer.cond:
             while not buffer.rows and not buffer.closed:
-                buffer.cond.wait()
+                # Now and then, check the store is still in use: a store dropped
+                # without being closed must not keep its thread forever.
+                if not buffer.cond.wait(5.0) and store_ref() is None:
+                    return
             if buffer.closed:
                 return
         time.sleep(FLUSH_INTERVAL_SECONDS)  # gather a batch
