@@ -467,3 +467,40 @@ def test_async_tasks_retry_time_out_and_wait_for_upstream(client: Client) -> Non
     assert runs["flaky_async-0"].run_count == 2
     assert runs["flaky_async-0"].state.type is S.COMPLETED
     assert runs["too_slow-0"].state.type is S.FAILED
+
+
+def test_a_task_that_cannot_get_its_slots_fails_and_one_that_cannot_give_them_back_completes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import headway.concurrency.tags as tags_module
+    from headway.exceptions import ConcurrencySlotAcquisitionError
+
+    class Refused:
+        def __enter__(self) -> None:
+            raise ConcurrencySlotAcquisitionError("limit tag:db is disabled")
+
+        def __exit__(self, *exc: object) -> None:
+            raise AssertionError("never entered")
+
+    class LostOnRelease:
+        def __enter__(self) -> None:
+            return None
+
+        def __exit__(self, *exc: object) -> None:
+            raise ConnectionError("store went away")
+
+    holders = iter([Refused(), LostOnRelease()])
+    monkeypatch.setattr(tags_module, "hold_tag_slots", lambda *a, **k: next(holders))
+
+    @task(tags=["db"])
+    def tagged() -> str:
+        return "ran"
+
+    @flow
+    def slots() -> tuple[Any, Any]:
+        return tagged(return_state=True), tagged(return_state=True)
+
+    refused, released = slots()
+    assert refused.type is S.FAILED
+    assert refused.message.startswith("could not acquire concurrency slots for tags ['db']")
+    assert released.type is S.COMPLETED and released.result() == "ran"

@@ -114,7 +114,7 @@ def new_run_id() -> str:
     recording stays fast as the store grows (random ids scatter inserts over
     the whole index). 48 bits of milliseconds and 74 random bits from
     ``random`` (reseeded in forked children): ids need to be unique, not
-    unguessable, and ``uuid.uuid4()`` alone costs a third of a no-op task.
+    unguessable, and this costs half of ``str(uuid.uuid4())``, per task run.
     """
     r = _getrandbits(74)
     h = "%032x" % (  # %-format: measurably faster than format() here
@@ -329,6 +329,22 @@ def _hold_slots(call: TaskCall) -> Any:
     )
 
 
+def _slots_failed(call: TaskCall, exc: Exception) -> State:
+    """The run could not get (or give back) its tags' slots."""
+    tracker = call.tracker
+    if tracker.state.is_final:  # the run ended; giving the slots back failed
+        _logger(call).warning("Could not release concurrency slots: %s", exc)
+        return tracker.state
+    cancelled = cancelled_if_flow_cancelled(call)
+    if cancelled is not None:
+        return cancelled
+    message = f"could not acquire concurrency slots for tags {list(call.task.tags)}: {exc}"
+    tracker.set_state(final_state(StateType.FAILED, message=message, error=exc))
+    changed(call)
+    _logger(call).error("Finished in state Failed: %s", message)
+    return tracker.state
+
+
 def _crash(call: TaskCall, exc: BaseException) -> State:
     # A bug in the engine itself: never leave the run (or its waiters) hanging.
     tracker = call.tracker
@@ -363,8 +379,11 @@ def run_task_sync(call: TaskCall) -> State:
         if state is not None:
             return state
         if call.task.tags:
-            with _hold_slots(call):
-                return _attempts_sync(call)
+            try:
+                with _hold_slots(call):
+                    return _attempts_sync(call)
+            except Exception as exc:  # the attempts return states: this is the slots
+                return _slots_failed(call, exc)
         return _attempts_sync(call)
     except Exception as exc:
         return _crash(call, exc)
@@ -422,8 +441,11 @@ async def run_task_async(call: TaskCall) -> State:
         if state is not None:
             return state
         if call.task.tags:
-            with _hold_slots(call):
-                return await _attempts_async(call)
+            try:
+                with _hold_slots(call):
+                    return await _attempts_async(call)
+            except Exception as exc:  # the attempts return states: this is the slots
+                return _slots_failed(call, exc)
         return await _attempts_async(call)
     except Exception as exc:
         return _crash(call, exc)
