@@ -17,18 +17,24 @@ How a task run travels:
   the server, without it to the embedded SQLite store on this machine. Tag
   limits and ``concurrency()`` therefore acquire through the one shared
   store and hold across every worker.
-* The worker flushes its records before it returns, so when the flow run ends
-  every task run and log line of it is in the store. The flow's process then
-  adopts the worker's states (without writing them again) and the result.
+* The worker's recorder writes the run as it goes, in background batches. When
+  Dask tasks end, the flow's process has their workers flush (one call per
+  worker and batch of results, not a store round trip per task on the
+  worker's thread) and only then ends the runs' futures: when the flow run
+  ends, every task run and log line of it is in the store. The flow's process
+  adopts the worker's states (without writing them again) and the result; if a
+  worker could not flush (it died), it writes the run's states itself.
 
 Recording order: the flow's process writes a run's PENDING state at most
 before the run is handed to Dask (the hand-off waits for any write in flight);
-after that only the worker writes, so the store never goes back to an older
-state. A run whose worker died is decided in the flow's process: if the store
-never saw it start it is handed out again; otherwise the death counts as a
-failed attempt, retried per the task's ``retries`` or recorded CRASHED. Its
-slots come back by themselves (the dead process's lease is reaped at once on
-the same machine, or when it expires).
+after that the worker writes, so the store never goes back to an older state
+(the store skips states it already has when the flow's process must write).
+
+A run whose worker died is decided in the flow's process: if the store never
+saw it start it is handed out again; otherwise the death counts as a failed
+attempt, retried per the task's ``retries`` or recorded CRASHED. Its slots
+come back by themselves (the dead process's lease is reaped at once on the
+same machine, or when it expires).
 """
 
 from __future__ import annotations
@@ -373,10 +379,13 @@ class DaskTaskRunner(TaskRunner):
                 return
 
     def _collect(self, batch: list[_Job]) -> None:
-        finished = [
-            j for j in batch if j.dask_future is not None and j.dask_future.status == "finished"
-        ]
+        """Settle runs whose Dask tasks ended: fetch their outcomes, make their records
+        durable (one flush per worker and batch), then end their futures."""
         results: dict[int, Any] = {}
+        for job in batch:
+            with self._lock:
+                self._in_flight.pop(job.dask_future.key, None)
+        finished = [j for j in batch if j.dask_future.status == "finished"]
         client = self._client
         if finished and client is not None:
             try:
@@ -386,34 +395,57 @@ class DaskTaskRunner(TaskRunner):
             else:
                 results = {id(j): r for j, r in zip(finished, gathered, strict=True)}
         for job in batch:
+            if id(job) not in results:
+                try:
+                    results[id(job)] = job.dask_future.result()
+                except BaseException as exc:
+                    results[id(job)] = _Failed(exc)
+            job.dask_future = None
+        flushed = self._flush_workers(
+            {r.worker for r in results.values() if isinstance(r, _Outcome) and r.worker}
+        )
+        for job in batch:
             try:
-                self._settle(job, results.get(id(job), _UNFETCHED))
+                self._settle(job, results[id(job)], flushed)
             except BaseException as exc:  # never leave a future hanging
                 from headway._engine import task_engine as engine
 
                 self._end(job, engine.interrupted_or_crashed(job.call, exc))
 
-    def _settle(self, job: _Job, result: Any) -> None:
-        dask_future = job.dask_future
-        assert dask_future is not None
-        with self._lock:
-            self._in_flight.pop(dask_future.key, None)
-        job.dask_future = None
-        if result is _UNFETCHED:
-            try:
-                result = dask_future.result()
-            except BaseException as exc:
-                self._lost(job, exc)
-                return
+    def _flush_workers(self, addresses: set[str]) -> set[str]:
+        """Have these workers write what they recorded; those that did."""
+        client = self._client
+        if not addresses or client is None:
+            return set()
+        try:
+            answers = client.run(flush_records, workers=sorted(addresses), on_error="return")
+        except Exception as exc:
+            logger.warning("could not reach Dask workers to record their task runs: %s", exc)
+            return set()
+        done = set()
+        for address, answer in answers.items():
+            if answer is None:
+                done.add(address)
+            else:
+                logger.warning("Dask worker %s could not record its task runs: %s", address, answer)
+        return done
+
+    def _settle(self, job: _Job, result: Any, flushed: set[str]) -> None:
+        if isinstance(result, _Failed):
+            self._lost(job, result.error)
+            return
         if not isinstance(result, _Outcome):
             self._crashed(
                 job, f"the Dask task returned {type(result).__name__}, not a task outcome"
             )
             return
-        self._adopt(job, result)
+        self._adopt(job, result, recorded=result.worker in flushed)
 
-    def _adopt(self, job: _Job, outcome: _Outcome) -> None:
-        """Take over the states the worker recorded, and the run's result."""
+    def _adopt(self, job: _Job, outcome: _Outcome, *, recorded: bool) -> None:
+        """Take over the worker's states and the run's result.
+
+        ``recorded``: the worker has written them (else this process writes them all).
+        """
         from headway._engine import task_engine as engine
         from headway._engine.tracking import NO_RESULT, final_state
         from headway.core.states import StateType
@@ -435,7 +467,10 @@ class DaskTaskRunner(TaskRunner):
                     timestamp=state.timestamp,
                 )
             adopted = tracker.set_state(state) and adopted
-        if adopted:
+        if not recorded:
+            tracker.sent = 0
+            engine.changed(call)
+        elif adopted:
             tracker.sent = len(tracker.states)  # the worker wrote them
         if outcome.problem is not None:
             tracker.set_state(
@@ -591,10 +626,17 @@ class _Outcome:
     outcome: Any
     has_outcome: bool
     error: BaseException | None
-    problem: str | None = None
+    problem: str | None
+    worker: str | None  # the Dask worker's address: where the records wait to be flushed
 
 
-_UNFETCHED = object()
+class _Failed:
+    """A Dask task that ended without an outcome (its exception)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
 
 
 def _plain(state: State) -> State:
@@ -676,10 +718,11 @@ _clients: dict[Settings, Client] = {}
 def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
     """Run one task run on a Dask worker with the task engine; its states and result.
 
-    The run is recorded by this process's client and recorder, flushed before
-    returning, so the flow's process never writes it again.
+    The run is recorded by this process's client and batching recorder (live,
+    as it goes); the flow's process has this worker flush them
+    (:func:`flush_records`) before it ends the run's future, so it never writes
+    them itself unless that flush fails.
     """
-    from headway._engine.recorder import get_recorder
     from headway._engine.task_engine import Mode, TaskCall, run_in_thread
     from headway._engine.tracking import RunState, TaskRunTracker, plain
 
@@ -715,10 +758,6 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
         final = run_in_thread(call)
     except BaseException:  # an interrupt inside the task: the engine recorded it
         final = tracker.state
-    try:
-        get_recorder().flush()
-    except Exception as exc:  # the recorder keeps them and retries in the background
-        logger.warning("could not record task run %s yet: %s", tracker.id, exc)
     outcome: Any = None
     has_outcome = False
     error: BaseException | None = None
@@ -731,7 +770,31 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
     problem = _unsendable(outcome, error)
     if problem is not None:
         outcome, has_outcome, error = None, False, None
-    return _Outcome([plain(s) for s in tracker.states[1:]], outcome, has_outcome, error, problem)
+    return _Outcome(
+        [plain(s) for s in tracker.states[1:]], outcome, has_outcome, error, problem, _address()
+    )
+
+
+def _address() -> str | None:
+    try:
+        from distributed import get_worker
+
+        address: str = get_worker().address
+        return address
+    except Exception:  # not on a Dask worker (called directly)
+        return None
+
+
+async def flush_records() -> None:
+    """Write this process's queued task runs and logs now (``Client.run`` on a worker).
+
+    Runs off the worker's event loop: a store round trip must not stall Dask.
+    """
+    import asyncio
+
+    from headway._engine.recorder import get_recorder
+
+    await asyncio.get_running_loop().run_in_executor(None, get_recorder().flush)
 
 
 def _decode(spec: bytes) -> tuple[Task[..., Any], str, tuple[tuple[str, str], ...]]:
