@@ -1,16 +1,19 @@
 """The dashboard in a real browser: headless Chromium against a live ``headway server start``.
 
-Each test starts the server as a subprocess on a free loopback port over its own
-HEADWAY_HOME, drives the page the way a user does (clicks, forms, dialogs),
-checks what the page shows against the API, and saves screenshots in its
-``tmp_path``. Every page also checks that the browser asked nothing of any
-other origin and that no script error happened.
+The module starts one server as a subprocess on a free loopback port over a
+temporary HEADWAY_HOME, with an API key required. Each browser test drives the
+page the way a user does (clicks, forms, dialogs), checks what the page shows
+against the API, and saves screenshots in its ``tmp_path``; every page also
+checks that the browser asked nothing of any other origin and that no script
+error happened. The last tests fetch the dashboard's files without the key.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import posixpath
+import re
 import subprocess
 import sys
 import textwrap
@@ -25,6 +28,7 @@ import pytest
 from dashboard_chromium import launch, require_chromium
 
 from headway.server.runner import ServerProcess
+from headway.server.ui import CONTENT_TYPES, VERSION_MARK
 
 #: How long the page may take to show what a test waits for (a loaded CI machine is slow).
 UI_TIMEOUT_MS = 30_000
@@ -617,3 +621,55 @@ def test_deployments_schedules_pause_and_run_now_also_on_a_phone(
         tab.go("/runs?tag=no-such-tag")
         expect(page.locator(".summary")).to_contain_text("0 run(s)")
         tab.shot("runs-phone")
+
+
+# -- the files themselves -------------------------------------------------------------
+# A module import: ``from "./js/api.js"`` (resolved against the importing file).
+IMPORT = re.compile(r"""\bfrom\s+["']([^"']+)["']""")
+
+
+def test_page_and_every_asset_it_names_are_served(server: ServerProcess) -> None:
+    # No key: the page and its files hold no data and are open (the API is not).
+    page = httpx.get(server.url + "/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "connect-src 'self'" in csp
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert VERSION_MARK not in page.text
+
+    named = re.findall(r'(?:src|href)="(/ui/[^"?]+)(?:\?v=([0-9a-f]+))?"', page.text)
+    assert {path for path, _ in named} >= {"/ui/app.js", "/ui/app.css", "/ui/favicon.svg"}
+    assert len({version for _, version in named}) == 1  # one release, one version
+    # Every file the page names, and every module those import, is served.
+    pending = [path for path, _ in named]
+    served: set[str] = set()
+    while pending:
+        path = pending.pop()
+        if path in served:
+            continue
+        served.add(path)
+        asset = httpx.get(server.url + path)
+        assert asset.status_code == 200, path
+        suffix = "." + path.rpartition(".")[2]
+        assert asset.headers["content-type"] == CONTENT_TYPES[suffix]
+        # A browser that has it already is answered 304, without the body.
+        again = httpx.get(server.url + path, headers={"If-None-Match": asset.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+        if suffix == ".js":
+            base = path.rpartition("/")[0]
+            for target in IMPORT.findall(asset.text):
+                assert target.startswith("."), f"{path} imports {target!r}"
+                pending.append(posixpath.normpath(f"{base}/{target}"))
+    assert "/ui/js/views/run.js" in served  # reached through the imports
+
+
+@pytest.mark.parametrize(
+    "path", ["/ui/missing.js", "/ui/../settings.py", "/ui/", "/ui/%2e%2e/app.py"]
+)
+def test_only_shipped_files_are_served(server: ServerProcess, path: str) -> None:
+    answer = httpx.get(server.url + path)
+    # Under /ui/ an unknown file is 404; a path that leaves /ui/ needs the key like any other.
+    assert answer.status_code == (404 if answer.url.path.startswith("/ui/") else 401)
+    assert answer.json()["error"] in {"ObjectNotFound", "NotFound", "Unauthorized"}
