@@ -24,6 +24,11 @@ def start(
     cancel_grace: float = typer.Option(
         10.0, "--cancel-grace", help="Seconds a cancelled run has after SIGTERM before SIGKILL."
     ),
+    standby: bool = typer.Option(
+        True,
+        "--standby/--no-standby",
+        help="Keep one run process started ahead, so a run starts without waiting for Python.",
+    ),
 ) -> None:
     """Run a worker until Ctrl-C or SIGTERM (runs still going are then cancelled)."""
     import sys
@@ -52,6 +57,7 @@ def start(
         client=client,
         cancel_grace_seconds=cancel_grace,
         echo=sys.stdout,
+        standby=standby,
     )
     typer.echo(
         f"Worker {worker.name!r} started on pool {pool!r}"

@@ -171,16 +171,46 @@ def run(run_id: str, entrypoint: str | None) -> int:
     return 0 if state.is_completed() else 1
 
 
+def _preload() -> None:
+    """Import and open what every run needs, before there is a run to run."""
+    from headway.client.base import get_client
+
+    for module in ("headway.flows", "headway._engine.flow_engine", "headway.logging"):
+        importlib.import_module(module)
+
+    client = get_client()
+    orchestrator = getattr(client, "orchestrator", None)  # embedded: open the store now
+    del orchestrator
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the run process."""
+    """Entry point of the run process.
+
+    ``RUN_ID`` runs that run. ``--standby`` first imports and opens everything,
+    then waits for one line on stdin, ``{"run_id": ..., "entrypoint": ...}``:
+    a worker keeps one such process ready, so a run that can start does not
+    wait for Python to start and import (EOF on stdin: exit without running).
+    """
     die_with_parent()
     args = sys.argv[1:] if argv is None else argv
-    run_id = args[0] if args else os.environ.get(ENV_RUN_ID, "")
+    entrypoint = os.environ.get(ENV_ENTRYPOINT) or None
+    if args and args[0] == "--standby":
+        _preload()
+        line = sys.stdin.readline()
+        if not line.strip():
+            return 0
+        import json
+
+        order = json.loads(line)
+        run_id = str(order["run_id"])
+        entrypoint = order.get("entrypoint") or None
+    else:
+        run_id = args[0] if args else os.environ.get(ENV_RUN_ID, "")
     if not run_id:
-        print("usage: python -m headway.worker.execute RUN_ID", file=sys.stderr)
+        print("usage: python -m headway.worker.execute RUN_ID | --standby", file=sys.stderr)
         return 2
     _route_run_console()
-    return run(run_id, os.environ.get(ENV_ENTRYPOINT) or None)
+    return run(run_id, entrypoint)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ with the worker.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import re
@@ -89,6 +90,7 @@ class Worker:
         claim_wait_seconds: float | None = None,
         echo: TextIO | None = None,
         python: str | None = None,
+        standby: bool = True,
     ) -> None:
         if pool is None and not deployments:
             from headway.exceptions import ValidationError
@@ -116,6 +118,9 @@ class Worker:
         self.claim_wait_seconds = claim_wait_seconds
         self.echo = echo
         self.python = python or sys.executable
+        #: Keep one run process started and imported ahead of the next run.
+        self.standby = standby
+        self._standby: tuple[subprocess.Popen[bytes], int] | None = None
         self.id: str | None = None
         self._children: dict[str, _Child] = {}
         self._cond = threading.Condition()
@@ -178,6 +183,9 @@ class Worker:
         for thread in self._threads:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(remaining)
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            _discard(*standby)
         if self.id is not None:
             with contextlib.suppress(HeadwayError):
                 self.client.remove_worker(self.id)
@@ -202,6 +210,7 @@ class Worker:
     def _claim_loop(self) -> None:
         assert self.id is not None
         failures = 0
+        self._ready_standby()
         while not self._stopping.is_set():
             with self._cond:
                 while self._room() < 1 and not self._stopping.is_set():
@@ -231,6 +240,7 @@ class Worker:
                     self._end(item.run, Scheduled(message="handed back: its worker stopped"))
                 else:
                     self._spawn(item)
+            self._ready_standby()
 
     def _poke_claim(self) -> None:
         # A claim waiting in this process (embedded store) returns at once.
@@ -239,36 +249,75 @@ class Worker:
             orchestrator.wakeups.notify([WakeTarget(f"claim:{self.id}", None, "", 0)])
 
     # -- run processes -------------------------------------------------------------
-    def _spawn(self, item: ClaimedRun) -> None:
-        run = item.run
+    def _start_process(self, item: ClaimedRun | None) -> tuple[subprocess.Popen[bytes], int]:
+        """A run process (for ``item``, or a standby one when None) and its echo descriptor."""
         echo_read, echo_write = os.pipe()
         env = dict(os.environ)
         env.update(
             {
-                ENV_RUN_ID: run.id,
                 ENV_WORKER_PID: str(os.getpid()),
                 ENV_ECHO_FD: str(echo_write),
                 "PYTHONUNBUFFERED": "1",
             }
         )
-        if item.entrypoint:
-            env[ENV_ENTRYPOINT] = item.entrypoint
+        env.pop(ENV_RUN_ID, None)
+        env.pop(ENV_ENTRYPOINT, None)
+        if item is not None:
+            env[ENV_RUN_ID] = item.run.id
+            if item.entrypoint:
+                env[ENV_ENTRYPOINT] = item.entrypoint
+        args = [item.run.id] if item is not None else ["--standby"]
         try:
             proc = subprocess.Popen(
-                [self.python, "-m", "headway.worker.execute", run.id],
+                [self.python, "-m", "headway.worker.execute", *args],
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if item is not None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 pass_fds=(echo_write,),
                 start_new_session=True,
             )
-        except OSError as exc:
+        except OSError:
             os.close(echo_read)
+            raise
+        finally:
             os.close(echo_write)
+        return proc, echo_read
+
+    def _take_standby(self, item: ClaimedRun) -> tuple[subprocess.Popen[bytes], int] | None:
+        """Hand ``item`` to the ready process, if there is a live one."""
+        standby, self._standby = self._standby, None
+        if standby is None:
+            return None
+        proc, echo_read = standby
+        order = json.dumps({"run_id": item.run.id, "entrypoint": item.entrypoint})
+        try:
+            if proc.poll() is not None or proc.stdin is None:
+                raise OSError("the standby process is gone")
+            proc.stdin.write(order.encode() + b"\n")
+            proc.stdin.close()
+        except OSError:
+            _discard(proc, echo_read)
+            return None
+        return proc, echo_read
+
+    def _ready_standby(self) -> None:
+        """Keep one run process started and imported, ready for the next run."""
+        if not self.standby or self._stopping.is_set() or self._standby is not None:
+            return
+        try:
+            self._standby = self._start_process(None)
+        except OSError as exc:
+            logger.warning("could not start a standby run process: %s", exc)
+
+    def _spawn(self, item: ClaimedRun) -> None:
+        run = item.run
+        try:
+            started = self._take_standby(item) or self._start_process(item)
+        except OSError as exc:
             self._end(run, Crashed(message=f"the worker could not start the run's process: {exc}"))
             return
-        os.close(echo_write)
+        proc, echo_read = started
         child = _Child(run, proc, time.monotonic())
         if self._stopping.is_set():
             child.stopping = "stop"  # claimed while stopping: cancelled like the others
@@ -446,6 +495,21 @@ class Worker:
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f]")
+
+
+def _discard(proc: subprocess.Popen[bytes], echo_read: int) -> None:
+    """Stop a standby process that will not be used (EOF on its stdin ends it)."""
+    with contextlib.suppress(OSError):
+        os.close(echo_read)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    try:
+        proc.wait(2.0)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
 
 
 def _signal_group(proc: subprocess.Popen[bytes], signum: int) -> None:
