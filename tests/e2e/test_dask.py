@@ -114,6 +114,11 @@ async def triple_async(x: int) -> int:
     return x * 3
 
 
+@task
+def returns_a_lock() -> Any:
+    return threading.Lock()  # cannot be pickled: it cannot travel back
+
+
 @task(timeout_seconds=0.3)
 def too_slow() -> None:
     threading.Event().wait(2)
@@ -273,11 +278,15 @@ def test_failing_task_is_retried_and_recorded(scheduler_address: str, tmp_path: 
         bad = always_fails.submit()
         downstream = after.submit(bad)
         slow = too_slow.submit()
+        lock = returns_a_lock.submit()
         downstream.wait()
         slow.wait()
-        return flow_run_id(), ok.result(), bad.state, downstream.state, slow.state
+        lock.wait()
+        return flow_run_id(), ok.result(), bad.state, downstream.state, slow.state, lock.state
 
-    run_id, ok, bad_state, downstream_state, slow_state = failing()
+    run_id, ok, bad_state, downstream_state, slow_state, lock_state = failing()
+    assert lock_state.type is S.FAILED
+    assert "cannot be sent back from the Dask worker" in lock_state.message
     assert slow_state.type is S.FAILED
     with pytest.raises(TaskRunTimeout, match=r"timed out after 0\.3 s"):
         slow_state.result()
@@ -303,6 +312,7 @@ def test_failing_task_is_retried_and_recorded(scheduler_address: str, tmp_path: 
     assert runs["always_fails-0"].state.type is S.FAILED
     assert runs["always_fails-0"].run_count == 2
     assert runs["after-0"].state.type is S.CANCELLED
+    assert runs["returns_a_lock-0"].state.type is S.FAILED
     messages = [line.message for _, line in client.read_logs(run_id)]
     assert any(
         m.startswith("Attempt 1 of 3 failed (ValueError: attempt 1 fails)") for m in messages

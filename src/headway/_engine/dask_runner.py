@@ -317,6 +317,7 @@ class DaskTaskRunner(TaskRunner):
                 raise RuntimeError("the task runner was shut down before the task run started")
             dask_future = client.submit(run_on_worker, spec, payload, key=key)
         except BaseException as exc:
+            tracker.sent = 0  # no worker will write it: this process writes it all
             self._end(job, engine.interrupted_or_crashed(call, exc))
             return
         job.dask_future = dask_future
@@ -453,17 +454,24 @@ class DaskTaskRunner(TaskRunner):
         call = job.call
         tracker = call.tracker
         states = outcome.states
+        problem = outcome.problem
+        value: Any = NO_RESULT
+        error: BaseException | None = None
+        if problem is None:
+            try:
+                has_value, value, error = pickle.loads(outcome.result)
+            except Exception as exc:
+                problem = f"the task's result cannot be loaded in the flow's process: {exc}"
+            else:
+                value = value if has_value else NO_RESULT
         adopted = True
         last = len(states) - 1
         for i, state in enumerate(states):
             if i == last and state.is_final:
-                if outcome.problem is not None:
+                if problem is not None:
                     break
-                value = outcome.outcome if outcome.has_outcome else NO_RESULT
                 state = replace(
-                    final_state(
-                        state.type, state.name, state.message, outcome=value, error=outcome.error
-                    ),
+                    final_state(state.type, state.name, state.message, outcome=value, error=error),
                     timestamp=state.timestamp,
                 )
             adopted = tracker.set_state(state) and adopted
@@ -472,11 +480,9 @@ class DaskTaskRunner(TaskRunner):
             engine.changed(call)
         elif adopted:
             tracker.sent = len(tracker.states)  # the worker wrote them
-        if outcome.problem is not None:
+        if problem is not None:
             tracker.set_state(
-                final_state(
-                    StateType.FAILED, message=outcome.problem, error=RuntimeError(outcome.problem)
-                )
+                final_state(StateType.FAILED, message=problem, error=RuntimeError(problem))
             )
             engine.changed(call)
         elif not adopted:
@@ -530,9 +536,12 @@ class DaskTaskRunner(TaskRunner):
     def _stored_progress(self, call: TaskCall) -> tuple[int, bool]:
         """How often the store saw the run start, and whether it did since it was handed out."""
         from headway.core.states import StateType
+        from headway.exceptions import ObjectNotFound
 
         try:
             stored = call.client.read_task_run(call.tracker.id) if call.client else None
+        except ObjectNotFound:  # no worker ever wrote it
+            return call.tracker.run_count, False
         except Exception as exc:  # unknown: count the loss as a crashed attempt
             logger.warning("could not read task run %s: %s", call.tracker.id, exc)
             return call.tracker.run_count + 1, True
@@ -623,9 +632,9 @@ class _Outcome:
     """What a worker sends back: the states after the first, and the result."""
 
     states: list[State]
-    outcome: Any
-    has_outcome: bool
-    error: BaseException | None
+    # (has a value, the value, the exception), pickled on the worker: once, and a
+    # result that cannot travel is found there (``problem``), not in transit.
+    result: bytes
     problem: str | None
     worker: str | None  # the Dask worker's address: where the records wait to be flushed
 
@@ -767,12 +776,8 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
 
         if final.outcome is not NO_RESULT:
             outcome, has_outcome = final.outcome, True
-    problem = _unsendable(outcome, error)
-    if problem is not None:
-        outcome, has_outcome, error = None, False, None
-    return _Outcome(
-        [plain(s) for s in tracker.states[1:]], outcome, has_outcome, error, problem, _address()
-    )
+    result, problem = _pickled((has_outcome, outcome, error))
+    return _Outcome([plain(s) for s in tracker.states[1:]], result, problem, _address())
 
 
 def _address() -> str | None:
@@ -841,21 +846,19 @@ def _adopt_env(env: tuple[tuple[str, str], ...]) -> Client:
     return get_client()
 
 
-def _unsendable(outcome: Any, error: BaseException | None) -> str | None:
-    """Why the result cannot go back to the flow's process (None when it can)."""
+def _pickled(result: tuple[bool, Any, BaseException | None]) -> tuple[bytes, str | None]:
+    """``result`` pickled for the trip back, or why it cannot make it."""
     try:
-        pickle.dumps((outcome, error))
-        return None
+        return pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL), None
     except Exception:
         pass
-    try:
+    try:  # functions and classes of a script go by value
         import cloudpickle
 
-        cloudpickle.dumps((outcome, error))
-        return None
+        return cloudpickle.dumps(result), None
     except Exception as exc:
-        what = "exception" if error is not None else "return value"
-        return f"the task's {what} cannot be sent back from the Dask worker: {exc}"
+        what = "exception" if result[2] is not None else "return value"
+        return b"", f"the task's {what} cannot be sent back from the Dask worker: {exc}"
 
 
 __all__ = ["DaskTaskRunner", "run_on_worker", "settings_env"]
