@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from headway.core.limits import decayed
+from headway.core.limits import ProcessInfo, decayed
 from headway.exceptions import ValidationError
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
@@ -212,17 +212,38 @@ class _EventBuffer:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        self.rows: list[EventRow] = []
+        #: Tagged tuples: ("rows", rows), or the facts of a grant, denial or release.
+        self.items: list[tuple[Any, ...]] = []
         self.cond = threading.Condition()
         self.closed = False
         self.thread: threading.Thread | None = None
+
+
+def _expand(item: tuple[Any, ...]) -> list[EventRow]:
+    """The event rows of a buffered item."""
+    tag = item[0]
+    if tag == "rows":
+        return list(item[1])
+    if tag == "slot":
+        _, now, kind, names, slots, holder_kind, holder_id, pid, host, lease, seconds, extra = item
+        detail = f"{holder_kind}:{holder_id or '-'} pid={pid} host={host}"
+        if lease is not None:
+            detail += f" lease={lease}"
+        detail += extra
+        return [(now, kind, holder_id, n, slots, seconds, detail) for n in names]
+    _, now, lease, rows = item  # released: limit, slots, created, expires, kind, holder
+    return [
+        (now, "slot.released", r[5], r[0], int(r[1]), now - float(r[2]),
+         f"{r[4]}:{r[5] or '-'} lease={lease}")
+        for r in rows
+    ]  # fmt: skip
 
 
 def _flush_loop(store_ref: weakref.ref[EventStore], buffer: _EventBuffer) -> None:
     pruned_at = time.monotonic()
     while True:
         with buffer.cond:
-            while not buffer.rows and not buffer.closed:
+            while not buffer.items and not buffer.closed:
                 # Now and then, check the store is still in use: a store dropped
                 # without being closed must not keep its thread forever.
                 if not buffer.cond.wait(5.0) and store_ref() is None:
@@ -240,7 +261,7 @@ def _flush_loop(store_ref: weakref.ref[EventStore], buffer: _EventBuffer) -> Non
                 pruned_at = time.monotonic()
                 store.prune_events(store.settings.events_retention_seconds)
         except Exception as exc:  # the store may be down for a moment: retry next time
-            logger.warning("could not write %d event(s): %s", len(buffer.rows), exc)
+            logger.warning("could not write %d event(s): %s", len(buffer.items), exc)
             time.sleep(FLUSH_INTERVAL_SECONDS)
         del store
 
@@ -303,13 +324,45 @@ class EventStore:
 
     def _buffer_events(self, rows: Sequence[EventRow]) -> None:
         """Queue frequent events for the next batch write (see the module docstring)."""
+        self._buffer(("rows", rows))
+
+    def _slot_events(
+        self,
+        tx: Tx,
+        now: float,
+        kind: str,
+        names: Sequence[str],
+        slots: int,
+        holder_kind: str,
+        holder_id: str | None,
+        process: ProcessInfo,
+        lease_id: str | None,
+        seconds: float | None,
+        extra: str = "",
+    ) -> None:
+        """Record a grant or denial on each of ``names``: who, where, which lease (buffered).
+
+        Only the facts are queued; the flusher formats them, so the slot
+        transaction that calls this is not held up (``tx`` is not written to).
+        """
+        self._buffer(
+            ("slot", now, kind, names, slots, holder_kind, holder_id, process.pid,
+             process.host, lease_id, seconds, extra)
+        )  # fmt: skip
+
+    def _released_events(self, now: float, lease_id: str, rows: Sequence[Row]) -> None:
+        """Record the release of a lease: ``rows`` are its deleted rows (limit, slots,
+        created, expires, holder kind, holder id); buffered like grants."""
+        self._buffer(("released", now, lease_id, rows))
+
+    def _buffer(self, item: tuple[Any, ...]) -> None:
         buffer = self._event_buffer()
         with buffer.cond:
-            if not buffer.rows:
+            if not buffer.items:
                 buffer.cond.notify()
-            buffer.rows.extend(rows)
-            if len(buffer.rows) > _BUFFER_MAX:
-                del buffer.rows[: len(buffer.rows) - _BUFFER_MAX]
+            buffer.items.append(item)
+            if len(buffer.items) > _BUFFER_MAX:
+                del buffer.items[: len(buffer.items) - _BUFFER_MAX]
 
     def _event_buffer(self) -> _EventBuffer:
         buffer: _EventBuffer | None = self.__dict__.get("_events_buffer")
@@ -333,15 +386,16 @@ class EventStore:
         if buffer is None or buffer.pid != os.getpid():
             return
         with buffer.cond:
-            rows, buffer.rows = buffer.rows, []
-        if not rows:
+            items, buffer.items = buffer.items, []
+        if not items:
             return
+        rows = [row for item in items for row in _expand(item)]
         try:
             with self.db.write() as tx:
                 self._events(tx, rows)
         except BaseException:
             with buffer.cond:
-                buffer.rows[:0] = rows
+                buffer.items[:0] = items
             raise
 
     def close_events(self) -> None:
