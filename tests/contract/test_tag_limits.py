@@ -225,11 +225,6 @@ def test_a_blocking_enter_inside_an_event_loop_fails_instead_of_deadlocking(
     assert client.inspect_limit("tag:db").waiters == ()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the task engine enters tag slots with a blocking `with` in async tasks;"
-    " run_task_async must use `async with` (headway/_engine/task_engine.py)",
-)
 def test_async_tagged_tasks_share_a_tag_limit(client: Client) -> None:
     import asyncio
 

@@ -442,7 +442,8 @@ async def run_task_async(call: TaskCall) -> State:
             return state
         if call.task.tags:
             try:
-                with _hold_slots(call):
+                # Awaited, never blocking: a blocked loop would stall the holders too.
+                async with _hold_slots(call):
                     return await _attempts_async(call)
             except Exception as exc:  # the attempts return states: this is the slots
                 return _slots_failed(call, exc)
