@@ -259,6 +259,17 @@ def test_run_waiting_on_a_work_pool_limit(client: Client) -> None:
     assert any("no concurrency limit" in d for d in answer.details)
 
 
+def test_due_run_with_no_limit_waits_for_a_worker(client: Client) -> None:
+    client.create_work_pool("pool")
+    full = deploy(client)
+    run_id = client.create_deployment_run(full).id
+    answer = client.explain_run(run_id)
+    assert not answer.waiting and not answer.limited and answer.blockers == ()
+    assert "waits for a worker of work pool 'pool'" in answer.summary
+    assert "not limited" in answer.summary
+    assert any("work pool 'pool': no limit configured" in d for d in answer.details)
+
+
 def test_task_run_waiting_on_a_tag_limit(client: Client) -> None:
     client.create_limit("tag:gpu", 1)
     flow_run = new_run(client, "flow-with-tasks")

@@ -202,7 +202,7 @@ class ExplainPolicy:
             view = self.store.limit_view(name)
             if view is None or not view.stats.active:
                 continue
-            if view.stats.active_slots + 1 <= view.stats.limit and not out:
+            if view.stats.active_slots + 1 <= view.stats.limit:
                 continue  # room now: the next claim takes the run
             place = self.store.pool_place(claim.work_pool, scope_queue, claim)
             strategy = "WAIT (the run stays scheduled; claimed by priority, then scheduled time)"
