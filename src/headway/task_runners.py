@@ -30,6 +30,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from headway._engine.task_engine import run_in_thread
 from headway.futures import TaskFuture, mark_worker_thread
 
 if TYPE_CHECKING:
@@ -112,8 +113,6 @@ class ThreadPoolTaskRunner(TaskRunner):
     def submit(self, call: TaskCall) -> TaskFuture[Any]:
         if self._closed:
             raise RuntimeError("this task runner was shut down")
-        from headway._engine.task_engine import run_in_thread
-
         ctx = contextvars.copy_context()
 
         def work(future: TaskFuture[Any]) -> None:

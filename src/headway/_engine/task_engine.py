@@ -23,6 +23,7 @@ from time import time_ns as _time_ns
 from typing import TYPE_CHECKING, Any
 
 from headway._engine import lifecycle
+from headway._engine import recorder as _recorder_module
 from headway._engine.recorder import get_recorder
 from headway._engine.tracking import (
     RunState,
@@ -95,7 +96,9 @@ class TaskCall:
         self.mode = mode
         self.client = client
         self.log_sink = log_sink
-        self.recorder = get_recorder() if mode is Mode.BATCHED else None
+        self.recorder = (
+            (_recorder_module._recorder or get_recorder()) if mode is Mode.BATCHED else None
+        )
         self.pid = lifecycle.pid
 
 
