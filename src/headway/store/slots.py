@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import socket
 import time
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -439,6 +438,22 @@ class SlotStore(EventStore):
                     queued_on = {r[2] for r in mine}
                 elif not may_queue:
                     return Attempt(gone=True)
+            if tx.dialect.for_update:
+                # Row locks first, in name order; the statements after this one then
+                # see every request queued by whoever held these locks before us.
+                self._lock(tx, names)
+            elif (
+                seq == NOT_QUEUED
+                and mode == "concurrency"
+                and len(names) == 1
+                and holder_kind == "code"
+            ):
+                fast = self._fast_grant(
+                    tx, names[0], occupy, priority, holder_kind, holder_id, process,
+                    lease_seconds, now,
+                )  # fmt: skip
+                if fast is not None:
+                    return Attempt(grant=fast)
             states, ahead = self._read_for_acquire(tx, names, priority, seq, now)
             decision = decide(names, occupy, mode, states, ahead)
             if strict and decision.unknown:
@@ -531,7 +546,7 @@ class SlotStore(EventStore):
     def _read_for_acquire(
         self, tx: Tx, names: Sequence[str], priority: int, seq: int, now: float
     ) -> tuple[dict[str, LimitState], dict[str, tuple[int, int]]]:
-        # The limits, locked, each with the live requests queued ahead of this one.
+        # The limits (already locked) with the live requests queued ahead of this one.
         ahead_of = (
             "FROM waiters w WHERE w.limit_name = limits.name AND w.expires > :now"
             " AND (w.priority > :p OR (w.priority = :p AND w.seq < :seq))"
@@ -540,8 +555,7 @@ class SlotStore(EventStore):
         rows = tx.execute(
             f"SELECT {_LIMIT_COLUMNS}, (SELECT COUNT(*) {ahead_of}),"
             f" (SELECT COALESCE(SUM(w.slots), 0) {ahead_of})"
-            f" FROM limits WHERE name IN ({_marks('n', len(names))})"
-            f" ORDER BY name{tx.dialect.for_update}",
+            f" FROM limits WHERE name IN ({_marks('n', len(names))})",
             params,
         )
         states: dict[str, LimitState] = {}
@@ -592,7 +606,34 @@ class SlotStore(EventStore):
             return SlotGrant(
                 None, limited, occupy, mode, decision.unknown, decision.inactive, None, None, waited
             )
-        lease_id = uuid.uuid4().hex
+        lease_id, expires = self._insert_lease(
+            tx, limited, occupy, holder_kind, holder_id, process, lease_seconds, now, waited
+        )
+        return SlotGrant(
+            lease_id,
+            limited,
+            occupy,
+            mode,
+            decision.unknown,
+            decision.inactive,
+            expires,
+            lease_seconds,
+            waited,
+        )
+
+    def _insert_lease(
+        self,
+        tx: Tx,
+        limited: Sequence[str],
+        occupy: int,
+        holder_kind: str,
+        holder_id: str | None,
+        process: ProcessInfo,
+        lease_seconds: float,
+        now: float,
+        waited: float,
+    ) -> tuple[str, float]:
+        lease_id = os.urandom(16).hex()
         expires = now + lease_seconds
         _each(
             tx,
@@ -618,17 +659,40 @@ class SlotStore(EventStore):
         )
         self._slot_events(tx, now, "slot.granted", limited, occupy, holder_kind, holder_id,
                           process, lease_id, waited)  # fmt: skip
-        return SlotGrant(
-            lease_id,
-            limited,
-            occupy,
-            mode,
-            decision.unknown,
-            decision.inactive,
-            expires,
-            lease_seconds,
-            waited,
+        return lease_id, expires
+
+    def _fast_grant(
+        self,
+        tx: Tx,
+        name: str,
+        occupy: int,
+        priority: int,
+        holder_kind: str,
+        holder_id: str | None,
+        process: ProcessInfo,
+        lease_seconds: float,
+        now: float,
+    ) -> SlotGrant | None:
+        """The uncontended case in one statement: room on a plain active limit, nobody ahead.
+
+        Only where the write transaction is the only writer (SQLite): there the
+        conditions are read and the count written with nothing in between. None
+        when it does not apply; the full decision then runs in the same transaction.
+        """
+        taken = tx.one(
+            "UPDATE limits SET active_slots = active_slots + :n, grants = grants + 1,"
+            " decayed_at = :now WHERE name = :name AND active AND slot_decay_per_second = 0"
+            " AND active_slots + :n <= slot_limit AND NOT EXISTS (SELECT 1 FROM waiters w"
+            " WHERE w.limit_name = :name AND w.expires > :now AND w.priority >= :p)"
+            " RETURNING name",
+            {"n": float(occupy), "now": now, "name": name, "p": priority},
         )
+        if taken is None:
+            return None
+        lease_id, expires = self._insert_lease(
+            tx, (name,), occupy, holder_kind, holder_id, process, lease_seconds, now, 0.0
+        )
+        return SlotGrant(lease_id, (name,), occupy, "concurrency", (), (), expires, lease_seconds)
 
     def _enqueue(
         self,
@@ -730,13 +794,7 @@ class SlotStore(EventStore):
                 return False, []
             intact = all(r[3] != _DOOMED for r in rows)
             crowded: list[str] = []
-            self._buffer_events(
-                [
-                    (now, "slot.released", r[5], r[0], int(r[1]), now - float(r[2]),
-                     f"{r[4]}:{r[5] or '-'} lease={lease_id}")
-                    for r in rows
-                ],
-            )  # fmt: skip
+            self._released_events(now, lease_id, rows)
             for name, slots, created, *_ in rows:
                 after = tx.one(
                     "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
@@ -975,24 +1033,3 @@ class SlotStore(EventStore):
         if row is None:
             raise ObjectNotFound(f"no limit named {name!r}")
         return row
-
-    def _slot_events(
-        self,
-        tx: Tx,
-        now: float,
-        kind: str,
-        names: Sequence[str],
-        slots: int,
-        holder_kind: str,
-        holder_id: str | None,
-        process: ProcessInfo,
-        lease_id: str | None,
-        seconds: float | None,
-        extra: str = "",
-    ) -> None:
-        """Record a grant or denial on each of ``names``: who, where, which lease (buffered)."""
-        detail = f"{holder_kind}:{holder_id or '-'} pid={process.pid} host={process.host}"
-        if lease_id is not None:
-            detail += f" lease={lease_id}"
-        detail += extra
-        self._buffer_events([(now, kind, holder_id, n, slots, seconds, detail) for n in names])
