@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
+from headway._engine.tracking import state_result
 from headway.core.states import State
 
 if TYPE_CHECKING:
@@ -99,8 +100,6 @@ class TaskFuture(Generic[R]):
             raise TimeoutError(f"task run {self._tracker.name!r} is not done after {timeout} s")
         final = self._final
         assert final is not None
-        from headway._engine.tracking import state_result
-
         result: R = state_result(final, raise_on_failure)
         return result
 
