@@ -320,13 +320,13 @@ class ClaimStore(_Base):
             " WHERE id = :id",
             {"id": run_id},
         )
-        if row is None or (row[0] is None and row[2] is None and row[3] is None):
+        if row is None or (row[0] is None and row[2] is None and not row[3]):
             return []  # a run of no deployment: nothing was held
         lease_id, pool, deployment, blocked_on, lease_expires = row
         wake: list[WakeTarget] = []
         if state.is_final or unclaim:
             tx.execute(
-                "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = NULL"
+                "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = ''"
                 + (", worker_id = NULL" if unclaim else "")
                 + " WHERE id = :id",
                 {"id": run_id},
@@ -336,8 +336,8 @@ class ClaimStore(_Base):
                 wake.extend(released)
             if deployment is not None and (lease_id is not None or lease_expires is not None):
                 wake.extend(self._claimers(tx, pool, time.time()))
-        elif blocked_on is not None:
-            tx.execute("UPDATE flow_runs SET blocked_on = NULL WHERE id = :id", {"id": run_id})
+        elif blocked_on:
+            tx.execute("UPDATE flow_runs SET blocked_on = '' WHERE id = :id", {"id": run_id})
         return wake
 
     def set_flow_run_state_releasing(
@@ -814,7 +814,7 @@ class ClaimStore(_Base):
             self._set_flow_run_state(tx, c.id, Pending(), _SCHEDULED)
             tx.execute(
                 "UPDATE flow_runs SET lease_id = :lease, lease_expires = :e, worker_id = :w,"
-                " blocked_on = NULL, concurrency_key = :key WHERE id = :id",
+                " blocked_on = '', concurrency_key = :key WHERE id = :id",
                 {"lease": lease_id, "e": now + lease_seconds, "w": worker_id, "key": c.key,
                  "id": c.id},
             )  # fmt: skip
@@ -841,7 +841,7 @@ class ClaimStore(_Base):
             marks = _marks("d", scope.deployments, params)
             rows = tx.execute(
                 f"SELECT {_CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool IS NULL"
-                " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on IS NULL"
+                " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
                 f" AND expected_start_time <= :now AND deployment IN ({marks})"
                 " AND lease_expires IS NULL"
                 " ORDER BY expected_start_time LIMIT :n",
@@ -853,7 +853,7 @@ class ClaimStore(_Base):
                 continue
             rows = tx.execute(
                 f"SELECT {_CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool = :p"
-                " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on IS NULL"
+                " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
                 " AND expected_start_time <= :now AND lease_expires IS NULL"
                 " ORDER BY expected_start_time LIMIT :n",
                 {"p": scope.pool, "q": queue, "now": now, "n": window},
@@ -869,7 +869,7 @@ class ClaimStore(_Base):
             r[0]
             for r in tx.execute(
                 "WITH RECURSIVE g(name) AS (SELECT MIN(blocked_on) FROM flow_runs"
-                " WHERE blocked_on IS NOT NULL UNION ALL SELECT (SELECT MIN(f.blocked_on)"
+                " WHERE blocked_on > '' UNION ALL SELECT (SELECT MIN(f.blocked_on)"
                 " FROM flow_runs f WHERE f.blocked_on > g.name) FROM g WHERE g.name IS NOT NULL)"
                 " SELECT name FROM g WHERE name IS NOT NULL"
             )
@@ -976,7 +976,8 @@ class ClaimStore(_Base):
         room: Mapping[str, float],
     ) -> None:
         """Leave a run SCHEDULED/AwaitingConcurrencySlot, saying which limit it waits on."""
-        if c.state_name == AWAITING_CONCURRENCY_SLOT and c.blocked_on == blocked_on:
+        blocked_on = blocked_on or ""
+        if c.state_name == AWAITING_CONCURRENCY_SLOT and (c.blocked_on or "") == blocked_on:
             return
         self._set_flow_run_state(
             tx,
@@ -986,7 +987,7 @@ class ClaimStore(_Base):
             ),
             _SCHEDULED,
         )
-        if blocked_on != c.blocked_on:
+        if blocked_on != (c.blocked_on or ""):
             tx.execute(
                 "UPDATE flow_runs SET blocked_on = :b, concurrency_key = :k WHERE id = :id",
                 {"b": blocked_on, "k": c.key, "id": c.id},
@@ -1044,7 +1045,7 @@ class ClaimStore(_Base):
             marks = _marks("d", scope.deployments, params)
             row = tx.one(
                 "SELECT MIN(expected_start_time) FROM flow_runs WHERE work_pool IS NULL"
-                " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on IS NULL"
+                " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
                 f" AND expected_start_time > :now AND deployment IN ({marks})",
                 params,
             )
@@ -1053,7 +1054,7 @@ class ClaimStore(_Base):
         for queue, _ in scope.queues:
             row = tx.one(
                 "SELECT MIN(expected_start_time) FROM flow_runs WHERE work_pool = :p"
-                " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on IS NULL"
+                " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
                 " AND expected_start_time > :now",
                 {"p": scope.pool, "q": queue, "now": now},
             )

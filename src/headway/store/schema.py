@@ -54,7 +54,8 @@ flow_runs = Table(
     # run for (unique per deployment), the deployment limit it waits on, its
     # concurrency key, and the slot lease and worker lease it holds once claimed.
     Column("scheduled_slot", Float, nullable=True),
-    Column("blocked_on", String(300), nullable=True),
+    # The deployment limit a waiting run is set aside on; '' when none (migration 0005).
+    Column("blocked_on", String(300), nullable=False, server_default=""),
     Column("concurrency_key", String(200), nullable=True),
     Column("lease_id", String(36), nullable=True),
     Column("lease_expires", Float, nullable=True),
