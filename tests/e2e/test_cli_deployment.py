@@ -145,3 +145,14 @@ def test_run_and_wait_with_a_worker(flows: str, tmp_path: Path) -> None:
         worker.wait(30)
     assert worker.returncode == 0
     assert "stopped" in (tmp_path / "worker.log").read_text()
+
+
+def test_flow_run_cancel(flows: str) -> None:
+    ok("deploy", flows, "--name", "hello", "--pool", "pool", "--param", "name=x")
+    out = ok("deployment", "run", "greet/hello", "--scheduled-time", "2099-01-01T00:00:00")
+    run_id = out.split("(")[1].split(")")[0]
+    assert "Cancelled flow run" in ok("flow-run", "cancel", run_id, "-m", "not needed")
+    run = json.loads(ok("flow-run", "inspect", run_id, "-o", "json"))
+    assert (run["state"]["type"], run["state"]["message"]) == ("CANCELLED", "not needed")
+    bad("flow-run", "cancel", run_id, message="already ended CANCELLED")
+    bad("flow-run", "cancel", "00000000-0000-0000-0000-000000000000", message="no flow run")

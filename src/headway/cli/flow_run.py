@@ -302,3 +302,17 @@ def logs(
         else:
             source = f"Flow run {run.name!r}"
         typer.echo(f"{when} | {line.level_name:<7} | {source} - {line.message}")
+
+
+@app.command("cancel")
+def cancel(
+    run_id: str = typer.Argument(..., help="The flow run's id."),
+    message: str | None = typer.Option(None, "--message", "-m", help="Why (shown on the run)."),
+) -> None:
+    """Cancel a flow run: at once if not started; else its worker stops it (SIGTERM, then
+    SIGKILL after a grace period) and it ends CANCELLED."""
+    run = _client().cancel_flow_run(run_id, message)
+    if run.state.is_final:
+        typer.echo(f"Cancelled flow run {run.name!r} ({run.id})")
+    else:
+        typer.echo(f"Cancelling flow run {run.name!r} ({run.id}): its worker is stopping it")
