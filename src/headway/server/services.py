@@ -6,6 +6,10 @@
   nobody else asks for that limit. Every server sweeps; sweeps are idempotent.
 - **Event pruner**: deletes events older than ``HEADWAY_EVENTS_RETENTION_SECONDS``,
   a bounded batch every minute (more often while a backlog remains).
+- **Scheduler**: creates deployments' scheduled runs ahead of time (idempotent:
+  any number of servers and workers may), marks runs not started long after
+  their time Late, and ends runs whose worker stopped renewing their lease
+  (CRASHED), every few seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ logger = logging.getLogger("headway.server")
 #: How often the server prunes old events, and how many at most each time.
 PRUNE_EVERY_SECONDS = 60.0
 PRUNE_BATCH = 10_000
+#: How often the server schedules deployments' runs, marks late ones, ends dead ones.
+SCHEDULE_EVERY_SECONDS = 5.0
 
 
 def sweep_interval(settings: Settings) -> float:
@@ -42,6 +48,22 @@ class BackgroundServices:
         """Start every service."""
         self._tasks.append(asyncio.create_task(self._sweeper(), name="headway-sweeper"))
         self._tasks.append(asyncio.create_task(self._pruner(), name="headway-event-pruner"))
+        self._tasks.append(asyncio.create_task(self._scheduler(), name="headway-scheduler"))
+
+    async def _scheduler(self) -> None:
+        orchestrator = self.orchestrator
+
+        def one_pass() -> None:
+            orchestrator.sweep_runs()
+            orchestrator.schedule_runs()
+            orchestrator.mark_late_runs()
+
+        while True:
+            try:
+                await anyio.to_thread.run_sync(one_pass)
+            except Exception as exc:  # the store may be down for a moment: try again later
+                logger.warning("scheduler pass failed: %s", exc, extra={"action": "schedule"})
+            await asyncio.sleep(SCHEDULE_EVERY_SECONDS)
 
     async def _pruner(self) -> None:
         pause = PRUNE_EVERY_SECONDS
