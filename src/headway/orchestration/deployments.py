@@ -46,6 +46,7 @@ from headway.core.models import (
 from headway.core.schedules import schedule_to_dict, to_schedule
 from headway.core.states import State, StateType
 from headway.exceptions import ValidationError
+from headway.store.claims import retrying
 
 if TYPE_CHECKING:
     from headway.core.limits import ProcessInfo, WakeTarget
@@ -83,7 +84,9 @@ class DeploymentPolicy:
         self, run_id: str, state: State, expect: frozenset[StateType] | None
     ) -> FlowRun:
         """A state change that also gives back a claimed run's slots when it ends."""
-        run, wake = self.store.set_flow_run_state_releasing(run_id, state, expect=expect)
+        run, wake = retrying(
+            lambda: self.store.set_flow_run_state_releasing(run_id, state, expect=expect)
+        )
         self._notify(wake)
         return run
 
@@ -314,7 +317,8 @@ class DeploymentPolicy:
     # -- runs ----------------------------------------------------------------------
     def cancel_flow_run(self, run_id: str, message: str | None = None) -> FlowRun:
         """Cancel a run: at once if not started, else its worker stops it (CANCELLING)."""
-        run, wake = self.store.cancel_flow_run(run_id, message or "cancelled on request")
+        text = message or "cancelled on request"
+        run, wake = retrying(lambda: self.store.cancel_flow_run(run_id, text))
         self._notify(wake)
         return run
 
@@ -344,9 +348,8 @@ class DeploymentPolicy:
     def heartbeat_worker(self, worker_id: str, run_ids: Sequence[str]) -> HeartbeatResult:
         """Renew a worker's runs; which it lost and which it must cancel."""
         self.sweep_runs()
-        return self.store.heartbeat_worker(
-            worker_id, list(run_ids), self.settings.concurrency_lease_seconds
-        )
+        ids, lease = list(run_ids), self.settings.concurrency_lease_seconds
+        return retrying(lambda: self.store.heartbeat_worker(worker_id, ids, lease))
 
     def claim_flow_runs(
         self,
@@ -374,14 +377,16 @@ class DeploymentPolicy:
         woken = False
         try:
             while True:
-                result = self.store.claim_flow_runs(
-                    worker_id=worker_id,
-                    pool=pool,
-                    queues=queues,
-                    deployments=deployments,
-                    limit=limit,
-                    process=owner,
-                    lease_seconds=lease,
+                result = retrying(
+                    lambda: self.store.claim_flow_runs(
+                        worker_id=worker_id,
+                        pool=pool,
+                        queues=queues,
+                        deployments=deployments,
+                        limit=limit,
+                        process=owner,
+                        lease_seconds=lease,
+                    )
                 )
                 self._notify(result.wake)
                 remaining = deadline - time.monotonic()
@@ -418,7 +423,7 @@ class DeploymentPolicy:
 
     def sweep_runs(self) -> int:
         """End runs whose worker stopped renewing their lease (CRASHED); free their slots."""
-        count, wake = self.store.sweep_runs()
+        count, wake = retrying(self.store.sweep_runs)
         self._notify(wake)
         return count
 

@@ -25,12 +25,13 @@ claim and by every heartbeat.
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from headway.core.deployments import (
     CANCEL_IN_PROGRESS,
@@ -56,6 +57,7 @@ from headway.core.states import (
 )
 from headway.exceptions import ConflictError, HeadwayError, ObjectNotFound
 from headway.store.db import Row, Tx
+from headway.store.dialects import is_transient_conflict
 from headway.store.events import CLAIM_LATENCY
 from headway.store.runs import _FLOW_COLUMNS, _flow_run
 
@@ -131,6 +133,7 @@ if TYPE_CHECKING:
 else:
     _Base = object
 
+T = TypeVar("T")
 _SCHEDULED = frozenset({StateType.SCHEDULED})
 _HOLDING = ("PENDING", "RUNNING", "PAUSED")
 #: Fresh due runs read per queue in one claim: enough to fill any worker, bounded.
@@ -194,6 +197,23 @@ class _DeploymentInfo:
     strategy: str
     key_template: str | None
     entrypoint: str | None
+
+
+def retrying(operation: Callable[[], T], attempts: int = 6) -> T:
+    """Run a one-transaction operation again when PostgreSQL aborted it (deadlock).
+
+    A claim locks its pool, then runs, then limits; a run ending locks the run,
+    then limits: two such transactions can each wait on the other, and the
+    database ends one of them. Nothing was written; running it again succeeds.
+    """
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_transient_conflict(exc):
+                raise
+            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _marks(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> str:

@@ -132,6 +132,21 @@ def connection_usable(conn: Any) -> bool:
     return not (getattr(conn, "closed", False) or getattr(conn, "broken", False))
 
 
+def is_transient_conflict(exc: BaseException) -> bool:
+    """Whether ``exc`` aborted a transaction that may simply be run again.
+
+    PostgreSQL ends one of two transactions that wait on each other's row locks
+    (deadlock) or that cannot both be serialised; nothing was written, and
+    running the whole transaction again succeeds. SQLite never does this (its
+    writers are serialised by ``BEGIN IMMEDIATE``).
+    """
+    if not type(exc).__module__.startswith("psycopg"):
+        return False
+    import psycopg
+
+    return isinstance(exc, psycopg.errors.TransactionRollback)
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` means the database connection itself failed (not the query).
 

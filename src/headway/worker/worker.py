@@ -228,7 +228,7 @@ class Worker:
                     wait=self.claim_wait_seconds,
                 )
                 failures = 0
-            except HeadwayError as exc:
+            except Exception as exc:  # a worker outlives any one failed claim
                 failures += 1
                 logger.warning("claim failed: %s", exc)
                 self._say(f"claim failed: {exc}")
@@ -383,24 +383,35 @@ class Worker:
             # A grandchild may hold the pipes open: do not wait for it forever.
             reader.join(2.0)
         run = child.run
+        outcome = "ended"
+        try:
+            outcome = self._settle(child, code) or outcome
+        except Exception as exc:  # the watcher must always free the worker's place
+            logger.warning("flow run %s: could not check its final state: %s", run.id, exc)
+        finally:
+            with self._cond:
+                self._children.pop(run.id, None)
+                self._cond.notify_all()
+            self._beat_now.set()
+        self._say(f"flow run {run.name!r} {outcome} (exit code {code})")
+
+    def _settle(self, child: _Child, code: int) -> str | None:
+        """Record CRASHED or CANCELLED for a run whose process ended without a final state."""
+        run = child.run
         try:
             current = self.client.read_flow_run(run.id)
         except HeadwayError:
-            current = None
-        if current is not None and not current.state.is_final and child.stopping != "lost":
-            how = _exit_text(code)
-            if child.stopping in ("cancel", "stop") or current.state.type is StateType.CANCELLING:
-                why = "cancelled" if child.stopping != "stop" else "its worker stopped"
-                self._end(run, Cancelled(message=f"{why}; the run's process {how}"))
-            else:
-                self._end(run, Crashed(message=f"the run's process {how} before the run ended"))
-        final = None if current is None else current.state
-        with self._cond:
-            self._children.pop(run.id, None)
-            self._cond.notify_all()
-        state_text = final.name if final is not None and final.is_final else "ended"
-        self._say(f"flow run {run.name!r} {state_text} (exit code {code})")
-        self._beat_now.set()
+            return None
+        if current.state.is_final or child.stopping == "lost":
+            return current.state.name if current.state.is_final else None
+        how = _exit_text(code)
+        if child.stopping in ("cancel", "stop") or current.state.type is StateType.CANCELLING:
+            why = "cancelled" if child.stopping != "stop" else "its worker stopped"
+            state: State = Cancelled(message=f"{why}; the run's process {how}")
+        else:
+            state = Crashed(message=f"the run's process {how} before the run ended")
+        self._end(run, state)
+        return state.name
 
     def _end(self, run: FlowRun, state: State) -> None:
         try:
@@ -449,7 +460,7 @@ class Worker:
         assert self.id is not None
         try:
             beat = self.client.heartbeat_worker(self.id, [c.run.id for c in children])
-        except HeadwayError as exc:
+        except Exception as exc:  # keep monitoring; the next beat may succeed
             logger.warning("heartbeat failed: %s", exc)
             return
         by_id = {c.run.id: c for c in children}
@@ -481,7 +492,7 @@ class Worker:
         try:
             self.client.schedule_runs()
             self.client.mark_late_runs()
-        except HeadwayError as exc:
+        except Exception as exc:
             logger.warning("scheduler pass failed: %s", exc)
 
     # -- output ----------------------------------------------------------------------
