@@ -10,7 +10,10 @@ Figures per flow:
 * tasks/s: N over the time from the first submission until every future is
   done (each worker has flushed its task runs to the server by then);
 * flow wall time: the whole flow call, with the LocalCluster's start and close;
-* Dask alone: N plain no-op Dask tasks on the same cluster, for scale.
+* Dask alone: N plain no-op Dask tasks on the same cluster, for scale;
+* CPU ms per task spent in the flow's process (Dask client and scheduler
+  included), headway vs Dask alone: less sensitive to a busy machine than
+  the rates.
 
 Afterwards it checks through the server that all N task runs of each flow are
 COMPLETED with PENDING, RUNNING and COMPLETED in their history (exit 1 if not).
@@ -70,19 +73,22 @@ def main() -> int:
         assert ctx is not None
         dask_client = ctx.task_runner.client  # type: ignore[attr-defined]
         workers = len(dask_client.scheduler_info()["workers"])
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         futures = noop.map(range(n))
         results = futures.result()
-        elapsed = time.perf_counter() - start
+        elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
         assert results == list(range(n))
-        start = time.perf_counter()
+        start, plain_cpu = time.perf_counter(), time.process_time()
         plain = dask_client.gather([dask_client.submit(noop_plain, i) for i in range(n)])
         plain_elapsed = time.perf_counter() - start
+        plain_cpu = time.process_time() - plain_cpu
         assert plain == list(range(n))
         return {
             "id": ctx.flow_run_id,
             "elapsed": elapsed,
+            "cpu": cpu,
             "plain": plain_elapsed,
+            "plain_cpu": plain_cpu,
             "workers": workers,
         }
 
@@ -101,6 +107,7 @@ def main() -> int:
         )
         ok = True
         rates, plain_rates = [], []
+        print(f"load average before: {os.getloadavg()[0]:.1f}")
         for _ in range(args.repeat):
             wall_start = time.perf_counter()
             out = many(args.tasks)
@@ -122,7 +129,9 @@ def main() -> int:
             ok = ok and good
             print(
                 f"  {rate:8.0f} tasks/s   flow wall {wall:5.2f} s   Dask alone {plain_rate:6.0f}"
-                f" tasks/s   records: {len(completed)}/{args.tasks} COMPLETED"
+                f" tasks/s   CPU/task {1000 * out['cpu'] / args.tasks:.2f} ms"
+                f" (Dask alone {1000 * out['plain_cpu'] / args.tasks:.2f} ms)"
+                f"   records: {len(completed)}/{args.tasks} COMPLETED"
                 f"{'' if good else '  <-- RECORDS WRONG'}"
             )
         print(
