@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from headway.exceptions import ValidationError
-from headway.tasks import RetryDelay, check_run_options, retry_delay_for
+from headway.tasks import RetryDelay, check_name, check_run_options, retry_delay_for
 
 if TYPE_CHECKING:
     from headway.task_runners import TaskRunner
@@ -59,7 +59,9 @@ class Flow(Generic[P, R]):
                     f" got {task_runner!r}"
                 )
         self.fn = fn
-        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__)).replace("_", "-")
+        self.name: str = check_name(
+            name or str(getattr(fn, "__name__", type(fn).__name__)).replace("_", "-"), "flow"
+        )
         self.retries = retries
         self.retry_delay_seconds = retry_delay_seconds
         self.timeout_seconds = timeout_seconds
@@ -68,7 +70,7 @@ class Flow(Generic[P, R]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.signature = inspect.signature(fn)
         module = getattr(fn, "__module__", None) or "__main__"
-        self.key = f"{module}.{getattr(fn, '__qualname__', self.name)}"
+        self.key = f"{module}.{getattr(fn, '__qualname__', self.name)}"[:400]
         functools.update_wrapper(self, fn)
 
     def retry_delay(self, attempt: int) -> float:

@@ -48,6 +48,20 @@ class unmapped:  # lower case: reads like a function at call sites, map(x, unmap
         self.value = value
 
 
+#: Longest flow or task name: the store keeps names in 200 characters, and a task
+#: run's name adds ``-<n>`` to its task's.
+NAME_MAX = 190
+
+
+def check_name(name: str, kind: str) -> str:
+    """``name`` if it is a usable flow or task name."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(f"a {kind} name must be a non-empty string, got {name!r}")
+    if len(name) > NAME_MAX:
+        raise ValidationError(f"a {kind} name is at most {NAME_MAX} characters, got {len(name)}")
+    return name
+
+
 def check_run_options(
     retries: int,
     retry_delay_seconds: RetryDelay,
@@ -106,7 +120,7 @@ class Task(Generic[P, R]):
         ):
             raise ValidationError(f"tags must be a list of non-empty strings, got {tags!r}")
         self.fn = fn
-        self.name: str = name or str(getattr(fn, "__name__", type(fn).__name__))
+        self.name: str = check_name(name or str(getattr(fn, "__name__", type(fn).__name__)), "task")
         self.retries = retries
         self.retry_delay_seconds = retry_delay_seconds
         self.timeout_seconds = timeout_seconds
@@ -114,7 +128,7 @@ class Task(Generic[P, R]):
         self.log_prints = log_prints
         self.is_async = inspect.iscoroutinefunction(fn)
         module = getattr(fn, "__module__", None) or "__main__"
-        self.task_key = f"{module}.{getattr(fn, '__qualname__', self.name)}"
+        self.task_key = f"{module}.{getattr(fn, '__qualname__', self.name)}"[:400]
         self._counter = itertools.count()
         functools.update_wrapper(self, fn)
 

@@ -430,6 +430,10 @@ def test_task_options_are_validated_and_decorator_forms_work() -> None:
         task(retries=1.5)(f)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="unknown task option"):
         bare.with_options(colour="red")
+    with pytest.raises(ValidationError, match="at most 190 characters"):
+        task(name="x" * 191)(f)
+    with pytest.raises(ValidationError, match="non-empty"):
+        task(name=" ")(f)
     state = bare(5, return_state=True)
     assert state.is_completed() and state.result() == 5  # type: ignore[attr-defined]
 

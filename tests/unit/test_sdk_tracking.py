@@ -153,7 +153,7 @@ def test_recorder_sends_one_record_per_run_per_batch() -> None:
 
 def test_recorder_keeps_what_a_failed_write_did_not_store() -> None:
     client = FakeClient()
-    client.fail = 1
+    client.fail = 2  # the batch, then the record alone: the store is down for now
     client.fail_logs = 1
     recorder = Recorder()
     recorder._thread = threading.current_thread()
@@ -177,3 +177,28 @@ def test_recorder_writes_in_the_background() -> None:
     recorder.touch(t)  # starts the thread
     assert client.written.wait(10)
     assert client.records[0].id == t.id
+
+
+def test_a_record_the_store_refuses_is_dropped_and_never_blocks_the_others(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class Picky(FakeClient):
+        def record_task_runs(self, records: list[TaskRunRecord]) -> None:
+            if any(r.name == "bad" for r in records):
+                raise ValueError("value too long for type character varying(200)")
+            super().record_task_runs(records)
+
+    client = Picky()
+    recorder = Recorder()
+    recorder._thread = threading.current_thread()
+    good, bad = tracker(client), tracker(client)
+    bad.name = "bad"
+    recorder.touch(good)
+    recorder.touch(bad)
+    recorder.flush()  # does not raise: the store works, it refuses one record
+    assert [r.id for r in client.records] == [good.id]
+    assert f"dropped the record of task run {bad.id}" in capsys.readouterr().err
+    later = tracker(client)
+    recorder.touch(later)
+    recorder.flush()
+    assert [r.id for r in client.records] == [good.id, later.id]

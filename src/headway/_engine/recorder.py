@@ -116,11 +116,7 @@ class Recorder:
             try:
                 client.record_task_runs(records)
             except Exception as exc:
-                # Keep the records: they go out with the next flush.
-                for tracker, record in zip(trackers, records, strict=True):
-                    tracker.unsend(record)
-                    runs.append(tracker)
-                error = exc
+                error = self._isolate(client, records, trackers, exc) or error
         for client, lines in log_batches.values():
             try:
                 client.write_logs(lines)
@@ -129,6 +125,37 @@ class Recorder:
                 error = exc
         if error is not None:
             raise error
+
+    def _isolate(
+        self,
+        client: Client,
+        records: list[TaskRunRecord],
+        trackers: list[TaskRunTracker],
+        exc: Exception,
+    ) -> Exception | None:
+        """A batch failed: keep what the store could not take now, drop what it refuses.
+
+        Each record is tried alone. A record that fails because the store cannot
+        be reached is kept for the next flush; one the store refuses (a value
+        it rejects) is dropped and reported, so one bad record never blocks
+        every later write.
+        """
+        kept: Exception | None = None
+        for tracker, record in zip(trackers, records, strict=True):
+            try:
+                client.record_task_runs([record])
+            except Exception as one_exc:
+                if _looks_unreachable(one_exc):
+                    tracker.unsend(record)
+                    self._runs.append(tracker)
+                    kept = one_exc
+                else:
+                    print(
+                        f"headway: dropped the record of task run {record.id} ({record.name!r}):"
+                        f" the store refused it: {one_exc}",
+                        file=sys.stderr,
+                    )
+        return kept
 
     # -- background thread -------------------------------------------------------------
     def _start(self) -> None:
@@ -172,6 +199,16 @@ class Recorder:
             self.flush()
         except Exception as exc:
             print(f"headway: could not record the last runs: {exc}", file=sys.stderr)
+
+
+def _looks_unreachable(exc: Exception) -> bool:
+    # A store that cannot be reached or is busy, as opposed to one that refuses a
+    # record; drivers call the former OperationalError (sqlite3 and psycopg alike).
+    from headway.exceptions import StoreError
+
+    if isinstance(exc, StoreError | ConnectionError | TimeoutError | OSError):
+        return True
+    return type(exc).__name__ in {"OperationalError", "InterfaceError"}
 
 
 _recorder: Recorder | None = None
