@@ -257,6 +257,8 @@ def test_run_waiting_on_a_work_pool_limit(client: Client) -> None:
     assert block.position == 1
     # The deployment itself has no limit: the run would overlap but for the pool.
     assert any("no concurrency limit" in d for d in answer.details)
+    waiting = {w.run_id: w for w in client.status().waiting}
+    assert waiting[runs[1]].limit_name == "pool:pool" and waiting[runs[1]].kind == "flow_run"
 
 
 def test_due_run_with_no_limit_waits_for_a_worker(client: Client) -> None:

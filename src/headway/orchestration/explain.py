@@ -505,7 +505,9 @@ class ExplainPolicy:
             runs_by_state=dict(sorted(by_state.items())),
             limits=tuple(busiest),
             waiting=tuple(
-                WaitingEntry(w.run_id, w.kind, w.name, w.limit_name, w.since, w.detail)
+                WaitingEntry(
+                    w.run_id, w.kind, w.name, w.limit_name or _awaited(w.detail), w.since, w.detail
+                )
                 for w in waits
             ),
             workers=tuple(
@@ -553,6 +555,12 @@ def _on_collision(dep: Deployment) -> str:
 _AWAITED = re.compile(r"slot of limit '([^']+)'")
 
 
+def _awaited(message: str) -> str | None:
+    """The limit a claim's "waiting for a slot of limit '...'" message names."""
+    found = _AWAITED.search(message)
+    return found.group(1) if found else None
+
+
 def _past_waits(
     events: Sequence[Event], states: Sequence[State]
 ) -> tuple[tuple[PastWait, ...], float | None]:
@@ -579,14 +587,9 @@ def _past_waits(
         if s.type is StateType.SCHEDULED and s.name == AWAITING_CONCURRENCY_SLOT:
             begun = begun or s
         elif begun is not None and s.type is not StateType.SCHEDULED:
-            found = _AWAITED.search(begun.message or "")
             seconds = (s.timestamp - begun.timestamp).total_seconds()
-            awaiting.append(
-                PastWait(
-                    AWAITING_CONCURRENCY_SLOT, found.group(1) if found else None, seconds,
-                    s.timestamp,
-                )
-            )  # fmt: skip
+            limit = _awaited(begun.message or "")
+            awaiting.append(PastWait(AWAITING_CONCURRENCY_SLOT, limit, seconds, s.timestamp))
             begun = None
     waits = sorted(slots + awaiting + claims, key=lambda w: w.until)
     if not waits:

@@ -140,9 +140,11 @@ class ExplainStore:
             )
         if r is None:
             return None
+        # ``blocked_on`` is '' for a run that waits on no limit (migration 0005).
         return RunClaim(
             r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]),
-            None if r[7] is None else float(r[7]), float(r[8]), r[9], r[10], r[11], r[12],
+            None if r[7] is None else float(r[7]), float(r[8]), r[9] or None, r[10], r[11],
+            r[12],
         )  # fmt: skip
 
     def waits_of(self, holder_id: str) -> list[WaitRequest]:
@@ -264,7 +266,7 @@ class ExplainStore:
         }
         scope = "work_pool = :pool" + (" AND work_queue = :queue" if queue is not None else "")
         due = (
-            f"{scope} AND state_type = 'SCHEDULED' AND blocked_on IS NULL"
+            f"{scope} AND state_type = 'SCHEDULED' AND blocked_on = ''"
             " AND expected_start_time <= :now"
         )
         ahead_of = (
@@ -377,7 +379,7 @@ class ExplainStore:
                 {"now": now, "n": limit},
             )
         out = [
-            WaitingRun(r[0], "flow_run", r[1], r[2], _dt(r[3]), r[4] or "awaiting a slot")
+            WaitingRun(r[0], "flow_run", r[1], r[2] or None, _dt(r[3]), r[4] or "awaiting a slot")
             for r in runs
         ]
         out += [
