@@ -317,13 +317,29 @@ def test_a_task_that_waits_on_its_own_submissions_never_deadlocks_one_worker() -
         futures = [child.submit(i) for i in range(n)]
         return sum([await f for f in futures])
 
+    @task
+    async def async_child(i: int) -> int:
+        await asyncio.sleep(0)
+        return i + 1
+
+    @task
+    async def async_parent_blocking(n: int) -> int:
+        # A blocking .result() inside a running loop, on async tasks no worker started:
+        # they run on a helper thread (this thread's loop is busy) instead of deadlocking.
+        return sum(async_child.submit(i).result() for i in range(n))
+
     @flow(task_runner=ThreadPoolTaskRunner(max_workers=1))
-    def one_worker() -> tuple[int, int, int]:
+    def one_worker() -> tuple[int, int, int, int]:
         sync_parent = parent.submit(4)
         grand = parent.submit(3)
-        return sync_parent.result(), grand.result(), async_parent.submit(3).result()
+        return (
+            sync_parent.result(),
+            grand.result(),
+            async_parent.submit(3).result(),
+            async_parent_blocking.submit(3).result(),
+        )
 
-    assert one_worker() == (60, 30, 30)
+    assert one_worker() == (60, 30, 30, 6)
 
 
 def test_async_tasks_submitted_from_sync_and_async_flows() -> None:
