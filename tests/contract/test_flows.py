@@ -398,3 +398,24 @@ def test_decorator_forms_and_options() -> None:
 
     with pytest.raises(ValidationError, match="task runner instance"):
         flow(task_runner=ThreadPoolTaskRunner)(plain)  # type: ignore[arg-type]
+
+
+def test_an_interrupt_while_the_run_starts_still_ends_it(client: Client) -> None:
+    from headway.task_runners import ThreadPoolTaskRunner
+
+    class InterruptedStart(ThreadPoolTaskRunner):
+        def duplicate(self) -> InterruptedStart:
+            return InterruptedStart()
+
+        def start(self) -> None:
+            raise KeyboardInterrupt
+
+    @flow(task_runner=InterruptedStart())
+    def never_runs() -> None:
+        raise AssertionError("the body must not run")
+
+    with pytest.raises(KeyboardInterrupt):
+        never_runs()
+    (run,) = client.list_flow_runs(flow_name="never-runs")
+    assert run.state.type is S.CANCELLED
+    assert [s.type for s in client.read_states(run.id)] == [S.PENDING, S.CANCELLED]

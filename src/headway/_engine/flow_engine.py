@@ -120,6 +120,7 @@ class FlowRunEngine:
         if adopted is not None and self.adopted:
             self.id, self.name = adopted
         self.attempts = 0
+        self.recorded = False  # the run exists in the store
         self.final: State | None = None
         self.subflow: TaskRunTracker | None = None
         self.ctx: FlowRunContext | None = None
@@ -173,6 +174,7 @@ class FlowRunEngine:
                 pid=os.getpid(),
                 host=_host(),
             )
+        self.recorded = True
         if flow.task_runner is not None:
             runner = flow.task_runner.duplicate()
         else:
@@ -260,9 +262,8 @@ class FlowRunEngine:
 
     def interrupted(self, exc: BaseException) -> None:
         """Record CANCELLED (interrupts) or CRASHED (anything else), with unfinished tasks."""
-        if self.final is not None or self.ctx is None or lifecycle.pid != self.pid:
+        if self.final is not None or lifecycle.pid != self.pid:
             return
-        ctx = self.ctx
         kind = type(exc).__name__
         if isinstance(exc, KeyboardInterrupt | TerminationSignal) or kind == "CancelledError":
             why = (
@@ -273,6 +274,14 @@ class FlowRunEngine:
             state: State = cancelled_state(f"the flow run was {why}")
         else:
             state = final_state(S.CRASHED, message=f"{kind}: {exc}", error=exc)
+        ctx = self.ctx
+        if ctx is None:  # interrupted while starting: no task can have run yet
+            if self.recorded:
+                try:
+                    self._finish(state)
+                except Exception:
+                    self.final = state
+            return
         ctx.cancel_event.set()
         message = f"the flow run ended {state.name} before this task run finished"
 
