@@ -9,7 +9,9 @@ prints as usual.
 
 The run loggers are ``headway.flow_runs`` and ``headway.task_runs``; they do not
 propagate to the root logger, so an application's own logging set-up does not
-print run lines twice. Their level is ``HEADWAY_LOGGING_LEVEL``.
+print run lines twice. ``HEADWAY_LOGGING_LEVEL`` sets what the console shows;
+the store records every line at INFO and above (and DEBUG when the setting is
+DEBUG).
 """
 
 from __future__ import annotations
@@ -130,9 +132,12 @@ def _configure() -> None:
         console = _ConsoleHandler()
         console.addFilter(_ConsoleFilter())
         console.setFormatter(_ConsoleFormatter())
+        # The setting quiets the console; the store keeps every INFO line regardless
+        # (DEBUG lines too when the setting asks for them).
+        console.setLevel(level)
         for name in (FLOW_LOGGER, TASK_LOGGER):
             logger = _logging.getLogger(name)
-            logger.setLevel(level)
+            logger.setLevel(min(_logging.INFO, _logging.getLevelName(level)))
             logger.propagate = False
             logger.addHandler(store)
             logger.addHandler(console)
