@@ -40,8 +40,10 @@ class FlowRunContext:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     #: Task runs of this flow run not yet in a final state (cancelled on interrupt).
     unfinished: dict[str, TaskRunTracker] = field(default_factory=dict)
-    #: Futures submitted in this flow run; the run waits for them before it ends.
-    futures: list[TaskFuture[Any]] = field(default_factory=list)
+    #: Submitted task runs not done yet, by id: the flow run waits for them before
+    #: it ends. Each future removes itself when done, so a long flow run does not
+    #: keep every result alive.
+    futures: dict[str, TaskFuture[Any]] = field(default_factory=dict)
     #: Per task: the numbers of its runs (``add-0``, ``add-1``, ...); a counter's
     #: ``next`` is atomic, so tasks submitting tasks from many threads never share one.
     name_counts: dict[str, itertools.count[int]] = field(default_factory=dict)

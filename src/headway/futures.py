@@ -46,7 +46,7 @@ def mark_worker_thread() -> None:
 class TaskFuture(Generic[R]):
     """The eventual outcome of a submitted task run."""
 
-    __slots__ = ("_callbacks", "_claim", "_done", "_final", "_tracker", "_work")
+    __slots__ = ("_callbacks", "_claim", "_done", "_final", "_owner", "_tracker", "_work")
 
     def __init__(self, tracker: TaskRunTracker, work: Callable[[TaskFuture[R]], None] | None):
         self._tracker = tracker
@@ -59,6 +59,8 @@ class TaskFuture(Generic[R]):
         self._done = threading.Lock()
         self._done.acquire()
         self._callbacks: list[Callable[[TaskFuture[R]], None]] | None = None
+        # The flow run's futures-not-done-yet, which this one leaves when done.
+        self._owner: dict[str, TaskFuture[Any]] | None = None
 
     # -- identity and state ------------------------------------------------------------
     @property
@@ -170,6 +172,9 @@ class TaskFuture(Generic[R]):
                 return
             self._final = state
             callbacks, self._callbacks = self._callbacks, _DONE
+        owner = self._owner
+        if owner is not None:
+            owner.pop(self._tracker.id, None)
         self._done.release()
         if callbacks:
             for fn in callbacks:

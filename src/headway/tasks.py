@@ -192,7 +192,11 @@ class Task(Generic[P, R]):
             future.add_done_callback(_forget_outside_future)
             return future
         future = flow_ctx.task_runner.submit(call)
-        flow_ctx.futures.append(future)
+        unfinished = flow_ctx.futures
+        unfinished[future.task_run_id] = future
+        future._owner = unfinished
+        if future.done():  # it finished before it knew where to remove itself from
+            unfinished.pop(future.task_run_id, None)
         return future
 
     def map(

@@ -524,3 +524,33 @@ def test_a_task_that_cannot_get_its_slots_fails_and_one_that_cannot_give_them_ba
     assert refused.type is S.FAILED
     assert refused.message.startswith("could not acquire concurrency slots for tags ['db']")
     assert released.type is S.COMPLETED and released.result() == "ran"
+
+
+def test_a_flow_run_keeps_no_finished_future_or_result_alive() -> None:
+    import gc
+    import weakref
+
+    from headway._engine.recorder import get_recorder
+
+    class Payload:
+        pass
+
+    refs: list[weakref.ref[Payload]] = []
+
+    @task
+    def make() -> Payload:
+        payload = Payload()
+        refs.append(weakref.ref(payload))
+        return payload
+
+    @flow
+    def many_fire_and_forget() -> tuple[int, int]:
+        for _ in range(20):
+            make.submit().wait()  # the caller drops each future at once
+        ctx = get_flow_run_context()
+        assert ctx is not None
+        get_recorder().flush()  # the recorder lets go of runs it has written
+        gc.collect()
+        return len(ctx.futures), sum(ref() is not None for ref in refs)
+
+    assert many_fire_and_forget() == (0, 0)

@@ -215,28 +215,30 @@ class FlowRunEngine:
             self.subflow.set_state(Running())
             self._mirror()
 
-    def pending_futures(self) -> list[Any]:
-        """Futures of this run not done yet (new ones may appear while waiting)."""
+    def _next_unfinished(self) -> Any:
+        # Any submitted run not done yet (tasks may submit more while we wait), or None.
         assert self.ctx is not None
-        return [f for f in self.ctx.futures if not f.done()]
+        futures = self.ctx.futures
+        while futures:
+            try:
+                return next(iter(futures.values()))
+            except (StopIteration, RuntimeError):  # changed under us: look again
+                continue
+        return None
 
     def wait_for_tasks(self) -> None:
         """Block until every submitted task run is done."""
         assert self.ctx is not None
-        futures = self.ctx.futures
-        i = 0
-        while i < len(futures):
-            futures[i].wait()
-            i += 1
+        while (future := self._next_unfinished()) is not None:
+            future.wait()
+            self.ctx.futures.pop(future.task_run_id, None)
 
     async def wait_for_tasks_async(self) -> None:
         """Wait (without blocking the loop) until every submitted task run is done."""
         assert self.ctx is not None
-        futures = self.ctx.futures
-        i = 0
-        while i < len(futures):
-            await futures[i]._wait_async_quietly()
-            i += 1
+        while (future := self._next_unfinished()) is not None:
+            await future._wait_async_quietly()
+            self.ctx.futures.pop(future.task_run_id, None)
 
     def succeeded(self, value: Any) -> None:
         """Record COMPLETED with the flow's return value."""
@@ -291,17 +293,17 @@ class FlowRunEngine:
                 return cancelled_state(message)
             return final_state(S.CRASHED, message=message, error=RuntimeError(message))
 
-        for future in list(ctx.futures):
+        recorder = get_recorder()
+        for future in list(ctx.futures.values()):
             if not future.done() and not future.cancel():
                 future._tracker.set_state(task_end())
                 future.set_final(future._tracker.state)
-        recorder = get_recorder()
+            recorder.touch(future._tracker)
+        ctx.futures.clear()
         for tracker in list(ctx.unfinished.values()):
             tracker.set_state(task_end())
             recorder.touch(tracker)
         ctx.unfinished.clear()
-        for future in ctx.futures:
-            recorder.touch(future._tracker)
         ctx.task_runner.shutdown(wait=False)
         try:
             self.logger.warning("Flow run %s: %s", state.name.lower(), state.message)
