@@ -7,9 +7,9 @@
 - **Event pruner**: deletes events older than ``HEADWAY_EVENTS_RETENTION_SECONDS``,
   a bounded batch every minute (more often while a backlog remains).
 - **Scheduler**: creates deployments' scheduled runs ahead of time (idempotent:
-  any number of servers and workers may), marks runs not started long after
-  their time Late, and ends runs whose worker stopped renewing their lease
-  (CRASHED), every few seconds.
+  any number of servers and workers may) and marks runs not started long after
+  their time Late, every few seconds. (The sweeper also ends runs whose worker
+  stopped renewing their lease: CRASHED, their slots back.)
 """
 
 from __future__ import annotations
@@ -54,7 +54,6 @@ class BackgroundServices:
         orchestrator = self.orchestrator
 
         def one_pass() -> None:
-            orchestrator.sweep_runs()
             orchestrator.schedule_runs()
             orchestrator.mark_late_runs()
 
@@ -84,6 +83,8 @@ class BackgroundServices:
             await asyncio.sleep(interval)
             try:
                 reaped = await anyio.to_thread.run_sync(self.orchestrator.sweep_slots)
+                # Runs whose worker died: CRASHED, their slots back (within a lease and a sweep).
+                await anyio.to_thread.run_sync(self.orchestrator.sweep_runs)
             except Exception as exc:  # the store may be down for a moment: try again later
                 logger.warning("lease sweep failed: %s", exc, extra={"action": "sweep"})
                 continue
