@@ -127,7 +127,10 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         if idempotent is None:
             idempotent = method == "GET"
         if body is not None:
-            content = json.dumps(body, separators=(",", ":")).encode()
+            try:
+                content = json.dumps(body, separators=(",", ":")).encode()
+            except (TypeError, ValueError) as exc:
+                raise exceptions.ValidationError(f"values must be JSON values: {exc}") from None
         headers = self._headers if content is None else self._json_headers
         wait = self.timeout_seconds if timeout is None else timeout
         extensions = {"timeout": {"connect": 5.0, "read": wait, "write": wait, "pool": wait}}
@@ -214,11 +217,11 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
             "state": encode(state),
             "expect": None if expect is None else sorted(t.value for t in expect),
         }
-        return decode(FlowRun, self.request("POST", f"/flow_runs/{run_id}/state", body=body))
+        return decode(FlowRun, self.request("POST", f"/flow_runs/{_id(run_id)}/state", body=body))
 
     def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
         params = {"with_task_runs": "true"} if with_task_runs else None
-        return decode(FlowRun, self.request("GET", f"/flow_runs/{run_id}", params=params))
+        return decode(FlowRun, self.request("GET", f"/flow_runs/{_id(run_id)}", params=params))
 
     def list_flow_runs(
         self,
@@ -245,14 +248,14 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
             self.request("POST", "/task_runs/batch", content=chunk, idempotent=True)
 
     def read_task_run(self, task_run_id: str) -> TaskRun:
-        return decode(TaskRun, self.request("GET", f"/task_runs/{task_run_id}"))
+        return decode(TaskRun, self.request("GET", f"/task_runs/{_id(task_run_id)}"))
 
     def read_task_runs(self, flow_run_id: str) -> list[TaskRun]:
-        rows = self.request("GET", f"/flow_runs/{flow_run_id}/task_runs")
+        rows = self.request("GET", f"/flow_runs/{_id(flow_run_id)}/task_runs")
         return [decode(TaskRun, row) for row in rows]
 
     def read_states(self, run_id: str) -> list[State]:
-        rows = self.request("GET", f"/runs/{run_id}/states")
+        rows = self.request("GET", f"/runs/{_id(run_id)}/states")
         return [decode(State, row) for row in rows]
 
     def write_logs(self, records: Sequence[LogRecord]) -> None:
@@ -260,7 +263,9 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
             self.request("POST", "/logs/batch", content=chunk)
 
     def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[tuple[int, LogRecord]]:
-        rows = self.request("GET", f"/flow_runs/{flow_run_id}/logs", params={"after_id": after_id})
+        rows = self.request(
+            "GET", f"/flow_runs/{_id(flow_run_id)}/logs", params={"after_id": after_id}
+        )
         return [(int(row["id"]), decode(LogRecord, row["record"])) for row in rows]
 
     # -- limits --------------------------------------------------------------------
@@ -420,6 +425,11 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
 
     def sweep_slots(self) -> int:
         return int(self.request("POST", "/slots/sweep", idempotent=True)["reaped"])
+
+
+def _id(value: str) -> str:
+    """A run id as one path segment (whatever the caller passed, the URL stays valid)."""
+    return quote(str(value), safe="")
 
 
 def _limit_path(name: str) -> str:

@@ -21,7 +21,7 @@ import headway
 from headway.orchestrator import Orchestrator
 from headway.server import metrics
 from headway.server.errors import install_error_handlers
-from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, redact_access_log
 from headway.server.routes import deployments, explain, limits, logs, runs, slots, workers
 from headway.server.services import BackgroundServices
 from headway.server.ui import ui_router
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     install_error_handlers(app)
+    redact_access_log()
 
     @app.get("/health", tags=["health"], response_model=None)
     async def health() -> JSONResponse:

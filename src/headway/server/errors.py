@@ -76,8 +76,64 @@ def describe_validation_errors(errors: Any) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Register the one mapping of errors to answers on ``app``."""
+    """Register the one mapping of errors to answers on ``app``, and document it."""
     app.add_exception_handler(HeadwayError, _headway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
+    _document_errors(app)
+
+
+#: The one error body, as the OpenAPI document declares it.
+ERROR_SCHEMA = {
+    "type": "object",
+    "title": "Error",
+    "required": ["detail", "error"],
+    "properties": {
+        "detail": {"type": "string", "title": "Detail"},
+        "error": {"type": "string", "title": "Error"},
+    },
+}
+#: The errors any API call may answer with (400 and 413 only where a body is sent).
+COMMON_ERRORS = {
+    "400": "Malformed JSON body",
+    "401": "Missing or wrong API key",
+    "404": "Unknown run, limit, pool, queue, deployment or worker",
+    "409": "Already exists, or refused in the current state",
+    "413": "Request body too large",
+    "422": "Invalid input",
+    "503": "The store cannot be reached",
+}
+
+
+def _document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document tell the truth about error answers.
+
+    FastAPI documents a 422 body of its own shape; the server answers every
+    error as ``{"detail", "error"}`` (see :func:`error_response`), with the
+    statuses of :data:`COMMON_ERRORS`. Clients and API fuzzers read the spec.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = build()
+        schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+        for fastapi_own in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(fastapi_own, None)
+        schemas["Error"] = ERROR_SCHEMA
+        content = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        for path, operations in spec.get("paths", {}).items():
+            if path == "/health":
+                continue
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for status, description in COMMON_ERRORS.items():
+                    if status in ("400", "413") and "requestBody" not in operation:
+                        continue
+                    responses[status] = {"description": description, "content": content}
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
+import re
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
@@ -135,3 +137,30 @@ def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> R
         return await receive()
 
     return replay
+
+
+#: A query parameter whose name says it holds a secret (``api_key=``, ``token=``, ...).
+_SECRET_QUERY = re.compile(r"(?i)([?&][^=&\s]*(?:key|token|secret|passw|auth)[^=&\s]*=)[^&\s\"]*")
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Hide the values of secret-looking query parameters in access log lines.
+
+    The server never reads a key from the query string, but a client may send
+    one there by mistake; the access log must not keep it.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                _SECRET_QUERY.sub(r"\1****", arg) if isinstance(arg, str) and "=" in arg else arg
+                for arg in record.args
+            )
+        return True
+
+
+def redact_access_log(logger_name: str = "uvicorn.access") -> None:
+    """Install :class:`RedactSecretsFilter` on the access logger (once)."""
+    target = logging.getLogger(logger_name)
+    if not any(isinstance(f, RedactSecretsFilter) for f in target.filters):
+        target.addFilter(RedactSecretsFilter())

@@ -10,7 +10,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from headway.core.models import LogRecord
 from headway.core.states import State, StateType, now
@@ -20,6 +20,9 @@ from headway.store.runs import TaskRunRecord
 RunId = Annotated[str, StringConstraints(min_length=1, max_length=36)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+#: Limits, slots, priorities: whole JSON numbers only ("3", 2.0 or true are refused,
+#: as the Python API refuses them), range-checked by the orchestrator.
+Count = StrictInt
 #: Most records sent in one batch request (the HttpClient sends fewer).
 MAX_BATCH = 10_000
 
@@ -144,19 +147,19 @@ class LimitCreate(Body):
     """``POST /limits``."""
 
     name: LimitName
-    limit: int
+    limit: Count
     active: bool = True
     slot_decay_per_second: float = 0.0
-    active_slots: int = 0
+    active_slots: Count = 0
 
 
 class LimitUpdate(Body):
     """``PATCH /limits/{name}``: only the fields given change."""
 
-    limit: int | None = None
+    limit: Count | None = None
     active: bool | None = None
     slot_decay_per_second: float | None = None
-    active_slots: int | None = None
+    active_slots: Count | None = None
 
 
 class ProcessIn(Body):
@@ -172,9 +175,9 @@ class AcquireSlots(Body):
     """``POST /slots/acquire``: one request for slots, held up to ``timeout`` seconds."""
 
     names: list[LimitName] = Field(max_length=100)
-    slots: int = 1
+    slots: Count = 1
     mode: str = Field("concurrency", max_length=20)
-    priority: int = 0
+    priority: Count = 0
     holder_kind: str = Field("code", max_length=20)
     holder_id: str | None = Field(None, max_length=100)
     process: ProcessIn | None = None
@@ -215,7 +218,7 @@ class WorkPoolCreate(Body):
     """``POST /work_pools``."""
 
     name: ObjName
-    concurrency_limit: int | None = None
+    concurrency_limit: Count | None = None
     description: str = Field("", max_length=10_000)
 
 
@@ -228,21 +231,21 @@ class PausedUpdate(Body):
 class ConcurrencyLimitSet(Body):
     """``PUT .../concurrency_limit``: a limit, or null to clear it."""
 
-    limit: int | None = None
+    limit: Count | None = None
 
 
 class WorkQueueCreate(Body):
     """``POST /work_pools/{pool}/queues``."""
 
     name: ObjName
-    priority: int = 0
-    concurrency_limit: int | None = None
+    priority: Count = 0
+    concurrency_limit: Count | None = None
 
 
 class WorkQueueUpdate(Body):
     """``PATCH /work_pools/{pool}/queues/{name}``."""
 
-    priority: int | None = None
+    priority: Count | None = None
     paused: bool | None = None
 
 
@@ -259,7 +262,7 @@ class DeploymentSpecIn(Body):
     work_queue: ObjName | None = None
     paused: bool = False
     schedules: list[dict[str, Any]] = Field(default_factory=list, max_length=100)
-    concurrency_limit: int | None = None
+    concurrency_limit: Count | None = None
     collision_strategy: str = Field("ENQUEUE", max_length=50)
     concurrency_key: str | None = Field(None, max_length=1_000)
     description: str = Field("", max_length=10_000)
@@ -268,7 +271,7 @@ class DeploymentSpecIn(Body):
 class DeploymentLimitSet(Body):
     """``PUT /deployments/{name}/concurrency_limit``."""
 
-    limit: int | None = None
+    limit: Count | None = None
     collision_strategy: str | None = Field(None, max_length=50)
     concurrency_key: str | None = Field(None, max_length=1_000)
 
@@ -278,7 +281,7 @@ class DeploymentRunCreate(Body):
 
     parameters: dict[str, Any] | None = None
     scheduled_time: datetime | None = None
-    priority: int = 0
+    priority: Count = 0
 
 
 class CancelRun(Body):
@@ -308,7 +311,7 @@ class ClaimRuns(Body):
     pool: ObjName | None = None
     queues: list[ObjName] | None = Field(None, max_length=1_000)
     deployments: list[ObjName] | None = Field(None, max_length=1_000)
-    limit: int = 1
+    limit: Count = 1
     #: Seconds to hold the request for a run (capped by the server).
     wait: float = Field(0.0, ge=0)
     process: ProcessIn | None = None

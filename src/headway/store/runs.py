@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headway.core.limits import validate_name
 from headway.core.models import FlowRun, LogRecord, TaskRun, ts_to_dt
 from headway.core.states import State, StateType, check_transition
-from headway.exceptions import ObjectNotFound
+from headway.exceptions import ObjectAlreadyExists, ObjectNotFound, ValidationError
 from headway.store.db import Database, Row, Tx
 
 _FLOW_COLUMNS = (
@@ -104,6 +105,27 @@ def _state_row(run_id: str, kind: str, state: State, ts: float) -> dict[str, Any
     }
 
 
+#: Longest run id: a UUID in its text form (what the columns and the HTTP API allow).
+RUN_ID_MAX = 36
+
+
+def _check_run_fields(
+    id: object, name: object, flow_name: object, parent: object, tags: Sequence[object]
+) -> None:
+    """Refuse ids and names the HTTP API would refuse, so the embedded store is as strict."""
+    for value, what in ((id, "flow run id"), (parent, "parent task run id")):
+        if value is None and what != "flow run id":
+            continue
+        if not isinstance(value, str) or not 0 < len(value) <= RUN_ID_MAX:
+            raise ValidationError(f"{what} must be 1 to {RUN_ID_MAX} characters, got {value!r}")
+        if not value.isprintable():
+            raise ValidationError(f"{what} {value!r} contains control or invisible characters")
+    validate_name(name, "flow run name")
+    validate_name(flow_name, "flow name")
+    for tag in tags:
+        validate_name(tag, "tag")
+
+
 class RunStore:
     """Runs, states and logs. Mixed into :class:`headway.store.store.Store`."""
 
@@ -128,19 +150,21 @@ class RunStore:
         pid: int | None = None,
         host: str | None = None,
     ) -> FlowRun:
-        """Insert a flow run in its first state."""
+        """Insert a flow run in its first state; ObjectAlreadyExists if the id is taken."""
         check_transition(None, state.type)
+        _check_run_fields(id, name, flow_name, parent_task_run_id, tags)
         now = time.time()
         ts = _ts(state)
         running = state.type is StateType.RUNNING
         with self.db.write() as tx:
-            tx.execute(
+            created = tx.rowcount(
                 "INSERT INTO flow_runs (id, name, flow_name, deployment, parent_task_run_id,"
                 " parameters, tags, state_type, state_name, state_message, state_timestamp,"
                 " created, expected_start_time, start_time, end_time, run_count, priority,"
                 " work_pool, work_queue, pid, host) VALUES (:id, :name, :flow_name,"
                 " :deployment, :parent, :parameters, :tags, :st, :sn, :sm, :ts, :created,"
-                " :expected, :start, :end, :run_count, :priority, :pool, :queue, :pid, :host)",
+                " :expected, :start, :end, :run_count, :priority, :pool, :queue, :pid, :host)"
+                " ON CONFLICT (id) DO NOTHING",
                 {
                     "id": id,
                     "name": name,
@@ -165,6 +189,8 @@ class RunStore:
                     "host": host,
                 },
             )
+            if not created:
+                raise ObjectAlreadyExists(f"a flow run with id {id} already exists")
             self._insert_states(tx, "flow", [(id, state)])
             row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": id})
         assert row is not None
