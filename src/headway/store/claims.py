@@ -559,7 +559,10 @@ class ClaimStore(_Base):
     # -- leases --------------------------------------------------------------------
     def _crash_expired(self, tx: Tx, now: float) -> list[WakeTarget]:
         rows = tx.execute(
-            "SELECT id, state_type FROM flow_runs WHERE lease_expires < :now LIMIT 200",
+            # Ordered by the indexed column: an index walk from the oldest lease
+            # whatever the planner's statistics say (most runs have none).
+            "SELECT id, state_type FROM flow_runs WHERE lease_expires < :now"
+            " ORDER BY lease_expires LIMIT 200",
             {"now": now},
         )
         wake: list[WakeTarget] = []
@@ -586,7 +589,10 @@ class ClaimStore(_Base):
         """End the runs whose lease expired (CRASHED, or CANCELLED if being cancelled)."""
         now = time.time() if now is None else now
         with self.db.read() as tx:
-            due = tx.one("SELECT 1 FROM flow_runs WHERE lease_expires < :now LIMIT 1", {"now": now})
+            due = tx.one(
+                "SELECT 1 FROM flow_runs WHERE lease_expires < :now ORDER BY lease_expires LIMIT 1",
+                {"now": now},
+            )
         if due is None:
             return 0, []
         with self.db.write() as tx:
@@ -1064,18 +1070,21 @@ class ClaimStore(_Base):
             params: dict[str, Any] = {"now": now}
             marks = _marks("d", scope.deployments, params)
             row = tx.one(
-                "SELECT MIN(expected_start_time) FROM flow_runs WHERE work_pool IS NULL"
+                "SELECT expected_start_time FROM flow_runs WHERE work_pool IS NULL"
                 " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
-                f" AND expected_start_time > :now AND deployment IN ({marks})",
+                f" AND expected_start_time > :now AND deployment IN ({marks})"
+                " ORDER BY expected_start_time LIMIT 1",
                 params,
             )
             return None if row is None or row[0] is None else float(row[0])
         best: float | None = None
         for queue, _ in scope.queues:
+            # ORDER BY ... LIMIT 1 rather than MIN: the claim index walked in order,
+            # whatever the planner's statistics (a fresh backlog has none).
             row = tx.one(
-                "SELECT MIN(expected_start_time) FROM flow_runs WHERE work_pool = :p"
+                "SELECT expected_start_time FROM flow_runs WHERE work_pool = :p"
                 " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
-                " AND expected_start_time > :now",
+                " AND expected_start_time > :now ORDER BY expected_start_time LIMIT 1",
                 {"p": scope.pool, "q": queue, "now": now},
             )
             if row is not None and row[0] is not None:
