@@ -8,6 +8,7 @@ workers may do so). Ctrl-C or SIGTERM stops it cleanly.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -35,7 +36,7 @@ class Runner:
             deployments=self.deployments,
             limit=limit,
             client=self.client,
-            name=f"serve-{'+'.join(self.deployments)}"[:200],
+            name=f"serve-{os.getpid()}-{'+'.join(self.deployments)}"[:200],
             echo=echo if echo is not None else sys.stdout,
             cancel_grace_seconds=cancel_grace_seconds,
         )
