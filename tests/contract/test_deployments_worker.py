@@ -282,3 +282,51 @@ def pid_alive(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
+
+
+def test_cancel_in_progress_replaces_the_running_run(
+    request: pytest.FixtureRequest, backend_name: str, tmp_path: Path
+) -> None:
+    client, workers = backend_for(request, backend_name)
+    full = setup(
+        client, tmp_path, "record", concurrency_limit=1, collision_strategy="CANCEL_IN_PROGRESS"
+    )
+    markers = tmp_path / "m"
+    old = client.create_deployment_run(
+        full, parameters={"marker_dir": str(markers), "name": "old", "seconds": 120}
+    ).id
+    workers()
+    wait_for(client, [old], lambda r: r.state.type is StateType.RUNNING)
+    new = client.create_deployment_run(
+        full, parameters={"marker_dir": str(markers), "name": "new", "seconds": 0.1}
+    ).id
+    replaced, newest = wait_for(client, [old, new], final)
+    # The newest wins: the running one is cancelled, the new one starts once it stopped.
+    assert replaced.state.type is StateType.CANCELLED
+    cancelling = [s for s in client.read_states(old) if s.type is StateType.CANCELLING]
+    assert cancelling and f"superseded by newer run {new}" in (cancelling[0].message or "")
+    assert newest.state.type is StateType.COMPLETED
+    assert newest.start_time is not None and replaced.end_time is not None
+    assert newest.start_time >= replaced.end_time
+    assert not (markers / "old.end").exists()
+
+
+def test_cancel_new_with_a_worker(
+    request: pytest.FixtureRequest, backend_name: str, tmp_path: Path
+) -> None:
+    client, workers = backend_for(request, backend_name)
+    full = setup(client, tmp_path, "record", concurrency_limit=1, collision_strategy="CANCEL_NEW")
+    markers = tmp_path / "m"
+    first = client.create_deployment_run(
+        full, parameters={"marker_dir": str(markers), "name": "first", "seconds": 3}
+    ).id
+    workers()
+    wait_for(client, [first], lambda r: r.state.type is StateType.RUNNING)
+    second = client.create_deployment_run(
+        full, parameters={"marker_dir": str(markers), "name": "second", "seconds": 0.1}
+    ).id
+    kept, dropped = wait_for(client, [first, second], final)
+    assert kept.state.type is StateType.COMPLETED
+    assert dropped.state.type is StateType.CANCELLED
+    assert "deployment:record/d" in (dropped.state.message or "")
+    assert not (markers / "second.start").exists()  # it never ran
