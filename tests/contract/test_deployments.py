@@ -22,6 +22,8 @@ from headway.client.base import Client
 from headway.core.deployments import DeploymentSpec
 from headway.core.models import FlowRun
 from headway.core.states import AWAITING_CONCURRENCY_SLOT, LATE, Completed, StateType
+from headway.deployments import ConcurrencyLimitConfig, run_deployment
+from headway.flows import flow
 
 SCHEMA = {"names": ["customer_id", "n"], "required": [], "var_keyword": False}
 LEASE = 1.0
@@ -451,3 +453,61 @@ def test_late_runs_are_marked_late(client: Client) -> None:
     )
     # A late run is still claimed like any other.
     assert old.id in claim_ids(client, register(client))
+
+
+# -- the SDK: flow.deploy(), run_deployment, ConcurrencyLimitConfig ---------------------
+
+
+@flow
+def etl(customer_id: str, n: int = 1) -> int:
+    """Load one customer's data."""
+    return n
+
+
+def test_flow_deploy_and_run_deployment(client: Client) -> None:
+    client.create_work_pool("pool")
+    dep = etl.deploy(
+        name="nightly",
+        work_pool_name="pool",
+        cron="0 3 * * *",
+        timezone="Europe/Paris",
+        parameters={"customer_id": "acme"},
+        concurrency_limit=ConcurrencyLimitConfig(2, "CANCEL_NEW", "{customer_id}"),
+        client=client,
+    )
+    assert dep.full_name == "etl/nightly"
+    assert dep.entrypoint is not None and dep.entrypoint.endswith("test_deployments.py:etl")
+    assert (dep.concurrency_limit, dep.collision_strategy, dep.concurrency_key) == (
+        2,
+        "CANCEL_NEW",
+        "{customer_id}",
+    )
+    assert dep.schedules[0].schedule == {"cron": "0 3 * * *", "timezone": "Europe/Paris"}
+    assert dep.description == "Load one customer's data."
+    run = run_deployment("etl/nightly", parameters={"n": 3}, timeout=0, client=client)
+    assert run.parameters == {"customer_id": "acme", "n": 3}
+    assert run.state.type is StateType.SCHEDULED and run.deployment == "etl/nightly"
+    # Not started by anyone: a bounded wait returns the run as it is.
+    assert run_deployment("etl/nightly", timeout=0.2, client=client).state.type is (
+        StateType.SCHEDULED
+    )
+    with pytest.raises(exceptions.ValidationError, match="unknown parameter"):
+        run_deployment("etl/nightly", parameters={"m": 1}, timeout=0, client=client)
+    with pytest.raises(exceptions.ValidationError, match="missing required"):
+        etl.deploy(name="bare", work_pool_name="pool", interval=60, client=client)
+    with pytest.raises(exceptions.ObjectNotFound, match="no work pool named 'nope'"):
+        etl.deploy(name="x", work_pool_name="nope", client=client)
+
+
+def test_concurrency_limit_config_is_validated() -> None:
+    assert ConcurrencyLimitConfig(1).collision_strategy == "ENQUEUE"
+    assert ConcurrencyLimitConfig(1, "cancel_in_progress").collision_strategy == (
+        "CANCEL_IN_PROGRESS"
+    )
+    for bad in (0, -1):
+        with pytest.raises(exceptions.ValidationError, match="at least 1"):
+            ConcurrencyLimitConfig(bad)
+    with pytest.raises(exceptions.ValidationError, match="unknown collision strategy"):
+        ConcurrencyLimitConfig(1, "SOMETIMES")  # type: ignore[arg-type]
+    with pytest.raises(exceptions.ValidationError, match="names no parameter"):
+        ConcurrencyLimitConfig(1, concurrency_key="static")
