@@ -44,6 +44,7 @@ import os
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -213,10 +214,18 @@ class _EventBuffer:
     def __init__(self) -> None:
         self.pid = os.getpid()
         #: Tagged tuples: ("rows", rows), or the facts of a grant, denial or release.
-        self.items: list[tuple[Any, ...]] = []
-        self.cond = threading.Condition()
+        #: A deque: appending and popping are atomic, so producers take no lock; past
+        #: its bound (the store unreachable for long) the oldest are dropped.
+        self.items: deque[tuple[Any, ...]] = deque(maxlen=_BUFFER_MAX)
+        #: Set when items arrive in an empty buffer (wakes the flusher).
+        self.ready = threading.Event()
         self.closed = False
         self.thread: threading.Thread | None = None
+
+    def drain(self) -> list[tuple[Any, ...]]:
+        """Take every item queued so far."""
+        items = self.items
+        return [items.popleft() for _ in range(len(items))]
 
 
 def _expand(item: tuple[Any, ...]) -> list[EventRow]:
@@ -241,16 +250,22 @@ def _expand(item: tuple[Any, ...]) -> list[EventRow]:
 
 def _flush_loop(store_ref: weakref.ref[EventStore], buffer: _EventBuffer) -> None:
     pruned_at = time.monotonic()
+    idle = 0.0
     while True:
-        with buffer.cond:
-            while not buffer.items and not buffer.closed:
-                # Now and then, check the store is still in use: a store dropped
-                # without being closed must not keep its thread forever.
-                if not buffer.cond.wait(5.0) and store_ref() is None:
-                    return
-            if buffer.closed:
+        # The timeout also catches items appended while a flush was emptying the
+        # buffer (their producer saw it non-empty and did not signal).
+        buffer.ready.wait(1.0)
+        if buffer.closed:
+            return
+        if not buffer.items:
+            idle += 1.0
+            # A store dropped without being closed must not keep its thread forever.
+            if idle >= 5.0 and store_ref() is None:
                 return
+            continue
+        idle = 0.0
         time.sleep(FLUSH_INTERVAL_SECONDS)  # gather a batch
+        buffer.ready.clear()
         store = store_ref()
         if store is None:
             return
@@ -356,13 +371,13 @@ class EventStore:
         self._buffer(("released", now, lease_id, rows))
 
     def _buffer(self, item: tuple[Any, ...]) -> None:
-        buffer = self._event_buffer()
-        with buffer.cond:
-            if not buffer.items:
-                buffer.cond.notify()
-            buffer.items.append(item)
-            if len(buffer.items) > _BUFFER_MAX:
-                del buffer.items[: len(buffer.items) - _BUFFER_MAX]
+        buffer: _EventBuffer | None = self.__dict__.get("_events_buffer")
+        if buffer is None or buffer.pid != os.getpid():
+            buffer = self._event_buffer()
+        items = buffer.items
+        if not items:
+            buffer.ready.set()
+        items.append(item)
 
     def _event_buffer(self) -> _EventBuffer:
         buffer: _EventBuffer | None = self.__dict__.get("_events_buffer")
@@ -385,8 +400,7 @@ class EventStore:
         buffer: _EventBuffer | None = self.__dict__.get("_events_buffer")
         if buffer is None or buffer.pid != os.getpid():
             return
-        with buffer.cond:
-            items, buffer.items = buffer.items, []
+        items = buffer.drain()
         if not items:
             return
         rows = [row for item in items for row in _expand(item)]
@@ -394,8 +408,7 @@ class EventStore:
             with self.db.write() as tx:
                 self._events(tx, rows)
         except BaseException:
-            with buffer.cond:
-                buffer.items[:0] = items
+            buffer.items.extendleft(reversed(items))  # written next time
             raise
 
     def close_events(self) -> None:
@@ -406,9 +419,8 @@ class EventStore:
         try:
             self.flush_events()
         finally:
-            with buffer.cond:
-                buffer.closed = True
-                buffer.cond.notify_all()
+            buffer.closed = True
+            buffer.ready.set()
             self.__dict__.pop("_events_buffer", None)
 
     def _observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None:
