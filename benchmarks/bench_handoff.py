@@ -125,6 +125,7 @@ def main() -> None:
     print("handoff latency: release -> next waiter running (embedded SQLite, 1-slot limit)")
     show("in-process", local)
     show("cross-process", remote)
+    print(f"  load average: {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

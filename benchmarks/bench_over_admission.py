@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> dict[str, float]:
         "worker_exit_codes": sum(1 for c in codes if c != 0),
         "seconds": round(elapsed, 3),
         "grants_per_second": round(seen["entries"] / elapsed, 1),
+        "load_average": round(os.getloadavg()[0], 1),
     }
 
 
@@ -204,6 +205,7 @@ def main() -> None:
     print(f"  violations          {result['violations']}  (must be 0)")
     print(f"  most slots in use   {result['most_slots_in_use']}")
     print(f"  grants per second   {result['grants_per_second']}")
+    print(f"  load average        {result['load_average']}")
     print(
         f"  at the end: {result['active_slots_at_end']:g} active slots,"
         f" {result['holders_at_end']} holders, {result['waiters_at_end']} waiters"
