@@ -419,3 +419,32 @@ def test_an_interrupt_while_the_run_starts_still_ends_it(client: Client) -> None
     (run,) = client.list_flow_runs(flow_name="never-runs")
     assert run.state.type is S.CANCELLED
     assert [s.type for s in client.read_states(run.id)] == [S.PENDING, S.CANCELLED]
+
+
+def test_a_run_ends_once_when_an_interrupt_races_its_own_end(client: Client) -> None:
+    from headway._engine.flow_engine import FlowRunEngine
+
+    @flow(retries=3)
+    def raced() -> None:
+        return None
+
+    # The interrupt wins: the body's failure arriving afterwards changes nothing
+    # (no retry, no second final state, no IllegalTransition).
+    engine = FlowRunEngine(raced, (), {})
+    engine.start(handle_sigterm=False)
+    engine.begin_attempt()
+    engine.interrupted(KeyboardInterrupt())
+    assert engine.failed(RuntimeError("woken by the cancellation")) is None
+    engine.close()
+    assert [s.type for s in client.read_states(engine.id)] == [S.PENDING, S.RUNNING, S.CANCELLED]
+    assert engine.outcome(return_state=True).type is S.CANCELLED
+
+    # The run's own end wins: a late interrupt (process exit) changes nothing.
+    engine = FlowRunEngine(raced, (), {})
+    engine.start(handle_sigterm=False)
+    engine.begin_attempt()
+    engine.succeeded(42)
+    engine.crash_at_exit()
+    engine.close()
+    assert [s.type for s in client.read_states(engine.id)] == [S.PENDING, S.RUNNING, S.COMPLETED]
+    assert engine.outcome(return_state=False) == 42

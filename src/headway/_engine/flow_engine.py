@@ -122,6 +122,10 @@ class FlowRunEngine:
         self.attempts = 0
         self.recorded = False  # the run exists in the store
         self.final: State | None = None
+        # How the run ends, claimed once: an interrupt (Ctrl-C, exit) racing the
+        # run's own end must not record two final states.
+        self._ending: State | None = None
+        self._end_lock = threading.Lock()
         self.subflow: TaskRunTracker | None = None
         self.ctx: FlowRunContext | None = None
         self._tokens: tuple[Token[Any], Token[Any]] | None = None
@@ -248,6 +252,8 @@ class FlowRunEngine:
         """Record a failed attempt: the retry delay if it will be retried, else None (FAILED)."""
         flow = self.flow
         message = f"{type(exc).__name__}: {exc}"
+        if self._ending is not None:  # already ending (interrupted meanwhile): no retry
+            return None
         if self.attempts <= flow.retries:
             delay = flow.retry_delay(self.attempts)
             self.logger.warning(
@@ -264,7 +270,7 @@ class FlowRunEngine:
 
     def interrupted(self, exc: BaseException) -> None:
         """Record CANCELLED (interrupts) or CRASHED (anything else), with unfinished tasks."""
-        if self.final is not None or lifecycle.pid != self.pid:
+        if self._ending is not None or lifecycle.pid != self.pid:
             return
         kind = type(exc).__name__
         if isinstance(exc, KeyboardInterrupt | TerminationSignal) or kind == "CancelledError":
@@ -276,6 +282,8 @@ class FlowRunEngine:
             state: State = cancelled_state(f"the flow run was {why}")
         else:
             state = final_state(S.CRASHED, message=f"{kind}: {exc}", error=exc)
+        if not self._claim(state):
+            return
         ctx = self.ctx
         if ctx is None:  # interrupted while starting: no task can have run yet
             if self.recorded:
@@ -314,7 +322,16 @@ class FlowRunEngine:
             print(f"headway: could not record flow run {self.id}: {store_exc}", file=sys.stderr)
             self.final = state
 
+    def _claim(self, state: State) -> bool:
+        with self._end_lock:
+            if self._ending is not None:
+                return False
+            self._ending = state
+            return True
+
     def _finish(self, state: State) -> None:
+        if self._ending is not state and not self._claim(state):
+            return  # the run is already ending another way (interrupted meanwhile)
         if lifecycle.pid != self.pid:  # a forked child leaving the flow: not its run
             self.final = state
             return
@@ -323,8 +340,14 @@ class FlowRunEngine:
         elif state.type is not S.CANCELLED:
             error = traceback_once(getattr(state, "error", None))
             self.logger.error("Finished in state %s: %s", state.name, state.message, exc_info=error)
-        get_recorder().flush()
-        self.client.set_flow_run_state(self.id, plain(state))
+        try:
+            get_recorder().flush()
+            self.client.set_flow_run_state(self.id, plain(state))
+        except BaseException:
+            with self._end_lock:  # not recorded: let the error path try to end it
+                if self._ending is state:
+                    self._ending = None
+            raise
         self.final = state
         if self.subflow is not None:
             self.subflow.set_state(state)
@@ -356,18 +379,19 @@ class FlowRunEngine:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
             self._previous_sigterm = None
         if self.ctx is not None:
-            interrupted = self.final is None or self.final.type is S.CANCELLED
+            ending = self.final or self._ending
+            interrupted = ending is None or ending.type is S.CANCELLED
             self.ctx.task_runner.shutdown(wait=not interrupted)
 
     def crash_at_exit(self) -> None:
         """The interpreter exits while this run still runs (it ran in a daemon thread)."""
-        if self.final is None:
-            self.interrupted(RuntimeError("the process exited while the flow run was running"))
+        self.interrupted(RuntimeError("the process exited while the flow run was running"))
 
     def outcome(self, return_state: bool) -> Any:
         """The final state, or the flow's value (raising its exception if it failed)."""
-        assert self.final is not None
-        return self.final if return_state else state_result(self.final)
+        final = self.final or self._ending
+        assert final is not None
+        return final if return_state else state_result(final)
 
 
 def _install_sigterm() -> Any:
