@@ -161,20 +161,33 @@ class Task(Generic[P, R]):
 
     # -- calling -------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """Run the task here; its return value (``return_state=True``: its final state)."""
-        return_state = kwargs.pop("return_state", False) if kwargs else False
+        """Run the task here; its return value (``return_state=True``: its final state).
+
+        ``wait_for=[futures]`` waits for those runs first (and does not run if one
+        of them did not complete), as with :meth:`submit`.
+        """
+        return_state = False
+        wait_for: list[TaskFuture[Any]] | None = None
+        if kwargs:
+            return_state = bool(kwargs.pop("return_state", False))
+            waits: Any = kwargs.pop("wait_for", None)
+            wait_for = list(waits) if waits else None
         if self.is_async:
-            return self._call_async(args, kwargs, bool(return_state))  # type: ignore[return-value]
-        state = run_task_sync(create_call(self, args, kwargs, queued=False))
+            return self._call_async(args, kwargs, return_state, wait_for)  # type: ignore[return-value]
+        state = run_task_sync(create_call(self, args, kwargs, wait_for, queued=False))
         if return_state:
             return state  # type: ignore[return-value]
         result: R = state_result(state)
         return result
 
     async def _call_async(
-        self, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+        self,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        return_state: bool,
+        wait_for: list[TaskFuture[Any]] | None,
     ) -> Any:
-        state = await run_task_async(create_call(self, args, kwargs, queued=False))
+        state = await run_task_async(create_call(self, args, kwargs, wait_for, queued=False))
         return state if return_state else state_result(state)
 
     def submit(

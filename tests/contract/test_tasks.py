@@ -116,9 +116,11 @@ def test_wait_for_orders_runs_without_passing_results() -> None:
         b = second.submit(wait_for=[a])
         gate.set()
         b.result()
+        c = first.submit()
+        second(wait_for=[c])  # a direct call waits too
 
     ordered()
-    assert order == ["first", "second"]
+    assert order == ["first", "second", "first", "second"]
 
 
 def test_a_run_whose_upstream_failed_does_not_start(client: Client) -> None:
