@@ -110,17 +110,30 @@ def test_wait_for_orders_runs_without_passing_results() -> None:
     def second() -> None:
         order.append("second")
 
+    later = threading.Event()
+
+    @task
+    def held() -> None:
+        later.wait(10)
+
     @flow
-    def ordered() -> None:
+    def ordered() -> tuple[str, Any]:
         a = first.submit()
         b = second.submit(wait_for=[a])
         gate.set()
         b.result()
-        c = first.submit()
-        second(wait_for=[c])  # a direct call waits too
+        c = held.submit()
+        threading.Timer(0.05, later.set).start()
+        return c.task_run_id, second(wait_for=[c], return_state=True)  # a direct call waits
 
-    ordered()
-    assert order == ["first", "second", "first", "second"]
+    held_id, direct = ordered()
+    assert order == ["first", "second", "second"]
+    client = get_client()
+    held_done = client.read_task_run(held_id).end_time
+    direct_run = client.read_task_runs(client.read_task_run(held_id).flow_run_id or "")
+    started = next(t.start_time for t in direct_run if t.name == "second-1")
+    assert direct.is_completed() and held_done is not None and started is not None
+    assert started >= held_done  # it began only once the run it waited for had ended
 
 
 def test_a_run_whose_upstream_failed_does_not_start(client: Client) -> None:
