@@ -24,8 +24,9 @@ def test_exported_members() -> None:
 
 
 def test_task_runner_and_future_modules_export_their_public_names() -> None:
+    # DaskTaskRunner is reachable by name but left out of __all__: `import *`
+    # must not import Dask.
     assert sorted(headway.task_runners.__all__) == [
-        "DaskTaskRunner",
         "ProcessPoolTaskRunner",
         "TaskRunner",
         "ThreadPoolTaskRunner",
