@@ -134,13 +134,22 @@ def validate_timeout(value: object) -> float | None:
     return float(value)
 
 
+#: Longest lease one request may ask for: holders renew, so this only bounds how
+#: far ahead an expiry is written (a far one would not fit a timestamp when read).
+LEASE_MAX_SECONDS = 30 * 24 * 3600.0
+
+
 def validate_lease_seconds(value: object) -> float:
-    """A lease duration in seconds, greater than 0."""
+    """A lease duration in seconds, greater than 0 and at most :data:`LEASE_MAX_SECONDS`."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"lease seconds must be a number, got {value!r}")
     seconds = float(value)
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValidationError(f"lease seconds must be greater than 0, got {value}")
+    if seconds > LEASE_MAX_SECONDS:
+        raise ValidationError(
+            f"lease seconds must be at most {LEASE_MAX_SECONDS:g} (30 days), got {value}"
+        )
     return seconds
 
 

@@ -23,6 +23,10 @@ Tag = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 #: Limits, slots, priorities: whole JSON numbers only ("3", 2.0 or true are refused,
 #: as the Python API refuses them), range-checked by the orchestrator.
 Count = StrictInt
+#: Largest value of an integer column (PostgreSQL's ``integer``).
+INT_MAX = 2**31 - 1
+#: 9999-12-31T23:59:59Z: the last second a timestamp can be read back as a datetime.
+EPOCH_MAX = 253402300799.0
 #: Most records sent in one batch request (the HttpClient sends fewer).
 MAX_BATCH = 10_000
 
@@ -83,9 +87,10 @@ class TaskRunRecordIn(Body):
     name: Name
     task_key: str = Field(min_length=1, max_length=400)
     tags: list[Tag] = Field(default_factory=list, max_length=100)
-    created: float
+    #: Seconds since the epoch, up to the end of year 9999 (what reads can show).
+    created: float = Field(ge=0, le=EPOCH_MAX)
     states: list[StateIn] = Field(max_length=1_000)
-    run_count: int = Field(0, ge=0)
+    run_count: int = Field(0, ge=0, le=INT_MAX)
 
     def to_record(self) -> TaskRunRecord:
         """The store's record."""

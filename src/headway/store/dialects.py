@@ -116,7 +116,7 @@ def connect_postgres(url: str) -> Any:
     """
     import psycopg
 
-    return psycopg.connect(
+    conn = psycopg.connect(
         postgres_conninfo(url),
         autocommit=True,
         connect_timeout=10,
@@ -125,6 +125,33 @@ def connect_postgres(url: str) -> Any:
         keepalives_interval=5,
         keepalives_count=3,
     )
+    conn.adapters.register_dumper(str, _nul_safe_str_dumper())
+    return conn
+
+
+_NUL_SAFE_DUMPER: Any = None
+
+
+def _nul_safe_str_dumper() -> Any:
+    """psycopg's text dumper, with NUL characters replaced by U+FFFD.
+
+    PostgreSQL text cannot hold NUL (SQLite can): without this a log line, a state
+    message or a task name carrying one would fail its whole write (a lost log
+    batch, a run stuck RUNNING). Names that matter are validated before; free
+    text keeps everything but the NUL itself.
+    """
+    global _NUL_SAFE_DUMPER
+    if _NUL_SAFE_DUMPER is None:
+        from psycopg.types.string import StrDumperUnknown
+
+        class NulSafeStrDumper(StrDumperUnknown):
+            def dump(self, obj: str) -> Any:
+                if "\x00" in obj:
+                    obj = obj.replace("\x00", "\ufffd")
+                return super().dump(obj)
+
+        _NUL_SAFE_DUMPER = NulSafeStrDumper
+    return _NUL_SAFE_DUMPER
 
 
 def connection_usable(conn: Any) -> bool:
