@@ -138,6 +138,8 @@ _SCHEDULED = frozenset({StateType.SCHEDULED})
 _HOLDING = ("PENDING", "RUNNING", "PAUSED")
 #: Fresh due runs read per queue in one claim: enough to fill any worker, bounded.
 CLAIM_WINDOW = 16
+#: A claim also ends runs whose lease expired, at most this often per process.
+_CLAIM_SWEEP_EVERY = 0.25
 #: Workers heard from within this long are woken when their pool has work.
 _CLAIMER_TTL = 600.0
 _CANDIDATE_COLUMNS = (
@@ -681,7 +683,12 @@ class ClaimStore(_Base):
         """Claim up to ``limit`` due runs of ``pool`` (or, with no pool, of ``deployments``)."""
         now = time.time()
         with self.db.write() as tx:
-            wake = self._crash_expired(tx, now)
+            # Runs of dead workers are ended here too (no service needed), at most
+            # every quarter second per process: claims may come much faster.
+            wake: list[WakeTarget] = []
+            if now >= self.__dict__.get("_next_claim_sweep", 0.0):
+                self.__dict__["_next_claim_sweep"] = now + _CLAIM_SWEEP_EVERY
+                wake = self._crash_expired(tx, now)
             scope = self._claim_scope(tx, pool, queues, deployments)
             if scope is None:
                 return ClaimResult([], wake, None)
