@@ -219,6 +219,9 @@ class _EventBuffer:
         self.items: deque[tuple[Any, ...]] = deque(maxlen=_BUFFER_MAX)
         #: Set when items arrive in an empty buffer (wakes the flusher).
         self.ready = threading.Event()
+        #: Held from taking items to committing them: a reader that flushes waits for
+        #: a flush in progress, so it never reads past events still being written.
+        self.flushing = threading.Lock()
         self.closed = False
         self.thread: threading.Thread | None = None
 
@@ -400,16 +403,17 @@ class EventStore:
         buffer: _EventBuffer | None = self.__dict__.get("_events_buffer")
         if buffer is None or buffer.pid != os.getpid():
             return
-        items = buffer.drain()
-        if not items:
-            return
-        rows = [row for item in items for row in _expand(item)]
-        try:
-            with self.db.write() as tx:
-                self._events(tx, rows)
-        except BaseException:
-            buffer.items.extendleft(reversed(items))  # written next time
-            raise
+        with buffer.flushing:
+            items = buffer.drain()
+            if not items:
+                return
+            rows = [row for item in items for row in _expand(item)]
+            try:
+                with self.db.write() as tx:
+                    self._events(tx, rows)
+            except BaseException:
+                buffer.items.extendleft(reversed(items))  # written next time
+                raise
 
     def close_events(self) -> None:
         """Write what is buffered and stop the flusher (the store is closing)."""
