@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 import anyio
@@ -91,7 +91,24 @@ class HeldRequests:
         self.refresh_seconds = refresh_seconds
         self._cancelled: dict[str, float] = {}
         self._events: dict[str, asyncio.Event] = {}
+        # Per set of limit names: the lock its held requests re-attempt under, and
+        # how many requests use it (asyncio.Lock serves waiters first come, first served).
+        self._turns: dict[Hashable, list[Any]] = {}
         self.waiting = 0
+
+    def _turn_lock(self, turn: Hashable) -> asyncio.Lock:
+        entry = self._turns.get(turn)
+        if entry is None:
+            entry = self._turns[turn] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        lock: asyncio.Lock = entry[0]
+        return lock
+
+    def _release_turn(self, turn: Hashable) -> None:
+        entry = self._turns[turn]
+        entry[1] -= 1
+        if entry[1] == 0:
+            del self._turns[turn]
 
     def cancelled(self, waiter_id: str) -> None:
         """A cancel came for ``waiter_id``: a request held for it stops at once."""
@@ -112,12 +129,15 @@ class HeldRequests:
         seconds: float,
         disconnected: Callable[[], Awaitable[Any]],
         cancel: Callable[[], None],
+        turn: Hashable = None,
     ) -> SlotGrant | SlotWait:
         """Attempt now, then on every wake-up, until granted or ``seconds`` pass.
 
         ``attempt`` is one store attempt for ``waiter_id`` (run on the thread
         pool); ``disconnected`` completes when the client hangs up, and then
-        ``cancel`` takes the request out of the queue.
+        ``cancel`` takes the request out of the queue. Re-attempts of requests
+        with the same ``turn`` (the limits they want) run one at a time, in the
+        order their wake-ups came, which is the queue's order.
         """
         self._cancelled.pop(waiter_id, None)
         loop = asyncio.get_running_loop()
@@ -129,10 +149,22 @@ class HeldRequests:
         deadline = loop.time() + seconds
         hangup: asyncio.Future[Any] | None = None
         self.waiting += 1
+        lock = self._turn_lock(turn)
+        first = True
         try:
             while True:
                 event.clear()
-                result = await anyio.to_thread.run_sync(attempt)
+                if first:
+                    result = await anyio.to_thread.run_sync(attempt)
+                    first = False
+                else:
+                    # A release wakes every waiter that fits, in queue order; a
+                    # waiter is granted only when none ahead of it still waits.
+                    # Racing each other, most attempts would find one ahead and
+                    # wait again (quadratic work on a burst); in turn, each finds
+                    # the one before it already served.
+                    async with lock:
+                        result = await anyio.to_thread.run_sync(attempt)
                 if isinstance(result, SlotGrant):
                     return result
                 if waiter_id in self._cancelled:
@@ -161,6 +193,7 @@ class HeldRequests:
                     return result
         finally:
             self.waiting -= 1
+            self._release_turn(turn)
             if self._events.get(waiter_id) is event:
                 del self._events[waiter_id]
             listener.close()

@@ -74,7 +74,9 @@ async def acquire_slots(body: AcquireSlots, request: Request) -> Response:
 
     granted = False
     try:
-        result = await held.hold(attempt, waiter_id, hold_for, disconnected, cancel)
+        result = await held.hold(
+            attempt, waiter_id, hold_for, disconnected, cancel, turn=tuple(sorted(set(body.names)))
+        )
         granted = isinstance(result, SlotGrant)
     finally:
         if owned and not granted:

@@ -1,0 +1,92 @@
+"""1,000 clients blocked on one limit through a real server: no thread each, served FIFO.
+
+The requests come from one event loop here (a thousand processes would only
+measure the test machine); to the server they are a thousand connections, each
+holding an acquire request. While all of them wait, the server process's
+thread count stays at its pool's bound; when the slot is released they are
+granted one after another in exactly the order they queued (checked for the
+first hundred handoffs; then the limit is deleted and the rest go at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from headway.client.http import HttpClient
+from headway.core.limits import SlotGrant
+from headway.server.runner import ServerProcess
+from headway.settings import get_settings
+
+N = 1000
+IN_TURN = 100
+
+
+def threads_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no thread count")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_thousand_held_requests(headway_home: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "HEADWAY_WAITER_TTL_SECONDS": "120"}
+    with ServerProcess(env, log_path=tmp_path / "server.log") as server:
+        client = HttpClient(get_settings({**env, "HEADWAY_API_URL": server.url}))
+        client.create_limit("gate", 1)
+        first = client.acquire_slots(["gate"], 1)
+        assert isinstance(first, SlotGrant)
+        idle_threads = threads_of(server.pid)
+        url = server.url + "/api/v1/slots"
+        order: list[str] = []
+        seen: dict[str, object] = {}
+
+        async def main() -> None:
+            limits = httpx.Limits(max_connections=N + 10, max_keepalive_connections=N + 10)
+            async with httpx.AsyncClient(limits=limits, timeout=300) as http:
+
+                async def one(i: int) -> None:
+                    body = {"names": ["gate"], "timeout": 240, "waiter_id": f"w{i}"}
+                    body["holder_id"] = str(i)
+                    # The server holds a request up to its cap (30 s); asking again
+                    # with the same waiter id keeps the place in the queue.
+                    answer = (await http.post(url + "/acquire", json=body)).json()
+                    while not answer["granted"]:
+                        answer = (await http.post(url + "/acquire", json=body)).json()
+                    order.append(str(i))
+                    if len(order) == IN_TURN:
+                        # Enough handoffs one by one: let the rest through together
+                        # (a deleted limit no longer limits its waiters).
+                        await asyncio.to_thread(client.delete_limit, "gate", force=True)
+                    lease = answer["grant"]["lease_id"]
+                    if lease is not None:
+                        release = {"lease_id": lease}
+                        answer = (await http.post(url + "/release", json=release)).json()
+                        assert answer["intact"] or len(order) >= IN_TURN
+
+                tasks = [asyncio.create_task(one(i)) for i in range(N)]
+                while True:
+                    detail = await asyncio.to_thread(client.inspect_limit, "gate")
+                    if len(detail.waiters) == N:
+                        break
+                    assert not any(t.done() for t in tasks), "a request ended early"
+                    await asyncio.sleep(0.1)
+                seen["queue"] = [w.holder.id for w in detail.waiters]
+                seen["threads"] = threads_of(server.pid)
+                await asyncio.to_thread(client.release_slots, first.lease_id)
+                await asyncio.wait_for(asyncio.gather(*tasks), 600)
+
+        asyncio.run(main())
+        assert seen["threads"] - idle_threads < 60  # type: ignore[operator]
+        assert len(order) == N
+        queue = seen["queue"]
+        assert isinstance(queue, list) and sorted(queue) == sorted(order)
+        assert order[:IN_TURN] == queue[:IN_TURN]
+        assert client.list_limits() == []
+        client.close()
