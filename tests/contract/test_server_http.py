@@ -156,3 +156,17 @@ def test_unreachable_server_is_a_store_error(headway_home: Path) -> None:
     client = HttpClient(settings, retry_seconds=0.3)
     with pytest.raises(exceptions.StoreError, match="cannot reach"):
         client.create_flow_run(id=str(uuid.uuid4()), name="r", flow_name="f", state=Running())
+
+
+def test_batches_are_split_by_count_and_size() -> None:
+    from headway.client import http as http_module
+
+    records = [{"i": i, "pad": "x" * 100} for i in range(5000)]
+    bodies = list(http_module._batches(records))
+    decoded = [json.loads(b)["records"] for b in bodies]
+    assert [r["i"] for chunk in decoded for r in chunk] == list(range(5000))
+    assert all(len(chunk) <= http_module.BATCH_RECORDS for chunk in decoded)
+    big = [{"pad": "y" * 1_000_000} for _ in range(10)]
+    sized = list(http_module._batches(big))
+    assert len(sized) > 1
+    assert all(len(b) <= http_module.BATCH_BYTES + 1_000_100 for b in sized)
