@@ -10,6 +10,7 @@
     ├── ConflictError                 refused because of current state (CLI 2, HTTP 409)
     │   └── IllegalTransition         a state change the state machine forbids
     ├── StoreError                    the store could not be reached or used (CLI 1, HTTP 503)
+    │   └── StoreUnavailable          ...and nothing was written: the call may be made again
     ├── ConcurrencySlotAcquisitionError   a slot could not be taken (strict unknown name, ...)
     │   └── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
     ├── LeaseLostError                a held lease expired or was reaped while its holder lived
@@ -75,6 +76,15 @@ class StoreError(HeadwayError):
     """The store could not be opened, migrated or reached."""
 
     http_status = 503
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached, and nothing of the call was written.
+
+    Raised when the connection failed before a transaction committed (a
+    PostgreSQL restart, a network drop): making the same call again is safe, and
+    the HttpClient does so by itself while its retry window lasts.
+    """
 
 
 class ConcurrencySlotAcquisitionError(HeadwayError):

@@ -22,7 +22,7 @@ import time
 import types
 import typing
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -114,12 +114,17 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         params: dict[str, Any] | list[tuple[str, Any]] | None = None,
         timeout: float | None = None,
         idempotent: bool | None = None,
+        recover: Callable[[exceptions.HeadwayError], Any] | None = None,
     ) -> Any:
         """Send one request; its decoded JSON body, or the mapped ``HeadwayError``.
 
         A request that could not be delivered is retried with back-off for
         ``retry_seconds``; one whose answer was lost is retried only when it is
-        idempotent (GET by default), since the server may have acted on it.
+        idempotent (GET by default), since the server may have acted on it;
+        otherwise :class:`AnswerLost` is raised. ``recover``, when given, turns the
+        error answer to a request sent again after a lost answer (the first one
+        may have been carried out: "already exists", "already in that state")
+        into the result.
         """
         # httpx's transport is used directly: the Client layer above it (cookies,
         # redirects, auth flows, URL merging) costs more than the request itself
@@ -137,6 +142,7 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         url = self._base + path
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
+        resent = False
         while True:
             request = httpx.Request(
                 method, url, params=params, content=content, headers=headers, extensions=extensions
@@ -147,16 +153,31 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                     response.read()
                 finally:
                     response.close()
-                break
+                status = response.status_code
+                # A server that could not reach its store and wrote nothing (a
+                # PostgreSQL restart) answers StoreUnavailable: safe to send again.
+                if (
+                    status != 503
+                    or time.monotonic() + delay > deadline
+                    or not isinstance(
+                        error_from_response(status, response.content),
+                        exceptions.StoreUnavailable,
+                    )
+                ):
+                    break
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+                continue
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 error: Exception = exc
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
                 if not idempotent:
-                    raise exceptions.StoreError(
+                    raise AnswerLost(
                         f"the connection to the headway server at {self.api_url} failed"
                         f" during {method} {path}: {exc or type(exc).__name__}"
                     ) from exc
                 error = exc
+                resent = True
             except httpx.TimeoutException as exc:
                 raise exceptions.StoreError(
                     f"the headway server at {self.api_url} did not answer {method} {path} in time"
@@ -168,9 +189,11 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                 ) from error
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
-        status = response.status_code
         if status >= 400:
-            raise error_from_response(status, response.content)
+            failure = error_from_response(status, response.content)
+            if resent and recover is not None:
+                return recover(failure)
+            raise failure
         if status == 204 or not response.content:
             return None
         return json.loads(response.content)
@@ -208,7 +231,21 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
             "pid": pid,
             "host": host,
         }
-        return decode(FlowRun, self.request("POST", "/flow_runs", body=body))
+
+        def already_created(error: exceptions.HeadwayError) -> Any:
+            # The first attempt was carried out, its answer lost: the run is ours.
+            if not isinstance(error, exceptions.ObjectAlreadyExists):
+                raise error
+            found = self.request("GET", f"/flow_runs/{_id(id)}")
+            if found.get("flow_name") != flow_name or found.get("name") != name:
+                raise error
+            return found
+
+        # Safe to send again: the id is the caller's, and a repeat is recognised.
+        answer = self.request(
+            "POST", "/flow_runs", body=body, idempotent=True, recover=already_created
+        )
+        return decode(FlowRun, answer)
 
     def set_flow_run_state(
         self, run_id: str, state: State, *, expect: frozenset[StateType] | None = None
@@ -217,7 +254,24 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
             "state": encode(state),
             "expect": None if expect is None else sorted(t.value for t in expect),
         }
-        return decode(FlowRun, self.request("POST", f"/flow_runs/{_id(run_id)}/state", body=body))
+
+        def already_set(error: exceptions.HeadwayError) -> Any:
+            # The first attempt moved the run, its answer lost: the run is there now.
+            if not isinstance(error, exceptions.IllegalTransition):
+                raise error
+            found = self.request("GET", f"/flow_runs/{_id(run_id)}")
+            if found.get("state", {}).get("type") != state.type.value:
+                raise error
+            return found
+
+        answer = self.request(
+            "POST",
+            f"/flow_runs/{_id(run_id)}/state",
+            body=body,
+            idempotent=True,
+            recover=already_set,
+        )
+        return decode(FlowRun, answer)
 
     def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
         params = {"with_task_runs": "true"} if with_task_runs else None
@@ -381,16 +435,22 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                 if deadline is not None:
                     hold = max(0.0, min(POLL_SECONDS, deadline - time.monotonic()))
                 body["timeout"] = hold
-                answer = self.request(
-                    "POST",
-                    "/slots/acquire",
-                    body=body,
-                    # The server answers within ``hold``; allow for a busy moment.
-                    timeout=hold + self.timeout_seconds,
-                    # A lost answer may have been a grant: only a request that
-                    # never reached the server is sent again.
-                    idempotent=False,
-                )
+                try:
+                    answer = self.request(
+                        "POST",
+                        "/slots/acquire",
+                        body=body,
+                        # The server answers within ``hold``; allow for a busy moment.
+                        timeout=hold + self.timeout_seconds,
+                        idempotent=False,
+                    )
+                except AnswerLost:
+                    # The server went away mid-request (it may be restarting). The
+                    # lost answer may have been a grant: that lease is never renewed,
+                    # so it expires and is reaped like a dead holder's; ask again.
+                    if deadline is not None and time.monotonic() >= deadline:
+                        raise
+                    continue
                 if answer["granted"]:
                     finished = True
                     return decode(SlotGrant, answer["grant"])
@@ -425,6 +485,10 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
 
     def sweep_slots(self) -> int:
         return int(self.request("POST", "/slots/sweep", idempotent=True)["reaped"])
+
+
+class AnswerLost(exceptions.StoreError):
+    """The connection failed after a request was sent: the server may have acted on it."""
 
 
 def _id(value: str) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from headway.exceptions import StoreError
+from headway.exceptions import StoreError, StoreUnavailable
 from headway.store.dialects import (
     Dialect,
     connect_postgres,
@@ -25,6 +25,7 @@ from headway.store.dialects import (
     connection_usable,
     dialect_for,
     is_connection_error,
+    server_unreachable,
 )
 
 Row = tuple[Any, ...]
@@ -120,6 +121,8 @@ class Database:
                 raise StoreError(f"cannot open the store at {self.url}: {exc}") from exc
             except Exception as exc:
                 if type(exc).__module__.startswith("psycopg"):
+                    if server_unreachable(exc):
+                        raise StoreUnavailable(f"cannot connect to the store: {exc}") from exc
                     raise StoreError(f"cannot connect to the store: {exc}") from exc
                 raise
             local.conn, local.pid, local.depth, local.tx = conn, pid, 0, None
@@ -176,7 +179,10 @@ class Database:
                 self._discard(conn)
             if is_connection_error(exc):
                 self._discard(conn)
-                raise StoreError(f"lost the connection to the store: {exc}") from exc
+                # Before COMMIT: the database rolled the transaction back.
+                raise StoreUnavailable(
+                    f"lost the connection to the store (nothing was written): {exc}"
+                ) from exc
             raise
         else:
             local.depth, local.tx = 0, None
@@ -203,11 +209,20 @@ class Database:
         # SQLite's busy handler does not cover every lock upgrade case; retry
         # BEGIN itself until the busy timeout so callers simply wait and succeed.
         # A PostgreSQL connection that died while idle fails at BEGIN, before
-        # anything ran: replace it once and go on.
+        # anything ran: replace it and go on. While the server cannot be reached
+        # (restarting, failing over), wait for it up to the busy timeout, as
+        # SQLite callers wait for a lock: nothing has been done yet.
         deadline = time.monotonic() + self.busy_timeout
-        reconnected = False
+        delay = 0.02
         while True:
-            conn = self._connection()
+            try:
+                conn = self._connection()
+            except StoreUnavailable:
+                if time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                continue
             cur = conn.cursor()
             try:
                 cur.execute(begin)
@@ -221,9 +236,10 @@ class Database:
                 if not is_connection_error(exc):
                     raise
                 self._discard(conn)
-                if reconnected:
-                    raise StoreError(f"lost the connection to the store: {exc}") from exc
-                reconnected = True
+                if time.monotonic() + delay > deadline:
+                    raise StoreUnavailable(f"lost the connection to the store: {exc}") from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
 
     def _discard(self, conn: Any) -> None:
         local = self._local

@@ -174,6 +174,28 @@ def is_transient_conflict(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.errors.TransactionRollback)
 
 
+#: What a PostgreSQL server that is down, restarting or failing over answers a new
+#: connection with (a wrong password or database name is not among them).
+_UNREACHABLE = (
+    "connection refused",
+    "shutting down",
+    "starting up",
+    "in recovery",
+    "not yet accepting connections",
+    "closed the connection",
+    "connection reset",
+    "timeout expired",
+    "no route to host",
+    "network is unreachable",
+)
+
+
+def server_unreachable(exc: BaseException) -> bool:
+    """Whether a failed connection attempt means the server is (for now) not there."""
+    text = str(exc).lower()
+    return any(marker in text for marker in _UNREACHABLE)
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` means the database connection itself failed (not the query).
 
