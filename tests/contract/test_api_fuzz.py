@@ -43,6 +43,8 @@ KEY = "fuzz-" + secrets.token_hex(8)
 EXAMPLES = int(os.environ.get("HEADWAY_FUZZ_EXAMPLES", "8"))
 #: Where to add the number of requests sent (read by the benchmark).
 COUNT_FILE = os.environ.get("HEADWAY_FUZZ_COUNT_FILE")
+#: The server's store (default: SQLite in a temp dir); the benchmark also fuzzes PostgreSQL.
+DATABASE_URL = os.environ.get("HEADWAY_FUZZ_DATABASE_URL")
 #: Longest a generated request may ask the server to hold it (acquire, claim).
 MAX_WAIT = 0.1
 
@@ -62,9 +64,10 @@ sent = 0
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerThread]:
     home: Path = tmp_path_factory.mktemp("fuzz-home")
-    server_settings = get_settings(
-        {"HEADWAY_HOME": str(home), "HEADWAY_API_KEY": KEY, "HEADWAY_WAITER_TTL_SECONDS": "5"}
-    )
+    env = {"HEADWAY_HOME": str(home), "HEADWAY_API_KEY": KEY, "HEADWAY_WAITER_TTL_SECONDS": "5"}
+    if DATABASE_URL:
+        env["HEADWAY_DATABASE_URL"] = DATABASE_URL
+    server_settings = get_settings(env)
     with ServerThread(server_settings) as server:
         yield server
     if COUNT_FILE:

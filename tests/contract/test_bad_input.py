@@ -736,3 +736,28 @@ def test_snapshots_see_a_change(backend_name: str, request: pytest.FixtureReques
         assert "limits" in changed(before, snapshots.take())
     finally:
         snapshots.close()
+
+
+def test_nul_in_free_text_is_stored_not_a_failed_write(
+    backend_name: str, request: pytest.FixtureRequest
+) -> None:
+    """A log line or a state message carrying NUL (PostgreSQL text cannot) is kept."""
+    if not backend_name.endswith("postgres"):
+        pytest.skip("SQLite text holds NUL as it is")
+    client: Client = request.getfixturevalue("client")
+    from datetime import UTC, datetime
+
+    from headway.core.models import LogRecord
+    from headway.core.states import Completed
+
+    run_id = str(uuid.uuid4())
+    client.create_flow_run(
+        id=run_id, name="r", flow_name="f", state=Running(message="starting\x00now")
+    )
+    line = LogRecord(run_id, None, 20, "INFO", "user", "bin\x00ary", datetime.now(UTC))
+    client.write_logs([line])
+    done = client.set_flow_run_state(run_id, Completed(message="done\x00"))
+    assert done.state.type.value == "COMPLETED"
+    [(_, stored)] = client.read_logs(run_id)
+    assert stored.message in ("bin\x00ary", "bin\ufffdary")
+    assert [s.type.value for s in client.read_states(run_id)] == ["RUNNING", "COMPLETED"]
