@@ -1,4 +1,4 @@
-"""Faults under load, long runs: PostgreSQL restarted while clients hold and take slots.
+"""Faults under load, long runs: PostgreSQL restarted, the server SIGKILLed.
 
 ``postgres-restart``: a private PostgreSQL cluster (initdb in a temp dir, run as
 the ``postgres`` user, so the machine's shared cluster is never touched), two
@@ -10,6 +10,11 @@ counter file under ``flock``) counts every moment more slots are in use than the
 limit; every lease id granted is recorded, and none may be granted twice.
 
     python benchmarks/bench_reliability_faults.py postgres-restart --seconds 120 --restarts 10
+
+``server-kill``: tests/stress/test_reliability_restart.py with more client processes
+and several kills (SIGKILL, restart on the same port); prints what it checked.
+
+    python benchmarks/bench_reliability_faults.py server-kill --clients 6 --kills 5
 
 Prints acquisitions (before and after the restarts), violations (must be 0),
 duplicate lease ids (must be 0), failed client processes (must be 0), and what
@@ -218,9 +223,45 @@ def postgres_restart(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def server_kill(args: argparse.Namespace) -> int:
+    """tests/stress/test_reliability_restart.py with more clients and kills; prints its checks."""
+    test = HERE.parent / "tests" / "stress" / "test_reliability_restart.py"
+    with tempfile.TemporaryDirectory() as work:
+        report = Path(work) / "report.json"
+        env = {
+            **os.environ,
+            "HEADWAY_RESTART_CLIENTS": str(args.clients),
+            "HEADWAY_RESTART_KILLS": str(args.kills),
+            "HEADWAY_RESTART_REPORT": str(report),
+        }
+        started = time.perf_counter()
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o",
+             "timeout=3600", str(test)],
+            env=env, capture_output=True, text=True, cwd=HERE.parent, check=False,
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        if done.returncode != 0 or not report.exists():
+            sys.stderr.write(done.stdout[-6000:])
+            print(f"server-kill: FAILED after {seconds:.0f} s")
+            return 1
+        seen = json.loads(report.read_text())
+    print(
+        f"server SIGKILLed {seen['kills']} times under load ({seen['clients']} client processes"
+        f" running flows through it), {seconds:.0f} s: every client went on by itself;"
+        f" {seen['runs']} flow runs, {seen['states']} state changes, {seen['task_runs']} task"
+        f" runs and {seen['log_lines']} log lines checked in the store, 0 lost;"
+        " the limit intact, 0 slots left taken"
+    )
+    return 0
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="scenario", required=True)
+    kill = sub.add_parser("server-kill", help="SIGKILL the server under load, restart it")
+    kill.add_argument("--clients", type=int, default=6)
+    kill.add_argument("--kills", type=int, default=5)
     pg = sub.add_parser("postgres-restart", help="restart PostgreSQL under load")
     pg.add_argument("--processes", type=int, default=8)
     pg.add_argument("--threads", type=int, default=4)
@@ -238,6 +279,8 @@ def main() -> None:
     if args.scenario == "client":
         client_process(args)
         return
+    if args.scenario == "server-kill":
+        sys.exit(server_kill(args))
     result = postgres_restart(args)
     if args.json:
         print(json.dumps(result))

@@ -29,9 +29,13 @@ from headway.core.states import StateType
 from headway.server.runner import ServerProcess, free_port
 from headway.settings import get_settings
 
-CLIENTS = 3
+#: Sizes of the CI run; benchmarks/bench_reliability_faults.py (server-kill) runs more.
+CLIENTS = int(os.environ.get("HEADWAY_RESTART_CLIENTS", "3"))
+KILLS = int(os.environ.get("HEADWAY_RESTART_KILLS", "1"))
 LINES = 4
 TASKS = 2
+#: Where to write what was checked (read by the benchmark).
+REPORT = os.environ.get("HEADWAY_RESTART_REPORT")
 
 CLIENT = """
 import json, sys, time
@@ -112,35 +116,36 @@ def test_server_killed_under_load_loses_nothing_and_clients_go_on(
                 )
             )
 
-        def each_completed(n: int) -> bool:
-            assert all(p.poll() is None for p in procs), "a client process ended early"
-            return all(len(completed_runs(out)) >= n for out in outs)
-
-        wait_until(lambda: each_completed(2), 120, "two flows per client before the kill")
-        server.kill()
-        killed_at = time.time()
-        before = sum(len(completed_runs(out)) for out in outs)
-        threading.Event().wait(1.0)  # the outage itself
-        server = ServerProcess(env, port=port, log_path=tmp_path / "server2.log").start()
-
-        # Every client completes two more flows after the restart, by itself.
-        def each_completed_since_kill(n: int) -> bool:
+        def each_completed_since(moment: float, n: int) -> bool:
             ended = [p for p in procs if p.poll() is not None]
-            assert not ended, f"a client process ended early: {ended[0].stderr.read()[-3000:]}"  # type: ignore[union-attr]
+            if ended:
+                error = ended[0].stderr.read()[-3000:] if ended[0].stderr else ""
+                raise AssertionError(f"a client process ended early: {error}")
             return all(
-                sum(1 for r in completed_runs(out) if float(str(r["at"])) > killed_at) >= n
+                sum(1 for r in completed_runs(out) if float(str(r["at"])) > moment) >= n
                 for out in outs
             )
 
-        wait_until(lambda: each_completed_since_kill(2), 180, "two flows per client after")
+        last = 0.0
+        for kill in range(KILLS):
+            # Two flows per client since the last restart, then the next crash.
+            wait_until(lambda t=last: each_completed_since(t, 2), 180, f"flows before kill {kill}")
+            server.kill()
+            last = time.time()
+            threading.Event().wait(1.0)  # the outage itself
+            server = ServerProcess(env, port=port, log_path=tmp_path / f"server{kill}.log")
+            server.start()
+        # Every client completes two more flows after the last restart, by itself.
+        wait_until(lambda: each_completed_since(last, 2), 180, "flows after the last restart")
         stop.touch()
         for proc in procs:
             proc.wait(120)
         failures = [(p.returncode, p.stderr.read()[-3000:]) for p in procs if p.returncode]
         assert not failures, failures
         runs = [r["run"] for out in outs for r in completed_runs(out)]
-        assert len(runs) > before >= 2 * CLIENTS
+        assert len(runs) >= 2 * CLIENTS * (KILLS + 1)
         missing: list[str] = []
+        checked = {"runs": 0, "states": 0, "task_runs": 0, "log_lines": 0}
         for run_id in runs:
             assert isinstance(run_id, str)
             run = admin.read_flow_run(run_id)
@@ -158,10 +163,16 @@ def test_server_killed_under_load_loses_nothing_and_clients_go_on(
                     missing.append(f"{run_id}: log line {i} lost")
             if sum(m.startswith("task step") for m in messages) < TASKS:
                 missing.append(f"{run_id}: task log lines lost")
+            checked["runs"] += 1
+            checked["states"] += len(states)
+            checked["task_runs"] += len(tasks)
+            checked["log_lines"] += len(messages)
         assert not missing, missing
         limit = admin.read_limit("db")
         assert (limit.limit, limit.active) == (2, True)
         wait_until(lambda: admin.read_limit("db").active_slots == 0, 60, "every slot back")
+        if REPORT:
+            Path(REPORT).write_text(json.dumps({"kills": KILLS, "clients": CLIENTS, **checked}))
     finally:
         stop.touch()
         for proc in procs:
