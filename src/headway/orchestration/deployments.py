@@ -46,7 +46,7 @@ from headway.core.models import (
 from headway.core.schedules import schedule_to_dict, to_schedule
 from headway.core.states import State, StateType
 from headway.exceptions import ValidationError
-from headway.store.claims import retrying
+from headway.store.run_leases import retrying
 
 if TYPE_CHECKING:
     from headway.core.limits import ProcessInfo, WakeTarget

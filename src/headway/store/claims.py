@@ -1,4 +1,4 @@
-"""Store operations that move deployment runs: create, schedule, claim, lease, cancel, finish.
+"""Claiming deployment runs: which due runs a worker takes, and what the others do.
 
 **Claiming is one transaction.** Claims on one pool are serialised by a lock
 on its row (``BEGIN IMMEDIATE`` on SQLite); inside, due runs are picked in
@@ -17,21 +17,18 @@ claim index (oldest due first, a bounded window); runs waiting on a deployment
 limit are set aside (``blocked_on``) and read back, per limit, only when that
 limit has room, found by a skip scan over the distinct limits waited on.
 
-**Leases.** A run whose lease expired (its worker died) ends CRASHED (CANCELLED
-if it was being cancelled) and gives its slots back, swept lazily in every
-claim and by every heartbeat.
+Leases, endings and cancellation are in :mod:`headway.store.run_leases`;
+creating runs (and the scheduler) in :mod:`headway.store.scheduling`.
 """
 
 from __future__ import annotations
 
 import json
-import random
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 
 from headway.core.deployments import (
     CANCEL_IN_PROGRESS,
@@ -42,106 +39,27 @@ from headway.core.deployments import (
     render_key,
 )
 from headway.core.limits import ProcessInfo, WakeTarget, decayed
-from headway.core.models import ClaimedRun, FlowRun, HeartbeatResult
-from headway.core.schedules import next_times, schedule_from_dict
+from headway.core.models import ClaimedRun
 from headway.core.states import (
     AWAITING_CONCURRENCY_SLOT,
-    LATE,
     Cancelled,
     Cancelling,
-    Crashed,
     Pending,
     Scheduled,
-    State,
     StateType,
 )
-from headway.exceptions import ConflictError, HeadwayError, ObjectNotFound
+from headway.exceptions import HeadwayError, ObjectNotFound
 from headway.store.db import Row, Tx
-from headway.store.dialects import is_transient_conflict
 from headway.store.events import CLAIM_LATENCY
+from headway.store.run_leases import _marks, retrying
 from headway.store.runs import _FLOW_COLUMNS, _flow_run
+from headway.store.scheduling import ScheduleStore
 
-if TYPE_CHECKING:
-    from headway.core.limits import Mode
-    from headway.core.models import Limit
-    from headway.settings import Settings
-    from headway.store.db import Database
-    from headway.store.slots import Attempt
-
-    class _Base:
-        """What this mixin uses of its siblings in Store (RunStore, SlotStore, DeploymentStore)."""
-
-        db: Database
-        settings: Settings
-
-        def _set_flow_run_state(
-            self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
-        ) -> None: ...
-        def _insert_states(self, tx: Tx, kind: str, items: Sequence[tuple[str, State]]) -> None: ...
-        def _pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row: ...
-        def _event(
-            self,
-            tx: Tx,
-            now: float,
-            kind: str,
-            limit_name: str | None,
-            slots: int | None,
-            detail: str | None,
-            run_id: str | None = None,
-            seconds: float | None = None,
-        ) -> None: ...
-        def _observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None: ...
-        def create_limit(
-            self,
-            name: str,
-            limit: int,
-            *,
-            active: bool = True,
-            slot_decay_per_second: float = 0.0,
-            active_slots: int = 0,
-        ) -> Limit: ...
-        def update_limit(
-            self,
-            name: str,
-            *,
-            limit: int | None = None,
-            active: bool | None = None,
-            slot_decay_per_second: float | None = None,
-            active_slots: int | None = None,
-        ) -> tuple[Limit, list[WakeTarget]]: ...
-        def delete_limit(self, name: str, *, force: bool = False) -> list[WakeTarget]: ...
-        def acquire_slots(
-            self,
-            names: Sequence[str],
-            occupy: int,
-            *,
-            mode: Mode,
-            priority: int,
-            holder_kind: str,
-            holder_id: str | None,
-            process: ProcessInfo,
-            lease_seconds: float,
-            waiter_id: str,
-            new_waiter: bool,
-            may_queue: bool,
-            wake_address: str | None,
-            strict: bool = False,
-        ) -> Attempt: ...
-        def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]: ...
-        def renew_leases(self, lease_ids: Sequence[str], lease_seconds: float) -> list[str]: ...
-
-else:
-    _Base = object
-
-T = TypeVar("T")
 _SCHEDULED = frozenset({StateType.SCHEDULED})
-_HOLDING = ("PENDING", "RUNNING", "PAUSED")
 #: Fresh due runs read per queue in one claim: enough to fill any worker, bounded.
 CLAIM_WINDOW = 16
 #: A claim also ends runs whose lease expired, at most this often per process.
 _CLAIM_SWEEP_EVERY = 0.25
-#: Workers heard from within this long are woken when their pool has work.
-_CLAIMER_TTL = 600.0
 _CANDIDATE_COLUMNS = (
     "id, deployment, work_queue, priority, expected_start_time, parameters,"
     " concurrency_key, state_name, blocked_on, created, work_pool"
@@ -201,29 +119,6 @@ class _DeploymentInfo:
     entrypoint: str | None
 
 
-def retrying(operation: Callable[[], T], attempts: int = 6) -> T:
-    """Run a one-transaction operation again when PostgreSQL aborted it (deadlock).
-
-    A claim locks its pool, then runs, then limits; a run ending locks the run,
-    then limits: two such transactions can each wait on the other, and the
-    database ends one of them. Nothing was written; running it again succeeds.
-    """
-    for attempt in range(attempts):
-        try:
-            return operation()
-        except Exception as exc:
-            if attempt == attempts - 1 or not is_transient_conflict(exc):
-                raise
-            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
-    raise AssertionError("unreachable")
-
-
-def _marks(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> str:
-    for i, value in enumerate(values):
-        params[f"{prefix}{i}"] = value
-    return ", ".join(f":{prefix}{i}" for i in range(len(values)))
-
-
 def _room(tx: Tx, names: Sequence[str], now: float) -> dict[str, float]:
     """Free slots per limit name; names without an active limit are unlimited."""
     out = dict.fromkeys(names, float("inf"))
@@ -280,393 +175,8 @@ def round_robin_order(candidates: list[_Candidate], last_served: Mapping[str, fl
             c.order = place
 
 
-class ClaimStore(_Base):
-    """Deployment runs: creation, scheduling, claiming, leases, cancellation."""
-
-    # -- wake-up targets -----------------------------------------------------------
-    def _claimers(self, tx: Tx, pool: str | None, now: float) -> list[WakeTarget]:
-        """The workers to wake when ``pool`` (None: ``serve()`` processes) may have work."""
-        rows = tx.execute(
-            "SELECT id, wake_address, host, pid FROM workers WHERE pool = :pool"
-            " AND wake_address IS NOT NULL AND last_heartbeat > :cut",
-            {"pool": pool or "", "cut": now - _CLAIMER_TTL},
-        )
-        return [WakeTarget(f"claim:{r[0]}", r[1], r[2], int(r[3] or 0)) for r in rows]
-
-    def pool_claimers(self, pool: str | None) -> list[WakeTarget]:
-        """The workers to wake when ``pool`` may have work (one read)."""
-        with self.db.read() as tx:
-            return self._claimers(tx, pool, time.time())
-
-    def _worker_targets(self, tx: Tx, worker_ids: Sequence[str]) -> list[WakeTarget]:
-        """The workers to tell that one of their runs is being cancelled."""
-        ids = sorted({w for w in worker_ids if w})
-        if not ids:
-            return []
-        params: dict[str, Any] = {}
-        marks = _marks("w", ids, params)
-        rows = tx.execute(
-            f"SELECT id, wake_address, host, pid FROM workers WHERE id IN ({marks})"
-            " AND wake_address IS NOT NULL",
-            params,
-        )
-        return [WakeTarget(f"worker:{r[0]}", r[1], r[2], int(r[3] or 0)) for r in rows]
-
-    # -- finishing -----------------------------------------------------------------
-    def _finish_run(
-        self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
-    ) -> list[WakeTarget]:
-        """Change a run's state inside ``tx``; a final state gives its slots back.
-
-        So does PENDING -> SCHEDULED: a claimed run handed back before it started
-        (its worker is stopping) waits to be claimed again. RUNNING -> SCHEDULED
-        (AwaitingRetry) keeps everything: the run retries in its own process.
-        """
-        unclaim = False
-        if state.type is StateType.SCHEDULED:
-            before = tx.one(
-                "SELECT state_type, lease_expires FROM flow_runs WHERE id = :id"
-                + tx.dialect.for_update,
-                {"id": run_id},
-            )
-            unclaim = (
-                before is not None
-                and before[0] == StateType.PENDING.value
-                and before[1] is not None
-            )
-        self._set_flow_run_state(tx, run_id, state, expect)
-        if state.type is StateType.SCHEDULED and not unclaim:
-            return []
-        row = tx.one(
-            "SELECT lease_id, work_pool, deployment, blocked_on, lease_expires FROM flow_runs"
-            " WHERE id = :id",
-            {"id": run_id},
-        )
-        if row is None or (row[0] is None and row[2] is None and not row[3]):
-            return []  # a run of no deployment: nothing was held
-        lease_id, pool, deployment, blocked_on, lease_expires = row
-        wake: list[WakeTarget] = []
-        if state.is_final or unclaim:
-            tx.execute(
-                "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = ''"
-                + (", worker_id = NULL" if unclaim else "")
-                + " WHERE id = :id",
-                {"id": run_id},
-            )
-            if lease_id is not None:
-                _, released = self.release_slots(lease_id)
-                wake.extend(released)
-            if deployment is not None and (lease_id is not None or lease_expires is not None):
-                wake.extend(self._claimers(tx, pool, time.time()))
-        elif blocked_on:
-            tx.execute("UPDATE flow_runs SET blocked_on = '' WHERE id = :id", {"id": run_id})
-        return wake
-
-    def set_flow_run_state_releasing(
-        self, run_id: str, state: State, *, expect: frozenset[StateType] | None = None
-    ) -> tuple[FlowRun, list[WakeTarget]]:
-        """Move a flow run to ``state``; a final state releases what its claim took."""
-        with self.db.write() as tx:
-            wake = self._finish_run(tx, run_id, state, expect)
-            row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
-        assert row is not None
-        return _flow_run(row), wake
-
-    # -- creating runs ---------------------------------------------------------------
-    def create_deployment_run(
-        self,
-        *,
-        full_name: str,
-        flow_name: str,
-        name: str,
-        parameters: Mapping[str, Any],
-        tags: Sequence[str],
-        work_pool: str | None,
-        work_queue: str | None,
-        expected_start_time: float,
-        priority: int,
-        concurrency_key: str | None,
-        scheduled_slot: float | None = None,
-        run_id: str | None = None,
-    ) -> tuple[FlowRun | None, list[WakeTarget]]:
-        """Insert a SCHEDULED run of a deployment; None when its schedule slot already has one."""
-        now = time.time()
-        with self.db.write() as tx:
-            run = self._insert_run(
-                tx,
-                run_id or str(uuid.uuid4()),
-                full_name,
-                flow_name,
-                name,
-                parameters,
-                tags,
-                work_pool,
-                work_queue,
-                expected_start_time,
-                priority,
-                concurrency_key,
-                scheduled_slot,
-                now,
-            )
-            wake = self._claimers(tx, work_pool, now) if run and expected_start_time <= now else []
-        return run, wake
-
-    def _insert_run(
-        self,
-        tx: Tx,
-        run_id: str,
-        full_name: str,
-        flow_name: str,
-        name: str,
-        parameters: Mapping[str, Any],
-        tags: Sequence[str],
-        work_pool: str | None,
-        work_queue: str | None,
-        expected: float,
-        priority: int,
-        key: str | None,
-        slot: float | None,
-        now: float,
-    ) -> FlowRun | None:
-        state = Scheduled(timestamp=datetime.fromtimestamp(now, UTC))
-        created = tx.rowcount(
-            "INSERT INTO flow_runs (id, name, flow_name, deployment, parameters, tags,"
-            " state_type, state_name, state_message, state_timestamp, created,"
-            " expected_start_time, run_count, priority, work_pool, work_queue, scheduled_slot,"
-            " concurrency_key) VALUES (:id, :name, :flow, :dep, :params, :tags, :st, :sn, NULL,"
-            " :now, :now, :expected, 0, :priority, :pool, :queue, :slot, :key)"
-            " ON CONFLICT (deployment, scheduled_slot) DO NOTHING",
-            {
-                "id": run_id,
-                "name": name,
-                "flow": flow_name,
-                "dep": full_name,
-                "params": json.dumps(dict(parameters), default=repr),
-                "tags": json.dumps(list(tags)),
-                "st": state.type.value,
-                "sn": state.name,
-                "now": now,
-                "expected": expected,
-                "priority": priority,
-                "pool": work_pool,
-                "queue": work_queue,
-                "slot": slot,
-                "key": key,
-            },
-        )
-        if not created:
-            return None
-        self._insert_states(tx, "flow", [(run_id, state)])
-        row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
-        assert row is not None
-        return _flow_run(row)
-
-    # -- the scheduler -----------------------------------------------------------------
-    def schedule_runs(
-        self, *, horizon_seconds: float, max_runs: int, now: float | None = None
-    ) -> tuple[int, list[WakeTarget]]:
-        """Create the runs of every active schedule due within the horizon, idempotently.
-
-        Each run's (deployment, scheduled time) is unique in the store, so any
-        number of schedulers, restarted any number of times, create each run once.
-        """
-        now = time.time() if now is None else now
-        after = datetime.fromtimestamp(now, UTC)
-        until = datetime.fromtimestamp(now + horizon_seconds, UTC)
-        with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT d.id, s.schedule FROM deployments d JOIN deployment_schedules s"
-                " ON s.deployment_id = d.id WHERE d.paused = :f AND s.active = :t"
-                " ORDER BY d.id, s.position",
-                {"f": False, "t": True},
-            )
-        times: dict[str, set[float]] = {}
-        for dep_id, raw in rows:
-            try:
-                schedule = schedule_from_dict(json.loads(raw))
-            except (HeadwayError, ValueError):
-                continue  # written by a newer version, or damaged: skip, never crash
-            for t in next_times(schedule, after, max_runs, until):
-                times.setdefault(dep_id, set()).add(t.timestamp())
-        created = 0
-        wake: list[WakeTarget] = []
-        for dep_id, slots in times.items():
-            with self.db.write() as tx:
-                dep = tx.one(
-                    "SELECT full_name, flow_name, name, parameters, tags, work_pool, work_queue,"
-                    f" concurrency_key, paused FROM deployments WHERE id = :id"
-                    f"{tx.dialect.for_update}",
-                    {"id": dep_id},
-                )
-                if dep is None or bool(dep[8]):
-                    continue
-                full, flow, name, params_json, tags_json, pool, queue, template, _ = dep
-                params = json.loads(params_json)
-                key = None
-                if template:
-                    try:
-                        key = render_key(template, params)
-                    except HeadwayError:
-                        key = None
-                made = 0
-                for ts in sorted(slots)[:max_runs]:
-                    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d-%H%M%S")
-                    run = self._insert_run(
-                        tx,
-                        str(uuid.uuid4()),
-                        full,
-                        flow,
-                        f"{name}-{stamp}",
-                        params,
-                        json.loads(tags_json),
-                        pool,
-                        queue,
-                        ts,
-                        0,
-                        key,
-                        ts,
-                        now,
-                    )
-                    made += run is not None
-                if made:
-                    wake.extend(self._claimers(tx, pool, now))
-                created += made
-        return created, wake
-
-    def mark_late_runs(self, late_after_seconds: float, *, now: float | None = None) -> int:
-        """Rename deployment runs not started ``late_after_seconds`` after their time Late."""
-        now = time.time() if now is None else now
-        with self.db.write() as tx:
-            ids = [
-                r[0]
-                for r in tx.execute(
-                    "SELECT id FROM flow_runs WHERE state_type = 'SCHEDULED'"
-                    " AND state_name = 'Scheduled' AND expected_start_time < :cut"
-                    " AND deployment IS NOT NULL ORDER BY expected_start_time LIMIT 500",
-                    {"cut": now - late_after_seconds},
-                )
-            ]
-            for run_id in ids:
-                self._set_flow_run_state(
-                    tx,
-                    run_id,
-                    Scheduled(
-                        LATE,
-                        message=f"not started {late_after_seconds:g}s after its scheduled time",
-                    ),
-                    _SCHEDULED,
-                )
-        return len(ids)
-
-    # -- leases --------------------------------------------------------------------
-    def _crash_expired(self, tx: Tx, now: float) -> list[WakeTarget]:
-        rows = tx.execute(
-            # Ordered by the indexed column: an index walk from the oldest lease
-            # whatever the planner's statistics say (most runs have none).
-            "SELECT id, state_type FROM flow_runs WHERE lease_expires < :now"
-            " ORDER BY lease_expires LIMIT 200",
-            {"now": now},
-        )
-        wake: list[WakeTarget] = []
-        for run_id, state_type in rows:
-            if state_type == StateType.CANCELLING.value:
-                state = Cancelled(message="cancelled; its worker stopped renewing the run's lease")
-            else:
-                state = Crashed(
-                    message="its worker stopped renewing the run's lease (worker died or lost"
-                    " the store)"
-                )
-            try:
-                wake.extend(self._finish_run(tx, run_id, state, None))
-            except ConflictError:
-                tx.execute(
-                    "UPDATE flow_runs SET lease_expires = NULL WHERE id = :id", {"id": run_id}
-                )
-            self._event(
-                tx, now, "flow_run.lease_expired", "", None, state.type.value, run_id=run_id
-            )
-        return wake
-
-    def sweep_runs(self, *, now: float | None = None) -> tuple[int, list[WakeTarget]]:
-        """End the runs whose lease expired (CRASHED, or CANCELLED if being cancelled)."""
-        now = time.time() if now is None else now
-        with self.db.read() as tx:
-            due = tx.one(
-                "SELECT 1 FROM flow_runs WHERE lease_expires < :now ORDER BY lease_expires LIMIT 1",
-                {"now": now},
-            )
-        if due is None:
-            return 0, []
-        with self.db.write() as tx:
-            wake = self._crash_expired(tx, now)
-        return len(wake), wake
-
-    def heartbeat_worker(
-        self, worker_id: str, run_ids: Sequence[str], lease_seconds: float
-    ) -> HeartbeatResult:
-        """Renew a worker and the leases of its runs; say which it lost and which to cancel."""
-        now = time.time()
-        with self.db.write() as tx:
-            tx.execute(
-                "UPDATE workers SET last_heartbeat = :now WHERE id = :id",
-                {"now": now, "id": worker_id},
-            )
-            keep: dict[str, str] = {}
-            leases: list[str] = []
-            ids = list(dict.fromkeys(run_ids))
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                params: dict[str, Any] = {"w": worker_id}
-                marks = _marks("r", chunk, params)
-                for run_id, state_type, lease_id in tx.execute(
-                    f"SELECT id, state_type, lease_id FROM flow_runs WHERE id IN ({marks})"
-                    " AND worker_id = :w AND lease_expires IS NOT NULL",
-                    params,
-                ):
-                    keep[run_id] = state_type
-                    if lease_id is not None:
-                        leases.append(lease_id)
-            kept = list(keep)
-            for start in range(0, len(kept), 500):
-                chunk = kept[start : start + 500]
-                params = {"e": now + lease_seconds}
-                marks = _marks("r", chunk, params)
-                tx.execute(f"UPDATE flow_runs SET lease_expires = :e WHERE id IN ({marks})", params)
-            if leases:
-                self.renew_leases(leases, lease_seconds)
-        return HeartbeatResult(
-            lost=tuple(r for r in ids if r not in keep),
-            cancelling=tuple(r for r, s in keep.items() if s == StateType.CANCELLING.value),
-        )
-
-    # -- cancelling ----------------------------------------------------------------
-    def cancel_flow_run(self, run_id: str, message: str) -> tuple[FlowRun, list[WakeTarget]]:
-        """Cancel a run: at once if nothing runs it, else CANCELLING for its worker to stop."""
-        with self.db.write() as tx:
-            row = tx.one(
-                "SELECT state_type, worker_id FROM flow_runs WHERE id = :id"
-                + tx.dialect.for_update,
-                {"id": run_id},
-            )
-            if row is None:
-                raise ObjectNotFound(f"no flow run with id {run_id}")
-            current = StateType(row[0])
-            wake: list[WakeTarget] = []
-            if current in (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED,
-                           StateType.CANCELLED):  # fmt: skip
-                raise ConflictError(f"flow run {run_id} already ended {current.value}")
-            if current is StateType.CANCELLING:
-                wake = self._worker_targets(tx, [row[1]])
-            elif current is StateType.SCHEDULED or (
-                current in (StateType.PENDING, StateType.PAUSED) and row[1] is None
-            ):
-                wake = self._finish_run(tx, run_id, Cancelled(message=message), None)
-            else:
-                self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
-                wake = self._worker_targets(tx, [row[1]])
-            out = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
-        assert out is not None
-        return _flow_run(out), wake
+class ClaimStore(ScheduleStore):
+    """Claiming. Mixed into :class:`headway.store.store.Store` (via DeploymentStore)."""
 
     # -- claiming ------------------------------------------------------------------
     def claim_flow_runs(
@@ -1108,4 +618,4 @@ class _Scope:
     deployments: list[str]
 
 
-__all__ = ["CLAIM_WINDOW", "ClaimResult", "ClaimStore", "round_robin_order"]
+__all__ = ["CLAIM_WINDOW", "ClaimResult", "ClaimStore", "retrying", "round_robin_order"]

@@ -1,0 +1,331 @@
+"""Store operations on claimed runs: their leases, how they end, who to wake.
+
+A claimed run holds a slot lease (the pool, queue and deployment slots its
+claim took) and a run lease (``lease_expires``) that its worker renews with
+every heartbeat. A run that ends (any final state, through whichever client)
+gives its slots back in the same transaction, and the workers of its pool are
+woken (their wake addresses are on their ``workers`` rows). A run whose lease
+expired (its worker died) ends CRASHED, or CANCELLED if it was being
+cancelled, swept by claims, heartbeats and the server. Cancelling a run that
+runs marks it CANCELLING and wakes its worker, which stops it.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from headway.core.limits import ProcessInfo, WakeTarget
+from headway.core.models import FlowRun, HeartbeatResult
+from headway.core.states import Cancelled, Cancelling, Crashed, State, StateType
+from headway.exceptions import ConflictError, ObjectNotFound
+from headway.store.db import Row, Tx
+from headway.store.dialects import is_transient_conflict
+from headway.store.runs import _FLOW_COLUMNS, _flow_run
+
+if TYPE_CHECKING:
+    from headway.core.limits import Mode
+    from headway.core.models import Limit
+    from headway.settings import Settings
+    from headway.store.db import Database
+    from headway.store.slots import Attempt
+
+    class _Base:
+        """What this mixin uses of its siblings in Store (RunStore, SlotStore, DeploymentStore)."""
+
+        db: Database
+        settings: Settings
+
+        def _set_flow_run_state(
+            self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
+        ) -> None: ...
+        def _insert_states(self, tx: Tx, kind: str, items: Sequence[tuple[str, State]]) -> None: ...
+        def _pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row: ...
+        def _event(
+            self,
+            tx: Tx,
+            now: float,
+            kind: str,
+            limit_name: str | None,
+            slots: int | None,
+            detail: str | None,
+            run_id: str | None = None,
+            seconds: float | None = None,
+        ) -> None: ...
+        def _observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None: ...
+        def create_limit(
+            self,
+            name: str,
+            limit: int,
+            *,
+            active: bool = True,
+            slot_decay_per_second: float = 0.0,
+            active_slots: int = 0,
+        ) -> Limit: ...
+        def update_limit(
+            self,
+            name: str,
+            *,
+            limit: int | None = None,
+            active: bool | None = None,
+            slot_decay_per_second: float | None = None,
+            active_slots: int | None = None,
+        ) -> tuple[Limit, list[WakeTarget]]: ...
+        def delete_limit(self, name: str, *, force: bool = False) -> list[WakeTarget]: ...
+        def acquire_slots(
+            self,
+            names: Sequence[str],
+            occupy: int,
+            *,
+            mode: Mode,
+            priority: int,
+            holder_kind: str,
+            holder_id: str | None,
+            process: ProcessInfo,
+            lease_seconds: float,
+            waiter_id: str,
+            new_waiter: bool,
+            may_queue: bool,
+            wake_address: str | None,
+            strict: bool = False,
+        ) -> Attempt: ...
+        def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]: ...
+        def renew_leases(self, lease_ids: Sequence[str], lease_seconds: float) -> list[str]: ...
+
+else:
+    _Base = object
+
+T = TypeVar("T")
+#: Workers heard from within this long are woken when their pool has work.
+_CLAIMER_TTL = 600.0
+
+
+def retrying(operation: Callable[[], T], attempts: int = 6) -> T:
+    """Run a one-transaction operation again when PostgreSQL aborted it (deadlock).
+
+    A claim locks its pool, then runs, then limits; a run ending locks the run,
+    then limits: two such transactions can each wait on the other, and the
+    database ends one of them. Nothing was written; running it again succeeds.
+    """
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except Exception as exc:
+            if attempt == attempts - 1 or not is_transient_conflict(exc):
+                raise
+            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _marks(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> str:
+    for i, value in enumerate(values):
+        params[f"{prefix}{i}"] = value
+    return ", ".join(f":{prefix}{i}" for i in range(len(values)))
+
+
+class RunLeaseStore(_Base):
+    """Claimed runs' leases, endings, cancellation. Mixed into the Store (via ClaimStore)."""
+
+    # -- wake-up targets -----------------------------------------------------------
+    def _claimers(self, tx: Tx, pool: str | None, now: float) -> list[WakeTarget]:
+        """The workers to wake when ``pool`` (None: ``serve()`` processes) may have work."""
+        rows = tx.execute(
+            "SELECT id, wake_address, host, pid FROM workers WHERE pool = :pool"
+            " AND wake_address IS NOT NULL AND last_heartbeat > :cut",
+            {"pool": pool or "", "cut": now - _CLAIMER_TTL},
+        )
+        return [WakeTarget(f"claim:{r[0]}", r[1], r[2], int(r[3] or 0)) for r in rows]
+
+    def pool_claimers(self, pool: str | None) -> list[WakeTarget]:
+        """The workers to wake when ``pool`` may have work (one read)."""
+        with self.db.read() as tx:
+            return self._claimers(tx, pool, time.time())
+
+    def _worker_targets(self, tx: Tx, worker_ids: Sequence[str]) -> list[WakeTarget]:
+        """The workers to tell that one of their runs is being cancelled."""
+        ids = sorted({w for w in worker_ids if w})
+        if not ids:
+            return []
+        params: dict[str, Any] = {}
+        marks = _marks("w", ids, params)
+        rows = tx.execute(
+            f"SELECT id, wake_address, host, pid FROM workers WHERE id IN ({marks})"
+            " AND wake_address IS NOT NULL",
+            params,
+        )
+        return [WakeTarget(f"worker:{r[0]}", r[1], r[2], int(r[3] or 0)) for r in rows]
+
+    # -- finishing -----------------------------------------------------------------
+    def _finish_run(
+        self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
+    ) -> list[WakeTarget]:
+        """Change a run's state inside ``tx``; a final state gives its slots back.
+
+        So does PENDING -> SCHEDULED: a claimed run handed back before it started
+        (its worker is stopping) waits to be claimed again. RUNNING -> SCHEDULED
+        (AwaitingRetry) keeps everything: the run retries in its own process.
+        """
+        unclaim = False
+        if state.type is StateType.SCHEDULED:
+            before = tx.one(
+                "SELECT state_type, lease_expires FROM flow_runs WHERE id = :id"
+                + tx.dialect.for_update,
+                {"id": run_id},
+            )
+            unclaim = (
+                before is not None
+                and before[0] == StateType.PENDING.value
+                and before[1] is not None
+            )
+        self._set_flow_run_state(tx, run_id, state, expect)
+        if state.type is StateType.SCHEDULED and not unclaim:
+            return []
+        row = tx.one(
+            "SELECT lease_id, work_pool, deployment, blocked_on, lease_expires FROM flow_runs"
+            " WHERE id = :id",
+            {"id": run_id},
+        )
+        if row is None or (row[0] is None and row[2] is None and not row[3]):
+            return []  # a run of no deployment: nothing was held
+        lease_id, pool, deployment, blocked_on, lease_expires = row
+        wake: list[WakeTarget] = []
+        if state.is_final or unclaim:
+            tx.execute(
+                "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = ''"
+                + (", worker_id = NULL" if unclaim else "")
+                + " WHERE id = :id",
+                {"id": run_id},
+            )
+            if lease_id is not None:
+                _, released = self.release_slots(lease_id)
+                wake.extend(released)
+            if deployment is not None and (lease_id is not None or lease_expires is not None):
+                wake.extend(self._claimers(tx, pool, time.time()))
+        elif blocked_on:
+            tx.execute("UPDATE flow_runs SET blocked_on = '' WHERE id = :id", {"id": run_id})
+        return wake
+
+    def set_flow_run_state_releasing(
+        self, run_id: str, state: State, *, expect: frozenset[StateType] | None = None
+    ) -> tuple[FlowRun, list[WakeTarget]]:
+        """Move a flow run to ``state``; a final state releases what its claim took."""
+        with self.db.write() as tx:
+            wake = self._finish_run(tx, run_id, state, expect)
+            row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+        assert row is not None
+        return _flow_run(row), wake
+
+    # -- leases --------------------------------------------------------------------
+    def _crash_expired(self, tx: Tx, now: float) -> list[WakeTarget]:
+        rows = tx.execute(
+            # Ordered by the indexed column: an index walk from the oldest lease
+            # whatever the planner's statistics say (most runs have none).
+            "SELECT id, state_type FROM flow_runs WHERE lease_expires < :now"
+            " ORDER BY lease_expires LIMIT 200",
+            {"now": now},
+        )
+        wake: list[WakeTarget] = []
+        for run_id, state_type in rows:
+            if state_type == StateType.CANCELLING.value:
+                state = Cancelled(message="cancelled; its worker stopped renewing the run's lease")
+            else:
+                state = Crashed(
+                    message="its worker stopped renewing the run's lease (worker died or lost"
+                    " the store)"
+                )
+            try:
+                wake.extend(self._finish_run(tx, run_id, state, None))
+            except ConflictError:
+                tx.execute(
+                    "UPDATE flow_runs SET lease_expires = NULL WHERE id = :id", {"id": run_id}
+                )
+            self._event(
+                tx, now, "flow_run.lease_expired", "", None, state.type.value, run_id=run_id
+            )
+        return wake
+
+    def sweep_runs(self, *, now: float | None = None) -> tuple[int, list[WakeTarget]]:
+        """End the runs whose lease expired (CRASHED, or CANCELLED if being cancelled)."""
+        now = time.time() if now is None else now
+        with self.db.read() as tx:
+            due = tx.one(
+                "SELECT 1 FROM flow_runs WHERE lease_expires < :now ORDER BY lease_expires LIMIT 1",
+                {"now": now},
+            )
+        if due is None:
+            return 0, []
+        with self.db.write() as tx:
+            wake = self._crash_expired(tx, now)
+        return len(wake), wake
+
+    def heartbeat_worker(
+        self, worker_id: str, run_ids: Sequence[str], lease_seconds: float
+    ) -> HeartbeatResult:
+        """Renew a worker and the leases of its runs; say which it lost and which to cancel."""
+        now = time.time()
+        with self.db.write() as tx:
+            tx.execute(
+                "UPDATE workers SET last_heartbeat = :now WHERE id = :id",
+                {"now": now, "id": worker_id},
+            )
+            keep: dict[str, str] = {}
+            leases: list[str] = []
+            ids = list(dict.fromkeys(run_ids))
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                params: dict[str, Any] = {"w": worker_id}
+                marks = _marks("r", chunk, params)
+                for run_id, state_type, lease_id in tx.execute(
+                    f"SELECT id, state_type, lease_id FROM flow_runs WHERE id IN ({marks})"
+                    " AND worker_id = :w AND lease_expires IS NOT NULL",
+                    params,
+                ):
+                    keep[run_id] = state_type
+                    if lease_id is not None:
+                        leases.append(lease_id)
+            kept = list(keep)
+            for start in range(0, len(kept), 500):
+                chunk = kept[start : start + 500]
+                params = {"e": now + lease_seconds}
+                marks = _marks("r", chunk, params)
+                tx.execute(f"UPDATE flow_runs SET lease_expires = :e WHERE id IN ({marks})", params)
+            if leases:
+                self.renew_leases(leases, lease_seconds)
+        return HeartbeatResult(
+            lost=tuple(r for r in ids if r not in keep),
+            cancelling=tuple(r for r, s in keep.items() if s == StateType.CANCELLING.value),
+        )
+
+    # -- cancelling ----------------------------------------------------------------
+    def cancel_flow_run(self, run_id: str, message: str) -> tuple[FlowRun, list[WakeTarget]]:
+        """Cancel a run: at once if nothing runs it, else CANCELLING for its worker to stop."""
+        with self.db.write() as tx:
+            row = tx.one(
+                "SELECT state_type, worker_id FROM flow_runs WHERE id = :id"
+                + tx.dialect.for_update,
+                {"id": run_id},
+            )
+            if row is None:
+                raise ObjectNotFound(f"no flow run with id {run_id}")
+            current = StateType(row[0])
+            wake: list[WakeTarget] = []
+            if current in (StateType.COMPLETED, StateType.FAILED, StateType.CRASHED,
+                           StateType.CANCELLED):  # fmt: skip
+                raise ConflictError(f"flow run {run_id} already ended {current.value}")
+            if current is StateType.CANCELLING:
+                wake = self._worker_targets(tx, [row[1]])
+            elif current is StateType.SCHEDULED or (
+                current in (StateType.PENDING, StateType.PAUSED) and row[1] is None
+            ):
+                wake = self._finish_run(tx, run_id, Cancelled(message=message), None)
+            else:
+                self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
+                wake = self._worker_targets(tx, [row[1]])
+            out = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+        assert out is not None
+        return _flow_run(out), wake
+
+
+__all__ = ["RunLeaseStore", "retrying"]
