@@ -1,0 +1,443 @@
+"""Store operations on work pools, their queues and workers, and the limits of each.
+
+Each public method is one short transaction. Limits of pools, queues and
+deployments live in the slot engine's ``limits`` table (``pool:<pool>``,
+``queue:<pool>/<queue>``, ``deployment:<flow>/<name>[:<key>]``): setting one
+creates or re-activates its row, clearing one deactivates it (holders keep
+their leases and give them back as usual), so a limit is always exact.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from headway.core.deployments import (
+    DEFAULT_QUEUE,
+    pool_limit_name,
+    queue_limit_name,
+    validate_concurrency_limit,
+    validate_object_name,
+    validate_priority,
+)
+from headway.core.limits import WakeTarget
+from headway.core.models import Worker, WorkPool, WorkQueue, ts_to_dt
+from headway.exceptions import ConflictError, ObjectAlreadyExists, ObjectNotFound
+from headway.store.db import Row, Tx
+from headway.store.run_leases import RunLeaseStore
+
+
+def _in(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> str:
+    for i, value in enumerate(values):
+        params[f"{prefix}{i}"] = value
+    return ", ".join(f":{prefix}{i}" for i in range(len(values)))
+
+
+class PoolStore(RunLeaseStore):
+    """Pools, queues, workers and limits. Mixed into the Store (via DeploymentStore)."""
+
+    # -- limits of pools, queues and deployments ---------------------------------------
+    def _limit_values(self, tx: Tx, names: Sequence[str], now: float) -> dict[str, int]:
+        """The active limits among ``names``: name -> limit (missing: unlimited)."""
+        if not names:
+            return {}
+        params: dict[str, Any] = {}
+        marks = _in("n", list(names), params)
+        rows = tx.execute(
+            f"SELECT name, slot_limit, active FROM limits WHERE name IN ({marks})", params
+        )
+        return {r[0]: int(r[1]) for r in rows if bool(r[2])}
+
+    def _put_limit(self, tx: Tx, name: str, value: int | None) -> list[WakeTarget]:
+        """Set (create or re-activate) or clear (deactivate) one limit, inside ``tx``."""
+        row = tx.one(
+            f"SELECT slot_limit, active FROM limits WHERE name = :n{tx.dialect.for_update}",
+            {"n": name},
+        )
+        if value is None:
+            if row is None or not bool(row[1]):
+                return []
+            _, wake = self.update_limit(name, active=False)
+            return list(wake)
+        if row is None:
+            try:
+                self.create_limit(name, value)
+            except ObjectAlreadyExists:
+                pass  # created by a concurrent transaction: update it below
+            else:
+                return []
+        _, wake = self.update_limit(name, limit=value, active=True)
+        return list(wake)
+
+    def _prefixed_limits(self, tx: Tx, prefix: str) -> list[str]:
+        return [
+            r[0]
+            for r in tx.execute(
+                "SELECT name FROM limits WHERE substr(name, 1, :plen) = :prefix",
+                {"plen": len(prefix), "prefix": prefix},
+            )
+        ]
+
+    def _drop_limits(self, tx: Tx, names: Sequence[str]) -> list[WakeTarget]:
+        """Delete these limits; deactivate those still held (holders give them back later)."""
+        wake: list[WakeTarget] = []
+        for name in names:
+            if tx.one("SELECT 1 FROM limits WHERE name = :n", {"n": name}) is None:
+                continue
+            held = tx.one("SELECT 1 FROM leases WHERE limit_name = :n LIMIT 1", {"n": name})
+            if held is None:
+                wake.extend(self.delete_limit(name))
+            else:
+                wake.extend(self._put_limit(tx, name, None))
+        return wake
+
+    # -- work pools ----------------------------------------------------------------
+    def create_work_pool(
+        self,
+        name: str,
+        *,
+        concurrency_limit: int | None = None,
+        description: str = "",
+        type: str = "process",
+    ) -> WorkPool:
+        """Create a pool with its ``default`` queue; ObjectAlreadyExists if the name is taken."""
+        name = validate_object_name(name, "work pool")
+        limit = None if concurrency_limit is None else validate_concurrency_limit(concurrency_limit)
+        now = time.time()
+        with self.db.write() as tx:
+            created = tx.rowcount(
+                "INSERT INTO work_pools (name, type, paused, description, created)"
+                " VALUES (:name, :type, :f, :d, :now) ON CONFLICT (name) DO NOTHING",
+                {"name": name, "type": type, "f": False, "d": description, "now": now},
+            )
+            if not created:
+                raise ObjectAlreadyExists(f"a work pool named {name!r} already exists")
+            self._insert_queue(tx, name, DEFAULT_QUEUE, 0, now)
+            self._put_limit(tx, pool_limit_name(name), limit)
+        return self.read_work_pool(name)
+
+    def _insert_queue(self, tx: Tx, pool: str, name: str, priority: int, now: float) -> None:
+        created = tx.rowcount(
+            "INSERT INTO work_queues (id, pool, name, priority, paused, created)"
+            " VALUES (:id, :pool, :name, :p, :f, :now) ON CONFLICT (pool, name) DO NOTHING",
+            {"id": str(uuid.uuid4()), "pool": pool, "name": name, "p": priority, "f": False,
+             "now": now},
+        )  # fmt: skip
+        if not created:
+            raise ObjectAlreadyExists(f"work pool {pool!r} already has a queue named {name!r}")
+
+    def _pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row:
+        row = tx.one(
+            "SELECT name, type, paused, description, created FROM work_pools WHERE name = :n"
+            + (tx.dialect.for_update if lock else ""),
+            {"n": name},
+        )
+        if row is None:
+            known = [r[0] for r in tx.execute("SELECT name FROM work_pools ORDER BY name")]
+            hint = f"; known pools: {', '.join(known)}" if known else "; create one first"
+            raise ObjectNotFound(f"no work pool named {name!r}{hint}")
+        return row
+
+    def read_work_pool(self, name: str) -> WorkPool:
+        """A pool with its limit, queues and run counts; ObjectNotFound if unknown."""
+        now = time.time()
+        with self.db.read() as tx:
+            row = self._pool_row(tx, name)
+            return self._work_pool(tx, row, now)
+
+    def list_work_pools(self) -> list[WorkPool]:
+        """Every pool, by name."""
+        now = time.time()
+        with self.db.read() as tx:
+            rows = tx.execute(
+                "SELECT name, type, paused, description, created FROM work_pools ORDER BY name"
+            )
+            return [self._work_pool(tx, r, now) for r in rows]
+
+    def _work_pool(self, tx: Tx, row: Row, now: float) -> WorkPool:
+        name = row[0]
+        queues = self._queues(tx, name, now)
+        limits = self._limit_values(tx, [pool_limit_name(name)], now)
+        return WorkPool(
+            name=name,
+            type=row[1],
+            paused=bool(row[2]),
+            concurrency_limit=limits.get(pool_limit_name(name)),
+            running=sum(q.running for q in queues),
+            waiting=sum(q.waiting for q in queues),
+            description=row[3],
+            queues=tuple(queues),
+            created=ts_to_dt(row[4]),
+        )
+
+    def _queues(self, tx: Tx, pool: str, now: float) -> list[WorkQueue]:
+        rows = tx.execute(
+            "SELECT id, pool, name, priority, paused, created FROM work_queues"
+            " WHERE pool = :pool ORDER BY priority DESC, name",
+            {"pool": pool},
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for queue, kind, count in tx.execute(
+            "SELECT work_queue, CASE WHEN state_type = 'SCHEDULED' THEN 'waiting'"
+            " ELSE 'running' END, COUNT(*) FROM flow_runs WHERE work_pool = :pool AND"
+            " (state_type IN ('PENDING', 'RUNNING', 'CANCELLING') OR (state_type = 'SCHEDULED'"
+            " AND expected_start_time <= :now)) GROUP BY work_queue, CASE WHEN state_type ="
+            " 'SCHEDULED' THEN 'waiting' ELSE 'running' END",
+            {"pool": pool, "now": now},
+        ):
+            counts[(queue, kind)] = int(count)
+        limits = self._limit_values(tx, [queue_limit_name(pool, r[2]) for r in rows], now)
+        return [
+            WorkQueue(
+                id=r[0],
+                pool=r[1],
+                name=r[2],
+                priority=int(r[3]),
+                paused=bool(r[4]),
+                concurrency_limit=limits.get(queue_limit_name(pool, r[2])),
+                running=counts.get((r[2], "running"), 0),
+                waiting=counts.get((r[2], "waiting"), 0),
+                created=ts_to_dt(r[5]),
+            )
+            for r in rows
+        ]
+
+    def set_work_pool_paused(self, name: str, paused: bool) -> WorkPool:
+        """Pause (workers claim nothing from it) or resume a pool."""
+        with self.db.write() as tx:
+            self._pool_row(tx, name, lock=True)
+            tx.execute(
+                "UPDATE work_pools SET paused = :p WHERE name = :n", {"p": bool(paused), "n": name}
+            )
+        return self.read_work_pool(name)
+
+    def set_work_pool_limit(
+        self, name: str, limit: int | None
+    ) -> tuple[WorkPool, list[WakeTarget]]:
+        """Set (or clear, with None) the pool's limit on its PENDING and RUNNING runs."""
+        value = None if limit is None else validate_concurrency_limit(limit)
+        with self.db.write() as tx:
+            self._pool_row(tx, name, lock=True)
+            wake = self._put_limit(tx, pool_limit_name(name), value)
+            wake.extend(self._claimers(tx, name, time.time()))
+        return self.read_work_pool(name), wake
+
+    def delete_work_pool(self, name: str) -> list[WakeTarget]:
+        """Delete a pool, its queues, workers and limits; ConflictError while deployments use it."""
+        with self.db.write() as tx:
+            self._pool_row(tx, name, lock=True)
+            users = [
+                r[0]
+                for r in tx.execute(
+                    "SELECT full_name FROM deployments WHERE work_pool = :n ORDER BY full_name",
+                    {"n": name},
+                )
+            ]
+            if users:
+                shown = ", ".join(users[:5]) + (" ..." if len(users) > 5 else "")
+                raise ConflictError(
+                    f"work pool {name!r} is used by {len(users)} deployment(s) ({shown});"
+                    " delete them first"
+                )
+            active = tx.one(
+                "SELECT COUNT(*) FROM flow_runs WHERE work_pool = :n AND state_type IN"
+                " ('PENDING', 'RUNNING', 'CANCELLING')",
+                {"n": name},
+            )
+            if active and int(active[0]):
+                raise ConflictError(
+                    f"work pool {name!r} has {int(active[0])} active run(s); wait for them"
+                    " or cancel them first"
+                )
+            queues = [
+                r[0]
+                for r in tx.execute("SELECT name FROM work_queues WHERE pool = :n", {"n": name})
+            ]
+            wake: list[WakeTarget] = []
+            for queue in queues:
+                wake.extend(self._drop_limits(tx, [queue_limit_name(name, queue)]))
+            wake.extend(self._drop_limits(tx, [pool_limit_name(name)]))
+            tx.execute("DELETE FROM work_queues WHERE pool = :n", {"n": name})
+            tx.execute("DELETE FROM workers WHERE pool = :n", {"n": name})
+            tx.execute("DELETE FROM work_pools WHERE name = :n", {"n": name})
+        return wake
+
+    # -- work queues ---------------------------------------------------------------
+    def create_work_queue(
+        self,
+        pool: str,
+        name: str,
+        *,
+        priority: int = 0,
+        concurrency_limit: int | None = None,
+    ) -> WorkQueue:
+        """Create a queue in ``pool``; ObjectAlreadyExists if the pool has one of that name."""
+        name = validate_object_name(name, "work queue")
+        priority = validate_priority(priority, "queue priority")
+        limit = None if concurrency_limit is None else validate_concurrency_limit(concurrency_limit)
+        now = time.time()
+        with self.db.write() as tx:
+            self._pool_row(tx, pool, lock=True)
+            self._insert_queue(tx, pool, name, priority, now)
+            self._put_limit(tx, queue_limit_name(pool, name), limit)
+        return self.read_work_queue(pool, name)
+
+    def read_work_queue(self, pool: str, name: str) -> WorkQueue:
+        """One queue with its limit and run counts; ObjectNotFound if unknown."""
+        now = time.time()
+        with self.db.read() as tx:
+            self._pool_row(tx, pool)
+            for queue in self._queues(tx, pool, now):
+                if queue.name == name:
+                    return queue
+            raise ObjectNotFound(self._unknown_queue(tx, pool, name))
+
+    def _unknown_queue(self, tx: Tx, pool: str, name: str) -> str:
+        known = [
+            r[0]
+            for r in tx.execute(
+                "SELECT name FROM work_queues WHERE pool = :p ORDER BY name", {"p": pool}
+            )
+        ]
+        return f"work pool {pool!r} has no queue named {name!r}; its queues: {', '.join(known)}"
+
+    def list_work_queues(self, pool: str | None = None) -> list[WorkQueue]:
+        """The queues of one pool, or of every pool."""
+        now = time.time()
+        with self.db.read() as tx:
+            if pool is not None:
+                self._pool_row(tx, pool)
+                return self._queues(tx, pool, now)
+            pools = [r[0] for r in tx.execute("SELECT name FROM work_pools ORDER BY name")]
+            return [q for p in pools for q in self._queues(tx, p, now)]
+
+    def update_work_queue(
+        self,
+        pool: str,
+        name: str,
+        *,
+        priority: int | None = None,
+        paused: bool | None = None,
+    ) -> WorkQueue:
+        """Change a queue's priority or pause it."""
+        if priority is not None:
+            priority = validate_priority(priority, "queue priority")
+        with self.db.write() as tx:
+            self._lock_queue(tx, pool, name)
+            if priority is not None:
+                tx.execute(
+                    "UPDATE work_queues SET priority = :p WHERE pool = :pool AND name = :n",
+                    {"p": priority, "pool": pool, "n": name},
+                )
+            if paused is not None:
+                tx.execute(
+                    "UPDATE work_queues SET paused = :p WHERE pool = :pool AND name = :n",
+                    {"p": bool(paused), "pool": pool, "n": name},
+                )
+        return self.read_work_queue(pool, name)
+
+    def _lock_queue(self, tx: Tx, pool: str, name: str) -> None:
+        self._pool_row(tx, pool, lock=True)
+        row = tx.one(
+            "SELECT id FROM work_queues WHERE pool = :pool AND name = :n",
+            {"pool": pool, "n": name},
+        )
+        if row is None:
+            raise ObjectNotFound(self._unknown_queue(tx, pool, name))
+
+    def set_work_queue_limit(
+        self, pool: str, name: str, limit: int | None
+    ) -> tuple[WorkQueue, list[WakeTarget]]:
+        """Set (or clear, with None) the queue's limit on its PENDING and RUNNING runs."""
+        value = None if limit is None else validate_concurrency_limit(limit)
+        with self.db.write() as tx:
+            self._lock_queue(tx, pool, name)
+            wake = self._put_limit(tx, queue_limit_name(pool, name), value)
+            wake.extend(self._claimers(tx, pool, time.time()))
+        return self.read_work_queue(pool, name), wake
+
+    def delete_work_queue(self, pool: str, name: str) -> list[WakeTarget]:
+        """Delete a queue (not ``default``); ConflictError while deployments use it."""
+        if name == DEFAULT_QUEUE:
+            raise ConflictError(f"the {DEFAULT_QUEUE!r} queue of a pool cannot be deleted")
+        with self.db.write() as tx:
+            self._lock_queue(tx, pool, name)
+            users = tx.one(
+                "SELECT COUNT(*) FROM deployments WHERE work_pool = :p AND work_queue = :q",
+                {"p": pool, "q": name},
+            )
+            if users and int(users[0]):
+                raise ConflictError(
+                    f"queue {name!r} of pool {pool!r} is used by {int(users[0])} deployment(s)"
+                )
+            wake = self._drop_limits(tx, [queue_limit_name(pool, name)])
+            tx.execute(
+                "DELETE FROM work_queues WHERE pool = :p AND name = :q", {"p": pool, "q": name}
+            )
+        return wake
+
+    # -- workers -------------------------------------------------------------------
+    def register_worker(
+        self,
+        pool: str,
+        name: str,
+        *,
+        pid: int | None,
+        host: str | None,
+        wake_address: str | None,
+    ) -> Worker:
+        """Record (or refresh) a worker of ``pool`` (``""``: a ``serve()`` process)."""
+        now = time.time()
+        with self.db.write() as tx:
+            if pool:
+                self._pool_row(tx, pool)
+            tx.execute(
+                "INSERT INTO workers (id, pool, name, pid, host, wake_address, created,"
+                " last_heartbeat) VALUES (:id, :pool, :name, :pid, :host, :addr, :now, :now)"
+                " ON CONFLICT (pool, name) DO UPDATE SET pid = :pid, host = :host,"
+                " wake_address = :addr, last_heartbeat = :now",
+                {"id": str(uuid.uuid4()), "pool": pool, "name": name, "pid": pid, "host": host,
+                 "addr": wake_address, "now": now},
+            )  # fmt: skip
+            row = tx.one(
+                "SELECT id, name, pool, pid, host, last_heartbeat FROM workers"
+                " WHERE pool = :pool AND name = :name",
+                {"pool": pool, "name": name},
+            )
+        assert row is not None
+        return Worker(
+            name=row[1], pool=row[2], pid=row[3], host=row[4],
+            last_heartbeat=ts_to_dt(row[5]), id=row[0],
+        )  # fmt: skip
+
+    def list_workers(self, pool: str | None = None, *, offline_after: float = 60.0) -> list[Worker]:
+        """Workers (of one pool), most recently heard from first."""
+        now = time.time()
+        params: dict[str, Any] = {}
+        where = ""
+        if pool is not None:
+            where, params["pool"] = " WHERE w.pool = :pool", pool
+        with self.db.read() as tx:
+            rows = tx.execute(
+                "SELECT w.id, w.name, w.pool, w.pid, w.host, w.last_heartbeat, (SELECT COUNT(*)"
+                " FROM flow_runs f WHERE f.worker_id = w.id AND f.lease_expires IS NOT NULL)"
+                f" FROM workers w{where} ORDER BY w.last_heartbeat DESC",
+                params,
+            )
+        return [
+            Worker(
+                name=r[1], pool=r[2], pid=r[3], host=r[4], last_heartbeat=ts_to_dt(r[5]),
+                online=float(r[5]) > now - offline_after, running=int(r[6]), id=r[0],
+            )
+            for r in rows
+        ]  # fmt: skip
+
+    def remove_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped cleanly."""
+        with self.db.write() as tx:
+            tx.execute("DELETE FROM workers WHERE id = :id", {"id": worker_id})
+
+
+__all__ = ["PoolStore"]
