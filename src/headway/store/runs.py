@@ -371,7 +371,9 @@ class RunStore:
             tx.executemany(
                 "UPDATE task_runs SET state_type = :st, state_name = :sn, state_message = :sm,"
                 " state_timestamp = :ts, start_time = COALESCE(start_time, :start),"
-                " end_time = :end, run_count = :run_count WHERE id = :id",
+                " end_time = :end, run_count = :run_count"
+                # A late report of older states never moves a run backwards.
+                " WHERE id = :id AND state_timestamp <= :ts",
                 updates,
             )
             self._insert_state_rows(tx, state_rows)
