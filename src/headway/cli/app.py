@@ -63,7 +63,7 @@ def _register() -> None:
             if exc.name and exc.name.startswith("headway.cli."):
                 continue
             raise
-        for name in getattr(module, "NAMES", (module.NAME,)):
+        for name in getattr(module, "NAMES", None) or (module.NAME,):
             app.add_typer(module.app, name=name)
 
 
