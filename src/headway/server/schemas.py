@@ -23,8 +23,9 @@ Tag = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 #: Limits, slots, priorities: whole JSON numbers only ("3", 2.0 or true are refused,
 #: as the Python API refuses them), range-checked by the orchestrator.
 Count = StrictInt
-#: Largest value of an integer column (PostgreSQL's ``integer``).
+#: Largest value of an integer column (PostgreSQL's ``integer``), and of a ``bigint``.
 INT_MAX = 2**31 - 1
+BIGINT_MAX = 2**63 - 1
 #: 9999-12-31T23:59:59Z: the last second a timestamp can be read back as a datetime.
 EPOCH_MAX = 253402300799.0
 #: Most records sent in one batch request (the HttpClient sends fewer).

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
 from headway.server.routes._common import no_content, orchestrator, record_response
-from headway.server.schemas import LogBatch
+from headway.server.schemas import BIGINT_MAX, LogBatch
 
 router = APIRouter(tags=["logs"])
 
@@ -24,7 +24,7 @@ def write_logs(body: LogBatch, request: Request) -> Response:
 def read_logs(
     request: Request,
     run_id: Annotated[str, Path(min_length=1, max_length=36)],
-    after_id: Annotated[int, Query(ge=0)] = 0,
+    after_id: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0,
 ) -> Response:
     """Log lines of a flow run after ``after_id``, each with its id."""
     lines = orchestrator(request).read_logs(run_id, after_id=after_id)

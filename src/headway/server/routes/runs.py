@@ -9,7 +9,7 @@ from starlette.responses import Response
 
 from headway.core.states import StateType
 from headway.server.routes._common import no_content, orchestrator, record_response
-from headway.server.schemas import FlowRunCreate, SetState, TaskRunBatch
+from headway.server.schemas import INT_MAX, FlowRunCreate, SetState, TaskRunBatch
 
 router = APIRouter(tags=["runs"])
 
@@ -38,7 +38,7 @@ def create_flow_run(body: FlowRunCreate, request: Request) -> Response:
 def list_flow_runs(
     request: Request,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=INT_MAX)] = 0,
     state: Annotated[list[StateType] | None, Query()] = None,
     deployment: Annotated[str | None, Query(max_length=401)] = None,
     flow_name: Annotated[str | None, Query(max_length=200)] = None,
