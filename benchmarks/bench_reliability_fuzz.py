@@ -3,8 +3,8 @@
 Runs the fuzz test (schemathesis-generated valid and invalid requests against
 every operation of the server's OpenAPI document; no 5xx, every answer as the
 spec declares) with ``--examples`` requests per operation, on a SQLite store
-and on a fresh PostgreSQL database. Prints, per store, the requests sent and
-whether every check held.
+and on PostgreSQL (a private cluster it starts: needs root). Prints, per
+store, the requests sent and whether every check held.
 
     python benchmarks/bench_reliability_fuzz.py --examples 100
 """
@@ -29,11 +29,19 @@ TEST = HERE.parent / "tests" / "contract" / "test_api_fuzz.py"
 
 def fuzz(kind: str, examples: int) -> tuple[int, int, str, float]:
     """(exit code, requests sent, pytest's last line, seconds) for one store."""
-    with store(kind) as env, tempfile.TemporaryDirectory() as work:
+    cluster = None
+    if kind == "postgres":
+        from bench_reliability_faults import PrivateCluster
+
+        from headway.server.runner import free_port
+
+        # A cluster of its own: the server's thread pool may open many connections.
+        cluster = PrivateCluster(free_port()).start()
+    with store("sqlite") as env, tempfile.TemporaryDirectory() as work:
         count = Path(work) / "count"
         env = {**env, "HEADWAY_FUZZ_EXAMPLES": str(examples), "HEADWAY_FUZZ_COUNT_FILE": str(count)}
-        if kind == "postgres":
-            env["HEADWAY_FUZZ_DATABASE_URL"] = env.pop("HEADWAY_DATABASE_URL")
+        if cluster is not None:
+            env["HEADWAY_FUZZ_DATABASE_URL"] = cluster.url
         started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(TEST)],
@@ -45,6 +53,8 @@ def fuzz(kind: str, examples: int) -> tuple[int, int, str, float]:
         )
         seconds = time.perf_counter() - started
         sent = sum(int(x) for x in count.read_text().split()) if count.exists() else 0
+    if cluster is not None:
+        cluster.stop()
     lines = [line for line in done.stdout.strip().splitlines() if line.strip()]
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-6000:])
