@@ -174,8 +174,9 @@ def is_transient_conflict(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.errors.TransactionRollback)
 
 
-#: What a PostgreSQL server that is down, restarting or failing over answers a new
-#: connection with (a wrong password or database name is not among them).
+#: What a PostgreSQL server that is down, restarting, failing over or out of
+#: connection slots answers a new connection with (a wrong password or database
+#: name is not among them).
 _UNREACHABLE = (
     "connection refused",
     "shutting down",
@@ -187,6 +188,9 @@ _UNREACHABLE = (
     "timeout expired",
     "no route to host",
     "network is unreachable",
+    # Every connection slot taken (by other servers, for a moment): wait for one.
+    "too many clients",
+    "remaining connection slots are reserved",
 )
 
 
