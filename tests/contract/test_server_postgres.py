@@ -112,3 +112,29 @@ def test_a_server_on_postgres_survives_dropped_connections(pg_url: str, headway_
             assert client.read_limit("db").limit == 2
         assert client.read_flow_run("0" * 36).flow_name == "f"
         client.close()
+
+
+def test_connections_of_ended_threads_are_closed(pg_url: str) -> None:
+    import psycopg
+
+    from headway.store.db import Database
+
+    db = Database(pg_url)
+
+    def one_transaction() -> None:
+        with db.read() as tx:
+            assert tx.one("SELECT 1") == (1,)
+
+    # A server's pool threads come and go; their connections must not pile up.
+    for _ in range(30):
+        thread = threading.Thread(target=one_transaction)
+        thread.start()
+        thread.join()
+    plain = pg_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    name = plain.rsplit("/", 1)[1]
+    with psycopg.connect(plain.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        count = admin.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (name,)
+        ).fetchone()
+    assert count is not None and count[0] <= 2
+    db.close()

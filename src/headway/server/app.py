@@ -33,6 +33,8 @@ API_PREFIX = "/api/v1"
 #: Largest request body, and largest on the batched ``*/batch`` routes.
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_BODY_BYTES = 64 * 1024 * 1024
+#: Threads running store calls in a server on PostgreSQL (each holds a connection).
+PG_THREADS = 16
 
 logger = logging.getLogger("headway.server")
 
@@ -52,6 +54,10 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
             # Opening migrates the schema when needed: a new database is ready at start.
             opened = await anyio.to_thread.run_sync(Store.open, settings)
         app.state.store = opened
+        if opened.db.dialect.name == "postgresql":
+            # Each thread of the pool holds its own connection: bound them, so a
+            # busy server (or several) stays within PostgreSQL's max_connections.
+            anyio.to_thread.current_default_thread_limiter().total_tokens = PG_THREADS
         orchestrator = Orchestrator(opened, settings)
         # One wake-up source per server process; held requests park on it.
         wakeups = server_wakeups(settings, opened.db.url)

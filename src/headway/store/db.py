@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -100,7 +101,10 @@ class Database:
         self.dialect = dialect_for(url)
         self.busy_timeout = busy_timeout
         self._local = _Local()
-        self._all: list[Any] = []
+        # Every connection opened, with its thread and process: a connection whose
+        # thread has ended is closed when the next one opens (a server's pool
+        # threads come and go; PostgreSQL allows only so many connections).
+        self._all: list[tuple[weakref.ref[threading.Thread], int, Any]] = []
         self._lock = threading.Lock()
         self._gate = threading.Lock()
         self._gate_pid = os.getpid()
@@ -126,8 +130,22 @@ class Database:
                     raise StoreError(f"cannot connect to the store: {exc}") from exc
                 raise
             local.conn, local.pid, local.depth, local.tx = conn, pid, 0, None
+            orphans = []
             with self._lock:
-                self._all.append(conn)
+                kept = []
+                for owner, owner_pid, other in self._all:
+                    thread = owner()
+                    if owner_pid == pid and (thread is None or not thread.is_alive()):
+                        orphans.append(other)
+                    else:
+                        kept.append((owner, owner_pid, other))
+                kept.append((weakref.ref(threading.current_thread()), pid, conn))
+                self._all = kept
+            for other in orphans:
+                try:
+                    other.close()
+                except Exception:
+                    pass
         return local.conn
 
     @contextmanager
@@ -246,8 +264,7 @@ class Database:
         if local.conn is conn:
             local.conn = None
         with self._lock:
-            if conn in self._all:
-                self._all.remove(conn)
+            self._all = [entry for entry in self._all if entry[2] is not conn]
         try:
             conn.close()
         except Exception:
@@ -256,7 +273,10 @@ class Database:
     def close(self) -> None:
         """Close every connection this object opened."""
         with self._lock:
-            conns, self._all = self._all, []
+            entries, self._all = self._all, []
+        # A forked child must not close its parent's connections (that would end
+        # the parent's sessions): it only forgets them.
+        conns = [conn for _, owner_pid, conn in entries if owner_pid == os.getpid()]
         for conn in conns:
             try:
                 conn.close()

@@ -25,7 +25,7 @@ _claim_threads: anyio.CapacityLimiter | None = None
 def _claim_limiter() -> anyio.CapacityLimiter:
     global _claim_threads
     if _claim_threads is None:
-        _claim_threads = anyio.CapacityLimiter(64)
+        _claim_threads = anyio.CapacityLimiter(16)
     return _claim_threads
 
 
