@@ -62,6 +62,7 @@ def main() -> None:
     parser.add_argument("--server", action="store_true", help="go through a headway server")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--queued", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=0.5, help="how long each run takes")
     parser.add_argument(
         "--no-standby",
         action="store_true",
@@ -105,7 +106,12 @@ def main() -> None:
         gaps: list[float] = []
         try:
             for _ in range(args.rounds):
-                ids = [client.create_deployment_run("step/serial").id for _ in range(args.queued)]
+                ids = [
+                    client.create_deployment_run(
+                        "step/serial", parameters={"seconds": args.seconds}
+                    ).id
+                    for _ in range(args.queued)
+                ]
                 runs = wait_final(client, ids)
                 runs.sort(key=lambda r: r.start_time)
                 for before, after in itertools.pairwise(runs):
@@ -122,8 +128,8 @@ def main() -> None:
         where = f"{args.store}" + (" via server" if args.server else " embedded")
         where += ", fresh process per run" if args.no_standby else ", standby process"
         print(
-            f"ENQUEUE handoff ({where}), limit 1, {args.queued} queued runs x {args.rounds}"
-            f" rounds: {len(gaps)} gaps"
+            f"ENQUEUE handoff ({where}), limit 1, {args.queued} queued runs of"
+            f" {args.seconds:g} s x {args.rounds} rounds: {len(gaps)} gaps"
         )
         print(
             f"gap from a run's end to the next run's start: median {statistics.median(gaps):.3f} s,"
