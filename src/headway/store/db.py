@@ -27,6 +27,7 @@ from headway.store.dialects import (
     dialect_for,
     is_connection_error,
     server_unreachable,
+    terminated_by_server,
 )
 
 Row = tuple[Any, ...]
@@ -208,7 +209,12 @@ class Database:
                 cur.execute("COMMIT")
             except Exception as exc:
                 self._discard(conn)
+                if terminated_by_server(exc):
+                    raise StoreUnavailable(
+                        f"the store ended the session before commit (nothing was written): {exc}"
+                    ) from exc
                 if is_connection_error(exc):
+                    # The answer to COMMIT was lost: it may or may not have committed.
                     raise StoreError(f"lost the connection to the store: {exc}") from exc
                 raise
         finally:

@@ -200,6 +200,15 @@ def server_unreachable(exc: BaseException) -> bool:
     return any(marker in text for marker in _UNREACHABLE)
 
 
+def terminated_by_server(exc: BaseException) -> bool:
+    """Whether PostgreSQL itself ended the session (shutdown, crash recovery, not ready).
+
+    It answers so instead of carrying out the statement: a COMMIT that gets this
+    answer did not commit. (A connection that just drops gives no such answer.)
+    """
+    return getattr(exc, "sqlstate", None) in ("57P01", "57P02", "57P03")
+
+
 def is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` means the database connection itself failed (not the query).
 
