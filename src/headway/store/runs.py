@@ -312,6 +312,10 @@ class RunStore:
         """
         if not records:
             return
+        if len({r.id for r in records}) != len(records):
+            # One id twice in a batch (the engine never sends that, any HTTP client
+            # may): the last report of it stands, as if sent one after the other.
+            records = list({r.id: r for r in records}.values())
         with self.db.write() as tx:
             ids = [r.id for r in records]
             known: dict[str, float] = {}
