@@ -16,8 +16,11 @@ from headway.core.models import LogRecord
 from headway.core.states import State, StateType, now
 from headway.store.runs import TaskRunRecord
 
-#: A run id (uuid-sized, as the store's columns are).
-RunId = Annotated[str, StringConstraints(min_length=1, max_length=36)]
+#: A run id (uuid-sized, as the store's columns are; no control characters: an id
+#: with NUL would be stored changed on PostgreSQL and could meet another one).
+RunId = Annotated[
+    str, StringConstraints(min_length=1, max_length=36, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 #: Limits, slots, priorities: whole JSON numbers only ("3", 2.0 or true are refused,
