@@ -652,6 +652,16 @@ def http_cases(world: dict[str, str]) -> list[tuple[str, str, Any, int | tuple[i
         ("GET", "/flow_runs/" + "x" * 100, None, 422),
         ("POST", "/flow_runs", {**flow_run, "id": "x" * 100}, 422),
         ("POST", "/flow_runs/" + "x" * 100 + "/state", {"state": {"type": "RUNNING"}}, 422),
+        (
+            "POST",
+            "/task_runs/batch",
+            {
+                "records": [
+                    {"id": "t\x00", "task_key": "k", "name": "n", "created": 1.0, "states": []}
+                ]
+            },
+            422,
+        ),
         # malformed cron and rrule
         ("POST", "/deployments", {**dep, "schedules": [{"cron": "61 * * * *"}]}, 422),
         ("POST", "/deployments", {**dep, "schedules": [{"rrule": "FREQ=SOMETIMES"}]}, 422),
