@@ -313,8 +313,10 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         return [decode(State, row) for row in rows]
 
     def write_logs(self, records: Sequence[LogRecord]) -> None:
+        # A batch whose answer was lost (the server died mid-request) is sent
+        # again: a log line may then be stored twice, but never lost.
         for chunk in _batches(records):
-            self.request("POST", "/logs/batch", content=chunk)
+            self.request("POST", "/logs/batch", content=chunk, idempotent=True)
 
     def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[tuple[int, LogRecord]]:
         rows = self.request(
