@@ -54,6 +54,8 @@ _BATCH = 16
 _LOG_BATCH = 200
 _LOG_FLUSH_SECONDS = 0.5
 _SCHEDULE_EVERY_SECONDS = 5.0
+#: A run its worker no longer holds has this long to exit on its own before SIGTERM.
+_LOST_GRACE_SECONDS = 2.0
 
 
 @dataclass
@@ -64,6 +66,8 @@ class _Child:
     #: Why the worker is stopping it: "cancel", "stop" or "lost" (None: it is not).
     stopping: str | None = None
     term_sent: float | None = None
+    #: Not signalled before this (monotonic) time.
+    stop_after: float = 0.0
     killed: bool = False
     readers: list[threading.Thread] = field(default_factory=list)
 
@@ -471,10 +475,12 @@ class Worker:
                 self._say(f"cancelling flow run {child.run.name!r} ({run_id})")
         for run_id in beat.lost:
             child = by_id.get(run_id)
-            if child is not None and child.proc.poll() is None and child.stopping != "lost":
-                # Its lease ended (the store judged this worker gone): stop it now.
+            if child is not None and child.proc.poll() is None and child.stopping is None:
+                # The run ended: normally its process is exiting now. If it is still
+                # there after a moment, the store gave its slots away (lease expired):
+                # it must not go on.
                 child.stopping = "lost"
-                self._say(f"lost flow run {child.run.name!r} ({run_id}): stopping it")
+                child.stop_after = time.monotonic() + _LOST_GRACE_SECONDS
 
     def _escalate(self, children: list[_Child]) -> None:
         now = time.monotonic()
@@ -482,7 +488,11 @@ class Worker:
             if child.stopping is None or child.proc.poll() is not None:
                 continue
             if child.term_sent is None:
+                if now < child.stop_after:
+                    continue
                 child.term_sent = now
+                if child.stopping == "lost":
+                    self._say(f"lost flow run {child.run.name!r} ({child.run.id}): stopping it")
                 _signal_group(child.proc, signal.SIGTERM)
             elif not child.killed and now - child.term_sent >= self.cancel_grace_seconds:
                 child.killed = True
