@@ -431,6 +431,7 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
             raise exceptions.ValidationError(f"timeout_seconds must be at least 0, got {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         finished = False
+        lost_answers = 0
         try:
             while True:
                 hold = POLL_SECONDS
@@ -449,8 +450,10 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                 except AnswerLost:
                     # The server went away mid-request (it may be restarting). The
                     # lost answer may have been a grant: that lease is never renewed,
-                    # so it expires and is reaped like a dead holder's; ask again.
-                    if deadline is not None and time.monotonic() >= deadline:
+                    # so it expires and is reaped like a dead holder's; ask again
+                    # (even a single attempt: it never got its answer).
+                    lost_answers += 1
+                    if lost_answers > 3:
                         raise
                     continue
                 if answer["granted"]:
