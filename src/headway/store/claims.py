@@ -58,8 +58,6 @@ from headway.store.scheduling import ScheduleStore
 _SCHEDULED = frozenset({StateType.SCHEDULED})
 #: Fresh due runs read per queue in one claim: enough to fill any worker, bounded.
 CLAIM_WINDOW = 16
-#: A claim also ends runs whose lease expired, at most this often per process.
-_CLAIM_SWEEP_EVERY = 0.25
 _CANDIDATE_COLUMNS = (
     "id, deployment, work_queue, priority, expected_start_time, parameters,"
     " concurrency_key, state_name, blocked_on, created, work_pool"
@@ -193,12 +191,9 @@ class ClaimStore(ScheduleStore):
         """Claim up to ``limit`` due runs of ``pool`` (or, with no pool, of ``deployments``)."""
         now = time.time()
         with self.db.write() as tx:
-            # Runs of dead workers are ended here too (no service needed), at most
-            # every quarter second per process: claims may come much faster.
-            wake: list[WakeTarget] = []
-            if now >= self.__dict__.get("_next_claim_sweep", 0.0):
-                self.__dict__["_next_claim_sweep"] = now + _CLAIM_SWEEP_EVERY
-                wake = self._crash_expired(tx, now)
+            # Runs of dead workers end here first (no service needed): a slot their
+            # expired lease gave back is never handed on while they still look alive.
+            wake = self._crash_expired(tx, now)
             scope = self._claim_scope(tx, pool, queues, deployments)
             if scope is None:
                 return ClaimResult([], wake, None)
@@ -265,6 +260,9 @@ class ClaimStore(ScheduleStore):
         wake: list[WakeTarget],
     ) -> list[tuple[str, str | None, str | None]]:
         pool = scope.pool
+        # No process start time: the slot engine cannot judge the holder dead by its
+        # pid (a worker's pid would free the slot before the run is marked CRASHED).
+        holder = ProcessInfo(pid=process.pid, host=process.host, node=process.node)
         fixed = [pool_limit_name(pool)] if pool else []
         fixed += [queue_limit_name(pool, q) for q, _ in scope.queues] if pool else []
         room = _room(tx, fixed, now)
@@ -327,7 +325,9 @@ class ClaimStore(ScheduleStore):
                     priority=c.priority,
                     holder_kind="flow_run",
                     holder_id=c.id,
-                    process=process,
+                    # Expires with the run lease (renewed together): the run is
+                    # ended CRASHED before its slot can be handed on.
+                    process=holder,
                     lease_seconds=lease_seconds,
                     waiter_id=uuid.uuid4().hex,
                     new_waiter=True,
