@@ -21,9 +21,11 @@ import headway
 from headway.orchestrator import Orchestrator
 from headway.server import metrics
 from headway.server.errors import install_error_handlers
+from headway.server.fastpath import SlotFastPath
 from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, redact_access_log
 from headway.server.routes import deployments, explain, limits, logs, runs, slots, workers
 from headway.server.services import BackgroundServices
+from headway.server.store_calls import StoreCalls, threads_for
 from headway.server.ui import ui_router
 from headway.server.waiting import HeldRequests, server_wakeups
 from headway.settings import Settings, get_settings
@@ -63,7 +65,11 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         wakeups = server_wakeups(settings, opened.db.url)
         orchestrator.set_wakeups(wakeups)
         app.state.orchestrator = orchestrator
-        app.state.held = HeldRequests(wakeups, refresh_seconds=settings.waiter_ttl_seconds / 3)
+        # Slot calls run on threads of their own (see store_calls).
+        calls = StoreCalls(threads_for(opened.db.dialect.name))
+        app.state.held = HeldRequests(
+            wakeups, refresh_seconds=settings.waiter_ttl_seconds / 3, run=calls
+        )
         services = BackgroundServices(orchestrator, settings)
         app.state.services = services
         await services.start()
@@ -72,6 +78,7 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         finally:
             await services.stop()
             wakeups.close()
+            calls.close()
             if own_store:
                 opened.close()
 
@@ -102,7 +109,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
     # The dashboard: its page and assets are open, its data calls need the key.
     app.include_router(ui_router())
 
-    # Outermost first: the key is checked before a body is read.
+    # Innermost first. The slot hot path is answered before FastAPI's routing;
+    # the body limit and then (outermost) the API key guard it like every route.
+    app.add_middleware(SlotFastPath, prefix=API_PREFIX)
     app.add_middleware(BodyLimitMiddleware, limit=MAX_BODY_BYTES, batch_limit=MAX_BATCH_BODY_BYTES)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)

@@ -28,14 +28,17 @@ def error_response(status: int, detail: str, error: str, headers: Any = None) ->
     return JSONResponse({"detail": detail, "error": error}, status_code=status, headers=headers)
 
 
-async def _headway_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, HeadwayError)
+def headway_error_answer(exc: HeadwayError, path: str) -> tuple[int, str, str]:
+    """The status, detail and error name a ``HeadwayError`` answers with (logged when 5xx)."""
     status = exc.http_status
     if status >= 500:
-        logger.warning(
-            "request failed: %s", exc, extra={"action": "request", "path": request.url.path}
-        )
-    return error_response(status, str(exc) or type(exc).__name__, type(exc).__name__)
+        logger.warning("request failed: %s", exc, extra={"action": "request", "path": path})
+    return status, str(exc) or type(exc).__name__, type(exc).__name__
+
+
+async def _headway_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HeadwayError)
+    return error_response(*headway_error_answer(exc, request.url.path))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

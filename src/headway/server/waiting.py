@@ -5,7 +5,7 @@ The server process has one wake-up source (the store's
 :class:`~headway.store.wakeups.LocalWakeups` on SQLite, ``LISTEN/NOTIFY`` on
 PostgreSQL), whose single receiver thread sets that event through the loop
 the moment a release makes room for this waiter. Each attempt to take the
-slots is one short store transaction on the thread pool; between attempts the
+slots is one short store transaction on the slot threads; between attempts the
 request costs a socket and a few objects, so thousands may wait at once.
 
 A wait lasts at most the long-poll cap; the client then asks again with the
@@ -23,9 +23,8 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
-import anyio
-
 from headway.core.limits import SlotGrant, SlotWait
+from headway.server.store_calls import RunsStoreCalls
 from headway.store.wakeups import Listener, LocalWakeups
 
 #: The longest a request is held before the server answers "still waiting".
@@ -84,8 +83,15 @@ def server_wakeups(settings: Any, database_url: str) -> Any:
 class HeldRequests:
     """The waiting requests of one server process, parked on asyncio events."""
 
-    def __init__(self, wakeups: Any, refresh_seconds: float) -> None:
+    def __init__(
+        self,
+        wakeups: Any,
+        refresh_seconds: float,
+        run: RunsStoreCalls,
+    ) -> None:
         self.wakeups = wakeups
+        #: Runs one blocking store call off the loop (the slot threads).
+        self.run = run
         #: Re-attempt at least this often: refreshes the waiter row within its TTL
         #: and covers a lost notification.
         self.refresh_seconds = refresh_seconds
@@ -133,8 +139,8 @@ class HeldRequests:
     ) -> SlotGrant | SlotWait:
         """Attempt now, then on every wake-up, until granted or ``seconds`` pass.
 
-        ``attempt`` is one store attempt for ``waiter_id`` (run on the thread
-        pool); ``disconnected`` completes when the client hangs up, and then
+        ``attempt`` is one store attempt for ``waiter_id`` (run on the slot
+        threads); ``disconnected`` completes when the client hangs up, and then
         ``cancel`` takes the request out of the queue. Re-attempts of requests
         with the same ``turn`` (the limits they want) run one at a time, in the
         order their wake-ups came, which is the queue's order.
@@ -155,7 +161,7 @@ class HeldRequests:
             while True:
                 event.clear()
                 if first:
-                    result = await anyio.to_thread.run_sync(attempt)
+                    result = await self.run(attempt)
                     first = False
                 else:
                     # A release wakes every waiter that fits, in queue order; a
@@ -164,13 +170,13 @@ class HeldRequests:
                     # wait again (quadratic work on a burst); in turn, each finds
                     # the one before it already served.
                     async with lock:
-                        result = await anyio.to_thread.run_sync(attempt)
+                        result = await self.run(attempt)
                 if isinstance(result, SlotGrant):
                     return result
                 if waiter_id in self._cancelled:
                     # The cancel may have run before this attempt queued the
                     # request: take it out again.
-                    await anyio.to_thread.run_sync(cancel)
+                    await self.run(cancel)
                     return result
                 remaining = deadline - loop.time()
                 if remaining <= 0:
@@ -186,10 +192,10 @@ class HeldRequests:
                 )
                 woken.cancel()
                 if hangup in done:
-                    await anyio.to_thread.run_sync(cancel)
+                    await self.run(cancel)
                     return result
                 if waiter_id in self._cancelled:
-                    await anyio.to_thread.run_sync(cancel)
+                    await self.run(cancel)
                     return result
         finally:
             self.waiting -= 1
