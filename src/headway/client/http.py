@@ -15,8 +15,8 @@ import contextlib
 import dataclasses
 import enum
 import json
+import logging
 import os
-import socket
 import threading
 import time
 import types
@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 
@@ -33,6 +33,7 @@ from headway import exceptions
 from headway.client.base import Client
 from headway.client.http_deployments import DeploymentHttpMethods
 from headway.client.http_explain import ExplainHttpMethods
+from headway.client.transport import KeepAliveTransport
 from headway.core.limits import LimitDetail, Mode, ProcessInfo, SlotGrant, SlotWait
 from headway.core.models import FlowRun, Limit, LogRecord, TaskRun, to_jsonable
 from headway.core.states import State, StateType
@@ -51,6 +52,8 @@ BATCH_BYTES = 4 * 1024 * 1024
 POLL_SECONDS = 25.0
 
 T = TypeVar("T")
+
+logger = logging.getLogger("headway.client")
 
 
 class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
@@ -73,33 +76,32 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         self.retry_seconds = retry_seconds
         self.timeout_seconds = timeout_seconds
         self._base = self.api_url + API_PREFIX
-        self._headers = {"User-Agent": "headway-client", "Accept": "application/json"}
+        parts = urlsplit(self._base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise exceptions.ConfigurationError(
+                f"HEADWAY_API_URL must be an http:// or https:// URL, got {url!r}"
+            )
+        try:
+            self._endpoint = (parts.scheme, parts.hostname, parts.port, parts.path)
+        except ValueError as exc:
+            raise exceptions.ConfigurationError(f"HEADWAY_API_URL {url!r}: {exc}") from None
+        self._headers = [("User-Agent", "headway-client"), ("Accept", "application/json")]
         if settings.api_key:
-            self._headers["Authorization"] = f"Bearer {settings.api_key}"
-        self._json_headers = {**self._headers, "Content-Type": "application/json"}
-        self._transport: httpx.HTTPTransport | None = None
+            self._headers.append(("Authorization", f"Bearer {settings.api_key}"))
+        self._json_headers = [*self._headers, ("Content-Type", "application/json")]
+        self._transport: KeepAliveTransport | None = None
         self._pid = 0
         self._lock = threading.Lock()
 
     # -- transport -----------------------------------------------------------------
     @property
-    def transport(self) -> httpx.HTTPTransport:
+    def transport(self) -> KeepAliveTransport:
         """The process's keep-alive connection pool (made anew in a forked child)."""
         transport = self._transport
         if transport is None or self._pid != os.getpid():
             with self._lock:
                 if self._transport is None or self._pid != os.getpid():
-                    self._transport = httpx.HTTPTransport(
-                        # Headers and body go out in separate writes: without
-                        # TCP_NODELAY, Nagle's algorithm holds the body back until
-                        # the server acknowledges the headers.
-                        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-                        # Idle connections are dropped before the server's keep-alive
-                        # timeout (30 s) could close them under a request.
-                        limits=httpx.Limits(
-                            max_connections=256, max_keepalive_connections=64, keepalive_expiry=4.0
-                        ),
-                    )
+                    self._transport = KeepAliveTransport()
                     self._pid = os.getpid()
                 transport = self._transport
         return transport
@@ -126,7 +128,7 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         may have been carried out: "already exists", "already in that state")
         into the result.
         """
-        # httpx's transport is used directly: the Client layer above it (cookies,
+        # A transport is used directly: httpx's Client layer above it (cookies,
         # redirects, auth flows, URL merging) costs more than the request itself
         # on a loopback server, and headway needs none of it.
         if idempotent is None:
@@ -138,29 +140,29 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                 raise exceptions.ValidationError(f"values must be JSON values: {exc}") from None
         headers = self._headers if content is None else self._json_headers
         wait = self.timeout_seconds if timeout is None else timeout
-        extensions = {"timeout": {"connect": 5.0, "read": wait, "write": wait, "pool": wait}}
-        url = self._base + path
+        timeouts = {"connect": 5.0, "read": wait, "write": wait}
+        scheme, host, port, base_path = self._endpoint
+        target = base_path + path
+        if params:
+            target += "?" + str(httpx.QueryParams(params))
         deadline = time.monotonic() + self.retry_seconds
         delay = 0.05
         resent = False
         while True:
-            request = httpx.Request(
-                method, url, params=params, content=content, headers=headers, extensions=extensions
-            )
             try:
-                response = self.transport.handle_request(request)
-                try:
-                    response.read()
-                finally:
-                    response.close()
-                status = response.status_code
+                status, _, answer = self.transport.send(
+                    method, scheme, host, port, target, headers, content, timeouts
+                )
+                if logger.isEnabledFor(logging.DEBUG):
+                    # The path and status only: headers (the API key) are never logged.
+                    logger.debug("%s %s -> %d", method, target, status)
                 # A server that could not reach its store and wrote nothing (a
                 # PostgreSQL restart) answers StoreUnavailable: safe to send again.
                 if (
                     status != 503
                     or time.monotonic() + delay > deadline
                     or not isinstance(
-                        error_from_response(status, response.content),
+                        error_from_response(status, answer),
                         exceptions.StoreUnavailable,
                     )
                 ):
@@ -190,13 +192,13 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
         if status >= 400:
-            failure = error_from_response(status, response.content)
+            failure = error_from_response(status, answer)
             if resent and recover is not None:
                 return recover(failure)
             raise failure
-        if status == 204 or not response.content:
+        if status == 204 or not answer:
             return None
-        return json.loads(response.content)
+        return json.loads(answer)
 
     def close(self) -> None:
         with self._lock:
@@ -563,43 +565,84 @@ def decode(cls: type[T], value: Any) -> T:
 def _decode(tp: Any, value: Any) -> Any:
     if value is None:
         return None
+    return _decoder_for(tp)(value)
+
+
+#: A decoder per type, built once: walking type hints on every answer would cost
+#: more than the request on the slot hot path.
+_DECODERS: dict[Any, Callable[[Any], Any]] = {}
+
+
+def _decoder_for(tp: Any) -> Callable[[Any], Any]:
+    decoder = _DECODERS.get(tp)
+    if decoder is None:
+        built = _build_decoder(tp)
+
+        def decoder(value: Any) -> Any:
+            return None if value is None else built(value)
+
+        _DECODERS[tp] = decoder
+    return decoder
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _decode_state(value: Any) -> State:
+    return State(
+        StateType(value["type"]),
+        value.get("name") or "",
+        datetime.fromisoformat(value["timestamp"]),
+        value.get("message"),
+    )
+
+
+def _build_decoder(tp: Any) -> Callable[[Any], Any]:
     if tp is Any or tp is object:
-        return value
+        return _identity
     if tp is State:
-        return State(
-            StateType(value["type"]),
-            value.get("name") or "",
-            datetime.fromisoformat(value["timestamp"]),
-            value.get("message"),
-        )
+        return _decode_state
     if tp is datetime:
-        return datetime.fromisoformat(value)
+        return datetime.fromisoformat
     origin = typing.get_origin(tp)
     if origin is typing.Union or origin is types.UnionType:
         options = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _decode(options[0], value) if len(options) == 1 else value
+        return _decoder_for(options[0]) if len(options) == 1 else _identity
     if origin in (tuple, list, set, frozenset):
         args = typing.get_args(tp)
-        item = args[0] if args else Any
-        return origin(_decode(item, v) for v in value)
+        item = _decoder_for(args[0] if args else Any)
+        return lambda value: origin(item(v) for v in value)
     if origin is dict:
         args = typing.get_args(tp)
-        item = args[1] if len(args) == 2 else Any
-        return {k: _decode(item, v) for k, v in value.items()}
+        entry = _decoder_for(args[1] if len(args) == 2 else Any)
+        return lambda value: {k: entry(v) for k, v in value.items()}
     if isinstance(tp, type):
         if issubclass(tp, enum.Enum):
-            return tp(value)
+            return tp
         if dataclasses.is_dataclass(tp):
-            hints = _hints(tp)
-            kwargs = {
-                f.name: _decode(hints.get(f.name, Any), value[f.name])
-                for f in dataclasses.fields(tp)
-                if f.init and f.name in value
-            }
-            return tp(**kwargs)
+            return _dataclass_decoder(tp)
         if tp in (int, float, str, bool):
-            return tp(value)
-    return value
+            return tp
+    return _identity
+
+
+def _dataclass_decoder(cls: type) -> Callable[[Any], Any]:
+    # Field decoders are looked up on first use: a dataclass may refer to itself.
+    fields: list[tuple[str, Callable[[Any], Any]]] | None = None
+
+    def decode(value: Any) -> Any:
+        nonlocal fields
+        if fields is None:
+            hints = _hints(cls)
+            fields = [
+                (f.name, _decoder_for(hints.get(f.name, Any)))
+                for f in dataclasses.fields(cls)
+                if f.init
+            ]
+        return cls(**{name: dec(value[name]) for name, dec in fields if name in value})
+
+    return decode
 
 
 _HINTS: dict[type, dict[str, Any]] = {}

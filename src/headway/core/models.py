@@ -145,8 +145,26 @@ class Waiter:
     since: datetime
 
 
+_PLAIN = (str, int, float, bool, type(None))
+#: Field names of each dataclass type seen (dataclasses.fields() is slow on a hot path).
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def to_jsonable(value: Any) -> Any:
     """Dataclasses, states, enums and datetimes as JSON-ready values."""
+    if isinstance(value, _PLAIN) and not isinstance(value, enum.Enum):
+        return value
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(v) for v in value]
     if isinstance(value, State):
         return {
             "type": value.type.value,
@@ -154,22 +172,18 @@ def to_jsonable(value: Any) -> Any:
             "timestamp": value.timestamp.isoformat(),
             "message": value.message,
         }
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        out = {}
-        for f in dataclasses.fields(value):
-            item = getattr(value, f.name)
-            if f.name == "task_runs" and item is None:
-                continue
-            out[f.name] = to_jsonable(item)
-        return out
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, enum.Enum):
         return value.value
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {}
+        for name in _field_names(type(value)):
+            item = getattr(value, name)
+            if name == "task_runs" and item is None:
+                continue
+            out[name] = to_jsonable(item)
+        return out
     return value
 
 
