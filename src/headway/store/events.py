@@ -346,7 +346,7 @@ class EventStore:
 
     def _slot_events(
         self,
-        tx: Tx,
+        tx: Tx | None,
         now: float,
         kind: str,
         names: Sequence[str],

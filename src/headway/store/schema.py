@@ -133,6 +133,8 @@ limits = Table(
     # Sum of slot-seconds released, for average occupancy and start estimates.
     Column("total_hold_seconds", Float, nullable=False, server_default="0"),
     Column("releases", BigInteger, nullable=False, server_default="0"),
+    # How many waiter rows name this limit (migration 0006); see store/slots.py.
+    Column("queued", Integer, nullable=False, server_default="0"),
 )
 
 # One row per (lease, limit): a lease over several limits has several rows.

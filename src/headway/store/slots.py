@@ -15,6 +15,7 @@ would have to wait, and by :meth:`SlotStore.sweep_slots`.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -52,9 +53,11 @@ from headway.exceptions import (
     ObjectNotFound,
 )
 from headway.settings import Settings
-from headway.store.db import Database, Row, Tx
+from headway.store.db import Database, OutcomeUnknown, Row, Tx
 from headway.store.events import SLOT_WAIT, EventStore
 from headway.store.wakeups_pg import notify_in_transaction
+
+logger = logging.getLogger("headway.store")
 
 _LIMIT_COLUMNS = (
     "name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at, created,"
@@ -425,6 +428,17 @@ class SlotStore(EventStore):
         With ``strict``, an unknown name raises ConcurrencySlotAcquisitionError.
         """
         now = time.time()
+        if (
+            self.db.dialect.for_update
+            and mode == "concurrency"
+            and len(names) == 1
+            and holder_kind == "code"
+        ):
+            fast = self._fast_grant_alone(
+                names[0], occupy, holder_kind, holder_id, process, lease_seconds, now
+            )
+            if fast is not None:
+                return Attempt(grant=fast)
         with self.db.write() as tx:
             seq, waiting_since = NOT_QUEUED, now
             queued_on: set[str] = set()
@@ -583,7 +597,7 @@ class SlotStore(EventStore):
     ) -> SlotGrant:
         limited = decision.limited
         if queued_as is not None:
-            tx.execute("DELETE FROM waiters WHERE waiter_id = :w", {"w": queued_as})
+            self._dequeue(tx, queued_as)
         if not limited:
             return SlotGrant(
                 None, (), occupy, mode, decision.unknown, decision.inactive, None, None, waited
@@ -694,6 +708,63 @@ class SlotStore(EventStore):
         )
         return SlotGrant(lease_id, (name,), occupy, "concurrency", (), (), expires, lease_seconds)
 
+    def _fast_grant_alone(
+        self,
+        name: str,
+        occupy: int,
+        holder_kind: str,
+        holder_id: str | None,
+        process: ProcessInfo,
+        lease_seconds: float,
+        now: float,
+    ) -> SlotGrant | None:
+        """The uncontended case on PostgreSQL: one statement takes the slots and the lease.
+
+        The statement is its own transaction. The UPDATE's conditions are on the
+        limit's own row (``queued`` counts its waiters), which PostgreSQL
+        re-checks on the newest version once it holds the row lock: two
+        concurrent requests can never both fit, and a request queued a moment
+        ago is never passed. None when it does not apply (nothing was written):
+        the full decision runs next. If the connection fails under it, the
+        lease's own id tells whether it was granted.
+        """
+        lease_id = os.urandom(16).hex()
+        expires = now + lease_seconds
+        query = (
+            "WITH taken AS (UPDATE limits SET active_slots = active_slots + :n,"
+            " grants = grants + 1, decayed_at = :now WHERE name = :name AND active"
+            " AND slot_decay_per_second = 0 AND queued = 0 AND active_slots + :n <= slot_limit"
+            " RETURNING name) INSERT INTO leases (lease_id, limit_name, slots, holder_kind,"
+            " holder_id, pid, host, proc_start, created, expires, node) SELECT :id, name,"
+            " :slots, :kind, :holder, :pid, :host, :start, :now, :expires, :node FROM taken"
+            " RETURNING limit_name"
+        )
+        params = {
+            "n": float(occupy),
+            "now": now,
+            "name": name,
+            "id": lease_id,
+            "slots": occupy,
+            "kind": holder_kind,
+            "holder": holder_id,
+            "pid": process.pid,
+            "host": process.host,
+            "start": process.proc_start,
+            "expires": expires,
+            "node": process.node,
+        }
+        try:
+            taken = self.db.execute_alone(query, params)
+        except OutcomeUnknown:
+            taken = self.db.execute_alone(
+                "SELECT limit_name FROM leases WHERE lease_id = :id", {"id": lease_id}
+            )
+        if not taken:
+            return None
+        self._slot_events(None, now, "slot.granted", (name,), occupy, holder_kind, holder_id,
+                          process, lease_id, 0.0)  # fmt: skip
+        return SlotGrant(lease_id, (name,), occupy, "concurrency", (), (), expires, lease_seconds)
+
     def _enqueue(
         self,
         tx: Tx,
@@ -737,11 +808,47 @@ class SlotStore(EventStore):
             ],
         )
         tx.executemany(
-            "UPDATE limits SET denials = denials + 1 WHERE name = :name",
+            "UPDATE limits SET denials = denials + 1, queued = queued + 1 WHERE name = :name",
             [{"name": n} for n in limited],
         )
         self._slot_events(tx, now, "slot.denied", limited, occupy, holder_kind, holder_id,
                           process, None, None, f" priority={priority}")  # fmt: skip
+
+    def _dequeue(self, tx: Tx, waiter_id: str, within: Sequence[str] | None = None) -> list[str]:
+        """Take a request's waiter rows out (on ``within`` only, already locked, if given).
+
+        Keeps ``limits.queued`` in step; returns the limits it was queued on.
+        Without ``within``, the limits' row locks are taken first, in name order,
+        as everywhere else.
+        """
+        if within is None:
+            names = sorted(
+                {
+                    r[0]
+                    for r in tx.execute(
+                        "SELECT limit_name FROM waiters WHERE waiter_id = :w", {"w": waiter_id}
+                    )
+                }
+            )
+            self._lock(tx, names)
+            rows = tx.execute(
+                "DELETE FROM waiters WHERE waiter_id = :w RETURNING limit_name", {"w": waiter_id}
+            )
+        else:
+            if not within:
+                return []
+            rows = tx.execute(
+                "DELETE FROM waiters WHERE waiter_id = :w AND limit_name IN"
+                f" ({_marks('n', len(within))}) RETURNING limit_name",
+                _bind("n", within, {"w": waiter_id}),
+            )
+        gone = sorted({r[0] for r in rows})
+        tx.executemany(
+            "UPDATE limits SET queued = CASE WHEN queued > 0 THEN queued - 1 ELSE 0 END"
+            " WHERE name = :name",
+            [{"name": n} for n in gone],
+        )
+        return gone
 
     def _next_seq(self, tx: Tx, name: str) -> int:
         row = tx.one(
@@ -765,16 +872,18 @@ class SlotStore(EventStore):
         """Remove a waiting request from every queue; the waiters it blocked are woken."""
         now = time.time()
         with self.db.write() as tx:
-            rows = tx.execute(
-                "DELETE FROM waiters WHERE waiter_id = :w RETURNING limit_name", {"w": waiter_id}
-            )
-            if not rows:
+            names = self._dequeue(tx, waiter_id)
+            if not names:
                 return []
-            return self._wakeups(tx, sorted({r[0] for r in rows}), now)
+            return self._wakeups(tx, names, now)
 
     def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]:
         """Give a lease's slots back. True when the lease was still whole (not reaped)."""
         now = time.time()
+        if self.db.dialect.for_update:
+            released = self._release_alone(lease_id, now)
+            if released is not None:
+                return released
         with self.db.write() as tx:
             if tx.dialect.for_update:
                 # Row locks: take the limits' locks first, in name order, as acquire does.
@@ -808,6 +917,48 @@ class SlotStore(EventStore):
             wake = self._wakeups(tx, crowded, now) if crowded else []
         return intact, wake
 
+    def _release_alone(self, lease_id: str, now: float) -> tuple[bool, list[WakeTarget]] | None:
+        """A release on PostgreSQL as one statement, its own transaction.
+
+        ``locked`` takes the lease's limits' locks, in name order, before the
+        lease row is deleted (the DELETE's condition needs it); the limits are
+        then updated under those locks, and their ``queued``, read from the
+        newest row versions, says whether anyone is to be woken. None when the
+        connection failed under it and the lease is still there: the caller
+        releases it the long way.
+        """
+        query = (
+            "WITH locked AS (SELECT name FROM limits WHERE name IN (SELECT limit_name FROM leases"
+            " WHERE lease_id = :id) ORDER BY name FOR UPDATE), gone AS (DELETE FROM leases"
+            " WHERE lease_id = :id AND (SELECT COUNT(*) FROM locked) >= 0 RETURNING limit_name,"
+            " slots, created, expires, holder_kind, holder_id), upd AS (UPDATE limits SET"
+            " active_slots = CASE WHEN active_slots > gone.slots THEN active_slots - gone.slots"
+            " ELSE 0 END, releases = releases + 1, total_hold_seconds = total_hold_seconds"
+            " + (:now - gone.created) * gone.slots FROM gone WHERE limits.name = gone.limit_name"
+            " RETURNING limits.name, limits.queued) SELECT gone.limit_name, gone.slots,"
+            " gone.created, gone.expires, gone.holder_kind, gone.holder_id,"
+            " COALESCE(upd.queued, 0) FROM gone LEFT JOIN upd ON upd.name = gone.limit_name"
+        )
+        try:
+            rows = self.db.execute_alone(query, {"id": lease_id, "now": now})
+        except OutcomeUnknown:
+            left = self.db.execute_alone(
+                "SELECT 1 FROM leases WHERE lease_id = :id", {"id": lease_id}
+            )
+            if left:
+                return None
+            # It was released (the waiters re-check by themselves within their refresh).
+            return True, []
+        if not rows:
+            return False, []
+        self._released_events(now, lease_id, rows)
+        intact = all(r[3] != _DOOMED for r in rows)
+        crowded = sorted(r[0] for r in rows if r[6])
+        if not crowded:
+            return intact, []
+        with self.db.write() as tx:
+            return intact, self._wakeups(tx, crowded, now)
+
     def renew_leases(self, lease_ids: Sequence[str], lease_seconds: float) -> list[str]:
         """Extend leases by ``lease_seconds`` from now; returns the ids that were lost."""
         if not lease_ids:
@@ -835,6 +986,8 @@ class SlotStore(EventStore):
         """
         now = time.time()
         node = current_process().node
+        if names is None:
+            self.recount_queued()
         with self.db.write() as tx:
             if names is None:
                 rows = tx.execute(
@@ -851,6 +1004,29 @@ class SlotStore(EventStore):
             freed, reaped = self._reap(tx, names, now, check_processes=True, force_check=True)
             wake = self._wakeups(tx, freed, now)
         return reaped, wake
+
+    def recount_queued(self) -> list[str]:
+        """Set ``limits.queued`` from the waiter rows where they disagree; the limits fixed.
+
+        Every statement that adds or removes waiters keeps the count in step, so
+        this finds nothing unless that promise was broken; the sweeper runs it
+        as a safety net (a count too low would let a newcomer pass the queue).
+        """
+        count = "(SELECT COUNT(*) FROM waiters w WHERE w.limit_name = limits.name)"
+        with self.db.write() as tx:
+            drifted = sorted(
+                r[0] for r in tx.execute(f"SELECT name FROM limits WHERE queued <> {count}")
+            )
+            if not drifted:
+                return []
+            # Locked first: the count is then taken with nobody queuing meanwhile.
+            self._lock(tx, drifted)
+            tx.execute(
+                f"UPDATE limits SET queued = {count} WHERE name IN ({_marks('n', len(drifted))})",
+                _bind("n", drifted, {}),
+            )
+        logger.warning("re-counted the queue of %d limit(s): %s", len(drifted), drifted)
+        return drifted
 
     # -- reaping -------------------------------------------------------------------
     def _reap(
@@ -910,11 +1086,9 @@ class SlotStore(EventStore):
             if r[0] != keep_waiter and gone(float(r[5]), int(r[2]), r[3], int(r[4]))
         }
         changed: set[str] = set()
-        if dead_waiters:
-            tx.executemany(
-                "DELETE FROM waiters WHERE waiter_id = :w", [{"w": w} for w in dead_waiters]
-            )
-            changed.update(r[1] for r in waiters if r[0] in dead_waiters)
+        for w in sorted(dead_waiters):
+            # Only its rows on these (locked) limits: the rest go when theirs are reaped.
+            changed.update(self._dequeue(tx, w, within=names))
         if dead_leases:
             for r in dead_leases:
                 lease_id, name, slots = r[0], r[1], int(r[2])
