@@ -13,6 +13,7 @@ It reads whole answers (no streaming), which is all the client needs.
 from __future__ import annotations
 
 import http.client
+import select
 import socket
 import ssl
 import threading
@@ -69,7 +70,7 @@ class KeepAliveTransport(httpx.BaseTransport):
             idle = self._idle.get(key)
             while idle:
                 conn, since = idle.pop()
-                if now - since < KEEPALIVE_EXPIRY_SECONDS:
+                if now - since < KEEPALIVE_EXPIRY_SECONDS and _still_open(conn):
                     return conn, True
                 conn.close()
         scheme, host, port = key
@@ -190,6 +191,22 @@ class KeepAliveTransport(httpx.BaseTransport):
         for conns in idle.values():
             for conn, _ in conns:
                 conn.close()
+
+
+def _still_open(conn: _Connection) -> bool:
+    """Whether an idle kept-alive connection may carry a request.
+
+    An idle connection has nothing to read; if it is readable, the server has
+    closed it (or broken the protocol), and a request sent on it would be lost.
+    """
+    sock = conn.sock
+    if sock is None:
+        return False
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return False
+    return not readable
 
 
 def _text(exc: BaseException) -> str:
