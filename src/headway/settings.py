@@ -116,6 +116,22 @@ class Settings:
             _parse_positive_float,
         ),
     )
+    scheduler_horizon_seconds: float = field(
+        default=3600.0,
+        metadata=_setting(
+            "HEADWAY_SCHEDULER_HORIZON_SECONDS",
+            "Scheduled runs of deployments are created this far ahead of their time.",
+            _parse_positive_float,
+        ),
+    )
+    late_after_seconds: float = field(
+        default=15.0,
+        metadata=_setting(
+            "HEADWAY_LATE_AFTER_SECONDS",
+            "A scheduled run not started this long after its time is marked Late.",
+            _parse_positive_float,
+        ),
+    )
     events_retention_seconds: float = field(
         default=7 * 86400.0,
         metadata=_setting(

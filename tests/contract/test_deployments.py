@@ -511,3 +511,35 @@ def test_concurrency_limit_config_is_validated() -> None:
         ConcurrencyLimitConfig(1, "SOMETIMES")  # type: ignore[arg-type]
     with pytest.raises(exceptions.ValidationError, match="names no parameter"):
         ConcurrencyLimitConfig(1, concurrency_key="static")
+
+
+def test_scheduler_horizon_and_late_threshold_are_settings(headway_home: Any) -> None:
+    from headway.client.base import _make_client
+    from headway.settings import get_settings
+
+    def client_with(**env: str) -> Client:
+        home = {"HEADWAY_HOME": str(headway_home)}
+        return _make_client(get_settings({**home, **env}))
+
+    default = client_with()
+    default.create_work_pool("pool")
+    # Every 15 minutes: a 1-hour horizon (the default) holds 4 or 5 runs, 20 minutes 1 or 2.
+    # (Applying a deployment schedules its runs at once, with the horizon of who applies it.)
+    near = client_with(HEADWAY_SCHEDULER_HORIZON_SECONDS="1200")
+    every_15 = deploy(near, name="every-15", schedules=({"interval": 900},))
+    near.schedule_runs()
+    assert 1 <= len(near.list_flow_runs(limit=100, deployment=every_15)) <= 2
+    default.schedule_runs()
+    assert 4 <= len(default.list_flow_runs(limit=100, deployment=every_15)) <= 5
+    # A run 5 minutes overdue is Late after the default 15 s, not with a 10-minute threshold.
+    once = deploy(default, name="once")
+    old = default.create_deployment_run(
+        once, scheduled_time=datetime.now(UTC) - timedelta(minutes=5)
+    )
+    patient = client_with(HEADWAY_LATE_AFTER_SECONDS="600")
+    assert patient.mark_late_runs() == 0
+    assert state(default, old.id).state.name == "Scheduled"
+    assert default.mark_late_runs() == 1
+    assert state(default, old.id).state.name == LATE
+    for c in (default, near, patient):
+        c.close()

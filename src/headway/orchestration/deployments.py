@@ -54,11 +54,13 @@ if TYPE_CHECKING:
     from headway.store.store import Store
     from headway.store.wakeups import Wakeups
 
-#: Runs are created this far ahead of their scheduled time.
+#: Runs are created this far ahead of their scheduled time (default of
+#: ``HEADWAY_SCHEDULER_HORIZON_SECONDS``).
 SCHEDULE_HORIZON_SECONDS = 3600.0
 #: At most this many runs per deployment per scheduler pass.
 SCHEDULE_MAX_RUNS = 10
-#: A deployment run not started this long after its time is marked Late.
+#: A deployment run not started this long after its time is marked Late (default
+#: of ``HEADWAY_LATE_AFTER_SECONDS``).
 LATE_AFTER_SECONDS = 15.0
 #: A waiting claim re-checks at least this often, in case a wake-up was lost.
 CLAIM_RECHECK_SECONDS = 1.0
@@ -409,16 +411,26 @@ class DeploymentPolicy:
     def schedule_runs(
         self,
         *,
-        horizon_seconds: float = SCHEDULE_HORIZON_SECONDS,
+        horizon_seconds: float | None = None,
         max_runs: int = SCHEDULE_MAX_RUNS,
     ) -> int:
-        """Create the runs of every active schedule within the horizon (idempotent)."""
+        """Create the runs of every active schedule within the horizon (idempotent).
+
+        The horizon defaults to the ``scheduler_horizon_seconds`` setting.
+        """
+        if horizon_seconds is None:
+            horizon_seconds = self.settings.scheduler_horizon_seconds
         created, wake = self.store.schedule_runs(horizon_seconds=horizon_seconds, max_runs=max_runs)
         self._notify(wake)
         return created
 
-    def mark_late_runs(self, late_after_seconds: float = LATE_AFTER_SECONDS) -> int:
-        """Mark deployment runs not started long after their time Late."""
+    def mark_late_runs(self, late_after_seconds: float | None = None) -> int:
+        """Mark deployment runs not started long after their time Late.
+
+        How long defaults to the ``late_after_seconds`` setting.
+        """
+        if late_after_seconds is None:
+            late_after_seconds = self.settings.late_after_seconds
         return self.store.mark_late_runs(late_after_seconds)
 
     def sweep_runs(self) -> int:
