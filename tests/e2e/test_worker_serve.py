@@ -30,6 +30,9 @@ if __name__ == "__main__":
 """
 
 
+CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
+
+
 def serve(tmp_path: Path, seconds: float, log_name: str) -> subprocess.Popen[bytes]:
     script = tmp_path / "served.py"
     script.write_text(SCRIPT)
@@ -92,3 +95,43 @@ def test_serve_restarted_never_duplicates_a_scheduled_run(tmp_path: Path) -> Non
     assert len(times) == len(set(times))  # one run per scheduled time, across the restart
     assert None not in times
     assert all(r.state.type is not StateType.RUNNING for r in runs)
+
+
+def test_a_worker_told_to_stop_while_its_server_is_down_stops_at_once(
+    headway_home: Path, tmp_path: Path
+) -> None:
+    from headway.server.runner import ServerProcess
+
+    env = {**os.environ, "HEADWAY_HOME": str(headway_home)}
+    server = ServerProcess(env, log_path=tmp_path / "server.log").start()
+    worker_env = {**env, "HEADWAY_API_URL": server.url}
+    try:
+        created = subprocess.run(
+            [*CLI, "work-pool", "create", "p"],
+            env=worker_env,
+            capture_output=True,
+        )
+        assert created.returncode == 0, created.stderr
+        log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+        worker = subprocess.Popen(
+            [*CLI, "worker", "start", "--pool", "p"],
+            env=worker_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        wait_until(lambda: b"started" in (tmp_path / "worker.log").read_bytes(), 60)
+    finally:
+        server.kill()
+    # The server is gone: every call the worker makes would be retried for its
+    # retry window (15 s). Told to stop, it must not sit those windows out.
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        raise AssertionError(
+            "the worker was still running 10 s after SIGTERM:\n"
+            + (tmp_path / "worker.log").read_text(errors="replace")[-2000:]
+        ) from None
+    assert b"stopped" in (tmp_path / "worker.log").read_bytes()

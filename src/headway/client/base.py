@@ -381,6 +381,13 @@ class Client(abc.ABC):
     def limit_stats(self, *, prefix: str | None = None) -> list[LimitStats]:
         """Limits with their counters (grants, denials, expiries, average hold, occupancy)."""
 
+    def stop_retrying(self) -> None:  # noqa: B027 - optional hook
+        """Calls that cannot reach the store fail at once from now on, instead of retrying.
+
+        For a process on its way out (a worker told to stop while its server is
+        down): it should not wait out retry windows. Embedded clients have none.
+        """
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; the client must not be used afterwards."""
 

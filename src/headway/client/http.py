@@ -90,6 +90,8 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
             self._headers.append(("Authorization", f"Bearer {settings.api_key}"))
         self._json_headers = [*self._headers, ("Content-Type", "application/json")]
         self._transport: KeepAliveTransport | None = None
+        # Set by stop_retrying(): a call that cannot reach the server fails at once.
+        self._give_up = threading.Event()
         self._pid = 0
         self._lock = threading.Lock()
 
@@ -167,7 +169,8 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                     )
                 ):
                     break
-                time.sleep(delay)
+                if self._give_up.wait(delay):
+                    break
                 delay = min(delay * 2, 1.0)
                 continue
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
@@ -184,12 +187,11 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                 raise exceptions.StoreError(
                     f"the headway server at {self.api_url} did not answer {method} {path} in time"
                 ) from exc
-            if time.monotonic() + delay > deadline:
+            if time.monotonic() + delay > deadline or self._give_up.wait(delay):
                 raise exceptions.StoreError(
                     f"cannot reach the headway server at {self.api_url}:"
                     f" {error or type(error).__name__}"
                 ) from error
-            time.sleep(delay)
             delay = min(delay * 2, 1.0)
         if status >= 400:
             failure = error_from_response(status, answer)
@@ -199,6 +201,10 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         if status == 204 or not answer:
             return None
         return json.loads(answer)
+
+    def stop_retrying(self) -> None:
+        """From now on, a request that cannot reach the server fails at once (no back-off)."""
+        self._give_up.set()
 
     def close(self) -> None:
         with self._lock:

@@ -176,6 +176,9 @@ class Worker:
     def stop(self, *, timeout: float | None = None) -> None:
         """Stop claiming, cancel the runs still going (SIGTERM, then SIGKILL), unregister."""
         self._stopping.set()
+        # A server that is down must not hold the stop up for its retry windows
+        # (claims, heartbeats and the goodbye each retry for seconds otherwise).
+        self.client.stop_retrying()
         self._poke_claim()
         with self._cond:
             for child in self._children.values():
