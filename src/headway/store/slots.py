@@ -597,7 +597,8 @@ class SlotStore(EventStore):
     ) -> SlotGrant:
         limited = decision.limited
         if queued_as is not None:
-            self._dequeue(tx, queued_as)
+            # Its rows are on these limits, already locked by the caller.
+            self._dequeue(tx, queued_as, within=sorted(states))
         if not limited:
             return SlotGrant(
                 None, (), occupy, mode, decision.unknown, decision.inactive, None, None, waited
