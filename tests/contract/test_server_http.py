@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -148,14 +149,15 @@ def test_every_client_method_has_a_route() -> None:
 
 
 def test_unreachable_server_is_a_store_error(headway_home: Path) -> None:
-    from headway.server.runner import free_port
-
-    settings = get_settings(
-        {"HEADWAY_HOME": str(headway_home), "HEADWAY_API_URL": f"http://127.0.0.1:{free_port()}"}
-    )
-    client = HttpClient(settings, retry_seconds=0.3)
-    with pytest.raises(exceptions.StoreError, match="cannot reach"):
-        client.create_flow_run(id=str(uuid.uuid4()), name="r", flow_name="f", state=Running())
+    # A port bound but never listening: connections are refused, and no other
+    # process (a parallel test's server) can take it meanwhile.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        settings = get_settings({"HEADWAY_HOME": str(headway_home), "HEADWAY_API_URL": url})
+        client = HttpClient(settings, retry_seconds=0.3)
+        with pytest.raises(exceptions.StoreError, match="cannot reach"):
+            client.create_flow_run(id=str(uuid.uuid4()), name="r", flow_name="f", state=Running())
 
 
 def test_batches_are_split_by_count_and_size() -> None:
