@@ -27,21 +27,38 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_server_setup import percentile, store
 
 
-def _client(url: str, limit: str, seconds: float, start: Any, out: Any) -> None:
+def _client(url: str, limit: str, seconds: float, ready: Any, start: Any, out: Any) -> None:
     from headway.client.http import HttpClient
     from headway.settings import get_settings
 
     client = HttpClient(get_settings({"HEADWAY_API_URL": url}))
     grant = client.acquire_slots([limit], 1)  # warm the connection
-    client.release_slots(grant.lease_id)  # type: ignore[union-attr]
+    client.release_slots(grant.lease_id)  # type: ignore[union-attr,arg-type]
+    ready.put(1)
     start.wait()
+    # Every client stops at the same moment: pairs / seconds is the server's rate.
     pairs = 0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
+    deadline = start.at.value + seconds
+    while time.time() < deadline:
         grant = client.acquire_slots([limit], 1)
-        client.release_slots(grant.lease_id)  # type: ignore[union-attr]
+        client.release_slots(grant.lease_id)  # type: ignore[union-attr,arg-type]
         pairs += 1
     out.put(pairs)
+
+
+class _Start:
+    """A start signal carrying the wall-clock moment it was given."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._event = ctx.Event()
+        self.at = ctx.Value("d", 0.0)
+
+    def go(self) -> None:
+        self.at.value = time.time()
+        self._event.set()
+
+    def wait(self) -> None:
+        self._event.wait()
 
 
 def run(kind: str, clients: int, seconds: float) -> None:
@@ -57,22 +74,23 @@ def run(kind: str, clients: int, seconds: float) -> None:
         for _ in range(300):
             t0 = time.perf_counter()
             grant = admin.acquire_slots(["bench-0"], 1)
-            admin.release_slots(grant.lease_id)  # type: ignore[union-attr]
+            admin.release_slots(grant.lease_id)  # type: ignore[union-attr,arg-type]
             lat.append(time.perf_counter() - t0)
         ctx = mp.get_context("spawn")
-        start = ctx.Event()
+        start = _Start(ctx)
+        ready = ctx.Queue()
         out = ctx.Queue()
         procs = [
-            ctx.Process(target=_client, args=(server.url, f"bench-{i}", seconds, start, out))
+            ctx.Process(target=_client, args=(server.url, f"bench-{i}", seconds, ready, start, out))
             for i in range(clients)
         ]
         for p in procs:
             p.start()
-        time.sleep(1.0)  # let every client import and connect before the clock starts
-        t0 = time.perf_counter()
-        start.set()
+        for _ in procs:  # every client imported and connected before the clock starts
+            ready.get(timeout=120)
+        start.go()
         total = sum(out.get(timeout=seconds + 60) for _ in procs)
-        elapsed = max(seconds, time.perf_counter() - t0)
+        elapsed = seconds
         for p in procs:
             p.join()
         leaked = sum(admin.read_limit(f"bench-{i}").active_slots for i in range(clients))
