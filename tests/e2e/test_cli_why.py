@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from stuck_process import FAULTHANDLER, explain
 
 CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 
@@ -207,7 +208,7 @@ def test_concurrency_explain(where: str) -> None:
 def stream(args: list[str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ),
+        env={**os.environ, **FAULTHANDLER},
     )  # fmt: skip
 
 
@@ -223,7 +224,10 @@ def read_until(proc: subprocess.Popen[str], found: Callable[[str], bool]) -> lis
 
 def interrupt(proc: subprocess.Popen[str]) -> int:
     proc.send_signal(signal.SIGINT)
-    return proc.wait(30)
+    try:
+        return proc.wait(30)
+    except subprocess.TimeoutExpired:
+        raise explain(proc, "30 s after SIGINT") from None
 
 
 def test_events_follow_prints_new_events_until_ctrl_c(where: str) -> None:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from stuck_process import FAULTHANDLER, explain
 
 from headway.client.base import get_client
 from headway.core.states import StateType
@@ -46,7 +47,7 @@ def _start(tmp_path: Path, program: str) -> tuple[subprocess.Popen[str], str]:
     script.write_text(program)
     proc = subprocess.Popen(
         [sys.executable, str(script)],
-        env=dict(os.environ),
+        env={**os.environ, **FAULTHANDLER},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -69,12 +70,11 @@ def test_a_signal_ends_the_flow_and_its_unfinished_tasks_cancelled(
     tmp_path: Path, sig: signal.Signals, message: str, exit_codes: set[int]
 ) -> None:
     proc, run_id = _start(tmp_path, BLOCKING_FLOW)
+    proc.send_signal(sig)
     try:
-        proc.send_signal(sig)
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    except subprocess.TimeoutExpired:
+        raise explain(proc, f"30 s after {sig.name}") from None
     assert proc.returncode in exit_codes, proc.stderr.read() if proc.stderr else ""
     run = get_client().read_flow_run(run_id, with_task_runs=True)
     assert run.state.type is S.CANCELLED
