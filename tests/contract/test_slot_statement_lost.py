@@ -101,3 +101,31 @@ def test_a_release_whose_statement_was_cut_is_done_once_and_reported_intact(
     # would tell the holder its slot had been given to someone else).
     assert intact is True
     assert _active(pg_store) == (0.0, 0)
+
+
+def test_a_release_done_is_reported_done_when_its_waiters_cannot_be_woken(
+    pg_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from headway.exceptions import StoreUnavailable
+    from headway.store.slots import current_process
+
+    pg_store.update_limit("a", limit=1)
+    grant = _acquire(pg_store)
+    assert grant.lease_id is not None
+    queued = pg_store.acquire_slots(
+        ["a"], 1, mode="concurrency", priority=0, holder_kind="code", holder_id=None,
+        process=current_process(), lease_seconds=30.0, waiter_id="w", new_waiter=True,
+        may_queue=True, wake_address=None,
+    )  # fmt: skip
+    assert queued.wait is not None
+
+    def store_gone(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable("the store went away (simulated)")
+
+    # The release commits; finding whom to wake is a second transaction, which fails.
+    monkeypatch.setattr(pg_store, "_wakeups", store_gone)
+    intact, wake = pg_store.release_slots(grant.lease_id)
+    # Reported done (a failure here would be sent again, find the lease gone, and be
+    # taken for a lost lease); the waiter re-checks by itself.
+    assert (intact, wake) == (True, [])
+    assert _active(pg_store) == (0.0, 0)

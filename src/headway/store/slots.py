@@ -51,6 +51,8 @@ from headway.exceptions import (
     ConflictError,
     ObjectAlreadyExists,
     ObjectNotFound,
+    StoreError,
+    StoreUnavailable,
 )
 from headway.settings import Settings
 from headway.store.db import Database, OutcomeUnknown, Row, Tx
@@ -757,7 +759,7 @@ class SlotStore(EventStore):
         try:
             taken = self.db.execute_alone(query, params)
         except OutcomeUnknown:
-            taken = self.db.execute_alone(
+            taken = self._look(
                 "SELECT limit_name FROM leases WHERE lease_id = :id", {"id": lease_id}
             )
         if not taken:
@@ -918,6 +920,18 @@ class SlotStore(EventStore):
             wake = self._wakeups(tx, crowded, now) if crowded else []
         return intact, wake
 
+    def _look(self, query: str, params: dict[str, Any]) -> list[Row]:
+        """Read whether a statement whose outcome is unknown committed.
+
+        If even that cannot be read, the outcome stays unknown: never
+        StoreUnavailable ("nothing was written"), which would invite sending
+        the call again.
+        """
+        try:
+            return self.db.execute_alone(query, params)
+        except StoreUnavailable as exc:
+            raise OutcomeUnknown(f"cannot tell whether the store carried it out: {exc}") from exc
+
     def _release_alone(self, lease_id: str, now: float) -> tuple[bool, list[WakeTarget]] | None:
         """A release on PostgreSQL as one statement, its own transaction.
 
@@ -943,9 +957,7 @@ class SlotStore(EventStore):
         try:
             rows = self.db.execute_alone(query, {"id": lease_id, "now": now})
         except OutcomeUnknown:
-            left = self.db.execute_alone(
-                "SELECT 1 FROM leases WHERE lease_id = :id", {"id": lease_id}
-            )
+            left = self._look("SELECT 1 FROM leases WHERE lease_id = :id", {"id": lease_id})
             if left:
                 return None
             # It was released (the waiters re-check by themselves within their refresh).
@@ -957,8 +969,16 @@ class SlotStore(EventStore):
         crowded = sorted(r[0] for r in rows if r[6])
         if not crowded:
             return intact, []
-        with self.db.write() as tx:
-            return intact, self._wakeups(tx, crowded, now)
+        try:
+            with self.db.write() as tx:
+                return intact, self._wakeups(tx, crowded, now)
+        except StoreError as exc:
+            # The release itself is done: it must not be reported as failed (a
+            # caller sending it again would find the lease gone, and take that
+            # for a lost lease). Its waiters re-check by themselves within their
+            # refresh period.
+            logger.warning("released %s, but could not wake its waiters: %s", lease_id, exc)
+            return intact, []
 
     def renew_leases(self, lease_ids: Sequence[str], lease_seconds: float) -> list[str]:
         """Extend leases by ``lease_seconds`` from now; returns the ids that were lost."""
