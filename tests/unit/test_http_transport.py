@@ -158,3 +158,29 @@ def test_it_serves_httpx_requests_too() -> None:
             answer = client.post(f"http://127.0.0.1:{port}/p", json={"a": 1})
     assert answer.status_code == 200 and answer.json() == {}
     assert requests[0].startswith(b"POST /p HTTP/1.1\r\n") and requests[0].endswith(b'{"a":1}')
+
+
+def test_a_release_sent_again_after_a_lost_answer_is_not_taken_for_a_lost_lease() -> None:
+    from headway.client.http import HttpClient
+    from headway.settings import get_settings
+
+    answers = [None, b'{"intact":false}']  # first: the server dies before answering
+
+    def release_then_crash(conn: socket.socket, requests: list[bytes]) -> None:
+        with conn:
+            while request := _read_request(conn):
+                requests.append(request)
+                body = answers.pop(0)
+                if body is None:
+                    return  # carried out, answer lost: the connection just closes
+                conn.sendall(
+                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+                )
+
+    with serving(release_then_crash) as (port, _, requests):
+        client = HttpClient(get_settings({"HEADWAY_API_URL": f"http://127.0.0.1:{port}"}))
+        # The second attempt finds the lease gone because the first released it.
+        assert client.release_slots("0123456789abcdef") is True
+        client.close()
+    assert len(requests) == 2 and all(b"/slots/release" in r for r in requests)

@@ -119,6 +119,7 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         timeout: float | None = None,
         idempotent: bool | None = None,
         recover: Callable[[exceptions.HeadwayError], Any] | None = None,
+        resent_answer: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Send one request; its decoded JSON body, or the mapped ``HeadwayError``.
 
@@ -128,7 +129,7 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         otherwise :class:`AnswerLost` is raised. ``recover``, when given, turns the
         error answer to a request sent again after a lost answer (the first one
         may have been carried out: "already exists", "already in that state")
-        into the result.
+        into the result; ``resent_answer`` does the same for a success answer.
         """
         # A transport is used directly: httpx's Client layer above it (cookies,
         # redirects, auth flows, URL merging) costs more than the request itself
@@ -200,7 +201,10 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
             raise failure
         if status == 204 or not answer:
             return None
-        return json.loads(answer)
+        decoded = json.loads(answer)
+        if resent and resent_answer is not None:
+            return resent_answer(decoded)
+        return decoded
 
     def stop_retrying(self) -> None:
         """From now on, a request that cannot reach the server fails at once (no back-off)."""
@@ -481,9 +485,19 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         self.request("POST", "/slots/cancel", body={"waiter_id": waiter_id}, idempotent=True)
 
     def release_slots(self, lease_id: str) -> bool:
+        def released_before(answer: Any) -> Any:
+            # Sent again after a lost answer (a server crash): the first one most
+            # likely released the lease, so "not found" now says nothing of a lease
+            # lost to expiry. Saying "lost" would fail the holder's block for nothing.
+            return {**answer, "intact": True}
+
         # Releasing twice is harmless (the second finds nothing), so retry freely.
         answer = self.request(
-            "POST", "/slots/release", body={"lease_id": lease_id}, idempotent=True
+            "POST",
+            "/slots/release",
+            body={"lease_id": lease_id},
+            idempotent=True,
+            resent_answer=released_before,
         )
         return bool(answer["intact"])
 
