@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import uuid
@@ -166,3 +167,21 @@ def test_worker_processes_share_limits_and_wake_each_other(headway_home: Path) -
         assert max(elapsed for _, elapsed in results) < 15
         assert holder.read_limit("pair").active_slots == 0
         holder.close()
+
+
+def test_a_server_whose_picked_port_was_taken_meanwhile_starts_on_another(
+    headway_home: Path,
+) -> None:
+    env = {**os.environ, "HEADWAY_HOME": str(headway_home)}
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", 0))
+    squatter.listen(1)  # someone else's listener, on the port the server was given
+    try:
+        server = ServerProcess(env)
+        taken = squatter.getsockname()[1]
+        server.port = taken
+        with server:
+            assert server.port != taken
+            assert httpx.get(server.url + "/health", timeout=5).json()["status"] == "ok"
+    finally:
+        squatter.close()

@@ -108,6 +108,8 @@ class ServerProcess:
         self.env = dict(os.environ if env is None else env)
         self.env.pop("HEADWAY_API_URL", None)
         self.host = host
+        # A port picked here may be taken by someone else before the server binds it.
+        self._own_port = port is None
         self.port = port or free_port(host)
         self.workers = workers
         self.extra_args = extra_args
@@ -127,7 +129,23 @@ class ServerProcess:
         return self.proc.pid
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        """Start the process; returns once ``/health`` answers."""
+        """Start the process; returns once ``/health`` answers.
+
+        If the server exits while starting on a port picked for it (someone took
+        the port meanwhile), it is started again on another, at most three times.
+        """
+        for attempt in range(3):
+            try:
+                return self._start_once(timeout)
+            except StoreError:
+                if not self._own_port or self.proc is None or self.proc.poll() is None:
+                    raise
+                if attempt == 2:
+                    raise
+                self.port = free_port(self.host)
+        raise AssertionError("unreachable")
+
+    def _start_once(self, timeout: float) -> ServerProcess:
         args = [
             sys.executable,
             "-c",
