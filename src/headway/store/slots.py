@@ -1034,10 +1034,14 @@ class SlotStore(EventStore):
         as a safety net (a count too low would let a newcomer pass the queue).
         """
         count = "(SELECT COUNT(*) FROM waiters w WHERE w.limit_name = limits.name)"
+        find = f"SELECT name FROM limits WHERE queued <> {count}"
+        # Looked for in a read first: the sweeper runs this often, and a write
+        # transaction on SQLite would take the write lock each time.
+        with self.db.read() as tx:
+            if not tx.execute(find):
+                return []
         with self.db.write() as tx:
-            drifted = sorted(
-                r[0] for r in tx.execute(f"SELECT name FROM limits WHERE queued <> {count}")
-            )
+            drifted = sorted(r[0] for r in tx.execute(find))
             if not drifted:
                 return []
             # Locked first: the count is then taken with nobody queuing meanwhile.
