@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
@@ -88,15 +89,20 @@ class StoreCalls:
             with self._lock:
                 self._idle += 1
 
-    def close(self) -> None:
-        """Finish the calls already queued, then stop the threads."""
+    def close(self, timeout: float = 5.0) -> None:
+        """Finish the calls already queued, then stop the threads (waiting ``timeout`` at most).
+
+        A call still blocked then (a store that does not answer) is left to its
+        daemon thread: a stopping server must not hang on it.
+        """
         with self._lock:
             threads = list(self._threads)
             self._most = 0
         for _ in threads:
             self._queue.put(None)
+        deadline = time.monotonic() + timeout
         for thread in threads:
-            thread.join()
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def threads_for(dialect: str) -> int:
