@@ -104,6 +104,10 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
             with self._lock:
                 if self._transport is None or self._pid != os.getpid():
                     self._transport = KeepAliveTransport()
+                    if self._endpoint[0] == "https":
+                        # Made now, not at the first request (a standby run process
+                        # builds its client ahead so a run starts without this wait).
+                        self._transport.tls_context()
                     self._pid = os.getpid()
                 transport = self._transport
         return transport

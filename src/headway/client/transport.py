@@ -75,11 +75,15 @@ class KeepAliveTransport(httpx.BaseTransport):
                 conn.close()
         scheme, host, port = key
         if scheme == "https":
-            if self._ssl_context is None:
-                self._ssl_context = ssl.create_default_context()
-            tls = _TLSConnection(host, port, timeout=connect_timeout, context=self._ssl_context)
+            tls = _TLSConnection(host, port, timeout=connect_timeout, context=self.tls_context())
             return tls, False
         return _Connection(host, port, timeout=connect_timeout), False
+
+    def tls_context(self) -> ssl.SSLContext:
+        """The TLS context of https connections, made on first use (it takes ~0.2 s)."""
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
 
     def _give_back(self, key: tuple[str, str, int], conn: _Connection) -> None:
         with self._lock:
