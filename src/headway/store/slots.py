@@ -157,6 +157,39 @@ def _each(tx: Tx, query: str, rows: list[dict[str, Any]]) -> None:
         tx.executemany(query, rows)
 
 
+#: A lease row's columns, and their parameters as ``_lease_params`` names them.
+_LEASE_COLUMNS = (
+    "lease_id, limit_name, slots, holder_kind, holder_id, pid, host, proc_start, created,"
+    " expires, node"
+)
+_LEASE_VALUES = ":id, :name, :slots, :kind, :holder, :pid, :host, :start, :now, :expires, :node"
+
+
+def _lease_params(
+    lease_id: str,
+    name: str,
+    slots: int,
+    holder_kind: str,
+    holder_id: str | None,
+    process: ProcessInfo,
+    now: float,
+    expires: float,
+) -> dict[str, Any]:
+    return {
+        "id": lease_id,
+        "name": name,
+        "slots": slots,
+        "kind": holder_kind,
+        "holder": holder_id,
+        "pid": process.pid,
+        "host": process.host,
+        "start": process.proc_start,
+        "now": now,
+        "expires": expires,
+        "node": process.node,
+    }
+
+
 def _marks(prefix: str, count: int) -> str:
     return ", ".join(f":{prefix}{i}" for i in range(count))
 
@@ -654,23 +687,9 @@ class SlotStore(EventStore):
         expires = now + lease_seconds
         _each(
             tx,
-            "INSERT INTO leases (lease_id, limit_name, slots, holder_kind, holder_id, pid,"
-            " host, proc_start, created, expires, node) VALUES (:id, :name, :slots, :kind,"
-            " :holder, :pid, :host, :start, :now, :expires, :node)",
+            f"INSERT INTO leases ({_LEASE_COLUMNS}) VALUES ({_LEASE_VALUES})",
             [
-                {
-                    "id": lease_id,
-                    "name": n,
-                    "slots": occupy,
-                    "kind": holder_kind,
-                    "holder": holder_id,
-                    "pid": process.pid,
-                    "host": process.host,
-                    "start": process.proc_start,
-                    "now": now,
-                    "expires": expires,
-                    "node": process.node,
-                }
+                _lease_params(lease_id, n, occupy, holder_kind, holder_id, process, now, expires)
                 for n in limited
             ],
         )
@@ -737,24 +756,12 @@ class SlotStore(EventStore):
             "WITH taken AS (UPDATE limits SET active_slots = active_slots + :n,"
             " grants = grants + 1, decayed_at = :now WHERE name = :name AND active"
             " AND slot_decay_per_second = 0 AND queued = 0 AND active_slots + :n <= slot_limit"
-            " RETURNING name) INSERT INTO leases (lease_id, limit_name, slots, holder_kind,"
-            " holder_id, pid, host, proc_start, created, expires, node) SELECT :id, name,"
-            " :slots, :kind, :holder, :pid, :host, :start, :now, :expires, :node FROM taken"
-            " RETURNING limit_name"
+            f" RETURNING name) INSERT INTO leases ({_LEASE_COLUMNS})"
+            f" SELECT {_LEASE_VALUES.replace(':name', 'name')} FROM taken RETURNING limit_name"
         )
         params = {
             "n": float(occupy),
-            "now": now,
-            "name": name,
-            "id": lease_id,
-            "slots": occupy,
-            "kind": holder_kind,
-            "holder": holder_id,
-            "pid": process.pid,
-            "host": process.host,
-            "start": process.proc_start,
-            "expires": expires,
-            "node": process.node,
+            **_lease_params(lease_id, name, occupy, holder_kind, holder_id, process, now, expires),
         }
         try:
             taken = self.db.execute_alone(query, params)
