@@ -165,6 +165,29 @@ _LEASE_COLUMNS = (
 _LEASE_VALUES = ":id, :name, :slots, :kind, :holder, :pid, :host, :start, :now, :expires, :node"
 
 
+#: PostgreSQL's uncontended grant, one statement (see SlotStore._fast_grant_alone).
+_FAST_GRANT_SQL = (
+    "WITH taken AS (UPDATE limits SET active_slots = active_slots + :n,"
+    " grants = grants + 1, decayed_at = :now WHERE name = :name AND active"
+    " AND slot_decay_per_second = 0 AND queued = 0 AND active_slots + :n <= slot_limit"
+    f" RETURNING name) INSERT INTO leases ({_LEASE_COLUMNS})"
+    f" SELECT {_LEASE_VALUES.replace(':name', 'name')} FROM taken RETURNING limit_name"
+)
+#: PostgreSQL's release, one statement (see SlotStore._release_alone).
+_RELEASE_SQL = (
+    "WITH locked AS (SELECT name FROM limits WHERE name IN (SELECT limit_name FROM leases"
+    " WHERE lease_id = :id) ORDER BY name FOR UPDATE), gone AS (DELETE FROM leases"
+    " WHERE lease_id = :id AND (SELECT COUNT(*) FROM locked) >= 0 RETURNING limit_name,"
+    " slots, created, expires, holder_kind, holder_id), upd AS (UPDATE limits SET"
+    " active_slots = CASE WHEN active_slots > gone.slots THEN active_slots - gone.slots"
+    " ELSE 0 END, releases = releases + 1, total_hold_seconds = total_hold_seconds"
+    " + (:now - gone.created) * gone.slots FROM gone WHERE limits.name = gone.limit_name"
+    " RETURNING limits.name, limits.queued) SELECT gone.limit_name, gone.slots,"
+    " gone.created, gone.expires, gone.holder_kind, gone.holder_id,"
+    " COALESCE(upd.queued, 0) FROM gone LEFT JOIN upd ON upd.name = gone.limit_name"
+)
+
+
 def _lease_params(
     lease_id: str,
     name: str,
@@ -752,19 +775,12 @@ class SlotStore(EventStore):
         """
         lease_id = os.urandom(16).hex()
         expires = now + lease_seconds
-        query = (
-            "WITH taken AS (UPDATE limits SET active_slots = active_slots + :n,"
-            " grants = grants + 1, decayed_at = :now WHERE name = :name AND active"
-            " AND slot_decay_per_second = 0 AND queued = 0 AND active_slots + :n <= slot_limit"
-            f" RETURNING name) INSERT INTO leases ({_LEASE_COLUMNS})"
-            f" SELECT {_LEASE_VALUES.replace(':name', 'name')} FROM taken RETURNING limit_name"
-        )
         params = {
             "n": float(occupy),
             **_lease_params(lease_id, name, occupy, holder_kind, holder_id, process, now, expires),
         }
         try:
-            taken = self.db.execute_alone(query, params)
+            taken = self.db.execute_alone(_FAST_GRANT_SQL, params)
         except OutcomeUnknown:
             taken = self._look(
                 "SELECT limit_name FROM leases WHERE lease_id = :id", {"id": lease_id}
@@ -949,20 +965,8 @@ class SlotStore(EventStore):
         connection failed under it and the lease is still there: the caller
         releases it the long way.
         """
-        query = (
-            "WITH locked AS (SELECT name FROM limits WHERE name IN (SELECT limit_name FROM leases"
-            " WHERE lease_id = :id) ORDER BY name FOR UPDATE), gone AS (DELETE FROM leases"
-            " WHERE lease_id = :id AND (SELECT COUNT(*) FROM locked) >= 0 RETURNING limit_name,"
-            " slots, created, expires, holder_kind, holder_id), upd AS (UPDATE limits SET"
-            " active_slots = CASE WHEN active_slots > gone.slots THEN active_slots - gone.slots"
-            " ELSE 0 END, releases = releases + 1, total_hold_seconds = total_hold_seconds"
-            " + (:now - gone.created) * gone.slots FROM gone WHERE limits.name = gone.limit_name"
-            " RETURNING limits.name, limits.queued) SELECT gone.limit_name, gone.slots,"
-            " gone.created, gone.expires, gone.holder_kind, gone.holder_id,"
-            " COALESCE(upd.queued, 0) FROM gone LEFT JOIN upd ON upd.name = gone.limit_name"
-        )
         try:
-            rows = self.db.execute_alone(query, {"id": lease_id, "now": now})
+            rows = self.db.execute_alone(_RELEASE_SQL, {"id": lease_id, "now": now})
         except OutcomeUnknown:
             left = self._look("SELECT 1 FROM leases WHERE lease_id = :id", {"id": lease_id})
             if left:
