@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from headway.client.http import HttpClient
+from headway.concurrency._leases import hold
 from headway.core.limits import SlotGrant
 from headway.server.runner import ServerProcess
 from headway.settings import get_settings
@@ -40,8 +41,12 @@ def test_a_thousand_held_requests(headway_home: Path, tmp_path: Path) -> None:
     with ServerProcess(env, log_path=tmp_path / "server.log") as server:
         client = HttpClient(get_settings({**env, "HEADWAY_API_URL": server.url}))
         client.create_limit("gate", 1)
-        first = client.acquire_slots(["gate"], 1)
-        assert isinstance(first, SlotGrant)
+        grant = client.acquire_slots(["gate"], 1)
+        assert isinstance(grant, SlotGrant)
+        # Held as every holder holds a slot: its lease renewed in the background.
+        # Queueing a thousand requests can outlast one lease on a loaded machine,
+        # and an unrenewed lease would be reaped and its slot handed on early.
+        first = hold(client, grant)
         idle_threads = threads_of(server.pid)
         url = server.url + "/api/v1/slots"
         order: list[str] = []
@@ -75,11 +80,14 @@ def test_a_thousand_held_requests(headway_home: Path, tmp_path: Path) -> None:
                     detail = await asyncio.to_thread(client.inspect_limit, "gate")
                     if len(detail.waiters) == N:
                         break
-                    assert not any(t.done() for t in tasks), "a request ended early"
+                    ended = [t for t in tasks if t.done()]
+                    if ended:
+                        failure = ended[0].exception()
+                        raise AssertionError(f"a request ended early: {failure!r}") from failure
                     await asyncio.sleep(0.1)
                 seen["queue"] = [w.holder.id for w in detail.waiters]
                 seen["threads"] = threads_of(server.pid)
-                await asyncio.to_thread(client.release_slots, first.lease_id)
+                await asyncio.to_thread(first.release)
                 await asyncio.wait_for(asyncio.gather(*tasks), 600)
 
         asyncio.run(main())

@@ -83,12 +83,12 @@ async def _acquire(state: Any, request: Any, receive: Receive) -> Any:
 
 async def _release(state: Any, request: Any, receive: Receive) -> Any:
     orch = state.orchestrator
-    return await state.held.run(lambda: slots.release(orch, request))
+    return await state.held.run(lambda: slots.release(orch, request), urgent=True)
 
 
 async def _renew(state: Any, request: Any, receive: Receive) -> Any:
     orch = state.orchestrator
-    return await state.held.run(lambda: slots.renew(orch, request))
+    return await state.held.run(lambda: slots.renew(orch, request), urgent=True)
 
 
 async def _read_body(receive: Receive) -> bytes:

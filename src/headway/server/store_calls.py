@@ -6,12 +6,17 @@ limiter, chained futures and their callbacks; here a call is one queue put,
 and its result comes back with one ``call_soon_threadsafe``. The slot path's
 database connections are also kept apart from the pool other routes use, so
 a slow dashboard query never delays a grant.
+
+Releases and renewals go ahead of acquire attempts. A burst of a thousand
+waiting requests queues a thousand attempts at once; a renewal behind them
+could arrive after its lease expired (a live holder losing its slots), and a
+release behind them would leave its slot idle while waiters queue for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import queue
+import collections
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -31,7 +36,9 @@ POSTGRES_THREADS = 24
 class RunsStoreCalls(Protocol):
     """Anything that runs a blocking store call off the event loop."""
 
-    def __call__(self, fn: Callable[[], T]) -> Awaitable[T]: ...
+    def __call__(self, fn: Callable[[], T], *, urgent: bool = False) -> Awaitable[T]:
+        """Run ``fn()`` off the loop; an ``urgent`` call goes ahead of those queued."""
+        ...
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -47,14 +54,17 @@ class StoreCalls:
     """``await calls(fn)`` runs ``fn()`` on the slot threads and returns its result."""
 
     def __init__(self, threads: int) -> None:
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        # Two lanes: urgent calls (releases, renewals) are taken before the rest.
+        self._urgent: collections.deque[Any] = collections.deque()
+        self._normal: collections.deque[Any] = collections.deque()
+        self._ready = threading.Condition(threading.Lock())
         self._most = threads
         self._threads: list[threading.Thread] = []
         # Threads waiting for a call; a call that finds none starts another thread.
         self._idle = 0
         self._lock = threading.Lock()
 
-    def __call__(self, fn: Callable[[], T]) -> Awaitable[T]:
+    def __call__(self, fn: Callable[[], T], *, urgent: bool = False) -> Awaitable[T]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         with self._lock:
@@ -66,12 +76,20 @@ class StoreCalls:
                 )
                 self._threads.append(thread)
                 thread.start()
-        self._queue.put((fn, loop, future))
+        with self._ready:
+            (self._urgent if urgent else self._normal).append((fn, loop, future))
+            self._ready.notify()
         return future
+
+    def _take(self) -> Any:
+        with self._ready:
+            while not (self._urgent or self._normal):
+                self._ready.wait()
+            return (self._urgent or self._normal).popleft()
 
     def _work(self) -> None:
         while True:
-            item = self._queue.get()
+            item = self._take()
             if item is None:
                 return
             fn, loop, future = item
@@ -98,8 +116,10 @@ class StoreCalls:
         with self._lock:
             threads = list(self._threads)
             self._most = 0
-        for _ in threads:
-            self._queue.put(None)
+        with self._ready:
+            # After the calls already queued in either lane.
+            self._normal.extend([None] * len(threads))
+            self._ready.notify_all()
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))

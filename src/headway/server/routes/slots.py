@@ -115,14 +115,16 @@ async def acquire_slots(body: AcquireSlots, request: Request) -> Response:
 async def release_slots(body: LeaseRef, request: Request) -> Response:
     """Give a lease's slots back; ``intact`` is false when it had been reaped."""
     orch = orchestrator(request)
-    return record_response(await request.app.state.held.run(lambda: release(orch, body)))
+    answer = await request.app.state.held.run(lambda: release(orch, body), urgent=True)
+    return record_response(answer)
 
 
 @router.post("/slots/renew", response_model=None)
 async def renew_leases(body: RenewLeases, request: Request) -> Response:
     """Extend leases from now; ``lost`` lists those that were reaped."""
     orch = orchestrator(request)
-    return record_response(await request.app.state.held.run(lambda: renew(orch, body)))
+    answer = await request.app.state.held.run(lambda: renew(orch, body), urgent=True)
+    return record_response(answer)
 
 
 @router.post("/slots/cancel", status_code=204, response_model=None)
