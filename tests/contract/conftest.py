@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from headway.client.base import Client, set_default_client
+from headway.core.clock import MovableClock
 from headway.settings import Settings, get_settings
 
 ALL_BACKENDS = ("embedded-sqlite", "server-sqlite", "embedded-postgres", "server-postgres")
@@ -58,6 +59,9 @@ class Backend:
     api_url: str | None = None
     #: The in-process server (server backends only).
     server: Any = None
+    #: The time the store (the server's, or the embedded one) measures expiries on:
+    #: a test of expiry moves it forward instead of waiting on the wall clock.
+    clock: MovableClock = field(default_factory=MovableClock)
 
     @property
     def is_server(self) -> bool:
@@ -73,7 +77,7 @@ class Backend:
         """Another client of the same kind on the same store (a second 'process')."""
         from headway.client.base import _make_client
 
-        return _make_client(self.settings)
+        return _make_client(self.settings, self.clock)
 
 
 class PostgresDatabases:
@@ -205,6 +209,7 @@ def _backend(
         database_url = databases.create()
         env["HEADWAY_DATABASE_URL"] = database_url
     server: Any = None
+    clock = MovableClock()
     try:
         for key, value in env.items():
             monkeypatch.setenv(key, value)
@@ -213,7 +218,7 @@ def _backend(
 
             api_key = secrets.token_urlsafe(16)
             server_env = {**os.environ, "HEADWAY_API_KEY": api_key, **server_settings}
-            server = ServerThread(get_settings(server_env)).start()
+            server = ServerThread(get_settings(server_env), clock=clock).start()
             # The client side: only the URL and the key; the store is the server's.
             monkeypatch.delenv("HEADWAY_DATABASE_URL", raising=False)
             env.pop("HEADWAY_DATABASE_URL", None)
@@ -223,7 +228,7 @@ def _backend(
         settings = get_settings()
         from headway.client.base import _make_client
 
-        client = _make_client(settings)
+        client = _make_client(settings, clock)
         yield Backend(
             name=backend_name,
             settings=settings,
@@ -232,6 +237,7 @@ def _backend(
             database_url=database_url,
             api_url=server.url if server is not None else None,
             server=server,
+            clock=clock,
         )
         client.close()
     finally:

@@ -12,10 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
 from headway.client.base import Client
+from headway.concurrency._leases import _renewer
 from headway.concurrency.sync import concurrency, rate_limit
 from headway.core.limits import SlotGrant, SlotWait
 from headway.exceptions import (
@@ -27,6 +29,9 @@ from headway.exceptions import (
     ObjectNotFound,
     ValidationError,
 )
+
+if TYPE_CHECKING:
+    from conftest import Backend
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -398,32 +403,34 @@ def test_rate_limit_needs_a_decaying_limit(client: Client) -> None:
 
 
 # -- leases --------------------------------------------------------------------------------
-@pytest.fixture
-def short_lease(monkeypatch: pytest.MonkeyPatch) -> float:
-    """Leases of 1 s for this test's client (set before the backend reads settings)."""
-    monkeypatch.setenv("HEADWAY_CONCURRENCY_LEASE_SECONDS", "1.0")
-    return 1.0
-
-
-def test_the_lease_is_renewed_while_held(short_lease: float, client: Client) -> None:
+def test_the_lease_is_renewed_while_held(client: Client, backend: Backend) -> None:
+    lease = backend.settings.concurrency_lease_seconds
     client.create_limit("db", 1)
     with concurrency("db") as held:
         [first] = client.inspect_limit("db").holders
-        wait_until(lambda: client.inspect_limit("db").holders[0].expires > first.expires)
+        # Two thirds of the lease later the renewer's round comes (run now, not awaited).
+        backend.clock.advance(lease * 2 / 3)
+        _renewer().renew_now()
+        [renewed] = client.inspect_limit("db").holders
+        assert renewed.expires > first.expires
         # Past the original expiry, a sweep must not take the slot: it was renewed.
-        wait_until(lambda: time.time() > first.expires.timestamp() + 0.1)
+        backend.clock.advance(lease / 2)
         client.sweep_slots()
         assert [h.id for h in client.inspect_limit("db").holders] == [held.lease_id]
         assert not held.lost
     assert client.read_limit("db").active_slots == 0
 
 
-def test_an_expired_unrenewed_lease_is_reaped(short_lease: float, client: Client) -> None:
+def test_an_expired_unrenewed_lease_is_reaped(client: Client, backend: Backend) -> None:
     client.create_limit("db", 1)
     grant = client.acquire_slots(["db"], 1)  # held without renewal, as by a frozen process
     assert isinstance(grant, SlotGrant) and grant.expires is not None
-    expires = grant.expires
-    wait_until(lambda: time.time() > expires)
+    # Not yet expired: the slot is still taken.
+    backend.clock.advance(grant.expires - backend.clock.now() - 1)
+    with pytest.raises(AcquireConcurrencySlotTimeoutError):
+        with concurrency("db", timeout_seconds=0):
+            pass
+    backend.clock.advance(2)
     # The next request that would have to wait reaps it and gets the slot.
     with concurrency("db", timeout_seconds=5):
         assert len(client.inspect_limit("db").holders) == 1

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.core.deployments import DeploymentSpec
 from headway.core.limits import LimitDetail, Mode, ProcessInfo, SlotGrant, SlotWait
 from headway.core.models import (
@@ -423,7 +424,8 @@ def set_default_client(client: Client | None) -> Client | None:
     return old
 
 
-def _make_client(settings: Settings) -> Client:
+def _make_client(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Client:
+    # ``clock`` is the embedded store's (a server keeps its own time).
     if settings.api_url:
         from headway.client.http import HttpClient  # server dependencies load only here
 
@@ -431,4 +433,4 @@ def _make_client(settings: Settings) -> Client:
         return client
     from headway.client.local import LocalClient
 
-    return LocalClient(settings)
+    return LocalClient(settings, clock=clock)

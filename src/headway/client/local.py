@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from headway.client.base import Client
+from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.core.deployments import DeploymentSpec
 from headway.core.limits import LimitDetail, SlotGrant, SlotWait
 from headway.core.models import (
@@ -33,9 +34,12 @@ from headway.store.store import Store
 class LocalClient(Client):
     """Calls the Orchestrator directly; the store is opened (and migrated) on first use."""
 
-    def __init__(self, settings: Settings, store: Store | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store | None = None, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.settings = settings
         self._store = store
+        self._clock = clock
         self._orchestrator: Orchestrator | None = None
 
     @property
@@ -43,7 +47,7 @@ class LocalClient(Client):
         """The Orchestrator over this client's store."""
         if self._orchestrator is None:
             if self._store is None:
-                self._store = Store.open(self.settings)
+                self._store = Store.open(self.settings, clock=self._clock)
             self._orchestrator = Orchestrator(self._store, self.settings)
         return self._orchestrator
 

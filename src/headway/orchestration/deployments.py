@@ -292,7 +292,7 @@ class DeploymentPolicy:
         if dep.concurrency_key and dep.concurrency_limit is not None:
             key = render_key(dep.concurrency_key, merged)
         if scheduled_time is None:
-            expected = time.time()
+            expected = self.store.clock.now()
         else:
             if not isinstance(scheduled_time, datetime):
                 raise ValidationError(f"scheduled_time must be a datetime, got {scheduled_time!r}")
@@ -401,7 +401,7 @@ class DeploymentPolicy:
                     listener = self.wakeups.listen(f"claim:{worker_id}")
                 pause = min(remaining, CLAIM_RECHECK_SECONDS)
                 if result.next_due is not None:
-                    pause = min(pause, max(0.0, result.next_due - time.time()) + 0.001)
+                    pause = min(pause, max(0.0, result.next_due - self.store.clock.now()) + 0.001)
                 woken = listener.wait(pause)
         finally:
             if listener is not None:

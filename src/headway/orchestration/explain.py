@@ -10,7 +10,6 @@ it, or when its claim found its pool or queue full.
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -123,7 +122,7 @@ class ExplainPolicy:
             raise ValidationError(f"invalid run id {run_id!r}")
         store = self.store
         store.flush_events()
-        now = time.time()
+        now = self.store.clock.now()
         with store.db.read():  # one snapshot for the whole answer
             flow: FlowRun | None = None
             task: TaskRun | None = None

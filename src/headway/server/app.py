@@ -8,6 +8,7 @@ processes on one PostgreSQL serve the same runs and limits.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
 import headway
+from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.orchestrator import Orchestrator
 from headway.server import metrics
 from headway.server.errors import install_error_handlers
@@ -41,10 +43,16 @@ PG_THREADS = 16
 logger = logging.getLogger("headway.server")
 
 
-def create_app(settings: Settings | None = None, *, store: Store | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+) -> FastAPI:
     """The server application for ``settings`` (default: from the environment).
 
-    Pass ``store`` to serve an already open store (it is then not closed on exit).
+    Pass ``store`` to serve an already open store (it is then not closed on exit);
+    ``clock`` is the time the store it opens measures expiries on.
     """
     settings = settings or get_settings()
 
@@ -54,7 +62,9 @@ def create_app(settings: Settings | None = None, *, store: Store | None = None) 
         opened = store
         if opened is None:
             # Opening migrates the schema when needed: a new database is ready at start.
-            opened = await anyio.to_thread.run_sync(Store.open, settings)
+            opened = await anyio.to_thread.run_sync(
+                functools.partial(Store.open, settings, clock=clock)
+            )
         app.state.store = opened
         if opened.db.dialect.name == "postgresql":
             # Each thread of the pool holds its own connection: bound them, so a

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.exceptions import StoreError
 from headway.settings import Settings
 
@@ -33,7 +34,9 @@ def free_port(host: str = "127.0.0.1") -> int:
 class ServerThread:
     """The server app on a loopback port, served by uvicorn in a thread of this process."""
 
-    def __init__(self, settings: Settings, *, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, settings: Settings, *, host: str = "127.0.0.1", clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         import uvicorn
 
         from headway.server.app import create_app
@@ -45,7 +48,7 @@ class ServerThread:
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(settings),
+            create_app(settings, clock=clock),
             log_level="warning",
             access_log=False,
             timeout_keep_alive=30,

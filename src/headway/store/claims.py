@@ -24,7 +24,6 @@ creating runs (and the scheduler) in :mod:`headway.store.scheduling`.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -189,7 +188,7 @@ class ClaimStore(ScheduleStore):
         lease_seconds: float,
     ) -> ClaimResult:
         """Claim up to ``limit`` due runs of ``pool`` (or, with no pool, of ``deployments``)."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             # Runs of dead workers end here first (no service needed): a slot their
             # expired lease gave back is never handed on while they still look alive.

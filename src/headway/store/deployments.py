@@ -11,7 +11,6 @@ creating runs in :mod:`headway.store.scheduling`.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -91,7 +90,7 @@ class DeploymentStore(PoolStore, ClaimStore):
         When its schedules change, runs created ahead for the old ones (not yet
         started) are removed, so the scheduler creates those of the new ones.
         """
-        now = time.time()
+        now = self.clock.now()
         strategy = validate_strategy(collision_strategy)
         with self.db.write() as tx:
             if work_pool is not None:
@@ -268,7 +267,7 @@ class DeploymentStore(PoolStore, ClaimStore):
 
     def set_deployment_paused(self, full_name: str, paused: bool) -> Deployment:
         """Pause (no new scheduled runs; those created ahead are removed) or resume."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             dep = self._read_deployment(tx, "full_name = :f", {"f": full_name})
             tx.execute(
@@ -287,7 +286,7 @@ class DeploymentStore(PoolStore, ClaimStore):
         concurrency_key: str | None = None,
     ) -> tuple[Deployment, list[WakeTarget]]:
         """Set or clear (``limit=None``) the deployment's concurrency limit, live."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             dep = self._read_deployment(tx, "full_name = :f", {"f": full_name})
             strategy = validate_strategy(collision_strategy or dep.collision_strategy)
@@ -303,7 +302,7 @@ class DeploymentStore(PoolStore, ClaimStore):
 
     def delete_deployment(self, full_name: str) -> list[WakeTarget]:
         """Delete a deployment; its runs not started yet end CANCELLED, active ones go on."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             dep = self._read_deployment(tx, "full_name = :f", {"f": full_name})
             self._drop_scheduled_ahead(tx, full_name, now)

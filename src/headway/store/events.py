@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from headway.core.clock import Clock
 from headway.core.limits import ProcessInfo, decayed
 from headway.exceptions import ValidationError
 from headway.settings import Settings
@@ -298,6 +299,7 @@ class EventStore:
 
     db: Database
     settings: Settings
+    clock: Clock
 
     # -- writing (inside the caller's transaction) ------------------------------------
     def _event(
@@ -558,7 +560,7 @@ class EventStore:
 
     def prune_events(self, older_than_seconds: float, *, batch: int = 10_000) -> int:
         """Delete up to ``batch`` events older than ``older_than_seconds``; how many went."""
-        cut = time.time() - older_than_seconds
+        cut = self.clock.now() - older_than_seconds
         with self.db.write() as tx:
             return tx.rowcount(
                 "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE timestamp < :cut"
@@ -589,7 +591,7 @@ class EventStore:
 
     def limit_stats(self, *, prefix: str | None = None) -> list[LimitStats]:
         """Every limit (or those whose name starts with ``prefix``) with its counters."""
-        now = time.time()
+        now = self.clock.now()
         where = ""
         params: dict[str, Any] = {"now": now}
         if prefix:

@@ -11,12 +11,12 @@ an explanation sees one consistent snapshot.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from headway.core.clock import Clock
 from headway.core.models import Holder, Lease
 from headway.store.db import Database
 from headway.store.events import LimitStats, limit_stats_of
@@ -128,6 +128,7 @@ class ExplainStore:
     """Read-only queries for explanations and status. Mixed into the Store."""
 
     db: Database
+    clock: Clock
 
     def run_claim(self, run_id: str) -> RunClaim | None:
         """A flow run's claim columns; None when no flow run has this id."""
@@ -154,7 +155,7 @@ class ExplainStore:
                 "SELECT waiter_id, limit_name, seq, slots, priority, holder_kind, pid, host,"
                 " created FROM waiters WHERE holder_id = :h AND expires > :now"
                 " ORDER BY seq, limit_name",
-                {"h": holder_id, "now": time.time()},
+                {"h": holder_id, "now": self.clock.now()},
             )
         return [
             WaitRequest(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), r[5], int(r[6]), r[7],
@@ -169,7 +170,7 @@ class ExplainStore:
                 "SELECT DISTINCT t.id, t.name, w.limit_name FROM waiters w JOIN task_runs t"
                 " ON t.id = w.holder_id WHERE t.flow_run_id = :f AND w.expires > :now"
                 " ORDER BY t.id, w.limit_name LIMIT 50",
-                {"f": flow_run_id, "now": time.time()},
+                {"f": flow_run_id, "now": self.clock.now()},
             )
         return [(r[0], r[1], r[2]) for r in rows]
 
@@ -185,7 +186,7 @@ class ExplainStore:
 
     def limit_view(self, name: str, *, max_holders: int = 50) -> LimitView | None:
         """A limit's counters and its oldest holders; None when no limit has this name."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.read() as tx:
             rows = tx.execute(
                 "SELECT name, slot_limit, active, active_slots, slot_decay_per_second,"
@@ -209,7 +210,7 @@ class ExplainStore:
 
     def waiter_place(self, limit_name: str, priority: int, seq: int) -> QueuePlace:
         """The place of the waiter (priority, seq) in the queue of ``limit_name``."""
-        params = {"name": limit_name, "p": priority, "seq": seq, "now": time.time()}
+        params = {"name": limit_name, "p": priority, "seq": seq, "now": self.clock.now()}
         ahead_of = (
             "FROM waiters WHERE limit_name = :name AND expires > :now"
             " AND (priority > :p OR (priority = :p AND seq < :seq))"
@@ -254,7 +255,7 @@ class ExplainStore:
 
     def pool_place(self, pool: str, queue: str | None, run: RunClaim) -> QueuePlace:
         """The place of a due run among the due runs of its pool (or queue) in claim order."""
-        now = time.time()
+        now = self.clock.now()
         params: dict[str, Any] = {
             "pool": pool,
             "queue": queue,
@@ -310,7 +311,7 @@ class ExplainStore:
 
     def deployment_usage(self, full_name: str, tags: Sequence[str]) -> DeploymentUsage:
         """Runs of a deployment now, and the tags and limits its recent runs used."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.read() as tx:
             counts = tx.one(
                 "SELECT COALESCE(SUM(CASE WHEN state_type IN ('PENDING', 'RUNNING',"
@@ -365,7 +366,7 @@ class ExplainStore:
 
     def waiting_runs(self, *, limit: int = 20) -> list[WaitingRun]:
         """Runs held back by a limit now: deployment runs awaiting a slot, then waiters."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.read() as tx:
             runs = tx.execute(
                 "SELECT id, name, blocked_on, state_timestamp, state_message FROM flow_runs"

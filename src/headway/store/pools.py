@@ -9,7 +9,6 @@ their leases and give them back as usual), so a limit is always exact.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -105,7 +104,7 @@ class PoolStore(RunLeaseStore):
         """Create a pool with its ``default`` queue; ObjectAlreadyExists if the name is taken."""
         name = validate_object_name(name, "work pool")
         limit = None if concurrency_limit is None else validate_concurrency_limit(concurrency_limit)
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             created = tx.rowcount(
                 "INSERT INTO work_pools (name, type, paused, description, created)"
@@ -142,14 +141,14 @@ class PoolStore(RunLeaseStore):
 
     def read_work_pool(self, name: str) -> WorkPool:
         """A pool with its limit, queues and run counts; ObjectNotFound if unknown."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.read() as tx:
             row = self._pool_row(tx, name)
             return self._work_pool(tx, row, now)
 
     def list_work_pools(self) -> list[WorkPool]:
         """Every pool, by name."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.read() as tx:
             rows = tx.execute(
                 "SELECT name, type, paused, description, created FROM work_pools ORDER BY name"
@@ -221,7 +220,7 @@ class PoolStore(RunLeaseStore):
         with self.db.write() as tx:
             self._pool_row(tx, name, lock=True)
             wake = self._put_limit(tx, pool_limit_name(name), value)
-            wake.extend(self._claimers(tx, name, time.time()))
+            wake.extend(self._claimers(tx, name, self.clock.now()))
         return self.read_work_pool(name), wake
 
     def delete_work_pool(self, name: str) -> list[WakeTarget]:
@@ -277,7 +276,7 @@ class PoolStore(RunLeaseStore):
         name = validate_object_name(name, "work queue")
         priority = validate_priority(priority, "queue priority")
         limit = None if concurrency_limit is None else validate_concurrency_limit(concurrency_limit)
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             self._pool_row(tx, pool, lock=True)
             self._insert_queue(tx, pool, name, priority, now)
@@ -286,7 +285,7 @@ class PoolStore(RunLeaseStore):
 
     def read_work_queue(self, pool: str, name: str) -> WorkQueue:
         """One queue with its limit and run counts; ObjectNotFound if unknown."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.read() as tx:
             self._pool_row(tx, pool)
             for queue in self._queues(tx, pool, now):
@@ -305,7 +304,7 @@ class PoolStore(RunLeaseStore):
 
     def list_work_queues(self, pool: str | None = None) -> list[WorkQueue]:
         """The queues of one pool, or of every pool."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.read() as tx:
             if pool is not None:
                 self._pool_row(tx, pool)
@@ -355,7 +354,7 @@ class PoolStore(RunLeaseStore):
         with self.db.write() as tx:
             self._lock_queue(tx, pool, name)
             wake = self._put_limit(tx, queue_limit_name(pool, name), value)
-            wake.extend(self._claimers(tx, pool, time.time()))
+            wake.extend(self._claimers(tx, pool, self.clock.now()))
         return self.read_work_queue(pool, name), wake
 
     def delete_work_queue(self, pool: str, name: str) -> list[WakeTarget]:
@@ -389,7 +388,7 @@ class PoolStore(RunLeaseStore):
         wake_address: str | None,
     ) -> Worker:
         """Record (or refresh) a worker of ``pool`` (``""``: a ``serve()`` process)."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             if pool:
                 self._pool_row(tx, pool)
@@ -414,7 +413,7 @@ class PoolStore(RunLeaseStore):
 
     def list_workers(self, pool: str | None = None, *, offline_after: float = 60.0) -> list[Worker]:
         """Workers (of one pool), most recently heard from first."""
-        now = time.time()
+        now = self.clock.now()
         params: dict[str, Any] = {}
         where = ""
         if pool is not None:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from headway.core.clock import Clock
 from headway.core.limits import ProcessInfo, WakeTarget
 from headway.core.models import FlowRun, HeartbeatResult
 from headway.core.states import Cancelled, Cancelling, Crashed, State, StateType
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
         db: Database
         settings: Settings
+        clock: Clock
 
         def _set_flow_run_state(
             self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
@@ -141,7 +143,7 @@ class RunLeaseStore(_Base):
     def pool_claimers(self, pool: str | None) -> list[WakeTarget]:
         """The workers to wake when ``pool`` may have work (one read)."""
         with self.db.read() as tx:
-            return self._claimers(tx, pool, time.time())
+            return self._claimers(tx, pool, self.clock.now())
 
     def _worker_targets(self, tx: Tx, worker_ids: Sequence[str]) -> list[WakeTarget]:
         """The workers to tell that one of their runs is being cancelled."""
@@ -202,7 +204,7 @@ class RunLeaseStore(_Base):
                 _, released = self.release_slots(lease_id)
                 wake.extend(released)
             if deployment is not None and (lease_id is not None or lease_expires is not None):
-                wake.extend(self._claimers(tx, pool, time.time()))
+                wake.extend(self._claimers(tx, pool, self.clock.now()))
         elif blocked_on:
             tx.execute("UPDATE flow_runs SET blocked_on = '' WHERE id = :id", {"id": run_id})
         return wake
@@ -248,7 +250,7 @@ class RunLeaseStore(_Base):
 
     def sweep_runs(self, *, now: float | None = None) -> tuple[int, list[WakeTarget]]:
         """End the runs whose lease expired (CRASHED, or CANCELLED if being cancelled)."""
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         with self.db.read() as tx:
             due = tx.one(
                 "SELECT 1 FROM flow_runs WHERE lease_expires < :now ORDER BY lease_expires LIMIT 1",
@@ -264,7 +266,7 @@ class RunLeaseStore(_Base):
         self, worker_id: str, run_ids: Sequence[str], lease_seconds: float
     ) -> HeartbeatResult:
         """Renew a worker and the leases of its runs; say which it lost and which to cancel."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             tx.execute(
                 "UPDATE workers SET last_heartbeat = :now WHERE id = :id",

@@ -8,11 +8,11 @@ never both move a run out of the same state.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headway.core.clock import Clock
 from headway.core.limits import validate_name
 from headway.core.models import FlowRun, LogRecord, TaskRun, ts_to_dt
 from headway.core.states import State, StateType, check_transition
@@ -130,6 +130,7 @@ class RunStore:
     """Runs, states and logs. Mixed into :class:`headway.store.store.Store`."""
 
     db: Database
+    clock: Clock
 
     # -- flow runs -----------------------------------------------------------------
     def create_flow_run(
@@ -153,7 +154,7 @@ class RunStore:
         """Insert a flow run in its first state; ObjectAlreadyExists if the id is taken."""
         check_transition(None, state.type)
         _check_run_fields(id, name, flow_name, parent_task_run_id, tags)
-        now = time.time()
+        now = self.clock.now()
         ts = _ts(state)
         running = state.type is StateType.RUNNING
         with self.db.write() as tx:

@@ -8,7 +8,6 @@ times, insert each run once (``ON CONFLICT DO NOTHING``).
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -48,7 +47,7 @@ class ScheduleStore(RunLeaseStore):
         run_id: str | None = None,
     ) -> tuple[FlowRun | None, list[WakeTarget]]:
         """Insert a SCHEDULED run of a deployment; None when its schedule slot already has one."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             run = self._insert_run(
                 tx,
@@ -128,7 +127,7 @@ class ScheduleStore(RunLeaseStore):
         Each run's (deployment, scheduled time) is unique in the store, so any
         number of schedulers, restarted any number of times, create each run once.
         """
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         after = datetime.fromtimestamp(now, UTC)
         until = datetime.fromtimestamp(now + horizon_seconds, UTC)
         with self.db.read() as tx:
@@ -193,7 +192,7 @@ class ScheduleStore(RunLeaseStore):
 
     def mark_late_runs(self, late_after_seconds: float, *, now: float | None = None) -> int:
         """Rename deployment runs not started ``late_after_seconds`` after their time Late."""
-        now = time.time() if now is None else now
+        now = self.clock.now() if now is None else now
         with self.db.write() as tx:
             ids = [
                 r[0]

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -278,7 +277,7 @@ class SlotStore(EventStore):
         limit = validate_limit(limit)
         decay = validate_decay(slot_decay_per_second)
         active_slots = validate_active_slots(active_slots)
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             created = tx.rowcount(
                 "INSERT INTO limits (name, slot_limit, active, active_slots,"
@@ -301,7 +300,7 @@ class SlotStore(EventStore):
 
     def read_limit(self, name: str) -> Limit:
         """One limit with its live waiter count; ObjectNotFound if unknown."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.read() as tx:
             rows = self._limits_with_waiters(tx, "WHERE name = :name", {"name": name}, now)
         if not rows:
@@ -310,7 +309,7 @@ class SlotStore(EventStore):
 
     def list_limits(self, *, prefix: str | None = None) -> list[Limit]:
         """Every limit (or those whose name starts with ``prefix``), by name."""
-        now = time.time()
+        now = self.clock.now()
         where, params = "", {}
         if prefix:
             where = "WHERE substr(name, 1, :plen) = :prefix"
@@ -342,7 +341,7 @@ class SlotStore(EventStore):
         new_limit = None if limit is None else validate_limit(limit)
         new_decay = None if slot_decay_per_second is None else validate_decay(slot_decay_per_second)
         new_slots = None if active_slots is None else validate_active_slots(active_slots)
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             row = self._lock_one(tx, name)
             state = _state(row, now)
@@ -379,7 +378,7 @@ class SlotStore(EventStore):
         Its waiters are woken and find the name unlimited; a forced delete takes
         the slots of the holders, who learn it as a lost lease.
         """
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             self._lock_one(tx, name)
             self._reap(tx, [name], now, check_processes=True, force_check=True)
@@ -402,7 +401,7 @@ class SlotStore(EventStore):
 
     def reset_limit(self, name: str) -> tuple[Limit, list[WakeTarget]]:
         """Free every slot of a limit: its holders lose their leases; waiters are woken."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             self._lock_one(tx, name)
             dropped = self._drop_leases(tx, name)
@@ -418,7 +417,7 @@ class SlotStore(EventStore):
 
     def inspect_limit(self, name: str) -> LimitDetail:
         """A limit, its holders (oldest first) and its live waiters (in grant order)."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.read() as tx:
             limits = self._limits_with_waiters(tx, "WHERE name = :name", {"name": name}, now)
             if not limits:
@@ -485,7 +484,7 @@ class SlotStore(EventStore):
         ``new_waiter`` says the caller knows no row of ``waiter_id`` exists yet.
         With ``strict``, an unknown name raises ConcurrencySlotAcquisitionError.
         """
-        now = time.time()
+        now = self.clock.now()
         if (
             self.db.dialect.for_update
             and mode == "concurrency"
@@ -807,7 +806,7 @@ class SlotStore(EventStore):
     ) -> None:
         if seq is None:
             seq = self._next_seq(tx, "waiters")
-        expires = time.time() + self.settings.waiter_ttl_seconds
+        expires = self.clock.now() + self.settings.waiter_ttl_seconds
         tx.executemany(
             "INSERT INTO waiters (seq, limit_name, waiter_id, slots, priority, holder_kind,"
             " holder_id, pid, host, proc_start, wake_address, created, expires, node) VALUES"
@@ -896,7 +895,7 @@ class SlotStore(EventStore):
 
     def cancel_slot_wait(self, waiter_id: str) -> list[WakeTarget]:
         """Remove a waiting request from every queue; the waiters it blocked are woken."""
-        now = time.time()
+        now = self.clock.now()
         with self.db.write() as tx:
             names = self._dequeue(tx, waiter_id)
             if not names:
@@ -905,7 +904,7 @@ class SlotStore(EventStore):
 
     def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]:
         """Give a lease's slots back. True when the lease was still whole (not reaped)."""
-        now = time.time()
+        now = self.clock.now()
         if self.db.dialect.for_update:
             released = self._release_alone(lease_id, now)
             if released is not None:
@@ -995,7 +994,7 @@ class SlotStore(EventStore):
         """Extend leases by ``lease_seconds`` from now; returns the ids that were lost."""
         if not lease_ids:
             return []
-        now = time.time()
+        now = self.clock.now()
         ids = list(dict.fromkeys(lease_ids))
         with self.db.write() as tx:
             alive: set[str] = set()
@@ -1016,7 +1015,7 @@ class SlotStore(EventStore):
         embedded processes reap lazily, and before showing a limit. Returns how
         many leases were reaped and the waiters to notify.
         """
-        now = time.time()
+        now = self.clock.now()
         node = current_process().node
         if names is None:
             self.recount_queued()

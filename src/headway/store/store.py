@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 
+from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.settings import Settings
 from headway.store.db import Database
 from headway.store.deployments import DeploymentStore
@@ -21,19 +22,23 @@ from headway.store.slots import SlotStore
 class Store(RunStore, SlotStore, DeploymentStore, ExplainStore):
     """A headway database: SQLite (embedded) or PostgreSQL."""
 
-    def __init__(self, db: Database, settings: Settings) -> None:
+    def __init__(self, db: Database, settings: Settings, clock: Clock = SYSTEM_CLOCK) -> None:
         self.db = db
         self.settings = settings
+        #: Every expiry the store decides is measured on this clock (see core.clock).
+        self.clock = clock
         self.host = socket.gethostname()
         self.pid = os.getpid()
 
     @classmethod
-    def open(cls, settings: Settings, *, migrate: bool = True) -> Store:
+    def open(
+        cls, settings: Settings, *, migrate: bool = True, clock: Clock = SYSTEM_CLOCK
+    ) -> Store:
         """Open the store the settings name, creating or migrating its schema if needed."""
         db = Database(settings.effective_database_url, settings.store_busy_timeout_seconds)
         if migrate:
             ensure_schema(db)
-        return cls(db, settings)
+        return cls(db, settings, clock)
 
     def close(self) -> None:
         """Write buffered events, then close every connection."""
