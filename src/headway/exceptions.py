@@ -4,6 +4,7 @@
 
     HeadwayError
     ├── ConfigurationError            a HEADWAY_* setting is invalid
+    │   └── MissingExtra              (also an ImportError) an optional extra is not installed
     ├── ValidationError               bad input from a user (CLI 2, HTTP 422)
     ├── ObjectNotFound                unknown run, limit, pool, deployment (CLI 2, HTTP 404)
     ├── ObjectAlreadyExists           a name already taken (CLI 2, HTTP 409)
@@ -38,6 +39,20 @@ class ConfigurationError(HeadwayError):
     """A ``HEADWAY_*`` setting has an invalid value."""
 
     exit_code = 2
+
+
+class MissingExtra(ConfigurationError, ImportError):
+    """A feature needs an optional extra that is not installed (``headway[postgres]``, ...).
+
+    Its message is one line naming the command that installs the extra.
+    """
+
+    def __init__(self, feature: str, extra: str, missing: str | None = None) -> None:
+        self.feature = feature
+        self.extra = extra
+        #: The module that could not be imported.
+        self.missing = missing
+        super().__init__(f"{feature} needs an optional extra: pip install 'headway[{extra}]'")
 
 
 class ValidationError(HeadwayError, ValueError):

@@ -48,6 +48,7 @@ from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
+from headway._optional import require
 from headway.futures import TaskFuture
 from headway.task_runners import TaskRunner
 
@@ -64,7 +65,6 @@ logger = logging.getLogger("headway.task_runners")
 # past this many lost workers it is recorded CRASHED all the same.
 MAX_UNSTARTED_LOSSES = 3
 
-_INSTALL_HINT = 'DaskTaskRunner needs Dask: pip install "headway[dask]"'
 
 
 class DaskTaskRunner(TaskRunner):
@@ -152,11 +152,8 @@ class DaskTaskRunner(TaskRunner):
     def start(self) -> None:
         if self._client is not None:
             return
-        try:
-            import dask
-            import distributed as _distributed
-        except ImportError as exc:
-            raise ImportError(f"{_INSTALL_HINT} ({exc})") from exc
+        dask = require("dask")
+        _distributed = require("distributed")
         distributed: Any = _distributed  # partly typed: its constructors are not
         self._closed = False
         if self.address is None:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from headway._optional import require
 from headway.exceptions import StoreError, StoreUnavailable
 from headway.store.dialects import (
     Dialect,
@@ -104,6 +105,9 @@ class Database:
     def __init__(self, url: str, busy_timeout: float = 60.0) -> None:
         self.url = url
         self.dialect = dialect_for(url)
+        if self.dialect.name == "postgresql":
+            # Fail here, in one line naming the extra, not deep in a first query.
+            require("psycopg")
         self.busy_timeout = busy_timeout
         self._local = _Local()
         # Every connection opened, with its thread and process: a connection whose
