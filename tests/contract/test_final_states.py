@@ -165,6 +165,10 @@ def test_the_withdrawn_waits_of_a_cancelled_run_hold_no_slot(
     assert client.read_limit("tag:db").active_slots == 0
     other = client.acquire_slots(["tag:db"], 1, timeout=0)
     assert isinstance(other, SlotGrant)
+    # The feed says what happened to the task run's request.
+    kinds = [e.kind for e in client.read_events(run_id=task_run_id).events]
+    assert [k for k in kinds if k.startswith("slot.")][:2] == ["slot.denied", "slot.withdrawn"]
+    assert "slot.refused" in kinds and "slot.granted" not in kinds
 
 
 def test_a_task_waiting_on_a_tag_slot_of_a_cancelled_flow_never_runs(client: Client) -> None:

@@ -73,7 +73,7 @@ class RunWaitStore(SlotStore):
         else:
             return []
         rows = tx.execute(
-            "SELECT waiter_id, limit_name, wake_address, host, pid FROM waiters"
+            "SELECT waiter_id, limit_name, wake_address, host, pid, holder_id, slots FROM waiters"
             f" WHERE holder_kind = 'task_run' AND {where[0]}",
             where[1],
         )
@@ -86,6 +86,9 @@ class RunWaitStore(SlotStore):
         mine = {r[0]: WakeTarget(r[0], r[2], r[3], int(r[4])) for r in rows}
         for waiter_id in sorted(mine):
             self._dequeue(tx, waiter_id, within=names)
+        why = "its flow run ended or is being cancelled" if flow_run_id else "it ended"
+        for r in rows:
+            self._event(tx, now, "slot.withdrawn", r[1], int(r[6]), why, run_id=r[5])
         # PostgreSQL: NOTIFY now, delivered at commit (see store/wakeups_pg.py).
         wake = notify_in_transaction(tx, list(mine.values()))
         wake.extend(self._wakeups(tx, names, now))

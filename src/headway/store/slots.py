@@ -503,6 +503,7 @@ class SlotStore(EventStore):
                 # Before any limit's lock: a cancel takes the run's row, then the limits'.
                 ended = self._task_run_ended(tx, holder_id)
                 if ended is not None:
+                    self._event(tx, now, "slot.refused", None, None, ended, run_id=holder_id)
                     return Attempt(refused=ended, wake=tuple(self._leave(tx, waiter_id, now)))
             seq, waiting_since = NOT_QUEUED, now
             queued_on: set[str] = set()
