@@ -13,7 +13,8 @@
     ├── StoreError                    the store could not be reached or used (CLI 1, HTTP 503)
     │   └── StoreUnavailable          ...and nothing was written: the call may be made again
     ├── ConcurrencySlotAcquisitionError   a slot could not be taken (strict unknown name, ...)
-    │   └── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
+    │   ├── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
+    │   └── RunEnded                  refused: the task run, or its flow run, ended or is cancelling
     ├── LeaseLostError                a held lease expired or was reaped while its holder lived
     ├── MissingContextError           a run-only call (get_run_logger) made outside any run
     ├── RunFailed                     base of what a flow/task run raises on failure
@@ -113,6 +114,14 @@ class AcquireConcurrencySlotTimeoutError(ConcurrencySlotAcquisitionError, Timeou
     """Slots were not granted within ``timeout_seconds``."""
 
     http_status = 408
+
+
+class RunEnded(ConcurrencySlotAcquisitionError):
+    """Slots were refused because the run asking for them has ended or is being cancelled.
+
+    A task run whose flow run was cancelled while it waited is never granted:
+    the task must end CANCELLED without running its code.
+    """
 
 
 class LeaseLostError(HeadwayError):

@@ -31,7 +31,7 @@ from headway.core.limits import (
     validate_timeout,
 )
 from headway.core.models import Limit
-from headway.exceptions import ValidationError
+from headway.exceptions import RunEnded, ValidationError
 from headway.settings import Settings
 from headway.store.slots import current_process
 from headway.store.store import Store
@@ -211,6 +211,9 @@ class SlotPolicy:
                     strict=strict,
                 )
                 self._notify(attempt.wake)
+                if attempt.refused:
+                    finished = True
+                    raise RunEnded(attempt.refused)
                 if attempt.grant is not None:
                     finished = True
                     return attempt.grant

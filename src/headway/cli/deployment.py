@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from headway.cli import _deploying as common
+from headway.cli import run_exit_code
 from headway.cli.output import check_output_format
 
 NAME = "deployment"
@@ -105,17 +106,24 @@ def run(
         None, "--param", "-p", help="A parameter, name=value (value as JSON if it parses)."
     ),
     wait: bool = typer.Option(
-        False, "--wait", help="Wait for the run to end; exit 1 unless it completed."
+        False,
+        "--wait",
+        help="Wait for the run to end. Exit 0 if it COMPLETED, 1 FAILED, 3 CANCELLED,"
+        " 4 CRASHED, 5 not ended within --timeout.",
     ),
     timeout: float | None = typer.Option(
-        None, "--timeout", help="With --wait: give up after this many seconds."
+        None, "--timeout", help="With --wait: give up after this many seconds (exit 5)."
     ),
     priority: int = typer.Option(0, "--priority", help="Higher starts first among waiting runs."),
     scheduled_time: str | None = typer.Option(
         None, "--scheduled-time", help="When it is due (ISO 8601; default: now)."
     ),
 ) -> None:
-    """Create a run of a deployment now (or at --scheduled-time)."""
+    """Create a run of a deployment now (or at --scheduled-time).
+
+    With --wait, the exit code tells how the run ended: 0 COMPLETED, 1 FAILED,
+    3 CANCELLED, 4 CRASHED, 5 not ended within --timeout (2: bad input).
+    """
     from headway.deployments.run import run_deployment
     from headway.exceptions import ValidationError
 
@@ -142,8 +150,9 @@ def run(
     if wait:
         typer.echo(f"Flow run {flow_run.id} is {flow_run.state.name}"
                    + (f": {flow_run.state.message}" if flow_run.state.message else ""))  # fmt: skip
-        if not flow_run.state.is_completed():
-            raise typer.Exit(1)
+        code = run_exit_code(flow_run.state.type)
+        if code:
+            raise typer.Exit(code)
 
 
 @app.command("pause")

@@ -24,13 +24,24 @@ def start(
     cancel_grace: float = typer.Option(
         10.0, "--cancel-grace", help="Seconds a cancelled run has after SIGTERM before SIGKILL."
     ),
+    drain_seconds: float | None = typer.Option(
+        None,
+        "--drain-seconds",
+        help="On SIGTERM or Ctrl-C, how long the runs going may finish before they are"
+        " cancelled (default: until they end).",
+    ),
     standby: bool = typer.Option(
         True,
         "--standby/--no-standby",
         help="Keep one run process started ahead, so a run starts without waiting for Python.",
     ),
 ) -> None:
-    """Run a worker until Ctrl-C or SIGTERM (runs still going are then cancelled)."""
+    """Run a worker until Ctrl-C or SIGTERM.
+
+    The first signal stops claiming and lets the runs going finish (for
+    --drain-seconds at most); a second one cancels them (SIGTERM to each run,
+    SIGKILL after --cancel-grace; they end CANCELLED); a third kills them at once.
+    """
     import sys
 
     from headway.exceptions import ValidationError
@@ -40,6 +51,8 @@ def start(
         raise ValidationError(f"--limit must be at least 1, got {limit}")
     if cancel_grace < 0:
         raise ValidationError(f"--cancel-grace must be at least 0, got {cancel_grace}")
+    if drain_seconds is not None and not drain_seconds >= 0:
+        raise ValidationError(f"--drain-seconds must be at least 0, got {drain_seconds}")
     client = common.client()
     pool_record = client.read_work_pool(pool)  # unknown pool: one clear line, exit 2
     known = {q.name for q in pool_record.queues}
@@ -56,6 +69,7 @@ def start(
         name=name,
         client=client,
         cancel_grace_seconds=cancel_grace,
+        drain_seconds=drain_seconds,
         echo=sys.stdout,
         standby=standby,
     )
@@ -63,7 +77,7 @@ def start(
         f"Worker {worker.name!r} started on pool {pool!r}"
         + (f" (queues: {', '.join(queue)})" if queue else "")
         + (f", at most {limit} run(s) at once" if limit else "")
-        + "; press Ctrl-C to stop"
+        + "; press Ctrl-C to stop (twice to cancel its runs)"
     )
     worker.run()
     typer.echo(f"Worker {worker.name!r} stopped")

@@ -567,7 +567,7 @@ class ClaimStore(ScheduleStore):
             )
             message = f"superseded by newer run {c.id} (CANCEL_IN_PROGRESS on {c.limit!r})"
             for run_id, _ in holders:
-                self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
+                wake += self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
                 self._event(tx, now, "flow_run.superseded", c.limit, None, c.id, run_id=run_id)
             wake.extend(self._worker_targets(tx, [h[1] for h in holders]))
             older = tx.execute(

@@ -7,6 +7,8 @@ what they record, so an event exists exactly when its change committed:
 ``slot.granted``          slots taken (``seconds``: how long the request waited)
 ``slot.denied``           a request queued: the limit was full or others waited
 ``slot.released``         slots given back (``seconds``: how long they were held)
+``slot.withdrawn``        a task run's wait taken out: its run ended or is cancelling
+``slot.refused``          a task run of an ended or cancelling run asked again: refused
 ``lease.expired``         a lease reaped because nobody renewed it in time
 ``lease.reaped``          a lease reaped because its holder process is gone
 ``limit.*``               a limit created, updated, reset or deleted

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
         def _set_flow_run_state(
             self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
-        ) -> None: ...
+        ) -> list[WakeTarget]: ...
         def _insert_states(self, tx: Tx, kind: str, items: Sequence[tuple[str, State]]) -> None: ...
         def _pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row: ...
         def _event(
@@ -181,18 +181,18 @@ class RunLeaseStore(_Base):
                 and before[0] == StateType.PENDING.value
                 and before[1] is not None
             )
-        self._set_flow_run_state(tx, run_id, state, expect)
+        withdrawn = self._set_flow_run_state(tx, run_id, state, expect)
         if state.type is StateType.SCHEDULED and not unclaim:
-            return []
+            return withdrawn
         row = tx.one(
             "SELECT lease_id, work_pool, deployment, blocked_on, lease_expires FROM flow_runs"
             " WHERE id = :id",
             {"id": run_id},
         )
         if row is None or (row[0] is None and row[2] is None and not row[3]):
-            return []  # a run of no deployment: nothing was held
+            return withdrawn  # a run of no deployment: nothing was held
         lease_id, pool, deployment, blocked_on, lease_expires = row
-        wake: list[WakeTarget] = []
+        wake: list[WakeTarget] = withdrawn
         if state.is_final or unclaim:
             tx.execute(
                 "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = ''"
@@ -323,8 +323,8 @@ class RunLeaseStore(_Base):
             ):
                 wake = self._finish_run(tx, run_id, Cancelled(message=message), None)
             else:
-                self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
-                wake = self._worker_targets(tx, [row[1]])
+                wake = self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
+                wake += self._worker_targets(tx, [row[1]])
             out = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
         assert out is not None
         return _flow_run(out), wake

@@ -146,6 +146,8 @@ class Attempt:
     #: The waiter's rows vanished (cancelled, or expired) and it was not allowed to re-queue.
     gone: bool = False
     wake: tuple[WakeTarget, ...] = ()
+    #: Why the request was refused outright: its holder's run has ended (store/run_waits.py).
+    refused: str = ""
 
 
 def _each(tx: Tx, query: str, rows: list[dict[str, Any]]) -> None:
@@ -497,6 +499,12 @@ class SlotStore(EventStore):
             if fast is not None:
                 return Attempt(grant=fast)
         with self.db.write() as tx:
+            if holder_kind == "task_run" and holder_id:
+                # Before any limit's lock: a cancel takes the run's row, then the limits'.
+                ended = self._task_run_ended(tx, holder_id)
+                if ended is not None:
+                    self._event(tx, now, "slot.refused", None, None, ended, run_id=holder_id)
+                    return Attempt(refused=ended, wake=tuple(self._leave(tx, waiter_id, now)))
             seq, waiting_since = NOT_QUEUED, now
             queued_on: set[str] = set()
             if not new_waiter:
@@ -897,10 +905,18 @@ class SlotStore(EventStore):
         """Remove a waiting request from every queue; the waiters it blocked are woken."""
         now = self.clock.now()
         with self.db.write() as tx:
-            names = self._dequeue(tx, waiter_id)
-            if not names:
-                return []
-            return self._wakeups(tx, names, now)
+            return self._leave(tx, waiter_id, now)
+
+    def _leave(self, tx: Tx, waiter_id: str, now: float) -> list[WakeTarget]:
+        names = self._dequeue(tx, waiter_id) if waiter_id else []
+        if not names:
+            return []
+        return self._wakeups(tx, names, now)
+
+    def _task_run_ended(self, tx: Tx, task_run_id: str) -> str | None:
+        """Why a task run may no longer be granted slots: ``RunWaitStore`` (run_waits.py)
+        answers; a slot store alone knows no runs."""
+        return None
 
     def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]:
         """Give a lease's slots back. True when the lease was still whole (not reaped)."""
