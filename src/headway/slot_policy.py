@@ -28,6 +28,7 @@ from headway.core.limits import (
     validate_names,
     validate_occupy,
     validate_priority,
+    validate_process,
     validate_timeout,
 )
 from headway.core.models import Limit
@@ -178,7 +179,7 @@ class SlotPolicy:
         lease = validate_lease_seconds(
             self.settings.concurrency_lease_seconds if lease_seconds is None else lease_seconds
         )
-        owner = process or current_process()
+        owner = current_process() if process is None else validate_process(process)
         owned = waiter_id is None
         # A single owned attempt never queues: nothing would be left to clean up.
         may_queue = not (owned and wait_for == 0)

@@ -93,8 +93,10 @@ def inspect(
         con.print(f"  {label:<18} {value}", highlight=False)
     if dep.schedules:
         con.print("  schedules:")
+        now = datetime.now(UTC)
         for s in dep.schedules:
-            con.print(f"    - {common.schedule_text(s.schedule)}", highlight=False)
+            nxt = common.schedule_next(s.schedule, now)
+            con.print(f"    - {common.schedule_text(s.schedule)}: {nxt}", highlight=False)
     else:
         con.print("  schedules:         none")
 

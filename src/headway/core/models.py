@@ -14,10 +14,24 @@ from typing import Any
 
 from headway.core.states import State, StateType
 
+#: The first and last instants a datetime can hold, as stored times are read back.
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+
 
 def ts_to_dt(ts: float | None) -> datetime | None:
-    """Epoch seconds (as stored) to an aware UTC datetime."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+    """Epoch seconds (as stored) to an aware UTC datetime.
+
+    Every input is checked to fit (:mod:`headway.core.bounds`); a time outside
+    years 1..9999 written before that (or by hand) reads as the nearest end of
+    the range instead of failing every list that meets it.
+    """
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        return _FIRST if ts < 0 else _LAST
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from headway.core.deployments import (
     queue_limit_name,
 )
 from headway.core.limits import TAG_PREFIX
-from headway.core.models import Deployment, FlowRun, Lease, TaskRun
+from headway.core.models import Deployment, FlowRun, Lease, TaskRun, ts_to_dt
 from headway.core.states import AWAITING_CONCURRENCY_SLOT, TERMINAL, State, StateType
 from headway.exceptions import ObjectNotFound, ValidationError
 from headway.explain import (
@@ -55,7 +55,8 @@ RECENT_WORKER_SECONDS = 600.0
 
 
 def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+    # An estimate can lie past year 9999 (a rate limit decaying a slot a decade).
+    return ts_to_dt(ts) or datetime.fromtimestamp(0, UTC)
 
 
 def _scope(name: str) -> str:

@@ -12,6 +12,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headway.core.bounds import (
+    EPOCH_MAX,
+    EPOCH_MIN,
+    INT32_MAX,
+    check_epoch,
+    check_finite_json,
+    check_pid,
+    check_time,
+    check_whole,
+)
 from headway.core.clock import Clock
 from headway.core.limits import WakeTarget, validate_name
 from headway.core.models import FlowRun, LogRecord, TaskRun, ts_to_dt
@@ -113,7 +123,10 @@ def _new_states(
 
 
 def _ts(state: State) -> float:
-    return state.timestamp.timestamp()
+    ts = state.timestamp.timestamp()
+    if not EPOCH_MIN <= ts <= EPOCH_MAX:
+        check_time(state.timestamp, "state timestamp")  # raises, with the message
+    return ts
 
 
 def _state_row(run_id: str, kind: str, state: State, ts: float) -> dict[str, Any]:
@@ -176,6 +189,12 @@ class RunStore(RunWaitStore):
         """Insert a flow run in its first state; ObjectAlreadyExists if the id is taken."""
         check_transition(None, state.type)
         _check_run_fields(id, name, flow_name, parent_task_run_id, tags)
+        if pid is not None:
+            check_pid(pid)
+        check_whole(priority, "priority", -INT32_MAX, INT32_MAX)
+        if expected_start_time is not None:
+            expected_start_time = check_epoch(expected_start_time, "expected start time")
+        check_finite_json(parameters or {}, "parameters")
         now = self.clock.now()
         ts = _ts(state)
         running = state.type is StateType.RUNNING
@@ -347,6 +366,12 @@ class RunStore(RunWaitStore):
         """
         if not records:
             return []
+        for rec in records:
+            # Checked before the transaction: one bad record stores nothing of the batch.
+            check_epoch(rec.created, "task run created")
+            check_whole(rec.run_count, "task run run_count", 0, INT32_MAX)
+            for state in rec.states:
+                _ts(state)
         if len({r.id for r in records}) != len(records):
             # One id twice in a batch (the engine never sends that, any HTTP client
             # may): the last report of it stands, as if sent one after the other.
@@ -469,6 +494,9 @@ class RunStore(RunWaitStore):
         """Append log lines, in one transaction."""
         if not records:
             return
+        for r in records:
+            check_whole(r.level, "log level", 0, INT32_MAX)
+            check_time(r.timestamp, "log timestamp")
         with self.db.write() as tx:
             tx.executemany(
                 "INSERT INTO logs (flow_run_id, task_run_id, level, logger, message, timestamp)"
