@@ -81,13 +81,20 @@ class BackgroundServices:
         interval = sweep_interval(self.settings)
         while True:
             await asyncio.sleep(interval)
-            try:
-                reaped = await anyio.to_thread.run_sync(self.orchestrator.sweep_slots)
-                # Runs whose worker died: CRASHED, their slots back (within a lease and a sweep).
-                await anyio.to_thread.run_sync(self.orchestrator.sweep_runs)
-            except Exception as exc:  # the store may be down for a moment: try again later
-                logger.warning("lease sweep failed: %s", exc, extra={"action": "sweep"})
-                continue
+            await self.sweep_once()
+
+    async def sweep_once(self) -> None:
+        """One sweep: expired leases reaped, then runs whose worker died ended.
+
+        The two fail independently: leases are still reaped when ending runs
+        fails, and the other way round. (Each also skips a damaged record on
+        its own, in the store, and goes on with the others.)
+        """
+        try:
+            reaped = await anyio.to_thread.run_sync(self.orchestrator.sweep_slots)
+        except Exception as exc:  # the store may be down for a moment: try again later
+            logger.warning("lease sweep failed: %s", exc, extra={"action": "sweep"})
+        else:
             self.sweeps += 1
             if reaped:
                 logger.info(
@@ -95,6 +102,11 @@ class BackgroundServices:
                     reaped,
                     extra={"action": "sweep", "reaped": reaped},
                 )
+        try:
+            # Runs whose worker died: CRASHED, their slots back (within a lease and a sweep).
+            await anyio.to_thread.run_sync(self.orchestrator.sweep_runs)
+        except Exception as exc:
+            logger.warning("run sweep failed: %s", exc, extra={"action": "sweep_runs"})
 
     async def stop(self) -> None:
         """Stop every service and wait for it."""

@@ -12,6 +12,8 @@ what they record, so an event exists exactly when its change committed:
 ``limit.*``               a limit created, updated, reset or deleted
 ``flow_run.claimed``      a worker claimed a run (``seconds``: due -> claimed)
 ``flow_run.*``            collision strategies, run leases that expired
+``sweep.skipped``         a background pass left one record it could not handle
+                          (a damaged lease, waiter or run): the others went on
 ``state.<TYPE>``          a state change, read from ``states`` (never copied)
 ========================  =====================================================
 
@@ -341,6 +343,31 @@ class EventStore:
             tx.execute(query, params[0])
         else:
             tx.executemany(query, params)
+
+    def report_skipped(
+        self, what: str, name: str, exc: BaseException, *, limit: str | None = None
+    ) -> None:
+        """Log and record (``sweep.skipped``) one record a background pass could not handle.
+
+        The pass goes on with the others. Each record is reported once per store
+        object: a pass that meets it again every few seconds does not flood the log.
+        """
+        seen: set[tuple[str, str]] = self.__dict__.setdefault("_skipped_reported", set())
+        if (what, name) in seen:
+            return
+        seen.add((what, name))
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        logger.error(
+            "%s %s skipped by a background pass: %s",
+            what,
+            name,
+            reason,
+            extra={"action": "sweep.skipped", "record": f"{what}:{name}", "reason": reason},
+        )
+        run_id = name if what == "run" else None
+        detail = f"{what} {name}: {reason}"
+        now = self.clock.now()
+        self._buffer_events([(now, "sweep.skipped", run_id, limit, None, None, detail)])
 
     def _buffer_events(self, rows: Sequence[EventRow]) -> None:
         """Queue frequent events for the next batch write (see the module docstring)."""
