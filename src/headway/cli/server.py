@@ -71,6 +71,9 @@ def start(
             f"refusing to bind {bind_host} without HEADWAY_API_KEY: anyone who can reach it"
             " could change runs and limits (set HEADWAY_API_KEY, or pass --insecure)"
         )
+    # The app (in each worker process) answers to the address it binds, whatever
+    # said it: the option or the setting.
+    os.environ["HEADWAY_SERVER_HOST"] = bind_host
     from headway.store.db import Database
     from headway.store.migrate import ensure_schema
 

@@ -22,6 +22,7 @@ import headway
 from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.orchestrator import Orchestrator
 from headway.server import metrics
+from headway.server.crosssite import CrossSiteGuard
 from headway.server.errors import install_error_handlers
 from headway.server.fastpath import SlotFastPath
 from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, redact_access_log
@@ -125,6 +126,14 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, limit=MAX_BODY_BYTES, batch_limit=MAX_BATCH_BODY_BYTES)
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    else:
+        # Without a key, web pages and rebound DNS names are the threat: outermost,
+        # so a refused request's body is never read.
+        app.add_middleware(
+            CrossSiteGuard,
+            allowed_hosts=settings.server_allowed_hosts,
+            bind_host=settings.server_host,
+        )
     return app
 
 
