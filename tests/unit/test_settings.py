@@ -62,7 +62,6 @@ def test_secrets_are_masked() -> None:
 
 
 def test_allowed_hosts_are_a_list_shown_by_config() -> None:
-
     env = {"HEADWAY_SERVER_ALLOWED_HOSTS": " headway.internal, 10.0.0.5 ,"}
     settings = get_settings(env)
     assert settings.server_allowed_hosts == ("headway.internal", "10.0.0.5")
