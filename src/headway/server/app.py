@@ -87,11 +87,12 @@ def create_app(
         try:
             yield
         finally:
-            await services.stop()
+            # Every thread that may use the store stops before the store closes.
+            idle = await services.stop()
             wakeups.close()
-            calls.close()
-            if own_store:
-                opened.close()
+            idle = await anyio.to_thread.run_sync(calls.close) and idle
+            if own_store and idle:
+                await anyio.to_thread.run_sync(opened.close)
 
     app = FastAPI(
         title="headway",

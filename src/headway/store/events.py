@@ -74,6 +74,8 @@ PRUNE_EVERY_SECONDS = 60.0
 #: Past this many buffered events (the store unreachable for long), the oldest are dropped.
 _BUFFER_MAX = 200_000
 _RUN_ID_MAX = 36
+#: How long closing a store waits for its event flusher to finish what it writes.
+_CLOSE_WAIT_SECONDS = 10.0
 
 EventRow = tuple[float, str, str | None, str | None, int | None, float | None, str | None]
 
@@ -226,6 +228,8 @@ class _EventBuffer:
         #: a flush in progress, so it never reads past events still being written.
         self.flushing = threading.Lock()
         self.closed = False
+        #: Set when the store closes: the flusher stops at once, even mid-pause.
+        self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
     def drain(self) -> list[tuple[Any, ...]]:
@@ -270,7 +274,8 @@ def _flush_loop(store_ref: weakref.ref[EventStore], buffer: _EventBuffer) -> Non
                 return
             continue
         idle = 0.0
-        time.sleep(FLUSH_INTERVAL_SECONDS)  # gather a batch
+        if buffer.stopping.wait(FLUSH_INTERVAL_SECONDS):  # gather a batch
+            return  # the closing store writes what is left itself
         buffer.ready.clear()
         store = store_ref()
         if store is None:
@@ -453,8 +458,13 @@ class EventStore:
             self.flush_events()
         finally:
             buffer.closed = True
+            buffer.stopping.set()
             buffer.ready.set()
             self.__dict__.pop("_events_buffer", None)
+            # The flusher may be pruning: the store's connections close after it ends.
+            thread = buffer.thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(_CLOSE_WAIT_SECONDS)
 
     def _observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None:
         """Count one observation of ``value`` in the histogram ``metric`` of each label."""
