@@ -35,9 +35,10 @@ from headway.settings import Settings, get_settings
 from headway.store.store import Store
 
 API_PREFIX = "/api/v1"
-#: Largest request body, and largest on the batched ``*/batch`` routes.
+#: Largest request body, and largest on the batch routes (and only on those).
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_BODY_BYTES = 64 * 1024 * 1024
+BATCH_ROUTES = ("/task_runs/batch", "/logs/batch")
 #: Threads running store calls in a server on PostgreSQL (each holds a connection).
 PG_THREADS = 16
 
@@ -124,7 +125,11 @@ def create_app(
     # Innermost first. The slot hot path is answered before FastAPI's routing;
     # the body limit and then (outermost) the API key guard it like every route.
     app.add_middleware(SlotFastPath, prefix=API_PREFIX)
-    app.add_middleware(BodyLimitMiddleware, limit=MAX_BODY_BYTES, batch_limit=MAX_BATCH_BODY_BYTES)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=MAX_BODY_BYTES,
+        route_limits={("POST", API_PREFIX + path): MAX_BATCH_BODY_BYTES for path in BATCH_ROUTES},
+    )
     if settings.api_key:
         app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
     else:
