@@ -44,6 +44,10 @@ def _parse_positive_float(raw: str) -> float:
     return value
 
 
+def _parse_names(raw: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
 def _parse_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -152,6 +156,15 @@ class Settings:
         default="127.0.0.1",
         metadata=_setting("HEADWAY_SERVER_HOST", "Address `headway server start` binds."),
     )
+    server_allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            "HEADWAY_SERVER_ALLOWED_HOSTS",
+            "Host names a server without an API key answers to, besides loopback ones and"
+            " the address it binds (comma-separated; * for any).",
+            _parse_names,
+        ),
+    )
     server_port: int = field(
         default=4200,
         metadata=_setting(
@@ -215,6 +228,8 @@ def describe(settings: Settings, environ: Mapping[str, str] | None = None) -> li
             shown = "(unset)"
         elif f.metadata["secret"]:
             shown = _mask(str(value))
+        elif isinstance(value, tuple):
+            shown = ",".join(value) or "(none)"
         else:
             shown = str(value)
         out.append(SettingView(f.name, var, shown, source, f.metadata["doc"]))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 
 import typer
 
@@ -25,6 +27,32 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def _check_free(host: str, port: int) -> None:
+    """Refuse at once, in one line, an address that cannot be listened on.
+
+    Before anything starts: uvicorn would open the store and start the
+    services first, then fail to bind and stop them all again, printing its
+    own log lines on the way.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As uvicorn binds: a port in TIME_WAIT only is free to take.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port}: {reason} (another server? choose --port)"
+            ) from None
 
 
 @app.command()
@@ -71,6 +99,10 @@ def start(
             f"refusing to bind {bind_host} without HEADWAY_API_KEY: anyone who can reach it"
             " could change runs and limits (set HEADWAY_API_KEY, or pass --insecure)"
         )
+    _check_free(bind_host, bind_port)
+    # The app (in each worker process) answers to the address it binds, whatever
+    # said it: the option or the setting.
+    os.environ["HEADWAY_SERVER_HOST"] = bind_host
     from headway.store.db import Database
     from headway.store.migrate import ensure_schema
 
