@@ -162,7 +162,8 @@ async def async_load(batch: str) -> None:
 
 @flow
 def nightly_report(label: str = "manual", together: int = 1) -> None:
-    """Step 3 and 4: the deployed flow (``together``: under the demo, meet that many runs)."""
+    """Build the nightly sales report."""
+    # Steps 3 and 4 deploy this flow; ``together`` runs meet before working (under the demo).
     meet(f"report-{together}", together)
     work(f"report-{label}")
 
