@@ -4,7 +4,7 @@ Mixed into :class:`headway.orchestrator.Orchestrator`. Each answer is built
 from one read snapshot of the store (leases, waiters, limits, runs, events;
 ``store/explain.py``), never from a guess: a run waits on a limit when it has
 a waiter row there, or when it is a deployment run whose ``blocked_on`` names
-it, or when its claim found its pool or queue full.
+it, or when it is due and its pool or queue is full.
 """
 
 from __future__ import annotations
@@ -191,7 +191,10 @@ class ExplainPolicy:
                     claim.blocked_on, view, place, 1, claim.priority, since, strategy, now
                 )
             ]
-        if claim.state_name != AWAITING_CONCURRENCY_SLOT or claim.work_pool is None:
+        # A due run of a full pool or queue waits on it, whether or not a claim has
+        # marked it AwaitingConcurrencySlot: a claim marks only the run it tried, and
+        # stops at a pool it finds full before looking at any run.
+        if claim.work_pool is None or (claim.expected_start or claim.created) > now:
             return []
         out: list[Blocker] = []
         queue = claim.work_queue or DEFAULT_QUEUE
