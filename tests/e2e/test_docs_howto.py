@@ -218,7 +218,7 @@ def test_howto_page_blocks_run(page: Path, tmp_path: Path) -> None:
                     f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
                 )
                 ran += 1
-                print(f"{where}: {time.monotonic() - began:.1f} s")
+                print(f"{where}: {time.monotonic() - began:.1f} s\n{result.stdout}")
                 continue
             for command in commands_of(block):
                 if block.mode == "background":
