@@ -77,6 +77,13 @@ def _type_name(param: Any) -> str:
     return {"str": "text", "int": "integer", "float": "number", "bool": "flag"}.get(name, name)
 
 
+def _shown_default(default: object) -> bool:
+    """Whether a default says something (0 does; None, False and empty values do not)."""
+    if default is None or default is False or callable(default):
+        return False
+    return not (isinstance(default, str | list | tuple) and not default)
+
+
 def _param_row(param: Any) -> str:
     if isinstance(param, TyperOption):
         names = ", ".join(f"`{n}`" for n in (*param.opts, *param.secondary_opts))
@@ -91,7 +98,7 @@ def _param_row(param: Any) -> str:
     if param.multiple:
         details.append("repeatable")
     default = param.default
-    if default not in (None, (), [], False, "") and not callable(default):
+    if _shown_default(default):
         details.append(f"default `{default}`")
     cell = _escape(help_text.strip().replace("\n", " "))
     if details:
