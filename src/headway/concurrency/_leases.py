@@ -64,6 +64,11 @@ class HeldSlots:
         return self.grant.inactive
 
     @property
+    def released(self) -> bool:
+        """True once the slots were given back (or there were none to give back)."""
+        return self._released
+
+    @property
     def lost(self) -> bool:
         """True once the lease is known to have been reaped while held."""
         return self._lost
@@ -84,11 +89,15 @@ class HeldSlots:
         """Give the slots back now (idempotent); LeaseLostError if the lease was lost."""
         if self._released:
             return
-        self._released = True
         if self.grant.lease_id is None:
+            self._released = True
             return
         _renewer().remove(self)
-        if not self.client.release_slots(self.grant.lease_id):
+        # Marked released only once the store said so: a release cut short (a
+        # store error, a timeout's interrupt landing here) can be made again.
+        intact = self.client.release_slots(self.grant.lease_id)
+        self._released = True
+        if not intact:
             self._lost = True
         self.check()
 

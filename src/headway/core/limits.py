@@ -47,8 +47,8 @@ TAG_PREFIX = "tag:"
 Mode = Literal["concurrency", "rate"]
 MODES: tuple[Mode, ...] = ("concurrency", "rate")
 
-#: Who may hold a lease.
-HOLDER_KINDS = ("code", "task_run", "flow_run")
+#: Who may hold a lease (``deployment`` is Prefect's holder type, given by code).
+HOLDER_KINDS = ("code", "task_run", "flow_run", "deployment")
 
 # Wait between re-checks when no notification comes: short first, then capped,
 # so a lost wake-up costs at most this much and an idle waiter costs little.
