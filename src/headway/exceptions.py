@@ -10,7 +10,8 @@
     ├── ConflictError                 refused because of current state (CLI 2, HTTP 409)
     │   └── IllegalTransition         a state change the state machine forbids
     ├── StoreError                    the store could not be reached or used (CLI 1, HTTP 503)
-    │   └── StoreUnavailable          ...and nothing was written: the call may be made again
+    │   ├── StoreUnavailable          ...and nothing was written: the call may be made again
+    │   └── StoreTooNew               a newer headway upgraded the schema (CLI 2, HTTP 503)
     ├── ConcurrencySlotAcquisitionError   a slot could not be taken (strict unknown name, ...)
     │   └── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
     ├── LeaseLostError                a held lease expired or was reaped while its holder lived
@@ -85,6 +86,16 @@ class StoreUnavailable(StoreError):
     PostgreSQL restart, a network drop): making the same call again is safe, and
     the HttpClient does so by itself while its retry window lasts.
     """
+
+
+class StoreTooNew(StoreError):
+    """The store's schema is at a revision newer than this headway knows.
+
+    A newer headway upgraded it; this one refuses to use it rather than write
+    rows without the columns it does not know about. Upgrade headway.
+    """
+
+    exit_code = 2
 
 
 class ConcurrencySlotAcquisitionError(HeadwayError):
