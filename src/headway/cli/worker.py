@@ -19,7 +19,12 @@ def start(
     queue: list[str] | None = typer.Option(
         None, "--queue", "-q", help="Only these queues of the pool (repeatable)."
     ),
-    limit: int | None = typer.Option(None, "--limit", help="Most runs this worker runs at once."),
+    limit: int | None = typer.Option(
+        None,
+        "--limit",
+        help="Most runs this worker runs at once; it claims no more than it has room for"
+        " (default HEADWAY_WORKER_LIMIT, 5).",
+    ),
     name: str | None = typer.Option(None, "--name", help="The worker's name (default host-pid)."),
     cancel_grace: float = typer.Option(
         10.0, "--cancel-grace", help="Seconds a cancelled run has after SIGTERM before SIGKILL."
@@ -41,6 +46,9 @@ def start(
     if cancel_grace < 0:
         raise ValidationError(f"--cancel-grace must be at least 0, got {cancel_grace}")
     client = common.client()
+    if limit is None:
+        # A worker without a cap would claim a whole burst and leave its peers idle.
+        limit = client.settings.worker_limit
     pool_record = client.read_work_pool(pool)  # unknown pool: one clear line, exit 2
     known = {q.name for q in pool_record.queues}
     for q in queue or []:
