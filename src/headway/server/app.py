@@ -123,8 +123,8 @@ def create_app(
     # the body limit and then (outermost) the API key guard it like every route.
     app.add_middleware(SlotFastPath, prefix=API_PREFIX)
     app.add_middleware(BodyLimitMiddleware, limit=MAX_BODY_BYTES, batch_limit=MAX_BATCH_BODY_BYTES)
-    if settings.api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    if settings.accepted_api_keys:
+        app.add_middleware(ApiKeyMiddleware, api_keys=settings.accepted_api_keys)
     return app
 
 
