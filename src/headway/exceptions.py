@@ -16,6 +16,7 @@
     │   └── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
     ├── LeaseLostError                a held lease expired or was reaped while its holder lived
     ├── MissingContextError           a run-only call (get_run_logger) made outside any run
+    ├── CodeUnavailable               a worker cannot find or fetch a deployment's code
     ├── RunFailed                     base of what a flow/task run raises on failure
     │   ├── TaskRunTimeout            (also a TimeoutError) a run passed timeout_seconds
     │   └── RunCancelled              the run was cancelled
@@ -119,6 +120,13 @@ class LeaseLostError(HeadwayError):
 
 class MissingContextError(HeadwayError, RuntimeError):
     """Called outside a flow or task run, where it needs one (``get_run_logger``)."""
+
+
+class CodeUnavailable(HeadwayError):
+    """A deployment's code is not where the worker looked, or its repository cannot be fetched.
+
+    The message is one line naming the path looked in (or the repository and ref).
+    """
 
 
 class RunFailed(HeadwayError):

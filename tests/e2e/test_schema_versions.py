@@ -102,3 +102,30 @@ def test_cli_and_server_refuse_a_newer_store_in_one_line(
         f"Error: this store was upgraded to {NEWER} by a newer headway (this one knows up"
         f" to {HEAD}); upgrade headway"
     ]
+
+
+def test_a_deployment_made_before_code_sources_keeps_its_entrypoint(tmp_path: Path) -> None:
+    from headway.settings import get_settings
+    from headway.store import migrate
+    from headway.store.store import Store
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    migrate.upgrade(url, "0006")
+    db = Database(url)
+    try:
+        with db.write() as tx:
+            tx.execute(
+                "INSERT INTO deployments (id, full_name, flow_name, name, entrypoint, created,"
+                " updated) VALUES ('d1', 'etl/old', 'etl', 'old', '/home/me/proj/flows/etl.py:etl',"
+                " 0, 0)"
+            )
+        assert ensure_schema(db) is True
+    finally:
+        db.close()
+    store = Store.open(get_settings({"HEADWAY_DATABASE_URL": url}))
+    try:
+        dep = store.read_deployment("etl/old")
+    finally:
+        store.close()
+    assert dep.entrypoint == "/home/me/proj/flows/etl.py:etl"
+    assert (dep.code_repository, dep.code_ref) == (None, None)

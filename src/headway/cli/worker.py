@@ -29,6 +29,12 @@ def start(
     cancel_grace: float = typer.Option(
         10.0, "--cancel-grace", help="Seconds a cancelled run has after SIGTERM before SIGKILL."
     ),
+    working_dir: str | None = typer.Option(
+        None,
+        "--working-dir",
+        help="The directory runs start in, which deployments' entrypoints are relative to"
+        " (default: this directory).",
+    ),
     standby: bool = typer.Option(
         True,
         "--standby/--no-standby",
@@ -36,6 +42,7 @@ def start(
     ),
 ) -> None:
     """Run a worker until Ctrl-C or SIGTERM (runs still going are then cancelled)."""
+    import os
     import sys
 
     from headway.exceptions import ValidationError
@@ -45,6 +52,8 @@ def start(
         raise ValidationError(f"--limit must be at least 1, got {limit}")
     if cancel_grace < 0:
         raise ValidationError(f"--cancel-grace must be at least 0, got {cancel_grace}")
+    if working_dir is not None and not os.path.isdir(working_dir):
+        raise ValidationError(f"--working-dir: no such directory: {working_dir}")
     client = common.client()
     if limit is None:
         # A worker without a cap would claim a whole burst and leave its peers idle.
@@ -66,6 +75,7 @@ def start(
         cancel_grace_seconds=cancel_grace,
         echo=sys.stdout,
         standby=standby,
+        working_dir=working_dir,
     )
     typer.echo(
         f"Worker {worker.name!r} started on pool {pool!r}"

@@ -78,6 +78,8 @@ class Worker:
     ``limit`` caps the runs this worker runs at once (None: no cap of its own;
     pool, queue and deployment limits apply in any case). ``cancel_grace_seconds``
     is how long a cancelled run's process has after SIGTERM before SIGKILL.
+    ``working_dir`` is where run processes start, and so what a deployment's
+    relative entrypoint is resolved against (default: this process's directory).
     """
 
     def __init__(
@@ -95,6 +97,7 @@ class Worker:
         echo: TextIO | None = None,
         python: str | None = None,
         standby: bool = True,
+        working_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if pool is None and not deployments:
             from headway.exceptions import ValidationError
@@ -122,6 +125,9 @@ class Worker:
         self.claim_wait_seconds = claim_wait_seconds
         self.echo = echo
         self.python = python or sys.executable
+        #: Where run processes start: relative entrypoints are resolved against it
+        #: (None: this process's own working directory).
+        self.working_dir = None if working_dir is None else os.path.abspath(working_dir)
         #: Keep one run process started and imported ahead of the next run.
         self.standby = standby
         self._standby: tuple[subprocess.Popen[bytes], int] | None = None
@@ -283,6 +289,7 @@ class Worker:
                 stderr=subprocess.PIPE,
                 pass_fds=(echo_write,),
                 start_new_session=True,
+                cwd=self.working_dir,
             )
         except OSError:
             os.close(echo_read)
