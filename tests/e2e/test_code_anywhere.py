@@ -295,3 +295,49 @@ def test_bad_code_source_is_one_line_exit_2(
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("Error: ") and message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+SERVED = """
+import sys
+from pathlib import Path
+
+from headway.flows import flow
+
+
+@flow
+def job(out: str) -> None:
+    Path(out).write_text(str(Path.cwd()))
+
+
+if __name__ == "__main__":
+    job.serve(name="s", project_root=sys.argv[1])
+"""
+
+
+def test_serve_stores_the_entrypoint_relative_to_its_project_root(tmp_path: Path) -> None:
+    proj = tmp_path / "proj"
+    (proj / "flows").mkdir(parents=True)
+    (proj / "flows" / "served.py").write_text(SERVED)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    log = open(tmp_path / "serve.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(
+        [sys.executable, str(proj / "flows" / "served.py"), str(proj)],
+        env=dict(os.environ), cwd=elsewhere, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    log.close()
+    try:
+        client = get_client()
+        deadline = time.monotonic() + 60
+        while not any(d.full_name == "job/s" for d in client.list_deployments()):
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            assert time.monotonic() < deadline, "serve() registered nothing in time"
+            time.sleep(0.05)
+        assert client.read_deployment("job/s").entrypoint == "flows/served.py:job"
+        out = tmp_path / "out.txt"
+        assert run_to_end("job/s", out).state.type is StateType.COMPLETED
+        # The run started in the project root, where the relative entrypoint points.
+        assert out.read_text() == str(proj)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
