@@ -74,9 +74,9 @@ def test_opening_a_newer_store_is_refused(newer_store: dict[str, str]) -> None:
         assert current_revision(db) == NEWER
     finally:
         db.close()
-    assert str(caught.value) == (
-        f"this store was upgraded to {NEWER} by a newer headway (this one knows up to"
-        f" {HEAD}); upgrade headway"
+    assert (
+        str(caught.value)
+        == f"this store was upgraded to {NEWER} by a newer headway; upgrade headway"
     )
 
 
@@ -99,8 +99,7 @@ def test_cli_and_server_refuse_a_newer_store_in_one_line(
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"Error: this store was upgraded to {NEWER} by a newer headway (this one knows up"
-        f" to {HEAD}); upgrade headway"
+        f"Error: this store was upgraded to {NEWER} by a newer headway; upgrade headway"
     ]
 
 

@@ -43,8 +43,7 @@ def check_not_newer(revision: str | None) -> None:
     """
     if revision is not None and revision not in KNOWN:
         raise StoreTooNew(
-            f"this store was upgraded to {revision} by a newer headway (this one knows up"
-            f" to {HEAD}); upgrade headway"
+            f"this store was upgraded to {revision} by a newer headway; upgrade headway"
         )
 
 
