@@ -185,3 +185,40 @@ def test_reading_the_api_docs_with_a_key(headway_home: Path, tmp_path: Path) -> 
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_the_tls_command(
+    headway_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed")
+    (command,) = (b.strip() for b in blocks(section("TLS"), "console"))
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(tls / "key.pem"), "-out", str(tls / "cert.pem")],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = free_port()
+    command = command.replace("/etc/headway/tls", str(tls)).replace("4200", str(port))
+    key = "k-" + uuid.uuid4().hex
+    env = shell_env(HEADWAY_HOME=str(headway_home), HEADWAY_API_KEY=key,
+                    SSL_CERT_FILE=str(tls / "cert.pem"))  # fmt: skip
+    proc = subprocess.Popen(["bash", "-c", f"exec {command}"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # fmt: skip
+    try:
+        base = f"https://127.0.0.1:{port}"
+        # The health check speaks httpx, which trusts SSL_CERT_FILE too.
+        monkeypatch.setenv("SSL_CERT_FILE", str(tls / "cert.pem"))
+        wait_healthy(base, 60, proc)  # type: ignore[arg-type]
+        listed = subprocess.run(
+            [BIN / "headway", "work-pool", "ls"], env={**env, "HEADWAY_API_URL": base},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert listed.returncode == 0, listed.stderr
+    finally:
+        proc.terminate()
+        proc.wait(15)
