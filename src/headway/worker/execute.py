@@ -3,11 +3,12 @@
 It finds the deployment's code (:mod:`headway.worker.code`: the working
 directory it was started in, or a fresh checkout of the deployment's git
 repository), loads its entrypoint (``path/to/file.py:flow_function``, relative
-to that directory), and runs the flow with the run's parameters as that very run (the run is already
-recorded PENDING by the claim; the flow engine adopts it instead of recording
-a new one). The flow engine records RUNNING and the final state, which gives
-back the run's slots. Anything that stops the run before it starts (the file
-cannot be loaded, parameters that do not fit) ends it FAILED with the reason.
+to that directory), and runs the flow with the run's parameters as that very
+run (the run is already recorded PENDING by the claim; the flow engine adopts
+it instead of recording a new one). The flow engine records RUNNING and the
+final state, which gives back the run's slots. Anything that stops the run
+before it starts (the file cannot be loaded, parameters that do not fit) ends
+it FAILED with the reason.
 
 The process dies with its worker (``PR_SET_PDEATHSIG``): a worker killed with
 SIGKILL leaves no run going on without it.
