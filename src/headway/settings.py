@@ -92,6 +92,15 @@ class Settings:
             "HEADWAY_API_KEY", "Bearer key the server requires and the client sends.", secret=True
         ),
     )
+    api_keys: str | None = field(
+        default=None,
+        metadata=_setting(
+            "HEADWAY_API_KEYS",
+            "More keys the server accepts besides HEADWAY_API_KEY, comma-separated"
+            " (for a key change: old and new both work until every client has the new one).",
+            secret=True,
+        ),
+    )
     logging_level: str = field(
         default="INFO",
         metadata=_setting("HEADWAY_LOGGING_LEVEL", "Level of headway's own logs.", _parse_level),
@@ -171,12 +180,31 @@ class Settings:
             "HEADWAY_SERVER_PORT", "Port `headway server start` binds.", _parse_positive_int
         ),
     )
+    worker_limit: int = field(
+        default=5,
+        metadata=_setting(
+            "HEADWAY_WORKER_LIMIT",
+            "Most flow runs a `headway worker start` runs at once (its --limit); a worker"
+            " claims no more than it has room for, so idle workers share a burst.",
+            _parse_positive_int,
+        ),
+    )
     log_prints: bool = field(
         default=False,
         metadata=_setting(
             "HEADWAY_LOG_PRINTS", "Record print() of flows and tasks by default.", _parse_bool
         ),
     )
+
+    @property
+    def accepted_api_keys(self) -> tuple[str, ...]:
+        """Every key the server accepts: HEADWAY_API_KEY, then each of HEADWAY_API_KEYS."""
+        keys = [self.api_key] if self.api_key else []
+        for item in (self.api_keys or "").split(","):
+            key = item.strip()
+            if key and key not in keys:
+                keys.append(key)
+        return tuple(keys)
 
     @property
     def effective_database_url(self) -> str:

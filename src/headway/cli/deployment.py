@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from headway.cli import _deploying as common
 from headway.cli import run_exit_code
 from headway.cli.output import check_output_format
+
+if TYPE_CHECKING:
+    from headway.core.models import Deployment
 
 NAME = "deployment"
 
@@ -65,6 +68,17 @@ def ls(
     common.console().print(table)
 
 
+def code_source_text(dep: Deployment) -> str:
+    """Where the workers of ``dep`` get its code, in words."""
+    if dep.code_repository:
+        ref = dep.code_ref or "its default branch"
+        return f"git {dep.code_repository} at {ref}, checked out by each worker before a run"
+    path = (dep.entrypoint or "").rpartition(":")[0]
+    if path.startswith("/"):
+        return f"{path} on the worker's machine (an absolute path)"
+    return "the worker's working directory (headway worker start --working-dir)"
+
+
 @app.command("inspect")
 def inspect(
     name: str = NameArg,
@@ -80,6 +94,7 @@ def inspect(
     con.print(f"[bold]{dep.full_name}[/bold]  id {dep.id}")
     rows = [
         ("entrypoint", dep.entrypoint or "-"),
+        ("code", code_source_text(dep)),
         ("work pool", dep.work_pool or "(served by flow.serve())"),
         ("work queue", dep.work_queue or "-"),
         ("parameters", str(dep.parameters)),

@@ -76,6 +76,14 @@ def start(
         None, "--log-level", help="Server log level (default HEADWAY_LOGGING_LEVEL)."
     ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    ssl_certfile: str | None = typer.Option(
+        None,
+        "--ssl-certfile",
+        help="Serve HTTPS with this certificate (PEM, with its chain); needs --ssl-keyfile.",
+    ),
+    ssl_keyfile: str | None = typer.Option(
+        None, "--ssl-keyfile", help="The certificate's private key (PEM)."
+    ),
 ) -> None:
     """Start the server; migrations run first, so a new database is ready at once."""
     from headway.settings import _mask, get_settings
@@ -94,7 +102,12 @@ def start(
         raise ValidationError(f"--port must be between 0 and 65535, got {bind_port}")
     if workers < 1:
         raise ValidationError(f"--workers must be at least 1, got {workers}")
-    if not is_loopback(bind_host) and not settings.api_key and not insecure:
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ValidationError("--ssl-certfile and --ssl-keyfile go together: pass both or neither")
+    for flag, path in (("--ssl-certfile", ssl_certfile), ("--ssl-keyfile", ssl_keyfile)):
+        if path is not None and not os.path.isfile(path):
+            raise ValidationError(f"{flag}: no such file: {path}")
+    if not is_loopback(bind_host) and not settings.accepted_api_keys and not insecure:
         raise ConfigurationError(
             f"refusing to bind {bind_host} without HEADWAY_API_KEY: anyone who can reach it"
             " could change runs and limits (set HEADWAY_API_KEY, or pass --insecure)"
@@ -115,10 +128,14 @@ def start(
     import uvicorn
 
     level = (log_level or settings.logging_level).lower()
+    scheme = "https" if ssl_certfile else "http"
+    keys = len(settings.accepted_api_keys)
     typer.echo(
-        f"headway server on http://{bind_host}:{bind_port}"
+        f"headway server on {scheme}://{bind_host}:{bind_port}"
         f" (store: {_mask(settings.effective_database_url)}, workers: {workers},"
-        f" API key: {'required' if settings.api_key else 'none'})",
+        f" API key: {'required' if keys else 'none'}"
+        + (f", {keys} keys accepted" if keys > 1 else "")
+        + ")",
         err=True,
     )
     uvicorn.run(
@@ -132,4 +149,7 @@ def start(
         # Longer than the client's idle expiry, so the client always closes first.
         timeout_keep_alive=30,
         server_header=False,
+        # Passed through to uvicorn, which serves TLS itself.
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )

@@ -19,7 +19,12 @@ def start(
     queue: list[str] | None = typer.Option(
         None, "--queue", "-q", help="Only these queues of the pool (repeatable)."
     ),
-    limit: int | None = typer.Option(None, "--limit", help="Most runs this worker runs at once."),
+    limit: int | None = typer.Option(
+        None,
+        "--limit",
+        help="Most runs this worker runs at once; it claims no more than it has room for"
+        " (default HEADWAY_WORKER_LIMIT, 5).",
+    ),
     name: str | None = typer.Option(None, "--name", help="The worker's name (default host-pid)."),
     cancel_grace: float = typer.Option(
         10.0, "--cancel-grace", help="Seconds a cancelled run has after SIGTERM before SIGKILL."
@@ -29,6 +34,12 @@ def start(
         "--drain-seconds",
         help="On SIGTERM or Ctrl-C, how long the runs going may finish before they are"
         " cancelled (default: until they end).",
+    ),
+    working_dir: str | None = typer.Option(
+        None,
+        "--working-dir",
+        help="The directory runs start in, which deployments' entrypoints are relative to"
+        " (default: this directory).",
     ),
     standby: bool = typer.Option(
         True,
@@ -42,6 +53,7 @@ def start(
     --drain-seconds at most); a second one cancels them (SIGTERM to each run,
     SIGKILL after --cancel-grace; they end CANCELLED); a third kills them at once.
     """
+    import os
     import sys
 
     from headway.exceptions import ValidationError
@@ -53,7 +65,12 @@ def start(
         raise ValidationError(f"--cancel-grace must be at least 0, got {cancel_grace}")
     if drain_seconds is not None and not drain_seconds >= 0:
         raise ValidationError(f"--drain-seconds must be at least 0, got {drain_seconds}")
+    if working_dir is not None and not os.path.isdir(working_dir):
+        raise ValidationError(f"--working-dir: no such directory: {working_dir}")
     client = common.client()
+    if limit is None:
+        # A worker without a cap would claim a whole burst and leave its peers idle.
+        limit = client.settings.worker_limit
     pool_record = client.read_work_pool(pool)  # unknown pool: one clear line, exit 2
     known = {q.name for q in pool_record.queues}
     for q in queue or []:
@@ -72,6 +89,7 @@ def start(
         drain_seconds=drain_seconds,
         echo=sys.stdout,
         standby=standby,
+        working_dir=working_dir,
     )
     typer.echo(
         f"Worker {worker.name!r} started on pool {pool!r}"

@@ -261,6 +261,11 @@ class Deployment:
     description: str = ""
     created: datetime | None = None
     updated: datetime | None = None
+    #: A git repository workers check the code out of before each run (None: the
+    #: code is in each worker's working directory); ``entrypoint`` is relative to its root.
+    code_repository: str | None = None
+    #: The branch, tag or commit of ``code_repository`` (None: its default branch).
+    code_ref: str | None = None
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from headway.core.deployments import (
     parse_entrypoint,
     render_key,
     split_full_name,
+    validate_code_source,
     validate_concurrency_limit,
     validate_key_template,
     validate_object_name,
@@ -182,6 +183,7 @@ class DeploymentPolicy:
         full = full_name(spec.flow_name, spec.name)
         if spec.entrypoint is not None:
             parse_entrypoint(spec.entrypoint)
+        code_repository, code_ref = validate_code_source(spec.code_repository, spec.code_ref)
         if spec.work_pool is not None:
             validate_object_name(spec.work_pool, "work pool")
         if spec.work_queue is not None:
@@ -229,6 +231,8 @@ class DeploymentPolicy:
             concurrency_key=key,
             schedules=schedules,
             description=spec.description,
+            code_repository=code_repository,
+            code_ref=code_ref,
         )
         self._notify(wake)
         if schedules and not spec.paused:

@@ -130,8 +130,8 @@ def create_app(
         limit=MAX_BODY_BYTES,
         route_limits={("POST", API_PREFIX + path): MAX_BATCH_BODY_BYTES for path in BATCH_ROUTES},
     )
-    if settings.api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    if settings.accepted_api_keys:
+        app.add_middleware(ApiKeyMiddleware, api_keys=settings.accepted_api_keys)
     else:
         # Without a key, web pages and rebound DNS names are the threat: outermost,
         # so a refused request's body is never read.

@@ -48,11 +48,25 @@ async def send_error(
 
 
 class ApiKeyMiddleware:
-    """Every path except :data:`OPEN_PATHS` needs ``Authorization: Bearer <key>``."""
+    """Every path except :data:`OPEN_PATHS` needs ``Authorization: Bearer <key>``.
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    Any of ``api_keys`` is accepted: during a key change the server takes the
+    old key and the new one until every client sends the new one.
+    """
+
+    def __init__(self, app: ASGIApp, api_keys: Sequence[str]) -> None:
+        if not api_keys:
+            raise ValueError("ApiKeyMiddleware needs at least one key")
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._expected = tuple(f"Bearer {key}".encode() for key in api_keys)
+
+    def _accepts(self, given: bytes) -> bool:
+        # Constant time per key, and every key compared: the answer reveals
+        # neither how much of a key matched nor which key it was.
+        matched = False
+        for expected in self._expected:
+            matched |= hmac.compare_digest(given, expected)
+        return matched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -64,8 +78,7 @@ class ApiKeyMiddleware:
             if name == b"authorization":
                 given = value
                 break
-        # Constant time: the comparison does not reveal how much of the key matched.
-        if given and hmac.compare_digest(given, self._expected):
+        if given and self._accepts(given):
             await self.app(scope, receive, send)
             return
         await send_error(

@@ -292,6 +292,8 @@ class DeploymentSpecIn(Body):
     collision_strategy: str = Field("ENQUEUE", max_length=50)
     concurrency_key: str | None = Field(None, max_length=1_000)
     description: str = Field("", max_length=10_000)
+    code_repository: str | None = Field(None, max_length=4_000)
+    code_ref: str | None = Field(None, max_length=400)
 
 
 class DeploymentLimitSet(Body):

@@ -98,6 +98,8 @@ class Worker:
     ``drain_seconds`` is how long :meth:`drain` (the first SIGTERM or Ctrl-C of
     :meth:`run`) lets the runs going finish before cancelling them (None: until
     they end).
+    ``working_dir`` is where run processes start, and so what a deployment's
+    relative entrypoint is resolved against (default: this process's directory).
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class Worker:
         echo: TextIO | None = None,
         python: str | None = None,
         standby: bool = True,
+        working_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if pool is None and not deployments:
             from headway.exceptions import ValidationError
@@ -144,6 +147,9 @@ class Worker:
         self.claim_wait_seconds = claim_wait_seconds
         self.echo = echo
         self.python = python or sys.executable
+        #: Where run processes start: relative entrypoints are resolved against it
+        #: (None: this process's own working directory).
+        self.working_dir = None if working_dir is None else os.path.abspath(working_dir)
         #: Keep one run process started and imported ahead of the next run.
         self.standby = standby
         self._standby: tuple[subprocess.Popen[bytes], int] | None = None
@@ -395,6 +401,7 @@ class Worker:
                 stderr=subprocess.PIPE,
                 pass_fds=passed,
                 start_new_session=True,
+                cwd=self.working_dir,
             )
         except OSError:
             os.close(echo_read)
