@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 
 from headway.client.base import Client
+from headway.concurrency._scopes import note_held
 from headway.core.limits import SlotGrant, renew_interval
 from headway.exceptions import LeaseLostError
 
@@ -213,4 +214,5 @@ def hold(client: Client, grant: SlotGrant) -> HeldSlots:
     held = HeldSlots(client, grant)
     if grant.lease_id is not None:
         _renewer().add(held)
+        note_held(held)
     return held
