@@ -37,21 +37,33 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from _demo_timelines import (
+    Span,
+    at_once,
+    by_start,
+    handoff,
+    run_span,
+    runs_since,
+    show,
+    slot_span,
+    task_span,
+)
+
 from headway import flow, get_run_logger, task
 from headway.concurrency.asyncio import concurrency as async_concurrency
 from headway.concurrency.sync import concurrency
-from headway.exceptions import AcquireConcurrencySlotTimeoutError
+from headway.core.states import StateType
+from headway.exceptions import AcquireConcurrencySlotTimeoutError, HeadwayError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from headway.client.base import Client
-    from headway.core.models import FlowRun, TaskRun
+    from headway.core.models import FlowRun
 
 STAGE_ENV = "HEADWAY_DEMO_STAGE"
 LIMIT = "warehouse"
@@ -192,122 +204,7 @@ def serve_deployment(name: str) -> None:
     nightly_report.serve(name=name, concurrency_limit=limits[name])
 
 
-# -- reading the store back -------------------------------------------------------------
-@dataclass(frozen=True)
-class Span:
-    """One row of a timeline, as recorded: waiting for a slot, starting, working."""
-
-    label: str
-    state: str
-    #: Waiting for a slot from ``waiting`` until ``granted``; starting (a deployment
-    #: run's process) until ``start``; working until ``end``.
-    waiting: datetime | None
-    granted: datetime | None
-    start: datetime | None
-    end: datetime | None
-
-    @property
-    def waited(self) -> float | None:
-        """Seconds spent waiting for a slot (to the end, if it never got one)."""
-        if self.waiting is None:
-            return None
-        return ((self.granted or self.end or self.waiting) - self.waiting).total_seconds()
-
-
-def handoff(before: Span, after: Span) -> float:
-    """Seconds from ``before`` ending to ``after`` getting its slot."""
-    assert before.end and after.granted
-    return (after.granted - before.end).total_seconds()
-
-
-def run_span(client: Client, run: FlowRun, label: str | None = None) -> Span:
-    """A flow run as the store recorded it (its states, and the waits ``why`` reports)."""
-    run = client.read_flow_run(run.id)
-    waiting = granted = None
-    start = run.start_time
-    if run.deployment is not None:  # due when created; claimed (slots taken) when PENDING
-        waiting = run.created
-        pending = [s.timestamp for s in client.read_states(run.id) if s.type.value == "PENDING"]
-        granted = pending[0] if pending else None
-    slot_waits = [w for w in client.explain_run(run.id).waited if w.what == "slot"]
-    if slot_waits and run.start_time is not None:  # concurrency() inside the run
-        waiting, granted = run.start_time, max(w.until for w in slot_waits)
-        start = granted
-    name = run.state.name if run.state.name != run.state.type.value.title() else ""
-    state = run.state.type.value + (f" ({name})" if name else "")
-    return Span(label or run.name, state, waiting, granted, start, run.end_time)
-
-
-def task_span(label: str, task_run: TaskRun) -> Span:
-    """A task run as recorded."""
-    state = task_run.state.type.value
-    return Span(label, state, None, None, task_run.start_time, task_run.end_time)
-
-
-def overlap(a: Span, b: Span) -> float:
-    """Seconds during which both spans were working (negative: the gap between them)."""
-    assert a.start and a.end and b.start and b.end
-    return (min(a.end, b.end) - max(a.start, b.start)).total_seconds()
-
-
-def at_once(spans: Sequence[Span]) -> str:
-    """How the spans' working times relate: all at once for a while, or never two at once."""
-    shared = [overlap(a, b) for a, b in itertools.combinations(spans, 2)]
-    if all(seconds > 0 for seconds in shared):
-        return f"at once (each pair for at least {min(shared):.2f} s)"
-    if all(seconds <= 0 for seconds in shared):
-        return f"one at a time (never two at once; the closest {-max(shared):.3f} s apart)"
-    return "partly at once"
-
-
-def show(console: Console, spans: Sequence[Span], width: int = 36) -> None:
-    """A table of spans with a timeline: ░ waiting for a slot, ▒ starting, █ working."""
-    from rich.table import Table
-
-    times = [t for s in spans for t in (s.waiting, s.granted, s.start, s.end) if t is not None]
-    origin, last = min(times), max(times)
-    scale = max((last - origin).total_seconds(), 1e-6) / width
-
-    def at(t: datetime) -> float:
-        return (t - origin).total_seconds()
-
-    def paint(bar: list[str], mark: str, begin: datetime | None, end: datetime | None) -> None:
-        if begin is None:
-            return
-        first = min(int(at(begin) / scale), width - 1)
-        for i in range(first, max(first + 1, min(width, round(at(end or last) / scale)))):
-            bar[i] = mark
-
-    table = Table(box=None, padding=(0, 1), header_style="bold")
-    for column in ("run", "state", "waited", "ran (s)", "timeline"):
-        table.add_column(column, justify="right" if column == "waited" else "left")
-    for s in spans:
-        bar = [" "] * width
-        paint(bar, "░", s.waiting, s.granted or s.start or s.end)
-        paint(bar, "▒", s.granted, s.start)
-        paint(bar, "█", s.start, s.end)
-        waited = "-" if s.waited is None else f"{s.waited:.2f}s"
-        ran = "-" if s.start is None else f"{at(s.start):5.2f}-{at(s.end or last):5.2f}"
-        table.add_row(f"  {s.label}", s.state, waited, ran, "[cyan]" + "".join(bar) + "[/cyan]")
-    console.print(table)
-
-
-def runs_since(client: Client, flow_name: str, since: datetime) -> list[FlowRun]:
-    """The runs of ``flow_name`` created since ``since``, oldest first."""
-    runs = client.list_flow_runs(flow_name=flow_name, limit=50)
-    return sorted((r for r in runs if r.created and r.created >= since), key=_created)
-
-
-def _started(span: Span) -> datetime:
-    assert span.start is not None
-    return span.start
-
-
-def _created(run: FlowRun) -> datetime:
-    assert run.created is not None
-    return run.created
-
-
+# -- the driver ----------------------------------------------------------------------
 def until(what: str, check: Callable[[], bool], timeout: float = PATIENCE) -> None:
     """Wait until ``check()`` is true (it reads the store); fail with ``what`` after timeout."""
     deadline = time.monotonic() + timeout
@@ -317,7 +214,6 @@ def until(what: str, check: Callable[[], bool], timeout: float = PATIENCE) -> No
         time.sleep(0.02)
 
 
-# -- the driver -------------------------------------------------------------------------
 class Demo:
     """Runs the steps and prints what the store recorded."""
 
@@ -398,6 +294,17 @@ class Demo:
         return len(self.client.inspect_limit(LIMIT).holders)
 
     # the steps
+    def clear_leftovers(self) -> None:
+        """Cancel the runs an interrupted earlier demo left unfinished on its deployments."""
+        unfinished = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]
+        for name in (*SERVED, "pooled"):
+            for run in self.client.list_flow_runs(
+                deployment=f"{REPORT}/{name}", states=unfinished, limit=200
+            ):
+                with contextlib.suppress(HeadwayError):
+                    self.client.cancel_flow_run(run.id, "left over by an interrupted demo")
+                    self.say(f"(cancelled {run.name}, left over by an interrupted demo)")
+
     def start_servers(self) -> None:
         """Start step 3's served deployments now, so they are up when step 3 comes."""
         for name in SERVED:
@@ -425,6 +332,10 @@ class Demo:
 
     def step_2_global_limit(self) -> None:
         self.console.rule(f"[bold]2. A global concurrency limit: {LIMIT!r}, one slot")
+        self.say(
+            f"  Its timelines come from the limit's recorded grants and releases: ░ waiting"
+            f" for {LIMIT!r}, █ holding it."
+        )
         if self.limit_exists(LIMIT):
             self.say(f"  ({LIMIT!r} exists from an earlier run of the demo: set it to 1 again)")
             self.headway("gcl", "update", LIMIT, "--limit", "1")
@@ -437,12 +348,11 @@ class Demo:
         )
         since = datetime.now(UTC)
         self.holder_then_waiter(lambda: load_batch("A"), lambda: load_batch("B"), "load-A")
-        spans = [run_span(self.client, r, f"{r.name} (batch {r.parameters['batch']})")
-                 for r in runs_since(self.client, "load-batch", since)]  # fmt: skip
-        show(self.console, spans)
+        spans = self.slot_spans("load-batch", "{name} (batch {batch})", since)
+        show(self.console, spans, working="held")
         self.say(
-            f"  Recorded: batch B waited {spans[1].waited:.2f} s for {LIMIT!r} (░), then ran;"
-            f" the two loads ran {at_once(spans)}."
+            f"  Recorded: batch B waited {spans[1].waited:.2f} s for {LIMIT!r} (░), then held it"
+            f" (█); the two held it {at_once(spans)}."
         )
 
         self.say(
@@ -456,17 +366,16 @@ class Demo:
         refresh_report("second")
         self.let_go("refresh-first")
         first.join(PATIENCE)
-        runs = runs_since(self.client, "refresh-report", since)
-        show(self.console, [run_span(self.client, r, f"{r.name} ({r.parameters['label']})")
-                            for r in runs])  # fmt: skip
-        holder, skipped = (self.client.read_flow_run(r.id) for r in runs)
+        spans = self.slot_spans("refresh-report", "{name} (the {label})", since)
+        show(self.console, spans, working="held")
+        holder, skipped = runs_since(self.client, "refresh-report", since)
         assert holder.end_time and skipped.end_time
         said = [x.message for _, x in self.client.read_logs(skipped.id) if "skipped" in x.message]
         ahead = (holder.end_time - skipped.end_time).total_seconds()
         self.say(
-            f"  Recorded: {skipped.name} ended {skipped.state.type.value} after"
-            f" {skipped.duration_seconds:.2f} s, {ahead:.2f} s before {holder.name} let go;"
-            f" its log says: {said[0] if said else '(nothing)'!r}"
+            f"  Recorded: {skipped.name} never held {LIMIT!r}; it ended"
+            f" {skipped.state.type.value} after {skipped.duration_seconds:.2f} s,"
+            f" {ahead:.2f} s before {holder.name} did. Its log: {said[0] if said else '-'!r}"
         )
 
         self.say(
@@ -480,9 +389,8 @@ class Demo:
         spans = []
         for run in runs_since(self.client, "sync-region", since):
             for t in self.client.read_task_runs(run.id):
-                label = f"{run.parameters['region']}: {t.name}"
-                spans.append(task_span(label, t))
-        spans.sort(key=lambda s: (s.label.split(": ")[1], s.label))
+                spans.append(task_span(t, f"{run.parameters['region']}: {t.name}"))
+        spans = sorted(by_start(spans), key=lambda s: s.label.split(": ")[1])
         show(self.console, spans)
         self.say(
             f"  Recorded: the downloads ran {at_once(spans[:2])};"
@@ -495,13 +403,20 @@ class Demo:
         )
         since = datetime.now(UTC)
         asyncio.run(self._two_async_loads())
-        spans = [run_span(self.client, r, f"{r.name} (batch {r.parameters['batch']})")
-                 for r in runs_since(self.client, "async-load", since)]  # fmt: skip
-        show(self.console, spans)
+        spans = self.slot_spans("async-load", "{name} (batch {batch})", since)
+        show(self.console, spans, working="held")
         self.say(
             f"  Recorded: batch B waited {spans[1].waited:.2f} s (░); the two held"
             f" {LIMIT!r} {at_once(spans)}."
         )
+
+    def slot_spans(self, flow_name: str, label: str, since: datetime) -> list[Span]:
+        """This step's runs of ``flow_name`` on the warehouse limit, as recorded; ``label``
+        is formatted with the run's name and parameters."""
+        return [
+            slot_span(self.client, r, LIMIT, label.format(name=r.name, **r.parameters))
+            for r in runs_since(self.client, flow_name, since)
+        ]
 
     async def _two_async_loads(self) -> None:
         self.hold("aload-A")
@@ -602,9 +517,8 @@ class Demo:
         enrich_products([1, 2, 3])
         (run,) = runs_since(self.client, "enrich-products", since)
         tasks = self.client.read_task_runs(run.id)
-        spans = [task_span(t.name, t) for t in tasks]
-        spans.sort(key=lambda s: s.start or since)
-        show(self.console, spans)
+        spans = by_start([slot_span(self.client, t, name) for t in tasks])
+        show(self.console, spans, working="held")
         self.say(f"  Recorded: the calls ran {at_once(spans)}.")
 
         self.say("\n  A work pool whose runs go one at a time, and a worker on it:")
@@ -633,7 +547,7 @@ class Demo:
         show(self.console, spans)
         self.say(
             f"  Recorded: one at a time; {runs[1].name if spans[1].waited else runs[0].name}"
-            f" got the pool's slot {handoff(*sorted(spans, key=_started)) * 1000:.0f} ms"
+            f" got the pool's slot {handoff(*by_start(spans)) * 1000:.0f} ms"
             " after the other ended."
         )
 
@@ -682,18 +596,24 @@ def main(argv: Sequence[str]) -> int:
         os.environ[STAGE_ENV] = scratch
         demo = Demo(console, client, Path(scratch))
         console.rule("[bold]headway demo")
-        demo.say(
-            f"Store: {client.settings.home / 'headway.db'} (embedded SQLite; no server)."
-            " Every table below is read back from it."
+        settings = client.settings
+        where = (
+            f"the server at {settings.api_url}"
+            if settings.api_url
+            else "the database in HEADWAY_DATABASE_URL"
+            if settings.database_url
+            else f"{settings.home / 'headway.db'} (embedded SQLite, no server)"
         )
+        demo.say(f"Store: {where}. Every table below is read back from it.")
         try:
+            demo.clear_leftovers()
             demo.start_servers()
             demo.step_1_unlimited()
             demo.step_2_global_limit()
             demo.step_3_deployments()
             demo.step_4_tag_and_pool()
             demo.step_5_look_further()
-        except BaseException:
+        except Exception:
             for log in sorted(Path(scratch).glob("*.log")):
                 console.print(f"--- {log.name} ---", highlight=False)
                 console.print(log.read_text(errors="replace")[-3000:], markup=False)
