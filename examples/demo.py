@@ -214,6 +214,32 @@ def until(what: str, check: Callable[[], bool], timeout: float = PATIENCE) -> No
         time.sleep(0.02)
 
 
+class Command:
+    """``headway ARGS`` in a process of its own, as a user would type it."""
+
+    def __init__(self, console: Console, cli: Sequence[str], args: Sequence[str]) -> None:
+        self.console = console
+        self.args = list(args)
+        self.proc = subprocess.Popen(
+            [*cli, *args],
+            env={**os.environ, "COLUMNS": "200"},  # no line cut at 80 columns
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def finish(self, *, quiet: bool = False) -> str:
+        """Wait for it; print the command and its output (unless ``quiet``); the output."""
+        out, err = self.proc.communicate(timeout=PATIENCE)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"headway {' '.join(self.args)} failed:\n{err}")
+        if not quiet:
+            self.console.print(f"  [bold]$ headway {' '.join(self.args)}[/bold]", highlight=False)
+            for line in out.rstrip().splitlines():
+                self.console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
+        return out
+
+
 class Demo:
     """Runs the steps and prints what the store recorded."""
 
@@ -223,26 +249,25 @@ class Demo:
         self.stage = stage
         self.children: list[subprocess.Popen[bytes]] = []
         self.cli_path = Path(sys.executable).with_name("headway")
+        self.config: Command | None = None
 
     # helpers
     def say(self, text: str) -> None:
         self.console.print(text, highlight=False)
 
+    def cli(self) -> list[str]:
+        """The ``headway`` command of this Python (the script pip installed, if any)."""
+        if self.cli_path.exists():
+            return [str(self.cli_path)]
+        return [sys.executable, "-c", "from headway.cli import run; run()"]
+
     def headway(self, *args: str, quiet: bool = False) -> str:
         """Run ``headway ARGS`` as a user would, print the command and its output."""
-        command = [str(self.cli_path)] if self.cli_path.exists() else [
-            sys.executable, "-c", "from headway.cli import run; run()"]  # fmt: skip
-        env = {**os.environ, "COLUMNS": "200"}
-        done = subprocess.run(
-            [*command, *args], env=env, capture_output=True, text=True, timeout=PATIENCE
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"headway {' '.join(args)} failed:\n{done.stderr}")
-        if not quiet:
-            self.console.print(f"  [bold]$ headway {' '.join(args)}[/bold]", highlight=False)
-            for line in done.stdout.rstrip().splitlines():
-                self.console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
-        return done.stdout
+        return self.start_headway(*args).finish(quiet=quiet)
+
+    def start_headway(self, *args: str) -> Command:
+        """Start ``headway ARGS`` now; its output is printed when it is finished."""
+        return Command(self.console, self.cli(), args)
 
     def hold(self, label: str) -> None:
         (self.stage / f"{label}.hold").touch()
@@ -305,14 +330,17 @@ class Demo:
                     self.client.cancel_flow_run(run.id, "left over by an interrupted demo")
                     self.say(f"(cancelled {run.name}, left over by an interrupted demo)")
 
-    def start_servers(self) -> None:
-        """Start step 3's served deployments now, so they are up when step 3 comes."""
+    def start_early(self) -> None:
+        """Start what later steps show, so it is ready when they come: step 1's
+        ``headway config`` and step 3's served deployments."""
+        self.config = self.start_headway("config")
         for name in SERVED:
             self.spawn([sys.executable, __file__, "--serve", name], f"serve-{name}.log")
 
     def step_1_unlimited(self) -> None:
         self.console.rule("[bold]1. Flow runs are unlimited by default")
-        config = self.headway("config", quiet=True)
+        assert self.config is not None
+        config = self.config.finish(quiet=True)
         line = next(x for x in config.splitlines() if x.startswith("Default concurrency"))
         self.say("  [bold]$ headway config[/bold]   (one line of it)")
         self.say(f"    {line.strip()}")
@@ -503,6 +531,10 @@ class Demo:
 
     def step_4_tag_and_pool(self) -> None:
         self.console.rule("[bold]4. A task-tag limit and a work-pool limit")
+        # The pool is made while the tag limit is shown; its output comes in its place.
+        pool_made = None
+        if not any(p.name == POOL for p in self.client.list_work_pools()):
+            pool_made = self.start_headway("work-pool", "create", POOL)
         name = f"tag:{TAG}"
         if self.limit_exists(name):
             self.say(f"  ({name!r} exists from an earlier run of the demo: set it to 1 again)")
@@ -522,17 +554,15 @@ class Demo:
         self.say(f"  Recorded: the calls ran {at_once(spans)}.")
 
         self.say("\n  A work pool whose runs go one at a time, and a worker on it:")
-        if any(p.name == POOL for p in self.client.list_work_pools()):
+        if pool_made is None:
             self.say(f"  ({POOL!r} exists from an earlier run of the demo)")
         else:
-            self.headway("work-pool", "create", POOL)
+            pool_made.finish()
         self.headway("work-pool", "set-concurrency-limit", POOL, "1")
         nightly_report.deploy(name="pooled", work_pool_name=POOL)
         self.say(f'  nightly_report.deploy(name="pooled", work_pool_name="{POOL}")')
         self.say(f"  [bold]$ headway worker start --pool {POOL}[/bold]   (in the background)")
-        command = [str(self.cli_path)] if self.cli_path.exists() else [
-            sys.executable, "-c", "from headway.cli import run; run()"]  # fmt: skip
-        self.spawn([*command, "worker", "start", "--pool", POOL], "worker.log")
+        self.spawn([*self.cli(), "worker", "start", "--pool", POOL], "worker.log")
         until("the worker to start", lambda: bool(self.client.list_workers(POOL)))
         for label in ("pool-1", "pool-2"):
             self.hold(f"report-{label}")
@@ -607,7 +637,7 @@ def main(argv: Sequence[str]) -> int:
         demo.say(f"Store: {where}. Every table below is read back from it.")
         try:
             demo.clear_leftovers()
-            demo.start_servers()
+            demo.start_early()
             demo.step_1_unlimited()
             demo.step_2_global_limit()
             demo.step_3_deployments()
