@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -584,14 +585,22 @@ class Demo:
     def step_5_look_further(self) -> None:
         settings = self.client.settings
         self.console.rule("[bold]5. Look further")
-        self.say(
-            f"  headway gcl inspect {LIMIT}          # the limit, its holders and waiters\n"
-            f"  headway gcl ls                          # every limit, with grants and waits\n"
-            f"  headway flow-run ls                     # the runs above, newest first\n"
-            f"  headway why RUN_ID                      # what a run waits for, or waited for\n"
-            f"  headway server start                    # then open the dashboard:"
-            f" http://{settings.server_host}:{settings.server_port}/"
-        )
+        lines = [
+            (f"headway gcl inspect {LIMIT}", "the limit, who holds it, who waits"),
+            ("headway gcl ls", "every limit, with its grants and waits"),
+            ("headway flow-run ls", "the runs above, newest first"),
+            ("headway why RUN_ID", "what a run waits for, or waited for"),
+            ("headway server start", "the dashboard, at"
+             f" http://{settings.server_host}:{settings.server_port}/"),
+        ]  # fmt: skip
+        width = max(len(command) for command, _ in lines)
+        for command, what in lines:
+            self.say(f"  {command:<{width}}   # {what}")
+        if shutil.which("headway") != str(self.cli_path) and self.cli_path.exists():
+            where = os.path.relpath(self.cli_path.parent)
+            self.say(
+                f"  (headway is {where}/headway here: `source {where}/activate` puts it on PATH)"
+            )
 
 
 def _stop_with_parent() -> None:
