@@ -15,12 +15,10 @@ Run it with ``make demo`` or ``python examples/demo.py``; the store is
 ``$HEADWAY_HOME/headway.db`` (default ``~/.headway``). Running it again on the
 same store works: limits, pools and deployments that exist are reused.
 
-The flows below stand in for real work with :func:`work`, which sleeps a little.
-So that the overlaps and the waits shown are certain rather than likely, the
-demo's driver can also hold a piece of work back until it has seen, in the
-store, what it wants to show (a holder, a waiter): it does so through files
-in a scratch directory named by ``HEADWAY_DEMO_STAGE``. Without that variable
-(the flows run by hand) :func:`work` only sleeps.
+The flows stand in for real work with ``work()``, which sleeps a little; how
+the demo makes the overlaps and waits it shows certain rather than likely is
+in ``_demo_stage.py``, how it reads them back and draws them in
+``_demo_timelines.py``.
 """
 
 from __future__ import annotations
@@ -30,18 +28,27 @@ import contextlib
 import itertools
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from _demo_stage import (
+    PATIENCE,
+    STAGE_ENV,
+    Command,
+    Stage,
+    async_work,
+    headway_command,
+    in_threads,
+    meet,
+    stop_with_parent,
+    until,
+    work,
+)
 from _demo_timelines import (
     Span,
     at_once,
@@ -66,56 +73,12 @@ if TYPE_CHECKING:
     from headway.client.base import Client
     from headway.core.models import FlowRun
 
-STAGE_ENV = "HEADWAY_DEMO_STAGE"
 LIMIT = "warehouse"
 TAG = "partner-api"
 POOL = "demo-pool"
 REPORT = "nightly-report"
 #: The deployments step 3 serves, each from its own ``nightly_report.serve()`` process.
 SERVED = ("overlapping", "one-at-a-time", "no-pileup")
-#: The longest the demo waits for anything it expects to see in the store.
-PATIENCE = 60.0
-
-
-# -- the work -------------------------------------------------------------------------
-def _stage() -> Path | None:
-    where = os.environ.get(STAGE_ENV)
-    return Path(where) if where else None
-
-
-def work(label: str, seconds: float = 0.2) -> None:
-    """Stand-in for real work: ``seconds`` of it, longer while the demo holds ``label`` back."""
-    time.sleep(seconds)
-    stage = _stage()
-    deadline = time.monotonic() + PATIENCE
-    while stage is not None and (stage / f"{label}.hold").exists():
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.01)
-
-
-async def async_work(label: str, seconds: float = 0.2) -> None:
-    """:func:`work` for asyncio code."""
-    await asyncio.sleep(seconds)
-    stage = _stage()
-    deadline = time.monotonic() + PATIENCE
-    while stage is not None and (stage / f"{label}.hold").exists():
-        if time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.01)
-
-
-def meet(group: str, count: int) -> None:
-    """Under the demo, return once ``count`` callers (threads or processes) have arrived."""
-    stage = _stage()
-    if stage is None or count < 2:
-        return
-    room = stage / f"meet-{group}"
-    room.mkdir(exist_ok=True)
-    (room / uuid.uuid4().hex).touch()
-    deadline = time.monotonic() + PATIENCE
-    while len(list(room.iterdir())) < count and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 # -- the flows ------------------------------------------------------------------------
@@ -206,113 +169,35 @@ def serve_deployment(name: str) -> None:
 
 
 # -- the driver ----------------------------------------------------------------------
-def until(what: str, check: Callable[[], bool], timeout: float = PATIENCE) -> None:
-    """Wait until ``check()`` is true (it reads the store); fail with ``what`` after timeout."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the demo waited {timeout:g} s for {what}; it never came")
-        time.sleep(0.02)
-
-
-class Command:
-    """``headway ARGS`` in a process of its own, as a user would type it."""
-
-    def __init__(self, console: Console, cli: Sequence[str], args: Sequence[str]) -> None:
-        self.console = console
-        self.args = list(args)
-        self.proc = subprocess.Popen(
-            [*cli, *args],
-            env={**os.environ, "COLUMNS": "200"},  # no line cut at 80 columns
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def finish(self, *, quiet: bool = False) -> str:
-        """Wait for it; print the command and its output (unless ``quiet``); the output."""
-        out, err = self.proc.communicate(timeout=PATIENCE)
-        if self.proc.returncode != 0:
-            raise RuntimeError(f"headway {' '.join(self.args)} failed:\n{err}")
-        if not quiet:
-            self.console.print(f"  [bold]$ headway {' '.join(self.args)}[/bold]", highlight=False)
-            for line in out.rstrip().splitlines():
-                self.console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)
-        return out
-
-
 class Demo:
     """Runs the steps and prints what the store recorded."""
 
-    def __init__(self, console: Console, client: Client, stage: Path) -> None:
+    def __init__(self, console: Console, client: Client, stage: Stage) -> None:
         self.console = console
         self.client = client
         self.stage = stage
-        self.children: list[subprocess.Popen[bytes]] = []
-        self.cli_path = Path(sys.executable).with_name("headway")
         self.config: Command | None = None
 
     # helpers
     def say(self, text: str) -> None:
         self.console.print(text, highlight=False)
 
-    def cli(self) -> list[str]:
-        """The ``headway`` command of this Python (the script pip installed, if any)."""
-        if self.cli_path.exists():
-            return [str(self.cli_path)]
-        return [sys.executable, "-c", "from headway.cli import run; run()"]
-
-    def headway(self, *args: str, quiet: bool = False) -> str:
+    def headway(self, *args: str) -> str:
         """Run ``headway ARGS`` as a user would, print the command and its output."""
-        return self.start_headway(*args).finish(quiet=quiet)
-
-    def start_headway(self, *args: str) -> Command:
-        """Start ``headway ARGS`` now; its output is printed when it is finished."""
-        return Command(self.console, self.cli(), args)
-
-    def hold(self, label: str) -> None:
-        (self.stage / f"{label}.hold").touch()
-
-    def let_go(self, label: str) -> None:
-        (self.stage / f"{label}.hold").unlink(missing_ok=True)
-
-    def spawn(self, args: Sequence[str], log: str) -> subprocess.Popen[bytes]:
-        with open(self.stage / log, "wb") as out:
-            child = subprocess.Popen(
-                list(args), env=dict(os.environ), stdout=out, stderr=subprocess.STDOUT
-            )
-        self.children.append(child)
-        return child
-
-    def stop_children(self) -> None:
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in self.children:
-            try:
-                child.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        return Command(self.console, args).finish()
 
     def limit_exists(self, name: str) -> bool:
         return any(limit.name == name for limit in self.client.list_limits())
 
-    def in_threads(self, *calls: Callable[[], object]) -> list[threading.Thread]:
-        threads = [threading.Thread(target=call, daemon=True) for call in calls]
-        for thread in threads:
-            thread.start()
-        return threads
-
     def holder_then_waiter(self, first: Callable[[], object], second: Callable[[], object],
                            label: str) -> None:  # fmt: skip
         """Run ``first`` until it holds the limit, then ``second`` until it waits; let go."""
-        self.hold(label)
-        (one,) = self.in_threads(first)
+        self.stage.hold(label)
+        (one,) = in_threads(first)
         until("the first run to hold the limit", lambda: self._holders() == 1)
-        (two,) = self.in_threads(second)
+        (two,) = in_threads(second)
         until("the second run to wait", lambda: self.client.read_limit(LIMIT).waiters >= 1)
-        self.let_go(label)
+        self.stage.let_go(label)
         one.join(PATIENCE)
         two.join(PATIENCE)
 
@@ -334,9 +219,9 @@ class Demo:
     def start_early(self) -> None:
         """Start what later steps show, so it is ready when they come: step 1's
         ``headway config`` and step 3's served deployments."""
-        self.config = self.start_headway("config")
+        self.config = Command(self.console, ["config"])
         for name in SERVED:
-            self.spawn([sys.executable, __file__, "--serve", name], f"serve-{name}.log")
+            self.stage.spawn([sys.executable, __file__, "--serve", name], f"serve-{name}.log")
 
     def step_1_unlimited(self) -> None:
         self.console.rule("[bold]1. Flow runs are unlimited by default")
@@ -347,7 +232,7 @@ class Demo:
         self.say(f"    {line.strip()}")
         self.say("  Two runs of [bold]sync_orders[/bold], started together, run at once:")
         since = datetime.now(UTC)
-        for thread in self.in_threads(lambda: sync_orders("north"),
+        for thread in in_threads(lambda: sync_orders("north"),
                                       lambda: sync_orders("south")):  # fmt: skip
             thread.join(PATIENCE)
         runs = runs_since(self.client, "sync-orders", since)
@@ -389,11 +274,11 @@ class Demo:
             f' concurrency("{LIMIT}", timeout_seconds=0.1) and returns early if it is busy:'
         )
         since = datetime.now(UTC)
-        self.hold("refresh-first")
-        (first,) = self.in_threads(lambda: refresh_report("first"))
+        self.stage.hold("refresh-first")
+        (first,) = in_threads(lambda: refresh_report("first"))
         until("the first refresh to hold the limit", lambda: self._holders() == 1)
         refresh_report("second")
-        self.let_go("refresh-first")
+        self.stage.let_go("refresh-first")
         first.join(PATIENCE)
         spans = self.slot_spans("refresh-report", "{name} (the {label})", since)
         show(self.console, spans, working="held")
@@ -412,7 +297,7 @@ class Demo:
             f' `with concurrency("{LIMIT}"): write_rows(...)` is one at a time:'
         )
         since = datetime.now(UTC)
-        for thread in self.in_threads(lambda: sync_region("east"),
+        for thread in in_threads(lambda: sync_region("east"),
                                       lambda: sync_region("west")):  # fmt: skip
             thread.join(PATIENCE)
         spans = []
@@ -448,14 +333,14 @@ class Demo:
         ]
 
     async def _two_async_loads(self) -> None:
-        self.hold("aload-A")
+        self.stage.hold("aload-A")
         first = asyncio.create_task(async_load("A"))
         await asyncio.to_thread(until, "async load A to hold", lambda: self._holders() == 1)
         second = asyncio.create_task(async_load("B"))
         await asyncio.to_thread(
             until, "async load B to wait", lambda: self.client.read_limit(LIMIT).waiters >= 1
         )
-        self.let_go("aload-A")
+        self.stage.let_go("aload-A")
         await asyncio.gather(first, second)
 
     def step_3_deployments(self) -> None:
@@ -478,14 +363,14 @@ class Demo:
             f"\n  [bold]{REPORT}/one-at-a-time[/bold]: ConcurrencyLimitConfig(limit=1,"
             ' collision_strategy="ENQUEUE"); the newcomers wait their turn:'
         )
-        self.hold("report-queued-1")
+        self.stage.hold("report-queued-1")
         runs = [self.trigger("one-at-a-time", "queued-1")]
         until("the first queued run to start", lambda: self._state(runs[0]) == "RUNNING")
         runs += [self.trigger("one-at-a-time", f"queued-{i}") for i in (2, 3)]
         until("both newcomers to wait", lambda: all(self._waits(r) for r in runs[1:]))
         self.say(f"  While run 1 runs, why does run 2 ({runs[1].name}) not start?")
         self.headway("why", runs[1].id)
-        self.let_go("report-queued-1")
+        self.stage.let_go("report-queued-1")
         self.wait_final(runs)
         spans = [run_span(self.client, r) for r in runs]
         show(self.console, spans)
@@ -500,12 +385,12 @@ class Demo:
             f"\n  [bold]{REPORT}/no-pileup[/bold]: ConcurrencyLimitConfig(limit=1,"
             ' collision_strategy="CANCEL_NEW"); newcomers are cancelled:'
         )
-        self.hold("report-first")
+        self.stage.hold("report-first")
         runs = [self.trigger("no-pileup", "first")]
         until("the first run to start", lambda: self._state(runs[0]) == "RUNNING")
         runs += [self.trigger("no-pileup", f"late-{i}") for i in (1, 2)]
         until("the newcomers to end", lambda: all(self._final(r) for r in runs[1:]))
-        self.let_go("report-first")
+        self.stage.let_go("report-first")
         self.wait_final(runs)
         spans = [run_span(self.client, r) for r in runs]
         show(self.console, spans)
@@ -535,7 +420,7 @@ class Demo:
         # The pool is made while the tag limit is shown; its output comes in its place.
         pool_made = None
         if not any(p.name == POOL for p in self.client.list_work_pools()):
-            pool_made = self.start_headway("work-pool", "create", POOL)
+            pool_made = Command(self.console, ["work-pool", "create", POOL])
         name = f"tag:{TAG}"
         if self.limit_exists(name):
             self.say(f"  ({name!r} exists from an earlier run of the demo: set it to 1 again)")
@@ -563,16 +448,16 @@ class Demo:
         nightly_report.deploy(name="pooled", work_pool_name=POOL)
         self.say(f'  nightly_report.deploy(name="pooled", work_pool_name="{POOL}")')
         self.say(f"  [bold]$ headway worker start --pool {POOL}[/bold]   (in the background)")
-        self.spawn([*self.cli(), "worker", "start", "--pool", POOL], "worker.log")
+        self.stage.spawn([*headway_command(), "worker", "start", "--pool", POOL], "worker.log")
         until("the worker to start", lambda: bool(self.client.list_workers(POOL)))
         for label in ("pool-1", "pool-2"):
-            self.hold(f"report-{label}")
+            self.stage.hold(f"report-{label}")
         runs = [self.trigger("pooled", label) for label in ("pool-1", "pool-2")]
         until("one pooled run to run and one to wait",
               lambda: sorted(self._state(r) for r in runs) == ["RUNNING", "SCHEDULED"]
               and any(self._waits(r) for r in runs))  # fmt: skip
         for label in ("pool-1", "pool-2"):
-            self.let_go(f"report-{label}")
+            self.stage.let_go(f"report-{label}")
         self.wait_final(runs)
         spans = [run_span(self.client, r) for r in runs]
         show(self.console, spans)
@@ -596,29 +481,18 @@ class Demo:
         width = max(len(command) for command, _ in lines)
         for command, what in lines:
             self.say(f"  {command:<{width}}   # {what}")
-        if shutil.which("headway") != str(self.cli_path) and self.cli_path.exists():
-            where = os.path.relpath(self.cli_path.parent)
+        (script,) = headway_command()[:1]
+        if script.endswith("headway") and shutil.which("headway") != script:
+            where = os.path.relpath(Path(script).parent)
             self.say(
                 f"  (headway is {where}/headway here: `source {where}/activate` puts it on PATH)"
             )
 
 
-def _stop_with_parent() -> None:
-    # A served process must not outlive the demo, even one killed with SIGKILL.
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os.kill(os.getpid(), signal.SIGINT)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def main(argv: Sequence[str]) -> int:
     """Run the demo (``--serve NAME``: serve one of step 3's deployments until SIGINT)."""
     if argv[:1] == ["--serve"]:
-        _stop_with_parent()
+        stop_with_parent()
         serve_deployment(argv[1])
         return 0
     # Run lines at INFO would bury the story; the store records them all the same.
@@ -633,7 +507,8 @@ def main(argv: Sequence[str]) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="headway-demo-") as scratch:
         os.environ[STAGE_ENV] = scratch
-        demo = Demo(console, client, Path(scratch))
+        stage = Stage(Path(scratch))
+        demo = Demo(console, client, stage)
         console.rule("[bold]headway demo")
         settings = client.settings
         where = (
@@ -653,13 +528,13 @@ def main(argv: Sequence[str]) -> int:
             demo.step_4_tag_and_pool()
             demo.step_5_look_further()
         except Exception:
-            for log in sorted(Path(scratch).glob("*.log")):
-                console.print(f"--- {log.name} ---", highlight=False)
-                console.print(log.read_text(errors="replace")[-3000:], markup=False)
+            for name, text in stage.logs():
+                console.print(f"--- {name} ---", highlight=False)
+                console.print(text, markup=False)
             raise
         finally:
             with contextlib.suppress(Exception):
-                demo.stop_children()
+                stage.stop()
     console.print(f"\n(demo done in {time.monotonic() - started:.1f} s)", highlight=False)
     return 0
 
