@@ -241,7 +241,7 @@ class Demo:
         show(self.console, spans)
         self.say(
             f"  Recorded: they ran {at_once(spans)}."
-            f" `headway why` on {runs[0].name} says:\n    {explained.summary}"
+            f" Asked why, headway answers (as `headway why` prints it):\n    {explained.summary}"
         )
 
     def step_2_global_limit(self) -> None:
