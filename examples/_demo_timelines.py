@@ -102,9 +102,13 @@ def at_once(spans: Sequence[Span]) -> str:
     return "partly at once"
 
 
-def show(console: Console, spans: Sequence[Span], working: str = "ran", width: int = 36) -> None:
+def show(console: Console, spans: Sequence[Span], working: str = "ran") -> None:
     """A table of spans with a timeline: ░ waiting, ▒ starting, █ working."""
     from rich.table import Table
+
+    # The timeline takes what the other columns leave (up to 36 characters).
+    longest = max(len(s.label) + len(s.state) for s in spans)
+    width = max(12, min(36, console.width - longest - 42))
 
     times = [t for s in spans for t in (s.waiting, s.granted, s.start, s.end) if t is not None]
     origin, last = min(times), max(times)

@@ -280,7 +280,7 @@ class Demo:
         refresh_report("second")
         self.stage.let_go("refresh-first")
         first.join(PATIENCE)
-        spans = self.slot_spans("refresh-report", "{name} (the {label})", since)
+        spans = self.slot_spans("refresh-report", "{name} ({label})", since)
         show(self.console, spans, working="held")
         holder, skipped = runs_since(self.client, "refresh-report", since)
         assert holder.end_time and skipped.end_time
