@@ -35,6 +35,7 @@ def run_demo() -> str:
         timeout=240,
     )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "Traceback" not in done.stderr, done.stderr[-4000:]
     return " ".join(done.stdout.split())  # the lines as words: wrapping does not matter
 
 
