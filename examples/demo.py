@@ -189,8 +189,9 @@ class Demo:
     def limit_exists(self, name: str) -> bool:
         return any(limit.name == name for limit in self.client.list_limits())
 
-    def holder_then_waiter(self, first: Callable[[], object], second: Callable[[], object],
-                           label: str) -> None:  # fmt: skip
+    def holder_then_waiter(
+        self, first: Callable[[], object], second: Callable[[], object], label: str
+    ) -> None:
         """Run ``first`` until it holds the limit, then ``second`` until it waits; let go."""
         self.stage.hold(label)
         (one,) = in_threads(first)
