@@ -233,8 +233,7 @@ class Demo:
         self.say(f"    {line.strip()}")
         self.say("  Two runs of [bold]sync_orders[/bold], started together, run at once:")
         since = datetime.now(UTC)
-        for thread in in_threads(lambda: sync_orders("north"),
-                                      lambda: sync_orders("south")):  # fmt: skip
+        for thread in in_threads(lambda: sync_orders("north"), lambda: sync_orders("south")):
             thread.join(PATIENCE)
         runs = runs_since(self.client, "sync-orders", since)
         spans = [run_span(self.client, r, f"{r.name} ({r.parameters['shop']})") for r in runs]
@@ -298,8 +297,7 @@ class Demo:
             f' `with concurrency("{LIMIT}"): write_rows(...)` is one at a time:'
         )
         since = datetime.now(UTC)
-        for thread in in_threads(lambda: sync_region("east"),
-                                      lambda: sync_region("west")):  # fmt: skip
+        for thread in in_threads(lambda: sync_region("east"), lambda: sync_region("west")):
             thread.join(PATIENCE)
         spans = []
         for run in runs_since(self.client, "sync-region", since):
@@ -454,9 +452,13 @@ class Demo:
         for label in ("pool-1", "pool-2"):
             self.stage.hold(f"report-{label}")
         runs = [self.trigger("pooled", label) for label in ("pool-1", "pool-2")]
-        until("one pooled run to run and one to wait",
-              lambda: sorted(self._state(r) for r in runs) == ["RUNNING", "SCHEDULED"]
-              and any(self._waits(r) for r in runs))  # fmt: skip
+        until(
+            "one pooled run to run and one to wait",
+            lambda: (
+                sorted(self._state(r) for r in runs) == ["RUNNING", "SCHEDULED"]
+                and any(self._waits(r) for r in runs)
+            ),
+        )
         for label in ("pool-1", "pool-2"):
             self.stage.let_go(f"report-{label}")
         self.wait_final(runs)
@@ -476,9 +478,11 @@ class Demo:
             ("headway gcl ls", "every limit, with its grants and waits"),
             ("headway flow-run ls", "the runs above, newest first"),
             ("headway why RUN_ID", "what a run waits for, or waited for"),
-            ("headway server start", "the dashboard, at"
-             f" http://{settings.server_host}:{settings.server_port}/"),
-        ]  # fmt: skip
+            (
+                "headway server start",
+                f"the dashboard, at http://{settings.server_host}:{settings.server_port}/",
+            ),
+        ]
         width = max(len(command) for command, _ in lines)
         for command, what in lines:
             self.say(f"  {command:<{width}}   # {what}")
