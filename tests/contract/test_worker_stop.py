@@ -1,5 +1,8 @@
 """Workers stop gracefully: real ``headway worker start`` processes, real signals.
 
+On embedded SQLite and through a server on PostgreSQL (the two ends of the
+backend matrix; the workers are subprocesses reaching the test's store).
+
 SIGTERM stops claiming and lets the run going finish, with all its records;
 a second SIGTERM cancels it (SIGTERM to the run, SIGKILL after the grace), and
 it ends CANCELLED with its records. (A SIGKILLed worker's runs end CRASHED and
@@ -139,7 +142,10 @@ class Setup:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
+def setup(backend_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
+    if backend_name not in ("embedded-sqlite", "server-postgres"):
+        pytest.skip("worker processes are tested on embedded-sqlite and server-postgres")
+    request.getfixturevalue("client")  # the backend, its environment and default client
     made = Setup(tmp_path)
     try:
         yield made
