@@ -3,8 +3,10 @@
 Each page gets a fresh working directory and a fresh ``HEADWAY_HOME``; its
 fenced blocks run in order there:
 
-- ``python`` blocks are saved (as their ``title="..."`` file name, else
-  ``block_<n>.py``) and run with this interpreter in a subprocess;
+- ``python`` blocks without a title are run with this interpreter in a
+  subprocess; a block with ``title="name.py"`` is a file of the page: it is
+  saved under that name, and a later block must use it (run ``python
+  name.py``, import ``name``, or deploy ``name.py:flow``), so it runs too;
 - ``console`` blocks run line by line through a shell with this virtualenv's
   ``bin`` first on ``PATH``, so ``headway ...`` is the real command line; a
   line ending in ``\\`` continues on the next. Only ``headway`` and ``python``
@@ -188,6 +190,9 @@ def _stop(process: subprocess.Popen[bytes], log: Path) -> None:
         ) from None
 
 
+# A page starts a few dozen processes (CLI calls, scripts, a worker and its runs):
+# ~15 s on the quiet 2-core machine, 50-70 s when other suites load it (load 10+).
+@pytest.mark.timeout(240)
 @pytest.mark.parametrize("page", PAGES, ids=[p.stem for p in PAGES])
 def test_howto_page_blocks_run(page: Path, tmp_path: Path) -> None:
     """Run the page's blocks in order, in a fresh directory and HEADWAY_HOME."""
@@ -197,13 +202,22 @@ def test_howto_page_blocks_run(page: Path, tmp_path: Path) -> None:
     background: list[tuple[subprocess.Popen[bytes], Path]] = []
     ran = 0
     try:
-        for n, block in enumerate(blocks_of(page)):
+        blocks = blocks_of(page)
+        for n, block in enumerate(blocks):
             where = f"{block.page}:{block.line}"
             if block.mode == "skip":
                 continue
             began = time.monotonic()
+            if block.lang == "python" and block.title:
+                (workdir / block.title).write_text(block.text)
+                later = "".join(b.text for b in blocks[n + 1 :])
+                stem = Path(block.title).stem
+                assert block.title in later or re.search(
+                    rf"\bimport {stem}\b|\bfrom {stem}\b", later
+                ), f"{where}: no later block uses {block.title}, so it would never run"
+                continue
             if block.lang == "python":
-                script = workdir / (block.title or f"block_{n}.py")
+                script = workdir / f"block_{n}.py"
                 script.write_text(block.text)
                 result = subprocess.run(
                     [sys.executable, script.name],
