@@ -6,12 +6,25 @@ import inspect
 
 import headway.concurrency.asyncio as aio
 import headway.concurrency.sync as sync
+import headway.concurrency.v1.asyncio as v1_aio
+import headway.concurrency.v1.sync as v1_sync
 from headway.concurrency.tags import hold_tag_slots
 
 
 def test_exported_names_are_locked() -> None:
-    assert sorted(sync.__all__) == ["HeldSlots", "concurrency", "rate_limit"]
-    assert sorted(aio.__all__) == ["HeldSlots", "concurrency", "rate_limit"]
+    # The two errors are importable from here, as from Prefect's modules.
+    expected = [
+        "AcquireConcurrencySlotTimeoutError",
+        "ConcurrencySlotAcquisitionError",
+        "HeldSlots",
+        "concurrency",
+        "rate_limit",
+    ]
+    assert sorted(sync.__all__) == expected
+    assert sorted(aio.__all__) == expected
+    v1 = ["AcquireConcurrencySlotTimeoutError", "ConcurrencySlotAcquisitionError", "concurrency"]
+    assert sorted(v1_sync.__all__) == v1
+    assert sorted(v1_aio.__all__) == v1
 
 
 def test_sync_and_asyncio_have_the_same_signatures() -> None:
@@ -20,12 +33,30 @@ def test_sync_and_asyncio_have_the_same_signatures() -> None:
             inspect.signature(getattr(sync, name)).parameters
             == inspect.signature(getattr(aio, name)).parameters
         )
+    # Prefect's parameters in Prefect's order (positional calls keep their
+    # meaning), then headway's own, keyword-only.
     assert list(inspect.signature(sync.concurrency).parameters) == [
         "names",
         "occupy",
         "timeout_seconds",
+        "max_retries",
+        "lease_duration",
         "strict",
+        "holder",
+        "raise_on_lease_renewal_failure",
         "priority",
+    ]
+    assert inspect.signature(sync.concurrency).parameters["priority"].kind is (
+        inspect.Parameter.KEYWORD_ONLY
+    )
+    assert (
+        inspect.signature(v1_sync.concurrency).parameters
+        == inspect.signature(v1_aio.concurrency).parameters
+    )
+    assert list(inspect.signature(v1_sync.concurrency).parameters) == [
+        "names",
+        "task_run_id",
+        "timeout_seconds",
     ]
     assert list(inspect.signature(sync.rate_limit).parameters) == [
         "names",

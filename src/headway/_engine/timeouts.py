@@ -8,6 +8,12 @@ on time) and the helper thread gets the same exception raised inside it, which
 takes effect at its next Python instruction: a blocking C call (a long
 ``time.sleep``, a socket read) finishes first. This is the price of not
 killing threads, which Python cannot do safely.
+
+Slots follow the body, not the run (see :mod:`headway.concurrency._scopes`): a
+``with concurrency()`` block in the body exits at the interrupt and releases;
+slots the body took and left held are released once it has ended; and slots
+held around it (the task run's tag slots) wait for it too. A body blocked in C
+code keeps its slots until the call returns, so a limit is never exceeded.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from headway.concurrency._scopes import BodyScope, note_lingering_body
 from headway.exceptions import TaskRunTimeout
 
 T = TypeVar("T")
@@ -33,19 +40,37 @@ def call_with_timeout(fn: Callable[[], T], seconds: float, error: TaskRunTimeout
     ctx = contextvars.copy_context()
     box: dict[str, Any] = {}
     done = threading.Event()
+    scope = BodyScope()
+    # Held while deciding to interrupt, and by the body as it ends: an interrupt
+    # is only ever sent to a body still running, never to the cleanup after it.
+    gate = threading.Lock()
+    running = [True]
+
+    def body() -> T:
+        try:
+            return fn()
+        finally:
+            with gate:
+                running[0] = False
 
     def target() -> None:
         try:
-            box["value"] = ctx.run(fn)
+            box["value"] = ctx.run(scope.run, body)
         except BaseException as exc:
             box["error"] = exc
         finally:
-            done.set()
+            try:
+                scope.release_leftovers()
+            finally:
+                done.set()
 
     helper = threading.Thread(target=target, name="headway-timeout", daemon=True)
     helper.start()
     if not done.wait(seconds):
-        _raise_in_thread(helper, type(error))
+        with gate:
+            if running[0]:
+                _raise_in_thread(helper, type(error))
+        note_lingering_body(done)
         raise error
     if "error" in box:
         raise box["error"]

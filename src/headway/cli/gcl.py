@@ -58,6 +58,7 @@ def limit_json(limit: Any) -> dict[str, Any]:
         "limit": limit.limit,
         "active": limit.active,
         "active_slots": limit.active_slots,
+        "exact_active_slots": limit.exact_active_slots,
         "slot_decay_per_second": limit.slot_decay_per_second,
         "waiters": limit.waiters,
         "grants": limit.grants,

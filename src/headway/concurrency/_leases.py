@@ -17,6 +17,7 @@ import time
 from collections import defaultdict
 
 from headway.client.base import Client
+from headway.concurrency._scopes import note_held
 from headway.core.limits import SlotGrant, renew_interval
 from headway.exceptions import LeaseLostError
 
@@ -64,6 +65,11 @@ class HeldSlots:
         return self.grant.inactive
 
     @property
+    def released(self) -> bool:
+        """True once the slots were given back (or there were none to give back)."""
+        return self._released
+
+    @property
     def lost(self) -> bool:
         """True once the lease is known to have been reaped while held."""
         return self._lost
@@ -84,11 +90,15 @@ class HeldSlots:
         """Give the slots back now (idempotent); LeaseLostError if the lease was lost."""
         if self._released:
             return
-        self._released = True
         if self.grant.lease_id is None:
+            self._released = True
             return
         _renewer().remove(self)
-        if not self.client.release_slots(self.grant.lease_id):
+        # Marked released only once the store said so: a release cut short (a
+        # store error, a timeout's interrupt landing here) can be made again.
+        intact = self.client.release_slots(self.grant.lease_id)
+        self._released = True
+        if not intact:
             self._lost = True
         self.check()
 
@@ -204,4 +214,5 @@ def hold(client: Client, grant: SlotGrant) -> HeldSlots:
     held = HeldSlots(client, grant)
     if grant.lease_id is not None:
         _renewer().add(held)
+        note_held(held)
     return held

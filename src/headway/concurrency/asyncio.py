@@ -22,15 +22,23 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
-from headway.concurrency._core import Acquisition, release
+from headway.concurrency._core import Acquisition, HolderSpec, Names, acquisition, release
 from headway.concurrency._leases import HeldSlots
 from headway.core.limits import SlotGrant
+from headway.exceptions import AcquireConcurrencySlotTimeoutError, ConcurrencySlotAcquisitionError
 
-__all__ = ["HeldSlots", "concurrency", "rate_limit"]
+# The errors are importable from here, as from ``prefect.concurrency.asyncio``.
+__all__ = [
+    "AcquireConcurrencySlotTimeoutError",
+    "ConcurrencySlotAcquisitionError",
+    "HeldSlots",
+    "concurrency",
+    "rate_limit",
+]
 
 T = TypeVar("T")
 
@@ -120,11 +128,12 @@ async def give_back(held: HeldSlots | None, *, raise_errors: bool) -> None:
 class _AsyncConcurrency:
     """The async context manager ``concurrency()`` returns."""
 
-    __slots__ = ("_acquisition", "_held")
+    __slots__ = ("_acquisition", "_held", "_raise_lost")
 
-    def __init__(self, acquisition: Acquisition) -> None:
+    def __init__(self, acquisition: Acquisition, raise_lost: bool) -> None:
         self._acquisition = acquisition
         self._held: HeldSlots | None = None
+        self._raise_lost = raise_lost
 
     async def __aenter__(self) -> HeldSlots:
         acquisition = self._acquisition
@@ -138,36 +147,45 @@ class _AsyncConcurrency:
         tb: TracebackType | None,
     ) -> None:
         held, self._held = self._held, None
-        await give_back(held, raise_errors=exc_type is None)
+        await give_back(held, raise_errors=exc_type is None and self._raise_lost)
 
 
 def concurrency(
-    names: str | Sequence[str],
+    names: Names,
     occupy: int = 1,
     timeout_seconds: float | None = None,
+    max_retries: int | None = None,
+    lease_duration: float | None = None,
     strict: bool = False,
+    holder: HolderSpec | None = None,
+    raise_on_lease_renewal_failure: bool | None = None,
+    *,
     priority: int = 0,
 ) -> _AsyncConcurrency:
     """``async with concurrency(...)``: see :func:`headway.concurrency.sync.concurrency`."""
     return _AsyncConcurrency(
-        Acquisition(
+        acquisition(
             names,
             occupy,
             mode="concurrency",
             timeout_seconds=timeout_seconds,
+            max_retries=max_retries,
+            lease_duration=lease_duration,
             strict=strict,
+            holder=holder,
             priority=priority,
-        )
+        ),
+        raise_on_lease_renewal_failure is not False,
     )
 
 
 async def rate_limit(
-    names: str | Sequence[str],
+    names: Names,
     occupy: int = 1,
     timeout_seconds: float | None = None,
     strict: bool = False,
 ) -> None:
     """``await rate_limit(...)``: see :func:`headway.concurrency.sync.rate_limit`."""
     await acquire(
-        Acquisition(names, occupy, mode="rate", timeout_seconds=timeout_seconds, strict=strict)
+        acquisition(names, occupy, mode="rate", timeout_seconds=timeout_seconds, strict=strict)
     )

@@ -19,6 +19,7 @@ from types import TracebackType
 from headway.client.base import Client
 from headway.concurrency._core import Acquisition, release
 from headway.concurrency._leases import HeldSlots
+from headway.concurrency._scopes import Lingering, release_after
 from headway.concurrency.asyncio import acquire, give_back
 from headway.core.limits import NAME_MAX, TAG_PREFIX, SlotWait
 from headway.exceptions import ConcurrencySlotAcquisitionError, ValidationError
@@ -44,11 +45,17 @@ class TagSlots:
     and with it the tasks that hold the slots.
     """
 
-    __slots__ = ("_acquisition", "_held")
+    __slots__ = ("_acquisition", "_held", "_lingering")
 
     def __init__(self, acquisition: Acquisition | None) -> None:
         self._acquisition = acquisition
         self._held: HeldSlots | None = None
+        self._lingering: Lingering | None = None
+
+    @property
+    def client(self) -> Client | None:
+        """The client the slots are asked through (None when no tag has a limit)."""
+        return self._acquisition.client if self._acquisition is not None else None
 
     @property
     def held(self) -> HeldSlots | None:
@@ -71,6 +78,8 @@ class TagSlots:
                 first = acquisition.wait(first)
             held = acquisition.hold(first)
             self._held = held if held.lease_id is not None else None
+        # Bodies that time out but still run (blocked in C code) keep these slots.
+        self._lingering = Lingering()
         return self
 
     def __exit__(
@@ -80,15 +89,12 @@ class TagSlots:
         tb: TracebackType | None,
     ) -> None:
         held, self._held = self._held, None
+        lingering, self._lingering = self._lingering, None
+        bodies = lingering.close() if lingering is not None else []
         if held is not None:
-            # A lost lease is reported, not raised: the task's own outcome stands.
-            release(held, raise_errors=False)
-            if held.lost:
-                logger.warning(
-                    "task run %s lost its slots on %s while running",
-                    held.grant.lease_id,
-                    ", ".join(held.names),
-                )
+            # Never before a timed-out body that still runs has ended: it still
+            # does the work these slots guard.
+            release_after(bodies, lambda: _give_back(held))
 
     async def __aenter__(self) -> TagSlots:
         if self._acquisition is not None:
@@ -104,6 +110,17 @@ class TagSlots:
     ) -> None:
         held, self._held = self._held, None
         await give_back(held, raise_errors=False)
+
+
+def _give_back(held: HeldSlots) -> None:
+    # A lost lease is reported, not raised: the task's own outcome stands.
+    release(held, raise_errors=False)
+    if held.lost:
+        logger.warning(
+            "task run %s lost its slots on %s while running",
+            held.grant.lease_id,
+            ", ".join(held.names),
+        )
 
 
 def hold_tag_slots(

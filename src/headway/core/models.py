@@ -8,16 +8,39 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from headway.core.states import State, StateType
 
+#: The first and last instants a datetime can hold, as stored times are read back.
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+
+#: Float slot counts within this of a whole number are that number (as in core.limits).
+_SLOT_TOLERANCE = 1e-9
+
+
+def whole_slots(exact: float) -> int:
+    """Occupied slots as admission counts them: the exact occupancy rounded up."""
+    return max(0, math.ceil(exact - _SLOT_TOLERANCE))
+
 
 def ts_to_dt(ts: float | None) -> datetime | None:
-    """Epoch seconds (as stored) to an aware UTC datetime."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+    """Epoch seconds (as stored) to an aware UTC datetime.
+
+    Every input is checked to fit (:mod:`headway.core.bounds`); a time outside
+    years 1..9999 written before that (or by hand) reads as the nearest end of
+    the range instead of failing every list that meets it.
+    """
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        return _FIRST if ts < 0 else _LAST
 
 
 @dataclass(frozen=True)
@@ -90,7 +113,14 @@ class LogRecord:
 
 @dataclass(frozen=True)
 class Limit:
-    """A named concurrency (or, with decay, rate) limit of any scope."""
+    """A named concurrency (or, with decay, rate) limit of any scope.
+
+    ``active_slots`` is a whole number, as in Prefect: the slots admission counts
+    as taken, rounded up (a rate limit at 9.81 of 10 has no room for a slot, so
+    it shows 10). ``exact_active_slots`` keeps the exact, decayed occupancy. Built
+    from the exact value alone (``Limit(..., active_slots=9.81, ...)``), both are
+    filled in.
+    """
 
     name: str
     limit: int
@@ -101,6 +131,14 @@ class Limit:
     denials: int = 0
     waiters: int = 0
     created: datetime | None = None
+    exact_active_slots: float | None = None
+
+    def __post_init__(self) -> None:
+        exact = self.exact_active_slots
+        if exact is None:
+            exact = float(self.active_slots)
+            object.__setattr__(self, "exact_active_slots", exact)
+        object.__setattr__(self, "active_slots", whole_slots(exact))
 
     @property
     def scope(self) -> str:
@@ -206,6 +244,7 @@ __all__ = [
     "Worker",
     "to_jsonable",
     "ts_to_dt",
+    "whole_slots",
 ]
 
 
@@ -247,6 +286,11 @@ class Deployment:
     description: str = ""
     created: datetime | None = None
     updated: datetime | None = None
+    #: A git repository workers check the code out of before each run (None: the
+    #: code is in each worker's working directory); ``entrypoint`` is relative to its root.
+    code_repository: str | None = None
+    #: The branch, tag or commit of ``code_repository`` (None: its default branch).
+    code_ref: str | None = None
 
 
 @dataclass(frozen=True)
