@@ -14,8 +14,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from headway.exceptions import StoreNotUsable
 from headway.store.db import Database
-from headway.store.dialects import sqlite_path
+from headway.store.dialects import refuse_foreign, sqlite_path
 from headway.store.migrations import HEAD
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -35,14 +36,36 @@ def current_revision(db: Database) -> str | None:
 
 
 def ensure_schema(db: Database) -> bool:
-    """Migrate the store to HEAD if needed; True when a migration ran."""
+    """Migrate the store to HEAD if needed; True when a migration ran.
+
+    A database that is not headway's (another application's tables, or a
+    history headway does not know) is refused with StoreNotUsable, untouched.
+    """
     if current_revision(db) == HEAD:
         return False
+    _refuse_foreign(db)
     with _migration_lock(db):
         if current_revision(db) == HEAD:
             return False
         upgrade(db.url)
     return True
+
+
+def _refuse_foreign(db: Database) -> None:
+    with db.read() as tx:
+        tables = [r[0] for r in tx.execute(db.dialect.list_tables)]
+    refuse_foreign(db.url, tables)
+    revision = current_revision(db)
+    if revision is not None and revision not in known_revisions():
+        raise StoreNotUsable(
+            f"the database at {db.url} has a schema revision headway does not know"
+            f" ({revision!r}): another application's, or a newer headway's"
+        )
+
+
+def known_revisions() -> set[str]:
+    """Every revision of headway's history (the prefix of each version file's name)."""
+    return {p.name.split("_", 1)[0] for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py")}
 
 
 def alembic_config(url: str) -> Any:
