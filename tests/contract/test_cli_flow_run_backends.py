@@ -79,7 +79,7 @@ def test_flow_run_commands_on_every_backend(
 def test_a_huge_limit_is_one_line_exit_2(
     client: Client, capsys: pytest.CaptureFixture[str], value: str
 ) -> None:
-    code, out, err = run_cli(capsys, "flow-run", "ls", "--limit", value)
+    code, _, err = run_cli(capsys, "flow-run", "ls", "--limit", value)
     assert code == 2, err
     assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
     assert "Traceback" not in err

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from headway.store.files import private_file
+
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
 
@@ -94,7 +96,8 @@ def sqlite_path(url: str) -> Path:
 def connect_sqlite(url: str, busy_timeout: float) -> sqlite3.Connection:
     """A SQLite connection in autocommit mode (we issue BEGIN ourselves), WAL on."""
     path = sqlite_path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Made here, 0600 in a 0700 directory, before SQLite would make it world-readable.
+    private_file(path)
     conn = sqlite3.connect(
         str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )

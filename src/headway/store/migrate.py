@@ -17,6 +17,7 @@ from typing import Any
 from headway.exceptions import StoreNotUsable
 from headway.store.db import Database
 from headway.store.dialects import refuse_foreign, sqlite_path
+from headway.store.files import private_file
 from headway.store.migrations import HEAD
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -99,7 +100,7 @@ def reset(db: Database) -> None:
 def _migration_lock(db: Database) -> Iterator[None]:
     if db.dialect.name == "sqlite":
         lock_path = sqlite_path(db.url).with_suffix(".migrate.lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(lock_path)
         with open(lock_path, "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
