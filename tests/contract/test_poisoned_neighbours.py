@@ -40,18 +40,19 @@ def store(backend: Backend) -> Iterator[Store]:
         opened.close()
 
 
-def _plant_lease(store: Store, name: str, pid: Any, expires: float) -> str:
+def _plant_lease(store: Store, name: str, pid: Any, expires: float, slots: Any = 1) -> str:
     """A lease row of this node with ``pid``, counted in its limit's active slots."""
     lease_id = uuid.uuid4().hex
     me = current_process()
     with store.db.write() as tx:
         tx.execute(
             "INSERT INTO leases (lease_id, limit_name, slots, holder_kind, holder_id, pid, host,"
-            " proc_start, created, expires, node) VALUES (:id, :name, 1, 'code', NULL, :pid,"
+            " proc_start, created, expires, node) VALUES (:id, :name, :slots, 'code', NULL, :pid,"
             " :host, :start, :now, :expires, :node)",
             {
                 "id": lease_id,
                 "name": name,
+                "slots": slots,
                 "pid": pid,
                 "host": me.host,
                 "start": 5,
@@ -87,8 +88,12 @@ def test_a_bad_lease_leaves_the_others_reaped(
     lingering: list[str] = []
     if not backend.is_postgres:
         # SQLite keeps whatever it is given: a pid that is not a number at all,
-        # on a lease that is not due yet, so its pid must be judged.
+        # on a lease that is not due yet, so its pid must be judged...
         lingering.append(_plant_lease(store, "other", "not-a-pid", now + 3600))
+        # ...and, on a limit of its own, an expired lease whose slots are not a
+        # number: reaping it fails, so that limit's sweep does.
+        client.create_limit("broken", 10)
+        _plant_lease(store, "broken", 1, now + 5, slots="many")
 
     backend.clock.advance(10)
     reaped = client.sweep_slots()
@@ -101,8 +106,14 @@ def test_a_bad_lease_leaves_the_others_reaped(
         assert isinstance(client.acquire_slots([name], 1), SlotGrant)
     if lingering:
         skipped = client.read_events(kind="sweep.skipped").events
-        assert [e.limit_name for e in skipped] == ["other"]
-        assert lingering[0] in (skipped[0].detail or "")
+        assert sorted((e.limit_name or "") for e in skipped) == ["broken", "other"]
+        assert any(lingering[0] in (e.detail or "") for e in skipped)
+        # The next sweep still reaps the others (the broken limit swept on its own).
+        again = client.acquire_slots(["db"], 1, lease_seconds=5)
+        assert isinstance(again, SlotGrant)
+        backend.clock.advance(10)
+        assert client.sweep_slots() >= 1
+        assert again.lease_id not in _holders(store, "db")
 
 
 def _running_run(client: Client) -> str:

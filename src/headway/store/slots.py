@@ -1057,23 +1057,29 @@ class SlotStore(EventStore):
         names = sorted(set(names))
         if not names:
             return 0, []
-        try:
-            return self._sweep_limits(names, now)
-        except Exception as exc:
-            if fails_whole_pass(exc):
-                raise
-            if len(names) == 1:
-                self.report_skipped("limit", names[0], exc, limit=names[0])
-                return 0, []
-        reaped, wake = 0, []
-        for name in names:
+        # Limits whose sweep failed before are swept on their own, every time:
+        # the others keep sweeping in one transaction.
+        failing: set[str] = self.__dict__.setdefault("_limits_failing", set())
+        alone = [n for n in names if n in failing]
+        together = [n for n in names if n not in failing]
+        reaped, wake = 0, list[WakeTarget]()
+        if together:
+            try:
+                reaped, wake = self._sweep_limits(together, now)
+            except Exception as exc:
+                if fails_whole_pass(exc):
+                    raise
+                alone = names  # find which one fails
+        for name in alone:
             try:
                 count, targets = self._sweep_limits([name], now)
             except Exception as exc:
                 if fails_whole_pass(exc):
                     raise
+                failing.add(name)
                 self.report_skipped("limit", name, exc, limit=name)
                 continue
+            failing.discard(name)
             reaped += count
             wake.extend(targets)
         return reaped, wake
