@@ -178,3 +178,15 @@ def test_lease_and_run_sweeps_fail_independently() -> None:
         asyncio.run(services.sweep_once())
     assert failing_leases.runs_swept == 1
     assert failing_runs.leases_swept == 1
+
+
+def test_a_bad_event_does_not_hold_back_the_others(backend: Backend, store: Store) -> None:
+    now = backend.clock.now()
+    store._buffer_events([(now, "test.good", None, "a", None, None, "first")])
+    # A kind is required: the store refuses this row whatever else is in the batch.
+    store._buffer_events([(now, None, None, "a", None, None, "bad")])  # type: ignore[list-item]
+    store._buffer_events([(now, "test.good", None, "a", None, None, "second")])
+    store.flush_events()
+    written = store.read_events(kind="test.", limit=10).events
+    assert [e.detail for e in written] == ["first", "second"]
+    store.flush_events()  # nothing left to retry
