@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from headway.client.base import Client
+from headway.core.deployments import DeploymentSpec
 from headway.core.limits import SlotGrant
 from headway.core.states import Running, Scheduled, StateType
 from headway.server.services import BackgroundServices
@@ -190,3 +191,27 @@ def test_a_bad_event_does_not_hold_back_the_others(backend: Backend, store: Stor
     written = store.read_events(kind="test.", limit=10).events
     assert [e.detail for e in written] == ["first", "second"]
     store.flush_events()  # nothing left to retry
+
+
+def test_a_bad_run_does_not_stop_claims_or_heartbeats(
+    backend: Backend, client: Client, store: Store
+) -> None:
+    # Claims and heartbeats end expired runs first: a run that cannot be ended
+    # must not make every claim and heartbeat of every worker fail.
+    client.create_work_pool("pool")
+    full = client.apply_deployment(
+        DeploymentSpec(
+            flow_name="flow", name="d", entrypoint="/nowhere/flows.py:flow", work_pool="pool"
+        )
+    ).full_name
+    bad = _running_run(client)
+    with store.db.write() as tx:
+        tx.execute(
+            "UPDATE flow_runs SET lease_expires = :at, state_type = 'BOGUS' WHERE id = :id",
+            {"at": backend.clock.now() - 1, "id": bad},
+        )
+    due = client.create_deployment_run(full).id
+    worker = client.register_worker("pool", "w1").id
+    assert worker is not None
+    assert [c.run.id for c in client.claim_flow_runs(worker, pool="pool", limit=5)] == [due]
+    assert client.heartbeat_worker(worker, [due]).lost == ()
