@@ -215,3 +215,25 @@ def test_a_bad_run_does_not_stop_claims_or_heartbeats(
     assert worker is not None
     assert [c.run.id for c in client.claim_flow_runs(worker, pool="pool", limit=5)] == [due]
     assert client.heartbeat_worker(worker, [due]).lost == ()
+
+
+def test_the_servers_own_sweep_reaps_and_crashes_beside_poison(server_backend: Backend) -> None:
+    # The pass the server runs every few seconds, run once here after moving its clock.
+    backend, client = server_backend, server_backend.client
+    store: Store = backend.server.app.state.store
+    client.create_limit("db", 10)
+    grant = client.acquire_slots(["db"], 1, lease_seconds=5)
+    assert isinstance(grant, SlotGrant)
+    huge = 2**31 - 1 if backend.is_postgres else 2**62
+    _plant_lease(store, "db", huge, backend.clock.now() + 3600)
+    good, bad = _running_run(client), _running_run(client)
+    with store.db.write() as tx:
+        tx.execute("UPDATE flow_runs SET lease_expires = :at", {"at": backend.clock.now() + 5})
+        tx.execute("UPDATE flow_runs SET state_type = 'BOGUS' WHERE id = :id", {"id": bad})
+
+    backend.clock.advance(10)
+    services = backend.server.app.state.services
+    asyncio.run(services.sweep_once())
+
+    assert grant.lease_id not in _holders(store, "db")
+    assert client.read_flow_run(good).state.type is StateType.CRASHED
