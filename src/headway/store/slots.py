@@ -1166,23 +1166,23 @@ class SlotStore(EventStore):
         ]
         starts = _start_times(local_pids) if local_pids else {}
 
-        def gone(kind: str, row_id: str, name: str, expires: Any, pid: Any, *rest: Any) -> bool:
+        def gone(kind: str, row: Row, expires: Any, pid: Any, row_node: Any, start: Any) -> bool:
             # One row whose values cannot be judged (planted or damaged) is left
             # alone and reported: it must not stop the others from being reaped.
             try:
                 if float(expires) <= now:
                     return True
-                record = ProcessRecord(int(pid), rest[0], int(rest[1]))
+                record = ProcessRecord(int(pid), row_node, int(start))
                 return probe and is_dead(record, node, starts)
-            except (TypeError, ValueError, OverflowError, IndexError) as exc:
-                self.report_skipped(kind, str(row_id), exc, limit=name)
+            except (TypeError, ValueError, OverflowError) as exc:
+                self.report_skipped(kind, str(row[0]), exc, limit=row[1])
                 return False
 
-        dead_leases = [r for r in leases if gone("lease", r[0], r[1], r[6], r[3], r[4], r[5])]
+        dead_leases = [r for r in leases if gone("lease", r, r[6], r[3], r[4], r[5])]
         dead_waiters = {
             r[0]
             for r in waiters
-            if r[0] != keep_waiter and gone("waiter", r[0], r[1], r[5], r[2], r[3], r[4])
+            if r[0] != keep_waiter and gone("waiter", r, r[5], r[2], r[3], r[4])
         }
         changed: set[str] = set()
         for w in sorted(dead_waiters):
