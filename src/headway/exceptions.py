@@ -12,7 +12,9 @@
     │   └── IllegalTransition         a state change the state machine forbids
     ├── StoreError                    the store could not be reached or used (CLI 1, HTTP 503)
     │   ├── StoreUnavailable          ...and nothing was written: the call may be made again
-    │   └── StoreTooNew               a newer headway upgraded the schema (CLI 2, HTTP 503)
+    │   ├── StoreTooNew               a newer headway upgraded the schema (CLI 2, HTTP 503)
+    │   └── StoreNotUsable            not a usable headway database: damaged, or another
+    │                                 application's (CLI 2, HTTP 503); nothing is written to it
     ├── ConcurrencySlotAcquisitionError   a slot could not be taken (strict unknown name, ...)
     │   ├── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
     │   └── RunEnded                  refused: the task run, or its flow run, ended or is cancelling
@@ -94,6 +96,16 @@ class StoreError(HeadwayError):
     """The store could not be opened, migrated or reached."""
 
     http_status = 503
+
+
+class StoreNotUsable(StoreError):
+    """The store is not a headway database that can be used: damaged, or another application's.
+
+    Making the call again will not help; the user must point headway at
+    another database (or restore this one). headway writes nothing to it.
+    """
+
+    exit_code = 2
 
 
 class StoreUnavailable(StoreError):

@@ -73,3 +73,14 @@ def test_flow_run_commands_on_every_backend(
     assert "Task run 'step-0' - step 1" in out and "Task run 'step-1' - step 2" in out
     code, _, err = run_cli(capsys, "flow-run", "inspect", "not-a-run")
     assert code == 2 and err.strip() == "Error: no flow run with id not-a-run"
+
+
+@pytest.mark.parametrize("value", [str(10**30), str(2**63), str(2**64)])
+def test_a_huge_limit_is_one_line_exit_2(
+    client: Client, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    code, _, err = run_cli(capsys, "flow-run", "ls", "--limit", value)
+    assert code == 2, err
+    assert err.startswith("Error: ") and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert run_cli(capsys, "flow-run", "ls")[0] == 0  # the store is fine afterwards

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from headway.client.base import Client
+from headway.core.deployments import DeploymentSpec
 from headway.core.limits import SlotGrant
 from headway.core.states import Running, Scheduled, StateType
 from headway.server.services import BackgroundServices
@@ -40,18 +41,19 @@ def store(backend: Backend) -> Iterator[Store]:
         opened.close()
 
 
-def _plant_lease(store: Store, name: str, pid: Any, expires: float) -> str:
+def _plant_lease(store: Store, name: str, pid: Any, expires: float, slots: Any = 1) -> str:
     """A lease row of this node with ``pid``, counted in its limit's active slots."""
     lease_id = uuid.uuid4().hex
     me = current_process()
     with store.db.write() as tx:
         tx.execute(
             "INSERT INTO leases (lease_id, limit_name, slots, holder_kind, holder_id, pid, host,"
-            " proc_start, created, expires, node) VALUES (:id, :name, 1, 'code', NULL, :pid,"
+            " proc_start, created, expires, node) VALUES (:id, :name, :slots, 'code', NULL, :pid,"
             " :host, :start, :now, :expires, :node)",
             {
                 "id": lease_id,
                 "name": name,
+                "slots": slots,
                 "pid": pid,
                 "host": me.host,
                 "start": 5,
@@ -87,8 +89,12 @@ def test_a_bad_lease_leaves_the_others_reaped(
     lingering: list[str] = []
     if not backend.is_postgres:
         # SQLite keeps whatever it is given: a pid that is not a number at all,
-        # on a lease that is not due yet, so its pid must be judged.
+        # on a lease that is not due yet, so its pid must be judged...
         lingering.append(_plant_lease(store, "other", "not-a-pid", now + 3600))
+        # ...and, on a limit of its own, an expired lease whose slots are not a
+        # number: reaping it fails, so that limit's sweep does.
+        client.create_limit("broken", 10)
+        _plant_lease(store, "broken", 1, now + 5, slots="many")
 
     backend.clock.advance(10)
     reaped = client.sweep_slots()
@@ -101,8 +107,14 @@ def test_a_bad_lease_leaves_the_others_reaped(
         assert isinstance(client.acquire_slots([name], 1), SlotGrant)
     if lingering:
         skipped = client.read_events(kind="sweep.skipped").events
-        assert [e.limit_name for e in skipped] == ["other"]
-        assert lingering[0] in (skipped[0].detail or "")
+        assert sorted((e.limit_name or "") for e in skipped) == ["broken", "other"]
+        assert any(lingering[0] in (e.detail or "") for e in skipped)
+        # The next sweep still reaps the others (the broken limit swept on its own).
+        again = client.acquire_slots(["db"], 1, lease_seconds=5)
+        assert isinstance(again, SlotGrant)
+        backend.clock.advance(10)
+        assert client.sweep_slots() >= 1
+        assert again.lease_id not in _holders(store, "db")
 
 
 def _running_run(client: Client) -> str:
@@ -167,3 +179,61 @@ def test_lease_and_run_sweeps_fail_independently() -> None:
         asyncio.run(services.sweep_once())
     assert failing_leases.runs_swept == 1
     assert failing_runs.leases_swept == 1
+
+
+def test_a_bad_event_does_not_hold_back_the_others(backend: Backend, store: Store) -> None:
+    now = backend.clock.now()
+    store._buffer_events([(now, "test.good", None, "a", None, None, "first")])
+    # A kind is required: the store refuses this row whatever else is in the batch.
+    store._buffer_events([(now, None, None, "a", None, None, "bad")])  # type: ignore[list-item]
+    store._buffer_events([(now, "test.good", None, "a", None, None, "second")])
+    store.flush_events()
+    written = store.read_events(kind="test.", limit=10).events
+    assert [e.detail for e in written] == ["first", "second"]
+    store.flush_events()  # nothing left to retry
+
+
+def test_a_bad_run_does_not_stop_claims_or_heartbeats(
+    backend: Backend, client: Client, store: Store
+) -> None:
+    # Claims and heartbeats end expired runs first: a run that cannot be ended
+    # must not make every claim and heartbeat of every worker fail.
+    client.create_work_pool("pool")
+    full = client.apply_deployment(
+        DeploymentSpec(
+            flow_name="flow", name="d", entrypoint="/nowhere/flows.py:flow", work_pool="pool"
+        )
+    ).full_name
+    bad = _running_run(client)
+    with store.db.write() as tx:
+        tx.execute(
+            "UPDATE flow_runs SET lease_expires = :at, state_type = 'BOGUS' WHERE id = :id",
+            {"at": backend.clock.now() - 1, "id": bad},
+        )
+    due = client.create_deployment_run(full).id
+    worker = client.register_worker("pool", "w1").id
+    assert worker is not None
+    assert [c.run.id for c in client.claim_flow_runs(worker, pool="pool", limit=5)] == [due]
+    assert client.heartbeat_worker(worker, [due]).lost == ()
+
+
+def test_the_servers_own_sweep_reaps_and_crashes_beside_poison(server_backend: Backend) -> None:
+    # The pass the server runs every few seconds, run once here after moving its clock.
+    backend, client = server_backend, server_backend.client
+    store: Store = backend.server.app.state.store
+    client.create_limit("db", 10)
+    grant = client.acquire_slots(["db"], 1, lease_seconds=5)
+    assert isinstance(grant, SlotGrant)
+    huge = 2**31 - 1 if backend.is_postgres else 2**62
+    _plant_lease(store, "db", huge, backend.clock.now() + 3600)
+    good, bad = _running_run(client), _running_run(client)
+    with store.db.write() as tx:
+        tx.execute("UPDATE flow_runs SET lease_expires = :at", {"at": backend.clock.now() + 5})
+        tx.execute("UPDATE flow_runs SET state_type = 'BOGUS' WHERE id = :id", {"id": bad})
+
+    backend.clock.advance(10)
+    services = backend.server.app.state.services
+    asyncio.run(services.sweep_once())
+
+    assert grant.lease_id not in _holders(store, "db")
+    assert client.read_flow_run(good).state.type is StateType.CRASHED

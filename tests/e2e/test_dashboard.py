@@ -379,6 +379,39 @@ def test_limit_created_in_the_ui_shows_holder_waiters_and_their_release(
         assert gone.status_code == 404
 
 
+def test_the_dashboard_changes_things_on_a_server_without_a_key(
+    browser: Any, tmp_path: Path
+) -> None:
+    # Without a key the server refuses any change that is not application/json
+    # (a cross-site form could send it): the page's own calls must all say JSON,
+    # those without a body (DELETE) included.
+    from playwright.sync_api import expect
+
+    with (
+        live_server(tmp_path, api_key=None) as keyless,
+        session(browser, keyless, tmp_path, signed_in=False) as tab,
+    ):
+        page = tab.page
+        tab.open("/limits")
+        expect(page.locator("#limits")).to_have_attribute("data-loaded", "true")
+        page.click("#new-limit")
+        dialog = page.locator("#dialog")
+        dialog.locator('input[name="name"]').fill("db")
+        dialog.locator('input[name="limit"]').fill("2")
+        dialog.get_by_role("button", name="Create").click()
+        expect(dialog).to_be_hidden()
+        card = page.locator('[data-limit="db"]')
+        expect(card.locator(".usage")).to_have_text("0 / 2")
+        card.get_by_role("button", name="Disable").click()
+        expect(card.locator(".badge.paused")).to_have_text("disabled")
+        assert httpx.get(f"{keyless.url}/api/v1/limits/db").json()["active"] is False
+        tab.shot("keyless-limit-disabled")
+        card.get_by_role("button", name="Delete").click()
+        dialog.get_by_role("button", name="Delete").click()
+        expect(card).to_have_count(0)
+        assert httpx.get(f"{keyless.url}/api/v1/limits/db").status_code == 404
+
+
 def test_a_deployment_run_waiting_for_its_limit_names_the_run_holding_it(
     browser: Any, server: ServerProcess, tmp_path: Path
 ) -> None:

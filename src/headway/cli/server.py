@@ -125,6 +125,12 @@ def start(
     finally:
         db.close()
 
+    if not settings.api_key and not is_loopback(bind_host) and not settings.server_allowed_hosts:
+        typer.echo(
+            f"note: without HEADWAY_API_KEY the server answers only to loopback names and"
+            f" {bind_host}; list the names clients use in HEADWAY_SERVER_ALLOWED_HOSTS",
+            err=True,
+        )
     import uvicorn
 
     level = (log_level or settings.logging_level).lower()

@@ -15,6 +15,7 @@ due run, or when the next scheduled run falls due, whichever comes first.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,8 @@ from headway.core.schedules import next_times, schedule_to_dict, to_schedule
 from headway.core.states import State, StateType
 from headway.exceptions import ValidationError
 from headway.store.run_leases import retrying
+
+logger = logging.getLogger("headway.orchestration")
 
 if TYPE_CHECKING:
     from headway.core.limits import ProcessInfo, WakeTarget
@@ -362,7 +365,10 @@ class DeploymentPolicy:
 
     def heartbeat_worker(self, worker_id: str, run_ids: Sequence[str]) -> HeartbeatResult:
         """Renew a worker's runs; which it lost and which it must cancel."""
-        self.sweep_runs()
+        try:
+            self.sweep_runs()
+        except Exception as exc:  # the renewal matters more: a worker must not lose its runs
+            logger.warning("run sweep before a heartbeat failed: %s", exc, extra={"action": "hb"})
         ids, lease = list(run_ids), self.settings.concurrency_lease_seconds
         return retrying(lambda: self.store.heartbeat_worker(worker_id, ids, lease))
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from headway._optional import require
-from headway.exceptions import StoreError, StoreUnavailable
+from headway.exceptions import StoreError, StoreNotUsable, StoreUnavailable, ValidationError
 from headway.store.dialects import (
     Dialect,
     connect_postgres,
@@ -27,6 +27,7 @@ from headway.store.dialects import (
     connection_usable,
     dialect_for,
     is_connection_error,
+    is_out_of_range,
     server_unreachable,
     terminated_by_server,
 )
@@ -88,6 +89,23 @@ class Tx:
         return True
 
 
+def is_damaged(exc: BaseException) -> bool:
+    """Whether SQLite found the file itself unreadable ("malformed", "not a database").
+
+    SQLite raises these as the base DatabaseError; its subclasses (busy,
+    constraint, ...) are about the statement, not the file.
+    """
+    return type(exc) is sqlite3.DatabaseError
+
+
+def damaged_message(url: str, exc: BaseException) -> str:
+    """One line telling the user what is wrong with the file and what to do."""
+    return (
+        f"the store at {url} is damaged ({exc}): restore it from a backup, or move it"
+        " away to start a new one"
+    )
+
+
 class OutcomeUnknown(StoreError):
     """The connection failed under a statement that commits by itself: it may or may not have."""
 
@@ -131,6 +149,8 @@ class Database:
                 else:
                     conn = connect_postgres(self.url)
             except (sqlite3.Error, OSError) as exc:
+                if is_damaged(exc):
+                    raise StoreNotUsable(damaged_message(self.url, exc)) from exc
                 raise StoreError(f"cannot open the store at {self.url}: {exc}") from exc
             except Exception as exc:
                 if type(exc).__module__.startswith("psycopg"):
@@ -209,6 +229,13 @@ class Database:
                 # Before COMMIT: the database rolled the transaction back.
                 raise StoreUnavailable(
                     f"lost the connection to the store (nothing was written): {exc}"
+                ) from exc
+            if is_damaged(exc):
+                raise StoreNotUsable(damaged_message(self.url, exc)) from exc
+            if is_out_of_range(exc):
+                # The input, not the store: nothing was written (rolled back above).
+                raise ValidationError(
+                    f"a number is out of the range the store holds: {exc}"
                 ) from exc
             raise
         else:

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from headway.store.files import private_file
 
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 
@@ -29,6 +32,8 @@ class Dialect:
     notify_sql: str | None = None
     #: Whether a process should run its write transactions one at a time.
     serialize_writes: bool = False
+    #: The names of the tables in the database (its current schema on PostgreSQL).
+    list_tables: str = ""
     _cache: dict[str, str] = field(default_factory=dict, repr=False)
 
     def sql(self, query: str) -> str:
@@ -52,6 +57,7 @@ SQLITE = Dialect(
     for_update="",
     # The database allows one writer at a time anyway.
     serialize_writes=True,
+    list_tables="SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'",
 )
 
 POSTGRESQL = Dialect(
@@ -60,6 +66,9 @@ POSTGRESQL = Dialect(
     begin_read="BEGIN",
     for_update=" FOR UPDATE",
     notify_sql="SELECT pg_notify(:channel, :payload)",
+    list_tables=(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
+    ),
 )
 
 
@@ -87,18 +96,45 @@ def sqlite_path(url: str) -> Path:
 def connect_sqlite(url: str, busy_timeout: float) -> sqlite3.Connection:
     """A SQLite connection in autocommit mode (we issue BEGIN ourselves), WAL on."""
     path = sqlite_path(url)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Made here, 0600 in a 0700 directory, before SQLite would make it world-readable.
+    private_file(path)
     conn = sqlite3.connect(
         str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False
     )
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
     mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
     if mode != "wal":
+        # Switching to WAL rewrites the file's header: only in a file that is new
+        # or headway's already, never in another application's database.
+        try:
+            tables = [r[0] for r in conn.execute(SQLITE.list_tables)]
+            refuse_foreign(url, tables)
+        except BaseException:
+            conn.close()
+            raise
         conn.execute("PRAGMA journal_mode = WAL")
     # WAL + NORMAL: a commit survives a process crash; only an OS crash can lose
     # the last transactions, and never corrupts the file.
     conn.execute("PRAGMA synchronous = NORMAL")
     return conn
+
+
+def refuse_foreign(url: str, tables: Sequence[str]) -> None:
+    """Raise StoreNotUsable when ``tables`` are another application's, not headway's.
+
+    A headway database records its history in ``alembic_version`` from its
+    first migration on (each runs in one transaction); tables without it were
+    made by someone else, and headway must not add its own among them.
+    """
+    if not tables or "alembic_version" in tables:
+        return
+    from headway.exceptions import StoreNotUsable
+
+    shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+    raise StoreNotUsable(
+        f"the database at {url} is not headway's (it holds {shown}): headway leaves it"
+        " alone; point HEADWAY_DATABASE_URL (or HEADWAY_HOME) at a new or headway database"
+    )
 
 
 def postgres_conninfo(url: str) -> str:
@@ -174,6 +210,17 @@ def is_transient_conflict(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.errors.TransactionRollback)
 
 
+def is_out_of_range(exc: BaseException) -> bool:
+    """Whether a statement failed because a number it was given does not fit its column.
+
+    sqlite3 refuses to bind an int past 64 bits (OverflowError); PostgreSQL
+    answers SQLSTATE 22003 (numeric value out of range).
+    """
+    if isinstance(exc, OverflowError):
+        return True
+    return type(exc).__module__.startswith("psycopg") and getattr(exc, "sqlstate", "") == "22003"
+
+
 def fails_whole_pass(exc: BaseException) -> bool:
     """Whether a background pass that met ``exc`` should stop and try again later.
 
@@ -183,7 +230,10 @@ def fails_whole_pass(exc: BaseException) -> bool:
     """
     from headway.exceptions import StoreError
 
-    return isinstance(exc, StoreError) or is_transient_conflict(exc)
+    # SQLite's locking and I/O failures (OperationalError) are the store's too.
+    if isinstance(exc, StoreError | sqlite3.OperationalError):
+        return True
+    return is_transient_conflict(exc)
 
 
 #: What a PostgreSQL server that is down, restarting, failing over or out of

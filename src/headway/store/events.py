@@ -59,6 +59,7 @@ from headway.core.limits import ProcessInfo, decayed
 from headway.exceptions import ValidationError
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
+from headway.store.dialects import fails_whole_pass
 
 #: Upper bounds of every histogram's buckets, in seconds.
 HISTOGRAM_BOUNDS: tuple[float, ...] = (
@@ -443,13 +444,38 @@ class EventStore:
             items = buffer.drain()
             if not items:
                 return
-            rows = [row for item in items for row in _expand(item)]
             try:
+                rows = [row for item in items for row in _expand(item)]
                 with self.db.write() as tx:
                     self._events(tx, rows)
+            except Exception as exc:
+                if fails_whole_pass(exc):
+                    buffer.items.extendleft(reversed(items))  # written next time
+                    raise
+                # One event the store refuses must not hold back all the others
+                # (they would be retried, and refused, together forever).
+                self._write_each(buffer, items)
             except BaseException:
-                buffer.items.extendleft(reversed(items))  # written next time
+                buffer.items.extendleft(reversed(items))
                 raise
+
+    def _write_each(self, buffer: _EventBuffer, items: list[tuple[Any, ...]]) -> None:
+        """Write ``items`` one transaction each, dropping (and logging) any that fails alone."""
+        for done, item in enumerate(items):
+            try:
+                rows = _expand(item)
+                with self.db.write() as tx:
+                    self._events(tx, rows)
+            except Exception as exc:
+                if fails_whole_pass(exc):
+                    buffer.items.extendleft(reversed(items[done:]))
+                    raise
+                logger.error(
+                    "dropped an event the store refuses: %s: %s",
+                    type(exc).__name__,
+                    exc,
+                    extra={"action": "events", "event": str(item[:3])[:200]},
+                )
 
     def close_events(self) -> None:
         """Write what is buffered and stop the flusher (the store is closing)."""

@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from headway.exceptions import StoreTooNew
+from headway.exceptions import StoreNotUsable, StoreTooNew
 from headway.store.db import Database
-from headway.store.dialects import sqlite_path
+from headway.store.dialects import refuse_foreign, sqlite_path
+from headway.store.files import private_file
 from headway.store.migrations import HEAD, KNOWN
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -36,26 +37,36 @@ def current_revision(db: Database) -> str | None:
 
 
 def check_not_newer(revision: str | None) -> None:
-    """Refuse a store a newer headway upgraded (a revision this history does not hold).
+    """Refuse a store a newer headway upgraded, or another application's history.
 
     An older headway would otherwise run against the newer schema silently,
     writing rows without the columns it does not know of.
     """
-    if revision is not None and revision not in KNOWN:
+    if revision is None or revision in KNOWN:
+        return
+    if revision.isdigit() and len(revision) == len(HEAD) and revision > HEAD:
         raise StoreTooNew(
             f"this store was upgraded to {revision} by a newer headway; upgrade headway"
         )
+    # Not one of headway's revisions (numbered 0001, 0002, ...): another application's.
+    raise StoreNotUsable(
+        f"the database has a schema revision headway does not know ({revision!r}):"
+        " another application's; headway leaves it alone"
+    )
 
 
 def ensure_schema(db: Database) -> bool:
     """Migrate the store to HEAD if needed; True when a migration ran.
 
-    Raises :class:`StoreTooNew` when the store is at a revision newer than HEAD.
+    Raises :class:`StoreTooNew` when the store is at a revision newer than HEAD. A
+    database that is not headway's (another application's tables, or a history
+    headway does not know) is refused with StoreNotUsable, untouched.
     """
     revision = current_revision(db)
     if revision == HEAD:
         return False
     check_not_newer(revision)
+    _refuse_foreign(db)
     with _migration_lock(db):
         revision = current_revision(db)
         if revision == HEAD:
@@ -63,6 +74,12 @@ def ensure_schema(db: Database) -> bool:
         check_not_newer(revision)
         upgrade(db.url)
     return True
+
+
+def _refuse_foreign(db: Database) -> None:
+    with db.read() as tx:
+        tables = [r[0] for r in tx.execute(db.dialect.list_tables)]
+    refuse_foreign(db.url, tables)
 
 
 def alembic_config(url: str) -> Any:
@@ -96,7 +113,7 @@ def reset(db: Database) -> None:
 def _migration_lock(db: Database) -> Iterator[None]:
     if db.dialect.name == "sqlite":
         lock_path = sqlite_path(db.url).with_suffix(".migrate.lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(lock_path)
         with open(lock_path, "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:

@@ -1073,23 +1073,29 @@ class SlotStore(EventStore):
         names = sorted(set(names))
         if not names:
             return 0, []
-        try:
-            return self._sweep_limits(names, now)
-        except Exception as exc:
-            if fails_whole_pass(exc):
-                raise
-            if len(names) == 1:
-                self.report_skipped("limit", names[0], exc, limit=names[0])
-                return 0, []
-        reaped, wake = 0, []
-        for name in names:
+        # Limits whose sweep failed before are swept on their own, every time:
+        # the others keep sweeping in one transaction.
+        failing: set[str] = self.__dict__.setdefault("_limits_failing", set())
+        alone = [n for n in names if n in failing]
+        together = [n for n in names if n not in failing]
+        reaped, wake = 0, list[WakeTarget]()
+        if together:
+            try:
+                reaped, wake = self._sweep_limits(together, now)
+            except Exception as exc:
+                if fails_whole_pass(exc):
+                    raise
+                alone = names  # find which one fails
+        for name in alone:
             try:
                 count, targets = self._sweep_limits([name], now)
             except Exception as exc:
                 if fails_whole_pass(exc):
                     raise
+                failing.add(name)
                 self.report_skipped("limit", name, exc, limit=name)
                 continue
+            failing.discard(name)
             reaped += count
             wake.extend(targets)
         return reaped, wake
@@ -1176,23 +1182,23 @@ class SlotStore(EventStore):
         ]
         starts = _start_times(local_pids) if local_pids else {}
 
-        def gone(kind: str, row_id: str, name: str, expires: Any, pid: Any, *rest: Any) -> bool:
+        def gone(kind: str, row: Row, expires: Any, pid: Any, row_node: Any, start: Any) -> bool:
             # One row whose values cannot be judged (planted or damaged) is left
             # alone and reported: it must not stop the others from being reaped.
             try:
                 if float(expires) <= now:
                     return True
-                record = ProcessRecord(int(pid), rest[0], int(rest[1]))
+                record = ProcessRecord(int(pid), row_node, int(start))
                 return probe and is_dead(record, node, starts)
-            except (TypeError, ValueError, OverflowError, IndexError) as exc:
-                self.report_skipped(kind, str(row_id), exc, limit=name)
+            except (TypeError, ValueError, OverflowError) as exc:
+                self.report_skipped(kind, str(row[0]), exc, limit=row[1])
                 return False
 
-        dead_leases = [r for r in leases if gone("lease", r[0], r[1], r[6], r[3], r[4], r[5])]
+        dead_leases = [r for r in leases if gone("lease", r, r[6], r[3], r[4], r[5])]
         dead_waiters = {
             r[0]
             for r in waiters
-            if r[0] != keep_waiter and gone("waiter", r[0], r[1], r[5], r[2], r[3], r[4])
+            if r[0] != keep_waiter and gone("waiter", r, r[5], r[2], r[3], r[4])
         }
         changed: set[str] = set()
         for w in sorted(dead_waiters):

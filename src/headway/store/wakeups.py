@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from headway.core.limits import WakeTarget
+from headway.store.files import private_directory
 
 # AF_UNIX paths are limited to 108 bytes; longer ones use the abstract namespace.
 _MAX_PATH = 100
@@ -188,7 +189,7 @@ class LocalWakeups:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         path = self._directory / f"{token}.sock"
         try:
-            self._directory.mkdir(parents=True, exist_ok=True)
+            private_directory(self._directory)
             _remove_stale_sockets(self._directory)
             if len(os.fsencode(path)) <= _MAX_PATH:
                 sock.bind(str(path))
