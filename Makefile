@@ -10,7 +10,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_WORKERS ?= 6
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
 
-.PHONY: install install-dev demo test lint types unit browser clean
+.PHONY: install install-dev demo docs test lint types unit browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,13 @@ install-dev: $(DEV_STAMP)
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
+# The documentation site, into site/ (tests/e2e/test_docs_build.py builds it with --strict too).
+docs: $(DEV_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests benchmarks examples
-	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples docs/hooks
+	$(BIN)/ruff format --check src tests benchmarks examples docs/hooks
 
 types: $(DEV_STAMP)
 	$(BIN)/mypy
@@ -56,4 +60,4 @@ test: $(DEV_STAMP) browser lint types
 	$(BIN)/pytest -q $(PYTEST_PARALLEL) --cov --cov-report=term
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage* site

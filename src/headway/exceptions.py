@@ -11,11 +11,14 @@
     ├── ConflictError                 refused because of current state (CLI 2, HTTP 409)
     │   └── IllegalTransition         a state change the state machine forbids
     ├── StoreError                    the store could not be reached or used (CLI 1, HTTP 503)
-    │   └── StoreUnavailable          ...and nothing was written: the call may be made again
+    │   ├── StoreUnavailable          ...and nothing was written: the call may be made again
+    │   └── StoreTooNew               a newer headway upgraded the schema (CLI 2, HTTP 503)
     ├── ConcurrencySlotAcquisitionError   a slot could not be taken (strict unknown name, ...)
-    │   └── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
+    │   ├── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
+    │   └── RunEnded                  refused: the task run, or its flow run, ended or is cancelling
     ├── LeaseLostError                a held lease expired or was reaped while its holder lived
     ├── MissingContextError           a run-only call (get_run_logger) made outside any run
+    ├── CodeUnavailable               a worker cannot find or fetch a deployment's code
     ├── RunFailed                     base of what a flow/task run raises on failure
     │   ├── TaskRunTimeout            (also a TimeoutError) a run passed timeout_seconds
     │   └── RunCancelled              the run was cancelled
@@ -102,6 +105,16 @@ class StoreUnavailable(StoreError):
     """
 
 
+class StoreTooNew(StoreError):
+    """The store's schema is at a revision newer than this headway knows.
+
+    A newer headway upgraded it; this one refuses to use it rather than write
+    rows without the columns it does not know about. Upgrade headway.
+    """
+
+    exit_code = 2
+
+
 class ConcurrencySlotAcquisitionError(HeadwayError):
     """Concurrency slots could not be acquired."""
 
@@ -115,6 +128,14 @@ class AcquireConcurrencySlotTimeoutError(ConcurrencySlotAcquisitionError, Timeou
     http_status = 408
 
 
+class RunEnded(ConcurrencySlotAcquisitionError):
+    """Slots were refused because the run asking for them has ended or is being cancelled.
+
+    A task run whose flow run was cancelled while it waited is never granted:
+    the task must end CANCELLED without running its code.
+    """
+
+
 class LeaseLostError(HeadwayError):
     """A lease expired or was reaped while its holder still ran (paused, clock jump)."""
 
@@ -123,6 +144,13 @@ class LeaseLostError(HeadwayError):
 
 class MissingContextError(HeadwayError, RuntimeError):
     """Called outside a flow or task run, where it needs one (``get_run_logger``)."""
+
+
+class CodeUnavailable(HeadwayError):
+    """A deployment's code is not where the worker looked, or its repository cannot be fetched.
+
+    The message is one line naming the path looked in (or the repository and ref).
+    """
 
 
 class RunFailed(HeadwayError):

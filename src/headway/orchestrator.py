@@ -52,8 +52,12 @@ class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
         return self.store.list_flow_runs(**filters)
 
     def record_task_runs(self, records: Sequence[TaskRunRecord]) -> None:
-        """Record task runs and their states."""
-        self.store.record_task_runs(records)
+        """Record task runs and their states (none out of a final state).
+
+        A task run that ended while waiting for slots leaves the queue: its
+        waiting call is woken and refused, and whoever it blocked is woken.
+        """
+        self._notify(self.store.record_task_runs(records))
 
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """One task run."""

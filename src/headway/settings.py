@@ -44,6 +44,10 @@ def _parse_positive_float(raw: str) -> float:
     return value
 
 
+def _parse_names(raw: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
 def _parse_level(raw: str) -> str:
     value = raw.strip().upper()
     if value not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -86,6 +90,15 @@ class Settings:
         default=None,
         metadata=_setting(
             "HEADWAY_API_KEY", "Bearer key the server requires and the client sends.", secret=True
+        ),
+    )
+    api_keys: str | None = field(
+        default=None,
+        metadata=_setting(
+            "HEADWAY_API_KEYS",
+            "More keys the server accepts besides HEADWAY_API_KEY, comma-separated"
+            " (for a key change: old and new both work until every client has the new one).",
+            secret=True,
         ),
     )
     logging_level: str = field(
@@ -152,10 +165,28 @@ class Settings:
         default="127.0.0.1",
         metadata=_setting("HEADWAY_SERVER_HOST", "Address `headway server start` binds."),
     )
+    server_allowed_hosts: tuple[str, ...] = field(
+        default=(),
+        metadata=_setting(
+            "HEADWAY_SERVER_ALLOWED_HOSTS",
+            "Host names a server without an API key answers to, besides loopback ones and"
+            " the address it binds (comma-separated; * for any).",
+            _parse_names,
+        ),
+    )
     server_port: int = field(
         default=4200,
         metadata=_setting(
             "HEADWAY_SERVER_PORT", "Port `headway server start` binds.", _parse_positive_int
+        ),
+    )
+    worker_limit: int = field(
+        default=5,
+        metadata=_setting(
+            "HEADWAY_WORKER_LIMIT",
+            "Most flow runs a `headway worker start` runs at once (its --limit); a worker"
+            " claims no more than it has room for, so idle workers share a burst.",
+            _parse_positive_int,
         ),
     )
     log_prints: bool = field(
@@ -164,6 +195,16 @@ class Settings:
             "HEADWAY_LOG_PRINTS", "Record print() of flows and tasks by default.", _parse_bool
         ),
     )
+
+    @property
+    def accepted_api_keys(self) -> tuple[str, ...]:
+        """Every key the server accepts: HEADWAY_API_KEY, then each of HEADWAY_API_KEYS."""
+        keys = [self.api_key] if self.api_key else []
+        for item in (self.api_keys or "").split(","):
+            key = item.strip()
+            if key and key not in keys:
+                keys.append(key)
+        return tuple(keys)
 
     @property
     def effective_database_url(self) -> str:
@@ -215,6 +256,8 @@ def describe(settings: Settings, environ: Mapping[str, str] | None = None) -> li
             shown = "(unset)"
         elif f.metadata["secret"]:
             shown = _mask(str(value))
+        elif isinstance(value, tuple):
+            shown = ",".join(value) or "(none)"
         else:
             shown = str(value)
         out.append(SettingView(f.name, var, shown, source, f.metadata["doc"]))

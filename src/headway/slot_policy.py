@@ -28,10 +28,11 @@ from headway.core.limits import (
     validate_names,
     validate_occupy,
     validate_priority,
+    validate_process,
     validate_timeout,
 )
 from headway.core.models import Limit
-from headway.exceptions import ValidationError
+from headway.exceptions import RunEnded, ValidationError
 from headway.settings import Settings
 from headway.store.slots import current_process
 from headway.store.store import Store
@@ -178,7 +179,7 @@ class SlotPolicy:
         lease = validate_lease_seconds(
             self.settings.concurrency_lease_seconds if lease_seconds is None else lease_seconds
         )
-        owner = process or current_process()
+        owner = current_process() if process is None else validate_process(process)
         owned = waiter_id is None
         # A single owned attempt never queues: nothing would be left to clean up.
         may_queue = not (owned and wait_for == 0)
@@ -211,6 +212,9 @@ class SlotPolicy:
                     strict=strict,
                 )
                 self._notify(attempt.wake)
+                if attempt.refused:
+                    finished = True
+                    raise RunEnded(attempt.refused)
                 if attempt.grant is not None:
                     finished = True
                     return attempt.grant

@@ -77,6 +77,10 @@ def short_lease(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+#: A stopped worker cancels its runs at once (no drain), killing them 0.5 s after SIGTERM.
+STOP_AT_ONCE = ("--cancel-grace", "0.5", "--drain-seconds", "0")
+
+
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []
@@ -84,7 +88,7 @@ def workers(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
     def start(*args: str) -> subprocess.Popen[bytes]:
         log = open(tmp_path / f"worker-{len(started)}.log", "wb")  # noqa: SIM115
         proc = subprocess.Popen(
-            [*CLI, "worker", "start", "--pool", "pool", "--cancel-grace", "0.5", *args],
+            [*CLI, "worker", "start", "--pool", "pool", *STOP_AT_ONCE, *args],
             env=dict(os.environ),
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -259,6 +260,30 @@ def test_run_waiting_on_a_work_pool_limit(client: Client) -> None:
     assert any("no concurrency limit" in d for d in answer.details)
     waiting = {w.run_id: w for w in client.status().waiting}
     assert waiting[runs[1]].limit_name == "pool:pool" and waiting[runs[1]].kind == "flow_run"
+
+
+def test_every_due_run_of_a_full_work_pool_waits_on_it(client: Client) -> None:
+    # A claim marks AwaitingConcurrencySlot only on the run it tried; one created after
+    # the pool filled (the next claim stops at the full pool) or queued behind it is not
+    # marked, and `headway why` answered "no limit in its way" for them.
+    client.create_work_pool("pool", concurrency_limit=1)
+    full = deploy(client)
+    first = client.create_deployment_run(full).id
+    assert claim(client) == [first]
+    later = [client.create_deployment_run(full).id for _ in range(2)]
+    assert claim(client) == []
+    for position, run_id in enumerate(later, 1):
+        answer = client.explain_run(run_id)
+        assert answer.waiting, answer.summary
+        (block,) = answer.blockers
+        assert block.limit_name == "pool:pool" and block.scope == "pool"
+        assert [h.run_id for h in block.holders] == [first]
+        assert (block.position, block.waiting) == (position, 2)
+    # A run not due yet waits for its time, not for the pool.
+    soon = client.create_deployment_run(
+        full, scheduled_time=datetime.now(UTC) + timedelta(hours=1)
+    ).id
+    assert client.explain_run(soon).blockers == ()
 
 
 def test_due_run_with_no_limit_waits_for_a_worker(client: Client) -> None:

@@ -56,6 +56,47 @@ def test_health_is_open_and_everything_else_needs_the_key(server: ServerThread) 
     assert _client(server).list_flow_runs() == []
 
 
+def _declare_only(server: ServerThread, method: str, path: str, length: int) -> bytes:
+    """Send headers declaring a ``length`` body, none of it, and read the answer."""
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        sock.sendall(
+            f"{method} {path} HTTP/1.1\r\nHost: {server.host}\r\n"
+            f"Authorization: Bearer {KEY}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {length}\r\n\r\n".encode()
+        )
+        return sock.recv(65536)
+
+
+def test_unknown_paths_are_refused_before_their_body_is_read(server: ServerThread) -> None:
+    # 60 MiB declared and never sent: an answer at all means it was not waited for.
+    for path in ("/api/v1/nope/batch", "/batch", "/api/v1/flow_runs/x/batch"):
+        assert _declare_only(server, "POST", path, 60 * 1024 * 1024).startswith(b"HTTP/1.1 404 "), (
+            path
+        )
+    answer = _declare_only(server, "PUT", "/api/v1/logs/batch", 60 * 1024 * 1024)
+    assert answer.startswith(b"HTTP/1.1 405 ")
+
+
+def test_only_the_batch_routes_take_large_bodies(server: ServerThread) -> None:
+    auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    client = _client(server)
+    client.create_limit("x", 1)
+    client.close()
+    # A limit may be named "x/batch": PATCH /limits/x/batch is its route, with the 1 MiB limit.
+    big = {"limit": 2, "description": "y" * (MAX_BODY_BYTES + 10)}
+    answer = httpx.patch(server.url + API_PREFIX + "/limits/x/batch", json=big, headers=auth)
+    assert answer.status_code == 413
+    assert _declare_only(server, "PATCH", "/api/v1/limits/x/batch", 2 * MAX_BODY_BYTES).startswith(
+        b"HTTP/1.1 413 "
+    )
+    # The real batch routes still take more than the common limit.
+    logs = [
+        {"flow_run_id": str(uuid.uuid4()), "level": 20, "message": "m" * 1000, "timestamp": 0.0}
+    ] * (2 * MAX_BODY_BYTES // 1000)
+    answer = httpx.post(server.url + API_PREFIX + "/logs/batch", json=logs, headers=auth)
+    assert answer.status_code != 413, answer.text
+
+
 def test_body_limit_and_validation_errors(server: ServerThread) -> None:
     auth = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
     big = {"id": "x", "name": "n", "flow_name": "f", "state": {"type": "RUNNING"}}

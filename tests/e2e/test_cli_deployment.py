@@ -22,6 +22,11 @@ from headway.flows import flow
 def greet(name: str, punctuation: str = "!"):
     print(f"hello {name}{punctuation}")
     return name
+
+
+@flow
+def boom():
+    raise RuntimeError("this flow fails")
 """
 
 
@@ -140,6 +145,11 @@ def test_run_and_wait_with_a_worker(flows: str, tmp_path: Path) -> None:
         run_id = out.split("(")[1].split(")")[0]
         logs = ok("flow-run", "logs", run_id)
         assert "hello there!" in logs  # the run's output, recorded by the worker
+        # A script can trust the exit code: non-zero (1) when the run FAILED.
+        ok("deploy", flows.replace(":greet", ":boom"), "--name", "boom", "--pool", "pool")
+        failed = headway("deployment", "run", "boom/boom", "--wait", timeout=90)
+        assert failed.returncode == 1, (failed.stdout, failed.stderr)
+        assert "is Failed: RuntimeError: this flow fails" in failed.stdout
     finally:
         worker.send_signal(signal.SIGINT)
         worker.wait(30)

@@ -127,6 +127,11 @@ def too_slow() -> None:
 
 
 @task(tags=["db"])
+def runs_only_if_granted(marker: str) -> None:
+    Path(marker).write_text(str(os.getpid()))
+
+
+@task(tags=["db"])
 def tagged(counter: str, hold: float) -> int:
     observe(counter, +1)
     try:
@@ -537,3 +542,38 @@ def test_settings_travel_as_environment() -> None:
             "HEADWAY_CONCURRENCY_LEASE_SECONDS": "12.5",
         }
     )
+
+
+def test_a_cancelled_flows_task_waiting_on_a_remote_worker_never_runs(
+    scheduler_address: str, tmp_path: Path
+) -> None:
+    # The flow's process ends; its task waits on for a tag slot on a Dask worker
+    # at an address (Dask cannot stop it there). It must never be granted.
+    client = get_client()
+    client.create_limit("tag:db", 1)
+    seen: dict[str, str] = {}
+    marker = tmp_path / "ran"
+    with concurrency("tag:db"):  # the slot is taken, and renewed, by someone else
+
+        @flow(task_runner=runner(scheduler_address))
+        def cancelled_while_its_task_waits() -> None:
+            seen["flow"] = flow_run_id()
+            seen["task"] = runs_only_if_granted.submit(str(marker)).task_run_id
+            wait_until(lambda: bool(get_client().inspect_limit("tag:db").waiters))
+            raise KeyboardInterrupt  # Ctrl-C: the flow run ends CANCELLED
+
+        with pytest.raises(KeyboardInterrupt):
+            cancelled_while_its_task_waits()
+
+        def refused() -> bool:
+            events = client.read_events(run_id=seen["task"]).events
+            return any(e.kind == "slot.refused" for e in events)
+
+        # The wait on the worker was withdrawn with the flow run, and its request refused.
+        wait_until(refused)
+        assert client.inspect_limit("tag:db").waiters == ()
+    assert client.read_flow_run(seen["flow"]).state.type is S.CANCELLED
+    assert client.read_limit("tag:db").active_slots == 0
+    assert not marker.exists()
+    assert client.read_task_run(seen["task"]).state.type is S.CANCELLED
+    assert S.RUNNING not in [s.type for s in client.read_states(seen["task"])]

@@ -1,6 +1,7 @@
 """The default install is the whole product; optional extras fail in one line.
 
-The wheel built from this tree is installed in a fresh virtualenv outside it,
+The sdist built from this tree, and the wheel built from that sdist, are
+checked; the wheel is installed in a fresh virtualenv outside it,
 and from there runs a flow on the embedded store and serves the dashboard:
 what ``pip install headway`` gives a user. A feature whose extra is missing
 (PostgreSQL, Dask) stops with one line naming the command that installs it.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import tomllib
 from pathlib import Path
 
@@ -98,9 +100,17 @@ def _run(argv: list[str | Path], **kw: object) -> subprocess.CompletedProcess[st
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_wheel_installed_alone_runs_a_flow_and_serves_the_dashboard(tmp_path: Path) -> None:
-    wheels = tmp_path / "wheels"
-    _run([sys.executable, "-m", "pip", "wheel", REPO, "--no-deps", "-q", "-w", wheels])
+    # The sdist, then the wheel built from it: both must hold what headway needs
+    # at run time (migrations, dashboard assets, py.typed).
+    wheels = tmp_path / "dist"
+    _run([sys.executable, "-m", "build", "-o", wheels, REPO])
+    [sdist] = wheels.glob("headway-*.tar.gz")
     [wheel] = wheels.glob("headway-*.whl")
+    with tarfile.open(sdist) as archive:
+        packed = {Path(*Path(n).parts[1:]).as_posix() for n in archive.getnames()}
+    for needed in ("src/headway/py.typed", "src/headway/ui/index.html", "pyproject.toml"):
+        assert needed in packed, needed
+    assert any(n.startswith("src/headway/store/migrations/versions/0001") for n in packed)
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", venv])
     _run([venv / "bin" / "python", "-m", "pip", "install", "-q", wheel])

@@ -32,6 +32,22 @@ def test_non_loopback_bind_needs_a_key_or_insecure() -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_taken_port_is_one_line_exit_2_every_time(headway_home: Path) -> None:
+    # It used to exit 139 about one try in five: the store closed under a running pass.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        for _ in range(5):
+            result = headway("server", "start", "--port", port)
+            assert result.returncode == 2, result.stderr
+            assert result.stderr == (
+                f"Error: cannot listen on 127.0.0.1:{port}: address already in use"
+                " (another server? choose --port)\n"
+            )
+    assert not (headway_home / "headway.db").exists()  # refused before anything opened
+
+
 @pytest.mark.parametrize(
     "args",
     [("--workers", "0"), ("--port", "70000"), ("--port", "abc"), ("--database-url", "mysql://x")],

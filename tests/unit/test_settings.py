@@ -59,3 +59,14 @@ def test_secrets_are_masked() -> None:
     assert "s3cret" not in shown["HEADWAY_API_KEY"]
     assert "hunter2" not in shown["HEADWAY_DATABASE_URL"]
     assert shown["HEADWAY_DATABASE_URL"] == "postgresql+psycopg://app:****@db.example/headway"
+
+
+def test_allowed_hosts_are_a_list_shown_by_config() -> None:
+    env = {"HEADWAY_SERVER_ALLOWED_HOSTS": " headway.internal, 10.0.0.5 ,"}
+    settings = get_settings(env)
+    assert settings.server_allowed_hosts == ("headway.internal", "10.0.0.5")
+    shown = {v.env: v.value for v in describe(settings, env)}
+    assert shown["HEADWAY_SERVER_ALLOWED_HOSTS"] == "headway.internal,10.0.0.5"
+    assert {v.env: v.value for v in describe(get_settings({}), {})}[
+        "HEADWAY_SERVER_ALLOWED_HOSTS"
+    ] == "(none)"

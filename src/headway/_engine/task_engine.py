@@ -39,10 +39,12 @@ from headway.core.states import (
     State,
     StateType,
 )
+from headway.exceptions import HeadwayError, RunEnded
 from headway.futures import TaskFuture, has_futures, iter_futures, resolve_futures
 
 if TYPE_CHECKING:
     from headway.client.base import Client
+    from headway.concurrency.tags import TagSlots
     from headway.logging import Sink
     from headway.tasks import Task
 
@@ -316,7 +318,7 @@ def _context(call: TaskCall) -> TaskRunContext:
     )
 
 
-def _hold_slots(call: TaskCall) -> Any:
+def _hold_slots(call: TaskCall) -> TagSlots:
     """The slot context of a task with tags: the PENDING run is in the store first."""
     from headway.concurrency.tags import hold_tag_slots
 
@@ -341,11 +343,44 @@ def _slots_failed(call: TaskCall, exc: Exception) -> State:
     cancelled = cancelled_if_flow_cancelled(call)
     if cancelled is not None:
         return cancelled
+    if isinstance(exc, RunEnded):
+        # Its flow run was cancelled (or ended) while it waited, maybe in another
+        # process (a remote Dask worker): it never starts.
+        tracker.set_state(cancelled_state(f"never started: {exc}"))
+        changed(call)
+        return tracker.state
     message = f"could not acquire concurrency slots for tags {list(call.task.tags)}: {exc}"
     tracker.set_state(final_state(StateType.FAILED, message=message, error=exc))
     changed(call)
     _logger(call).error("Finished in state Failed: %s", message)
     return tracker.state
+
+
+def ended_after_grant(call: TaskCall, slots: TagSlots) -> State | None:
+    """CANCELLED when the flow run was cancelled as the slots were granted; else None.
+
+    The store refuses slots to a task run of a cancelled run, but a grant that
+    committed just before the cancel did is only seen here, once: the run then
+    never starts, and leaving the ``with`` gives the slots back.
+    """
+    cancelled = cancelled_if_flow_cancelled(call)
+    # (getattr: a test may stand in for the slots with a bare context manager.)
+    if cancelled is not None or getattr(slots, "held", None) is None:
+        return cancelled
+    flow_run_id, client = call.tracker.flow_run_id, slots.client
+    if flow_run_id is None or client is None:
+        return None
+    try:
+        flow_state = client.read_flow_run(flow_run_id).state
+    except HeadwayError:  # unknown here (a flow run of another store), or unreachable
+        return None
+    if not (flow_state.is_final or flow_state.type is StateType.CANCELLING):
+        return None
+    call.tracker.set_state(
+        cancelled_state(f"never started: its flow run is {flow_state.type.value}")
+    )
+    changed(call)
+    return call.tracker.state
 
 
 def _crash(call: TaskCall, exc: BaseException) -> State:
@@ -383,8 +418,9 @@ def run_task_sync(call: TaskCall) -> State:
             return state
         if call.task.tags:
             try:
-                with _hold_slots(call):
-                    return _attempts_sync(call)
+                slots = _hold_slots(call)
+                with slots:
+                    return ended_after_grant(call, slots) or _attempts_sync(call)
             except Exception as exc:  # the attempts return states: this is the slots
                 return _slots_failed(call, exc)
         return _attempts_sync(call)
@@ -446,8 +482,9 @@ async def run_task_async(call: TaskCall) -> State:
         if call.task.tags:
             try:
                 # Awaited, never blocking: a blocked loop would stall the holders too.
-                async with _hold_slots(call):
-                    return await _attempts_async(call)
+                slots = _hold_slots(call)
+                async with slots:
+                    return ended_after_grant(call, slots) or await _attempts_async(call)
             except Exception as exc:  # the attempts return states: this is the slots
                 return _slots_failed(call, exc)
         return await _attempts_async(call)

@@ -1,12 +1,39 @@
 """The ``headway`` command line: a Typer app, one module per noun.
 
 Errors become exit codes in one place (:func:`main`): a user's mistake prints
-one line and exits 2; nothing prints a traceback.
+one line and exits 2; nothing prints a traceback. Every exit code:
+
+====  ==============================================================================
+0     success (``deployment run --wait``: the run COMPLETED)
+1     the store or server could not be used; ``--wait``: the run FAILED
+2     bad input: a usage error, an unknown name, a refused change (one line, no traceback)
+3     ``--wait``: the run was CANCELLED
+4     ``--wait``: the run CRASHED
+5     ``--wait``: the run had not ended when ``--timeout`` passed
+130   interrupted (Ctrl-C)
+====  ==============================================================================
 """
 
 from __future__ import annotations
 
 import sys
+
+from headway.core.states import StateType
+
+#: ``deployment run --wait``'s exit code for the state its run ended in (any other: 5).
+RUN_EXIT_CODES: dict[StateType, int] = {
+    StateType.COMPLETED: 0,
+    StateType.FAILED: 1,
+    StateType.CANCELLED: 3,
+    StateType.CRASHED: 4,
+}
+#: ``deployment run --wait --timeout``: the run had not ended in time.
+RUN_NOT_ENDED_EXIT_CODE = 5
+
+
+def run_exit_code(state: StateType) -> int:
+    """The exit code for a run seen in ``state`` at the end of a wait (see the table above)."""
+    return RUN_EXIT_CODES.get(state, RUN_NOT_ENDED_EXIT_CODE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -18,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = sys.argv[1:] if argv is None else argv
     try:
-        app(args=args, prog_name="headway", standalone_mode=False)
+        # Without standalone mode, Click hands back a ``typer.Exit``'s code as the
+        # return value instead of raising it: that code is the exit code.
+        returned = app(args=args, prog_name="headway", standalone_mode=False)
     except typer.Abort:
         _error("aborted")
         return 130
@@ -41,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    return 0
+    return returned if isinstance(returned, int) and not isinstance(returned, bool) else 0
 
 
 def _error(message: str) -> None:

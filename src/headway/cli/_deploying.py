@@ -53,6 +53,23 @@ def pick_limit(positional: int | None, option: int | None) -> int:
     return value
 
 
+def schedule_next(schedule: dict[str, Any], after: datetime) -> str:
+    """When a stored schedule next fires, or why its times cannot be computed.
+
+    The scheduler skips a deployment whose schedule fails (and records it as an
+    event); this is where a user sees that, and why.
+    """
+    from headway.core.schedules import next_times, schedule_from_dict
+
+    try:
+        found = next_times(schedule_from_dict(schedule), after, 1)
+    except ValidationError as exc:
+        return f"cannot be computed: {exc}"
+    except Exception as exc:
+        return f"cannot be computed: {type(exc).__name__}: {exc}"
+    return f"next {when(found[0])}" if found else "no more times"
+
+
 def schedule_text(schedule: dict[str, Any]) -> str:
     """A stored schedule in a few words."""
     from headway.core.schedules import describe, schedule_from_dict

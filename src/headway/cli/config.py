@@ -20,6 +20,7 @@ def config(
     views = describe(settings)
     concurrency = {
         "flow_runs": "unlimited: nothing is limited unless a limit is configured",
+        "runs_per_worker": settings.worker_limit,
         "task_runner": "ThreadPoolTaskRunner",
         "task_runner_max_workers": settings.task_runner_max_workers,
         "store": "server at " + settings.api_url
@@ -56,6 +57,10 @@ def config(
     console.print(
         "Default concurrency: flow runs are [bold]unlimited[/bold] unless a limit is"
         " configured (global, tag, work pool, queue or deployment limit)."
+    )
+    console.print(
+        f"Each worker runs at most {settings.worker_limit} flow runs at once and claims no"
+        " more than it has room for (headway worker start --limit, HEADWAY_WORKER_LIMIT)."
     )
     console.print(
         f"Default task runner: ThreadPoolTaskRunner with {settings.task_runner_max_workers}"

@@ -42,14 +42,30 @@ def deploy(
     tag: list[str] | None = typer.Option(None, "--tag", help="A tag (repeatable)."),
     paused: bool = typer.Option(False, "--paused", help="Create it with its schedules paused."),
     description: str | None = typer.Option(None, "--description", help="What it does."),
+    project_root: str | None = typer.Option(
+        None,
+        "--project-root",
+        help="The directory the entrypoint is stored relative to, which workers run in"
+        " (default: this directory).",
+    ),
+    code_repository: str | None = typer.Option(
+        None,
+        "--code-repository",
+        help="A git repository (URL or path) workers check out before each run; its root"
+        " is the project root.",
+    ),
+    code_ref: str | None = typer.Option(
+        None, "--code-ref", help="The repository's branch, tag or commit (default: its HEAD)."
+    ),
 ) -> None:
     """Register a deployment of a flow for the workers of a pool."""
     from headway.core.deployments import (
         parse_entrypoint,
+        validate_code_source,
         validate_concurrency_limit,
         validate_strategy,
     )
-    from headway.deployments.deploy import build_spec, schedules_from
+    from headway.deployments.deploy import build_spec, relative_to_root, schedules_from
     from headway.exceptions import ValidationError
 
     # Everything that can be checked without the user's code is checked first.
@@ -61,10 +77,25 @@ def deploy(
     schedules_from(
         cron=cron, interval=interval, anchor_date=anchor_date, rrule=rrule, timezone=timezone
     )
+    validate_code_source(code_repository, code_ref)
     defaults = common.params(param)
-    path = Path(path_text).expanduser().resolve()
+    root = Path(project_root or ".").expanduser().resolve()
+    if project_root is not None and not root.is_dir():
+        raise ValidationError(f"--project-root: no such directory: {project_root}")
+    path = (root / Path(path_text).expanduser()).resolve()
     if not path.is_file():
-        raise ValidationError(f"no such file: {path_text}")
+        raise ValidationError(f"no such file: {path}")
+    stored = relative_to_root(path, root)
+    if stored is None:
+        # Workers resolve a relative entrypoint against their own directory; a file
+        # outside the project can only be named by its absolute path, which runs
+        # only on machines that have that very path.
+        if project_root is not None or code_repository is not None:
+            raise ValidationError(
+                f"{path} is outside the project root {root}; pass the project's directory"
+                " as --project-root"
+            )
+        stored = str(path)
     client = common.client()
     client.read_work_pool(pool)  # unknown pool: one clear line, exit 2, before loading code
     from headway.worker.execute import load_flow
@@ -78,7 +109,7 @@ def deploy(
         name=name,
         work_pool_name=pool,
         work_queue_name=queue,
-        entrypoint=f"{path}:{attr}",
+        entrypoint=f"{stored}:{attr}",
         parameters=defaults,
         concurrency_limit=concurrency_limit,
         collision_strategy=collision_strategy,
@@ -91,8 +122,17 @@ def deploy(
         anchor_date=anchor_date,
         rrule=rrule,
         timezone=timezone,
+        code_repository=code_repository,
+        code_ref=code_ref,
     )
     dep = client.apply_deployment(spec)
+    if Path(stored).is_absolute():
+        typer.echo(
+            f"warning: {path} is outside this directory, so its absolute path is stored and"
+            " it runs only where that path exists; run headway deploy in the project's"
+            " directory (or pass --project-root) to run it anywhere",
+            err=True,
+        )
     typer.echo(
         f"Deployment {dep.full_name!r} registered on pool {dep.work_pool!r}"
         f" (queue {dep.work_queue!r}); start a worker with: headway worker start --pool {pool}"

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from headway.cli import _deploying as common
+from headway.cli import run_exit_code
 from headway.cli.output import check_output_format
+
+if TYPE_CHECKING:
+    from headway.core.models import Deployment
 
 NAME = "deployment"
 
@@ -64,6 +68,17 @@ def ls(
     common.console().print(table)
 
 
+def code_source_text(dep: Deployment) -> str:
+    """Where the workers of ``dep`` get its code, in words."""
+    if dep.code_repository:
+        ref = dep.code_ref or "its default branch"
+        return f"git {dep.code_repository} at {ref}, checked out by each worker before a run"
+    path = (dep.entrypoint or "").rpartition(":")[0]
+    if path.startswith("/"):
+        return f"{path} on the worker's machine (an absolute path)"
+    return "the worker's working directory (headway worker start --working-dir)"
+
+
 @app.command("inspect")
 def inspect(
     name: str = NameArg,
@@ -79,6 +94,7 @@ def inspect(
     con.print(f"[bold]{dep.full_name}[/bold]  id {dep.id}")
     rows = [
         ("entrypoint", dep.entrypoint or "-"),
+        ("code", code_source_text(dep)),
         ("work pool", dep.work_pool or "(served by flow.serve())"),
         ("work queue", dep.work_queue or "-"),
         ("parameters", str(dep.parameters)),
@@ -92,8 +108,10 @@ def inspect(
         con.print(f"  {label:<18} {value}", highlight=False)
     if dep.schedules:
         con.print("  schedules:")
+        now = datetime.now(UTC)
         for s in dep.schedules:
-            con.print(f"    - {common.schedule_text(s.schedule)}", highlight=False)
+            nxt = common.schedule_next(s.schedule, now)
+            con.print(f"    - {common.schedule_text(s.schedule)}: {nxt}", highlight=False)
     else:
         con.print("  schedules:         none")
 
@@ -105,17 +123,24 @@ def run(
         None, "--param", "-p", help="A parameter, name=value (value as JSON if it parses)."
     ),
     wait: bool = typer.Option(
-        False, "--wait", help="Wait for the run to end; exit 1 unless it completed."
+        False,
+        "--wait",
+        help="Wait for the run to end. Exit 0 if it COMPLETED, 1 FAILED, 3 CANCELLED,"
+        " 4 CRASHED, 5 not ended within --timeout.",
     ),
     timeout: float | None = typer.Option(
-        None, "--timeout", help="With --wait: give up after this many seconds."
+        None, "--timeout", help="With --wait: give up after this many seconds (exit 5)."
     ),
     priority: int = typer.Option(0, "--priority", help="Higher starts first among waiting runs."),
     scheduled_time: str | None = typer.Option(
         None, "--scheduled-time", help="When it is due (ISO 8601; default: now)."
     ),
 ) -> None:
-    """Create a run of a deployment now (or at --scheduled-time)."""
+    """Create a run of a deployment now (or at --scheduled-time).
+
+    With --wait, the exit code tells how the run ended: 0 COMPLETED, 1 FAILED,
+    3 CANCELLED, 4 CRASHED, 5 not ended within --timeout (2: bad input).
+    """
     from headway.deployments.run import run_deployment
     from headway.exceptions import ValidationError
 
@@ -142,8 +167,9 @@ def run(
     if wait:
         typer.echo(f"Flow run {flow_run.id} is {flow_run.state.name}"
                    + (f": {flow_run.state.message}" if flow_run.state.message else ""))  # fmt: skip
-        if not flow_run.state.is_completed():
-            raise typer.Exit(1)
+        code = run_exit_code(flow_run.state.type)
+        if code:
+            raise typer.Exit(code)
 
 
 @app.command("pause")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
+import socket
 
 import typer
 
@@ -27,6 +29,32 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _check_free(host: str, port: int) -> None:
+    """Refuse at once, in one line, an address that cannot be listened on.
+
+    Before anything starts: uvicorn would open the store and start the
+    services first, then fail to bind and stop them all again, printing its
+    own log lines on the way.
+    """
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc}") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        # As uvicorn binds: a port in TIME_WAIT only is free to take.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            raise ConfigurationError(
+                f"cannot listen on {host}:{port}: {reason} (another server? choose --port)"
+            ) from None
+
+
 @app.command()
 def start(
     host: str | None = typer.Option(
@@ -48,6 +76,14 @@ def start(
         None, "--log-level", help="Server log level (default HEADWAY_LOGGING_LEVEL)."
     ),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    ssl_certfile: str | None = typer.Option(
+        None,
+        "--ssl-certfile",
+        help="Serve HTTPS with this certificate (PEM, with its chain); needs --ssl-keyfile.",
+    ),
+    ssl_keyfile: str | None = typer.Option(
+        None, "--ssl-keyfile", help="The certificate's private key (PEM)."
+    ),
 ) -> None:
     """Start the server; migrations run first, so a new database is ready at once."""
     from headway.settings import _mask, get_settings
@@ -66,11 +102,20 @@ def start(
         raise ValidationError(f"--port must be between 0 and 65535, got {bind_port}")
     if workers < 1:
         raise ValidationError(f"--workers must be at least 1, got {workers}")
-    if not is_loopback(bind_host) and not settings.api_key and not insecure:
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        raise ValidationError("--ssl-certfile and --ssl-keyfile go together: pass both or neither")
+    for flag, path in (("--ssl-certfile", ssl_certfile), ("--ssl-keyfile", ssl_keyfile)):
+        if path is not None and not os.path.isfile(path):
+            raise ValidationError(f"{flag}: no such file: {path}")
+    if not is_loopback(bind_host) and not settings.accepted_api_keys and not insecure:
         raise ConfigurationError(
             f"refusing to bind {bind_host} without HEADWAY_API_KEY: anyone who can reach it"
             " could change runs and limits (set HEADWAY_API_KEY, or pass --insecure)"
         )
+    _check_free(bind_host, bind_port)
+    # The app (in each worker process) answers to the address it binds, whatever
+    # said it: the option or the setting.
+    os.environ["HEADWAY_SERVER_HOST"] = bind_host
     from headway.store.db import Database
     from headway.store.migrate import ensure_schema
 
@@ -83,10 +128,14 @@ def start(
     import uvicorn
 
     level = (log_level or settings.logging_level).lower()
+    scheme = "https" if ssl_certfile else "http"
+    keys = len(settings.accepted_api_keys)
     typer.echo(
-        f"headway server on http://{bind_host}:{bind_port}"
+        f"headway server on {scheme}://{bind_host}:{bind_port}"
         f" (store: {_mask(settings.effective_database_url)}, workers: {workers},"
-        f" API key: {'required' if settings.api_key else 'none'})",
+        f" API key: {'required' if keys else 'none'}"
+        + (f", {keys} keys accepted" if keys > 1 else "")
+        + ")",
         err=True,
     )
     uvicorn.run(
@@ -100,4 +149,7 @@ def start(
         # Longer than the client's idle expiry, so the client always closes first.
         timeout_keep_alive=30,
         server_header=False,
+        # Passed through to uvicorn, which serves TLS itself.
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )

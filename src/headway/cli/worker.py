@@ -19,10 +19,27 @@ def start(
     queue: list[str] | None = typer.Option(
         None, "--queue", "-q", help="Only these queues of the pool (repeatable)."
     ),
-    limit: int | None = typer.Option(None, "--limit", help="Most runs this worker runs at once."),
+    limit: int | None = typer.Option(
+        None,
+        "--limit",
+        help="Most runs this worker runs at once; it claims no more than it has room for"
+        " (default HEADWAY_WORKER_LIMIT, 5).",
+    ),
     name: str | None = typer.Option(None, "--name", help="The worker's name (default host-pid)."),
     cancel_grace: float = typer.Option(
         10.0, "--cancel-grace", help="Seconds a cancelled run has after SIGTERM before SIGKILL."
+    ),
+    drain_seconds: float | None = typer.Option(
+        None,
+        "--drain-seconds",
+        help="On SIGTERM or Ctrl-C, how long the runs going may finish before they are"
+        " cancelled (default: until they end).",
+    ),
+    working_dir: str | None = typer.Option(
+        None,
+        "--working-dir",
+        help="The directory runs start in, which deployments' entrypoints are relative to"
+        " (default: this directory).",
     ),
     standby: bool = typer.Option(
         True,
@@ -30,7 +47,13 @@ def start(
         help="Keep one run process started ahead, so a run starts without waiting for Python.",
     ),
 ) -> None:
-    """Run a worker until Ctrl-C or SIGTERM (runs still going are then cancelled)."""
+    """Run a worker until Ctrl-C or SIGTERM.
+
+    The first signal stops claiming and lets the runs going finish (for
+    --drain-seconds at most); a second one cancels them (SIGTERM to each run,
+    SIGKILL after --cancel-grace; they end CANCELLED); a third kills them at once.
+    """
+    import os
     import sys
 
     from headway.exceptions import ValidationError
@@ -40,7 +63,14 @@ def start(
         raise ValidationError(f"--limit must be at least 1, got {limit}")
     if cancel_grace < 0:
         raise ValidationError(f"--cancel-grace must be at least 0, got {cancel_grace}")
+    if drain_seconds is not None and not drain_seconds >= 0:
+        raise ValidationError(f"--drain-seconds must be at least 0, got {drain_seconds}")
+    if working_dir is not None and not os.path.isdir(working_dir):
+        raise ValidationError(f"--working-dir: no such directory: {working_dir}")
     client = common.client()
+    if limit is None:
+        # A worker without a cap would claim a whole burst and leave its peers idle.
+        limit = client.settings.worker_limit
     pool_record = client.read_work_pool(pool)  # unknown pool: one clear line, exit 2
     known = {q.name for q in pool_record.queues}
     for q in queue or []:
@@ -56,14 +86,16 @@ def start(
         name=name,
         client=client,
         cancel_grace_seconds=cancel_grace,
+        drain_seconds=drain_seconds,
         echo=sys.stdout,
         standby=standby,
+        working_dir=working_dir,
     )
     typer.echo(
         f"Worker {worker.name!r} started on pool {pool!r}"
         + (f" (queues: {', '.join(queue)})" if queue else "")
         + (f", at most {limit} run(s) at once" if limit else "")
-        + "; press Ctrl-C to stop"
+        + "; press Ctrl-C to stop (twice to cancel its runs)"
     )
     worker.run()
     typer.echo(f"Worker {worker.name!r} stopped")

@@ -145,7 +145,10 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                 content = json.dumps(body, separators=(",", ":")).encode()
             except (TypeError, ValueError) as exc:
                 raise exceptions.ValidationError(f"values must be JSON values: {exc}") from None
-        headers = self._headers if content is None else self._json_headers
+        # Every request but a read says JSON, body or not: a server without an API
+        # key refuses other state-changing requests (a browser could forge them).
+        json_headers = content is not None or method not in ("GET", "HEAD")
+        headers = self._json_headers if json_headers else self._headers
         wait = self.timeout_seconds if timeout is None else timeout
         timeouts = {"connect": 5.0, "read": wait, "write": wait}
         scheme, host, port, base_path = self._endpoint

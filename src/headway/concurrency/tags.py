@@ -53,6 +53,11 @@ class TagSlots:
         self._lingering: Lingering | None = None
 
     @property
+    def client(self) -> Client | None:
+        """The client the slots are asked through (None when no tag has a limit)."""
+        return self._acquisition.client if self._acquisition is not None else None
+
+    @property
     def held(self) -> HeldSlots | None:
         """The held slots (None before entering, or when no tag has a limit)."""
         return self._held

@@ -44,7 +44,9 @@ class DeploymentSpec:
 
     flow_name: str
     name: str
-    #: ``path/to/file.py:flow_function`` (absolute path), what a worker runs.
+    #: ``path/to/file.py:flow_function``, what a worker runs: the path relative to
+    #: the project root (resolved against each worker's working directory, or the
+    #: root of ``code_repository``); an absolute path is used as it is.
     entrypoint: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     #: What the flow accepts (:func:`parameter_schema`); None: not checked.
@@ -59,6 +61,10 @@ class DeploymentSpec:
     collision_strategy: str = ENQUEUE
     concurrency_key: str | None = None
     description: str = ""
+    #: A git repository (URL or path) each worker checks out before a run.
+    code_repository: str | None = None
+    #: Its branch, tag or commit (None: the repository's default branch).
+    code_ref: str | None = None
 
 
 # -- names ------------------------------------------------------------------------------
@@ -289,6 +295,40 @@ def parse_entrypoint(entrypoint: object) -> tuple[str, str]:
     return path, attr
 
 
+#: Longest code repository URL and ref.
+CODE_REPOSITORY_MAX = 4_000
+CODE_REF_MAX = 400
+
+
+def validate_code_source(repository: object, ref: object) -> tuple[str | None, str | None]:
+    """A deployment's code source: a git repository (URL or path) and an optional ref.
+
+    Neither may start with ``-`` (git would read it as an option) or hold
+    whitespace or control characters; a ref needs a repository.
+    """
+    if repository is None:
+        if ref is not None:
+            raise ValidationError("a code ref needs a code repository")
+        return None, None
+    checked: list[str] = []
+    for what, value, longest in (
+        ("code repository", repository, CODE_REPOSITORY_MAX),
+        ("code ref", ref, CODE_REF_MAX),
+    ):
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value:
+            raise ValidationError(f"{what} must be a non-empty string")
+        if len(value) > longest:
+            raise ValidationError(f"{what} is longer than {longest} characters")
+        if value.startswith("-") or any(c.isspace() or not c.isprintable() for c in value):
+            raise ValidationError(
+                f"invalid {what} {value!r}: no leading '-', spaces or control characters"
+            )
+        checked.append(value)
+    return checked[0], (checked[1] if len(checked) > 1 else None)
+
+
 __all__ = [
     "CANCEL_IN_PROGRESS",
     "CANCEL_NEW",
@@ -307,6 +347,7 @@ __all__ = [
     "queue_limit_name",
     "render_key",
     "split_full_name",
+    "validate_code_source",
     "validate_concurrency_limit",
     "validate_key_template",
     "validate_object_name",

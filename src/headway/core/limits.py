@@ -24,11 +24,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from headway.core.bounds import check_pid, check_proc_start
 from headway.core.models import Lease, Limit, Waiter
 from headway.exceptions import ValidationError
 
 #: Longest limit name (and tag) accepted.
 NAME_MAX = 200
+#: Longest host name recorded with a process (the column's width).
+HOST_MAX = 255
 #: Largest limit (and occupy) accepted: far above any real use, far below overflow.
 LIMIT_MAX = 1_000_000_000
 #: Tolerance of float slot counts (rate limits decay continuously).
@@ -113,13 +116,21 @@ def validate_priority(value: object) -> int:
     return _whole(value, "priority", -LIMIT_MAX)
 
 
+#: Smallest non-zero decay: one slot back every ~32 years. Below it the wait for
+#: a token (``slots / decay``) grows past what a number of seconds can hold
+#: (``5e-324`` made it Infinity, which is not JSON).
+DECAY_MIN = 1e-9
+
+
 def validate_decay(value: object) -> float:
     """Slots drained per second (0: a plain concurrency limit; > 0: a rate limit)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValidationError(f"slot decay per second must be a number, got {value!r}")
     decay = float(value)
-    if not math.isfinite(decay) or decay < 0 or decay > LIMIT_MAX:
-        raise ValidationError(f"slot decay per second must be between 0 and {LIMIT_MAX}")
+    if not math.isfinite(decay) or decay < 0 or decay > LIMIT_MAX or 0 < decay < DECAY_MIN:
+        raise ValidationError(
+            f"slot decay per second must be 0 or between {DECAY_MIN:g} and {LIMIT_MAX}"
+        )
     return decay
 
 
@@ -402,6 +413,19 @@ class ProcessInfo:
     proc_start: int = 0
 
 
+def validate_process(process: object) -> ProcessInfo:
+    """A process record that fits its columns (pid 32-bit, start time 64-bit)."""
+    if not isinstance(process, ProcessInfo):
+        raise ValidationError(f"process must be a ProcessInfo, got {type(process).__name__}")
+    check_pid(process.pid, "process pid")
+    check_proc_start(process.proc_start)
+    if not isinstance(process.host, str) or len(process.host) > HOST_MAX:
+        raise ValidationError(f"process host must be a string of at most {HOST_MAX} characters")
+    if process.node is not None and (not isinstance(process.node, str) or len(process.node) > 100):
+        raise ValidationError("process node must be a string of at most 100 characters")
+    return process
+
+
 @dataclass(frozen=True)
 class SlotGrant:
     """Slots granted: held by ``lease_id`` until released (None when nothing is held)."""
@@ -463,8 +487,10 @@ class WakeTarget:
 
 
 __all__ = [
+    "DECAY_MIN",
     "EPSILON",
     "HOLDER_KINDS",
+    "HOST_MAX",
     "LIMIT_MAX",
     "MODES",
     "NAME_MAX",
@@ -502,5 +528,6 @@ __all__ = [
     "validate_names",
     "validate_occupy",
     "validate_priority",
+    "validate_process",
     "validate_timeout",
 ]

@@ -15,6 +15,10 @@ from typing import Any
 
 from headway.core.states import State, StateType
 
+#: The first and last instants a datetime can hold, as stored times are read back.
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+
 #: Float slot counts within this of a whole number are that number (as in core.limits).
 _SLOT_TOLERANCE = 1e-9
 
@@ -25,8 +29,18 @@ def whole_slots(exact: float) -> int:
 
 
 def ts_to_dt(ts: float | None) -> datetime | None:
-    """Epoch seconds (as stored) to an aware UTC datetime."""
-    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+    """Epoch seconds (as stored) to an aware UTC datetime.
+
+    Every input is checked to fit (:mod:`headway.core.bounds`); a time outside
+    years 1..9999 written before that (or by hand) reads as the nearest end of
+    the range instead of failing every list that meets it.
+    """
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC)
+    except (OverflowError, ValueError, OSError):
+        return _FIRST if ts < 0 else _LAST
 
 
 @dataclass(frozen=True)
@@ -272,6 +286,11 @@ class Deployment:
     description: str = ""
     created: datetime | None = None
     updated: datetime | None = None
+    #: A git repository workers check the code out of before each run (None: the
+    #: code is in each worker's working directory); ``entrypoint`` is relative to its root.
+    code_repository: str | None = None
+    #: The branch, tag or commit of ``code_repository`` (None: its default branch).
+    code_ref: str | None = None
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,23 @@ A schedule is stored as a small JSON dict (:func:`schedule_to_dict` /
 :func:`schedule_from_dict`) and built from user input with :func:`cron`,
 :func:`interval` and :func:`rrule`, which reject bad input with a
 :class:`~headway.exceptions.ValidationError` that says what is wrong.
+
+Computing times has a bounded cost, and a schedule whose times cannot be
+computed is refused when it is made, not found out by every scheduler pass:
+
+- a cron must fire within :data:`CRON_MAX_YEARS_BETWEEN` years (``0 0 30 2 *``
+  never does);
+- an interval is at most :data:`INTERVAL_MAX_SECONDS` (100 years) and at least
+  :data:`INTERVAL_MIN_SECONDS`;
+- an rrule has at most :data:`RRULE_MAX_COUNT` occurrences when it has a COUNT,
+  must fire within the calendar's last 400 years (the Gregorian calendar repeats
+  every 400 years, so a rule that does not fire there never fires), and is never
+  walked from its start one occurrence at a time: without COUNT its start is
+  moved forward by whole periods to just before the time asked about.
+
+Whatever still fails (a time past year 9999, a rule a newer version wrote) raises
+:class:`ScheduleError` (a ValidationError) from :func:`next_times`, never a
+library's own exception.
 """
 
 from __future__ import annotations
@@ -22,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from headway.core.bounds import EPOCH_MAX, EPOCH_MIN
 from headway.exceptions import ValidationError
 
 #: Fixed start of rrules written without DTSTART: their times must not depend on
@@ -31,6 +49,20 @@ RRULE_DEFAULT_START = datetime(2020, 1, 1)
 INTERVAL_DEFAULT_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
 #: Most times one call returns.
 MAX_TIMES = 10_000
+#: Shortest interval: below it, ``anchor + k * interval`` stops moving forward in floats.
+INTERVAL_MIN_SECONDS = 0.001
+#: Longest interval: 100 years (of 365.25 days).
+INTERVAL_MAX_SECONDS = 100 * 365.25 * 86400
+#: A cron must fire at least once in this many years, or it is refused.
+CRON_MAX_YEARS_BETWEEN = 30
+#: Most occurrences an rrule with COUNT may have (walking it costs one step each).
+RRULE_MAX_COUNT = 10_000
+#: Most occurrences one computation walks through before giving up.
+RRULE_MAX_STEPS = 20_000
+#: The probe of an rrule starts this many years before the calendar's end: one
+#: Gregorian cycle, so that a rule silent there is silent everywhere, and so that
+#: dateutil (which looks for a match up to year 9999) stops after 400 years.
+_PROBE_YEARS = 400
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
@@ -91,6 +123,10 @@ class RRuleSchedule:
 Schedule = CronSchedule | IntervalSchedule | RRuleSchedule
 
 
+class ScheduleError(ValidationError):
+    """A schedule's times cannot be computed (impossible, too costly, past year 9999)."""
+
+
 # -- validation and construction -------------------------------------------------------
 def validate_timezone(name: object) -> ZoneInfo:
     """The IANA timezone ``name`` (``UTC``, ``Europe/Paris``); a clear error when unknown."""
@@ -108,7 +144,9 @@ def cron(expression: str, timezone: str = "UTC") -> CronSchedule:
     """A cron schedule; ValidationError for an invalid expression or timezone."""
     from croniter import croniter
 
-    if not isinstance(expression, str) or not expression.strip():
+    if not isinstance(expression, str):
+        raise ValidationError(f"cron expression must be a string, got {expression!r}")
+    if not expression.strip():
         raise ValidationError("cron expression must not be empty")
     expr = " ".join(expression.split())
     validate_timezone(timezone)
@@ -124,7 +162,18 @@ def cron(expression: str, timezone: str = "UTC") -> CronSchedule:
         ok = False
     if not ok:
         raise ValidationError(f"invalid cron expression {expression!r}")
-    return CronSchedule(expr, timezone.strip())
+    schedule = CronSchedule(expr, timezone.strip())
+    # A cron on a day no month has (``0 0 30 2 *``) passes croniter's syntax check
+    # but never fires: look for its first time from a fixed date, over a bounded span.
+    start = datetime(2020, 1, 1, tzinfo=ZoneInfo(schedule.timezone))
+    try:
+        croniter(expr, start, max_years_between_matches=CRON_MAX_YEARS_BETWEEN).get_next(datetime)
+    except Exception:
+        raise ValidationError(
+            f"cron expression {expression!r} never fires (no time matches it"
+            f" within {CRON_MAX_YEARS_BETWEEN} years)"
+        ) from None
+    return schedule
 
 
 def parse_duration(value: object) -> float:
@@ -147,6 +196,11 @@ def parse_duration(value: object) -> float:
         raise ValidationError(f"invalid interval {value!r}")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ValidationError(f"interval must be greater than 0 seconds, got {value!r}")
+    if seconds < INTERVAL_MIN_SECONDS or seconds > INTERVAL_MAX_SECONDS:
+        raise ValidationError(
+            f"interval must be between {INTERVAL_MIN_SECONDS:g} seconds and"
+            f" {INTERVAL_MAX_SECONDS:.0f} seconds (100 years), got {value!r}"
+        )
     return seconds
 
 
@@ -183,6 +237,8 @@ def interval(
             raise ValidationError(f"invalid anchor date {anchor!r}")
         if at.tzinfo is None:
             at = at.replace(tzinfo=tz)
+        if not EPOCH_MIN <= at.timestamp() <= EPOCH_MAX:
+            raise ValidationError(f"anchor date {anchor!r} is outside years 1 to 9999 in UTC")
     return IntervalSchedule(seconds, at, timezone.strip())
 
 
@@ -193,12 +249,64 @@ def rrule(rule: str, timezone: str = "UTC") -> RRuleSchedule:
     validate_timezone(timezone)
     schedule = RRuleSchedule(rule.strip(), timezone.strip())
     try:
-        _build_rrule(schedule)
+        built, _ = _build_rrule(schedule)
     except ValidationError:
         raise
     except Exception as exc:
         raise ValidationError(f"invalid rrule {rule!r}: {exc}") from None
+    _check_rrule_cost(rule, built)
     return schedule
+
+
+def _check_rrule_cost(text: str, rule: Any) -> None:
+    """Refuse a rule whose times would cost unbounded work to compute."""
+    if rule._exrule:
+        # An EXRULE can remove every time of its RRULE, and dateutil would then
+        # search up to year 9999; RFC 5545 has deprecated it anyway.
+        raise ValidationError(f"rrule {text!r}: EXRULE is not supported; use EXDATE")
+    if len(rule._rdate) + len(rule._exdate) > RRULE_MAX_COUNT:
+        raise ValidationError(f"rrule {text!r} lists more than {RRULE_MAX_COUNT} dates")
+    for part in rule._rrule:
+        if part._count is not None and part._count > RRULE_MAX_COUNT:
+            raise ValidationError(
+                f"rrule {text!r} has COUNT={part._count}; the most is {RRULE_MAX_COUNT}"
+                " (use UNTIL, or no end, for longer schedules)"
+            )
+        # The same rule without its end, started one Gregorian cycle before the
+        # calendar's end: dateutil searches for a match at most up to year 9999, so
+        # the probe is bounded, and a rule silent for 400 years never fires.
+        target = datetime(9999 - _PROBE_YEARS, 1, 1, tzinfo=part._dtstart.tzinfo)
+        probe = part.replace(dtstart=_moved_start(part, target), count=None, until=None)
+        if next(iter(probe), None) is None:
+            raise ValidationError(f"rrule {text!r} never fires (no date matches its BY rules)")
+
+
+def _moved_start(part: Any, target: datetime) -> datetime:
+    """The rule's start moved by whole periods of the rule to at most ``target``.
+
+    The rule's times from the moved start on are its times from its own start:
+    the step is a whole number of its periods (INTERVAL x FREQ), and the day of
+    the month and the time of day, which dateutil takes from the start when no
+    BY part gives them, are kept. Used instead of walking from the start.
+    """
+    start: datetime = part._dtstart
+    freq, every = part._freq, max(1, part._interval)
+    if freq in _FREQ_BY_CODE:
+        period = timedelta(seconds=_FREQ_BY_CODE[freq] * every)
+        steps = (target - start) // period - 1
+        return start + period * steps if steps > 0 else start
+    months_per_step = every * (12 if freq == 0 else 1)  # YEARLY 0, MONTHLY 1
+    steps = ((target.year - start.year) * 12 + target.month - start.month) // months_per_step - 1
+    # Go back a step at a time while the day does not exist (the 31st, February 29th).
+    for back in range(48):
+        if steps - back <= 0:
+            break
+        months = start.month - 1 + (steps - back) * months_per_step
+        try:
+            return start.replace(year=start.year + months // 12, month=months % 12 + 1)
+        except ValueError:
+            continue
+    return start
 
 
 # -- next times -------------------------------------------------------------------------
@@ -212,12 +320,21 @@ def next_times(
     out: list[datetime] = []
     if n == 0:
         return out
-    for t in _iterate(schedule, after):
-        if until is not None and t > until:
-            break
-        out.append(t)
-        if len(out) >= n:
-            break
+    try:
+        for t in _iterate(schedule, after):
+            if until is not None and t > until:
+                break
+            out.append(t)
+            if len(out) >= n:
+                break
+    except ScheduleError:
+        raise
+    except (ArithmeticError, ValueError, KeyError, TypeError) as exc:
+        # croniter's "no date found", a time past year 9999, a rule this version
+        # cannot read: one message, never a library's exception to the scheduler.
+        raise ScheduleError(
+            f"the times of {schedule.describe()} cannot be computed: {exc}"
+        ) from None
     return out
 
 
@@ -249,41 +366,25 @@ def _interval_times(schedule: IntervalSchedule, after: datetime) -> Iterator[dat
     k = math.floor((after.timestamp() - anchor) / step) + 1
     while True:
         ts = anchor + k * step
+        if ts > EPOCH_MAX:
+            return  # past year 9999: no more times
         if ts > after.timestamp():
             yield datetime.fromtimestamp(ts, UTC)
         k += 1
 
 
-_FREQ_SECONDS = {"SECONDLY": 1, "MINUTELY": 60, "HOURLY": 3600, "DAILY": 86400, "WEEKLY": 604800}
-_RULE_PART = re.compile(r"(FREQ|INTERVAL|COUNT)=(\w+)", re.IGNORECASE)
-
-
-def _fast_start(text: str, after: datetime | None) -> datetime:
-    """A DTSTART for a rule written without one: 2020-01-01, moved forward by whole periods.
-
-    Iterating a minutely rule from 2020 would take seconds; starting a whole
-    number of periods later yields the same times (on the wall clock), so every
-    scheduler still agrees. Rules with COUNT, or several rules, start in 2020.
-    """
-    upper = text.upper()
-    if after is None or "COUNT=" in upper or upper.count("RRULE") > 1 or "EXRULE" in upper:
-        return RRULE_DEFAULT_START
-    parts = {k.upper(): v.upper() for k, v in _RULE_PART.findall(text)}
-    unit = _FREQ_SECONDS.get(parts.get("FREQ", ""))
-    if unit is None:
-        return RRULE_DEFAULT_START
-    try:
-        period = unit * max(1, int(parts.get("INTERVAL", "1")))
-    except ValueError:
-        return RRULE_DEFAULT_START
-    elapsed = (after.replace(tzinfo=None) - RRULE_DEFAULT_START).total_seconds()
-    whole = math.floor(elapsed / period) - 1
-    if whole <= 0:
-        return RRULE_DEFAULT_START
-    return RRULE_DEFAULT_START + timedelta(seconds=whole * period)
+#: dateutil's frequency codes (YEARLY 0 ... SECONDLY 6) of the fixed-length frequencies.
+_FREQ_BY_CODE = {2: 604800, 3: 86400, 4: 3600, 5: 60, 6: 1}
 
 
 def _build_rrule(schedule: RRuleSchedule, after: datetime | None = None) -> tuple[Any, ZoneInfo]:
+    """The rule as a dateutil rruleset (a rule without DTSTART starts on 2020-01-01).
+
+    With ``after``, each part without COUNT starts by whole periods just before
+    ``after``: the same times, without walking from the start (a minutely rule
+    from 2020 would take seconds). A part with COUNT is counted from its start,
+    which :data:`RRULE_MAX_COUNT` keeps short.
+    """
     from dateutil import rrule as du_rrule
 
     tz = ZoneInfo(schedule.timezone)
@@ -291,23 +392,36 @@ def _build_rrule(schedule: RRuleSchedule, after: datetime | None = None) -> tupl
     if "DTSTART" in text.upper():
         rule = du_rrule.rrulestr(text, forceset=True)
     else:
-        local = None if after is None else after.astimezone(tz)
-        rule = du_rrule.rrulestr(text, dtstart=_fast_start(text, local), forceset=True)
-    # Naive rules run on the wall clock of the schedule's timezone.
-    return rule, tz
+        rule = du_rrule.rrulestr(text, dtstart=RRULE_DEFAULT_START, forceset=True)
+    if after is None:
+        return rule, tz
+    moved = du_rrule.rruleset()
+    for part in rule._rrule:
+        if part._count is None:
+            local = after.astimezone(tz)
+            target = local if part._dtstart.tzinfo is not None else local.replace(tzinfo=None)
+            part = part.replace(dtstart=_moved_start(part, target))
+        moved.rrule(part)
+    for when in rule._rdate:
+        moved.rdate(when)
+    for when in rule._exdate:
+        moved.exdate(when)
+    return moved, tz
 
 
 def _rrule_times(schedule: RRuleSchedule, after: datetime) -> Iterator[datetime]:
     rule, tz = _build_rrule(schedule, after)
-    sample = next(iter(rule), None)
-    if sample is None:
+    starts = [part._dtstart for part in rule._rrule] + list(rule._rdate)
+    if not starts:
         return
-    aware = sample.tzinfo is not None
+    aware = starts[0].tzinfo is not None
     cursor = after.astimezone(tz)
     if not aware:
         cursor = cursor.replace(tzinfo=None)
     previous = after
-    for t in rule.xafter(cursor, count=None, inc=False):
+    for steps, t in enumerate(rule.xafter(cursor, count=None, inc=False)):
+        if steps >= RRULE_MAX_STEPS:
+            raise ScheduleError(f"rrule {schedule.rrule!r} costs too much to compute")
         utc = t.astimezone(UTC) if aware else t.replace(tzinfo=tz).astimezone(UTC)
         if utc > previous:
             previous = utc
@@ -367,6 +481,7 @@ __all__ = [
     "IntervalSchedule",
     "RRuleSchedule",
     "Schedule",
+    "ScheduleError",
     "cron",
     "describe",
     "format_duration",

@@ -4,6 +4,11 @@ Every allowed transition is in :data:`ALLOWED`; nothing else in headway decides
 whether a state change is legal. Named sub-states (``AwaitingConcurrencySlot``,
 ``Late``, ``AwaitingRetry``, ``Retrying``, ...) are names on a :class:`State`
 of one of the types, not types of their own.
+
+Final means final: COMPLETED, FAILED, CRASHED and CANCELLED (:data:`TERMINAL`)
+have no way out, for flow runs and task runs alike, and the store refuses any
+state after one. A retry never leaves a final state: a failed attempt that will
+be retried goes RUNNING -> SCHEDULED (``AwaitingRetry``) instead of FAILED.
 """
 
 from __future__ import annotations

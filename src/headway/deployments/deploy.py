@@ -2,9 +2,15 @@
 
 Also home of :func:`build_spec`, which ``serve()``, ``deploy()`` and ``headway
 deploy`` share: it turns a flow and keyword options into a validated
-:class:`~headway.core.deployments.DeploymentSpec`, with the entrypoint
-(``/abs/path/file.py:attribute``) a worker will import and the flow's
-parameter schema that every run's parameters are checked against.
+:class:`~headway.core.deployments.DeploymentSpec`, with the entrypoint a worker
+will import and the flow's parameter schema that every run's parameters are
+checked against.
+
+The entrypoint is stored relative to the project root (``flows/etl.py:etl``):
+the directory the deploying process runs in, unless given. A worker on
+another machine resolves it against its own working directory, or against its
+checkout of the deployment's code repository. A flow defined outside the
+project root keeps an absolute path, which runs only where that path exists.
 """
 
 from __future__ import annotations
@@ -35,8 +41,24 @@ from headway.exceptions import ValidationError
 ScheduleLike = CronSchedule | IntervalSchedule | RRuleSchedule | Mapping[str, Any] | str
 
 
-def entrypoint_of(flow: Any) -> str:
-    """``/abs/path/file.py:attribute`` where a worker finds ``flow`` again."""
+def relative_to_root(path: Path, project_root: str | Path | None = None) -> str | None:
+    """``path`` relative to the project root (default: the working directory), POSIX style.
+
+    None when the file is not under the root.
+    """
+    root = Path(project_root if project_root is not None else Path.cwd()).expanduser().resolve()
+    try:
+        return path.resolve().relative_to(root).as_posix()
+    except ValueError:
+        return None
+
+
+def entrypoint_of(flow: Any, project_root: str | Path | None = None) -> str:
+    """``path/file.py:attribute`` where a worker finds ``flow`` again.
+
+    The path is relative to ``project_root`` (default: the working directory),
+    or absolute when the flow's file lies outside it.
+    """
     fn = getattr(flow, "fn", flow)
     try:
         source = inspect.getsourcefile(fn)
@@ -58,7 +80,8 @@ def entrypoint_of(flow: Any) -> str:
         attribute = getattr(fn, "__name__", None)
     if not attribute or not str(attribute).isidentifier() or attribute == "<lambda>":
         raise ValidationError(f"cannot name {flow!r} in its module; define it at module level")
-    return f"{Path(source).resolve()}:{attribute}"
+    path = Path(source).resolve()
+    return f"{relative_to_root(path, project_root) or path}:{attribute}"
 
 
 def schedules_from(
@@ -104,8 +127,16 @@ def build_spec(
     rrule: str | None = None,
     timezone: str | None = None,
     schedules: Iterable[ScheduleLike] | None = None,
+    project_root: str | Path | None = None,
+    code_repository: str | None = None,
+    code_ref: str | None = None,
 ) -> DeploymentSpec:
-    """A validated deployment spec for ``flow`` (a Flow, or a plain function)."""
+    """A validated deployment spec for ``flow`` (a Flow, or a plain function).
+
+    ``project_root`` is what the entrypoint is made relative to (default: the
+    working directory); ``code_repository`` and ``code_ref`` name a git
+    repository workers check out before each run, whose root is the project root.
+    """
     from headway.flows import Flow
 
     if not isinstance(flow, Flow):
@@ -135,7 +166,7 @@ def build_spec(
     return DeploymentSpec(
         flow_name=flow.name,
         name=name,
-        entrypoint=entrypoint or entrypoint_of(flow),
+        entrypoint=entrypoint or entrypoint_of(flow, project_root),
         parameters=dict(parameters or {}),
         parameter_schema=parameter_schema(flow.fn),
         tags=tuple(str(t) for t in tags),
@@ -154,6 +185,8 @@ def build_spec(
         collision_strategy=strategy,
         concurrency_key=key,
         description=description if description is not None else (inspect.getdoc(flow.fn) or ""),
+        code_repository=code_repository,
+        code_ref=code_ref,
     )
 
 
@@ -171,7 +204,9 @@ def deploy(
     Options: ``cron`` / ``interval`` (+ ``anchor_date``) / ``rrule`` (with
     ``timezone``) or ``schedules=[...]``, ``parameters``, ``concurrency_limit``
     (an int or a :class:`ConcurrencyLimitConfig`), ``tags``, ``paused``,
-    ``description``, ``entrypoint`` (default: where the flow is defined).
+    ``description``, ``entrypoint`` (default: where the flow is defined, relative
+    to ``project_root``, itself by default the working directory), and
+    ``code_repository`` / ``code_ref``: a git repository workers check out.
     """
     if not work_pool_name:
         raise ValidationError("deploy() needs work_pool_name (see `headway work-pool create`)")
@@ -185,4 +220,4 @@ def deploy(
     return (client or get_client()).apply_deployment(spec)
 
 
-__all__ = ["build_spec", "deploy", "entrypoint_of", "schedules_from"]
+__all__ = ["build_spec", "deploy", "entrypoint_of", "relative_to_root", "schedules_from"]

@@ -27,6 +27,7 @@ class Runner:
         limit: int | None = None,
         echo: TextIO | None = None,
         cancel_grace_seconds: float = 10.0,
+        working_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         from headway.worker import Worker
 
@@ -39,6 +40,7 @@ class Runner:
             name=f"serve-{os.getpid()}-{'+'.join(self.deployments)}"[:200],
             echo=echo if echo is not None else sys.stdout,
             cancel_grace_seconds=cancel_grace_seconds,
+            working_dir=working_dir,
         )
 
     def run(self) -> None:

@@ -23,12 +23,19 @@ def serve(
     (SIGTERM, SIGKILL after a grace period) so none is left RUNNING. Options are
     those of ``deploy()`` without a pool: ``cron`` / ``interval`` / ``rrule`` /
     ``schedules``, ``parameters``, ``concurrency_limit``, ``tags``, ``paused``.
-    ``limit`` caps the runs this process runs at once.
+    ``limit`` caps the runs this process runs at once. The entrypoint is stored
+    relative to ``project_root`` (default: the working directory), and the runs
+    start there.
     """
     client = client or get_client()
     spec = build_spec(flow, name=name, **options)
     deployment = client.apply_deployment(spec)
-    Runner([deployment.full_name], client=client, limit=limit).run()
+    Runner(
+        [deployment.full_name],
+        client=client,
+        limit=limit,
+        working_dir=options.get("project_root"),
+    ).run()
 
 
 __all__ = ["serve"]

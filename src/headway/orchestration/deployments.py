@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from headway.core.bounds import check_finite_json, check_pid, check_time
 from headway.core.deployments import (
     DeploymentSpec,
     check_parameters,
@@ -28,12 +29,14 @@ from headway.core.deployments import (
     parse_entrypoint,
     render_key,
     split_full_name,
+    validate_code_source,
     validate_concurrency_limit,
     validate_key_template,
     validate_object_name,
     validate_priority,
     validate_strategy,
 )
+from headway.core.limits import HOST_MAX, validate_process
 from headway.core.models import (
     ClaimedRun,
     Deployment,
@@ -43,7 +46,7 @@ from headway.core.models import (
     WorkPool,
     WorkQueue,
 )
-from headway.core.schedules import schedule_to_dict, to_schedule
+from headway.core.schedules import next_times, schedule_to_dict, to_schedule
 from headway.core.states import State, StateType
 from headway.exceptions import ValidationError
 from headway.store.run_leases import retrying
@@ -180,6 +183,7 @@ class DeploymentPolicy:
         full = full_name(spec.flow_name, spec.name)
         if spec.entrypoint is not None:
             parse_entrypoint(spec.entrypoint)
+        code_repository, code_ref = validate_code_source(spec.code_repository, spec.code_ref)
         if spec.work_pool is not None:
             validate_object_name(spec.work_pool, "work pool")
         if spec.work_queue is not None:
@@ -187,11 +191,18 @@ class DeploymentPolicy:
         if spec.work_queue is not None and spec.work_pool is None:
             raise ValidationError("a work queue needs a work pool")
         schedules: list[dict[str, Any]] = []
+        now = datetime.fromtimestamp(self.store.clock.now(), UTC)
         for item in spec.schedules:
-            stored = schedule_to_dict(to_schedule(item))
+            schedule = to_schedule(item)
+            # Computed before anything is written: a schedule whose times cannot be
+            # computed is refused here, not found out by every scheduler pass.
+            next_times(schedule, now, SCHEDULE_MAX_RUNS)
+            stored = schedule_to_dict(schedule)
             if stored not in schedules:
                 schedules.append(stored)
         params = dict(spec.parameters or {})
+        check_finite_json(params, "parameters")
+        check_finite_json(spec.parameter_schema or {}, "parameter schema")
         # Scheduled runs get exactly the deployment's parameters: they must be complete.
         _check(spec.parameter_schema, params, f"deployment {full}", complete=bool(schedules))
         limit = None
@@ -220,6 +231,8 @@ class DeploymentPolicy:
             concurrency_key=key,
             schedules=schedules,
             description=spec.description,
+            code_repository=code_repository,
+            code_ref=code_ref,
         )
         self._notify(wake)
         if schedules and not spec.paused:
@@ -287,6 +300,7 @@ class DeploymentPolicy:
         priority = validate_priority(priority)
         dep = self.store.read_deployment(name)
         merged = {**dep.parameters, **dict(parameters or {})}
+        check_finite_json(merged, "parameters")
         _check(dep.parameter_schema, merged, f"deployment {name}", complete=True)
         key = None
         if dep.concurrency_key and dep.concurrency_limit is not None:
@@ -294,12 +308,7 @@ class DeploymentPolicy:
         if scheduled_time is None:
             expected = self.store.clock.now()
         else:
-            if not isinstance(scheduled_time, datetime):
-                raise ValidationError(f"scheduled_time must be a datetime, got {scheduled_time!r}")
-            when = scheduled_time
-            if when.tzinfo is None:
-                when = when.replace(tzinfo=UTC)
-            expected = when.timestamp()
+            expected = check_time(scheduled_time, "scheduled_time").timestamp()
         run, wake = self.store.create_deployment_run(
             full_name=name,
             flow_name=dep.flow_name,
@@ -333,6 +342,10 @@ class DeploymentPolicy:
             validate_object_name(pool, "work pool")
         if not isinstance(name, str) or not name.strip() or len(name) > 200:
             raise ValidationError("worker name must be 1 to 200 characters")
+        if pid is not None:
+            check_pid(pid, "worker pid")
+        if host is not None and (not isinstance(host, str) or len(host) > HOST_MAX):
+            raise ValidationError(f"worker host must be at most {HOST_MAX} characters")
         return self.store.register_worker(
             pool, name, pid=pid, host=host, wake_address=self.wakeups.address
         )
@@ -372,7 +385,7 @@ class DeploymentPolicy:
         if pool is None and not deployments:
             raise ValidationError("claim needs a work pool or deployments")
         wait = max(0.0, min(float(wait), CLAIM_WAIT_MAX_SECONDS))
-        owner = process or current_process()
+        owner = current_process() if process is None else validate_process(process)
         lease = self.settings.concurrency_lease_seconds
         deadline = time.monotonic() + wait
         listener = None

@@ -4,7 +4,7 @@ Mixed into :class:`headway.orchestrator.Orchestrator`. Each answer is built
 from one read snapshot of the store (leases, waiters, limits, runs, events;
 ``store/explain.py``), never from a guess: a run waits on a limit when it has
 a waiter row there, or when it is a deployment run whose ``blocked_on`` names
-it, or when its claim found its pool or queue full.
+it, or when it is due and its pool or queue is full.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from headway.core.deployments import (
     queue_limit_name,
 )
 from headway.core.limits import TAG_PREFIX
-from headway.core.models import Deployment, FlowRun, Lease, TaskRun
+from headway.core.models import Deployment, FlowRun, Lease, TaskRun, ts_to_dt
 from headway.core.states import AWAITING_CONCURRENCY_SLOT, TERMINAL, State, StateType
 from headway.exceptions import ObjectNotFound, ValidationError
 from headway.explain import (
@@ -55,7 +55,8 @@ RECENT_WORKER_SECONDS = 600.0
 
 
 def _dt(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, UTC)
+    # An estimate can lie past year 9999 (a rate limit decaying a slot a decade).
+    return ts_to_dt(ts) or datetime.fromtimestamp(0, UTC)
 
 
 def _scope(name: str) -> str:
@@ -190,7 +191,10 @@ class ExplainPolicy:
                     claim.blocked_on, view, place, 1, claim.priority, since, strategy, now
                 )
             ]
-        if claim.state_name != AWAITING_CONCURRENCY_SLOT or claim.work_pool is None:
+        # A due run of a full pool or queue waits on it, whether or not a claim has
+        # marked it AwaitingConcurrencySlot: a claim marks only the run it tried, and
+        # stops at a pool it finds full before looking at any run.
+        if claim.work_pool is None or (claim.expected_start or claim.created) > now:
             return []
         out: list[Blocker] = []
         queue = claim.work_queue or DEFAULT_QUEUE

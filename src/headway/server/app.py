@@ -22,6 +22,7 @@ import headway
 from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.orchestrator import Orchestrator
 from headway.server import metrics
+from headway.server.crosssite import CrossSiteGuard
 from headway.server.errors import install_error_handlers
 from headway.server.fastpath import SlotFastPath
 from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, redact_access_log
@@ -34,9 +35,10 @@ from headway.settings import Settings, get_settings
 from headway.store.store import Store
 
 API_PREFIX = "/api/v1"
-#: Largest request body, and largest on the batched ``*/batch`` routes.
+#: Largest request body, and largest on the batch routes (and only on those).
 MAX_BODY_BYTES = 1024 * 1024
 MAX_BATCH_BODY_BYTES = 64 * 1024 * 1024
+BATCH_ROUTES = ("/task_runs/batch", "/logs/batch")
 #: Threads running store calls in a server on PostgreSQL (each holds a connection).
 PG_THREADS = 16
 
@@ -86,11 +88,12 @@ def create_app(
         try:
             yield
         finally:
-            await services.stop()
+            # Every thread that may use the store stops before the store closes.
+            idle = await services.stop()
             wakeups.close()
-            calls.close()
-            if own_store:
-                opened.close()
+            idle = await anyio.to_thread.run_sync(calls.close) and idle
+            if own_store and idle:
+                await anyio.to_thread.run_sync(opened.close)
 
     app = FastAPI(
         title="headway",
@@ -122,9 +125,21 @@ def create_app(
     # Innermost first. The slot hot path is answered before FastAPI's routing;
     # the body limit and then (outermost) the API key guard it like every route.
     app.add_middleware(SlotFastPath, prefix=API_PREFIX)
-    app.add_middleware(BodyLimitMiddleware, limit=MAX_BODY_BYTES, batch_limit=MAX_BATCH_BODY_BYTES)
-    if settings.api_key:
-        app.add_middleware(ApiKeyMiddleware, api_key=settings.api_key)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=MAX_BODY_BYTES,
+        route_limits={("POST", API_PREFIX + path): MAX_BATCH_BODY_BYTES for path in BATCH_ROUTES},
+    )
+    if settings.accepted_api_keys:
+        app.add_middleware(ApiKeyMiddleware, api_keys=settings.accepted_api_keys)
+    else:
+        # Without a key, web pages and rebound DNS names are the threat: outermost,
+        # so a refused request's body is never read.
+        app.add_middleware(
+            CrossSiteGuard,
+            allowed_hosts=settings.server_allowed_hosts,
+            bind_host=settings.server_host,
+        )
     return app
 
 

@@ -13,17 +13,16 @@ therefore guard it too.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pydantic
 
-from headway.core.models import to_jsonable
 from headway.exceptions import HeadwayError
 from headway.server.errors import headway_error_answer
 from headway.server.middleware import ASGIApp, Message, Receive, Scope, Send, send_error
 from headway.server.routes import slots
+from headway.server.routes._common import json_text
 from headway.server.schemas import AcquireSlots, LeaseRef, RenewLeases
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
@@ -61,7 +60,7 @@ class SlotFastPath:
         except HeadwayError as exc:
             await send_error(send, *headway_error_answer(exc, scope["path"]))
             return
-        data = json.dumps(to_jsonable(answer), separators=(",", ":")).encode()
+        data = json_text(answer).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -1,4 +1,4 @@
-"""ASGI middleware: the API key check and the request body size limit.
+"""ASGI middleware: the API key check and the request body size limit (by route).
 
 Both are plain ASGI (no per-request objects) because they run on every call,
 and both answer with the same JSON error shape as :mod:`headway.server.errors`.
@@ -10,8 +10,10 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import Any
+
+from starlette.routing import Match
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -23,6 +25,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 OPEN_PATHS = frozenset({"/health", "/"})
 #: Path prefixes anyone may fetch: the dashboard's static assets.
 OPEN_PREFIXES = ("/ui/",)
+#: How many (method, path) pairs the body limit remembers as routed.
+_ROUTED_CACHE = 4096
 
 
 async def send_error(
@@ -44,11 +48,25 @@ async def send_error(
 
 
 class ApiKeyMiddleware:
-    """Every path except :data:`OPEN_PATHS` needs ``Authorization: Bearer <key>``."""
+    """Every path except :data:`OPEN_PATHS` needs ``Authorization: Bearer <key>``.
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
+    Any of ``api_keys`` is accepted: during a key change the server takes the
+    old key and the new one until every client sends the new one.
+    """
+
+    def __init__(self, app: ASGIApp, api_keys: Sequence[str]) -> None:
+        if not api_keys:
+            raise ValueError("ApiKeyMiddleware needs at least one key")
         self.app = app
-        self._expected = f"Bearer {api_key}".encode()
+        self._expected = tuple(f"Bearer {key}".encode() for key in api_keys)
+
+    def _accepts(self, given: bytes) -> bool:
+        # Constant time per key, and every key compared: the answer reveals
+        # neither how much of a key matched nor which key it was.
+        matched = False
+        for expected in self._expected:
+            matched |= hmac.compare_digest(given, expected)
+        return matched
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -60,8 +78,7 @@ class ApiKeyMiddleware:
             if name == b"authorization":
                 given = value
                 break
-        # Constant time: the comparison does not reveal how much of the key matched.
-        if given and hmac.compare_digest(given, self._expected):
+        if given and self._accepts(given):
             await self.app(scope, receive, send)
             return
         await send_error(
@@ -74,18 +91,35 @@ class ApiKeyMiddleware:
 
 
 class BodyLimitMiddleware:
-    """Answer 413 to bodies over ``limit`` bytes (``batch_limit`` on ``*/batch`` routes)."""
+    """Answer 413 to bodies over their route's limit, and 404/405 before reading one.
 
-    def __init__(self, app: ASGIApp, limit: int, batch_limit: int) -> None:
+    ``limit`` applies to every route but those in ``route_limits`` (method and
+    exact path: the batch routes), so a body is bounded by the route that will
+    read it, never by how its path happens to end. A request that no route
+    serves is refused before its body is read.
+    """
+
+    def __init__(
+        self, app: ASGIApp, limit: int, route_limits: Mapping[tuple[str, str], int]
+    ) -> None:
         self.app = app
         self.limit = limit
-        self.batch_limit = batch_limit
+        self.route_limits = dict(route_limits)
+        #: (method, path) pairs a route was found for: the hot routes are looked up once.
+        self._routed: dict[tuple[str, str], bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
             await self.app(scope, receive, send)
             return
-        limit = self.batch_limit if scope["path"].endswith("/batch") else self.limit
+        match = self._match(scope)
+        if match is Match.NONE:
+            await send_error(send, 404, "Not Found", "NotFound")
+            return
+        if match is Match.PARTIAL:
+            await send_error(send, 405, "Method Not Allowed", "MethodNotAllowed")
+            return
+        limit = self.route_limits.get((scope["method"], scope["path"]), self.limit)
         for name, value in scope["headers"]:
             if name == b"content-length":
                 try:
@@ -115,6 +149,26 @@ class BodyLimitMiddleware:
             if not message.get("more_body", False):
                 break
         await self.app(scope, _replay(chunks, None, receive), send)
+
+    def _match(self, scope: Scope) -> Match:
+        """Whether a route of the app serves this path (FULL), another method (PARTIAL), or none."""
+        key = (scope["method"], scope["path"])
+        if self._routed.get(key):
+            return Match.FULL
+        router = getattr(scope.get("app"), "router", None)
+        if router is None:
+            return Match.FULL  # not under a Starlette app: the app behind decides
+        best = Match.NONE
+        for route in router.routes:
+            match, _ = route.matches(scope)
+            if match is Match.FULL:
+                if len(self._routed) >= _ROUTED_CACHE:
+                    self._routed.clear()  # paths with ids are many: keep the cache bounded
+                self._routed[key] = True
+                return match
+            if match is Match.PARTIAL:
+                best = match
+        return best
 
     @staticmethod
     async def _too_large(send: Send, limit: int) -> None:

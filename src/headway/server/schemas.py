@@ -10,8 +10,10 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
+from headway.core.bounds import EPOCH_MAX as EPOCH_MAX
+from headway.core.bounds import EPOCH_MIN, INT32_MAX, INT64_MAX, check_time
 from headway.core.models import LogRecord
 from headway.core.states import State, StateType, now
 from headway.store.runs import TaskRunRecord
@@ -23,22 +25,37 @@ RunId = Annotated[
 ]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 Tag = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-#: Limits, slots, priorities: whole JSON numbers only ("3", 2.0 or true are refused,
-#: as the Python API refuses them), range-checked by the orchestrator.
-Count = StrictInt
 #: Largest value of an integer column (PostgreSQL's ``integer``), and of a ``bigint``.
-INT_MAX = 2**31 - 1
-BIGINT_MAX = 2**63 - 1
-#: 9999-12-31T23:59:59Z: the last second a timestamp can be read back as a datetime.
-EPOCH_MAX = 253402300799.0
+INT_MAX = INT32_MAX
+BIGINT_MAX = INT64_MAX
+#: Limits, slots, priorities: whole JSON numbers only ("3", 2.0 or true are refused,
+#: as the Python API refuses them), within what an integer column holds (declared
+#: in the OpenAPI document); the domain rules (a limit >= 1, ...) are the orchestrator's.
+Count = Annotated[StrictInt, Field(ge=-INT_MAX, le=INT_MAX)]
+#: A process id (an integer column) and a process start time (a bigint column).
+Pid = Annotated[int, Field(ge=0, le=INT_MAX)]
+ProcStart = Annotated[int, Field(ge=0, le=BIGINT_MAX)]
+
+
+def _readable_time(value: datetime) -> datetime:
+    return check_time(value, "timestamp")
+
+
+#: A time the store can hold and read back: within years 1..9999 once in UTC
+#: (``9999-12-31T23:59:59-14:00`` is refused: in UTC it is in year 10000).
+Timestamp = Annotated[datetime, AfterValidator(_readable_time)]
 #: Most records sent in one batch request (the HttpClient sends fewer).
 MAX_BATCH = 10_000
 
 
 class Body(BaseModel):
-    """Base of every request body: unknown fields are errors, not silently dropped."""
+    """Base of every request body: unknown fields are errors, not silently dropped.
 
-    model_config = ConfigDict(extra="forbid")
+    Numbers are finite: NaN and Infinity (which Python's JSON reader accepts, and
+    ``1e999`` becomes) are refused in every number field.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def aware(value: datetime | None) -> datetime:
@@ -53,7 +70,7 @@ class StateIn(Body):
 
     type: StateType
     name: str = Field("", max_length=100)
-    timestamp: datetime | None = None
+    timestamp: Timestamp | None = None
     message: str | None = Field(None, max_length=20_000)
 
     def to_state(self) -> State:
@@ -72,7 +89,7 @@ class FlowRunCreate(Body):
     deployment: str | None = Field(None, min_length=1, max_length=401)
     parent_task_run_id: RunId | None = None
     tags: list[Tag] = Field(default_factory=list, max_length=100)
-    pid: int | None = Field(None, ge=0)
+    pid: Pid | None = None
     host: str | None = Field(None, max_length=255)
 
 
@@ -92,7 +109,7 @@ class TaskRunRecordIn(Body):
     task_key: str = Field(min_length=1, max_length=400)
     tags: list[Tag] = Field(default_factory=list, max_length=100)
     #: Seconds since the epoch, up to the end of year 9999 (what reads can show).
-    created: float = Field(ge=0, le=EPOCH_MAX)
+    created: float = Field(ge=EPOCH_MIN, le=EPOCH_MAX)
     states: list[StateIn] = Field(max_length=1_000)
     run_count: int = Field(0, ge=0, le=INT_MAX)
 
@@ -125,7 +142,7 @@ class LogRecordIn(Body):
     level_name: str = Field("", max_length=50)
     logger: str = Field(min_length=1, max_length=200)
     message: str = Field(max_length=1_000_000)
-    timestamp: datetime
+    timestamp: Timestamp
 
     def to_record(self) -> LogRecord:
         """The store's record."""
@@ -174,10 +191,10 @@ class LimitUpdate(Body):
 class ProcessIn(Body):
     """The process that will hold the slots (recorded on its lease)."""
 
-    pid: int = Field(ge=0)
+    pid: Pid
     host: str = Field(max_length=255)
     node: str | None = Field(None, max_length=100)
-    proc_start: int = Field(0, ge=0)
+    proc_start: ProcStart = 0
 
 
 class AcquireSlots(Body):
@@ -275,6 +292,8 @@ class DeploymentSpecIn(Body):
     collision_strategy: str = Field("ENQUEUE", max_length=50)
     concurrency_key: str | None = Field(None, max_length=1_000)
     description: str = Field("", max_length=10_000)
+    code_repository: str | None = Field(None, max_length=4_000)
+    code_ref: str | None = Field(None, max_length=400)
 
 
 class DeploymentLimitSet(Body):
@@ -289,7 +308,7 @@ class DeploymentRunCreate(Body):
     """``POST /deployments/{name}/runs``."""
 
     parameters: dict[str, Any] | None = None
-    scheduled_time: datetime | None = None
+    scheduled_time: Timestamp | None = None
     priority: Count = 0
 
 
@@ -304,7 +323,7 @@ class WorkerRegister(Body):
 
     pool: str = Field(max_length=500)
     name: ObjName
-    pid: int | None = Field(None, ge=0)
+    pid: Pid | None = None
     host: str | None = Field(None, max_length=255)
 
 

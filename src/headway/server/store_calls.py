@@ -107,11 +107,12 @@ class StoreCalls:
             with self._lock:
                 self._idle += 1
 
-    def close(self, timeout: float = 5.0) -> None:
+    def close(self, timeout: float = 5.0) -> bool:
         """Finish the calls already queued, then stop the threads (waiting ``timeout`` at most).
 
         A call still blocked then (a store that does not answer) is left to its
-        daemon thread: a stopping server must not hang on it.
+        daemon thread: a stopping server must not hang on it. Returns False in
+        that case: the store must then stay open under that call.
         """
         with self._lock:
             threads = list(self._threads)
@@ -123,6 +124,7 @@ class StoreCalls:
         deadline = time.monotonic() + timeout
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in threads)
 
 
 def threads_for(dialect: str) -> int:

@@ -189,10 +189,14 @@ class ClaimStore(ScheduleStore):
     ) -> ClaimResult:
         """Claim up to ``limit`` due runs of ``pool`` (or, with no pool, of ``deployments``)."""
         now = self.clock.now()
+        # Runs of dead workers end here first (no service needed): a slot their
+        # expired lease gave back is never handed on while they still look alive.
+        # The sweep isolates a damaged run (skipped, reported) so that it cannot
+        # fail every claim; the claim's own pass then ends only runs that expired
+        # in between.
+        _, wake = self.sweep_runs(now=now)
         with self.db.write() as tx:
-            # Runs of dead workers end here first (no service needed): a slot their
-            # expired lease gave back is never handed on while they still look alive.
-            wake = self._crash_expired(tx, now)
+            wake += self._crash_expired(tx, self._expired_runs(tx, now), now)[1]
             scope = self._claim_scope(tx, pool, queues, deployments)
             if scope is None:
                 return ClaimResult([], wake, None)
@@ -567,7 +571,7 @@ class ClaimStore(ScheduleStore):
             )
             message = f"superseded by newer run {c.id} (CANCEL_IN_PROGRESS on {c.limit!r})"
             for run_id, _ in holders:
-                self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
+                wake += self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
                 self._event(tx, now, "flow_run.superseded", c.limit, None, c.id, run_id=run_id)
             wake.extend(self._worker_targets(tx, [h[1] for h in holders]))
             older = tx.execute(

@@ -35,7 +35,7 @@ from headway.store.pools import PoolStore, _in
 _DEPLOYMENT_COLUMNS = (
     "id, full_name, flow_name, name, entrypoint, parameters, parameter_schema, tags,"
     " work_pool, work_queue, paused, concurrency_limit, collision_strategy, concurrency_key,"
-    " description, created, updated"
+    " description, created, updated, code_repository, code_ref"
 )
 
 
@@ -59,6 +59,8 @@ def _deployment(row: Row, schedules: Sequence[DeploymentSchedule]) -> Deployment
         description=row[14],
         created=ts_to_dt(row[15]),
         updated=ts_to_dt(row[16]),
+        code_repository=row[17],
+        code_ref=row[18],
     )
 
 
@@ -84,6 +86,8 @@ class DeploymentStore(PoolStore, ClaimStore):
         concurrency_key: str | None,
         schedules: Sequence[Mapping[str, Any]],
         description: str = "",
+        code_repository: str | None = None,
+        code_ref: str | None = None,
     ) -> tuple[Deployment, list[WakeTarget]]:
         """Create or replace the deployment ``full_name`` (validated by the caller).
 
@@ -124,6 +128,8 @@ class DeploymentStore(PoolStore, ClaimStore):
                 "strategy": strategy,
                 "key": concurrency_key,
                 "desc": description,
+                "repo": code_repository,
+                "ref": code_ref,
                 "now": now,
             }
             if existing is None:
@@ -132,9 +138,9 @@ class DeploymentStore(PoolStore, ClaimStore):
                     "INSERT INTO deployments (id, full_name, flow_name, name, entrypoint,"
                     " parameters, parameter_schema, tags, work_pool, work_queue, paused,"
                     " concurrency_limit, collision_strategy, concurrency_key, description,"
-                    " created, updated) VALUES (:id, :full, :flow, :name, :entry, :params,"
-                    " :schema, :tags, :pool, :queue, :paused, :limit, :strategy, :key, :desc,"
-                    " :now, :now)",
+                    " created, updated, code_repository, code_ref) VALUES (:id, :full, :flow,"
+                    " :name, :entry, :params, :schema, :tags, :pool, :queue, :paused, :limit,"
+                    " :strategy, :key, :desc, :now, :now, :repo, :ref)",
                     {**values, "id": dep_id},
                 )
             else:
@@ -144,8 +150,8 @@ class DeploymentStore(PoolStore, ClaimStore):
                     " parameters = :params, parameter_schema = :schema, tags = :tags,"
                     " work_pool = :pool, work_queue = :queue, paused = :paused,"
                     " concurrency_limit = :limit, collision_strategy = :strategy,"
-                    " concurrency_key = :key, description = :desc, updated = :now"
-                    " WHERE id = :id",
+                    " concurrency_key = :key, description = :desc, updated = :now,"
+                    " code_repository = :repo, code_ref = :ref WHERE id = :id",
                     {**values, "id": dep_id},
                 )
             old = [

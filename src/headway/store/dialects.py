@@ -174,6 +174,18 @@ def is_transient_conflict(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.errors.TransactionRollback)
 
 
+def fails_whole_pass(exc: BaseException) -> bool:
+    """Whether a background pass that met ``exc`` should stop and try again later.
+
+    True when the store itself failed (unreachable, busy, a transaction the
+    database aborted): every record would fail alike, and none is to blame.
+    Anything else was caused by the record at hand, which the pass skips.
+    """
+    from headway.exceptions import StoreError
+
+    return isinstance(exc, StoreError) or is_transient_conflict(exc)
+
+
 #: What a PostgreSQL server that is down, restarting, failing over or out of
 #: connection slots answers a new connection with (a wrong password or database
 #: name is not among them).

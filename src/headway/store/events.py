@@ -7,11 +7,15 @@ what they record, so an event exists exactly when its change committed:
 ``slot.granted``          slots taken (``seconds``: how long the request waited)
 ``slot.denied``           a request queued: the limit was full or others waited
 ``slot.released``         slots given back (``seconds``: how long they were held)
+``slot.withdrawn``        a task run's wait taken out: its run ended or is cancelling
+``slot.refused``          a task run of an ended or cancelling run asked again: refused
 ``lease.expired``         a lease reaped because nobody renewed it in time
 ``lease.reaped``          a lease reaped because its holder process is gone
 ``limit.*``               a limit created, updated, reset or deleted
 ``flow_run.claimed``      a worker claimed a run (``seconds``: due -> claimed)
 ``flow_run.*``            collision strategies, run leases that expired
+``sweep.skipped``         a background pass left one record it could not handle
+                          (a damaged lease, waiter or run): the others went on
 ``state.<TYPE>``          a state change, read from ``states`` (never copied)
 ========================  =====================================================
 
@@ -72,6 +76,8 @@ PRUNE_EVERY_SECONDS = 60.0
 #: Past this many buffered events (the store unreachable for long), the oldest are dropped.
 _BUFFER_MAX = 200_000
 _RUN_ID_MAX = 36
+#: How long closing a store waits for its event flusher to finish what it writes.
+_CLOSE_WAIT_SECONDS = 10.0
 
 EventRow = tuple[float, str, str | None, str | None, int | None, float | None, str | None]
 
@@ -224,6 +230,8 @@ class _EventBuffer:
         #: a flush in progress, so it never reads past events still being written.
         self.flushing = threading.Lock()
         self.closed = False
+        #: Set when the store closes: the flusher stops at once, even mid-pause.
+        self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
     def drain(self) -> list[tuple[Any, ...]]:
@@ -268,7 +276,8 @@ def _flush_loop(store_ref: weakref.ref[EventStore], buffer: _EventBuffer) -> Non
                 return
             continue
         idle = 0.0
-        time.sleep(FLUSH_INTERVAL_SECONDS)  # gather a batch
+        if buffer.stopping.wait(FLUSH_INTERVAL_SECONDS):  # gather a batch
+            return  # the closing store writes what is left itself
         buffer.ready.clear()
         store = store_ref()
         if store is None:
@@ -341,6 +350,31 @@ class EventStore:
             tx.execute(query, params[0])
         else:
             tx.executemany(query, params)
+
+    def report_skipped(
+        self, what: str, name: str, exc: BaseException, *, limit: str | None = None
+    ) -> None:
+        """Log and record (``sweep.skipped``) one record a background pass could not handle.
+
+        The pass goes on with the others. Each record is reported once per store
+        object: a pass that meets it again every few seconds does not flood the log.
+        """
+        seen: set[tuple[str, str]] = self.__dict__.setdefault("_skipped_reported", set())
+        if (what, name) in seen:
+            return
+        seen.add((what, name))
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        logger.error(
+            "%s %s skipped by a background pass: %s",
+            what,
+            name,
+            reason,
+            extra={"action": "sweep.skipped", "record": f"{what}:{name}", "reason": reason},
+        )
+        run_id = name if what == "run" else None
+        detail = f"{what} {name}: {reason}"
+        now = self.clock.now()
+        self._buffer_events([(now, "sweep.skipped", run_id, limit, None, None, detail)])
 
     def _buffer_events(self, rows: Sequence[EventRow]) -> None:
         """Queue frequent events for the next batch write (see the module docstring)."""
@@ -426,8 +460,13 @@ class EventStore:
             self.flush_events()
         finally:
             buffer.closed = True
+            buffer.stopping.set()
             buffer.ready.set()
             self.__dict__.pop("_events_buffer", None)
+            # The flusher may be pruning: the store's connections close after it ends.
+            thread = buffer.thread
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(_CLOSE_WAIT_SECONDS)
 
     def _observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None:
         """Count one observation of ``value`` in the histogram ``metric`` of each label."""

@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from headway.exceptions import StoreTooNew
 from headway.store.db import Database
 from headway.store.dialects import sqlite_path
-from headway.store.migrations import HEAD
+from headway.store.migrations import HEAD, KNOWN
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x6865_6164  # "head"
@@ -34,13 +35,32 @@ def current_revision(db: Database) -> str | None:
     return None if row is None else str(row[0])
 
 
+def check_not_newer(revision: str | None) -> None:
+    """Refuse a store a newer headway upgraded (a revision this history does not hold).
+
+    An older headway would otherwise run against the newer schema silently,
+    writing rows without the columns it does not know of.
+    """
+    if revision is not None and revision not in KNOWN:
+        raise StoreTooNew(
+            f"this store was upgraded to {revision} by a newer headway; upgrade headway"
+        )
+
+
 def ensure_schema(db: Database) -> bool:
-    """Migrate the store to HEAD if needed; True when a migration ran."""
-    if current_revision(db) == HEAD:
+    """Migrate the store to HEAD if needed; True when a migration ran.
+
+    Raises :class:`StoreTooNew` when the store is at a revision newer than HEAD.
+    """
+    revision = current_revision(db)
+    if revision == HEAD:
         return False
+    check_not_newer(revision)
     with _migration_lock(db):
-        if current_revision(db) == HEAD:
+        revision = current_revision(db)
+        if revision == HEAD:
             return False
+        check_not_newer(revision)
         upgrade(db.url)
     return True
 

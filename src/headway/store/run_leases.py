@@ -23,7 +23,7 @@ from headway.core.models import FlowRun, HeartbeatResult
 from headway.core.states import Cancelled, Cancelling, Crashed, State, StateType
 from headway.exceptions import ConflictError, ObjectNotFound
 from headway.store.db import Row, Tx
-from headway.store.dialects import is_transient_conflict
+from headway.store.dialects import fails_whole_pass, is_transient_conflict
 from headway.store.runs import _FLOW_COLUMNS, _flow_run
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
         def _set_flow_run_state(
             self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
-        ) -> None: ...
+        ) -> list[WakeTarget]: ...
         def _insert_states(self, tx: Tx, kind: str, items: Sequence[tuple[str, State]]) -> None: ...
         def _pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row: ...
         def _event(
@@ -76,6 +76,9 @@ if TYPE_CHECKING:
             active_slots: int | None = None,
         ) -> tuple[Limit, list[WakeTarget]]: ...
         def delete_limit(self, name: str, *, force: bool = False) -> list[WakeTarget]: ...
+        def report_skipped(
+            self, what: str, name: str, exc: BaseException, *, limit: str | None = None
+        ) -> None: ...
         def acquire_slots(
             self,
             names: Sequence[str],
@@ -102,6 +105,8 @@ else:
 T = TypeVar("T")
 #: Workers heard from within this long are woken when their pool has work.
 _CLAIMER_TTL = 600.0
+#: Most expired runs one sweep ends.
+_SWEEP_BATCH = 200
 
 
 def retrying(operation: Callable[[], T], attempts: int = 6) -> T:
@@ -181,18 +186,18 @@ class RunLeaseStore(_Base):
                 and before[0] == StateType.PENDING.value
                 and before[1] is not None
             )
-        self._set_flow_run_state(tx, run_id, state, expect)
+        withdrawn = self._set_flow_run_state(tx, run_id, state, expect)
         if state.type is StateType.SCHEDULED and not unclaim:
-            return []
+            return withdrawn
         row = tx.one(
             "SELECT lease_id, work_pool, deployment, blocked_on, lease_expires FROM flow_runs"
             " WHERE id = :id",
             {"id": run_id},
         )
         if row is None or (row[0] is None and row[2] is None and not row[3]):
-            return []  # a run of no deployment: nothing was held
+            return withdrawn  # a run of no deployment: nothing was held
         lease_id, pool, deployment, blocked_on, lease_expires = row
-        wake: list[WakeTarget] = []
+        wake: list[WakeTarget] = withdrawn
         if state.is_final or unclaim:
             tx.execute(
                 "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = ''"
@@ -220,15 +225,32 @@ class RunLeaseStore(_Base):
         return _flow_run(row), wake
 
     # -- leases --------------------------------------------------------------------
-    def _crash_expired(self, tx: Tx, now: float) -> list[WakeTarget]:
+    def _expired_runs(self, tx: Tx, now: float) -> list[str]:
+        """The oldest runs whose lease expired, but those a sweep had to skip."""
+        skipped: set[str] = self.__dict__.get("_runs_skipped", set())
+        # Ordered by the indexed column: an index walk from the oldest lease
+        # whatever the planner's statistics say (most runs have none).
         rows = tx.execute(
-            # Ordered by the indexed column: an index walk from the oldest lease
-            # whatever the planner's statistics say (most runs have none).
-            "SELECT id, state_type FROM flow_runs WHERE lease_expires < :now"
-            " ORDER BY lease_expires LIMIT 200",
-            {"now": now},
+            "SELECT id FROM flow_runs WHERE lease_expires < :now ORDER BY lease_expires LIMIT :n",
+            {"now": now, "n": _SWEEP_BATCH + len(skipped)},
+        )
+        return [r[0] for r in rows if r[0] not in skipped][:_SWEEP_BATCH]
+
+    def _crash_expired(
+        self, tx: Tx, run_ids: Sequence[str], now: float
+    ) -> tuple[int, list[WakeTarget]]:
+        """End those of ``run_ids`` whose lease expired; how many, and who to wake."""
+        if not run_ids:
+            return 0, []
+        params: dict[str, Any] = {"now": now}
+        # Looked at again inside the write: a renewal may have come in meanwhile.
+        rows = tx.execute(
+            f"SELECT id, state_type FROM flow_runs WHERE id IN ({_marks('r', run_ids, params)})"
+            " AND lease_expires < :now ORDER BY lease_expires",
+            params,
         )
         wake: list[WakeTarget] = []
+        ended = 0
         for run_id, state_type in rows:
             if state_type == StateType.CANCELLING.value:
                 state = Cancelled(message="cancelled; its worker stopped renewing the run's lease")
@@ -239,6 +261,7 @@ class RunLeaseStore(_Base):
                 )
             try:
                 wake.extend(self._finish_run(tx, run_id, state, None))
+                ended += 1
             except ConflictError:
                 tx.execute(
                     "UPDATE flow_runs SET lease_expires = NULL WHERE id = :id", {"id": run_id}
@@ -246,21 +269,43 @@ class RunLeaseStore(_Base):
             self._event(
                 tx, now, "flow_run.lease_expired", "", None, state.type.value, run_id=run_id
             )
-        return wake
+        return ended, wake
 
     def sweep_runs(self, *, now: float | None = None) -> tuple[int, list[WakeTarget]]:
-        """End the runs whose lease expired (CRASHED, or CANCELLED if being cancelled)."""
+        """End the runs whose lease expired (CRASHED, or CANCELLED if being cancelled).
+
+        Up to a batch of the oldest, in one transaction. If that fails for a
+        reason other than the store itself (a damaged run), each run is ended
+        in its own transaction instead; one that still fails is skipped for
+        the life of this store (logged, recorded as ``sweep.skipped``), so it
+        neither stops the others nor holds the head of the queue.
+        """
         now = self.clock.now() if now is None else now
         with self.db.read() as tx:
-            due = tx.one(
-                "SELECT 1 FROM flow_runs WHERE lease_expires < :now ORDER BY lease_expires LIMIT 1",
-                {"now": now},
-            )
-        if due is None:
+            due = self._expired_runs(tx, now)
+        if not due:
             return 0, []
-        with self.db.write() as tx:
-            wake = self._crash_expired(tx, now)
-        return len(wake), wake
+        try:
+            with self.db.write() as tx:
+                return self._crash_expired(tx, due, now)
+        except Exception as exc:
+            if fails_whole_pass(exc):
+                raise
+        # Something in the batch failed: each run on its own, to find which.
+        ended, wake = 0, []
+        for run_id in due:
+            try:
+                with self.db.write() as tx:
+                    count, targets = self._crash_expired(tx, [run_id], now)
+            except Exception as exc:
+                if fails_whole_pass(exc):
+                    raise
+                self.__dict__.setdefault("_runs_skipped", set()).add(run_id)
+                self.report_skipped("run", run_id, exc)
+                continue
+            ended += count
+            wake.extend(targets)
+        return ended, wake
 
     def heartbeat_worker(
         self, worker_id: str, run_ids: Sequence[str], lease_seconds: float
@@ -323,8 +368,8 @@ class RunLeaseStore(_Base):
             ):
                 wake = self._finish_run(tx, run_id, Cancelled(message=message), None)
             else:
-                self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
-                wake = self._worker_targets(tx, [row[1]])
+                wake = self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
+                wake += self._worker_targets(tx, [row[1]])
             out = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
         assert out is not None
         return _flow_run(out), wake

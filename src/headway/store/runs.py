@@ -12,12 +12,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from headway.core.bounds import (
+    EPOCH_MAX,
+    EPOCH_MIN,
+    INT32_MAX,
+    check_epoch,
+    check_finite_json,
+    check_pid,
+    check_time,
+    check_whole,
+)
 from headway.core.clock import Clock
-from headway.core.limits import validate_name
+from headway.core.limits import WakeTarget, validate_name
 from headway.core.models import FlowRun, LogRecord, TaskRun, ts_to_dt
-from headway.core.states import State, StateType, check_transition
+from headway.core.states import TERMINAL, State, StateType, check_transition, is_allowed
 from headway.exceptions import ObjectAlreadyExists, ObjectNotFound, ValidationError
 from headway.store.db import Database, Row, Tx
+from headway.store.run_waits import RunWaitStore
 
 _FLOW_COLUMNS = (
     "id, name, flow_name, deployment, parent_task_run_id, parameters, tags, state_type,"
@@ -90,8 +101,32 @@ def _task_run(row: Row) -> TaskRun:
     )
 
 
+def _new_states(
+    states: Sequence[State], stored: tuple[float, StateType] | None
+) -> list[tuple[State, float]]:
+    """The states of a record to write, with their timestamps: those newer than the
+    stored one, up to the first the state machine forbids from the state before it."""
+    out: list[tuple[State, float]] = []
+    if stored is None:
+        after, current = None, None
+    else:
+        after, current = stored
+    for s in states:
+        ts = s.timestamp.timestamp()
+        if after is not None and ts <= after:
+            continue
+        if not is_allowed(current, s.type):
+            break  # out of a final state, or a jump the machine forbids: refused
+        out.append((s, ts))
+        current = s.type
+    return out
+
+
 def _ts(state: State) -> float:
-    return state.timestamp.timestamp()
+    ts = state.timestamp.timestamp()
+    if not EPOCH_MIN <= ts <= EPOCH_MAX:
+        check_time(state.timestamp, "state timestamp")  # raises, with the message
+    return ts
 
 
 def _state_row(run_id: str, kind: str, state: State, ts: float) -> dict[str, Any]:
@@ -126,7 +161,7 @@ def _check_run_fields(
         validate_name(tag, "tag")
 
 
-class RunStore:
+class RunStore(RunWaitStore):
     """Runs, states and logs. Mixed into :class:`headway.store.store.Store`."""
 
     db: Database
@@ -154,6 +189,12 @@ class RunStore:
         """Insert a flow run in its first state; ObjectAlreadyExists if the id is taken."""
         check_transition(None, state.type)
         _check_run_fields(id, name, flow_name, parent_task_run_id, tags)
+        if pid is not None:
+            check_pid(pid)
+        check_whole(priority, "priority", -INT32_MAX, INT32_MAX)
+        if expected_start_time is not None:
+            expected_start_time = check_epoch(expected_start_time, "expected start time")
+        check_finite_json(parameters or {}, "parameters")
         now = self.clock.now()
         ts = _ts(state)
         running = state.type is StateType.RUNNING
@@ -213,7 +254,12 @@ class RunStore:
 
     def _set_flow_run_state(
         self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
-    ) -> None:
+    ) -> list[WakeTarget]:
+        """Change a flow run's state inside ``tx``; who to wake after the commit.
+
+        A run that ends or is being cancelled withdraws its task runs' slot
+        waits in the same transaction (store/run_waits.py): those are woken.
+        """
         current = tx.one(
             "SELECT state_type, start_time FROM flow_runs WHERE id = :id" + tx.dialect.for_update,
             {"id": run_id},
@@ -249,6 +295,9 @@ class RunStore:
             },
         )
         self._insert_states(tx, "flow", [(run_id, state)])
+        if state.is_final or state.type is StateType.CANCELLING:
+            return self._withdraw_task_waits(tx, flow_run_id=run_id)
+        return []
 
     def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
         """One flow run (optionally with its task runs); ObjectNotFound if unknown."""
@@ -304,45 +353,58 @@ class RunStore:
         return {str(r[0]): int(r[1]) for r in rows}
 
     # -- task runs -----------------------------------------------------------------
-    def record_task_runs(self, records: Sequence[TaskRunRecord]) -> None:
+    def record_task_runs(self, records: Sequence[TaskRunRecord]) -> list[WakeTarget]:
         """Write task runs and the states they went through, in one transaction.
 
         A record may repeat an id already written (a long task reported when it
         started and again when it ended): its row is updated and only the states
-        newer than the stored one are appended.
+        newer than the stored one are appended. Each new state is checked against
+        the state machine from the stored one: a state it forbids (anything after
+        a final state) is refused, with every state after it in that record; the
+        other records are written. A task run with tags that ends withdraws its
+        slot waits. Returns who to wake after the commit.
         """
         if not records:
-            return
+            return []
+        for rec in records:
+            # Checked before the transaction: one bad record stores nothing of the batch.
+            check_epoch(rec.created, "task run created")
+            check_whole(rec.run_count, "task run run_count", 0, INT32_MAX)
+            for state in rec.states:
+                _ts(state)
         if len({r.id for r in records}) != len(records):
             # One id twice in a batch (the engine never sends that, any HTTP client
             # may): the last report of it stands, as if sent one after the other.
             records = list({r.id: r for r in records}.values())
         with self.db.write() as tx:
             ids = [r.id for r in records]
-            known: dict[str, float] = {}
+            known: dict[str, tuple[float, StateType]] = {}
             for chunk_start in range(0, len(ids), 500):
                 chunk = ids[chunk_start : chunk_start + 500]
                 marks = ", ".join(f":i{i}" for i in range(len(chunk)))
                 for row in tx.execute(
-                    f"SELECT id, state_timestamp FROM task_runs WHERE id IN ({marks})",
+                    f"SELECT id, state_timestamp, state_type FROM task_runs WHERE id IN ({marks})",
                     {f"i{i}": v for i, v in enumerate(chunk)},
                 ):
-                    known[row[0]] = row[1]
+                    known[row[0]] = (row[1], StateType(row[2]))
             inserts: list[dict[str, Any]] = []
             updates: list[dict[str, Any]] = []
             state_rows: list[dict[str, Any]] = []
+            ended_with_tags: list[str] = []
             # The task engine records thousands of runs a second through here:
             # each timestamp is computed once and no generator runs per state.
             for rec in records:
-                if not rec.states:
+                stored = known.get(rec.id)
+                accepted = _new_states(rec.states, stored)
+                if not accepted:
                     continue
-                stamps = [s.timestamp.timestamp() for s in rec.states]
-                last, last_ts = rec.states[-1], stamps[-1]
+                last, last_ts = accepted[-1]
                 start = None
-                for s, ts in zip(rec.states, stamps, strict=True):
+                for s, ts in accepted:
                     if s.type is StateType.RUNNING:
                         start = ts
                         break
+                final = last.type in TERMINAL
                 values: dict[str, Any] = {
                     "id": rec.id,
                     "flow_run_id": rec.flow_run_id,
@@ -355,17 +417,17 @@ class RunStore:
                     "ts": last_ts,
                     "created": rec.created,
                     "start": start,
-                    "end": last_ts if last.is_final else None,
+                    "end": last_ts if final else None,
                     "run_count": rec.run_count,
                 }
-                stored = known.get(rec.id)
                 if stored is not None:
                     updates.append(values)
                 else:
                     inserts.append(values)
-                for s, ts in zip(rec.states, stamps, strict=True):
-                    if stored is None or ts > stored:
-                        state_rows.append(_state_row(rec.id, "task", s, ts))
+                if final and rec.tags:
+                    ended_with_tags.append(rec.id)
+                for s, ts in accepted:
+                    state_rows.append(_state_row(rec.id, "task", s, ts))
             tx.executemany(
                 "INSERT INTO task_runs (id, flow_run_id, name, task_key, tags, state_type,"
                 " state_name, state_message, state_timestamp, created, start_time, end_time,"
@@ -382,6 +444,7 @@ class RunStore:
                 updates,
             )
             self._insert_state_rows(tx, state_rows)
+            return self._withdraw_task_waits(tx, task_run_ids=ended_with_tags)
 
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """One task run; ObjectNotFound if unknown."""
@@ -431,6 +494,9 @@ class RunStore:
         """Append log lines, in one transaction."""
         if not records:
             return
+        for r in records:
+            check_whole(r.level, "log level", 0, INT32_MAX)
+            check_time(r.timestamp, "log timestamp")
         with self.db.write() as tx:
             tx.executemany(
                 "INSERT INTO logs (flow_run_id, task_run_id, level, logger, message, timestamp)"

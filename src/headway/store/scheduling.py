@@ -8,11 +8,13 @@ times, insert each run once (``ON CONFLICT DO NOTHING``).
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from headway.core.bounds import EPOCH_MAX
 from headway.core.deployments import render_key
 from headway.core.limits import WakeTarget
 from headway.core.models import FlowRun
@@ -24,6 +26,9 @@ from headway.store.run_leases import RunLeaseStore
 from headway.store.runs import _FLOW_COLUMNS, _flow_run
 
 _SCHEDULED = frozenset({StateType.SCHEDULED})
+#: The event recorded when the scheduler skips a deployment whose runs it cannot make.
+SCHEDULE_FAILED = "deployment.schedule_failed"
+logger = logging.getLogger("headway.scheduler")
 
 
 class ScheduleStore(RunLeaseStore):
@@ -126,69 +131,117 @@ class ScheduleStore(RunLeaseStore):
 
         Each run's (deployment, scheduled time) is unique in the store, so any
         number of schedulers, restarted any number of times, create each run once.
+        Each deployment is handled on its own: one whose schedule cannot be
+        computed, or whose runs cannot be written, is skipped (logged with its
+        name and the reason, and recorded as a ``deployment.schedule_failed``
+        event) and the others go on.
         """
         now = self.clock.now() if now is None else now
         after = datetime.fromtimestamp(now, UTC)
-        until = datetime.fromtimestamp(now + horizon_seconds, UTC)
+        until = datetime.fromtimestamp(min(now + horizon_seconds, EPOCH_MAX), UTC)
         with self.db.read() as tx:
             rows = tx.execute(
-                "SELECT d.id, s.schedule FROM deployments d JOIN deployment_schedules s"
-                " ON s.deployment_id = d.id WHERE d.paused = :f AND s.active = :t"
-                " ORDER BY d.id, s.position",
+                "SELECT d.id, d.full_name, s.schedule FROM deployments d"
+                " JOIN deployment_schedules s ON s.deployment_id = d.id"
+                " WHERE d.paused = :f AND s.active = :t ORDER BY d.id, s.position",
                 {"f": False, "t": True},
             )
         times: dict[str, set[float]] = {}
-        for dep_id, raw in rows:
+        names: dict[str, str] = {}
+        failed: dict[str, str] = {}
+        for dep_id, full, raw in rows:
+            names[dep_id] = full
+            if dep_id in failed:
+                continue
             try:
                 schedule = schedule_from_dict(json.loads(raw))
-            except (HeadwayError, ValueError):
-                continue  # written by a newer version, or damaged: skip, never crash
-            for t in next_times(schedule, after, max_runs, until):
+                found = next_times(schedule, after, max_runs, until)
+            except (HeadwayError, ValueError, TypeError) as exc:
+                failed[dep_id] = str(exc) or type(exc).__name__
+                times.pop(dep_id, None)
+                continue
+            for t in found:
                 times.setdefault(dep_id, set()).add(t.timestamp())
         created = 0
         wake: list[WakeTarget] = []
         for dep_id, slots in times.items():
-            with self.db.write() as tx:
-                dep = tx.one(
-                    "SELECT full_name, flow_name, name, parameters, tags, work_pool, work_queue,"
-                    f" concurrency_key, paused FROM deployments WHERE id = :id"
-                    f"{tx.dialect.for_update}",
-                    {"id": dep_id},
-                )
-                if dep is None or bool(dep[8]):
-                    continue
-                full, flow, name, params_json, tags_json, pool, queue, template, _ = dep
-                params = json.loads(params_json)
-                key = None
-                if template:
-                    try:
-                        key = render_key(template, params)
-                    except HeadwayError:
-                        key = None
-                made = 0
-                for ts in sorted(slots)[:max_runs]:
-                    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d-%H%M%S")
-                    run = self._insert_run(
-                        tx,
-                        str(uuid.uuid4()),
-                        full,
-                        flow,
-                        f"{name}-{stamp}",
-                        params,
-                        json.loads(tags_json),
-                        pool,
-                        queue,
-                        ts,
-                        0,
-                        key,
-                        ts,
-                        now,
-                    )
-                    made += run is not None
-                if made:
-                    wake.extend(self._claimers(tx, pool, now))
-                created += made
+            try:
+                made, woken = self._create_scheduled_runs(dep_id, sorted(slots)[:max_runs], now)
+            except (HeadwayError, ValueError, TypeError, OverflowError) as exc:
+                failed[dep_id] = str(exc) or type(exc).__name__
+                continue
+            created += made
+            wake.extend(woken)
+        for dep_id, reason in failed.items():
+            self._schedule_failed(names[dep_id], reason, now)
         return created, wake
+
+    def _create_scheduled_runs(
+        self, dep_id: str, slots: Sequence[float], now: float
+    ) -> tuple[int, list[WakeTarget]]:
+        """Insert one deployment's runs at ``slots`` (those not there yet), in one transaction."""
+        wake: list[WakeTarget] = []
+        with self.db.write() as tx:
+            dep = tx.one(
+                "SELECT full_name, flow_name, name, parameters, tags, work_pool, work_queue,"
+                f" concurrency_key, paused FROM deployments WHERE id = :id"
+                f"{tx.dialect.for_update}",
+                {"id": dep_id},
+            )
+            if dep is None or bool(dep[8]):
+                return 0, wake
+            full, flow, name, params_json, tags_json, pool, queue, template, _ = dep
+            params = json.loads(params_json)
+            key = None
+            if template:
+                try:
+                    key = render_key(template, params)
+                except HeadwayError:
+                    key = None
+            made = 0
+            for ts in slots:
+                stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d-%H%M%S")
+                run = self._insert_run(
+                    tx,
+                    str(uuid.uuid4()),
+                    full,
+                    flow,
+                    f"{name}-{stamp}",
+                    params,
+                    json.loads(tags_json),
+                    pool,
+                    queue,
+                    ts,
+                    0,
+                    key,
+                    ts,
+                    now,
+                )
+                made += run is not None
+            if made:
+                wake.extend(self._claimers(tx, pool, now))
+        return made, wake
+
+    def _schedule_failed(self, full_name: str, reason: str, now: float) -> None:
+        """Log a deployment the scheduler skipped, and record it (once an hour per reason)."""
+        logger.warning(
+            "scheduler skipped deployment %s: %s",
+            full_name,
+            reason,
+            extra={"action": "schedule", "deployment": full_name, "reason": reason},
+        )
+        detail = f"{full_name}: {reason}"[:2000]
+        try:
+            with self.db.write() as tx:
+                seen = tx.one(
+                    "SELECT 1 FROM events WHERE kind = :kind AND detail = :detail"
+                    " AND timestamp > :since",
+                    {"kind": SCHEDULE_FAILED, "detail": detail, "since": now - 3600.0},
+                )
+                if seen is None:
+                    self._event(tx, now, SCHEDULE_FAILED, None, None, detail)
+        except Exception as exc:  # the event is a courtesy: the pass goes on without it
+            logger.warning("could not record a skipped deployment: %s", exc)
 
     def mark_late_runs(self, late_after_seconds: float, *, now: float | None = None) -> int:
         """Rename deployment runs not started ``late_after_seconds`` after their time Late."""
@@ -216,4 +269,4 @@ class ScheduleStore(RunLeaseStore):
         return len(ids)
 
 
-__all__ = ["ScheduleStore"]
+__all__ = ["SCHEDULE_FAILED", "ScheduleStore"]

@@ -280,6 +280,10 @@ deployments = Table(
     Column("description", Text, nullable=False, server_default=""),
     Column("created", Float, nullable=False),
     Column("updated", Float, nullable=False),
+    # Where workers get the code: a git repository (and ref) to check out; NULL: the
+    # worker's working directory (or the entrypoint's own absolute path).
+    Column("code_repository", Text, nullable=True),
+    Column("code_ref", String(400), nullable=True),
 )
 Index("ix_deployments_full_name", deployments.c.full_name, unique=True)
 Index("ix_deployments_pool", deployments.c.work_pool)

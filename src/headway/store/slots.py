@@ -55,6 +55,7 @@ from headway.exceptions import (
 )
 from headway.settings import Settings
 from headway.store.db import Database, OutcomeUnknown, Row, Tx
+from headway.store.dialects import fails_whole_pass
 from headway.store.events import SLOT_WAIT, EventStore
 from headway.store.wakeups_pg import notify_in_transaction
 
@@ -68,6 +69,8 @@ _LIMIT_COLUMNS = (
 # waits on (reading /proc); expiry is checked on every attempt regardless.
 _LIVENESS_EVERY_SECONDS = 0.5
 _DOOMED = 0.0  # ``expires`` of the remaining rows of a lease that was reaped
+#: The largest pid a process can have (pid_t is a signed 32-bit integer).
+_PID_MAX = 2**31 - 1
 
 
 # -- this process -----------------------------------------------------------------------
@@ -76,7 +79,17 @@ def process_start_time(pid: int) -> int | None:
 
     Raises LookupError when the process exists but cannot be read (another
     user's process under ``hidepid``): uncertain, so callers treat it as alive.
+    It never raises anything else, whatever ``pid`` a lease row carries: a
+    sweep that raised here would stop reaping every other lease too.
     """
+    if not isinstance(pid, int) or not 0 < pid <= _PID_MAX:
+        # No kernel hands out such a pid (Linux caps pid_max at 2**22; pid_t is
+        # 32 bits), so the row was forged or damaged and says nothing about its
+        # holder. Not provably dead, then: like a holder on another node, it
+        # waits for plain expiry. (Judging it dead instead would let any value
+        # that os.kill reads as "every process" or "my group", such as 0 or -1,
+        # decide a reap.) Expiry still bounds how long it holds anything.
+        raise LookupError(pid)
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read()
@@ -85,16 +98,19 @@ def process_start_time(pid: int) -> int | None:
             os.kill(pid, 0)
         except ProcessLookupError:
             return None
-        except PermissionError:
+        except (OSError, OverflowError, ValueError):
             raise LookupError(pid) from None
         raise LookupError(pid) from None
     except OSError:
         raise LookupError(pid) from None
-    # The command name may contain spaces and parentheses: fields restart after the last ')'.
-    fields = data[data.rindex(b")") + 2 :].split()
-    if fields[0] in (b"Z", b"X"):
-        return None  # a zombie holds nothing any more
-    return int(fields[19])
+    try:
+        # The command name may contain spaces and parentheses: fields restart after the last ')'.
+        fields = data[data.rindex(b")") + 2 :].split()
+        if fields[0] in (b"Z", b"X"):
+            return None  # a zombie holds nothing any more
+        return int(fields[19])
+    except (ValueError, IndexError):
+        raise LookupError(pid) from None  # a /proc format this code does not know: uncertain
 
 
 def _node_key() -> str | None:
@@ -146,6 +162,8 @@ class Attempt:
     #: The waiter's rows vanished (cancelled, or expired) and it was not allowed to re-queue.
     gone: bool = False
     wake: tuple[WakeTarget, ...] = ()
+    #: Why the request was refused outright: its holder's run has ended (store/run_waits.py).
+    refused: str = ""
 
 
 def _each(tx: Tx, query: str, rows: list[dict[str, Any]]) -> None:
@@ -497,6 +515,12 @@ class SlotStore(EventStore):
             if fast is not None:
                 return Attempt(grant=fast)
         with self.db.write() as tx:
+            if holder_kind == "task_run" and holder_id:
+                # Before any limit's lock: a cancel takes the run's row, then the limits'.
+                ended = self._task_run_ended(tx, holder_id)
+                if ended is not None:
+                    self._event(tx, now, "slot.refused", None, None, ended, run_id=holder_id)
+                    return Attempt(refused=ended, wake=tuple(self._leave(tx, waiter_id, now)))
             seq, waiting_since = NOT_QUEUED, now
             queued_on: set[str] = set()
             if not new_waiter:
@@ -897,10 +921,18 @@ class SlotStore(EventStore):
         """Remove a waiting request from every queue; the waiters it blocked are woken."""
         now = self.clock.now()
         with self.db.write() as tx:
-            names = self._dequeue(tx, waiter_id)
-            if not names:
-                return []
-            return self._wakeups(tx, names, now)
+            return self._leave(tx, waiter_id, now)
+
+    def _leave(self, tx: Tx, waiter_id: str, now: float) -> list[WakeTarget]:
+        names = self._dequeue(tx, waiter_id) if waiter_id else []
+        if not names:
+            return []
+        return self._wakeups(tx, names, now)
+
+    def _task_run_ended(self, tx: Tx, task_run_id: str) -> str | None:
+        """Why a task run may no longer be granted slots: ``RunWaitStore`` (run_waits.py)
+        answers; a slot store alone knows no runs."""
+        return None
 
     def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]:
         """Give a lease's slots back. True when the lease was still whole (not reaped)."""
@@ -1014,23 +1046,56 @@ class SlotStore(EventStore):
         On every limit, or only on ``names``. The server runs this periodically;
         embedded processes reap lazily, and before showing a limit. Returns how
         many leases were reaped and the waiters to notify.
+
+        One damaged record never stops the others: a row that cannot be judged
+        is left alone and reported, and if the sweep of all limits at once still
+        fails, each limit is swept in its own transaction and a failing one is
+        skipped (logged, recorded as ``sweep.skipped``). A StoreError (the store
+        itself is away) fails the whole sweep: the next one tries again.
         """
         now = self.clock.now()
         node = current_process().node
         if names is None:
-            self.recount_queued()
-        with self.db.write() as tx:
-            if names is None:
+            try:
+                self.recount_queued()
+            except Exception as exc:  # a safety net only: never a reason not to reap
+                if fails_whole_pass(exc):
+                    raise
+                self.report_skipped("queue count", "*", exc)
+            with self.db.read() as tx:
                 rows = tx.execute(
                     "SELECT DISTINCT limit_name FROM leases WHERE expires <= :now"
                     " OR node = :node UNION SELECT DISTINCT limit_name FROM waiters"
                     " WHERE expires <= :now OR node = :node",
                     {"now": now, "node": node},
                 )
-                names = [r[0] for r in rows]
-            names = sorted(set(names))
-            if not names:
+            names = [r[0] for r in rows]
+        names = sorted(set(names))
+        if not names:
+            return 0, []
+        try:
+            return self._sweep_limits(names, now)
+        except Exception as exc:
+            if fails_whole_pass(exc):
+                raise
+            if len(names) == 1:
+                self.report_skipped("limit", names[0], exc, limit=names[0])
                 return 0, []
+        reaped, wake = 0, []
+        for name in names:
+            try:
+                count, targets = self._sweep_limits([name], now)
+            except Exception as exc:
+                if fails_whole_pass(exc):
+                    raise
+                self.report_skipped("limit", name, exc, limit=name)
+                continue
+            reaped += count
+            wake.extend(targets)
+        return reaped, wake
+
+    def _sweep_limits(self, names: Sequence[str], now: float) -> tuple[int, list[WakeTarget]]:
+        with self.db.write() as tx:
             self._lock(tx, names)
             freed, reaped = self._reap(tx, names, now, check_processes=True, force_check=True)
             wake = self._wakeups(tx, freed, now)
@@ -1105,20 +1170,29 @@ class SlotStore(EventStore):
         )
         mine = current_process()
         local_pids = [
-            int(r[3]) for r in leases if probe and r[4] == node and int(r[3]) != mine.pid
-        ] + [int(r[2]) for r in waiters if probe and r[3] == node and int(r[2]) != mine.pid]
+            pid
+            for pid, row_node in [(r[3], r[4]) for r in leases] + [(r[2], r[3]) for r in waiters]
+            if probe and row_node == node and isinstance(pid, int) and pid != mine.pid
+        ]
         starts = _start_times(local_pids) if local_pids else {}
 
-        def gone(expires: float, pid: int, row_node: str | None, start: int) -> bool:
-            if expires <= now:
-                return True
-            return probe and is_dead(ProcessRecord(pid, row_node, start), node, starts)
+        def gone(kind: str, row_id: str, name: str, expires: Any, pid: Any, *rest: Any) -> bool:
+            # One row whose values cannot be judged (planted or damaged) is left
+            # alone and reported: it must not stop the others from being reaped.
+            try:
+                if float(expires) <= now:
+                    return True
+                record = ProcessRecord(int(pid), rest[0], int(rest[1]))
+                return probe and is_dead(record, node, starts)
+            except (TypeError, ValueError, OverflowError, IndexError) as exc:
+                self.report_skipped(kind, str(row_id), exc, limit=name)
+                return False
 
-        dead_leases = [r for r in leases if gone(float(r[6]), int(r[3]), r[4], int(r[5]))]
+        dead_leases = [r for r in leases if gone("lease", r[0], r[1], r[6], r[3], r[4], r[5])]
         dead_waiters = {
             r[0]
             for r in waiters
-            if r[0] != keep_waiter and gone(float(r[5]), int(r[2]), r[3], int(r[4]))
+            if r[0] != keep_waiter and gone("waiter", r[0], r[1], r[5], r[2], r[3], r[4])
         }
         changed: set[str] = set()
         for w in sorted(dead_waiters):

@@ -10,3 +10,5 @@ ENV_ENTRYPOINT = "HEADWAY_ENTRYPOINT"
 ENV_WORKER_PID = "HEADWAY_WORKER_PID"
 #: A descriptor for output the flow engine already records (the worker only echoes it).
 ENV_ECHO_FD = "HEADWAY_WORKER_ECHO_FD"
+#: The read end of the worker's lifeline pipe: it returns when the worker is gone.
+ENV_LIFELINE_FD = "HEADWAY_WORKER_LIFELINE_FD"

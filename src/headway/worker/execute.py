@@ -1,47 +1,78 @@
 """The process a worker starts for one flow run: ``python -m headway.worker.execute RUN_ID``.
 
-It loads the deployment's entrypoint (``path/to/file.py:flow_function``), and
-runs the flow with the run's parameters as that very run (the run is already
-recorded PENDING by the claim; the flow engine adopts it instead of recording
-a new one). The flow engine records RUNNING and the final state, which gives
-back the run's slots. Anything that stops the run before it starts (the file
-cannot be loaded, parameters that do not fit) ends it FAILED with the reason.
+It finds the deployment's code (:mod:`headway.worker.code`: the working
+directory it was started in, or a fresh checkout of the deployment's git
+repository), loads its entrypoint (``path/to/file.py:flow_function``, relative
+to that directory), and runs the flow with the run's parameters as that very
+run (the run is already recorded PENDING by the claim; the flow engine adopts
+it instead of recording a new one). The flow engine records RUNNING and the
+final state, which gives back the run's slots. Anything that stops the run
+before it starts (the file cannot be loaded, parameters that do not fit) ends
+it FAILED with the reason.
 
-The process dies with its worker (``PR_SET_PDEATHSIG``): a worker killed with
-SIGKILL leaves no run going on without it.
+The process dies with its worker: it watches the worker's lifeline pipe
+(``HEADWAY_WORKER_LIFELINE_FD``, whose write end only the worker holds) and
+kills its own process group when the read returns, so a worker killed with
+SIGKILL leaves no run going on without it. Only the worker's process going
+counts: not one of its threads ending (``PR_SET_PDEATHSIG`` fires on the exit
+of the thread that started the child, which killed runs of a stopping worker).
 
 Output: ``stdout`` and ``stderr`` are read by the worker, which echoes them and
 records them as the run's logs; the run loggers' own console lines (already
 recorded by the flow engine) go to the descriptor named by
-``HEADWAY_WORKER_ECHO_FD``, which the worker only echoes.
+``HEADWAY_WORKER_ECHO_FD``, which the worker only echoes. A run whose code
+cannot be found fails with one line naming the path looked in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import importlib.util
 import os
 import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import Any
 
-from headway.worker.env import ENV_ECHO_FD, ENV_ENTRYPOINT, ENV_RUN_ID, ENV_WORKER_PID
+from headway.exceptions import CodeUnavailable, ObjectNotFound
+from headway.worker.code import code_root, entrypoint_path
+from headway.worker.env import (
+    ENV_ECHO_FD,
+    ENV_ENTRYPOINT,
+    ENV_LIFELINE_FD,
+    ENV_RUN_ID,
+    ENV_WORKER_PID,
+)
 
-_PR_SET_PDEATHSIG = 1
 
+def die_with_worker() -> None:
+    """Kill this run's process group the moment its worker's process is gone.
 
-def die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its worker dies; exit if it already has."""
+    A thread blocks reading the lifeline pipe: nothing is ever written to it,
+    so the read returns (end of file) only when the worker's process, the one
+    holder of the write end, has exited, however it went (a SIGKILL included).
+    """
     parent = os.environ.get(ENV_WORKER_PID)
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if parent and parent.isdigit() and os.getppid() != int(parent):
-        os._exit(3)  # the worker died before we could ask
+        os._exit(3)  # the worker died before this process started watching
+    fd_text = os.environ.get(ENV_LIFELINE_FD)
+    if not fd_text or not fd_text.isdigit():
+        return  # not started by a worker
+    fd = int(fd_text)
+
+    def watch() -> None:
+        with contextlib.suppress(OSError):
+            while os.read(fd, 64):
+                pass
+        # The run's own children (task processes) are in its process group.
+        with contextlib.suppress(OSError):
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os._exit(3)
+
+    threading.Thread(target=watch, name="headway-worker-lifeline", daemon=True).start()
 
 
 def load_flow(entrypoint: str, flow_name: str | None = None) -> Any:
@@ -132,14 +163,30 @@ def run(run_id: str, entrypoint: str | None) -> int:
     if run.state.type is not StateType.PENDING:
         # Cancelled (or taken back) between the claim and now: nothing to run.
         return 0
+    deployment = None
+    if run.deployment is not None:
+        with contextlib.suppress(ObjectNotFound):  # deleted since the claim
+            deployment = client.read_deployment(run.deployment)
     if entrypoint is None:
-        if run.deployment is None:
+        if deployment is None:
             raise SystemExit(f"flow run {run_id} has no deployment to take an entrypoint from")
-        entrypoint = client.read_deployment(run.deployment).entrypoint
+        entrypoint = deployment.entrypoint
     try:
         if not entrypoint:
             raise ValueError(f"deployment {run.deployment} has no entrypoint")
-        flow = load_flow(entrypoint, run.flow_name)
+        root = code_root(deployment, client.settings.home / "code", Path.cwd())
+        path, attr = entrypoint_path(entrypoint, root)
+        if root != Path.cwd():
+            # A checkout: the run sees it as its working directory and imports from it.
+            os.chdir(root)
+            sys.path.insert(0, str(root))
+        flow = load_flow(f"{path}:{attr}", run.flow_name)
+    except CodeUnavailable as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        client.set_flow_run_state(
+            run_id, Failed(message=str(exc)), expect=frozenset({StateType.PENDING})
+        )
+        return 1
     except BaseException as exc:
         traceback.print_exc()
         client.set_flow_run_state(
@@ -193,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     a worker keeps one such process ready, so a run that can start does not
     wait for Python to start and import (EOF on stdin: exit without running).
     """
-    die_with_parent()
+    die_with_worker()
     args = sys.argv[1:] if argv is None else argv
     entrypoint = os.environ.get(ENV_ENTRYPOINT) or None
     if args and args[0] == "--standby":

@@ -12,9 +12,20 @@ Three kinds of thread, each with one job:
   the run's logs), waits for it to exit, and, if it ended without a final
   state, records CRASHED (or CANCELLED when it was being cancelled).
 
+Stopping: the first SIGTERM or Ctrl-C stops claiming and lets the runs going
+finish (for ``drain_seconds``, default: until they end); a second signal, or
+the end of the drain, cancels them: each run is marked CANCELLING with the
+reason, its process gets SIGTERM (the flow engine records it CANCELLED with
+its task runs and logs), and SIGKILL after ``cancel_grace_seconds``. A third
+signal sends SIGKILL at once.
+
 A run whose worker dies is ended CRASHED by whoever next sweeps (any claim or
-heartbeat) once its lease expires, and its slots come back; its process dies
-with the worker.
+heartbeat) once its lease expires, and its slots come back. Its process dies
+with the worker: every run process holds the read end of the worker's
+*lifeline* pipe, whose write end only the worker holds; when the worker's
+process is gone, however it went, the read returns and the run's process group
+is killed. (Not ``PR_SET_PDEATHSIG``: Linux fires that when the *thread* that
+started the child exits, and the claim loop's thread ends at every stop.)
 """
 
 from __future__ import annotations
@@ -40,7 +51,13 @@ from headway.core.limits import WakeTarget
 from headway.core.models import ClaimedRun, FlowRun, LogRecord
 from headway.core.states import Cancelled, Crashed, Scheduled, State, StateType
 from headway.exceptions import HeadwayError
-from headway.worker.env import ENV_ECHO_FD, ENV_ENTRYPOINT, ENV_RUN_ID, ENV_WORKER_PID
+from headway.worker.env import (
+    ENV_ECHO_FD,
+    ENV_ENTRYPOINT,
+    ENV_LIFELINE_FD,
+    ENV_RUN_ID,
+    ENV_WORKER_PID,
+)
 
 logger = logging.getLogger("headway.worker")
 
@@ -78,6 +95,11 @@ class Worker:
     ``limit`` caps the runs this worker runs at once (None: no cap of its own;
     pool, queue and deployment limits apply in any case). ``cancel_grace_seconds``
     is how long a cancelled run's process has after SIGTERM before SIGKILL.
+    ``drain_seconds`` is how long :meth:`drain` (the first SIGTERM or Ctrl-C of
+    :meth:`run`) lets the runs going finish before cancelling them (None: until
+    they end).
+    ``working_dir`` is where run processes start, and so what a deployment's
+    relative entrypoint is resolved against (default: this process's directory).
     """
 
     def __init__(
@@ -90,11 +112,13 @@ class Worker:
         name: str | None = None,
         client: Client | None = None,
         cancel_grace_seconds: float = 10.0,
+        drain_seconds: float | None = None,
         run_scheduler: bool = True,
         claim_wait_seconds: float | None = None,
         echo: TextIO | None = None,
         python: str | None = None,
         standby: bool = True,
+        working_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if pool is None and not deployments:
             from headway.exceptions import ValidationError
@@ -113,6 +137,7 @@ class Worker:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.client = client or get_client()
         self.cancel_grace_seconds = cancel_grace_seconds
+        self.drain_seconds = drain_seconds
         self.run_scheduler = run_scheduler
         if claim_wait_seconds is None:
             # A claim held in this process is cut short on stop; one held by a
@@ -122,14 +147,23 @@ class Worker:
         self.claim_wait_seconds = claim_wait_seconds
         self.echo = echo
         self.python = python or sys.executable
+        #: Where run processes start: relative entrypoints are resolved against it
+        #: (None: this process's own working directory).
+        self.working_dir = None if working_dir is None else os.path.abspath(working_dir)
         #: Keep one run process started and imported ahead of the next run.
         self.standby = standby
         self._standby: tuple[subprocess.Popen[bytes], int] | None = None
         self.id: str | None = None
         self._children: dict[str, _Child] = {}
         self._cond = threading.Condition()
+        #: No more claims (draining or stopping).
+        self._claims_stopped = threading.Event()
+        #: Cancel the runs going (a second signal during a drain).
+        self._cancel_now = threading.Event()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        #: The lifeline pipe (read end, write end): see the module's docstring.
+        self._lifeline: tuple[int, int] | None = None
         self._threads: list[threading.Thread] = []
         self._echo_lock = threading.Lock()
         self._beat_now = threading.Event()
@@ -143,6 +177,8 @@ class Worker:
             self.pool or "", self.name, pid=os.getpid(), host=socket.gethostname()
         )
         self.id = record.id
+        if self._lifeline is None:
+            self._lifeline = os.pipe()
         for target, label in ((self._claim_loop, "claim"), (self._monitor_loop, "monitor")):
             thread = threading.Thread(target=target, name=f"headway-worker-{label}", daemon=True)
             thread.start()
@@ -151,40 +187,107 @@ class Worker:
         return self
 
     def run(self) -> None:
-        """Start, then block until SIGINT or SIGTERM (a second one kills runs at once)."""
+        """Start, then block until stopped by signals (SIGINT or SIGTERM).
+
+        The first signal drains (no new runs; those going may finish, for
+        ``drain_seconds`` at most), the second cancels the runs going (SIGTERM,
+        then SIGKILL after ``cancel_grace_seconds``), a third kills them at once.
+        """
         signals = 0
+        started = False
 
         def on_signal(signum: int, frame: Any) -> None:
             nonlocal signals
             signals += 1
-            if signals == 1:
-                self._say(f"stopping: cancelling {len(self._children)} run(s)...")
-                threading.Thread(target=self.stop, daemon=True).start()
+            going = len(self._children)
+            if not started:
+                # Still registering: give up on an unreachable store at once; the
+                # drain starts (with nothing to drain) once the worker is up.
+                self._claims_stopped.set()
+                self.client.stop_retrying()
+            elif signals == 1:
+                within = (
+                    "" if self.drain_seconds is None else f" (at most {self.drain_seconds:g} s)"
+                )
+                self._say(
+                    f"stopping: no new runs; waiting for {going} run(s) to finish{within};"
+                    " signal again to cancel them"
+                )
+                threading.Thread(target=self.drain, daemon=True).start()
+            elif signals == 2:
+                self._say(f"stopping: cancelling {going} run(s); signal again to kill them")
+                self._cancel_now.set()
+                with self._cond:
+                    self._cond.notify_all()
             else:
                 self.cancel_grace_seconds = 0.0
                 self._beat_now.set()
 
         previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            self.start()
+            try:
+                self.start()
+            except HeadwayError:
+                if signals:
+                    return  # told to stop while it could not even register
+                raise
+            started = True
+            if signals:
+                threading.Thread(target=self.drain, daemon=True).start()
             while not self._stopped.wait(0.5):
                 pass
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
-    def stop(self, *, timeout: float | None = None) -> None:
-        """Stop claiming, cancel the runs still going (SIGTERM, then SIGKILL), unregister."""
+    def drain(self, seconds: float | None = None) -> None:
+        """Stop claiming, let the runs going finish, then :meth:`stop`.
+
+        Waits at most ``seconds`` (default ``drain_seconds``; None: until the
+        runs end), or until :meth:`cancel_runs`; what still runs then is cancelled.
+        """
+        self._claims_stopped.set()
+        self._poke_claim()
+        limit = self.drain_seconds if seconds is None else seconds
+        deadline = None if limit is None else time.monotonic() + limit
+        why = "its worker was stopped"
+        with self._cond:
+            self._cond.notify_all()
+            while self._children and not self._cancel_now.is_set():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    why = f"its worker stopped and the {limit:g} s drain ended"
+                    break
+                self._cond.wait(remaining)
+        self.stop(reason=why)
+
+    def cancel_runs(self) -> None:
+        """End a :meth:`drain` now: the runs still going are cancelled."""
+        self._cancel_now.set()
+        with self._cond:
+            self._cond.notify_all()
+
+    def stop(self, *, timeout: float | None = None, reason: str = "its worker stopped") -> None:
+        """Stop claiming, cancel the runs still going (SIGTERM, then SIGKILL), unregister.
+
+        Each run still going is first marked CANCELLING with ``reason``; its
+        process then records CANCELLED itself, or the worker does when it had
+        to be killed.
+        """
+        self._claims_stopped.set()
         self._stopping.set()
         # A server that is down must not hold the stop up for its retry windows
         # (claims, heartbeats and the goodbye each retry for seconds otherwise).
         self.client.stop_retrying()
         self._poke_claim()
         with self._cond:
-            for child in self._children.values():
-                if child.stopping is None:
-                    child.stopping = "stop"
+            cancelled = [c for c in self._children.values() if c.stopping is None]
+            for child in cancelled:
+                child.stopping = "stop"
             self._cond.notify_all()
+        for child in cancelled:
+            with contextlib.suppress(HeadwayError):
+                self.client.cancel_flow_run(child.run.id, reason)
         self._beat_now.set()
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
@@ -196,7 +299,18 @@ class Worker:
         if self.id is not None:
             with contextlib.suppress(HeadwayError):
                 self.client.remove_worker(self.id)
+        self._close_lifeline()
         self._stopped.set()
+
+    def _close_lifeline(self) -> None:
+        # Only once no run process is left: closing the write end ends them all.
+        with self._cond:
+            if self._children or self._lifeline is None:
+                return
+            lifeline, self._lifeline = self._lifeline, None
+        for fd in lifeline:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     @property
     def running(self) -> list[str]:
@@ -218,12 +332,12 @@ class Worker:
         assert self.id is not None
         failures = 0
         self._ready_standby()
-        while not self._stopping.is_set():
+        while not self._claims_stopped.is_set():
             with self._cond:
-                while self._room() < 1 and not self._stopping.is_set():
+                while self._room() < 1 and not self._claims_stopped.is_set():
                     self._cond.wait(1.0)
                 room = self._room()
-            if self._stopping.is_set():
+            if self._claims_stopped.is_set():
                 break
             try:
                 claimed = self.client.claim_flow_runs(
@@ -242,7 +356,7 @@ class Worker:
                 self._stopping.wait(min(5.0, 0.2 * 2**failures))
                 continue
             for item in claimed:
-                if self._stopping.is_set():
+                if self._claims_stopped.is_set():
                     # Claimed while stopping: hand it back to wait for another worker.
                     self._end(item.run, Scheduled(message="handed back: its worker stopped"))
                 else:
@@ -267,6 +381,10 @@ class Worker:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        lifeline = self._lifeline
+        passed = (echo_write,) if lifeline is None else (echo_write, lifeline[0])
+        if lifeline is not None:
+            env[ENV_LIFELINE_FD] = str(lifeline[0])
         env.pop(ENV_RUN_ID, None)
         env.pop(ENV_ENTRYPOINT, None)
         if item is not None:
@@ -281,8 +399,9 @@ class Worker:
                 stdin=subprocess.DEVNULL if item is not None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
-                pass_fds=(echo_write,),
+                pass_fds=passed,
                 start_new_session=True,
+                cwd=self.working_dir,
             )
         except OSError:
             os.close(echo_read)
@@ -310,7 +429,7 @@ class Worker:
 
     def _ready_standby(self) -> None:
         """Keep one run process started and imported, ready for the next run."""
-        if not self.standby or self._stopping.is_set() or self._standby is not None:
+        if not self.standby or self._claims_stopped.is_set() or self._standby is not None:
             return
         try:
             self._standby = self._start_process(None)
@@ -446,7 +565,11 @@ class Worker:
                     self._beat_now.clear()
                     self._heartbeat(children)
                     next_beat = now + self.heartbeat_seconds
-                if self.run_scheduler and now >= next_schedule and not self._stopping.is_set():
+                if (
+                    self.run_scheduler
+                    and now >= next_schedule
+                    and not self._claims_stopped.is_set()
+                ):
                     self._schedule()
                     next_schedule = now + _SCHEDULE_EVERY_SECONDS
                 self._escalate(children)

@@ -147,6 +147,8 @@ def apply_deployment(body: DeploymentSpecIn, request: Request) -> Response:
         collision_strategy=body.collision_strategy,
         concurrency_key=body.concurrency_key,
         description=body.description,
+        code_repository=body.code_repository,
+        code_ref=body.code_ref,
     )
     return record_response(orchestrator(request).apply_deployment(spec))
 

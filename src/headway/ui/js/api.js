@@ -28,10 +28,10 @@ async function api(method, path, body, query) {
   const key = auth.key;
   if (key) headers.Authorization = `Bearer ${key}`;
   const init = { method, headers, cache: "no-store" };
-  if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
-  }
+  // Every change says JSON, body or not: a server without an API key refuses
+  // anything else (that is how it tells this page from a cross-site form).
+  if (method !== "GET") headers["Content-Type"] = "application/json";
+  if (body !== undefined) init.body = JSON.stringify(body);
   let url = API + path;
   if (query) {
     const qs = new URLSearchParams();

@@ -1,0 +1,95 @@
+"""Final means final: the slot waits of task runs whose run has ended, or is being cancelled.
+
+A task run waits for its tags' slots as waiter rows held by ``task_run`` and
+its own id. When its flow run is cancelled (CANCELLING or CANCELLED) or ends
+any other way, or the task run itself ends, those rows are withdrawn in the
+same transaction, and the waiting calls are woken so they notice at once. A
+request of such a task run that comes back (a long poll re-attempted, a task
+on a remote Dask worker that never heard of the cancel) is refused: it is not
+queued again and never granted, so a task that had not started never starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from headway.core.limits import WakeTarget
+from headway.core.states import TERMINAL, StateType
+from headway.store.db import Tx
+from headway.store.slots import SlotStore
+from headway.store.wakeups_pg import notify_in_transaction
+
+#: Flow-run states in which none of its task runs may be granted a slot.
+_NO_NEW_GRANTS: frozenset[str] = frozenset(
+    {t.value for t in TERMINAL} | {StateType.CANCELLING.value}
+)
+_FINAL: frozenset[str] = frozenset(t.value for t in TERMINAL)
+
+
+class RunWaitStore(SlotStore):
+    """Withdrawing and refusing the slot requests of ended runs. Mixed into ``Store``."""
+
+    def _task_run_ended(self, tx: Tx, task_run_id: str) -> str | None:
+        """Why ``task_run_id`` may no longer be granted slots; None when it may.
+
+        A task run not recorded yet (a process-pool task reports when it ends)
+        has nothing to say against it.
+        """
+        row = tx.one(
+            "SELECT t.state_type, t.flow_run_id, f.state_type FROM task_runs t"
+            " LEFT JOIN flow_runs f ON f.id = t.flow_run_id WHERE t.id = :id",
+            {"id": task_run_id},
+        )
+        if row is None:
+            return None
+        task_state, flow_run_id, flow_state = row
+        if task_state in _FINAL:
+            return f"task run {task_run_id} already ended {task_state}"
+        if flow_state in _NO_NEW_GRANTS:
+            what = "is being cancelled" if flow_state == "CANCELLING" else f"ended {flow_state}"
+            return f"the flow run {flow_run_id} of task run {task_run_id} {what}"
+        return None
+
+    def _withdraw_task_waits(
+        self,
+        tx: Tx,
+        *,
+        flow_run_id: str | None = None,
+        task_run_ids: Sequence[str] = (),
+    ) -> list[WakeTarget]:
+        """Take out the waiter rows of a flow run's task runs (or of ``task_run_ids``).
+
+        Returns who to wake: each withdrawn request (its waiting call re-checks
+        and is refused) and the waiters it was blocking.
+        """
+        if flow_run_id is not None:
+            where = (
+                "holder_id IN (SELECT id FROM task_runs WHERE flow_run_id = :run)",
+                {"run": flow_run_id},
+            )
+        elif task_run_ids:
+            marks = ", ".join(f":t{i}" for i in range(len(task_run_ids)))
+            where = (f"holder_id IN ({marks})", {f"t{i}": v for i, v in enumerate(task_run_ids)})
+        else:
+            return []
+        rows = tx.execute(
+            "SELECT waiter_id, limit_name, wake_address, host, pid, holder_id, slots FROM waiters"
+            f" WHERE holder_kind = 'task_run' AND {where[0]}",
+            where[1],
+        )
+        if not rows:
+            return []
+        now = self.clock.now()
+        # Every limit's row lock first, in name order, as every other writer takes them.
+        names = sorted({r[1] for r in rows})
+        self._lock(tx, names)
+        mine = {r[0]: WakeTarget(r[0], r[2], r[3], int(r[4])) for r in rows}
+        for waiter_id in sorted(mine):
+            self._dequeue(tx, waiter_id, within=names)
+        why = "its flow run ended or is being cancelled" if flow_run_id else "it ended"
+        for r in rows:
+            self._event(tx, now, "slot.withdrawn", r[1], int(r[6]), why, run_id=r[5])
+        # PostgreSQL: NOTIFY now, delivered at commit (see store/wakeups_pg.py).
+        wake = notify_in_transaction(tx, list(mine.values()))
+        wake.extend(self._wakeups(tx, names, now))
+        return wake
