@@ -33,6 +33,9 @@ logger = logging.getLogger("headway.concurrency")
 
 T = TypeVar("T")
 
+# How often a wait for a lingering body looks at its cancel event.
+_CANCEL_CHECK_SECONDS = 0.25
+
 # Above this many noted slots, released ones are forgotten (a body that takes
 # slots in a long loop must not grow the list without bound).
 _PRUNE_AT = 64
@@ -98,6 +101,22 @@ def note_lingering_body(done: threading.Event) -> None:
     bodies = _lingering.get()
     if bodies is not None:
         bodies.append(done)
+
+
+def wait_for_lingering_bodies(cancel: threading.Event | None = None) -> bool:
+    """Block until the timed-out bodies noted so far (by the enclosing
+    :class:`Lingering`) have ended: a retry must not run beside an earlier
+    attempt that still uses the same slots. False if ``cancel`` is set first."""
+    bodies = _lingering.get()
+    for done in list(bodies or ()):
+        if cancel is None:
+            done.wait()
+            continue
+        # Either event may come first; the cancel is checked a few times a second.
+        while not done.wait(_CANCEL_CHECK_SECONDS):
+            if cancel.is_set():
+                return False
+    return True
 
 
 class Lingering:

@@ -1,0 +1,70 @@
+"""A retry never runs beside an earlier attempt whose timed-out body still runs.
+
+The run's tag slots are held once for all its attempts. An attempt that timed
+out while blocked in C code still does the work those slots guard, so the next
+attempt waits for it to end: otherwise two bodies would run under one slot.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import headway._engine.timeouts as timeouts
+from headway import flow, task
+from headway.client.base import get_client
+from headway.core.states import State
+
+WITHIN = 10.0
+
+
+@pytest.fixture
+def gate() -> Iterator[threading.Event]:
+    event = threading.Event()
+    yield event
+    event.set()
+
+
+def test_a_retry_waits_for_the_timed_out_body_it_would_run_beside(
+    gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    get_client().create_limit("tag:db", 1)
+    timed_out = threading.Event()
+    noted = timeouts.note_lingering_body
+
+    def note(done: threading.Event) -> None:
+        noted(done)
+        timed_out.set()
+
+    monkeypatch.setattr(timeouts, "note_lingering_body", note)
+    first_ended = threading.Event()
+    seen_by_second: list[bool] = []
+
+    @task(timeout_seconds=0.2, retries=1, retry_delay_seconds=0, tags=["db"])
+    def work() -> str:
+        if not seen_by_second and not first_ended.is_set() and not timed_out.is_set():
+            try:
+                gate.wait()  # blocked in C: the timeout cannot interrupt it
+            finally:
+                first_ended.set()
+            return "first"
+        seen_by_second.append(first_ended.is_set())
+        return "second"
+
+    @flow
+    def my_flow() -> State:
+        return work(return_state=True)  # type: ignore[no-any-return]
+
+    states: list[State] = []
+    runner = threading.Thread(target=lambda: states.append(my_flow()), daemon=True)
+    runner.start()
+    assert timed_out.wait(WITHIN)
+    gate.set()
+    runner.join(WITHIN)
+    assert not runner.is_alive()
+    (state,) = states
+    assert state.is_completed() and state.result() == "second"
+    assert seen_by_second == [True]
+    assert get_client().read_limit("tag:db").active_slots == 0
