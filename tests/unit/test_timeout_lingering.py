@@ -1,13 +1,16 @@
-"""A retry never runs beside an earlier attempt whose timed-out body still runs.
+"""Timed-out bodies and the slots around them: never freed while still in use.
 
 The run's tag slots are held once for all its attempts. An attempt that timed
 out while blocked in C code still does the work those slots guard, so the next
 attempt waits for it to end: otherwise two bodies would run under one slot.
+And a timed-out body's leftovers are only its own thread's: tasks it submitted
+keep theirs.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +18,9 @@ import pytest
 import headway._engine.timeouts as timeouts
 from headway import flow, task
 from headway.client.base import get_client
+from headway.concurrency.sync import concurrency as sync_concurrency
 from headway.core.states import State
+from headway.exceptions import ConcurrencySlotAcquisitionError
 
 WITHIN = 10.0
 
@@ -68,3 +73,48 @@ def test_a_retry_waits_for_the_timed_out_body_it_would_run_beside(
     assert state.is_completed() and state.result() == "second"
     assert seen_by_second == [True]
     assert get_client().read_limit("tag:db").active_slots == 0
+
+
+def test_a_timed_out_flow_body_leaves_the_slots_of_its_running_tasks_alone(
+    gate: threading.Event,
+) -> None:
+    # The flow body is interrupted at its timeout and its leftovers released;
+    # the task it submitted runs on in another thread (with a copy of the
+    # body's context) and keeps its slot until it ends.
+    client = get_client()
+    client.create_limit("db", 1)
+    holding = threading.Event()
+    body_ended = threading.Event()
+
+    @task
+    def hold_db() -> str:
+        with sync_concurrency("db"):
+            holding.set()
+            gate.wait()
+        return "done"
+
+    @flow(timeout_seconds=0.3)
+    def my_flow() -> None:
+        hold_db.submit()
+        try:
+            holding.wait(WITHIN)
+            spin(WITHIN)  # interrupted at the timeout
+        finally:
+            body_ended.set()
+
+    runner = threading.Thread(target=lambda: my_flow(return_state=True), daemon=True)
+    runner.start()
+    assert body_ended.wait(WITHIN)
+    assert holding.is_set()
+    with pytest.raises(ConcurrencySlotAcquisitionError), sync_concurrency("db", max_retries=0):
+        raise AssertionError("the running task's slot was released under it")
+    gate.set()
+    runner.join(WITHIN)
+    with sync_concurrency("db", timeout_seconds=WITHIN):
+        pass
+
+
+def spin(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass

@@ -44,11 +44,12 @@ _PRUNE_AT = 64
 class BodyScope:
     """The slots taken while one body runs; :meth:`release_leftovers` after it ends."""
 
-    __slots__ = ("_held", "_lock")
+    __slots__ = ("_held", "_lock", "_thread")
 
     def __init__(self) -> None:
         self._held: list[HeldSlots] = []
         self._lock = threading.Lock()
+        self._thread: int | None = None
 
     def add(self, held: HeldSlots) -> None:
         """Note slots taken by the body."""
@@ -58,12 +59,20 @@ class BodyScope:
             self._held.append(held)
 
     def run(self, fn: Callable[[], T]) -> T:
-        """``fn()`` with every slot it takes noted here."""
+        """``fn()`` with every slot it takes in this thread noted here.
+
+        Only this thread's: tasks the body submits run in other threads with a
+        copy of its context, and their slots are their own runs' to release."""
+        self._thread = threading.get_ident()
         token = _scope.set(self)
         try:
             return fn()
         finally:
             _scope.reset(token)
+
+    def owns_this_thread(self) -> bool:
+        """Whether the calling thread is the one running the body."""
+        return self._thread == threading.get_ident()
 
     def release_leftovers(self) -> int:
         """Release what the body left held (call it only once the body has ended)."""
@@ -91,7 +100,7 @@ _lingering: ContextVar[list[threading.Event] | None] = ContextVar(
 def note_held(held: HeldSlots) -> None:
     """Called for every grant: note it in the running body's scope, if any."""
     scope = _scope.get()
-    if scope is not None and held.lease_id is not None:
+    if scope is not None and held.lease_id is not None and scope.owns_this_thread():
         scope.add(held)
 
 
