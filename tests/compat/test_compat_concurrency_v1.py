@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any
+from pathlib import Path
 
 import pytest
 
 from headway import flow, task
-from headway.client.base import Client, get_client
+from headway.client.base import Client, get_client, set_default_client
 from headway.concurrency.v1 import asyncio as v1_aio
 from headway.concurrency.v1 import sync as v1_sync
 
@@ -148,27 +148,22 @@ def test_timeout_error_is_importable_as_in_prefect(client: Client) -> None:
 
 
 @NAME_CASES
-def test_sync_without_names_runs_unlimited(
-    names: list[str] | None, client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_sync_without_names_runs_unlimited(names: list[str] | None, headway_home: Path) -> None:
     """Prefect: ``test_concurrency_without_limit_names_sync``
-    in tests/concurrency/v1/test_concurrency_sync.py."""
-    calls: list[Any] = []
-    monkeypatch.setattr(client, "acquire_slots", lambda *a, **k: calls.append(a))
+    in tests/concurrency/v1/test_concurrency_sync.py.
+
+    Nothing is acquired or released: the store is not even opened."""
     ran = False
     with v1_sync.concurrency(names=names, task_run_id=TASK_RUN_ID):
         ran = True
-    assert ran and calls == []
+    assert ran
+    assert set_default_client(None) is None and not (headway_home / "headway.db").exists()
 
 
 @NAME_CASES
-def test_async_without_names_runs_unlimited(
-    names: list[str] | None, client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_async_without_names_runs_unlimited(names: list[str] | None, headway_home: Path) -> None:
     """Prefect: ``test_concurrency_without_limit_names``
     in tests/concurrency/v1/test_concurrency_asyncio.py."""
-    calls: list[Any] = []
-    monkeypatch.setattr(client, "acquire_slots", lambda *a, **k: calls.append(a))
     ran: list[bool] = []
 
     async def main() -> None:
@@ -176,7 +171,8 @@ def test_async_without_names_runs_unlimited(
             ran.append(True)
 
     asyncio.run(main())
-    assert ran == [True] and calls == []
+    assert ran == [True]
+    assert set_default_client(None) is None and not (headway_home / "headway.db").exists()
 
 
 def test_a_tag_without_a_limit_takes_nothing(client: Client) -> None:

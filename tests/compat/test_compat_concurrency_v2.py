@@ -12,6 +12,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -58,40 +59,44 @@ def movable() -> Iterator[tuple[Client, MovableClock]]:
 
 
 # -- 1. no names ----------------------------------------------------------------------
+def assert_no_store_was_touched(home: Path) -> None:
+    """Nothing asked the store anything: no client was made, no database opened."""
+    assert set_default_client(None) is None
+    assert not (home / "headway.db").exists()
+
+
 @NAME_CASES
 def test_sync_concurrency_without_names_runs_unlimited(
-    names: list[str] | None, client: Client, monkeypatch: pytest.MonkeyPatch
+    names: list[str] | None, headway_home: Path
 ) -> None:
     """Prefect: ``test_concurrency_without_limit_names_sync``
     in tests/concurrency/test_concurrency_sync.py.
 
     The block runs; nothing is acquired or released."""
-    spy = AcquireSpy(client, monkeypatch)
     ran = False
     with sync.concurrency(names, occupy=1) as held:
         ran = True
-    assert ran and spy.calls == 0
+    assert ran
     assert held.lease_id is None and held.names == ()
+    assert_no_store_was_touched(headway_home)
 
 
 @NAME_CASES
 def test_sync_rate_limit_without_names_returns_at_once(
-    names: list[str] | None, client: Client, monkeypatch: pytest.MonkeyPatch
+    names: list[str] | None, headway_home: Path
 ) -> None:
     """Prefect: ``test_rate_limit_without_limit_names_sync``
     in tests/concurrency/test_concurrency_sync.py."""
-    spy = AcquireSpy(client, monkeypatch)
     assert sync.rate_limit(names, occupy=1) is None
-    assert spy.calls == 0
+    assert_no_store_was_touched(headway_home)
 
 
 @NAME_CASES
 def test_async_concurrency_without_names_runs_unlimited(
-    names: list[str] | None, client: Client, monkeypatch: pytest.MonkeyPatch
+    names: list[str] | None, headway_home: Path
 ) -> None:
     """Prefect: ``test_concurrency_without_limit_names``
     in tests/concurrency/test_concurrency_asyncio.py."""
-    spy = AcquireSpy(client, monkeypatch)
     ran: list[bool] = []
 
     async def main() -> None:
@@ -99,18 +104,18 @@ def test_async_concurrency_without_names_runs_unlimited(
             ran.append(True)
 
     asyncio.run(main())
-    assert ran == [True] and spy.calls == 0
+    assert ran == [True]
+    assert_no_store_was_touched(headway_home)
 
 
 @NAME_CASES
 def test_async_rate_limit_without_names_returns_at_once(
-    names: list[str] | None, client: Client, monkeypatch: pytest.MonkeyPatch
+    names: list[str] | None, headway_home: Path
 ) -> None:
     """Prefect: ``test_rate_limit_without_limit_names``
     in tests/concurrency/test_concurrency_asyncio.py."""
-    spy = AcquireSpy(client, monkeypatch)
     asyncio.run(aio.rate_limit(names, occupy=1))
-    assert spy.calls == 0
+    assert_no_store_was_touched(headway_home)
 
 
 # -- 4. no such limit: runs unlimited, warns each time ---------------------------------
