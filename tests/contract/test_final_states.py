@@ -12,11 +12,13 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from headway import flow, task
 from headway.client.base import Client
+from headway.concurrency.sync import concurrency
 from headway.concurrency.tags import hold_tag_slots
 from headway.core.limits import SlotGrant
 from headway.core.states import (
@@ -29,8 +31,15 @@ from headway.core.states import (
 )
 from headway.exceptions import IllegalTransition, RunEnded
 from headway.store.runs import TaskRunRecord
+from headway.task_runners import ProcessPoolTaskRunner
 
 FINAL = sorted(TERMINAL)
+
+
+@task(tags=["db"])
+def marks_when_run(path: str) -> None:
+    """A tagged task that leaves a file when its body runs (importable by worker processes)."""
+    Path(path).write_text("ran")
 
 
 def new_id() -> str:
@@ -208,6 +217,42 @@ def test_a_task_waiting_on_a_tag_slot_of_a_cancelled_flow_never_runs(client: Cli
     assert not body_ran.is_set()
     task_run = client.read_task_run(ids["task"])
     assert task_run.state.type is StateType.CANCELLED
+    assert StateType.RUNNING not in [s.type for s in client.read_states(ids["task"])]
+    assert client.inspect_limit("tag:db").waiters == ()
+    assert client.read_limit("tag:db").active_slots == 0
+
+
+def test_a_waiting_task_in_a_worker_process_of_a_cancelled_flow_never_runs(
+    client: Client, tmp_path: Path
+) -> None:
+    client.create_limit("tag:db", 1)
+    marker = tmp_path / "ran"
+    ids: dict[str, str] = {}
+    with concurrency("tag:db"):  # held, and renewed, by someone else
+
+        @flow(task_runner=ProcessPoolTaskRunner(1))
+        def cancelled_while_waiting() -> State:
+            from headway.context import get_flow_run_context
+
+            ctx = get_flow_run_context()
+            assert ctx is not None
+            ids["flow"] = ctx.flow_run_id
+            future = marks_when_run.submit(str(marker))
+            ids["task"] = future.task_run_id
+            future.wait()
+            return future.state
+
+        result: list[object] = []
+        thread = threading.Thread(
+            target=lambda: result.append(cancelled_while_waiting(return_state=True)), daemon=True
+        )
+        thread.start()
+        _wait_until(lambda: bool(client.inspect_limit("tag:db").waiters), "the task waits")
+        client.cancel_flow_run(ids["flow"], "stop it")
+        thread.join(60)
+        assert not thread.is_alive()
+    assert not marker.exists()
+    assert client.read_task_run(ids["task"]).state.type is StateType.CANCELLED
     assert StateType.RUNNING not in [s.type for s in client.read_states(ids["task"])]
     assert client.inspect_limit("tag:db").waiters == ()
     assert client.read_limit("tag:db").active_slots == 0

@@ -228,6 +228,10 @@ def test_code_from_a_git_repository_updated_before_each_run(
        "--code-repository", str(bare), "--code-ref", "main", cwd=clone)  # fmt: skip
     ok("deploy", "flows/etl.py:etl", "--name", "pinned", "--pool", "pool",
        "--code-repository", str(bare), "--code-ref", "v1", cwd=clone)  # fmt: skip
+    # From a subdirectory of the checkout: still relative to the repository's root.
+    ok("deploy", "etl.py:etl", "--name", "sub", "--pool", "pool",
+       "--code-repository", str(bare), cwd=clone / "flows")  # fmt: skip
+    assert inspect("etl/sub")["entrypoint"] == "flows/etl.py:etl"
     shown = inspect("etl/git")
     assert (shown["code_repository"], shown["code_ref"]) == (str(bare), "main")
     assert f"git {bare} at main" in ok("deployment", "inspect", "etl/git")

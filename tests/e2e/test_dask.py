@@ -577,3 +577,29 @@ def test_a_cancelled_flows_task_waiting_on_a_remote_worker_never_runs(
     assert not marker.exists()
     assert client.read_task_run(seen["task"]).state.type is S.CANCELLED
     assert S.RUNNING not in [s.type for s in client.read_states(seen["task"])]
+
+
+def test_a_task_of_an_ended_flow_run_never_starts_on_a_worker(tmp_path: Path) -> None:
+    # A task Dask starts after its flow's process is gone (cancelled, killed):
+    # what a worker runs (called here directly) finds the run ended and stops.
+    import uuid
+    from types import SimpleNamespace
+
+    from headway._engine.dask_runner import _Payload, run_on_worker
+    from headway.core.states import Cancelled, Pending, Running
+
+    client = get_client()
+    flow_run = str(uuid.uuid4())
+    client.create_flow_run(id=flow_run, name="r", flow_name="f", state=Running())
+    client.set_flow_run_state(flow_run, Cancelled(message="stop it"))
+    marker = tmp_path / "ran"
+    queued = SimpleNamespace(task=runs_only_if_granted.with_options(tags=()), client=client)
+    spec = DaskTaskRunner(address="tcp://127.0.0.1:1")._spec(queued)  # type: ignore[arg-type]
+    task_run = str(uuid.uuid4())
+    payload = _Payload(
+        task_run, "t-0", flow_run, time.time(), Pending(), 0, (str(marker),), {}, False
+    )
+    outcome = run_on_worker(spec, payload)
+    assert [s.type for s in outcome.states] == [S.CANCELLED]
+    assert "its flow run is CANCELLED" in (outcome.states[0].message or "")
+    assert not marker.exists()

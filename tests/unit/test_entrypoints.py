@@ -79,3 +79,17 @@ def test_good_code_sources() -> None:
 def teardown_module() -> None:
     for name in [n for n in sys.modules if n.startswith("headway_entrypoint_")]:
         del sys.modules[name]
+
+
+def test_with_a_code_repository_relative_to_the_checkout_root(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    subprocess.run(["git", "init", "--quiet", str(project)], check=True)
+    flow = load_flow(f"{project}/flows/etl.py:etl")
+    monkeypatch.chdir(project / "flows")
+    spec = build_spec(flow, name="d", code_repository="https://x/r.git")
+    assert spec.entrypoint == "flows/etl.py:etl"
+    # Without a repository, the working directory is the root, as before.
+    assert build_spec(flow, name="d").entrypoint == "etl.py:etl"

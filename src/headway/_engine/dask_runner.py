@@ -39,6 +39,8 @@ same machine, or when it expires).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import os
 import pickle
@@ -49,6 +51,7 @@ from dataclasses import MISSING, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from headway._optional import require
+from headway.context import task_run_var
 from headway.futures import TaskFuture
 from headway.task_runners import TaskRunner
 
@@ -728,7 +731,12 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
     (:func:`flush_records`) before it ends the run's future, so it never writes
     them itself unless that flush fails.
     """
-    from headway._engine.task_engine import Mode, TaskCall, run_in_thread
+    from headway._engine.task_engine import (
+        Mode,
+        TaskCall,
+        cancelled_if_flow_run_ended,
+        run_in_thread,
+    )
     from headway._engine.tracking import RunState, TaskRunTracker, plain
 
     task, task_key, env = _decode(spec)
@@ -760,19 +768,25 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
         client,
     )
     try:
-        final = run_in_thread(call)
+        # The flow's process may be gone (cancelled, killed) while the task sat
+        # in Dask's queue: a task of a run that ended never starts.
+        final = cancelled_if_flow_run_ended(call, client) or run_in_thread(call)
     except BaseException:  # an interrupt inside the task: the engine recorded it
         final = tracker.state
     outcome: Any = None
     has_outcome = False
     error: BaseException | None = None
+    packed = _packed.pop(payload.task_run_id, None)
     if isinstance(final, RunState):
         error = final.error
         from headway._engine.tracking import NO_RESULT
 
         if final.outcome is not NO_RESULT:
             outcome, has_outcome = final.outcome, True
-    result, problem = _pickled((has_outcome, outcome, error))
+    if has_outcome and error is None and packed is not None:
+        result, problem = packed, None  # pickled when the attempt returned it
+    else:
+        result, problem = _pickled((has_outcome, outcome, error))
     return _Outcome([plain(s) for s in tracker.states[1:]], result, problem, _address())
 
 
@@ -807,7 +821,7 @@ def _decode(spec: bytes) -> tuple[Task[..., Any], str, tuple[tuple[str, str], ..
     from headway.tasks import Task
 
     fn, options, task_key, env = cloudpickle.loads(spec)
-    decoded = (Task(fn, **options), task_key, env)
+    decoded = (Task(_packing(fn), **options), task_key, env)
     if len(_specs) >= _SPECS_KEPT:
         _specs.clear()
     _specs[spec] = decoded
@@ -840,6 +854,43 @@ def _adopt_env(env: tuple[tuple[str, str], ...]) -> Client:
                 set_default_client(client)
             _applied_env = env
     return get_client()
+
+
+class ResultCannotTravel(Exception):
+    """A task's return value cannot be sent back from the Dask worker: the attempt failed."""
+
+
+#: Return values already pickled for the trip back, by task run id (see _packing).
+_packed: dict[str, bytes] = {}
+
+
+def _packing(fn: Any) -> Any:
+    """``fn``, whose return value is pickled for the trip back inside the attempt.
+
+    A value that cannot travel fails the attempt, before the task run is
+    recorded COMPLETED: a final state is never taken back afterwards.
+    """
+
+    def pack(value: Any) -> Any:
+        result, problem = _pickled((True, value, None))
+        if problem is not None:
+            raise ResultCannotTravel(problem)
+        ctx = task_run_var.get()
+        if ctx is not None:
+            _packed[ctx.task_run_id] = result
+        return value
+
+    if inspect.iscoroutinefunction(fn):
+
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            return pack(await fn(*args, **kwargs))
+
+        return functools.wraps(fn)(run_async)
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        return pack(fn(*args, **kwargs))
+
+    return functools.wraps(fn)(run)
 
 
 def _pickled(result: tuple[bool, Any, BaseException | None]) -> tuple[bytes, str | None]:

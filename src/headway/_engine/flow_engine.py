@@ -38,6 +38,7 @@ from headway._engine.tracking import (
 from headway.context import FlowRunContext, flow_run_var, task_run_var
 from headway.core.states import AWAITING_RETRY, RETRYING, Pending, Running, Scheduled, State
 from headway.core.states import StateType as S
+from headway.exceptions import HeadwayError
 
 if TYPE_CHECKING:
     from contextvars import Token
@@ -254,6 +255,12 @@ class FlowRunEngine:
         message = f"{type(exc).__name__}: {exc}"
         if self._ending is not None:  # already ending (interrupted meanwhile): no retry
             return None
+        cancelled = self._cancelling_in_store()
+        if cancelled is not None:
+            # Cancelled while it ran: its waiting tasks were refused their slots
+            # (and raised RunCancelled here) before the worker's SIGTERM came.
+            self._end_interrupted(cancelled)
+            return None
         if self.attempts <= flow.retries:
             delay = flow.retry_delay(self.attempts)
             self.logger.warning(
@@ -282,6 +289,20 @@ class FlowRunEngine:
             state: State = cancelled_state(f"the flow run was {why}")
         else:
             state = final_state(S.CRASHED, message=f"{kind}: {exc}", error=exc)
+        self._end_interrupted(state)
+
+    def _cancelling_in_store(self) -> State | None:
+        """CANCELLED, with the cancel's reason, when the store has the run CANCELLING."""
+        try:
+            stored = self.client.read_flow_run(self.id).state
+        except HeadwayError:
+            return None
+        if stored.type is not S.CANCELLING:
+            return None
+        return cancelled_state(stored.message or "the flow run was cancelled")
+
+    def _end_interrupted(self, state: State) -> None:
+        """End the run in ``state`` (CANCELLED or CRASHED), its unfinished tasks with it."""
         if not self._claim(state):
             return
         ctx = self.ctx

@@ -368,7 +368,16 @@ def ended_after_grant(call: TaskCall, slots: TagSlots) -> State | None:
     # (getattr: a test may stand in for the slots with a bare context manager.)
     if cancelled is not None or getattr(slots, "held", None) is None:
         return cancelled
-    flow_run_id, client = call.tracker.flow_run_id, slots.client
+    return cancelled_if_flow_run_ended(call, slots.client)
+
+
+def cancelled_if_flow_run_ended(call: TaskCall, client: Client | None) -> State | None:
+    """CANCELLED when the store says the run's flow run ended or is being cancelled.
+
+    For a task run far from its flow's process (a Dask worker at an address),
+    where no cancel event of the flow reaches: one read of the flow run.
+    """
+    flow_run_id = call.tracker.flow_run_id
     if flow_run_id is None or client is None:
         return None
     try:

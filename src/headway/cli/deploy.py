@@ -52,7 +52,7 @@ def deploy(
         None,
         "--code-repository",
         help="A git repository (URL or path) workers check out before each run; its root"
-        " is the project root.",
+        " is the project root (default: the root of the checkout you deploy from).",
     ),
     code_ref: str | None = typer.Option(
         None, "--code-ref", help="The repository's branch, tag or commit (default: its HEAD)."
@@ -65,7 +65,12 @@ def deploy(
         validate_concurrency_limit,
         validate_strategy,
     )
-    from headway.deployments.deploy import build_spec, relative_to_root, schedules_from
+    from headway.deployments.deploy import (
+        build_spec,
+        git_toplevel,
+        relative_to_root,
+        schedules_from,
+    )
     from headway.exceptions import ValidationError
 
     # Everything that can be checked without the user's code is checked first.
@@ -82,6 +87,13 @@ def deploy(
     root = Path(project_root or ".").expanduser().resolve()
     if project_root is not None and not root.is_dir():
         raise ValidationError(f"--project-root: no such directory: {project_root}")
+    if project_root is None and code_repository is not None:
+        # Workers resolve the entrypoint against the repository's root: deploying
+        # from a subdirectory of a checkout must not make it relative to that.
+        top = git_toplevel(root)
+        if top is not None:
+            path_text = str((root / Path(path_text).expanduser()).resolve())
+            root = top.resolve()
     path = (root / Path(path_text).expanduser()).resolve()
     if not path.is_file():
         raise ValidationError(f"no such file: {path}")

@@ -16,6 +16,7 @@ project root keeps an absolute path, which runs only where that path exists.
 from __future__ import annotations
 
 import inspect
+import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
@@ -51,6 +52,23 @@ def relative_to_root(path: Path, project_root: str | Path | None = None) -> str 
         return path.resolve().relative_to(root).as_posix()
     except ValueError:
         return None
+
+
+def git_toplevel(directory: str | Path) -> Path | None:
+    """The root of the git work tree ``directory`` is in, or None (not in one, or no git)."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(directory), "rev-parse", "--show-toplevel"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    top = done.stdout.strip()
+    return Path(top) if done.returncode == 0 and top else None
 
 
 def entrypoint_of(flow: Any, project_root: str | Path | None = None) -> str:
@@ -134,8 +152,10 @@ def build_spec(
     """A validated deployment spec for ``flow`` (a Flow, or a plain function).
 
     ``project_root`` is what the entrypoint is made relative to (default: the
-    working directory); ``code_repository`` and ``code_ref`` name a git
-    repository workers check out before each run, whose root is the project root.
+    working directory; with a ``code_repository``, the root of the git work
+    tree the working directory is in); ``code_repository`` and ``code_ref``
+    name a git repository workers check out before each run, whose root is the
+    project root.
     """
     from headway.flows import Flow
 
@@ -166,7 +186,13 @@ def build_spec(
     return DeploymentSpec(
         flow_name=flow.name,
         name=name,
-        entrypoint=entrypoint or entrypoint_of(flow, project_root),
+        entrypoint=entrypoint
+        or entrypoint_of(
+            flow,
+            project_root
+            if project_root is not None or code_repository is None
+            else git_toplevel(Path.cwd()),
+        ),
         parameters=dict(parameters or {}),
         parameter_schema=parameter_schema(flow.fn),
         tags=tuple(str(t) for t in tags),
@@ -220,4 +246,11 @@ def deploy(
     return (client or get_client()).apply_deployment(spec)
 
 
-__all__ = ["build_spec", "deploy", "entrypoint_of", "relative_to_root", "schedules_from"]
+__all__ = [
+    "build_spec",
+    "deploy",
+    "entrypoint_of",
+    "git_toplevel",
+    "relative_to_root",
+    "schedules_from",
+]

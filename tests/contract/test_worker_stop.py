@@ -1,5 +1,8 @@
 """Workers stop gracefully: real ``headway worker start`` processes, real signals.
 
+On embedded SQLite and through a server on PostgreSQL (the two ends of the
+backend matrix; the workers are subprocesses reaching the test's store).
+
 SIGTERM stops claiming and lets the run going finish, with all its records;
 a second SIGTERM cancels it (SIGTERM to the run, SIGKILL after the grace), and
 it ends CANCELLED with its records. (A SIGKILLed worker's runs end CRASHED and
@@ -19,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from headway.client.base import Client, get_client
+from headway.concurrency.sync import concurrency
 from headway.core.deployments import DeploymentSpec
 from headway.core.models import FlowRun
 from headway.core.states import StateType
@@ -62,6 +66,18 @@ def drained(marker_dir: str):
     return total
 
 
+@task(tags=["db"])
+def needs_db(marker_dir, i):
+    Path(marker_dir, f"ran-{i}").write_text("")
+
+
+@flow
+def waits_for_db(marker_dir: str):
+    futures = [needs_db.submit(marker_dir, i) for i in range(3)]
+    Path(marker_dir, "submitted").write_text("")
+    return [f.result() for f in futures]
+
+
 @flow
 def stopped(marker_dir: str):
     step(0)
@@ -99,7 +115,7 @@ class Setup:
         flows = tmp_path / "flows.py"
         flows.write_text(FLOWS)
         self.client.create_work_pool("pool")
-        for fn in ("drained", "stopped"):
+        for fn in ("drained", "stopped", "waits_for_db"):
             self.client.apply_deployment(
                 DeploymentSpec(flow_name=fn, name="d", entrypoint=f"{flows}:{fn}", work_pool="pool")
             )
@@ -139,7 +155,10 @@ class Setup:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> Iterator[Setup]:
+def setup(backend_name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
+    if backend_name not in ("embedded-sqlite", "server-postgres"):
+        pytest.skip("worker processes are tested on embedded-sqlite and server-postgres")
+    request.getfixturevalue("client")  # the backend, its environment and default client
     made = Setup(tmp_path)
     try:
         yield made
@@ -196,3 +215,23 @@ def test_sigterm_twice_cancels_the_run_with_its_records(setup: Setup) -> None:
     lines = " ".join(line.message for _, line in setup.client.read_logs(run_id))
     assert "step 0 done" in lines
     assert not pid_alive(int(blocked.read_text()))
+
+
+def test_a_cancelled_runs_tasks_waiting_for_a_slot_never_start(setup: Setup) -> None:
+    client = setup.client
+    client.create_limit("tag:db", 1)
+    setup.start_worker("--cancel-grace", "10")
+    with concurrency("tag:db"):  # held (and renewed) here: the run's tasks must wait
+        run_id = setup.run_of("waits_for_db/d")
+        wait_until(lambda: len(client.inspect_limit("tag:db").waiters) == 3, "the three tasks wait")
+        client.cancel_flow_run(run_id, "not needed any more")
+        run = setup.final(run_id)
+        assert client.inspect_limit("tag:db").waiters == ()
+    assert run.state.type is StateType.CANCELLED, run.state
+    assert run.task_runs is not None and len(run.task_runs) == 3
+    for task_run in run.task_runs:
+        assert task_run.state.type is StateType.CANCELLED, task_run.state
+        history = [s.type for s in client.read_states(task_run.id)]
+        assert history == [StateType.PENDING, StateType.CANCELLED], history
+    assert sorted(p.name for p in setup.markers.iterdir()) == ["submitted"]
+    assert client.read_limit("tag:db").active_slots == 0
