@@ -374,3 +374,98 @@ def test_positional_arguments_keep_prefects_order(client: Client) -> None:
     client.create_limit("test", 2)
     with sync.concurrency("test", 2, 5, None, 90, False) as held:
         assert (held.occupy, held.grant.lease_seconds) == (2, 90)
+
+
+# -- used from flows and tasks ------------------------------------------------------------
+def test_sync_concurrency_can_be_used_within_a_flow(client: Client) -> None:
+    """Prefect: ``test_concurrency_can_be_used_within_a_flow``
+    in tests/concurrency/test_concurrency_sync.py."""
+    client.create_limit("test", 1)
+    seen: list[float] = []
+
+    @task
+    def resource_heavy() -> None:
+        with sync.concurrency("test", occupy=1):
+            seen.append(client.read_limit("test").active_slots)
+
+    @flow
+    def my_flow() -> None:
+        resource_heavy()
+
+    my_flow()
+    assert seen == [1]
+    assert client.read_limit("test").active_slots == 0
+
+
+def test_async_concurrency_can_be_used_within_a_flow(client: Client) -> None:
+    """Prefect: ``test_concurrency_can_be_used_within_a_flow``
+    in tests/concurrency/test_concurrency_asyncio.py."""
+    client.create_limit("test", 1)
+    executed: list[bool] = []
+
+    @task
+    async def resource_heavy() -> None:
+        async with aio.concurrency("test", occupy=1):
+            executed.append(True)
+
+    @flow
+    async def my_flow() -> None:
+        await resource_heavy()
+
+    asyncio.run(my_flow())
+    assert executed == [True]
+    assert client.read_limit("test").active_slots == 0
+
+
+def test_sync_concurrency_can_be_used_while_an_event_loop_is_running(client: Client) -> None:
+    """Prefect: ``test_concurrency_can_be_used_while_event_loop_is_running``
+    in tests/concurrency/test_concurrency_sync.py."""
+    client.create_limit("test", 1)
+
+    def resource_heavy() -> bool:
+        with sync.concurrency("test", occupy=1):
+            return True
+
+    async def main() -> bool:
+        return resource_heavy()
+
+    assert asyncio.run(main())
+
+
+def test_rate_limit_can_be_used_within_a_flow(client: Client) -> None:
+    """Prefect: ``test_rate_limit_can_be_used_within_a_flow``
+    in tests/concurrency/test_concurrency_sync.py."""
+    client.create_limit("test", 1, slot_decay_per_second=0.1)
+    executed: list[bool] = []
+
+    @task
+    def resource_heavy() -> None:
+        sync.rate_limit("test", occupy=1)
+        executed.append(True)
+
+    @flow
+    def my_flow() -> None:
+        resource_heavy()
+
+    my_flow()
+    assert executed == [True]
+    assert client.read_limit("test").active_slots == 1  # a token is not given back
+
+
+def test_async_rate_limit_can_be_used_within_a_flow(client: Client) -> None:
+    """Prefect: ``test_rate_limit_can_be_used_within_a_flow``
+    in tests/concurrency/test_concurrency_asyncio.py."""
+    client.create_limit("test", 1, slot_decay_per_second=0.1)
+    executed: list[bool] = []
+
+    @task
+    async def resource_heavy() -> None:
+        await aio.rate_limit("test", occupy=1)
+        executed.append(True)
+
+    @flow
+    async def my_flow() -> None:
+        await resource_heavy()
+
+    asyncio.run(my_flow())
+    assert executed == [True]
