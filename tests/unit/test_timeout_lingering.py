@@ -16,8 +16,10 @@ from collections.abc import Iterator
 import pytest
 
 import headway._engine.timeouts as timeouts
+from headway._engine.timeouts import _to_the_end
 from headway import flow, task
 from headway.client.base import get_client
+from headway.concurrency._scopes import BodyScope
 from headway.concurrency.sync import concurrency as sync_concurrency
 from headway.core.states import State
 from headway.exceptions import ConcurrencySlotAcquisitionError
@@ -118,3 +120,28 @@ def spin(seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         pass
+
+
+class FakeHeld:
+    """Stands for HeldSlots: a release that fails the first time it is tried."""
+
+    def __init__(self, fail_first: bool) -> None:
+        self.released = False
+        self.names = ("db",)
+        self.lease_id = "lease"
+        self._fail = fail_first
+
+    def release(self) -> None:
+        if self._fail:
+            self._fail = False
+            raise KeyboardInterrupt  # as an interrupt landing in the release would
+        self.released = True
+
+
+def test_leftovers_released_again_finish_what_an_interrupt_cut_short() -> None:
+    scope = BodyScope()
+    first, second = FakeHeld(fail_first=True), FakeHeld(fail_first=False)
+    scope.add(first)  # type: ignore[arg-type]
+    scope.add(second)  # type: ignore[arg-type]
+    _to_the_end(scope.release_leftovers)
+    assert first.released and second.released

@@ -62,7 +62,7 @@ def call_with_timeout(fn: Callable[[], T], seconds: float, error: TaskRunTimeout
         finally:
             try:
                 if interrupted[0]:
-                    scope.release_leftovers()
+                    _to_the_end(scope.release_leftovers)
             finally:
                 done.set()
 
@@ -89,6 +89,15 @@ async def await_with_timeout(awaitable: Awaitable[T], seconds: float, error: Tas
         return await asyncio.wait_for(awaitable, seconds)
     except TimeoutError:
         raise error from None
+
+
+def _to_the_end(cleanup: Callable[[], object]) -> None:
+    # The interrupt is sent at most once, while the body runs; should it land
+    # only once the body has ended, in the cleanup, the cleanup runs again.
+    try:
+        cleanup()
+    except BaseException:
+        cleanup()
 
 
 def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:

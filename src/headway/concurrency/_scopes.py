@@ -77,7 +77,9 @@ class BodyScope:
     def release_leftovers(self) -> int:
         """Release what the body left held (call it only once the body has ended)."""
         with self._lock:
-            left, self._held = [h for h in self._held if not h.released], []
+            left = [h for h in self._held if not h.released]
+        # Idempotent: a release cut short stays unreleased, and a second call
+        # releases what the first did not.
         for held in left:
             try:
                 held.release()
