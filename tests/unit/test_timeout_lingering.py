@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 import headway._engine.timeouts as timeouts
-from headway._engine.timeouts import _to_the_end
 from headway import flow, task
+from headway._engine.timeouts import _to_the_end
 from headway.client.base import get_client
 from headway.concurrency._scopes import BodyScope
 from headway.concurrency.sync import concurrency as sync_concurrency
