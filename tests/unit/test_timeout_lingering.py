@@ -22,7 +22,7 @@ from headway.client.base import get_client
 from headway.concurrency._scopes import BodyScope
 from headway.concurrency.sync import concurrency as sync_concurrency
 from headway.core.states import State
-from headway.exceptions import ConcurrencySlotAcquisitionError
+from headway.exceptions import ConcurrencySlotAcquisitionError, TaskRunTimeout
 
 WITHIN = 10.0
 
@@ -125,7 +125,8 @@ def spin(seconds: float) -> None:
 class FakeHeld:
     """Stands for HeldSlots: a release that fails the first time it is tried."""
 
-    def __init__(self, fail_first: bool) -> None:
+    def __init__(self, fail_first: bool, interrupt: BaseException | None = None) -> None:
+        self._interrupt = interrupt or KeyboardInterrupt()
         self.released = False
         self.names = ("db",)
         self.lease_id = "lease"
@@ -134,14 +135,16 @@ class FakeHeld:
     def release(self) -> None:
         if self._fail:
             self._fail = False
-            raise KeyboardInterrupt  # as an interrupt landing in the release would
+            raise self._interrupt  # as the timeout's interrupt landing in the release would
         self.released = True
 
 
 def test_leftovers_released_again_finish_what_an_interrupt_cut_short() -> None:
-    scope = BodyScope()
-    first, second = FakeHeld(fail_first=True), FakeHeld(fail_first=False)
-    scope.add(first)  # type: ignore[arg-type]
-    scope.add(second)  # type: ignore[arg-type]
-    _to_the_end(scope.release_leftovers)
-    assert first.released and second.released
+    for interrupt in (KeyboardInterrupt(), TaskRunTimeout("an Exception, caught per slot")):
+        scope = BodyScope()
+        first = FakeHeld(fail_first=True, interrupt=interrupt)
+        second = FakeHeld(fail_first=False)
+        scope.add(first)  # type: ignore[arg-type]
+        scope.add(second)  # type: ignore[arg-type]
+        _to_the_end(scope.release_leftovers)
+        assert first.released and second.released

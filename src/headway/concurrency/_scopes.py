@@ -75,16 +75,22 @@ class BodyScope:
         return self._thread == threading.get_ident()
 
     def release_leftovers(self) -> int:
-        """Release what the body left held (call it only once the body has ended)."""
+        """Release what the body left held (call it only once the body has ended).
+
+        Idempotent: a release cut short stays unreleased and is made again,
+        once here (the timeout's interrupt, itself an Exception, may land in the
+        first) and by any later call."""
         with self._lock:
             left = [h for h in self._held if not h.released]
-        # Idempotent: a release cut short stays unreleased, and a second call
-        # releases what the first did not.
-        for held in left:
-            try:
-                held.release()
-            except Exception as exc:  # lost or unreachable: its lease expires by itself
-                logger.warning("while releasing slots a timed-out body left: %s", exc)
+        for last_try in (False, True):
+            for held in left:
+                if held.released:
+                    continue
+                try:
+                    held.release()
+                except Exception as exc:  # lost, or unreachable: its lease expires by itself
+                    if last_try or held.released:
+                        logger.warning("while releasing slots a timed-out body left: %s", exc)
         if left:
             logger.info(
                 "released slots of %s left held by a timed-out body",
