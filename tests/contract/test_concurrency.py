@@ -395,6 +395,18 @@ def test_rate_limit_takes_tokens_that_decay(client: Client) -> None:
     assert client.read_limit("api").grants == 4
 
 
+def test_active_slots_are_whole_and_the_exact_value_is_kept(
+    client: Client, backend: Backend
+) -> None:
+    # Reported as admission counts them, rounded up (as Prefect reports them);
+    # the exact decayed value travels beside it through every transport.
+    client.create_limit("api", 10, active_slots=10, slot_decay_per_second=0.1)
+    backend.clock.advance(30.5)
+    for limit in (client.read_limit("api"), *client.list_limits(prefix="api")):
+        assert limit.active_slots == 7 and isinstance(limit.active_slots, int)
+        assert limit.exact_active_slots is not None and 6.0 < limit.exact_active_slots <= 6.95
+
+
 def test_rate_limit_needs_a_decaying_limit(client: Client) -> None:
     client.create_limit("db", 3)
     with pytest.raises(ValidationError, match="decay"):

@@ -31,6 +31,7 @@ from headway._engine.tracking import (
     cancelled_state,
     final_state,
 )
+from headway.concurrency._scopes import wait_for_lingering_bodies
 from headway.context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
 from headway.core.states import (
     AWAITING_RETRY,
@@ -403,12 +404,16 @@ def _crash(call: TaskCall, exc: BaseException) -> State:
 
 
 def _cancel_wait(call: TaskCall, seconds: float) -> bool:
-    """Sleep between attempts; False when the flow run was cancelled meanwhile."""
+    """Sleep between attempts, and until an earlier attempt's timed-out body has
+    ended (it still uses the run's tag slots); False when the flow run was
+    cancelled meanwhile."""
     flow_ctx = call.flow_ctx
     if flow_ctx is None:
         time.sleep(seconds)
+        wait_for_lingering_bodies()
         return True
-    if flow_ctx.cancel_event.wait(seconds):
+    cancel = flow_ctx.cancel_event
+    if cancel.wait(seconds) or not wait_for_lingering_bodies(cancel):
         call.tracker.set_state(cancelled_state("the flow run was cancelled during a retry delay"))
         changed(call)
         return False

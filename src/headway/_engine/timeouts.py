@@ -11,9 +11,10 @@ killing threads, which Python cannot do safely.
 
 Slots follow the body, not the run (see :mod:`headway.concurrency._scopes`): a
 ``with concurrency()`` block in the body exits at the interrupt and releases;
-slots the body took and left held are released once it has ended; and slots
-held around it (the task run's tag slots) wait for it too. A body blocked in C
-code keeps its slots until the call returns, so a limit is never exceeded.
+slots an interrupted body took and left held are released once it has ended;
+and slots held around it (the task run's tag slots) wait for it too. A body
+blocked in C code keeps its slots until the call returns, so a limit is never
+exceeded.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def call_with_timeout(fn: Callable[[], T], seconds: float, error: TaskRunTimeout
     # Held while deciding to interrupt, and by the body as it ends: an interrupt
     # is only ever sent to a body still running, never to the cleanup after it.
     gate = threading.Lock()
-    running = [True]
+    running, interrupted = [True], [False]
 
     def body() -> T:
         try:
@@ -60,7 +61,8 @@ def call_with_timeout(fn: Callable[[], T], seconds: float, error: TaskRunTimeout
             box["error"] = exc
         finally:
             try:
-                scope.release_leftovers()
+                if interrupted[0]:
+                    _to_the_end(scope.release_leftovers)
             finally:
                 done.set()
 
@@ -69,6 +71,7 @@ def call_with_timeout(fn: Callable[[], T], seconds: float, error: TaskRunTimeout
     if not done.wait(seconds):
         with gate:
             if running[0]:
+                interrupted[0] = True
                 _raise_in_thread(helper, type(error))
         note_lingering_body(done)
         raise error
@@ -86,6 +89,15 @@ async def await_with_timeout(awaitable: Awaitable[T], seconds: float, error: Tas
         return await asyncio.wait_for(awaitable, seconds)
     except TimeoutError:
         raise error from None
+
+
+def _to_the_end(cleanup: Callable[[], object]) -> None:
+    # The interrupt is sent at most once, while the body runs; should it land
+    # only once the body has ended, in the cleanup, the cleanup runs again.
+    try:
+        cleanup()
+    except BaseException:
+        cleanup()
 
 
 def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:

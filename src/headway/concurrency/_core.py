@@ -213,7 +213,8 @@ class Acquisition:
 
     def hold(self, grant: SlotGrant) -> HeldSlots:
         """Keep a granted lease renewed until released."""
-        return hold(self.client, grant)
+        # No lease (no names): no client is needed, and none is opened for it.
+        return hold(self.client if grant.lease_id is not None else self._client, grant)
 
 
 def acquisition(

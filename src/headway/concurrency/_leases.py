@@ -33,7 +33,8 @@ class HeldSlots:
 
     __slots__ = ("_lost", "_released", "client", "grant")
 
-    def __init__(self, client: Client, grant: SlotGrant) -> None:
+    def __init__(self, client: Client | None, grant: SlotGrant) -> None:
+        #: The client holding the lease (None when nothing is held: no names).
         self.client = client
         self.grant = grant
         self._lost = False
@@ -96,6 +97,7 @@ class HeldSlots:
         _renewer().remove(self)
         # Marked released only once the store said so: a release cut short (a
         # store error, a timeout's interrupt landing here) can be made again.
+        assert self.client is not None  # a lease is always taken through a client
         intact = self.client.release_slots(self.grant.lease_id)
         self._released = True
         if not intact:
@@ -182,7 +184,10 @@ class _Renewer:
         for (_, seconds), items in groups.items():
             ids = [h.grant.lease_id for h in items if h.grant.lease_id is not None]
             try:
-                lost = set(items[0].client.renew_leases(ids, seconds))
+                client = items[0].client
+                if client is None:  # never: only leases are renewed, and they have one
+                    continue
+                lost = set(client.renew_leases(ids, seconds))
             except Exception as exc:  # the store is briefly unreachable: try next round
                 logger.warning("could not renew %d lease(s): %s", len(ids), exc)
                 continue
@@ -209,7 +214,7 @@ def _renewer() -> _Renewer:
         return _instance
 
 
-def hold(client: Client, grant: SlotGrant) -> HeldSlots:
+def hold(client: Client | None, grant: SlotGrant) -> HeldSlots:
     """Wrap a grant and keep its lease renewed until released."""
     held = HeldSlots(client, grant)
     if grant.lease_id is not None:

@@ -33,6 +33,9 @@ logger = logging.getLogger("headway.concurrency")
 
 T = TypeVar("T")
 
+# How often a wait for a lingering body looks at its cancel event.
+_CANCEL_CHECK_SECONDS = 0.25
+
 # Above this many noted slots, released ones are forgotten (a body that takes
 # slots in a long loop must not grow the list without bound).
 _PRUNE_AT = 64
@@ -41,11 +44,12 @@ _PRUNE_AT = 64
 class BodyScope:
     """The slots taken while one body runs; :meth:`release_leftovers` after it ends."""
 
-    __slots__ = ("_held", "_lock")
+    __slots__ = ("_held", "_lock", "_thread")
 
     def __init__(self) -> None:
         self._held: list[HeldSlots] = []
         self._lock = threading.Lock()
+        self._thread: int | None = None
 
     def add(self, held: HeldSlots) -> None:
         """Note slots taken by the body."""
@@ -55,22 +59,38 @@ class BodyScope:
             self._held.append(held)
 
     def run(self, fn: Callable[[], T]) -> T:
-        """``fn()`` with every slot it takes noted here."""
+        """``fn()`` with every slot it takes in this thread noted here.
+
+        Only this thread's: tasks the body submits run in other threads with a
+        copy of its context, and their slots are their own runs' to release."""
+        self._thread = threading.get_ident()
         token = _scope.set(self)
         try:
             return fn()
         finally:
             _scope.reset(token)
 
+    def owns_this_thread(self) -> bool:
+        """Whether the calling thread is the one running the body."""
+        return self._thread == threading.get_ident()
+
     def release_leftovers(self) -> int:
-        """Release what the body left held (call it only once the body has ended)."""
+        """Release what the body left held (call it only once the body has ended).
+
+        Idempotent: a release cut short stays unreleased and is made again,
+        once here (the timeout's interrupt, itself an Exception, may land in the
+        first) and by any later call."""
         with self._lock:
-            left, self._held = [h for h in self._held if not h.released], []
-        for held in left:
-            try:
-                held.release()
-            except Exception as exc:  # lost or unreachable: its lease expires by itself
-                logger.warning("while releasing slots a timed-out body left: %s", exc)
+            left = [h for h in self._held if not h.released]
+        for last_try in (False, True):
+            for held in left:
+                if held.released:
+                    continue
+                try:
+                    held.release()
+                except Exception as exc:  # lost, or unreachable: its lease expires by itself
+                    if last_try or held.released:
+                        logger.warning("while releasing slots a timed-out body left: %s", exc)
         if left:
             logger.info(
                 "released slots of %s left held by a timed-out body",
@@ -88,7 +108,7 @@ _lingering: ContextVar[list[threading.Event] | None] = ContextVar(
 def note_held(held: HeldSlots) -> None:
     """Called for every grant: note it in the running body's scope, if any."""
     scope = _scope.get()
-    if scope is not None and held.lease_id is not None:
+    if scope is not None and held.lease_id is not None and scope.owns_this_thread():
         scope.add(held)
 
 
@@ -98,6 +118,22 @@ def note_lingering_body(done: threading.Event) -> None:
     bodies = _lingering.get()
     if bodies is not None:
         bodies.append(done)
+
+
+def wait_for_lingering_bodies(cancel: threading.Event | None = None) -> bool:
+    """Block until the timed-out bodies noted so far (by the enclosing
+    :class:`Lingering`) have ended: a retry must not run beside an earlier
+    attempt that still uses the same slots. False if ``cancel`` is set first."""
+    bodies = _lingering.get()
+    for done in list(bodies or ()):
+        if cancel is None:
+            done.wait()
+            continue
+        # Either event may come first; the cancel is checked a few times a second.
+        while not done.wait(_CANCEL_CHECK_SECONDS):
+            if cancel.is_set():
+                return False
+    return True
 
 
 class Lingering:

@@ -80,12 +80,13 @@ def concurrency(
     ValidationError at once. The block's value is a :class:`HeldSlots`.
 
     Prefect's arguments keep their meaning: ``max_retries=0`` makes one attempt
-    and raises ConcurrencySlotAcquisitionError when the slots are taken (headway
-    waits in a queue and is woken when its turn comes, so a larger number only
-    bounds nothing more than ``timeout_seconds`` does); ``lease_duration`` is the
-    lease's length in seconds (default ``HEADWAY_CONCURRENCY_LEASE_SECONDS``),
-    renewed in the background while the block runs; ``holder`` (``{"type":
-    "task_run" | "flow_run" | "deployment", "id": ...}``) is recorded on the lease.
+    and raises ConcurrencySlotAcquisitionError when the slots are taken (a larger
+    number bounds nothing: headway does not poll and retry, the request keeps its
+    place in the queue and is woken when its turn comes, so bound the wait with
+    ``timeout_seconds``); ``lease_duration`` is the lease's length in seconds
+    (default ``HEADWAY_CONCURRENCY_LEASE_SECONDS``), renewed in the background
+    while the block runs; ``holder`` (``{"type": "task_run" | "flow_run" |
+    "deployment", "id": ...}``) is recorded on the lease.
     If the lease is lost while the block runs (the process was paused past it),
     leaving the block raises :class:`~headway.exceptions.LeaseLostError`, unless
     ``raise_on_lease_renewal_failure=False``, which only logs it.
