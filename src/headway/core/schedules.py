@@ -31,6 +31,7 @@ library's own exception.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Mapping
@@ -248,14 +249,25 @@ def rrule(rule: str, timezone: str = "UTC") -> RRuleSchedule:
         raise ValidationError("rrule must not be empty")
     validate_timezone(timezone)
     schedule = RRuleSchedule(rule.strip(), timezone.strip())
+    refusal = _rrule_refusal(schedule)
+    if refusal is not None:
+        raise ValidationError(refusal)
+    return schedule
+
+
+@functools.lru_cache(maxsize=1024)
+def _rrule_refusal(schedule: RRuleSchedule) -> str | None:
+    """Why ``schedule`` is refused, or None; remembered, as the check of a rule that
+    never fires walks up to 400 years (about a second) and every scheduler pass
+    reads the stored rules again."""
     try:
         built, _ = _build_rrule(schedule)
-    except ValidationError:
-        raise
+        _check_rrule_cost(schedule.rrule, built)
+    except ValidationError as exc:
+        return str(exc)
     except Exception as exc:
-        raise ValidationError(f"invalid rrule {rule!r}: {exc}") from None
-    _check_rrule_cost(rule, built)
-    return schedule
+        return f"invalid rrule {schedule.rrule!r}: {exc}"
+    return None
 
 
 def _check_rrule_cost(text: str, rule: Any) -> None:

@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from headway.core.bounds import (
-    EPOCH_MAX,
-    EPOCH_MIN,
     INT32_MAX,
     check_epoch,
     check_finite_json,
     check_pid,
-    check_time,
     check_whole,
+    epoch_of,
 )
 from headway.core.clock import Clock
 from headway.core.limits import validate_name
@@ -101,10 +99,7 @@ def _task_run(row: Row) -> TaskRun:
 
 
 def _ts(state: State) -> float:
-    ts = state.timestamp.timestamp()
-    if not EPOCH_MIN <= ts <= EPOCH_MAX:
-        check_time(state.timestamp, "state timestamp")  # raises, with the message
-    return ts
+    return epoch_of(state.timestamp, "state timestamp")
 
 
 def _state_row(run_id: str, kind: str, state: State, ts: float) -> dict[str, Any]:
@@ -456,9 +451,10 @@ class RunStore:
         """Append log lines, in one transaction."""
         if not records:
             return
+        stamps = []
         for r in records:
             check_whole(r.level, "log level", 0, INT32_MAX)
-            check_time(r.timestamp, "log timestamp")
+            stamps.append(epoch_of(r.timestamp, "log timestamp"))
         with self.db.write() as tx:
             tx.executemany(
                 "INSERT INTO logs (flow_run_id, task_run_id, level, logger, message, timestamp)"
@@ -470,9 +466,9 @@ class RunStore:
                         "level": r.level,
                         "logger": r.logger,
                         "message": r.message,
-                        "ts": r.timestamp.timestamp(),
+                        "ts": ts,
                     }
-                    for r in records
+                    for r, ts in zip(records, stamps, strict=True)
                 ],
             )
 
