@@ -475,3 +475,38 @@ def test_stored_bad_values_still_read(client: Client, backend: Backend) -> None:
         with _http(backend) as http:
             assert _answer_problem(http.get("/flow_runs"), 200) is None
     assert datetime.now(UTC).year < 9999
+
+
+def test_list_arguments_past_a_64_bit_integer_are_refused(client: Client) -> None:
+    run_id = str(uuid.uuid4())
+    client.create_flow_run(id=run_id, name="r", flow_name="f", state=Running())
+    calls: list[Callable[[], object]] = [
+        lambda: client.list_flow_runs(limit=10**30),
+        lambda: client.list_flow_runs(offset=2**63),
+        lambda: client.list_flow_runs(limit=-1),
+        lambda: client.read_logs(run_id, after_id=2**64),
+    ]
+    assert [_refusal(call) for call in calls] == [None] * len(calls)
+    assert [r.id for r in client.list_flow_runs(limit=10_000)] == [run_id]
+
+
+def test_the_openapi_document_declares_the_ranges() -> None:
+    """What a schema fuzzer needs to generate edge values."""
+    from headway.server.app import create_app
+    from headway.settings import get_settings
+
+    spec = create_app(get_settings({"HEADWAY_HOME": "/nonexistent"})).openapi()
+    schemas = spec["components"]["schemas"]
+
+    def prop(model: str, name: str) -> dict[str, Any]:
+        field: dict[str, Any] = schemas[model]["properties"][name]
+        options = field.get("anyOf", [field])
+        return next(o for o in options if o.get("type") in ("integer", "number", "string"))
+
+    assert prop("ProcessIn", "pid")["maximum"] == 2**31 - 1
+    assert prop("ProcessIn", "proc_start")["maximum"] == float(2**63 - 1)  # as JSON writes it
+    assert prop("FlowRunCreate", "pid")["maximum"] == 2**31 - 1
+    assert prop("WorkerRegister", "pid")["maximum"] == 2**31 - 1
+    assert prop("LimitCreate", "limit")["maximum"] == 2**31 - 1
+    assert prop("TaskRunRecordIn", "created")["maximum"] == 253402300799.0
+    assert prop("LogRecordIn", "timestamp")["format"] == "date-time"

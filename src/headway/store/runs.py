@@ -14,6 +14,7 @@ from typing import Any
 
 from headway.core.bounds import (
     INT32_MAX,
+    INT64_MAX,
     check_epoch,
     check_finite_json,
     check_pid,
@@ -290,6 +291,8 @@ class RunStore:
         offset: int = 0,
     ) -> list[FlowRun]:
         """Flow runs, newest first, filtered by state, deployment or flow."""
+        check_whole(limit, "limit", 0, INT64_MAX)
+        check_whole(offset, "offset", 0, INT64_MAX)
         where: list[str] = []
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if states:
@@ -478,6 +481,8 @@ class RunStore:
         """Log lines of a flow run (and its task runs) after ``after_id``, with their ids."""
         import logging
 
+        check_whole(after_id, "after_id", 0, INT64_MAX)
+        check_whole(limit, "limit", 0, INT64_MAX)
         with self.db.read() as tx:
             rows = tx.execute(
                 "SELECT id, flow_run_id, task_run_id, level, logger, message, timestamp"
