@@ -73,12 +73,29 @@ def test_an_anchor_outside_years_1_to_9999_in_utc_is_refused(anchor: str) -> Non
         ("FREQ=DAILY;BYMONTH=2;BYMONTHDAY=30", "never fires"),
         ("FREQ=YEARLY;BYMONTH=4;BYMONTHDAY=31", "never fires"),
         ("FREQ=WEEKLY;INTERVAL=2;BYMONTH=2;BYMONTHDAY=31", "never fires"),
+        ("FREQ=SECONDLY;BYMONTH=2;BYMONTHDAY=30", "never fires"),
+        ("FREQ=DAILY;INTERVAL=7;BYDAY=TU", "never fires"),  # from 2020-01-01, a Wednesday
+        ("FREQ=HOURLY;INTERVAL=168;BYDAY=TU", "never fires"),
         ("RRULE:FREQ=DAILY\nEXRULE:FREQ=DAILY", "EXRULE"),
     ],
 )
 def test_an_rrule_too_costly_or_that_never_fires_is_refused(rule: str, word: str) -> None:
     with pytest.raises(ValidationError, match=word):
         rrule(rule)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        "FREQ=DAILY;BYMONTH=2;BYMONTHDAY=29;BYDAY=MO",
+        "FREQ=HOURLY;INTERVAL=5;BYMONTH=2;BYMONTHDAY=29",
+        "FREQ=DAILY;INTERVAL=7;BYDAY=WE",
+        "FREQ=MINUTELY;BYDAY=1MO;BYMONTH=1",
+    ],
+)
+def test_a_rare_rrule_is_accepted_and_fires(rule: str) -> None:
+    times = next_times(rrule(rule), NOW, 2)
+    assert len(times) == 2 and NOW < times[0] < times[1]
 
 
 def test_an_rrule_is_never_walked_from_its_start() -> None:

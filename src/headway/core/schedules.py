@@ -284,6 +284,8 @@ def _check_rrule_cost(text: str, rule: Any) -> None:
                 f"rrule {text!r} has COUNT={part._count}; the most is {RRULE_MAX_COUNT}"
                 " (use UNTIL, or no end, for longer schedules)"
             )
+        if _no_day_matches(part):
+            raise ValidationError(f"rrule {text!r} never fires (no date matches its BY rules)")
         # The same rule without its end, started one Gregorian cycle before the
         # calendar's end: dateutil searches for a match at most up to year 9999, so
         # the probe is bounded, and a rule silent for 400 years never fires.
@@ -291,6 +293,30 @@ def _check_rrule_cost(text: str, rule: Any) -> None:
         probe = part.replace(dtstart=_moved_start(part, target), count=None, until=None)
         if next(iter(probe), None) is None:
             raise ValidationError(f"rrule {text!r} never fires (no date matches its BY rules)")
+
+
+#: The BY parts that choose days (as dateutil keeps them when given).
+_DAY_PARTS = ("bymonth", "bymonthday", "byyearday", "byweekno", "byweekday", "byeaster")
+
+
+def _no_day_matches(part: Any) -> bool:
+    """Whether a daily or finer rule's day filters match no day at all.
+
+    The exact probe below walks such a rule one day at a time (400 years:
+    146,097 steps); a yearly rule with the same day filters answers in 400
+    steps. Only for DAILY and finer rules, without BYSETPOS or an ordinal
+    weekday (1MO): their days are exactly those the filters give, whatever the
+    frequency; the other rules' periods are long enough for the exact probe.
+    """
+    from dateutil import rrule as du_rrule
+
+    if part._freq < du_rrule.DAILY or part._bysetpos or part._bynweekday:
+        return False
+    given = {k: v for k, v in part._original_rule.items() if k in _DAY_PARTS and v}
+    if not given:
+        return False
+    start = datetime(9999 - _PROBE_YEARS, 1, 1)
+    return next(iter(du_rrule.rrule(du_rrule.YEARLY, dtstart=start, **given)), None) is None
 
 
 def _moved_start(part: Any, target: datetime) -> datetime:
