@@ -155,3 +155,14 @@ def test_times_near_year_9999_end_or_raise_a_schedule_error(schedule: object) ->
     except ScheduleError:
         return
     assert all(t > late for t in times)
+
+
+def test_an_rrule_with_count_keeps_its_times_and_ends() -> None:
+    rule = rrule("DTSTART:20261201T000000\nRRULE:FREQ=DAILY;COUNT=100")
+    assert next_times(rule, datetime(2027, 3, 9, tzinfo=UTC), 2) == [
+        datetime(2027, 3, 10, tzinfo=UTC)
+    ]
+    assert next_times(rule, datetime(2027, 3, 10, tzinfo=UTC), 2) == []
+    assert next_times(rule, datetime(2100, 1, 1, tzinfo=UTC), 2) == []
+    start = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    assert next_times(rule, start, 3) == [datetime(2026, 12, d, tzinfo=UTC) for d in (1, 2, 3)]

@@ -34,9 +34,11 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -447,6 +449,21 @@ def _build_rrule(schedule: RRuleSchedule, after: datetime | None = None) -> tupl
     return moved, tz
 
 
+@functools.lru_cache(maxsize=1024)
+def _last_time(schedule: RRuleSchedule) -> datetime | None:
+    """The last time of a rule that ends by COUNT alone (None: it has no known end).
+
+    Such a rule is counted from its start, so each computation walks it; once it
+    has ended, this (computed once per process, at most RRULE_MAX_COUNT steps)
+    lets the scheduler skip it.
+    """
+    rule, _ = _build_rrule(schedule)
+    if not rule._rrule or any(part._count is None for part in rule._rrule) or rule._rdate:
+        return None
+    tail = deque(islice(rule, RRULE_MAX_COUNT * len(rule._rrule)), maxlen=1)
+    return tail[0] if tail else None
+
+
 def _rrule_times(schedule: RRuleSchedule, after: datetime) -> Iterator[datetime]:
     rule, tz = _build_rrule(schedule, after)
     starts = [part._dtstart for part in rule._rrule] + list(rule._rdate)
@@ -456,6 +473,9 @@ def _rrule_times(schedule: RRuleSchedule, after: datetime) -> Iterator[datetime]
     cursor = after.astimezone(tz)
     if not aware:
         cursor = cursor.replace(tzinfo=None)
+    last = _last_time(schedule)
+    if last is not None and cursor >= last:
+        return  # a rule that has ended: not walked again on every scheduler pass
     previous = after
     for steps, t in enumerate(rule.xafter(cursor, count=None, inc=False)):
         if steps >= RRULE_MAX_STEPS:
