@@ -55,6 +55,13 @@ POISONS: list[dict[str, Any]] = [
 ]
 
 
+def two_ends(backend_name: str, request: pytest.FixtureRequest) -> tuple[Backend, Client]:
+    """Embedded SQLite and server on PostgreSQL only, for checks made before any SQL."""
+    if backend_name not in ("embedded-sqlite", "server-postgres"):
+        pytest.skip("refused before any SQL: runs on the two ends of the backend matrix")
+    return request.getfixturevalue("backend"), request.getfixturevalue("client")
+
+
 def _refusal(call: Callable[[], object]) -> str | None:
     """None when ``call`` raises a ValidationError; else what happened."""
     try:
@@ -95,8 +102,9 @@ def plant_deployment(backend: Backend, name: str, schedule: dict[str, Any]) -> N
 
 # -- 1. one schedule stops scheduling for every deployment --------------------------------
 def test_impossible_schedules_are_refused_and_nothing_is_stored(
-    client: Client, backend: Backend, tmp_path: Path
+    backend_name: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    backend, client = two_ends(backend_name, request)
     build_world(client, tmp_path)
 
     def deploy(schedule: dict[str, Any]) -> Callable[[], str | None]:
@@ -165,9 +173,7 @@ def test_cli_deploy_refuses_an_interval_past_a_datetime(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if backend_name not in ("embedded-sqlite", "server-postgres"):
-        pytest.skip("runs on the two ends of the backend matrix")
-    client: Client = request.getfixturevalue("client")
+    _, client = two_ends(backend_name, request)
     world = build_world(client, tmp_path)
     deploy = ["deploy", world["entrypoint"], "--name", "o", "--pool", "pool", "--param", "x=1"]
     for extra in (["--interval", "99999999999w"], ["--cron", "0 0 30 2 *"]):
@@ -428,8 +434,9 @@ def test_http_non_finite_numbers_are_refused_and_answers_are_strict_json(
 
 
 def test_python_api_refuses_non_finite_numbers(
-    client: Client, backend: Backend, tmp_path: Path
+    backend_name: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    backend, client = two_ends(backend_name, request)
     build_world(client, tmp_path)
     cases: list[tuple[str, Callable[[], object]]] = []
     for bad in (math.nan, math.inf, -math.inf):
@@ -477,7 +484,10 @@ def test_stored_bad_values_still_read(client: Client, backend: Backend) -> None:
     assert datetime.now(UTC).year < 9999
 
 
-def test_list_arguments_past_a_64_bit_integer_are_refused(client: Client) -> None:
+def test_list_arguments_past_a_64_bit_integer_are_refused(
+    backend_name: str, request: pytest.FixtureRequest
+) -> None:
+    _, client = two_ends(backend_name, request)
     run_id = str(uuid.uuid4())
     client.create_flow_run(id=run_id, name="r", flow_name="f", state=Running())
     calls: list[Callable[[], object]] = [

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from conftest import Backend
 
 #: Generated inputs per backend: PostgreSQL's round trips make each check dearer there.
-EXAMPLES = int(os.environ.get("HEADWAY_PROPERTY_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("HEADWAY_PROPERTY_EXAMPLES", "80"))
 POSTGRES_EXAMPLES = max(1, EXAMPLES // 3)
 
 INTEGERS = st.sampled_from(
