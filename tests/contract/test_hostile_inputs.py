@@ -495,6 +495,8 @@ def test_list_arguments_past_a_64_bit_integer_are_refused(
         lambda: client.list_flow_runs(offset=2**63),
         lambda: client.list_flow_runs(limit=-1),
         lambda: client.read_logs(run_id, after_id=2**64),
+        lambda: client.read_events(after="e" + "9" * 30 + ".s1"),
+        lambda: client.read_events(after="e-1.s-1"),
     ]
     assert [_refusal(call) for call in calls] == [None] * len(calls)
     assert [r.id for r in client.list_flow_runs(limit=10_000)] == [run_id]
