@@ -318,6 +318,7 @@ def test_integers_past_their_column_are_refused(
     client: Client, backend: Backend, tmp_path: Path
 ) -> None:
     build_world(client, tmp_path)
+    worker = client.register_worker("pool", "claimer")
     cases: list[tuple[str, Callable[[], object]]] = []
     for value in (2**31, 2**63, 2**64, -1):
         cases += [
@@ -332,6 +333,10 @@ def test_integers_past_their_column_are_refused(
                 ),
             ),
             (f"worker pid {value}", lambda v=value: client.register_worker("pool", "w", pid=v)),
+            (
+                f"claim limit {value}",
+                lambda v=value: client.claim_flow_runs(worker.id, pool="pool", limit=v),
+            ),
         ]
     for value in (2**63, 2**64, -1):
         cases.append(
