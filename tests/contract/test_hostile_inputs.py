@@ -19,7 +19,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -486,7 +486,6 @@ def test_stored_bad_values_still_read(client: Client, backend: Backend) -> None:
     if backend.is_server:
         with _http(backend) as http:
             assert _answer_problem(http.get("/flow_runs"), 200) is None
-    assert datetime.now(UTC).year < 9999
 
 
 def test_list_arguments_past_a_64_bit_integer_are_refused(
