@@ -19,7 +19,7 @@ import json
 import math
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,13 @@ POISONS: list[dict[str, Any]] = [
     {"interval": 1e308, "anchor": "2020-01-01T00:00:00+00:00", "timezone": "UTC"},
     {"rrule": "FREQ=SECONDLY;INTERVAL=1;COUNT=1000000000", "timezone": "UTC"},
 ]
+
+
+def two_ends(backend_name: str, request: pytest.FixtureRequest) -> tuple[Backend, Client]:
+    """Embedded SQLite and server on PostgreSQL only, for checks made before any SQL."""
+    if backend_name not in ("embedded-sqlite", "server-postgres"):
+        pytest.skip("refused before any SQL: runs on the two ends of the backend matrix")
+    return request.getfixturevalue("backend"), request.getfixturevalue("client")
 
 
 def _refusal(call: Callable[[], object]) -> str | None:
@@ -95,8 +102,9 @@ def plant_deployment(backend: Backend, name: str, schedule: dict[str, Any]) -> N
 
 # -- 1. one schedule stops scheduling for every deployment --------------------------------
 def test_impossible_schedules_are_refused_and_nothing_is_stored(
-    client: Client, backend: Backend, tmp_path: Path
+    backend_name: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    backend, client = two_ends(backend_name, request)
     build_world(client, tmp_path)
 
     def deploy(schedule: dict[str, Any]) -> Callable[[], str | None]:
@@ -165,9 +173,7 @@ def test_cli_deploy_refuses_an_interval_past_a_datetime(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if backend_name not in ("embedded-sqlite", "server-postgres"):
-        pytest.skip("runs on the two ends of the backend matrix")
-    client: Client = request.getfixturevalue("client")
+    _, client = two_ends(backend_name, request)
     world = build_world(client, tmp_path)
     deploy = ["deploy", world["entrypoint"], "--name", "o", "--pool", "pool", "--param", "x=1"]
     for extra in (["--interval", "99999999999w"], ["--cron", "0 0 30 2 *"]):
@@ -312,6 +318,7 @@ def test_integers_past_their_column_are_refused(
     client: Client, backend: Backend, tmp_path: Path
 ) -> None:
     build_world(client, tmp_path)
+    worker = client.register_worker("pool", "claimer")
     cases: list[tuple[str, Callable[[], object]]] = []
     for value in (2**31, 2**63, 2**64, -1):
         cases += [
@@ -326,6 +333,10 @@ def test_integers_past_their_column_are_refused(
                 ),
             ),
             (f"worker pid {value}", lambda v=value: client.register_worker("pool", "w", pid=v)),
+            (
+                f"claim limit {value}",
+                lambda v=value: client.claim_flow_runs(worker.id, pool="pool", limit=v),
+            ),
         ]
     for value in (2**63, 2**64, -1):
         cases.append(
@@ -428,8 +439,9 @@ def test_http_non_finite_numbers_are_refused_and_answers_are_strict_json(
 
 
 def test_python_api_refuses_non_finite_numbers(
-    client: Client, backend: Backend, tmp_path: Path
+    backend_name: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    backend, client = two_ends(backend_name, request)
     build_world(client, tmp_path)
     cases: list[tuple[str, Callable[[], object]]] = []
     for bad in (math.nan, math.inf, -math.inf):
@@ -474,4 +486,43 @@ def test_stored_bad_values_still_read(client: Client, backend: Backend) -> None:
     if backend.is_server:
         with _http(backend) as http:
             assert _answer_problem(http.get("/flow_runs"), 200) is None
-    assert datetime.now(UTC).year < 9999
+
+
+def test_list_arguments_past_a_64_bit_integer_are_refused(
+    backend_name: str, request: pytest.FixtureRequest
+) -> None:
+    _, client = two_ends(backend_name, request)
+    run_id = str(uuid.uuid4())
+    client.create_flow_run(id=run_id, name="r", flow_name="f", state=Running())
+    calls: list[Callable[[], object]] = [
+        lambda: client.list_flow_runs(limit=10**30),
+        lambda: client.list_flow_runs(offset=2**63),
+        lambda: client.list_flow_runs(limit=-1),
+        lambda: client.read_logs(run_id, after_id=2**64),
+        lambda: client.read_events(after="e" + "9" * 30 + ".s1"),
+        lambda: client.read_events(after="e-1.s-1"),
+    ]
+    assert [_refusal(call) for call in calls] == [None] * len(calls)
+    assert [r.id for r in client.list_flow_runs(limit=10_000)] == [run_id]
+
+
+def test_the_openapi_document_declares_the_ranges() -> None:
+    """What a schema fuzzer needs to generate edge values."""
+    from headway.server.app import create_app
+    from headway.settings import get_settings
+
+    spec = create_app(get_settings({"HEADWAY_HOME": "/nonexistent"})).openapi()
+    schemas = spec["components"]["schemas"]
+
+    def prop(model: str, name: str) -> dict[str, Any]:
+        field: dict[str, Any] = schemas[model]["properties"][name]
+        options = field.get("anyOf", [field])
+        return next(o for o in options if o.get("type") in ("integer", "number", "string"))
+
+    assert prop("ProcessIn", "pid")["maximum"] == 2**31 - 1
+    assert prop("ProcessIn", "proc_start")["maximum"] == float(2**63 - 1)  # as JSON writes it
+    assert prop("FlowRunCreate", "pid")["maximum"] == 2**31 - 1
+    assert prop("WorkerRegister", "pid")["maximum"] == 2**31 - 1
+    assert prop("LimitCreate", "limit")["maximum"] == 2**31 - 1
+    assert prop("TaskRunRecordIn", "created")["maximum"] == 253402300799.0
+    assert prop("LogRecordIn", "timestamp")["format"] == "date-time"

@@ -18,7 +18,7 @@ def deploy(
     ),
     cron: str | None = typer.Option(None, "--cron", help="A cron schedule, e.g. '0 * * * *'."),
     interval: str | None = typer.Option(
-        None, "--interval", help="An interval: 30, 30s, 5m, 1h, 1d."
+        None, "--interval", help="An interval: 30, 30s, 5m, 1h, 1d (1 ms to 100 years)."
     ),
     anchor_date: str | None = typer.Option(
         None, "--anchor-date", help="The interval's anchor (ISO 8601)."

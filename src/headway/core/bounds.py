@@ -85,6 +85,25 @@ def check_time(value: object, what: str) -> datetime:
     return aware
 
 
+def epoch_of(value: object, what: str) -> float:
+    """``value.timestamp()`` (a naive datetime is local time, as Python takes it), checked.
+
+    Refused when it falls outside years 1 to 9999 in UTC, or when Python cannot
+    compute it at all (a naive time in year 1 on a machine east of UTC).
+    """
+    if not isinstance(value, datetime):
+        raise ValidationError(f"{what} must be a datetime, got {value!r}")
+    try:
+        seconds = value.timestamp()
+    except (ValueError, OverflowError, OSError):
+        seconds = math.inf
+    if not EPOCH_MIN <= seconds <= EPOCH_MAX:
+        raise ValidationError(
+            f"{what} {value.isoformat()} is outside years 1 to 9999 once converted to UTC"
+        )
+    return seconds
+
+
 def check_finite_json(value: Any, what: str) -> None:
     """Refuse NaN and infinite numbers anywhere inside a JSON-like value."""
     stack: list[tuple[Any, int]] = [(value, 0)]
@@ -114,4 +133,5 @@ __all__ = [
     "check_proc_start",
     "check_time",
     "check_whole",
+    "epoch_of",
 ]

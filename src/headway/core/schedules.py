@@ -22,7 +22,8 @@ computed is refused when it is made, not found out by every scheduler pass:
   must fire within the calendar's last 400 years (the Gregorian calendar repeats
   every 400 years, so a rule that does not fire there never fires), and is never
   walked from its start one occurrence at a time: without COUNT its start is
-  moved forward by whole periods to just before the time asked about.
+  moved forward by whole periods to just before the time asked about (the
+  rrule machinery is :mod:`headway.core.rrules`).
 
 Whatever still fails (a time past year 9999, a rule a newer version wrote) raises
 :class:`ScheduleError` (a ValidationError) from :func:`next_times`, never a
@@ -40,11 +41,9 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from headway.core.bounds import EPOCH_MAX, EPOCH_MIN
+from headway.core.rrules import RRULE_DEFAULT_START, RRULE_MAX_COUNT, rrule_refusal, rrule_times
 from headway.exceptions import ValidationError
 
-#: Fixed start of rrules written without DTSTART: their times must not depend on
-#: when the rule was read, or two schedulers would disagree.
-RRULE_DEFAULT_START = datetime(2020, 1, 1)
 #: Fixed anchor of intervals given without one (midnight UTC, 2020-01-01).
 INTERVAL_DEFAULT_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
 #: Most times one call returns.
@@ -55,15 +54,6 @@ INTERVAL_MIN_SECONDS = 0.001
 INTERVAL_MAX_SECONDS = 100 * 365.25 * 86400
 #: A cron must fire at least once in this many years, or it is refused.
 CRON_MAX_YEARS_BETWEEN = 30
-#: Most occurrences an rrule with COUNT may have (walking it costs one step each).
-RRULE_MAX_COUNT = 10_000
-#: Most occurrences one computation walks through before giving up.
-RRULE_MAX_STEPS = 20_000
-#: The probe of an rrule starts this many years before the calendar's end: one
-#: Gregorian cycle, so that a rule silent there is silent everywhere, and so that
-#: dateutil (which looks for a match up to year 9999) stops after 400 years.
-_PROBE_YEARS = 400
-
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
 
@@ -248,65 +238,10 @@ def rrule(rule: str, timezone: str = "UTC") -> RRuleSchedule:
         raise ValidationError("rrule must not be empty")
     validate_timezone(timezone)
     schedule = RRuleSchedule(rule.strip(), timezone.strip())
-    try:
-        built, _ = _build_rrule(schedule)
-    except ValidationError:
-        raise
-    except Exception as exc:
-        raise ValidationError(f"invalid rrule {rule!r}: {exc}") from None
-    _check_rrule_cost(rule, built)
+    refusal = rrule_refusal(schedule.rrule, schedule.timezone)
+    if refusal is not None:
+        raise ValidationError(refusal)
     return schedule
-
-
-def _check_rrule_cost(text: str, rule: Any) -> None:
-    """Refuse a rule whose times would cost unbounded work to compute."""
-    if rule._exrule:
-        # An EXRULE can remove every time of its RRULE, and dateutil would then
-        # search up to year 9999; RFC 5545 has deprecated it anyway.
-        raise ValidationError(f"rrule {text!r}: EXRULE is not supported; use EXDATE")
-    if len(rule._rdate) + len(rule._exdate) > RRULE_MAX_COUNT:
-        raise ValidationError(f"rrule {text!r} lists more than {RRULE_MAX_COUNT} dates")
-    for part in rule._rrule:
-        if part._count is not None and part._count > RRULE_MAX_COUNT:
-            raise ValidationError(
-                f"rrule {text!r} has COUNT={part._count}; the most is {RRULE_MAX_COUNT}"
-                " (use UNTIL, or no end, for longer schedules)"
-            )
-        # The same rule without its end, started one Gregorian cycle before the
-        # calendar's end: dateutil searches for a match at most up to year 9999, so
-        # the probe is bounded, and a rule silent for 400 years never fires.
-        target = datetime(9999 - _PROBE_YEARS, 1, 1, tzinfo=part._dtstart.tzinfo)
-        probe = part.replace(dtstart=_moved_start(part, target), count=None, until=None)
-        if next(iter(probe), None) is None:
-            raise ValidationError(f"rrule {text!r} never fires (no date matches its BY rules)")
-
-
-def _moved_start(part: Any, target: datetime) -> datetime:
-    """The rule's start moved by whole periods of the rule to at most ``target``.
-
-    The rule's times from the moved start on are its times from its own start:
-    the step is a whole number of its periods (INTERVAL x FREQ), and the day of
-    the month and the time of day, which dateutil takes from the start when no
-    BY part gives them, are kept. Used instead of walking from the start.
-    """
-    start: datetime = part._dtstart
-    freq, every = part._freq, max(1, part._interval)
-    if freq in _FREQ_BY_CODE:
-        period = timedelta(seconds=_FREQ_BY_CODE[freq] * every)
-        steps = (target - start) // period - 1
-        return start + period * steps if steps > 0 else start
-    months_per_step = every * (12 if freq == 0 else 1)  # YEARLY 0, MONTHLY 1
-    steps = ((target.year - start.year) * 12 + target.month - start.month) // months_per_step - 1
-    # Go back a step at a time while the day does not exist (the 31st, February 29th).
-    for back in range(48):
-        if steps - back <= 0:
-            break
-        months = start.month - 1 + (steps - back) * months_per_step
-        try:
-            return start.replace(year=start.year + months // 12, month=months % 12 + 1)
-        except ValueError:
-            continue
-    return start
 
 
 # -- next times -------------------------------------------------------------------------
@@ -343,7 +278,7 @@ def _iterate(schedule: Schedule, after: datetime) -> Iterator[datetime]:
         return _cron_times(schedule, after)
     if isinstance(schedule, IntervalSchedule):
         return _interval_times(schedule, after)
-    return _rrule_times(schedule, after)
+    return rrule_times(schedule.rrule, schedule.timezone, after)
 
 
 def _cron_times(schedule: CronSchedule, after: datetime) -> Iterator[datetime]:
@@ -371,61 +306,6 @@ def _interval_times(schedule: IntervalSchedule, after: datetime) -> Iterator[dat
         if ts > after.timestamp():
             yield datetime.fromtimestamp(ts, UTC)
         k += 1
-
-
-#: dateutil's frequency codes (YEARLY 0 ... SECONDLY 6) of the fixed-length frequencies.
-_FREQ_BY_CODE = {2: 604800, 3: 86400, 4: 3600, 5: 60, 6: 1}
-
-
-def _build_rrule(schedule: RRuleSchedule, after: datetime | None = None) -> tuple[Any, ZoneInfo]:
-    """The rule as a dateutil rruleset (a rule without DTSTART starts on 2020-01-01).
-
-    With ``after``, each part without COUNT starts by whole periods just before
-    ``after``: the same times, without walking from the start (a minutely rule
-    from 2020 would take seconds). A part with COUNT is counted from its start,
-    which :data:`RRULE_MAX_COUNT` keeps short.
-    """
-    from dateutil import rrule as du_rrule
-
-    tz = ZoneInfo(schedule.timezone)
-    text = schedule.rrule
-    if "DTSTART" in text.upper():
-        rule = du_rrule.rrulestr(text, forceset=True)
-    else:
-        rule = du_rrule.rrulestr(text, dtstart=RRULE_DEFAULT_START, forceset=True)
-    if after is None:
-        return rule, tz
-    moved = du_rrule.rruleset()
-    for part in rule._rrule:
-        if part._count is None:
-            local = after.astimezone(tz)
-            target = local if part._dtstart.tzinfo is not None else local.replace(tzinfo=None)
-            part = part.replace(dtstart=_moved_start(part, target))
-        moved.rrule(part)
-    for when in rule._rdate:
-        moved.rdate(when)
-    for when in rule._exdate:
-        moved.exdate(when)
-    return moved, tz
-
-
-def _rrule_times(schedule: RRuleSchedule, after: datetime) -> Iterator[datetime]:
-    rule, tz = _build_rrule(schedule, after)
-    starts = [part._dtstart for part in rule._rrule] + list(rule._rdate)
-    if not starts:
-        return
-    aware = starts[0].tzinfo is not None
-    cursor = after.astimezone(tz)
-    if not aware:
-        cursor = cursor.replace(tzinfo=None)
-    previous = after
-    for steps, t in enumerate(rule.xafter(cursor, count=None, inc=False)):
-        if steps >= RRULE_MAX_STEPS:
-            raise ScheduleError(f"rrule {schedule.rrule!r} costs too much to compute")
-        utc = t.astimezone(UTC) if aware else t.replace(tzinfo=tz).astimezone(UTC)
-        if utc > previous:
-            previous = utc
-            yield utc
 
 
 # -- storage ----------------------------------------------------------------------------
@@ -477,6 +357,11 @@ def describe(schedule: Schedule) -> str:
 
 
 __all__ = [
+    "CRON_MAX_YEARS_BETWEEN",
+    "INTERVAL_MAX_SECONDS",
+    "INTERVAL_MIN_SECONDS",
+    "RRULE_DEFAULT_START",
+    "RRULE_MAX_COUNT",
     "CronSchedule",
     "IntervalSchedule",
     "RRuleSchedule",

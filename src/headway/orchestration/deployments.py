@@ -16,13 +16,14 @@ due run, or when the next scheduled run falls due, whichever comes first.
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from headway.core.bounds import check_finite_json, check_pid, check_time
+from headway.core.bounds import INT32_MAX, check_finite_json, check_pid, check_time, check_whole
 from headway.core.deployments import (
     DeploymentSpec,
     check_parameters,
@@ -386,10 +387,11 @@ class DeploymentPolicy:
         """Claim up to ``limit`` due runs, waiting up to ``wait`` seconds for one."""
         from headway.store.slots import current_process
 
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise ValidationError(f"claim limit must be a whole number of at least 1, got {limit}")
+        check_whole(limit, "claim limit", 1, INT32_MAX)
         if pool is None and not deployments:
             raise ValidationError("claim needs a work pool or deployments")
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or math.isnan(wait):
+            raise ValidationError(f"claim wait must be a number of seconds, got {wait!r}")
         wait = max(0.0, min(float(wait), CLAIM_WAIT_MAX_SECONDS))
         owner = current_process() if process is None else validate_process(process)
         lease = self.settings.concurrency_lease_seconds

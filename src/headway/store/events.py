@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from headway.core.bounds import INT64_MAX
 from headway.core.clock import Clock
 from headway.core.limits import ProcessInfo, decayed
 from headway.exceptions import ValidationError
@@ -187,7 +188,11 @@ def parse_cursor(cursor: str | None) -> tuple[int, int] | None:
         ev, st = cursor.split(".")
         if ev[0] != "e" or st[0] != "s":
             raise ValueError(cursor)
-        return int(ev[1:]), int(st[1:])
+        ids = int(ev[1:]), int(st[1:])
+        # Row ids are bigints: a larger one cannot be compared with them in SQL.
+        if not all(0 <= i <= INT64_MAX for i in ids):
+            raise ValueError(cursor)
+        return ids
     except (ValueError, IndexError):
         raise ValidationError(f"invalid event cursor {cursor!r}") from None
 

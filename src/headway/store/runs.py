@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from headway.core.bounds import (
-    EPOCH_MAX,
-    EPOCH_MIN,
     INT32_MAX,
+    INT64_MAX,
     check_epoch,
     check_finite_json,
     check_pid,
-    check_time,
     check_whole,
+    epoch_of,
 )
 from headway.core.clock import Clock
 from headway.core.limits import WakeTarget, validate_name
@@ -123,10 +122,7 @@ def _new_states(
 
 
 def _ts(state: State) -> float:
-    ts = state.timestamp.timestamp()
-    if not EPOCH_MIN <= ts <= EPOCH_MAX:
-        check_time(state.timestamp, "state timestamp")  # raises, with the message
-    return ts
+    return epoch_of(state.timestamp, "state timestamp")
 
 
 def _state_row(run_id: str, kind: str, state: State, ts: float) -> dict[str, Any]:
@@ -325,6 +321,8 @@ class RunStore(RunWaitStore):
         offset: int = 0,
     ) -> list[FlowRun]:
         """Flow runs, newest first, filtered by state, deployment or flow."""
+        check_whole(limit, "limit", 0, INT64_MAX)
+        check_whole(offset, "offset", 0, INT64_MAX)
         where: list[str] = []
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if states:
@@ -494,9 +492,10 @@ class RunStore(RunWaitStore):
         """Append log lines, in one transaction."""
         if not records:
             return
+        stamps = []
         for r in records:
             check_whole(r.level, "log level", 0, INT32_MAX)
-            check_time(r.timestamp, "log timestamp")
+            stamps.append(epoch_of(r.timestamp, "log timestamp"))
         with self.db.write() as tx:
             tx.executemany(
                 "INSERT INTO logs (flow_run_id, task_run_id, level, logger, message, timestamp)"
@@ -508,9 +507,9 @@ class RunStore(RunWaitStore):
                         "level": r.level,
                         "logger": r.logger,
                         "message": r.message,
-                        "ts": r.timestamp.timestamp(),
+                        "ts": ts,
                     }
-                    for r in records
+                    for r, ts in zip(records, stamps, strict=True)
                 ],
             )
 
@@ -520,6 +519,8 @@ class RunStore(RunWaitStore):
         """Log lines of a flow run (and its task runs) after ``after_id``, with their ids."""
         import logging
 
+        check_whole(after_id, "after_id", 0, INT64_MAX)
+        check_whole(limit, "limit", 0, INT64_MAX)
         with self.db.read() as tx:
             rows = tx.execute(
                 "SELECT id, flow_run_id, task_run_id, level, logger, message, timestamp"
