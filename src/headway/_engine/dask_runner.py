@@ -66,7 +66,6 @@ logger = logging.getLogger("headway.task_runners")
 MAX_UNSTARTED_LOSSES = 3
 
 
-
 class DaskTaskRunner(TaskRunner):
     """Runs a flow run's tasks on a Dask cluster.
 

@@ -7,4 +7,4 @@ checks that ``HEAD`` is the history's single head.
 
 from __future__ import annotations
 
-HEAD = "0006"
+HEAD = "0007"

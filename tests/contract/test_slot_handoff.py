@@ -1,0 +1,368 @@
+"""Direct handoff: whoever frees slots grants them to the head of the queue, in its transaction.
+
+A release (a cancel, a limit raised, a reap) creates the head waiter's lease
+before it commits; the waiter then only takes the grant by its id. Each test
+queues waiters with one attempt under a named waiter id (``timeout=0``), so
+nothing runs on their behalf until the test asks again: what the store did on
+its own is what ``inspect_limit`` shows in between. Runs on every backend.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from headway.client.base import Client
+from headway.concurrency.sync import concurrency
+from headway.core.limits import ProcessInfo, SlotGrant, SlotWait, WakeTarget
+from headway.orchestrator import Orchestrator
+from headway.store.slots import SlotStore, current_process
+
+if TYPE_CHECKING:
+    from conftest import Backend
+
+
+def _orchestrator(backend: Backend) -> Orchestrator:
+    if backend.server is not None:
+        orch: Orchestrator = backend.server.app.state.orchestrator
+        return orch
+    return backend.client.orchestrator  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+def woken(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The waiter ids the slot engine notifies, in order (whoever sends them)."""
+    orch = _orchestrator(backend)
+    seen: list[str] = []
+    original = orch._notify
+
+    def spy(targets: Sequence[WakeTarget]) -> None:
+        seen.extend(t.waiter_id for t in targets)
+        original(targets)
+
+    monkeypatch.setattr(orch, "_notify", spy)
+    yield seen
+
+
+def _queue(client: Client, names: list[str], slots: int = 1, **kw: Any) -> str:
+    """One attempt under a new waiter id, which must queue; the id."""
+    waiter = uuid.uuid4().hex
+    result = client.acquire_slots(names, slots, timeout=0, waiter_id=waiter, **kw)
+    assert isinstance(result, SlotWait), result
+    return waiter
+
+
+def _take(client: Client, names: list[str], waiter: str, slots: int = 1) -> SlotGrant:
+    """The waiter comes back: it finds the grant made for it."""
+    result = client.acquire_slots(names, slots, timeout=0, waiter_id=waiter)
+    assert isinstance(result, SlotGrant), result
+    return result
+
+
+def _holders(client: Client, name: str) -> list[str | None]:
+    return [lease.holder.id for lease in client.inspect_limit(name).holders]
+
+
+def _waiting(client: Client, name: str) -> list[str | None]:
+    return [w.holder.id for w in client.inspect_limit(name).waiters]
+
+
+def _grant(client: Client, names: list[str], slots: int = 1, **kw: Any) -> SlotGrant:
+    result = client.acquire_slots(names, slots, **kw)
+    assert isinstance(result, SlotGrant), result
+    return result
+
+
+def test_a_release_hands_the_slot_to_the_head_waiter(
+    backend: Backend, client: Client, woken: list[str]
+) -> None:
+    client.create_limit("h", 1)
+    holder = _grant(client, ["h"], holder_id="first")
+    w1 = _queue(client, ["h"], holder_id="w1", lease_seconds=60)
+    w2 = _queue(client, ["h"], holder_id="w2")
+    backend.clock.advance(5)
+    assert holder.lease_id is not None
+    client.release_slots(holder.lease_id)
+
+    # Before w1 runs again, the release has already made w1 the holder.
+    detail = client.inspect_limit("h")
+    assert [lease.holder.id for lease in detail.holders] == ["w1"]
+    assert [w.holder.id for w in detail.waiters] == ["w2"]
+    assert detail.limit.active_slots == 1
+    assert woken == [w1]  # only the granted waiter is woken, not w2
+
+    grant = _take(client, ["h"], w1)
+    assert grant.lease_id == detail.holders[0].id
+    assert grant.waited_seconds == pytest.approx(5.0, abs=1.0)
+    assert grant.lease_seconds == 60
+    # The lease is w1's like any other: renewed, then released on to w2.
+    assert client.renew_leases([grant.lease_id]) == []
+    client.release_slots(grant.lease_id)
+    assert _holders(client, "h") == ["w2"]
+    assert woken == [w1, w2]
+    last = _take(client, ["h"], w2)
+    assert last.lease_id is not None
+    client.release_slots(last.lease_id)
+    assert client.read_limit("h").active_slots == 0
+    assert woken == [w1, w2]  # nobody left to wake
+
+
+def test_only_granted_waiters_are_woken(client: Client, woken: list[str]) -> None:
+    client.create_limit("w", 2)
+    held = [_grant(client, ["w"]) for _ in range(2)]
+    big = _queue(client, ["w"], 2, holder_id="big")
+    small = [_queue(client, ["w"], holder_id=f"s{i}") for i in range(3)]
+    assert held[0].lease_id is not None and held[1].lease_id is not None
+
+    # One slot free: the 2-slot head does not fit, and nobody passes it.
+    client.release_slots(held[0].lease_id)
+    assert woken == []
+    assert _holders(client, "w") == [None]
+    assert _waiting(client, "w") == ["big", "s0", "s1", "s2"]
+
+    # Two free: the head takes both; the small ones still do not fit, and sleep on.
+    client.release_slots(held[1].lease_id)
+    assert woken == [big]
+    assert _holders(client, "w") == ["big"]
+    lease = _take(client, ["w"], big, 2).lease_id
+    assert lease is not None
+
+    # Its release grants the next two in order; the third is not woken.
+    client.release_slots(lease)
+    assert woken == [big, small[0], small[1]]
+    assert sorted(_holders(client, "w"), key=str) == ["s0", "s1"]
+    assert _waiting(client, "w") == ["s2"]
+
+    # A waiter cancelling before it took its grant gives the slot on, to s2 only.
+    client.cancel_slot_wait(small[0])
+    assert woken == [big, small[0], small[1], small[2]]
+    assert sorted(_holders(client, "w"), key=str) == ["s1", "s2"]
+    assert _waiting(client, "w") == []
+
+
+def test_handoff_keeps_priority_and_fifo_order(client: Client) -> None:
+    client.create_limit("o", 1)
+    holder = _grant(client, ["o"])
+    order = [("a", 0), ("b", 0), ("c", 5), ("d", 0), ("e", 5)]
+    waiters = {hid: _queue(client, ["o"], holder_id=hid, priority=p) for hid, p in order}
+    served: list[str | None] = []
+    lease = holder.lease_id
+    for _ in order:
+        assert lease is not None
+        client.release_slots(lease)
+        (hid,) = _holders(client, "o")
+        assert hid is not None
+        served.append(hid)
+        lease = _take(client, ["o"], waiters[hid]).lease_id
+    assert lease is not None
+    client.release_slots(lease)
+    assert served == ["c", "e", "a", "b", "d"]
+    assert client.read_limit("o").active_slots == 0
+
+
+def test_several_names_are_handed_off_all_or_nothing(client: Client, woken: list[str]) -> None:
+    client.create_limit("a", 1)
+    client.create_limit("b", 1)
+    on_a = _grant(client, ["a"])
+    on_b = _grant(client, ["b"])
+    both = _queue(client, ["a", "b"], holder_id="both")
+    behind = _queue(client, ["a"], holder_id="behind")
+    assert on_a.lease_id is not None and on_b.lease_id is not None
+
+    client.release_slots(on_a.lease_id)
+    # a is free but its head waits for b too: nothing is taken, nobody passes it.
+    assert woken == []
+    assert _holders(client, "a") == []
+    assert _waiting(client, "a") == ["both", "behind"]
+
+    client.release_slots(on_b.lease_id)
+    assert woken == [both]
+    assert _holders(client, "a") == ["both"] and _holders(client, "b") == ["both"]
+    grant = _take(client, ["a", "b"], both)
+    assert grant.names == ("a", "b")
+    assert grant.lease_id is not None
+    client.release_slots(grant.lease_id)
+    assert woken == [both, behind]
+    assert _holders(client, "a") == ["behind"] and _holders(client, "b") == []
+
+
+def test_raising_a_limit_hands_off_and_rate_tokens_too(client: Client, woken: list[str]) -> None:
+    client.create_limit("r", 2, slot_decay_per_second=0.001)
+    first = client.acquire_slots(["r"], 2, mode="rate")
+    assert isinstance(first, SlotGrant)
+    tokens = _queue(client, ["r"], mode="rate", holder_id="tokens")
+    client.update_limit("r", limit=3)
+    assert woken == [tokens]
+    detail = client.inspect_limit("r")
+    assert detail.waiters == () and detail.limit.active_slots == pytest.approx(3, abs=0.01)
+    grant = _take(client, ["r"], tokens)
+    assert grant.mode == "rate" and grant.lease_id is None and grant.names == ("r",)
+
+
+def test_disabling_a_limit_hands_its_waiters_through(client: Client, woken: list[str]) -> None:
+    client.create_limit("d", 1)
+    _grant(client, ["d"])
+    waiter = _queue(client, ["d"], holder_id="late")
+    client.update_limit("d", active=False)
+    assert woken == [waiter]
+    grant = _take(client, ["d"], waiter)
+    assert grant.lease_id is None and grant.inactive == ("d",)
+
+
+def test_a_granted_waiter_that_never_came_back_has_its_lease_expire(
+    backend: Backend, client: Client
+) -> None:
+    client.create_limit("x", 1)
+    holder = _grant(client, ["x"])
+    _queue(client, ["x"], holder_id="vanished", lease_seconds=30)
+    assert holder.lease_id is not None
+    client.release_slots(holder.lease_id)
+    (lease,) = client.inspect_limit("x").holders
+    assert lease.holder.id == "vanished"
+
+    backend.clock.advance(31)
+    detail = client.inspect_limit("x")  # sweeps: the lease expired unrenewed
+    assert detail.holders == () and detail.limit.active_slots == 0
+    assert client.renew_leases([lease.id]) == [lease.id]
+    assert isinstance(client.acquire_slots(["x"], 1), SlotGrant)
+
+
+def test_a_granted_waiter_whose_process_died_is_reaped(client: Client) -> None:
+    client.create_limit("y", 1)
+    holder = _grant(client, ["y"])
+    me = current_process()
+    ghost = ProcessInfo(pid=_dead_pid(), host=me.host, node=me.node, proc_start=me.proc_start or 1)
+    # Queued while its process lived (a sweep before the release would reap the waiter).
+    _queue(client, ["y"], holder_id="ghost", process=ghost)
+    assert holder.lease_id is not None
+    client.release_slots(holder.lease_id)
+    detail = client.inspect_limit("y")  # sweeps: the holder's process is gone
+    assert detail.holders == () and detail.limit.active_slots == 0
+
+
+def test_a_waiter_that_cancels_after_its_grant_gives_the_slot_on(
+    client: Client, woken: list[str]
+) -> None:
+    client.create_limit("c", 1)
+    holder = _grant(client, ["c"])
+    w1 = _queue(client, ["c"], holder_id="w1")
+    w2 = _queue(client, ["c"], holder_id="w2")
+    assert holder.lease_id is not None
+    client.release_slots(holder.lease_id)
+    assert _holders(client, "c") == ["w1"]
+    client.cancel_slot_wait(w1)
+    assert _holders(client, "c") == ["w2"]
+    assert woken == [w1, w2]
+    client.cancel_slot_wait(w2)
+    detail = client.inspect_limit("c")
+    assert detail.holders == () and detail.waiters == () and detail.limit.active_slots == 0
+
+
+def test_taking_and_cancelling_a_grant_race_safely(client: Client) -> None:
+    """Whichever wins, the slot is held by a caller that knows it, or by nobody."""
+    client.create_limit("race", 1)
+    for _ in range(12):
+        holder = _grant(client, ["race"])
+        waiter = _queue(client, ["race"])
+        assert holder.lease_id is not None
+        client.release_slots(holder.lease_id)
+        start = threading.Barrier(2)
+        got: list[SlotGrant | SlotWait] = []
+
+        def take(
+            w: str = waiter,
+            barrier: threading.Barrier = start,
+            out: list[SlotGrant | SlotWait] = got,
+        ) -> None:
+            barrier.wait()
+            out.append(client.acquire_slots(["race"], 1, timeout=0, waiter_id=w))
+
+        def cancel(w: str = waiter, barrier: threading.Barrier = start) -> None:
+            barrier.wait()
+            client.cancel_slot_wait(w)
+
+        threads = [threading.Thread(target=take), threading.Thread(target=cancel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        (result,) = got
+        detail = client.inspect_limit("race")
+        if isinstance(result, SlotGrant):
+            # Taken first (or, after the cancel, queued anew and granted): its lease is live.
+            assert [lease.id for lease in detail.holders] == [result.lease_id]
+            assert result.lease_id is not None
+            assert client.renew_leases([result.lease_id]) == []
+            client.release_slots(result.lease_id)
+        else:
+            assert detail.holders == ()
+        client.cancel_slot_wait(waiter)  # a re-queued request, if any
+        detail = client.inspect_limit("race")
+        assert detail.holders == () and detail.waiters == ()
+        assert detail.limit.active_slots == 0
+
+
+def test_no_over_admission_through_handoffs(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Threads loop on a limit of 2 while an observer outside headway counts holders."""
+    handoffs: list[str] = []
+    original = SlotStore._record_handoff
+
+    def counting(self: SlotStore, tx: Any, waiter_id: str, grant: SlotGrant, now: float) -> None:
+        handoffs.append(waiter_id)
+        original(self, tx, waiter_id, grant, now)
+
+    monkeypatch.setattr(SlotStore, "_record_handoff", counting)
+    client.create_limit("adm", 2)
+    gate = [_grant(client, ["adm"]) for _ in range(2)]
+    lock = threading.Lock()
+    inside = [0]
+    peak = [0]
+    errors: list[BaseException] = []
+    rounds, workers = 8, 6
+
+    def work() -> None:
+        try:
+            for _ in range(rounds):
+                with concurrency("adm", timeout_seconds=60):
+                    with lock:
+                        inside[0] += 1
+                        peak[0] = max(peak[0], inside[0])
+                    with lock:
+                        inside[0] -= 1
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    # Every worker queued behind the gate before it opens: the first grants are handoffs.
+    queued = threading.Event()
+    for _ in range(600):
+        if len(client.inspect_limit("adm").waiters) == workers:
+            queued.set()
+            break
+        queued.wait(0.05)
+    assert queued.is_set()
+    for g in gate:
+        assert g.lease_id is not None
+        client.release_slots(g.lease_id)
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert 1 <= peak[0] <= 2
+    assert len(handoffs) >= 2
+    detail = client.inspect_limit("adm")
+    assert detail.holders == () and detail.waiters == () and detail.limit.active_slots == 0
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
