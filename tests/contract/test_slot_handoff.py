@@ -214,6 +214,48 @@ def test_disabling_a_limit_hands_its_waiters_through(client: Client, woken: list
     assert grant.lease_id is None and grant.inactive == ("d",)
 
 
+def test_a_waiter_handed_a_slot_never_holds_two(client: Client) -> None:
+    """Room beyond the grant does not give the waiter a second lease when it comes back.
+
+    On PostgreSQL the waiter's next attempt goes through the one-statement grant
+    first (the limit now has room and nobody queued): it must find the grant
+    handed to it and give one of the two back.
+    """
+    client.create_limit("two", 1)
+    holder = _grant(client, ["two"])
+    waiter = _queue(client, ["two"], holder_id="w")
+    assert holder.lease_id is not None
+    client.release_slots(holder.lease_id)
+    client.update_limit("two", limit=2)
+    grant = _take(client, ["two"], waiter)
+    detail = client.inspect_limit("two")
+    assert [lease.id for lease in detail.holders] == [grant.lease_id]
+    assert detail.limit.active_slots == 1
+    assert grant.lease_id is not None
+    client.release_slots(grant.lease_id)
+    assert client.read_limit("two").active_slots == 0
+
+
+def test_deleting_a_limit_hands_its_waiters_an_unlimited_grant(
+    client: Client, woken: list[str]
+) -> None:
+    client.create_limit("gone", 1)
+    client.create_limit("kept", 1)
+    _grant(client, ["gone"])
+    alone = _queue(client, ["gone"], holder_id="alone")
+    _grant(client, ["kept"])
+    also = _queue(client, ["gone", "kept"], holder_id="also")
+    client.delete_limit("gone", force=True)
+    # The first asked for that limit only: it goes through, holding nothing. The
+    # second still waits on 'kept' (woken to retry there), in its place.
+    assert sorted(woken) == sorted([alone, also])
+    grant = _take(client, ["gone"], alone)
+    assert grant.lease_id is None and grant.unknown == ("gone",)
+    again = client.acquire_slots(["gone", "kept"], 1, timeout=0, waiter_id=also)
+    assert isinstance(again, SlotWait)
+    assert _waiting(client, "kept") == ["also"]
+
+
 def test_a_granted_waiter_that_never_came_back_has_its_lease_expire(
     backend: Backend, client: Client
 ) -> None:
@@ -366,3 +408,41 @@ def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
     return proc.pid
+
+
+def test_postgres_leaves_a_waiter_whose_other_limit_is_locked_to_retry(
+    backend: Backend, client: Client, woken: list[str]
+) -> None:
+    """A release never waits for a lock out of name order: that waiter retries by itself.
+
+    The release of ``b`` locks ``b``; its head waiter also wants ``a``, which
+    sorts first and which another transaction holds. Waiting for ``a`` there
+    could deadlock with a transaction that holds ``a`` and waits for ``b``, so
+    the waiter is woken (not granted) and keeps its place; its own attempt,
+    taking both locks in order, is granted once ``a`` is free.
+    """
+    if not backend.is_postgres:
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
+    import psycopg
+
+    assert backend.database_url is not None
+    client.create_limit("a", 1)
+    client.create_limit("b", 1)
+    on_b = _grant(client, ["b"])
+    both = _queue(client, ["a", "b"], holder_id="both")
+    blocker = psycopg.connect(
+        backend.database_url.replace("postgresql+psycopg://", "postgresql://")
+    )
+    try:
+        blocker.execute("SELECT name FROM limits WHERE name = 'a' FOR UPDATE")
+        assert on_b.lease_id is not None
+        client.release_slots(on_b.lease_id)  # returns: it does not wait for a's lock
+        assert woken == [both]
+        assert _holders(client, "b") == []
+        assert _waiting(client, "b") == ["both"]
+        assert isinstance(client.acquire_slots(["b"], 1), SlotWait)  # nobody passes it
+    finally:
+        blocker.rollback()
+        blocker.close()
+    grant = _take(client, ["a", "b"], both)
+    assert grant.names == ("a", "b")

@@ -399,9 +399,8 @@ class SlotStore(EventStore):
                     f"limit {name!r} has {count} holder(s); wait for them to release,"
                     " or delete with force"
                 )
-            wake = self._waiters_of(tx, [name], now)
             self._drop_leases(tx, name)
-            tx.execute("DELETE FROM waiters WHERE limit_name = :name", {"name": name})
+            wake = self._unqueue_deleted(tx, name, now)
             tx.execute("DELETE FROM limits WHERE name = :name", {"name": name})
             self._event(tx, now, "limit.deleted", name, None, f"force={force} holders={count}")
         return wake
@@ -502,10 +501,33 @@ class SlotStore(EventStore):
                 names[0], occupy, holder_kind, holder_id, process, lease_seconds, now
             )
             if fast is not None:
-                return Attempt(grant=fast)
+                if new_waiter:
+                    return Attempt(grant=fast)
+                # A request that may have queued before: a release may have handed
+                # it the slots while this statement waited for the limit's lock
+                # (the statement's snapshot could not see that grant). Looked for
+                # now, after the commit; if so it holds two leases: the grant
+                # handed to it goes back, to whoever is next.
+                try:
+                    if not self.db.execute_alone(
+                        "SELECT 1 FROM handoffs WHERE waiter_id = :w", {"w": waiter_id}
+                    ):
+                        return Attempt(grant=fast)
+                    return Attempt(grant=fast, wake=tuple(self.cancel_slot_wait(waiter_id)))
+                except StoreError as exc:
+                    # The grant stands; a handed grant, if any, goes with its lease's expiry.
+                    logger.warning(
+                        "granted %s, but could not look for a handoff: %s", waiter_id, exc
+                    )
+                    return Attempt(grant=fast)
         with self.db.write() as tx:
             seq, waiting_since = NOT_QUEUED, now
             queued_on: set[str] = set()
+            if tx.dialect.for_update:
+                # Row locks first, in name order; the statements after this one then
+                # see every request queued, and every grant handed to this one, by
+                # whoever held these locks before us.
+                self._lock(tx, names)
             if not new_waiter:
                 # Handed the slots by whoever freed them: take the grant, nothing more.
                 handed = self._take_handoff(tx, waiter_id, names, now)
@@ -520,12 +542,9 @@ class SlotStore(EventStore):
                     queued_on = {r[2] for r in mine}
                 elif not may_queue:
                     return Attempt(gone=True)
-            if tx.dialect.for_update:
-                # Row locks first, in name order; the statements after this one then
-                # see every request queued by whoever held these locks before us.
-                self._lock(tx, names)
-            elif (
-                seq == NOT_QUEUED
+            if (
+                not tx.dialect.for_update
+                and seq == NOT_QUEUED
                 and mode == "concurrency"
                 and len(names) == 1
                 and holder_kind == "code"
@@ -1456,13 +1475,38 @@ class SlotStore(EventStore):
             )
         return names
 
-    def _waiters_of(self, tx: Tx, names: Sequence[str], now: float) -> list[WakeTarget]:
+    def _unqueue_deleted(self, tx: Tx, name: str, now: float) -> list[WakeTarget]:
+        """Take the waiters of a limit being deleted out of its queue (it is locked).
+
+        A request that waited on that limit alone now asks for a name that is
+        not limited: it is handed an empty grant (nothing held, the name
+        reported unknown), as its own attempt would find. One also queued on
+        other limits is woken to retry there: those limits are not locked here.
+        """
         rows = tx.execute(
-            "SELECT DISTINCT waiter_id, wake_address, host, pid FROM waiters"
-            f" WHERE expires > :now AND limit_name IN ({_marks('n', len(names))})",
-            _bind("n", names, {"now": now}),
+            "DELETE FROM waiters WHERE limit_name = :name RETURNING waiter_id, slots, mode,"
+            " created, wake_address, host, pid, expires",
+            {"name": name},
         )
-        return notify_in_transaction(tx, [WakeTarget(r[0], r[1], r[2], int(r[3])) for r in rows])
+        live = [r for r in rows if float(r[7]) > now]
+        if not live:
+            return []
+        elsewhere = {
+            r[0]
+            for r in tx.execute(
+                f"SELECT DISTINCT waiter_id FROM waiters WHERE waiter_id IN"
+                f" ({_marks('w', len(live))})",
+                _bind("w", [r[0] for r in live], {}),
+            )
+        }
+        for r in live:
+            if r[0] not in elsewhere:
+                mode: Mode = "rate" if r[2] == "rate" else "concurrency"
+                waited = max(0.0, now - float(r[3]))
+                nothing = SlotGrant(None, (), int(r[1]), mode, waited_seconds=waited)
+                self._record_handoff(tx, r[0], nothing, now)
+        targets = [WakeTarget(r[0], r[4], r[5], int(r[6])) for r in live]
+        return notify_in_transaction(tx, targets)
 
     # -- helpers -------------------------------------------------------------------
     def _lock(self, tx: Tx, names: Sequence[str]) -> None:
