@@ -404,6 +404,67 @@ def test_no_over_admission_through_handoffs(
     assert detail.holders == () and detail.waiters == () and detail.limit.active_slots == 0
 
 
+_WORKER = """
+import fcntl, os, random, sys, threading
+from headway.concurrency.sync import concurrency
+
+observer, limit, threads, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+errors = []
+
+def note(delta):
+    # The observer knows nothing of headway: a sum of slots in use under flock.
+    with open(observer, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.seek(0)
+        now, most, bad, entries = (int(x) for x in (fh.read().split() or [0] * 4))
+        now += delta
+        if delta > 0:
+            entries += 1
+            most = max(most, now)
+            bad += now > limit
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{now} {most} {bad} {entries}")
+
+def loop(seed):
+    rng = random.Random(seed)
+    try:
+        for _ in range(rounds):
+            slots = rng.choice((1, 1, 2))
+            with concurrency("procs", occupy=slots, timeout_seconds=120):
+                note(slots)
+                note(-slots)
+    except BaseException as exc:
+        errors.append(exc)
+
+workers = [threading.Thread(target=loop, args=(os.getpid() * 10 + i,)) for i in range(threads)]
+for w in workers:
+    w.start()
+for w in workers:
+    w.join()
+sys.exit(f"failed: {errors[0]!r}" if errors else 0)
+"""
+
+
+def test_no_over_admission_across_processes(client: Client, tmp_path: Any) -> None:
+    """Processes of threads take 1 or 2 slots of a limit of 2; an outside observer sums them."""
+    import os
+    import sys
+
+    client.create_limit("procs", 2)
+    observer = tmp_path / "observer"
+    processes, threads, rounds = 2, 3, 6
+    command = [sys.executable, "-c", _WORKER, str(observer), "2", str(threads), str(rounds)]
+    procs = [subprocess.Popen(command, env=dict(os.environ)) for _ in range(processes)]
+    codes = [p.wait(timeout=300) for p in procs]
+    assert codes == [0] * processes
+    now, most, violations, entries = (int(x) for x in observer.read_text().split())
+    assert violations == 0 and 1 <= most <= 2 and now == 0
+    assert entries == processes * threads * rounds
+    detail = client.inspect_limit("procs")
+    assert detail.holders == () and detail.waiters == () and detail.limit.active_slots == 0
+
+
 def _dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()

@@ -1098,13 +1098,18 @@ class SlotStore(EventStore):
                 names = [r[0] for r in rows]
             names = sorted(set(names))
             if not names:
+                self._forget_handoffs(tx, now)
                 return 0, []
             self._lock(tx, names)
             freed, reaped = self._reap(tx, names, now, check_processes=True, force_check=True)
             wake = self._handoff(tx, freed, now)
-            # Grants never taken whose lease has expired (and been reaped above).
-            tx.execute("DELETE FROM handoffs WHERE expires <= :now", {"now": now})
+            self._forget_handoffs(tx, now)
         return reaped, wake
+
+    def _forget_handoffs(self, tx: Tx, now: float) -> None:
+        # Grants never taken, past their lease's expiry (the lease itself is reaped
+        # as any other): a waiter coming back later finds nothing, as if expired.
+        tx.execute("DELETE FROM handoffs WHERE expires <= :now", {"now": now})
 
     def recount_queued(self) -> list[str]:
         """Set ``limits.queued`` from the waiter rows where they disagree; the limits fixed.
