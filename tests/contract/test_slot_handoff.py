@@ -218,8 +218,8 @@ def test_a_waiter_handed_a_slot_never_holds_two(client: Client) -> None:
     """Room beyond the grant does not give the waiter a second lease when it comes back.
 
     On PostgreSQL the waiter's next attempt goes through the one-statement grant
-    first (the limit now has room and nobody queued): it must find the grant
-    handed to it and give one of the two back.
+    first (the limit now has room and nobody queued): it must see the grant
+    handed to it and leave the request to take that one.
     """
     client.create_limit("two", 1)
     holder = _grant(client, ["two"])
@@ -507,3 +507,70 @@ def test_postgres_leaves_a_waiter_whose_other_limit_is_locked_to_retry(
         blocker.close()
     grant = _take(client, ["a", "b"], both)
     assert grant.names == ("a", "b")
+
+
+def test_postgres_a_grant_handed_while_the_waiter_asks_again_is_not_doubled(
+    backend: Backend, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiter asking again while the release that hands it the slot is still open.
+
+    The release has handed the slot to the waiter but not committed; the
+    waiter asks again (room on the limit after the release: a 2-slot holder
+    left, the waiter takes 1). The one-statement grant must not apply: its
+    snapshot still has the waiter queued. The full path then waits for the
+    limit's lock and, once the release commits, takes the grant handed to it:
+    one lease, not two.
+    """
+    if backend.name != "embedded-postgres":
+        pytest.skip("the one-statement grant is PostgreSQL's; driven from this process")
+    import psycopg
+
+    assert backend.database_url is not None
+    client.create_limit("race2", 2)
+    holder = _grant(client, ["race2"], 2)
+    waiter = _queue(client, ["race2"], holder_id="w")
+    in_release, go_on = threading.Event(), threading.Event()
+    original = SlotStore._handoff
+
+    def held_open(self: SlotStore, tx: Any, names: Sequence[str], now: float) -> Any:
+        result = original(self, tx, names, now)
+        in_release.set()
+        assert go_on.wait(60)
+        return result
+
+    monkeypatch.setattr(SlotStore, "_handoff", held_open)
+    assert holder.lease_id is not None
+    lease_id = holder.lease_id
+    releaser = threading.Thread(target=lambda: client.release_slots(lease_id))
+    releaser.start()
+    assert in_release.wait(60)
+    monkeypatch.setattr(SlotStore, "_handoff", original)
+    got: list[SlotGrant | SlotWait] = []
+    asker = threading.Thread(
+        target=lambda: got.append(client.acquire_slots(["race2"], 1, timeout=0, waiter_id=waiter))
+    )
+    asker.start()
+    admin = psycopg.connect(backend.database_url.replace("postgresql+psycopg://", "postgresql://"))
+    try:
+        blocked = threading.Event()
+        for _ in range(600):  # until the asker's statement waits for the row lock
+            row = admin.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock'"
+            ).fetchone()
+            admin.rollback()
+            if row is not None and row[0] >= 1:
+                blocked.set()
+                break
+            blocked.wait(0.05)
+        assert blocked.is_set()
+    finally:
+        admin.close()
+        go_on.set()
+        releaser.join(60)
+        asker.join(60)
+    (result,) = got
+    assert isinstance(result, SlotGrant)
+    detail = client.inspect_limit("race2")
+    assert [lease.id for lease in detail.holders] == [result.lease_id]
+    assert detail.limit.active_slots == 1

@@ -171,10 +171,15 @@ _LEASE_VALUES = ":id, :name, :slots, :kind, :holder, :pid, :host, :start, :now, 
 
 
 #: PostgreSQL's uncontended grant, one statement (see SlotStore._fast_grant_alone).
+#: Never for a request that was handed the slots already: a handoff committed
+#: before the statement's snapshot is in ``handoffs``; one still in progress
+#: then had this request queued on the limit (``queued`` >= 1 in the snapshot's
+#: row version, which PostgreSQL checks before it waits for the row lock).
 _FAST_GRANT_SQL = (
     "WITH taken AS (UPDATE limits SET active_slots = active_slots + :n,"
     " grants = grants + 1, decayed_at = :now WHERE name = :name AND active"
     " AND slot_decay_per_second = 0 AND queued = 0 AND active_slots + :n <= slot_limit"
+    " AND NOT EXISTS (SELECT 1 FROM handoffs WHERE waiter_id = :w)"
     f" RETURNING name) INSERT INTO leases ({_LEASE_COLUMNS})"
     f" SELECT {_LEASE_VALUES.replace(':name', 'name')} FROM taken RETURNING limit_name"
 )
@@ -498,28 +503,10 @@ class SlotStore(EventStore):
             and holder_kind == "code"
         ):
             fast = self._fast_grant_alone(
-                names[0], occupy, holder_kind, holder_id, process, lease_seconds, now
+                names[0], occupy, holder_kind, holder_id, process, lease_seconds, now, waiter_id
             )
             if fast is not None:
-                if new_waiter:
-                    return Attempt(grant=fast)
-                # A request that may have queued before: a release may have handed
-                # it the slots while this statement waited for the limit's lock
-                # (the statement's snapshot could not see that grant). Looked for
-                # now, after the commit; if so it holds two leases: the grant
-                # handed to it goes back, to whoever is next.
-                try:
-                    if not self.db.execute_alone(
-                        "SELECT 1 FROM handoffs WHERE waiter_id = :w", {"w": waiter_id}
-                    ):
-                        return Attempt(grant=fast)
-                    return Attempt(grant=fast, wake=tuple(self.cancel_slot_wait(waiter_id)))
-                except StoreError as exc:
-                    # The grant stands; a handed grant, if any, goes with its lease's expiry.
-                    logger.warning(
-                        "granted %s, but could not look for a handoff: %s", waiter_id, exc
-                    )
-                    return Attempt(grant=fast)
+                return Attempt(grant=fast)
         with self.db.write() as tx:
             seq, waiting_since = NOT_QUEUED, now
             queued_on: set[str] = set()
@@ -795,6 +782,7 @@ class SlotStore(EventStore):
         process: ProcessInfo,
         lease_seconds: float,
         now: float,
+        waiter_id: str,
     ) -> SlotGrant | None:
         """The uncontended case on PostgreSQL: one statement takes the slots and the lease.
 
@@ -804,12 +792,15 @@ class SlotStore(EventStore):
         concurrent requests can never both fit, and a request queued a moment
         ago is never passed. None when it does not apply (nothing was written):
         the full decision runs next. If the connection fails under it, the
-        lease's own id tells whether it was granted.
+        lease's own id tells whether it was granted. A request that was handed
+        the slots already (``waiter_id``) is never granted here (see
+        ``_FAST_GRANT_SQL``): it takes its grant in the full path.
         """
         lease_id = os.urandom(16).hex()
         expires = now + lease_seconds
         params = {
             "n": float(occupy),
+            "w": waiter_id,
             **_lease_params(lease_id, name, occupy, holder_kind, holder_id, process, now, expires),
         }
         try:
