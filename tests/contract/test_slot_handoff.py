@@ -145,6 +145,38 @@ def test_only_granted_waiters_are_woken(client: Client, woken: list[str]) -> Non
     assert _waiting(client, "w") == []
 
 
+def test_a_waiter_whose_wake_up_was_lost_finds_its_grant(
+    backend: Backend, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The grant does not depend on the notification: the waiter's own look finds it."""
+    client.create_limit("m", 1)
+    holder = _grant(client, ["m"])
+    # Every wake-up sent after a commit is dropped (on PostgreSQL the NOTIFY sent
+    # inside the transaction still arrives: nothing to lose there).
+    monkeypatch.setattr(_orchestrator(backend), "_notify", lambda targets: None)
+    got: list[SlotGrant | SlotWait] = []
+    waiter = threading.Thread(
+        target=lambda: got.append(client.acquire_slots(["m"], 1, timeout=120, holder_id="late"))
+    )
+    waiter.start()
+    queued = threading.Event()
+    for _ in range(600):
+        if _waiting(client, "m") == ["late"]:
+            queued.set()
+            break
+        queued.wait(0.05)
+    assert queued.is_set()
+    assert holder.lease_id is not None
+    client.release_slots(holder.lease_id)
+    assert _holders(client, "m") == ["late"]
+    waiter.join(150)
+    (grant,) = got
+    assert isinstance(grant, SlotGrant)
+    assert [lease.id for lease in client.inspect_limit("m").holders] == [grant.lease_id]
+    assert grant.lease_id is not None
+    client.release_slots(grant.lease_id)
+
+
 def test_handoff_keeps_priority_and_fifo_order(client: Client) -> None:
     client.create_limit("o", 1)
     holder = _grant(client, ["o"])
