@@ -34,10 +34,12 @@ from headway.core.limits import (
 from headway.core.models import Limit
 from headway.exceptions import RunEnded, ValidationError
 from headway.settings import Settings
-from headway.store.slots import current_process
+from headway.store.slots import Attempt, current_process
 from headway.store.store import Store
 from headway.store.wakeups import Listener, LocalWakeups, Wakeups
 
+#: The longest a waiter goes with cheap looks only, between two full attempts.
+_FULL_EVERY = 1.0
 _GONE = "the request left the queue (cancelled, or expired while its holder was paused)"
 
 
@@ -190,28 +192,41 @@ class SlotPolicy:
         interval: float | None = None
         finished = False
         cancelled = self._cancelled_ids()
+        # Between full attempts a waiter only looks whether a release handed it
+        # the slots (direct handoff): a read, no write lock, no re-check storm.
+        # A full attempt still runs when woken, for a rate limit's decay, and at
+        # least every _FULL_EVERY seconds (it refreshes the waiter row and
+        # covers a room no release announced, e.g. a waiter ahead that expired).
+        look_only = False
+        last_full = 0.0
+        attempt: Attempt | None = None
         try:
             while True:
                 if wid and wid in cancelled:
                     finished = True
-                    self.store.cancel_slot_wait(wid)
+                    self._notify(self.store.cancel_slot_wait(wid))
                     return SlotWait(wid, (_GONE,), None)
-                attempt = self.store.acquire_slots(
-                    checked,
-                    occupy,
-                    mode=mode,
-                    priority=priority,
-                    holder_kind=holder_kind,
-                    holder_id=holder_id,
-                    process=owner,
-                    lease_seconds=lease,
-                    waiter_id=wid,
-                    new_waiter=new_waiter,
-                    may_queue=may_queue,
-                    wake_address=self.wakeups.address if wid else None,
-                    strict=strict,
-                )
-                self._notify(attempt.wake)
+                handed = self.store.claim_handoff(wid, checked) if look_only else None
+                if handed is not None:
+                    attempt = handed
+                elif not look_only or attempt is None:
+                    attempt = self.store.acquire_slots(
+                        checked,
+                        occupy,
+                        mode=mode,
+                        priority=priority,
+                        holder_kind=holder_kind,
+                        holder_id=holder_id,
+                        process=owner,
+                        lease_seconds=lease,
+                        waiter_id=wid,
+                        new_waiter=new_waiter,
+                        may_queue=may_queue,
+                        wake_address=self.wakeups.address if wid else None,
+                        strict=strict,
+                    )
+                    last_full = time.monotonic()
+                    self._notify(attempt.wake)
                 if attempt.refused:
                     finished = True
                     raise RunEnded(attempt.refused)
@@ -239,8 +254,14 @@ class SlotPolicy:
                     pause = max(pause, min(attempt.wait.retry_after, self._refresh_every()))
                 if remaining is not None:
                     pause = min(pause, remaining)
-                if listener.wait(pause):
+                woken = listener.wait(pause)
+                if woken:
                     interval = None
+                look_only = (
+                    not woken
+                    and attempt.wait.retry_after is None
+                    and time.monotonic() - last_full < min(_FULL_EVERY, self._refresh_every())
+                )
         finally:
             if listener is not None:
                 listener.close()

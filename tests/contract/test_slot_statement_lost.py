@@ -103,7 +103,7 @@ def test_a_release_whose_statement_was_cut_is_done_once_and_reported_intact(
     assert _active(pg_store) == (0.0, 0)
 
 
-def test_a_release_done_is_reported_done_when_its_waiters_cannot_be_woken(
+def test_a_release_with_a_waiter_is_one_transaction_with_its_handoff(
     pg_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from headway.exceptions import StoreUnavailable
@@ -122,10 +122,14 @@ def test_a_release_done_is_reported_done_when_its_waiters_cannot_be_woken(
     def store_gone(*args: object, **kwargs: object) -> None:
         raise StoreUnavailable("the store went away (simulated)")
 
-    # The release commits; finding whom to wake is a second transaction, which fails.
-    monkeypatch.setattr(pg_store, "_wakeups", store_gone)
+    # Someone waits, so the release and the handoff to the waiter are one
+    # transaction: when the handoff fails, nothing was written, and saying so
+    # is true (the lease is still held; the release may be sent again).
+    with monkeypatch.context() as patched:
+        patched.setattr(pg_store, "_handoff", store_gone)
+        with pytest.raises(StoreUnavailable):
+            pg_store.release_slots(grant.lease_id)
+    assert _active(pg_store) == (1.0, 1)
     intact, wake = pg_store.release_slots(grant.lease_id)
-    # Reported done (a failure here would be sent again, find the lease gone, and be
-    # taken for a lost lease); the waiter re-checks by itself.
-    assert (intact, wake) == (True, [])
-    assert _active(pg_store) == (0.0, 0)
+    assert intact is True and [t.waiter_id for t in wake] == ["w"]
+    assert _active(pg_store) == (1.0, 1)  # the waiter's lease now

@@ -11,6 +11,7 @@ queued again and never granted, so a task that had not started never starts.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from headway.core.limits import WakeTarget
@@ -77,19 +78,28 @@ class RunWaitStore(SlotStore):
             f" WHERE holder_kind = 'task_run' AND {where[0]}",
             where[1],
         )
-        if not rows:
+        # Grants already handed to such a request (direct handoff) that it has not
+        # taken yet: given back, so a task that never starts holds no slot.
+        handed = tx.execute(
+            "SELECT h.waiter_id, h.names FROM handoffs h JOIN leases l ON l.lease_id = h.lease_id"
+            f" WHERE l.holder_kind = 'task_run' AND l.{where[0]}",
+            where[1],
+        )
+        if not rows and not handed:
             return []
         now = self.clock.now()
         # Every limit's row lock first, in name order, as every other writer takes them.
-        names = sorted({r[1] for r in rows})
+        names = sorted({r[1] for r in rows} | {str(n) for h in handed for n in json.loads(h[1])})
         self._lock(tx, names)
         mine = {r[0]: WakeTarget(r[0], r[2], r[3], int(r[4])) for r in rows}
         for waiter_id in sorted(mine):
             self._dequeue(tx, waiter_id, within=names)
+        for waiter_id, _ in handed:
+            self._give_back(tx, waiter_id, now)
         why = "its flow run ended or is being cancelled" if flow_run_id else "it ended"
         for r in rows:
             self._event(tx, now, "slot.withdrawn", r[1], int(r[6]), why, run_id=r[5])
         # PostgreSQL: NOTIFY now, delivered at commit (see store/wakeups_pg.py).
         wake = notify_in_transaction(tx, list(mine.values()))
-        wake.extend(self._wakeups(tx, names, now))
+        wake.extend(self._handoff(tx, names, now))
         return wake

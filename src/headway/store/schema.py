@@ -177,10 +177,36 @@ waiters = Table(
     Column("created", Float, nullable=False),
     Column("expires", Float, nullable=False),
     Column("node", String(100), nullable=True),
+    # What a lease made for it needs (migration 0008): a release hands the slots
+    # straight to the head of the queue (direct handoff, store/slots.py).
+    Column("mode", String(20), nullable=False, server_default="concurrency"),
+    Column("lease_seconds", Float, nullable=True),
     PrimaryKeyConstraint("waiter_id", "limit_name", name="pk_waiters"),
 )
 Index("ix_waiters_order", waiters.c.limit_name, waiters.c.priority, waiters.c.seq)
 Index("ix_waiters_expires", waiters.c.expires)
+
+# A grant made for a waiting request by whoever freed the slots (migration 0008):
+# the waiter takes it (and its lease) by its id, or gives it back if it cancels
+# first. Forgotten at ``expires`` (its lease's expiry): a waiter that never came
+# back has its lease reaped like any other.
+handoffs = Table(
+    "handoffs",
+    metadata,
+    Column("waiter_id", String(36), nullable=False),
+    Column("lease_id", String(36), nullable=True),
+    # The limits granted, as a JSON list (a rate grant holds no lease rows).
+    Column("names", Text, nullable=False),
+    Column("slots", Integer, nullable=False),
+    Column("mode", String(20), nullable=False),
+    Column("lease_seconds", Float, nullable=True),
+    Column("lease_expires", Float, nullable=True),
+    Column("waited", Float, nullable=False),
+    Column("created", Float, nullable=False),
+    Column("expires", Float, nullable=False),
+    PrimaryKeyConstraint("waiter_id", name="pk_handoffs"),
+)
+Index("ix_handoffs_expires", handoffs.c.expires)
 
 # Monotonic counters shared by every process (waiter order).
 sequences = Table(

@@ -4,9 +4,12 @@ Every operation that changes a limit's occupancy or queue first locks the
 limit rows it touches (SQLite: ``BEGIN IMMEDIATE`` locks the database;
 PostgreSQL: ``SELECT ... FOR UPDATE`` in name order, so multi-limit requests
 never deadlock), then reads, decides with :mod:`headway.core.limits`, and
-writes. Operations that free slots also compute which waiters could now be
-granted and return them as :class:`WakeTarget`; the caller notifies them after
-the commit (``store/wakeups.py``), so a notified waiter always finds the slots.
+writes. Operations that free slots (or make room: a limit raised, enabled or
+reset, a waiter ahead gone) hand them straight to the head of the queue in the
+same transaction (direct handoff, :meth:`SlotStore._handoff`): the waiter's
+lease is created from its row and the grant waits in ``handoffs`` for the
+waiter to take it by its id. Only the granted waiters are returned as
+:class:`WakeTarget`, to be notified after the commit (``store/wakeups.py``).
 
 A lease or waiter is reaped when it expired, or at once when its process is
 certainly gone (same node, pid missing or reused): lazily whenever a request
@@ -15,6 +18,7 @@ would have to wait, and by :meth:`SlotStore.sweep_slots`.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -39,6 +43,7 @@ from headway.core.limits import (
     decide,
     is_dead,
     plan_wakeups,
+    released,
     validate_active_slots,
     validate_decay,
     validate_limit,
@@ -52,6 +57,7 @@ from headway.exceptions import (
     ObjectNotFound,
     StoreError,
     StoreUnavailable,
+    ValidationError,
 )
 from headway.settings import Settings
 from headway.store.db import Database, OutcomeUnknown, Row, Tx
@@ -183,18 +189,24 @@ _LEASE_VALUES = ":id, :name, :slots, :kind, :holder, :pid, :host, :start, :now, 
 
 
 #: PostgreSQL's uncontended grant, one statement (see SlotStore._fast_grant_alone).
+#: Never for a request that was handed the slots already: a handoff committed
+#: before the statement's snapshot is in ``handoffs``; one still in progress
+#: then had this request queued on the limit (``queued`` >= 1 in the snapshot's
+#: row version, which PostgreSQL checks before it waits for the row lock).
 _FAST_GRANT_SQL = (
     "WITH taken AS (UPDATE limits SET active_slots = active_slots + :n,"
     " grants = grants + 1, decayed_at = :now WHERE name = :name AND active"
     " AND slot_decay_per_second = 0 AND queued = 0 AND active_slots + :n <= slot_limit"
+    " AND NOT EXISTS (SELECT 1 FROM handoffs WHERE waiter_id = :w)"
     f" RETURNING name) INSERT INTO leases ({_LEASE_COLUMNS})"
     f" SELECT {_LEASE_VALUES.replace(':name', 'name')} FROM taken RETURNING limit_name"
 )
-#: PostgreSQL's release, one statement (see SlotStore._release_alone).
+#: PostgreSQL's release when nobody waits, one statement (see SlotStore._release_alone).
 _RELEASE_SQL = (
-    "WITH locked AS (SELECT name FROM limits WHERE name IN (SELECT limit_name FROM leases"
-    " WHERE lease_id = :id) ORDER BY name FOR UPDATE), gone AS (DELETE FROM leases"
-    " WHERE lease_id = :id AND (SELECT COUNT(*) FROM locked) >= 0 RETURNING limit_name,"
+    "WITH locked AS (SELECT name, queued FROM limits WHERE name IN (SELECT limit_name FROM"
+    " leases WHERE lease_id = :id) ORDER BY name FOR UPDATE), gone AS (DELETE FROM leases"
+    " WHERE lease_id = :id AND (SELECT COALESCE(MAX(queued), 0) FROM locked) = 0"
+    " RETURNING limit_name,"
     " slots, created, expires, holder_kind, holder_id), upd AS (UPDATE limits SET"
     " active_slots = CASE WHEN active_slots > gone.slots THEN active_slots - gone.slots"
     " ELSE 0 END, releases = releases + 1, total_hold_seconds = total_hold_seconds"
@@ -386,7 +398,7 @@ class SlotStore(EventStore):
             }
             detail = ", ".join(f"{k}={v}" for k, v in changes.items() if v is not None)
             self._event(tx, now, "limit.updated", name, new_limit, detail)
-            wake = self._wakeups(tx, [name], now)
+            wake = self._handoff(tx, [name], now)
             row = self._limit_row(tx, name)
         return _limit(row, now), wake
 
@@ -410,9 +422,8 @@ class SlotStore(EventStore):
                     f"limit {name!r} has {count} holder(s); wait for them to release,"
                     " or delete with force"
                 )
-            wake = self._waiters_of(tx, [name], now)
             self._drop_leases(tx, name)
-            tx.execute("DELETE FROM waiters WHERE limit_name = :name", {"name": name})
+            wake = self._unqueue_deleted(tx, name, now)
             tx.execute("DELETE FROM limits WHERE name = :name", {"name": name})
             self._event(tx, now, "limit.deleted", name, None, f"force={force} holders={count}")
         return wake
@@ -429,7 +440,7 @@ class SlotStore(EventStore):
                 {"name": name, "now": now},
             )
             self._event(tx, now, "limit.reset", name, None, f"leases={dropped}")
-            wake = self._wakeups(tx, [name], now)
+            wake = self._handoff(tx, [name], now)
             row = self._limit_row(tx, name)
         return _limit(row, now), wake
 
@@ -510,7 +521,7 @@ class SlotStore(EventStore):
             and holder_kind == "code"
         ):
             fast = self._fast_grant_alone(
-                names[0], occupy, holder_kind, holder_id, process, lease_seconds, now
+                names[0], occupy, holder_kind, holder_id, process, lease_seconds, now, waiter_id
             )
             if fast is not None:
                 return Attempt(grant=fast)
@@ -523,7 +534,16 @@ class SlotStore(EventStore):
                     return Attempt(refused=ended, wake=tuple(self._leave(tx, waiter_id, now)))
             seq, waiting_since = NOT_QUEUED, now
             queued_on: set[str] = set()
+            if tx.dialect.for_update:
+                # Row locks first, in name order; the statements after this one then
+                # see every request queued, and every grant handed to this one, by
+                # whoever held these locks before us.
+                self._lock(tx, names)
             if not new_waiter:
+                # Handed the slots by whoever freed them: take the grant, nothing more.
+                handed = self._take_handoff(tx, waiter_id, names, now)
+                if handed is not None:
+                    return handed
                 mine = tx.execute(
                     "SELECT seq, created, limit_name FROM waiters WHERE waiter_id = :w",
                     {"w": waiter_id},
@@ -533,12 +553,9 @@ class SlotStore(EventStore):
                     queued_on = {r[2] for r in mine}
                 elif not may_queue:
                     return Attempt(gone=True)
-            if tx.dialect.for_update:
-                # Row locks first, in name order; the statements after this one then
-                # see every request queued by whoever held these locks before us.
-                self._lock(tx, names)
-            elif (
-                seq == NOT_QUEUED
+            if (
+                not tx.dialect.for_update
+                and seq == NOT_QUEUED
                 and mode == "concurrency"
                 and len(names) == 1
                 and holder_kind == "code"
@@ -585,8 +602,8 @@ class SlotStore(EventStore):
                 # slots freed by reaping may be more than this request took: wake
                 # whoever can go next (the releaser only woke the prefix it saw).
                 recheck = sorted({*freed, *decision.limited}) if seq != NOT_QUEUED else freed
-                return Attempt(grant=grant, wake=tuple(self._wakeups(tx, recheck, now)))
-            wake = self._wakeups(tx, freed, now)
+                return Attempt(grant=grant, wake=tuple(self._handoff(tx, recheck, now)))
+            wake = self._handoff(tx, freed, now)
             if seq == NOT_QUEUED:
                 if not may_queue:
                     return Attempt(
@@ -604,6 +621,8 @@ class SlotStore(EventStore):
                     process,
                     wake_address,
                     now,
+                    mode,
+                    lease_seconds,
                 )
             else:
                 # The wake address follows the request: a long poll resumed through
@@ -632,6 +651,8 @@ class SlotStore(EventStore):
                         process,
                         wake_address,
                         waiting_since,
+                        mode,
+                        lease_seconds,
                         seq=seq,
                     )
         return Attempt(
@@ -785,6 +806,7 @@ class SlotStore(EventStore):
         process: ProcessInfo,
         lease_seconds: float,
         now: float,
+        waiter_id: str,
     ) -> SlotGrant | None:
         """The uncontended case on PostgreSQL: one statement takes the slots and the lease.
 
@@ -794,12 +816,15 @@ class SlotStore(EventStore):
         concurrent requests can never both fit, and a request queued a moment
         ago is never passed. None when it does not apply (nothing was written):
         the full decision runs next. If the connection fails under it, the
-        lease's own id tells whether it was granted.
+        lease's own id tells whether it was granted. A request that was handed
+        the slots already (``waiter_id``) is never granted here (see
+        ``_FAST_GRANT_SQL``): it takes its grant in the full path.
         """
         lease_id = os.urandom(16).hex()
         expires = now + lease_seconds
         params = {
             "n": float(occupy),
+            "w": waiter_id,
             **_lease_params(lease_id, name, occupy, holder_kind, holder_id, process, now, expires),
         }
         try:
@@ -826,16 +851,19 @@ class SlotStore(EventStore):
         process: ProcessInfo,
         wake_address: str | None,
         now: float,
+        mode: Mode,
+        lease_seconds: float,
         seq: int | None = None,
     ) -> None:
+        # The row carries all a lease needs, so a release can grant it directly.
         if seq is None:
             seq = self._next_seq(tx, "waiters")
         expires = self.clock.now() + self.settings.waiter_ttl_seconds
         tx.executemany(
             "INSERT INTO waiters (seq, limit_name, waiter_id, slots, priority, holder_kind,"
-            " holder_id, pid, host, proc_start, wake_address, created, expires, node) VALUES"
-            " (:seq, :name, :w, :slots, :p, :kind, :holder, :pid, :host, :start, :addr, :now,"
-            " :expires, :node)",
+            " holder_id, pid, host, proc_start, wake_address, created, expires, node, mode,"
+            " lease_seconds) VALUES (:seq, :name, :w, :slots, :p, :kind, :holder, :pid, :host,"
+            " :start, :addr, :now, :expires, :node, :mode, :seconds)",
             [
                 {
                     "seq": seq,
@@ -852,6 +880,8 @@ class SlotStore(EventStore):
                     "now": now,
                     "expires": expires,
                     "node": process.node,
+                    "mode": mode,
+                    "seconds": lease_seconds,
                 }
                 for n in limited
             ],
@@ -918,16 +948,39 @@ class SlotStore(EventStore):
         return int(row[0])
 
     def cancel_slot_wait(self, waiter_id: str) -> list[WakeTarget]:
-        """Remove a waiting request from every queue; the waiters it blocked are woken."""
+        """Remove a waiting request from every queue, giving back a grant it never took.
+
+        The room it leaves (its place, or the slots handed to it) is handed on
+        to whoever is next; those granted are returned to be notified.
+        """
         now = self.clock.now()
         with self.db.write() as tx:
             return self._leave(tx, waiter_id, now)
 
     def _leave(self, tx: Tx, waiter_id: str, now: float) -> list[WakeTarget]:
-        names = self._dequeue(tx, waiter_id) if waiter_id else []
-        if not names:
+        """Take a request out of every queue, giving back a grant it never took.
+
+        Its queues, then any grant: a release committing in between has moved it
+        from the first to the second, and both are locked here. The room it
+        leaves is handed on; those granted are returned to be notified.
+        """
+        if not waiter_id:
             return []
-        return self._wakeups(tx, names, now)
+        queued = {
+            r[0]
+            for r in tx.execute(
+                "SELECT limit_name FROM waiters WHERE waiter_id = :w", {"w": waiter_id}
+            )
+        }
+        handed = tx.one("SELECT names FROM handoffs WHERE waiter_id = :w", {"w": waiter_id})
+        if not queued and handed is None:
+            return []
+        held = {str(n) for n in json.loads(handed[0])} if handed is not None else set()
+        names = sorted(queued | held)
+        self._lock(tx, names)
+        left = self._dequeue(tx, waiter_id, within=names) if names else []
+        back = self._give_back(tx, waiter_id, now)
+        return self._handoff(tx, sorted({*left, *back}), now)
 
     def _task_run_ended(self, tx: Tx, task_run_id: str) -> str | None:
         """Why a task run may no longer be granted slots: ``RunWaitStore`` (run_waits.py)
@@ -950,29 +1003,38 @@ class SlotStore(EventStore):
                         "SELECT limit_name FROM leases WHERE lease_id = :id", {"id": lease_id}
                     )
                 ]
-                self._lock(tx, names)
-            rows = tx.execute(
-                "DELETE FROM leases WHERE lease_id = :id RETURNING limit_name, slots, created,"
-                " expires, holder_kind, holder_id",
-                {"id": lease_id},
-            )
+                self._lock(tx, sorted(names))
+            rows, crowded = self._release_in(tx, lease_id, now)
             if not rows:
                 return False, []
             intact = all(r[3] != _DOOMED for r in rows)
-            crowded: list[str] = []
-            self._released_events(now, lease_id, rows)
-            for name, slots, created, *_ in rows:
-                after = tx.one(
-                    "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
-                    " THEN active_slots - :n ELSE 0 END, releases = releases + 1,"
-                    " total_hold_seconds = total_hold_seconds + :held WHERE name = :name"
-                    " RETURNING (SELECT COUNT(*) FROM waiters w WHERE w.limit_name = :name)",
-                    {"n": float(slots), "held": (now - created) * slots, "name": name},
-                )
-                if after is not None and after[0]:
-                    crowded.append(name)
-            wake = self._wakeups(tx, crowded, now) if crowded else []
+            # Direct handoff: the freed slots go to the head of the queue now, in
+            # this transaction, so they are never idle between two transactions.
+            wake = self._handoff(tx, crowded, now) if crowded else []
         return intact, wake
+
+    def _release_in(self, tx: Tx, lease_id: str, now: float) -> tuple[list[Row], list[str]]:
+        """Delete a lease in ``tx`` (its limits locked); its rows, and the limits with waiters."""
+        rows = tx.execute(
+            "DELETE FROM leases WHERE lease_id = :id RETURNING limit_name, slots, created,"
+            " expires, holder_kind, holder_id",
+            {"id": lease_id},
+        )
+        if not rows:
+            return [], []
+        crowded: list[str] = []
+        self._released_events(now, lease_id, rows)
+        for name, slots, created, *_ in rows:
+            after = tx.one(
+                "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
+                " THEN active_slots - :n ELSE 0 END, releases = releases + 1,"
+                " total_hold_seconds = total_hold_seconds + :held WHERE name = :name"
+                " RETURNING (SELECT COUNT(*) FROM waiters w WHERE w.limit_name = :name)",
+                {"n": float(slots), "held": (now - created) * slots, "name": name},
+            )
+            if after is not None and after[0]:
+                crowded.append(name)
+        return rows, sorted(crowded)
 
     def _look(self, query: str, params: dict[str, Any]) -> list[Row]:
         """Read whether a statement whose outcome is unknown committed.
@@ -987,14 +1049,15 @@ class SlotStore(EventStore):
             raise OutcomeUnknown(f"cannot tell whether the store carried it out: {exc}") from exc
 
     def _release_alone(self, lease_id: str, now: float) -> tuple[bool, list[WakeTarget]] | None:
-        """A release on PostgreSQL as one statement, its own transaction.
+        """A release on PostgreSQL as one statement, its own transaction, when nobody waits.
 
         ``locked`` takes the lease's limits' locks, in name order, before the
-        lease row is deleted (the DELETE's condition needs it); the limits are
-        then updated under those locks, and their ``queued``, read from the
-        newest row versions, says whether anyone is to be woken. None when the
-        connection failed under it and the lease is still there: the caller
-        releases it the long way.
+        lease row is deleted (the DELETE's condition needs it), and reads their
+        ``queued`` from the newest row versions: the lease is deleted only when
+        nobody waits on any of them. None when nothing was deleted (someone
+        waits, so the slots are to be handed off in the same transaction; or
+        the lease is unknown) or the connection failed under it with the lease
+        still there: the caller releases it the long way.
         """
         try:
             rows = self.db.execute_alone(_RELEASE_SQL, {"id": lease_id, "now": now})
@@ -1005,15 +1068,17 @@ class SlotStore(EventStore):
             # It was released (the waiters re-check by themselves within their refresh).
             return True, []
         if not rows:
-            return False, []
+            return None
         self._released_events(now, lease_id, rows)
         intact = all(r[3] != _DOOMED for r in rows)
+        # Nobody waited under the locks; kept as a safety net should that change.
         crowded = sorted(r[0] for r in rows if r[6])
         if not crowded:
             return intact, []
         try:
             with self.db.write() as tx:
-                return intact, self._wakeups(tx, crowded, now)
+                self._lock(tx, crowded)
+                return intact, self._handoff(tx, crowded, now)
         except StoreError as exc:
             # The release itself is done: it must not be reported as failed (a
             # caller sending it again would find the lease gone, and take that
@@ -1072,6 +1137,7 @@ class SlotStore(EventStore):
             names = [r[0] for r in rows]
         names = sorted(set(names))
         if not names:
+            self._forget_stale_handoffs(now)
             return 0, []
         # Limits whose sweep failed before are swept on their own, every time:
         # the others keep sweeping in one transaction.
@@ -1104,8 +1170,22 @@ class SlotStore(EventStore):
         with self.db.write() as tx:
             self._lock(tx, names)
             freed, reaped = self._reap(tx, names, now, check_processes=True, force_check=True)
-            wake = self._wakeups(tx, freed, now)
+            wake = self._handoff(tx, freed, now)
+            self._forget_handoffs(tx, now)
         return reaped, wake
+
+    def _forget_stale_handoffs(self, now: float) -> None:
+        # Looked for in a read first: on SQLite a write would take the lock every sweep.
+        with self.db.read() as tx:
+            if tx.one("SELECT 1 FROM handoffs WHERE expires <= :now LIMIT 1", {"now": now}) is None:
+                return
+        with self.db.write() as tx:
+            self._forget_handoffs(tx, now)
+
+    def _forget_handoffs(self, tx: Tx, now: float) -> None:
+        # Grants never taken, past their lease's expiry (the lease itself is reaped
+        # as any other): a waiter coming back later finds nothing, as if expired.
+        tx.execute("DELETE FROM handoffs WHERE expires <= :now", {"now": now})
 
     def recount_queued(self) -> list[str]:
         """Set ``limits.queued`` from the waiter rows where they disagree; the limits fixed.
@@ -1251,13 +1331,25 @@ class SlotStore(EventStore):
         )
         return len(ids)
 
-    # -- wake-ups ------------------------------------------------------------------
-    def _wakeups(self, tx: Tx, names: Sequence[str], now: float) -> list[WakeTarget]:
-        """The waiters on ``names`` that could be granted now (the FIFO prefix that fits)."""
+    # -- direct handoff ------------------------------------------------------------
+    def _handoff(self, tx: Tx, names: Sequence[str], now: float) -> list[WakeTarget]:
+        """Grant the room on ``names`` (locked by the caller) to the head of their queues.
+
+        Walks the queues in grant order (:func:`plan_wakeups` picks the FIFO
+        prefix that fits) and grants each request whose full decision, read
+        under the locks, says so: exactly the rule an acquire applies, so the
+        order, the all-or-nothing of several names and a rate limit's decay are
+        the same whoever grants. Each grant takes the waiter out of the queue,
+        creates its lease from its row, and leaves the grant in ``handoffs``
+        for the waiter to take by its id. Returns the waiters to notify: the
+        granted ones, and the few left to retry by themselves (below); nobody
+        else is woken.
+        """
         if not names:
             return []
         rows = tx.execute(
-            "SELECT waiter_id, limit_name, slots, priority, seq, wake_address, host, pid"
+            "SELECT waiter_id, limit_name, slots, priority, seq, wake_address, host, pid,"
+            " proc_start, node, holder_kind, holder_id, mode, lease_seconds, created"
             " FROM waiters WHERE expires > :now AND waiter_id IN (SELECT waiter_id FROM"
             f" waiters WHERE limit_name IN ({_marks('n', len(names))}))",
             _bind("n", names, {"now": now}),
@@ -1275,29 +1367,236 @@ class SlotStore(EventStore):
             if state.active:
                 free[state.name] = state.free
         requests: dict[str, QueuedRequest] = {}
-        targets: dict[str, WakeTarget] = {}
-        for waiter_id, name, slots, prio, seq, address, host, pid in rows:
+        first: dict[str, Row] = {}
+        for row in rows:
+            waiter_id, name = row[0], row[1]
             req = requests.get(waiter_id)
             requests[waiter_id] = QueuedRequest(
                 waiter_id,
-                int(prio),
-                int(seq),
-                int(slots),
+                int(row[3]),
+                int(row[4]),
+                int(row[2]),
                 (req.names if req else frozenset()) | {name},
             )
-            targets[waiter_id] = WakeTarget(waiter_id, address, host, int(pid))
+            first.setdefault(waiter_id, row)
+        locked = set(names)
+        woken: list[WakeTarget] = []
+        for waiter_id in plan_wakeups(free, requests.values()):
+            req, row = requests[waiter_id], first[waiter_id]
+            target = WakeTarget(waiter_id, row[5], row[6], int(row[7]))
+            wanted = sorted(req.names)
+            extra = [n for n in wanted if n not in locked]
+            if extra and tx.dialect.for_update:
+                # Its other limits are not locked by this transaction. Waiting for
+                # their locks here, out of name order, could deadlock with a
+                # transaction that holds them and waits for ours; so they are
+                # taken only if free this instant (SKIP LOCKED never waits).
+                # Otherwise the request is woken to retry by itself, taking every
+                # lock in name order: the wake-and-retry path. It stays queued
+                # meanwhile, so nobody behind it passes it.
+                got = self._try_lock(tx, extra)
+                locked.update(got)
+                if len(got) < len(extra):
+                    woken.append(target)
+                    continue
+            if row[13] is None:
+                woken.append(target)  # queued by an older version: no lease length
+                continue
+            mode: Mode = "rate" if row[12] == "rate" else "concurrency"
+            states, ahead = self._read_for_acquire(tx, wanted, req.priority, req.seq, now)
+            try:
+                decision = decide(wanted, req.slots, mode, states, ahead)
+            except ValidationError:
+                # It can never be granted as asked (its limit shrank below it):
+                # woken, its own attempt tells its caller why.
+                woken.append(target)
+                continue
+            if not decision.grant:
+                continue
+            process = ProcessInfo(int(row[7]), row[6], row[9], int(row[8]))
+            grant = self._grant(
+                tx,
+                decision,
+                states,
+                req.slots,
+                mode,
+                row[10],
+                row[11],
+                process,
+                float(row[13]),
+                now,
+                waiter_id,
+                max(0.0, now - float(row[14])),
+            )
+            self._record_handoff(tx, waiter_id, grant, now)
+            woken.append(target)
         # PostgreSQL: NOTIFY now, delivered at commit (see store/wakeups_pg.py).
-        return notify_in_transaction(
-            tx, [targets[w] for w in plan_wakeups(free, requests.values())]
+        return notify_in_transaction(tx, woken)
+
+    def _try_lock(self, tx: Tx, names: Sequence[str]) -> set[str]:
+        """Lock those of ``names`` nobody else holds, without waiting (PostgreSQL)."""
+        rows = tx.execute(
+            f"SELECT name FROM limits WHERE name IN ({_marks('n', len(names))})"
+            f" ORDER BY name{tx.dialect.for_update} SKIP LOCKED",
+            _bind("n", sorted(names), {}),
+        )
+        return {r[0] for r in rows}
+
+    def _record_handoff(self, tx: Tx, waiter_id: str, grant: SlotGrant, now: float) -> None:
+        # Forgotten with its lease: a waiter that never comes back has the lease
+        # reaped like any other. A rate grant (no lease) is kept a waiter TTL.
+        forget = (
+            grant.expires if grant.expires is not None else now + self.settings.waiter_ttl_seconds
+        )
+        tx.execute(
+            "INSERT INTO handoffs (waiter_id, lease_id, names, slots, mode, lease_seconds,"
+            " lease_expires, waited, created, expires) VALUES (:w, :lease, :names, :slots,"
+            " :mode, :seconds, :lease_expires, :waited, :now, :forget)",
+            {
+                "w": waiter_id,
+                "lease": grant.lease_id,
+                "names": json.dumps(list(grant.names)),
+                "slots": grant.slots,
+                "mode": grant.mode,
+                "seconds": grant.lease_seconds,
+                "lease_expires": grant.expires,
+                "waited": grant.waited_seconds,
+                "now": now,
+                "forget": forget,
+            },
         )
 
-    def _waiters_of(self, tx: Tx, names: Sequence[str], now: float) -> list[WakeTarget]:
-        rows = tx.execute(
-            "SELECT DISTINCT waiter_id, wake_address, host, pid FROM waiters"
-            f" WHERE expires > :now AND limit_name IN ({_marks('n', len(names))})",
-            _bind("n", names, {"now": now}),
+    def _take_handoff(
+        self, tx: Tx, waiter_id: str, names: Sequence[str], now: float
+    ) -> Attempt | None:
+        """Take the grant a release left for ``waiter_id``; None when there is none.
+
+        Deleting the row is what makes it the waiter's: a cancel racing with
+        this deletes the same row, and only one of the two finds it (the
+        cancel then gives the slots back). ``gone`` when its lease was reaped
+        meanwhile (the waiter came back after the lease expired).
+        """
+        row = tx.one(
+            "DELETE FROM handoffs WHERE waiter_id = :w RETURNING lease_id, names, slots, mode,"
+            " lease_seconds, lease_expires, waited",
+            {"w": waiter_id},
         )
-        return notify_in_transaction(tx, [WakeTarget(r[0], r[1], r[2], int(r[3])) for r in rows])
+        if row is None:
+            return None
+        lease_id: str | None = row[0]
+        granted = tuple(str(n) for n in json.loads(row[1]))
+        expires = None if row[5] is None else float(row[5])
+        if lease_id is not None:
+            held = tx.one("SELECT MIN(expires) FROM leases WHERE lease_id = :id", {"id": lease_id})
+            if held is None or held[0] is None or float(held[0]) <= _DOOMED:
+                return Attempt(gone=True)
+            expires = float(held[0])
+        unknown, inactive = self._unlimited(tx, [n for n in names if n not in granted])
+        mode: Mode = "rate" if row[3] == "rate" else "concurrency"
+        seconds = None if row[4] is None else float(row[4])
+        return Attempt(
+            grant=SlotGrant(
+                lease_id, granted, int(row[2]), mode, unknown, inactive, expires, seconds,
+                float(row[6]),
+            )
+        )  # fmt: skip
+
+    def _unlimited(self, tx: Tx, names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        # Names of a handed-off request that took nothing: unknown, and inactive.
+        if not names:
+            return (), ()
+        rows = tx.execute(
+            f"SELECT name, active FROM limits WHERE name IN ({_marks('n', len(names))})",
+            _bind("n", names, {}),
+        )
+        known = {r[0]: bool(r[1]) for r in rows}
+        unknown = tuple(n for n in names if n not in known)
+        inactive = tuple(n for n in names if n in known and not known[n])
+        return unknown, inactive
+
+    def claim_handoff(self, waiter_id: str, names: Sequence[str]) -> Attempt | None:
+        """A waiting request's cheap look: has someone handed it the slots?
+
+        The grant (``Attempt.grant``), ``Attempt.gone`` when its lease was
+        reaped meanwhile, or None when nothing was handed to it. A read first,
+        so that a waiter that finds nothing writes nothing (and takes no
+        SQLite write lock).
+        """
+        if not waiter_id:
+            return None
+        query, params = "SELECT 1 FROM handoffs WHERE waiter_id = :w", {"w": waiter_id}
+        if self.db.dialect.for_update:
+            found = self.db.execute_alone(query, params)
+        else:
+            with self.db.read() as tx:
+                found = tx.execute(query, params)
+        if not found:
+            return None
+        now = self.clock.now()
+        with self.db.write() as tx:
+            return self._take_handoff(tx, waiter_id, names, now)
+
+    def _give_back(self, tx: Tx, waiter_id: str, now: float) -> list[str]:
+        """Return the grant handed to ``waiter_id`` that it never took (its limits locked).
+
+        Returns the limits whose slots came back.
+        """
+        row = tx.one(
+            "DELETE FROM handoffs WHERE waiter_id = :w RETURNING lease_id, names, slots",
+            {"w": waiter_id},
+        )
+        if row is None:
+            return []
+        if row[0] is not None:
+            rows, _ = self._release_in(tx, str(row[0]), now)
+            return sorted({r[0] for r in rows})
+        # Rate tokens the waiter never used: given back, as if never taken.
+        names = sorted(str(n) for n in json.loads(row[1]))
+        for name in names:
+            current = tx.one(
+                f"SELECT {_LIMIT_COLUMNS} FROM limits WHERE name = :name", {"name": name}
+            )
+            if current is None:
+                continue
+            state = _state(current, now)
+            tx.execute(
+                "UPDATE limits SET active_slots = :v, decayed_at = :now WHERE name = :name",
+                {"v": released(state.active_slots, int(row[2])), "now": now, "name": name},
+            )
+        return names
+
+    def _unqueue_deleted(self, tx: Tx, name: str, now: float) -> list[WakeTarget]:
+        """Take the waiters of a limit being deleted out of its queue (it is locked).
+
+        A request that waited on that limit alone now asks for a name that is
+        not limited: it is handed an empty grant (nothing held, the name
+        reported unknown), as its own attempt would find. One also queued on
+        other limits is woken to retry there: those limits are not locked here.
+        """
+        rows = tx.execute(
+            "DELETE FROM waiters WHERE limit_name = :name RETURNING waiter_id, slots, mode,"
+            " created, wake_address, host, pid, expires",
+            {"name": name},
+        )
+        live = [r for r in rows if float(r[7]) > now]
+        if not live:
+            return []
+        elsewhere = {
+            r[0]
+            for r in tx.execute(
+                f"SELECT DISTINCT waiter_id FROM waiters WHERE waiter_id IN"
+                f" ({_marks('w', len(live))})",
+                _bind("w", [r[0] for r in live], {}),
+            )
+        }
+        for r in live:
+            if r[0] not in elsewhere:
+                mode: Mode = "rate" if r[2] == "rate" else "concurrency"
+                waited = max(0.0, now - float(r[3]))
+                nothing = SlotGrant(None, (), int(r[1]), mode, waited_seconds=waited)
+                self._record_handoff(tx, r[0], nothing, now)
+        targets = [WakeTarget(r[0], r[4], r[5], int(r[6])) for r in live]
+        return notify_in_transaction(tx, targets)
 
     # -- helpers -------------------------------------------------------------------
     def _lock(self, tx: Tx, names: Sequence[str]) -> None:

@@ -1,0 +1,294 @@
+"""Slots under contention: N callers on a limit of 4, each holding 2 ms, against a Redis semaphore.
+
+Every caller loops ``with concurrency("contended", timeout_seconds=None): hold``
+(the Redis yardstick: ``BLPOP`` a token, hold, ``RPUSH`` it back) for a fixed
+time, in P processes x T threads (default 8 x 3 = 24 callers). Setups, in one run:
+
+- ``embedded``: embedded SQLite, every process on the same HEADWAY_HOME;
+- ``server``: one ``headway server`` on SQLite, every caller through HttpClient;
+- ``redis``: a token semaphore on the local Redis (127.0.0.1:6379).
+
+The observer is outside headway: each caller logs, per grant, when it asked,
+when it got the slot and when it gave it back (wall clock, shared by the
+processes of this machine). From those intervals the script computes grants/s,
+the wait p50/p99, *utilization while waiting* (the average share of the limit
+held while at least one caller was waiting), the peak held at once and the
+violations (moments with more than the limit held). A caller's logged hold lies
+inside its lease, so a violation seen here is a real over-admission, and
+utilization is, if anything, under-stated.
+
+The floor: a bare SQLite write transaction (``BEGIN IMMEDIATE``, one UPDATE,
+``COMMIT``, WAL, synchronous=NORMAL, as the store runs it) and a Redis round
+trip, each timed alone; each setup's grant interval is printed as a multiple of
+it, and its grants/s as a ratio of Redis's.
+
+Usage: python benchmarks/bench_contention.py [--processes 8] [--threads 3]
+       [--limit 4] [--hold-ms 2] [--seconds 10] [--setups embedded,server,redis]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from bench_server_setup import percentile, store
+
+LIMIT_NAME = "contended"
+REDIS_KEY = "headway-bench-contention"
+#: (asked, granted, released) per grant, wall-clock seconds.
+Interval = tuple[float, float, float]
+
+
+def _headway_caller(
+    hold: float, stop_at: float, log: list[Interval], errors: list[str], start: threading.Event
+) -> None:
+    from headway.concurrency.sync import concurrency
+
+    start.wait()
+    while time.time() < stop_at:
+        asked = time.time()
+        try:
+            with concurrency(LIMIT_NAME, occupy=1, timeout_seconds=None):
+                got = time.time()
+                time.sleep(hold)
+                done = time.time()
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            continue
+        log.append((asked, got, done))
+
+
+def _redis_caller(
+    hold: float, stop_at: float, log: list[Interval], errors: list[str], start: threading.Event
+) -> None:
+    import redis
+
+    conn = redis.Redis(host="127.0.0.1", port=6379)
+    start.wait()
+    while time.time() < stop_at:
+        asked = time.time()
+        try:
+            token = conn.blpop([REDIS_KEY], timeout=0)
+            got = time.time()
+            time.sleep(hold)
+            done = time.time()
+            assert token is not None
+            conn.rpush(REDIS_KEY, token[1])
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}")
+            continue
+        log.append((asked, got, done))
+
+
+def _process(
+    setup: str, env: dict[str, str], threads: int, hold: float, seconds: float, go: Any, out: Any
+) -> None:
+    os.environ.update(env)
+    caller = _redis_caller if setup == "redis" else _headway_caller
+    if setup != "redis":
+        from headway.client.base import get_client
+
+        get_client().read_limit(LIMIT_NAME)  # connected (and the server reached) before the start
+    logs: list[list[Interval]] = [[] for _ in range(threads)]
+    errors: list[str] = []
+    start = threading.Event()
+    go.wait()
+    stop_at = time.time() + seconds
+    workers = [
+        threading.Thread(target=caller, args=(hold, stop_at, logs[i], errors, start))
+        for i in range(threads)
+    ]
+    for w in workers:
+        w.start()
+    start.set()
+    for w in workers:
+        w.join()
+    out.put(([i for log in logs for i in log], errors))
+
+
+def analyse(intervals: list[Interval], limit: int) -> dict[str, float]:
+    """Utilization while waiting, peak held and violations, from the callers' intervals."""
+    # +1 hold at ``got``, -1 at ``released``; +1 waiting at ``asked``, -1 at ``got``.
+    # At equal times the ends go first: a slot handed on at one instant is not two.
+    events: list[tuple[float, int, int, int]] = []
+    for asked, got, done in intervals:
+        events.append((asked, 1, 0, 1))
+        events.append((got, 0, 0, -1))
+        events.append((got, 1, 1, 0))
+        events.append((done, 0, -1, 0))
+    events.sort(key=lambda e: (e[0], e[1]))
+    held = waiting = 0
+    peak = 0
+    violations = 0
+    busy_while_waiting = 0.0
+    time_waiting = 0.0
+    last = events[0][0] if events else 0.0
+    for at, _, d_held, d_waiting in events:
+        span = at - last
+        if waiting > 0 and span > 0:
+            time_waiting += span
+            busy_while_waiting += span * min(held, limit)
+        last = at
+        before = held
+        held += d_held
+        waiting += d_waiting
+        if held > limit and before <= limit:
+            violations += 1
+        peak = max(peak, held)
+    return {
+        "utilization": busy_while_waiting / (time_waiting * limit) if time_waiting else 1.0,
+        "peak": float(peak),
+        "violations": float(violations),
+    }
+
+
+def run_setup(setup: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    go, out = ctx.Event(), ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_process,
+            args=(setup, env, args.threads, args.hold_ms / 1000, args.seconds, go, out),
+        )
+        for _ in range(args.processes)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(2.0)  # every process imported and connected
+    go.set()
+    results = [out.get(timeout=args.seconds + 180) for _ in procs]
+    for p in procs:
+        p.join()
+    intervals = [i for r in results for i in r[0]]
+    errors = [e for r in results for e in r[1]]
+    waits = [got - asked for asked, got, _ in intervals]
+    figures: dict[str, Any] = {
+        "setup": setup,
+        "grants_per_s": len(intervals) / args.seconds,
+        "p50_ms": percentile(waits, 0.5) * 1000 if waits else 0.0,
+        "p99_ms": percentile(waits, 0.99) * 1000 if waits else 0.0,
+        "errors": len(errors),
+        "first_error": errors[0] if errors else "",
+        **analyse(intervals, args.limit),
+    }
+    return figures
+
+
+def sqlite_commit_seconds(rounds: int = 2000) -> float:
+    """One bare write transaction on a WAL SQLite file, synchronous=NORMAL."""
+    with tempfile.TemporaryDirectory(prefix="headway-bench-floor-") as home:
+        conn = sqlite3.connect(os.path.join(home, "floor.db"), isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("CREATE TABLE t (n INTEGER NOT NULL)")
+        conn.execute("INSERT INTO t VALUES (0)")
+        started = time.perf_counter()
+        for _ in range(rounds):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE t SET n = n + 1")
+            conn.execute("COMMIT")
+        elapsed = time.perf_counter() - started
+        conn.close()
+    return elapsed / rounds
+
+
+def redis_round_trip_seconds(rounds: int = 2000) -> float:
+    """One Redis PING answered."""
+    import redis
+
+    conn = redis.Redis(host="127.0.0.1", port=6379)
+    started = time.perf_counter()
+    for _ in range(rounds):
+        conn.ping()
+    return (time.perf_counter() - started) / rounds
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=4)
+    parser.add_argument("--hold-ms", type=float, default=2.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--setups", default="embedded,server,redis")
+    args = parser.parse_args()
+    setups = [s.strip() for s in args.setups.split(",") if s.strip()]
+    callers = args.processes * args.threads
+    print(
+        f"{callers} callers ({args.processes} processes x {args.threads} threads), limit"
+        f" {args.limit}, hold {args.hold_ms:g} ms, {args.seconds:g} s per setup;"
+        f" load average {os.getloadavg()[0]:.2f} at start"
+    )
+    commit = sqlite_commit_seconds()
+    ping = redis_round_trip_seconds() if "redis" in setups else float("nan")
+    print(f"floor: bare SQLite commit {commit * 1e6:.0f} us; Redis round trip {ping * 1e6:.0f} us")
+    ideal = args.limit / (args.hold_ms / 1000)
+    rows: list[dict[str, Any]] = []
+    for setup in setups:
+        if setup == "redis":
+            import redis
+
+            conn = redis.Redis(host="127.0.0.1", port=6379)
+            conn.delete(REDIS_KEY)
+            conn.rpush(REDIS_KEY, *[f"token-{i}" for i in range(args.limit)])
+            rows.append(run_setup("redis", args, dict(os.environ)))
+            conn.delete(REDIS_KEY)
+            continue
+        with store("sqlite") as env:
+            server = None
+            if setup == "server":
+                from headway.server.runner import ServerProcess
+
+                server = ServerProcess(env).start()
+                env = {**env, "HEADWAY_API_URL": server.url}
+            elif setup != "embedded":
+                raise SystemExit(f"unknown setup {setup!r}: embedded, server or redis")
+            try:
+                from headway.client.base import _make_client
+                from headway.settings import get_settings
+
+                admin = _make_client(get_settings(env))
+                admin.create_limit(LIMIT_NAME, args.limit)
+                rows.append(run_setup(setup, args, env))
+                left = admin.read_limit(LIMIT_NAME).active_slots
+                rows[-1]["left"] = left
+                admin.close()
+            finally:
+                if server is not None:
+                    server.stop()
+        print(f"  ({setup} done; load average {os.getloadavg()[0]:.2f})")
+    redis_rate = next((r["grants_per_s"] for r in rows if r["setup"] == "redis"), None)
+    print(f"ideal for this hold and limit: {ideal:.0f} grants/s")
+    header = (
+        f"{'setup':<9} {'grants/s':>9} {'x redis':>8} {'commits/grant':>13} {'wait p50':>9}"
+        f" {'wait p99':>9} {'util.waiting':>12} {'peak':>5} {'violations':>10} {'errors':>6}"
+    )
+    print(header)
+    for r in rows:
+        rate = r["grants_per_s"]
+        ratio = f"{rate / redis_rate:.2f}" if redis_rate else "-"
+        per_grant = (1 / rate) / commit if rate else float("inf")
+        print(
+            f"{r['setup']:<9} {rate:>9.0f} {ratio:>8} {per_grant:>13.1f}"
+            f" {r['p50_ms']:>7.1f}ms {r['p99_ms']:>7.1f}ms {r['utilization'] * 100:>11.0f}%"
+            f" {r['peak']:>5.0f} {r['violations']:>10.0f} {r['errors']:>6}"
+        )
+        if r["first_error"]:
+            print(f"  first error of {r['setup']}: {r['first_error']}")
+        if r.get("left"):
+            print(f"  {r['setup']}: {r['left']} slot(s) still held after the run")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
