@@ -106,9 +106,6 @@ def test_two_servers_one_limit_exact_fifo_and_crash_safe(
 ) -> None:
     import psycopg
 
-    with psycopg.connect(database, autocommit=True) as conn:
-        conn.execute("CREATE TABLE stress_gauge (n integer NOT NULL)")
-        conn.execute("INSERT INTO stress_gauge VALUES (0)")
     env = {
         **os.environ,
         "HEADWAY_HOME": str(headway_home),
@@ -120,6 +117,11 @@ def test_two_servers_one_limit_exact_fifo_and_crash_safe(
     try:
         for server in servers:
             server.start()
+        # The gauge is made once headway has made its own schema: a database
+        # holding only someone else's table is refused as not headway's.
+        with psycopg.connect(database, autocommit=True) as conn:
+            conn.execute("CREATE TABLE stress_gauge (n integer NOT NULL)")
+            conn.execute("INSERT INTO stress_gauge VALUES (0)")
         admin = HttpClient(get_settings({"HEADWAY_API_URL": servers[0].url}))
         admin.create_limit("shared", LIMIT)
         start = tmp_path / "start"
