@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,3 +25,13 @@ def headway_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
         current = set_default_client(old)
         if current is not None and current is not old:
             current.close()
+
+
+#: Tests of a timed-out body blocked in C code. Such a body keeps an exception
+#: pending for its thread, and CPython 3.11 then slows every other thread of the
+#: process until it is delivered (3.12 fixed it): inside a pytest worker that has
+#: run hundreds of tests (their threads, coverage's tracer) they crawled past
+#: their timeout. They run in an interpreter of their own instead, through
+#: tests/unit/test_timeouts_isolated.py; HEADWAY_ISOLATED_TESTS=1 collects them.
+ISOLATED = ("unit/test_timeout_lingering.py", "compat/test_compat_timeout_slots.py")
+collect_ignore = [] if os.environ.get("HEADWAY_ISOLATED_TESTS") == "1" else list(ISOLATED)

@@ -29,12 +29,6 @@ from headway.concurrency.v1 import sync as v1_sync
 from headway.core.states import State
 from headway.exceptions import ConcurrencySlotAcquisitionError, TaskRunTimeout
 
-# A timed-out body blocked in C code keeps an exception pending for its thread.
-# Under coverage's tracer CPython 3.11 then makes the other threads crawl until
-# it is delivered (3.12 fixed it), so these bodies are not traced: otherwise a
-# test that keeps one blocked for a second takes minutes.
-pytestmark = pytest.mark.no_cover
-
 #: A run's timeout: short, as the bodies below outlive it by far.
 TIMEOUT = 0.3
 #: How long a body would hold its slot if it were not interrupted.
