@@ -277,6 +277,10 @@ class SlotPolicy:
             self._cancelled = {}
         return self._cancelled
 
+    def refresh_waiters(self, waiter_ids: Sequence[str]) -> None:
+        """Keep the places of requests still waiting (a server's held requests)."""
+        self.store.refresh_waiters(waiter_ids)
+
     def cancel_slot_wait(self, waiter_id: str) -> None:
         """Take a waiting request out of every queue (and stop its waiting call here)."""
         if not waiter_id:

@@ -166,3 +166,33 @@ def test_many_held_requests_are_served_fifo_without_a_thread_each(server_backend
     assert observed["threads"] - threads_before < 60
     assert held(server_backend) == 0
     assert client.read_limit("gate").active_slots == 0
+
+
+def test_held_requests_keep_their_places_past_the_waiter_ttl(server_backend: Any) -> None:
+    # The server refreshes the rows of every request it holds in one call, so a
+    # queue whose re-attempts lag under load does not lose places to expiry.
+    client = server_backend.client
+    client.create_limit("gate", 1)
+    grant = client.acquire_slots(["gate"], 1)
+    assert isinstance(grant, SlotGrant)
+    first = hold(client, grant)
+    ttl = server_backend.server.settings.waiter_ttl_seconds
+    orchestrator = server_backend.server.app.state.orchestrator
+    for waiter in ("early", "late"):
+        queued = client.acquire_slots(["gate"], 1, timeout=0, waiter_id=waiter, holder_id=waiter)
+        assert isinstance(queued, SlotWait)
+    assert [w.holder.id for w in client.inspect_limit("gate").waiters] == ["early", "late"]
+    # Past the TTL for "late" only: "early" is refreshed, "late" is not.
+    server_backend.clock.advance(ttl - 1)
+    assert client.renew_leases([grant.lease_id]) == []
+    orchestrator.refresh_waiters(["early"])
+    server_backend.clock.advance(2)
+    # The gate's holder renews as its renewer would have over that time.
+    assert client.renew_leases([grant.lease_id]) == []
+    client.sweep_slots()
+    assert [w.holder.id for w in client.inspect_limit("gate").waiters] == ["early"]
+    first.release()
+    granted = client.acquire_slots(["gate"], 1, timeout=0, waiter_id="early", holder_id="early")
+    assert isinstance(granted, SlotGrant)
+    assert granted.lease_id is not None
+    client.release_slots(granted.lease_id)

@@ -80,7 +80,10 @@ def create_app(
         # Slot calls run on threads of their own (see store_calls).
         calls = StoreCalls(threads_for(opened.db.dialect.name))
         app.state.held = HeldRequests(
-            wakeups, refresh_seconds=settings.waiter_ttl_seconds / 3, run=calls
+            wakeups,
+            refresh_seconds=settings.waiter_ttl_seconds / 3,
+            run=calls,
+            refresh=orchestrator.refresh_waiters,
         )
         services = BackgroundServices(orchestrator, settings)
         app.state.services = services
@@ -89,6 +92,7 @@ def create_app(
             yield
         finally:
             # Every thread that may use the store stops before the store closes.
+            app.state.held.close()
             idle = await services.stop()
             wakeups.close()
             idle = await anyio.to_thread.run_sync(calls.close) and idle

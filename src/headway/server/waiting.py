@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -31,6 +33,8 @@ from headway.store.wakeups import Listener, LocalWakeups
 LONG_POLL_CAP_SECONDS = 30.0
 
 Attempt = Callable[[], SlotGrant | SlotWait]
+
+logger = logging.getLogger("headway.server")
 
 
 class _CallbackEvent(threading.Event):
@@ -88,8 +92,12 @@ class HeldRequests:
         wakeups: Any,
         refresh_seconds: float,
         run: RunsStoreCalls,
+        refresh: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.wakeups = wakeups
+        #: Refreshes the waiter rows of every request held here, in one store call.
+        self.refresh = refresh
+        self._refresher: asyncio.Task[None] | None = None
         #: Runs one blocking store call off the loop (the slot threads).
         self.run = run
         #: Re-attempt at least this often: refreshes the waiter row within its TTL
@@ -115,6 +123,27 @@ class HeldRequests:
         entry[1] -= 1
         if entry[1] == 0:
             del self._turns[turn]
+
+    async def _keep_places(self) -> None:
+        # The rows of held requests are refreshed together, on the urgent lane:
+        # a re-attempt per request queues behind the others under load, and a row
+        # not refreshed within its TTL would expire and its request lose its place.
+        assert self.refresh is not None
+        refresh = self.refresh
+        while True:
+            await asyncio.sleep(self.refresh_seconds)
+            held = list(self._events)
+            if held:
+                try:
+                    await self.run(functools.partial(refresh, held), urgent=True)
+                except Exception as exc:  # the store is briefly away: the next round
+                    logger.warning("could not refresh %d held request(s): %s", len(held), exc)
+
+    def close(self) -> None:
+        """Stop refreshing the held requests' rows (the server is stopping)."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            self._refresher = None
 
     def cancelled(self, waiter_id: str) -> None:
         """A cancel came for ``waiter_id``: a request held for it stops at once."""
@@ -147,6 +176,8 @@ class HeldRequests:
         """
         self._cancelled.pop(waiter_id, None)
         loop = asyncio.get_running_loop()
+        if self.refresh is not None and self._refresher is None:
+            self._refresher = loop.create_task(self._keep_places())
         event = asyncio.Event()
         listener = self.wakeups.listen_callback(
             waiter_id, lambda: loop.call_soon_threadsafe(event.set)

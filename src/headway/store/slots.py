@@ -947,6 +947,31 @@ class SlotStore(EventStore):
         assert row is not None
         return int(row[0])
 
+    def refresh_waiters(self, waiter_ids: Sequence[str]) -> None:
+        """Keep the places of requests still waiting: their rows' expiry moved on.
+
+        A server holding many requests refreshes them all this way, a statement
+        per 500, instead of relying on each request's re-attempt: under load
+        those queue behind one another, and a row not refreshed in time would
+        expire and its request lose its place. A row another transaction has
+        locked (being granted or dequeued) is skipped: that one is being handled.
+        """
+        ids = list(dict.fromkeys(waiter_ids))
+        if not ids:
+            return
+        now = self.clock.now()
+        expires = now + self.settings.waiter_ttl_seconds
+        with self.db.write() as tx:
+            skip = " FOR UPDATE SKIP LOCKED" if tx.dialect.for_update else ""
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                tx.execute(
+                    "UPDATE waiters SET expires = :e WHERE waiter_id IN (SELECT waiter_id"
+                    f" FROM waiters WHERE waiter_id IN ({_marks('w', len(chunk))})"
+                    f" AND expires > :now ORDER BY waiter_id{skip})",
+                    _bind("w", chunk, {"e": expires, "now": now}),
+                )
+
     def cancel_slot_wait(self, waiter_id: str) -> list[WakeTarget]:
         """Remove a waiting request from every queue, giving back a grant it never took.
 
