@@ -10,7 +10,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_WORKERS ?= 6
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
 
-.PHONY: install install-dev demo docs test lint types unit browser clean
+.PHONY: install install-dev demo docs test coverage lint types unit browser clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
