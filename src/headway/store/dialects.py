@@ -27,6 +27,9 @@ class Dialect:
     begin_write: str
     begin_read: str
     for_update: str
+    #: Row locks taken only where free this instant (rows others hold are skipped);
+    #: empty where writers are serialized anyway.
+    skip_locked: str = ""
     #: A statement queuing a notification that is delivered when the transaction
     #: commits (and dropped if it rolls back); None where the database has none.
     notify_sql: str | None = None
@@ -65,6 +68,7 @@ POSTGRESQL = Dialect(
     begin_write="BEGIN",
     begin_read="BEGIN",
     for_update=" FOR UPDATE",
+    skip_locked=" FOR UPDATE SKIP LOCKED",
     notify_sql="SELECT pg_notify(:channel, :payload)",
     list_tables=(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"

@@ -962,7 +962,7 @@ class SlotStore(EventStore):
         now = self.clock.now()
         expires = now + self.settings.waiter_ttl_seconds
         with self.db.write() as tx:
-            skip = " FOR UPDATE SKIP LOCKED" if tx.dialect.for_update else ""
+            skip = tx.dialect.skip_locked
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 tx.execute(
@@ -1462,7 +1462,7 @@ class SlotStore(EventStore):
         """Lock those of ``names`` nobody else holds, without waiting (PostgreSQL)."""
         rows = tx.execute(
             f"SELECT name FROM limits WHERE name IN ({_marks('n', len(names))})"
-            f" ORDER BY name{tx.dialect.for_update} SKIP LOCKED",
+            f" ORDER BY name{tx.dialect.skip_locked}",
             _bind("n", sorted(names), {}),
         )
         return {r[0] for r in rows}
