@@ -350,6 +350,20 @@ def plan_wakeups(free: Mapping[str, float], queue: Iterable[QueuedRequest]) -> l
     return planned
 
 
+def queue_depth(state: LimitState | None) -> int | None:
+    """How far down a limit's queue :func:`plan_wakeups` can ever look; None: all of it.
+
+    Every request takes at least one slot, and the walk closes a limit at the
+    first request on it that does not fit: of a limit with ``free`` slots no
+    more than ``floor(free) + 1`` requests are granted or stop the walk, so the
+    rest of its queue cannot change the plan. An unknown or inactive limit
+    limits nobody, and its whole queue may go at once.
+    """
+    if state is None or not state.active:
+        return None
+    return math.floor(state.free + EPSILON) + 1
+
+
 # -- leases and polling -----------------------------------------------------------------
 def lease_expiry(now: float, lease_seconds: float) -> float:
     """When a lease taken or renewed at ``now`` expires."""

@@ -43,6 +43,7 @@ from headway.core.limits import (
     decide,
     is_dead,
     plan_wakeups,
+    queue_depth,
     released,
     validate_active_slots,
     validate_decay,
@@ -1372,25 +1373,32 @@ class SlotStore(EventStore):
         """
         if not names:
             return []
+        states = {s.name: s for s in self._limit_states(tx, names, now)}
+        # Only the head of each queue can be granted or stop the walk
+        # (``queue_depth``): a release behind a thousand waiters reads a few.
+        heads: set[str] = set()
+        for name in names:
+            depth = queue_depth(states.get(name))
+            heads.update(
+                r[0]
+                for r in tx.execute(
+                    "SELECT waiter_id FROM waiters WHERE limit_name = :name AND expires > :now"
+                    " ORDER BY priority DESC, seq" + ("" if depth is None else " LIMIT :depth"),
+                    {"name": name, "now": now, "depth": depth},
+                )
+            )
+        if not heads:
+            return []
+        ordered = sorted(heads)
         rows = tx.execute(
             "SELECT waiter_id, limit_name, slots, priority, seq, wake_address, host, pid,"
             " proc_start, node, holder_kind, holder_id, mode, lease_seconds, created"
-            " FROM waiters WHERE expires > :now AND waiter_id IN (SELECT waiter_id FROM"
-            f" waiters WHERE limit_name IN ({_marks('n', len(names))}))",
-            _bind("n", names, {"now": now}),
+            f" FROM waiters WHERE expires > :now AND waiter_id IN ({_marks('w', len(ordered))})",
+            _bind("w", ordered, {"now": now}),
         )
-        if not rows:
-            return []
-        involved = sorted({r[1] for r in rows})
-        limit_rows = tx.execute(
-            f"SELECT {_LIMIT_COLUMNS} FROM limits WHERE name IN ({_marks('n', len(involved))})",
-            _bind("n", involved, {}),
-        )
-        free = {}
-        for lr in limit_rows:
-            state = _state(lr, now)
-            if state.active:
-                free[state.name] = state.free
+        others = sorted({r[1] for r in rows} - states.keys())
+        states.update((s.name, s) for s in self._limit_states(tx, others, now))
+        free = {s.name: s.free for s in states.values() if s.active}
         requests: dict[str, QueuedRequest] = {}
         first: dict[str, Row] = {}
         for row in rows:
@@ -1457,6 +1465,16 @@ class SlotStore(EventStore):
             woken.append(target)
         # PostgreSQL: NOTIFY now, delivered at commit (see store/wakeups_pg.py).
         return notify_in_transaction(tx, woken)
+
+    def _limit_states(self, tx: Tx, names: Sequence[str], now: float) -> list[LimitState]:
+        """The limits named (those that exist), as a decision sees them at ``now``."""
+        if not names:
+            return []
+        rows = tx.execute(
+            f"SELECT {_LIMIT_COLUMNS} FROM limits WHERE name IN ({_marks('n', len(names))})",
+            _bind("n", names, {}),
+        )
+        return [_state(r, now) for r in rows]
 
     def _try_lock(self, tx: Tx, names: Sequence[str]) -> set[str]:
         """Lock those of ``names`` nobody else holds, without waiting (PostgreSQL)."""
