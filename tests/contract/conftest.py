@@ -2,7 +2,8 @@
 
 A test that takes ``client`` (or ``backend``) runs four times:
 
-- ``embedded-sqlite``: the Orchestrator (the embedded client) on SQLite under the test's HEADWAY_HOME;
+- ``embedded-sqlite``: the Orchestrator (the embedded client) on SQLite under the
+  test's HEADWAY_HOME;
 - ``server-sqlite``: HttpClient to a real server (uvicorn on a loopback port, in a
   thread of the test process) on that SQLite file, with an API key required;
 - ``embedded-postgres``: the Orchestrator on a fresh PostgreSQL database;

@@ -481,7 +481,7 @@ def _returns(op: Op[Any, Any]) -> Callable[[Any], Any]:
 
 # -- errors ------------------------------------------------------------------------
 def error_from_response(status: int, content: bytes) -> exceptions.HeadwayError:
-    """The ``HeadwayError`` a server error body names (the same class the embedded client raises)."""
+    """The ``HeadwayError`` a server error body names (the class the embedded client raises)."""
     detail: str = ""
     name: str | None = None
     try:
