@@ -115,7 +115,13 @@ class Op(Generic[P, R]):
         self.path_params = [m.group(1) for m in _PATH_PARAM.finditer(path)]
         self.wide_params = {m.group(1) for m in _PATH_PARAM.finditer(path) if m.group(2)}
         self._template = _PATH_PARAM.sub(r"{\1}", path)
-        self._signature = inspect.signature(declared)
+        # The signature, read once: binding a call is on the slot hot path (renewals),
+        # and inspect.Signature.bind costs more than building the request.
+        params = list(inspect.signature(declared).parameters.values())[1:]
+        self._names = tuple(p.name for p in params)
+        self._positional = sum(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
+        self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
+        self._required = tuple(p.name for p in params if p.default is p.empty)
 
     def __repr__(self) -> str:
         return f"<Op {self.name}: {self.method} {self.path}>"
@@ -139,11 +145,21 @@ class Op(Generic[P, R]):
     # -- the client's side: a call as a request ----------------------------------------
     def arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """The call's arguments by name, defaults filled in (TypeError as for a method)."""
-        bound = self._signature.bind(None, *args, **kwargs)
-        bound.apply_defaults()
-        values = dict(bound.arguments)
-        del values[next(iter(self._signature.parameters))]
-        return values
+        if len(args) > self._positional:
+            raise TypeError(f"{self.name}() takes {self._positional} positional arguments")
+        given = dict(zip(self._names, args, strict=False))
+        for name, value in kwargs.items():
+            if name not in self._defaults and name not in self._required:
+                raise TypeError(f"{self.name}() got an unexpected keyword argument {name!r}")
+            if name in given:
+                raise TypeError(f"{self.name}() got multiple values for argument {name!r}")
+            given[name] = value
+        missing = [name for name in self._required if name not in given]
+        if missing:
+            raise TypeError(f"{self.name}() missing required arguments: {', '.join(missing)}")
+        return {
+            name: given[name] if name in given else self._defaults[name] for name in self._names
+        }
 
     def request(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Request:
         """The call with these arguments, as it travels."""
