@@ -117,11 +117,11 @@ class Op(Generic[P, R]):
         self._template = _PATH_PARAM.sub(r"{\1}", path)
         # The signature, read once: binding a call is on the slot hot path (renewals),
         # and inspect.Signature.bind costs more than building the request.
-        params = list(inspect.signature(declared).parameters.values())[1:]
-        self._names = tuple(p.name for p in params)
-        self._positional = sum(p.kind is p.POSITIONAL_OR_KEYWORD for p in params)
-        self._defaults = {p.name: p.default for p in params if p.default is not p.empty}
-        self._required = tuple(p.name for p in params if p.default is p.empty)
+        signature = list(inspect.signature(declared).parameters.values())[1:]
+        self._names = tuple(p.name for p in signature)
+        self._positional = sum(p.kind is p.POSITIONAL_OR_KEYWORD for p in signature)
+        self._defaults = {p.name: p.default for p in signature if p.default is not p.empty}
+        self._required = tuple(p.name for p in signature if p.default is p.empty)
 
     def __repr__(self) -> str:
         return f"<Op {self.name}: {self.method} {self.path}>"
