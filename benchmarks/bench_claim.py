@@ -69,12 +69,14 @@ def fill(orch: Any, size: int, shape: str, claims: int) -> None:
 
 def prepare(env: dict[str, str], size: int, shape: str, claims: int) -> tuple[Any, str]:
     """A client on a store holding ``size`` runs of the shape, and a registered worker."""
-    from headway.client.local import LocalClient
+    from headway.client.factory import embedded_client
     from headway.core.deployments import DeploymentSpec
+    from headway.orchestrator import Orchestrator
     from headway.settings import get_settings
 
-    client = LocalClient(get_settings(env))
-    orch = client.orchestrator
+    client = embedded_client(get_settings(env))
+    assert isinstance(client, Orchestrator)
+    orch = client
     orch.create_work_pool("pool")
     for name, limit in (("bulk", None), ("other", None), ("limited", 1)):
         orch.apply_deployment(
@@ -111,7 +113,7 @@ def measure(kind: str, sizes: list[int], shape: str, claims: int) -> dict[int, l
         for _ in range(claims):
             for size, (client, worker) in prepared.items():
                 start = time.perf_counter()
-                got = client.orchestrator.claim_flow_runs(worker, pool="pool", limit=1)
+                got = client.claim_flow_runs(worker, pool="pool", limit=1)
                 latencies[size].append(time.perf_counter() - start)
                 assert len(got) == 1, "nothing to claim: the backlog is too small"
         for client, _ in prepared.values():

@@ -2,16 +2,20 @@
 
 The state machine itself lives in ``core.states``; the Store enforces it inside
 each transaction. The Orchestrator adds what needs more than one record:
-recording, slot acquisition for task tags, and (later) claiming and collision
-strategies for deployments.
+recording, slot acquisition for task tags, claiming and collision strategies
+for deployments.
+
+It implements the :class:`~headway.api.operations.Client` protocol (mypy checks
+it where :mod:`headway.client.factory` hands one out as a Client): the embedded
+client is the Orchestrator over the embedded store, and the server calls the
+same methods for each route.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
-from headway.core.models import FlowRun, LogRecord, TaskRun
+from headway.core.models import FlowRun, LogLine, LogRecord, TaskRun
 from headway.core.states import State, StateType
 from headway.orchestration.deployments import DeploymentPolicy
 from headway.orchestration.explain import ExplainPolicy
@@ -22,16 +26,48 @@ from headway.store.store import Store
 
 
 class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
-    """The one implementation of headway's operations; clients call into it."""
+    """The one implementation of headway's operations: the embedded Client, and the server's."""
 
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
 
+    def stop_retrying(self) -> None:
+        """Nothing to stop: an embedded call has no retry window (the Client hook)."""
+
+    def close(self) -> None:
+        """Stop this process's wake-up receiver and close the store (the Client hook)."""
+        self.close_wakeups()
+        self.store.close()
+
     # -- runs ----------------------------------------------------------------------
-    def create_flow_run(self, **fields: Any) -> FlowRun:
+    def create_flow_run(
+        self,
+        *,
+        id: str,
+        name: str,
+        flow_name: str,
+        state: State,
+        parameters: dict[str, object] | None = None,
+        deployment: str | None = None,
+        parent_task_run_id: str | None = None,
+        tags: Sequence[str] = (),
+        pid: int | None = None,
+        host: str | None = None,
+    ) -> FlowRun:
         """Record a new flow run in its first state."""
-        return self.store.create_flow_run(**fields)
+        return self.store.create_flow_run(
+            id=id,
+            name=name,
+            flow_name=flow_name,
+            state=state,
+            parameters=parameters,
+            deployment=deployment,
+            parent_task_run_id=parent_task_run_id,
+            tags=tags,
+            pid=pid,
+            host=host,
+        )
 
     def set_flow_run_state(
         self, run_id: str, state: State, *, expect: frozenset[StateType] | None = None
@@ -47,9 +83,19 @@ class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
         """One flow run."""
         return self.store.read_flow_run(run_id, with_task_runs=with_task_runs)
 
-    def list_flow_runs(self, **filters: Any) -> list[FlowRun]:
+    def list_flow_runs(
+        self,
+        *,
+        limit: int = 20,
+        states: Sequence[StateType] | None = None,
+        deployment: str | None = None,
+        flow_name: str | None = None,
+        offset: int = 0,
+    ) -> list[FlowRun]:
         """Flow runs, newest first."""
-        return self.store.list_flow_runs(**filters)
+        return self.store.list_flow_runs(
+            limit=limit, states=states, deployment=deployment, flow_name=flow_name, offset=offset
+        )
 
     def record_task_runs(self, records: Sequence[TaskRunRecord]) -> None:
         """Record task runs and their states (none out of a final state).
@@ -75,6 +121,6 @@ class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
         """Append log lines."""
         self.store.write_logs(records)
 
-    def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[tuple[int, LogRecord]]:
+    def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[LogLine]:
         """Log lines of a flow run after ``after_id``."""
-        return self.store.read_logs(flow_run_id, after_id=after_id)
+        return [LogLine(i, r) for i, r in self.store.read_logs(flow_run_id, after_id=after_id)]

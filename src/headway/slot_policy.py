@@ -1,7 +1,7 @@
 """The Orchestrator's slot operations: validate, attempt, wait for a wake-up, notify.
 
 Mixed into :class:`headway.orchestrator.Orchestrator`, so every client (the
-embedded :class:`~headway.client.local.LocalClient`, and the HTTP server for
+embedded client (the Orchestrator itself), and the HTTP server for
 ``HttpClient``) gets the same behaviour. Each store call is one short
 transaction; waiting happens between them, never inside one. A bounded wait
 (``timeout``) lets the HTTP server answer a long poll: the request keeps its

@@ -19,7 +19,7 @@ import pytest
 
 from headway import flow, task
 from headway.client.base import Client, get_client, set_default_client
-from headway.client.local import LocalClient
+from headway.client.factory import embedded_client
 from headway.concurrency import asyncio as aio
 from headway.concurrency import sync
 from headway.context import flow_run_var
@@ -53,7 +53,7 @@ def client() -> Client:
 def movable() -> Iterator[tuple[Client, MovableClock]]:
     """A default client whose store reads a clock the test can move past a lease."""
     clock = MovableClock()
-    local = LocalClient(get_settings(), clock=clock)
+    local = embedded_client(get_settings(), clock=clock)
     set_default_client(local)
     yield local, clock
 

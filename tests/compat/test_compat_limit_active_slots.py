@@ -21,7 +21,7 @@ import pytest
 
 from headway.cli import main
 from headway.client.base import Client, set_default_client
-from headway.client.local import LocalClient
+from headway.client.factory import embedded_client
 from headway.concurrency import sync
 from headway.settings import get_settings
 
@@ -45,7 +45,7 @@ class StillClock:
 @pytest.fixture
 def still() -> Iterator[tuple[Client, StillClock]]:
     clock = StillClock()
-    client = LocalClient(get_settings(), clock=clock)
+    client = embedded_client(get_settings(), clock=clock)
     set_default_client(client)  # tests/conftest.py restores the default and closes this one
     yield client, clock
 

@@ -2,10 +2,11 @@
 
 A test that takes ``client`` (or ``backend``) runs four times:
 
-- ``embedded-sqlite``: LocalClient on SQLite under the test's HEADWAY_HOME;
+- ``embedded-sqlite``: the Orchestrator (the embedded client) on SQLite under the
+  test's HEADWAY_HOME;
 - ``server-sqlite``: HttpClient to a real server (uvicorn on a loopback port, in a
   thread of the test process) on that SQLite file, with an API key required;
-- ``embedded-postgres``: LocalClient on a fresh PostgreSQL database;
+- ``embedded-postgres``: the Orchestrator on a fresh PostgreSQL database;
 - ``server-postgres``: HttpClient to a real server on a fresh PostgreSQL database.
 
 ``client`` is also the process's default client (what the SDK and the

@@ -42,7 +42,7 @@ def scrape(backend: Backend) -> dict[str, dict[tuple[tuple[str, str], ...], floa
         from headway.server.metrics import metrics_registry
 
         local = backend.client
-        text = generate_latest(metrics_registry(lambda: local.orchestrator)).decode()  # type: ignore[attr-defined]
+        text = generate_latest(metrics_registry(lambda: local)).decode()  # type: ignore[arg-type,return-value]
     out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

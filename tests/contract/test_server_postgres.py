@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from headway.client.factory import embedded_client
 from headway.client.http import HttpClient
-from headway.client.local import LocalClient
 from headway.core.limits import SlotGrant
 from headway.core.states import Running
 from headway.server.runner import ServerThread
@@ -87,7 +87,7 @@ def test_a_waiter_on_one_server_is_woken_by_a_release_on_another(
 def test_embedded_postgres_reconnects_after_its_connection_is_dropped(
     pg_url: str, headway_home: Path
 ) -> None:
-    client = LocalClient(
+    client = embedded_client(
         get_settings({"HEADWAY_HOME": str(headway_home), "HEADWAY_DATABASE_URL": pg_url})
     )
     client.create_limit("db", 1)

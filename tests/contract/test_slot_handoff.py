@@ -31,7 +31,8 @@ def _orchestrator(backend: Backend) -> Orchestrator:
     if backend.server is not None:
         orch: Orchestrator = backend.server.app.state.orchestrator
         return orch
-    return backend.client.orchestrator  # type: ignore[attr-defined,no-any-return]
+    assert isinstance(backend.client, Orchestrator)  # the embedded client
+    return backend.client
 
 
 @pytest.fixture

@@ -210,7 +210,7 @@ def test_two_hundred_tasks_complete_with_records(scheduler_address: str) -> None
     assert tripled == [0, 3, 6]
     assert [value for value, _ in pairs] == [2 * i for i in range(200)]
     assert summed == sum(2 * i for i in range(200))
-    assert kind == "LocalClient"
+    assert kind == "Orchestrator"
     pids = {pid for _, pid in pairs}
     assert os.getpid() not in pids
     assert len(pids) == 2  # both worker processes ran tasks

@@ -114,11 +114,11 @@ def test_db_upgrade_and_reset(headway_home: Path) -> None:
     again = headway("db", "upgrade")
     assert again.returncode == 0 and "already at" in again.stdout
 
-    from headway.client.local import LocalClient
+    from headway.client.factory import embedded_client
     from headway.core.states import Running
     from headway.settings import get_settings
 
-    client = LocalClient(get_settings())
+    client = embedded_client(get_settings())
     run_id = str(uuid.uuid4())
     client.create_flow_run(id=run_id, name="r", flow_name="f", state=Running())
     client.close()
@@ -126,13 +126,13 @@ def test_db_upgrade_and_reset(headway_home: Path) -> None:
     refused = headway("db", "reset")
     assert refused.returncode == 2
     assert refused.stderr.startswith("Error: ") and "--yes" in refused.stderr
-    client = LocalClient(get_settings())
+    client = embedded_client(get_settings())
     assert [r.id for r in client.list_flow_runs()] == [run_id]  # nothing changed
     client.close()
 
     done = headway("db", "reset", "--yes")
     assert done.returncode == 0, done.stderr
-    client = LocalClient(get_settings())
+    client = embedded_client(get_settings())
     assert client.list_flow_runs() == []
     client.close()
 

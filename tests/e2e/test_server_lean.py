@@ -30,7 +30,7 @@ print(json.dumps([type(client).__name__] + sorted(
         [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == ["LocalClient"]
+    assert json.loads(result.stdout) == ["Orchestrator"]
 
 
 def test_http_client_loads_httpx_but_not_the_server() -> None:

@@ -6,7 +6,7 @@ import random
 import threading
 import time
 
-from headway.client.local import LocalClient
+from headway.client.factory import embedded_client
 from headway.core.deployments import DeploymentSpec
 from headway.core.states import Completed, StateType
 from headway.settings import get_settings
@@ -17,7 +17,7 @@ POOL_LIMIT = 3
 
 
 def test_limits_hold_under_concurrent_claims() -> None:
-    setup = LocalClient(get_settings())
+    setup = embedded_client(get_settings())
     setup.create_work_pool("pool", concurrency_limit=POOL_LIMIT)
     for name, limit in (("a", DEPLOYMENT_LIMIT), ("b", None)):
         setup.apply_deployment(
@@ -32,7 +32,7 @@ def test_limits_hold_under_concurrent_claims() -> None:
 
     def claimer(seed: int) -> None:
         rng = random.Random(seed)
-        client = LocalClient(get_settings())
+        client = embedded_client(get_settings())
         worker = client.register_worker("pool", f"w{seed}")
         assert worker.id is not None
         mine: list[str] = []

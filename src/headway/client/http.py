@@ -1,12 +1,18 @@
 """HttpClient: the Client contract over HTTP, to a ``headway server``.
 
-Callers cannot tell it from :class:`~headway.client.local.LocalClient`: the
-same methods return the same records and raise the same ``HeadwayError``
+Callers cannot tell it from the embedded client (the Orchestrator): the same
+methods return the same records and raise the same ``HeadwayError``
 subclasses (the server names the class in every error body, and this module
-raises it again). One keep-alive connection pool per process; requests that
-never reached the server (connection refused, a server restarting) are retried
-with back-off, so a restart is a pause rather than a failure. httpx is
-imported only when this module is, i.e. only when ``HEADWAY_API_URL`` is set.
+raises it again). HttpClient inherits the :class:`~headway.api.operations.Client`
+protocol: each operation's method is its declaration, which builds the request
+and hands it to :meth:`HttpClient.call_operation`. The few methods written here
+add what a declaration cannot say: a held acquire, batches, a claim's process,
+and what a request sent again after a lost answer means.
+
+One keep-alive connection pool per process; requests that never reached the
+server (connection refused, a server restarting) are retried with back-off, so
+a restart is a pause rather than a failure. httpx is imported only when this
+module is, i.e. only when ``HEADWAY_API_URL`` is set.
 """
 
 from __future__ import annotations
@@ -30,15 +36,15 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from headway import exceptions
-from headway.client.base import Client
-from headway.client.http_deployments import DeploymentHttpMethods
-from headway.client.http_explain import ExplainHttpMethods
+from headway.api.operation import Op
+from headway.api.operations import Client
 from headway.client.transport import KeepAliveTransport
-from headway.core.limits import LimitDetail, Mode, ProcessInfo, SlotGrant, SlotWait
-from headway.core.models import FlowRun, Limit, LogRecord, TaskRun, to_jsonable
+from headway.core.limits import Mode, ProcessInfo, SlotGrant, SlotWait
+from headway.core.models import ClaimedRun, FlowRun, LogRecord, to_jsonable
 from headway.core.states import State, StateType
 from headway.settings import Settings
 from headway.store.runs import TaskRunRecord
+from headway.store.slots import current_process
 
 API_PREFIX = "/api/v1"
 
@@ -56,7 +62,7 @@ T = TypeVar("T")
 logger = logging.getLogger("headway.client")
 
 
-class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
+class HttpClient(Client):
     """Every Client operation as a request to the server at ``settings.api_url``."""
 
     def __init__(
@@ -223,6 +229,16 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         if transport is not None and self._pid == os.getpid():
             transport.close()
 
+    def call_operation(self, op: Op[Any, Any], args: tuple[Any, ...], kwargs: Any) -> Any:
+        """Send one declared operation (see :mod:`headway.api.operation`); its decoded result."""
+        sent = op.request(args, kwargs)
+        answer = self.request(
+            op.method, sent.path, body=sent.body, params=sent.params, idempotent=op.idempotent
+        )
+        if op.answer is not None:
+            answer = answer[op.answer]
+        return _returns(op)(answer)
+
     # -- runs ----------------------------------------------------------------------
     def create_flow_run(
         self,
@@ -292,110 +308,17 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         )
         return decode(FlowRun, answer)
 
-    def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
-        params = {"with_task_runs": "true"} if with_task_runs else None
-        return decode(FlowRun, self.request("GET", f"/flow_runs/{_id(run_id)}", params=params))
-
-    def list_flow_runs(
-        self,
-        *,
-        limit: int = 20,
-        states: Sequence[StateType] | None = None,
-        deployment: str | None = None,
-        flow_name: str | None = None,
-        offset: int = 0,
-    ) -> list[FlowRun]:
-        params: list[tuple[str, Any]] = [("limit", limit), ("offset", offset)]
-        params.extend(("state", StateType(s).value) for s in states or ())
-        if deployment is not None:
-            params.append(("deployment", deployment))
-        if flow_name is not None:
-            params.append(("flow_name", flow_name))
-        rows = self.request("GET", "/flow_runs", params=params)
-        return [decode(FlowRun, row) for row in rows]
-
     def record_task_runs(self, records: Sequence[TaskRunRecord]) -> None:
         # Repeating a record is harmless (the store updates by id), so a batch
         # whose answer was lost may be sent again.
         for chunk in _batches(records):
             self.request("POST", "/task_runs/batch", content=chunk, idempotent=True)
 
-    def read_task_run(self, task_run_id: str) -> TaskRun:
-        return decode(TaskRun, self.request("GET", f"/task_runs/{_id(task_run_id)}"))
-
-    def read_task_runs(self, flow_run_id: str) -> list[TaskRun]:
-        rows = self.request("GET", f"/flow_runs/{_id(flow_run_id)}/task_runs")
-        return [decode(TaskRun, row) for row in rows]
-
-    def read_states(self, run_id: str) -> list[State]:
-        rows = self.request("GET", f"/runs/{_id(run_id)}/states")
-        return [decode(State, row) for row in rows]
-
     def write_logs(self, records: Sequence[LogRecord]) -> None:
         # A batch whose answer was lost (the server died mid-request) is sent
         # again: a log line may then be stored twice, but never lost.
         for chunk in _batches(records):
             self.request("POST", "/logs/batch", content=chunk, idempotent=True)
-
-    def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[tuple[int, LogRecord]]:
-        rows = self.request(
-            "GET", f"/flow_runs/{_id(flow_run_id)}/logs", params={"after_id": after_id}
-        )
-        return [(int(row["id"]), decode(LogRecord, row["record"])) for row in rows]
-
-    # -- limits --------------------------------------------------------------------
-    def create_limit(
-        self,
-        name: str,
-        limit: int,
-        *,
-        active: bool = True,
-        slot_decay_per_second: float = 0.0,
-        active_slots: int = 0,
-    ) -> Limit:
-        body = {
-            "name": name,
-            "limit": limit,
-            "active": active,
-            "slot_decay_per_second": slot_decay_per_second,
-            "active_slots": active_slots,
-        }
-        return decode(Limit, self.request("POST", "/limits", body=body))
-
-    def read_limit(self, name: str) -> Limit:
-        return decode(Limit, self.request("GET", _limit_path(name)))
-
-    def list_limits(self, *, prefix: str | None = None) -> list[Limit]:
-        params = None if prefix is None else {"prefix": prefix}
-        return [decode(Limit, row) for row in self.request("GET", "/limits", params=params)]
-
-    def update_limit(
-        self,
-        name: str,
-        *,
-        limit: int | None = None,
-        active: bool | None = None,
-        slot_decay_per_second: float | None = None,
-        active_slots: int | None = None,
-    ) -> Limit:
-        body = {
-            "limit": limit,
-            "active": active,
-            "slot_decay_per_second": slot_decay_per_second,
-            "active_slots": active_slots,
-        }
-        return decode(Limit, self.request("PATCH", _limit_path(name), body=body))
-
-    def delete_limit(self, name: str, *, force: bool = False) -> None:
-        params = {"force": "true"} if force else None
-        self.request("DELETE", _limit_path(name), params=params)
-
-    def reset_limit(self, name: str) -> Limit:
-        return decode(Limit, self.request("POST", _limit_path(name) + "/reset", idempotent=True))
-
-    def inspect_limit(self, name: str) -> LimitDetail:
-        detail = self.request("GET", _limit_path(name), params={"detail": "true"})
-        return decode(LimitDetail, detail)
 
     # -- slots ---------------------------------------------------------------------
     def acquire_slots(
@@ -425,8 +348,6 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         if isinstance(names, str):
             names = [names]
         if process is None:
-            from headway.store.slots import current_process
-
             process = current_process()
         owned = waiter_id is None
         wid = waiter_id or uuid.uuid4().hex
@@ -488,9 +409,6 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                 with contextlib.suppress(exceptions.HeadwayError):
                     self.cancel_slot_wait(wid)
 
-    def cancel_slot_wait(self, waiter_id: str) -> None:
-        self.request("POST", "/slots/cancel", body={"waiter_id": waiter_id}, idempotent=True)
-
     def release_slots(self, lease_id: str) -> bool:
         def released_before(answer: Any) -> Any:
             # Sent again after a lost answer (a server crash): the first one most
@@ -508,17 +426,37 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         )
         return bool(answer["intact"])
 
-    def renew_leases(
-        self, lease_ids: Sequence[str], lease_seconds: float | None = None
-    ) -> list[str]:
-        if not lease_ids:
-            return []
-        body = {"lease_ids": list(lease_ids), "lease_seconds": lease_seconds}
-        answer = self.request("POST", "/slots/renew", body=body, idempotent=True)
-        return [str(i) for i in answer["lost"]]
-
-    def sweep_slots(self) -> int:
-        return int(self.request("POST", "/slots/sweep", idempotent=True)["reaped"])
+    # -- workers -------------------------------------------------------------------
+    def claim_flow_runs(
+        self,
+        worker_id: str,
+        *,
+        pool: str | None = None,
+        queues: Sequence[str] | None = None,
+        deployments: Sequence[str] | None = None,
+        limit: int = 1,
+        wait: float = 0.0,
+    ) -> list[ClaimedRun]:
+        """Claim runs: a request the server holds up to ``wait`` seconds; the runs' leases
+        name this process."""
+        wait = max(0.0, min(float(wait), 30.0))
+        body = {
+            "pool": pool,
+            "queues": None if queues is None else list(queues),
+            "deployments": None if deployments is None else list(deployments),
+            "limit": limit,
+            "wait": wait,
+            "process": to_jsonable(current_process()),
+        }
+        rows = self.request(
+            "POST",
+            f"/workers/{_id(worker_id)}/claim",
+            body=body,
+            timeout=wait + self.timeout_seconds,
+            # A lost answer may have claimed runs: they come back when their lease ends.
+            idempotent=False,
+        )
+        return [decode(ClaimedRun, r) for r in rows]
 
 
 class AnswerLost(exceptions.StoreError):
@@ -530,14 +468,20 @@ def _id(value: str) -> str:
     return quote(str(value), safe="")
 
 
-def _limit_path(name: str) -> str:
-    # Limit names may hold "/", ":", "#", "?": the whole name is one path segment.
-    return "/limits/" + quote(name, safe="")
+#: How to read each operation's answer, built on first use.
+_RETURNS: dict[str, Callable[[Any], Any]] = {}
+
+
+def _returns(op: Op[Any, Any]) -> Callable[[Any], Any]:
+    reader = _RETURNS.get(op.name)
+    if reader is None:
+        reader = _RETURNS[op.name] = _decoder_for(op.returns())
+    return reader
 
 
 # -- errors ------------------------------------------------------------------------
 def error_from_response(status: int, content: bytes) -> exceptions.HeadwayError:
-    """The ``HeadwayError`` a server error body names (the same class a LocalClient raises)."""
+    """The ``HeadwayError`` a server error body names (the class the embedded client raises)."""
     detail: str = ""
     name: str | None = None
     try:

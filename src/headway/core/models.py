@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -109,6 +110,23 @@ class LogRecord:
     logger: str
     message: str
     timestamp: datetime
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """A stored log line with its id (pass the last one back as ``after_id`` to follow).
+
+    It unpacks and indexes as the pair ``(id, record)`` it was before it had a name.
+    """
+
+    id: int
+    record: LogRecord
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.id, self.record))
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.id, self.record)[index]
 
 
 @dataclass(frozen=True)
@@ -234,6 +252,7 @@ __all__ = [
     "Holder",
     "Lease",
     "Limit",
+    "LogLine",
     "LogRecord",
     "StateRecord",
     "StateType",

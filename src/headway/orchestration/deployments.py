@@ -1,7 +1,7 @@
 """The Orchestrator's deployment operations: validate, store, wake whoever waits.
 
-Mixed into :class:`headway.orchestrator.Orchestrator`, so the embedded
-:class:`~headway.client.local.LocalClient` and the HTTP server behave the same.
+Mixed into :class:`headway.orchestrator.Orchestrator`, so the embedded client
+(the Orchestrator itself) and the HTTP server behave the same.
 Every input is validated here (names, schedules, parameters against the flow's
 signature, limits, strategies, key templates) before one store transaction
 writes anything; the store returns who to wake (workers of a pool when a slot

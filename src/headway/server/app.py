@@ -22,11 +22,11 @@ import headway
 from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.orchestrator import Orchestrator
 from headway.server import metrics
+from headway.server.api_routes import api_router
 from headway.server.crosssite import CrossSiteGuard
 from headway.server.errors import install_error_handlers
 from headway.server.fastpath import SlotFastPath
 from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, redact_access_log
-from headway.server.routes import deployments, explain, limits, logs, runs, slots, workers
 from headway.server.services import BackgroundServices
 from headway.server.store_calls import StoreCalls, threads_for
 from headway.server.ui import ui_router
@@ -119,9 +119,8 @@ def create_app(
         """Liveness: always open, even when an API key is required."""
         return JSONResponse({"status": "ok", "version": headway.__version__})
 
-    # The hot path first: routes are matched in order.
-    for module in (slots, limits, runs, logs, workers, deployments, explain):
-        app.include_router(module.router, prefix=API_PREFIX)
+    # Every route of the API, from the operations' declarations.
+    app.include_router(api_router(), prefix=API_PREFIX)
     app.include_router(metrics.router)
     # The dashboard: its page and assets are open, its data calls need the key.
     app.include_router(ui_router())

@@ -13,22 +13,22 @@ therefore guard it too.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pydantic
 
+from headway.api.operation import Op
+from headway.api.operations import Client
 from headway.exceptions import HeadwayError
+from headway.server.api_routes import request_model
 from headway.server.errors import headway_error_answer
 from headway.server.middleware import ASGIApp, Message, Receive, Scope, Send, send_error
-from headway.server.routes import slots
 from headway.server.routes._common import json_text
-from headway.server.schemas import AcquireSlots, LeaseRef, RenewLeases
+from headway.server.routes.slots import SPECIAL, Special
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
-
-#: ``handler(app.state, parsed body, receive)``: the answer to encode.
-Handler = Callable[[Any, Any, Receive], Awaitable[Any]]
+#: The operations answered here.
+HOT: tuple[Op[Any, Any], ...] = (Client.acquire_slots, Client.release_slots, Client.renew_leases)
 
 
 class SlotFastPath:
@@ -36,18 +36,18 @@ class SlotFastPath:
 
     def __init__(self, app: ASGIApp, prefix: str) -> None:
         self.app = app
-        self._handlers: dict[str, tuple[type[pydantic.BaseModel], Handler]] = {
-            prefix + "/slots/acquire": (AcquireSlots, _acquire),
-            prefix + "/slots/release": (LeaseRef, _release),
-            prefix + "/slots/renew": (RenewLeases, _renew),
-        }
+        self._handlers: dict[str, tuple[Op[Any, Any], type[pydantic.BaseModel], Special]] = {}
+        for op in HOT:
+            model = request_model(op)
+            assert op.method == "POST" and model is not None and not op.path_params
+            self._handlers[prefix + op.path] = (op, model, SPECIAL[op.name])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         route = self._handlers.get(scope["path"]) if scope["type"] == "http" else None
         if route is None or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        model, handler = route
+        op, model, handler = route
         body = await _read_body(receive)
         try:
             request = model.model_validate_json(body)
@@ -55,8 +55,15 @@ class SlotFastPath:
             # FastAPI reads the same body and answers with the one 422 shape.
             await self.app(scope, _replay(body, receive), send)
             return
+
+        async def disconnected() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
         try:
-            answer = await handler(scope["app"].state, request, receive)
+            answer = await handler(scope["app"].state, {"body": request}, disconnected)
+            if op.answer is not None:
+                answer = {op.answer: answer}
         except HeadwayError as exc:
             await send_error(send, *headway_error_answer(exc, scope["path"]))
             return
@@ -69,25 +76,6 @@ class SlotFastPath:
             }
         )
         await send({"type": "http.response.body", "body": data})
-
-
-async def _acquire(state: Any, request: Any, receive: Receive) -> Any:
-    async def disconnected() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    result = await slots.acquire(state.orchestrator, state.held, request, disconnected)
-    return slots.slot_answer(result)
-
-
-async def _release(state: Any, request: Any, receive: Receive) -> Any:
-    orch = state.orchestrator
-    return await state.held.run(lambda: slots.release(orch, request), urgent=True)
-
-
-async def _renew(state: Any, request: Any, receive: Receive) -> Any:
-    orch = state.orchestrator
-    return await state.held.run(lambda: slots.renew(orch, request), urgent=True)
 
 
 async def _read_body(receive: Receive) -> bytes:

@@ -1,11 +1,18 @@
-"""Taking and giving back slots: acquire (a held request), release, renew, cancel, sweep.
+"""The routes that need more than one Orchestrator call: held requests and urgent calls.
 
-These routes are the documented contract of the slot API. In a running server
+Every other route is built from its declaration alone (:mod:`headway.server.api_routes`).
+These are built from their declarations too (path, method, request model,
+OpenAPI), but are served by a function here: an acquire is a request held until
+granted or timed out; releases and renewals take the slot threads' urgent lane;
+a cancel also stops a request this server holds; a claim is held on threads of
+its own; a limit read with ``detail=true`` is an inspect. In a running server
 the hot three (acquire, release, renew) are answered by
-:class:`headway.server.fastpath.SlotFastPath` with the very same functions
-below, before FastAPI's routing; the routes here serve any request it hands
-on (invalid input, so that every 422 has one shape) and define the OpenAPI
-schema.
+:class:`headway.server.fastpath.SlotFastPath` with the very same functions,
+before FastAPI's routing.
+
+Each function takes the app's state, the route's parsed values (``body``,
+``query`` and the path parameters by name) and an awaitable that completes
+when the client hangs up; it returns the answer's value.
 """
 
 from __future__ import annotations
@@ -14,16 +21,26 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request
-from starlette.responses import Response
+import anyio
 
 from headway.core.limits import ProcessInfo, SlotGrant, SlotWait
 from headway.orchestrator import Orchestrator
-from headway.server.routes._common import no_content, orchestrator, record_response
-from headway.server.schemas import AcquireSlots, LeaseRef, RenewLeases, WaiterRef
 from headway.server.waiting import LONG_POLL_CAP_SECONDS, HeldRequests
 
-router = APIRouter(tags=["slots"])
+#: ``special(app.state, values, disconnected)``: the answer's value.
+Special = Callable[[Any, dict[str, Any], Callable[[], Awaitable[Any]]], Awaitable[Any]]
+#: The longest a claim request is held waiting for a due run.
+CLAIM_HOLD_CAP_SECONDS = 30.0
+# Held claims wait on threads of their own, so waiting workers never take the
+# threads every other route runs on. Workers are few; this bounds them anyway.
+_claim_threads: anyio.CapacityLimiter | None = None
+
+
+def _claim_limiter() -> anyio.CapacityLimiter:
+    global _claim_threads
+    if _claim_threads is None:
+        _claim_threads = anyio.CapacityLimiter(16)
+    return _claim_threads
 
 
 def slot_answer(result: SlotGrant | SlotWait) -> dict[str, Any]:
@@ -34,17 +51,13 @@ def slot_answer(result: SlotGrant | SlotWait) -> dict[str, Any]:
 
 
 async def acquire(
-    orch: Orchestrator,
-    held: HeldRequests,
-    body: AcquireSlots,
-    disconnected: Callable[[], Awaitable[Any]],
-) -> SlotGrant | SlotWait:
+    state: Any, values: dict[str, Any], disconnected: Callable[[], Awaitable[Any]]
+) -> dict[str, Any]:
     """One acquire request: a single attempt, or a request held until granted or timed out."""
-    process = None
-    if body.process is not None:
-        process = ProcessInfo(
-            body.process.pid, body.process.host, body.process.node, body.process.proc_start
-        )
+    orch: Orchestrator = state.orchestrator
+    held: HeldRequests = state.held
+    body = values["body"]
+    process = None if body.process is None else body.process.to_domain()
     owned = body.waiter_id is None
     hold_for = LONG_POLL_CAP_SECONDS if body.timeout is None else body.timeout
     hold_for = min(hold_for, LONG_POLL_CAP_SECONDS)
@@ -59,9 +72,11 @@ async def acquire(
     }
     if hold_for <= 0:
         # One attempt; queued only when the caller named its waiter.
-        return await held.run(
-            lambda: orch.acquire_slots(
-                body.names, body.slots, timeout=0, waiter_id=body.waiter_id, **options
+        return slot_answer(
+            await held.run(
+                lambda: orch.acquire_slots(
+                    body.names, body.slots, timeout=0, waiter_id=body.waiter_id, **options
+                )
             )
         )
     waiter_id = body.waiter_id or uuid.uuid4().hex
@@ -81,65 +96,74 @@ async def acquire(
     finally:
         if owned and not granted:
             await held.run(cancel)
-    return result
+    return slot_answer(result)
 
 
-def release(orch: Orchestrator, body: LeaseRef) -> dict[str, Any]:
-    return {"intact": orch.release_slots(body.lease_id)}
+async def release(state: Any, values: dict[str, Any], disconnected: Any) -> bool:
+    """Give a lease's slots back, on the urgent lane."""
+    orch: Orchestrator = state.orchestrator
+    lease_id = values["body"].lease_id
+    intact: bool = await state.held.run(lambda: orch.release_slots(lease_id), urgent=True)
+    return intact
 
 
-def renew(orch: Orchestrator, body: RenewLeases) -> dict[str, Any]:
-    return {"lost": orch.renew_leases(body.lease_ids, body.lease_seconds)}
+async def renew(state: Any, values: dict[str, Any], disconnected: Any) -> list[str]:
+    """Extend leases from now, on the urgent lane."""
+    orch: Orchestrator = state.orchestrator
+    body = values["body"]
+    lost: list[str] = await state.held.run(
+        lambda: orch.renew_leases(body.lease_ids, body.lease_seconds), urgent=True
+    )
+    return lost
 
 
-@router.post("/slots/acquire", response_model=None)
-async def acquire_slots(body: AcquireSlots, request: Request) -> Response:
-    """Take slots of every named limit, all or nothing, holding the request while it waits.
-
-    ``timeout`` 0 is one attempt. Otherwise the request is answered the moment
-    the slots are granted, or with ``granted: false`` after ``timeout`` seconds
-    (at most the server's long-poll cap); ask again with the same
-    ``waiter_id`` to keep the place in the queue. Without a ``waiter_id``, an
-    ungranted request leaves nothing queued.
-    """
-
-    async def disconnected() -> None:
-        while (await request.receive())["type"] != "http.disconnect":
-            pass
-
-    result = await acquire(orchestrator(request), request.app.state.held, body, disconnected)
-    return record_response(slot_answer(result))
-
-
-@router.post("/slots/release", response_model=None)
-async def release_slots(body: LeaseRef, request: Request) -> Response:
-    """Give a lease's slots back; ``intact`` is false when it had been reaped."""
-    orch = orchestrator(request)
-    answer = await request.app.state.held.run(lambda: release(orch, body), urgent=True)
-    return record_response(answer)
-
-
-@router.post("/slots/renew", response_model=None)
-async def renew_leases(body: RenewLeases, request: Request) -> Response:
-    """Extend leases from now; ``lost`` lists those that were reaped."""
-    orch = orchestrator(request)
-    answer = await request.app.state.held.run(lambda: renew(orch, body), urgent=True)
-    return record_response(answer)
-
-
-@router.post("/slots/cancel", status_code=204, response_model=None)
-async def cancel_slot_wait(body: WaiterRef, request: Request) -> Response:
+async def cancel(state: Any, values: dict[str, Any], disconnected: Any) -> None:
     """Take a waiting request out of every queue; a request held for it returns."""
     # Marked first (on the loop), so a held request woken by the cancel stops
     # instead of queuing again.
-    held: HeldRequests = request.app.state.held
-    held.cancelled(body.waiter_id)
-    orch = orchestrator(request)
-    await held.run(lambda: orch.cancel_slot_wait(body.waiter_id))
-    return no_content()
+    held: HeldRequests = state.held
+    waiter_id = values["body"].waiter_id
+    held.cancelled(waiter_id)
+    orch: Orchestrator = state.orchestrator
+    await held.run(lambda: orch.cancel_slot_wait(waiter_id))
 
 
-@router.post("/slots/sweep", response_model=None)
-def sweep_slots(request: Request) -> Response:
-    """Reap expired leases and waiters now; how many leases were reaped."""
-    return record_response({"reaped": orchestrator(request).sweep_slots()})
+async def claim(state: Any, values: dict[str, Any], disconnected: Any) -> Any:
+    """Claim due runs, holding the request up to ``wait`` seconds (capped) for one."""
+    orch: Orchestrator = state.orchestrator
+    body = values["body"]
+    process: ProcessInfo | None = None if body.process is None else body.process.to_domain()
+    wait = min(body.wait, CLAIM_HOLD_CAP_SECONDS)
+
+    def claim() -> Any:
+        return orch.claim_flow_runs(
+            values["worker_id"],
+            pool=body.pool,
+            queues=body.queues,
+            deployments=body.deployments,
+            limit=body.limit,
+            wait=wait,
+            process=process,
+        )
+
+    limiter = _claim_limiter() if wait > 0 else None
+    return await anyio.to_thread.run_sync(claim, limiter=limiter)
+
+
+async def read_limit(state: Any, values: dict[str, Any], disconnected: Any) -> Any:
+    """One limit; with ``detail=true`` its holders and waiters too (``inspect_limit``)."""
+    orch: Orchestrator = state.orchestrator
+    name: str = values["name"]
+    read = orch.inspect_limit if values["query"].detail else orch.read_limit
+    return await anyio.to_thread.run_sync(read, name)
+
+
+#: The operations served by a function of their own, by name.
+SPECIAL: dict[str, Special] = {
+    "acquire_slots": acquire,
+    "release_slots": release,
+    "renew_leases": renew,
+    "cancel_slot_wait": cancel,
+    "claim_flow_runs": claim,
+    "read_limit": read_limit,
+}

@@ -1,7 +1,11 @@
-"""Request bodies: pydantic models with bounds, turned into headway's own records.
+"""Request models: pydantic models with bounds, turned into an operation's arguments.
 
-Responses are headway's records as :func:`headway.core.models.to_jsonable`
-writes them; the HttpClient reads them back into the same dataclasses.
+Each operation of :mod:`headway.api.operations` names its body or query model
+here. A model's fields are the operation's parameters by name
+(:meth:`Body.to_args` turns them into the Orchestrator's arguments, nested
+models into headway's own records). Responses are headway's records as
+:func:`headway.core.models.to_jsonable` writes them; the HttpClient reads them
+back into the same dataclasses.
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 
 from headway.core.bounds import EPOCH_MAX as EPOCH_MAX
 from headway.core.bounds import EPOCH_MIN, INT32_MAX, INT64_MAX, check_time
+from headway.core.deployments import DeploymentSpec
+from headway.core.limits import ProcessInfo
 from headway.core.models import LogRecord
 from headway.core.states import State, StateType, now
+from headway.store.events import MAX_EVENTS
 from headway.store.runs import TaskRunRecord
 
 #: A run id (uuid-sized, as the store's columns are; no control characters: an id
@@ -57,6 +64,26 @@ class Body(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    def to_args(self) -> dict[str, Any]:
+        """The operation's arguments: each field by name, nested models as records."""
+        return {name: _domain(getattr(self, name)) for name in type(self).model_fields}
+
+
+class QueryModel(BaseModel):
+    """Base of every query model: unknown parameters are ignored, as a web API does."""
+
+    def to_args(self) -> dict[str, Any]:
+        """The operation's arguments: each parameter by its Python name."""
+        return {name: getattr(self, name) for name in type(self).model_fields}
+
+
+def _domain(value: Any) -> Any:
+    """A field's value as the Orchestrator takes it (``to_domain()`` of nested models)."""
+    if isinstance(value, list):
+        return [_domain(v) for v in value]
+    to_domain = getattr(value, "to_domain", None)
+    return value if to_domain is None else to_domain()
+
 
 def aware(value: datetime | None) -> datetime:
     """An aware datetime (naive ones are taken as UTC); now when None."""
@@ -76,6 +103,8 @@ class StateIn(Body):
     def to_state(self) -> State:
         """The :class:`State` record."""
         return State(self.type, self.name, aware(self.timestamp), self.message)
+
+    to_domain = to_state
 
 
 class FlowRunCreate(Body):
@@ -98,6 +127,11 @@ class SetState(Body):
 
     state: StateIn
     expect: list[StateType] | None = None
+
+    def to_args(self) -> dict[str, Any]:
+        """``state`` as a record; ``expect`` as a set."""
+        expect = None if self.expect is None else frozenset(self.expect)
+        return {"state": self.state.to_state(), "expect": expect}
 
 
 class TaskRunRecordIn(Body):
@@ -125,6 +159,8 @@ class TaskRunRecordIn(Body):
             states=tuple(s.to_state() for s in self.states),
             run_count=self.run_count,
         )
+
+    to_domain = to_record
 
 
 class TaskRunBatch(Body):
@@ -155,6 +191,8 @@ class LogRecordIn(Body):
             self.message,
             aware(self.timestamp),
         )
+
+    to_domain = to_record
 
 
 class LogBatch(Body):
@@ -195,6 +233,10 @@ class ProcessIn(Body):
     host: str = Field(max_length=255)
     node: str | None = Field(None, max_length=100)
     proc_start: ProcStart = 0
+
+    def to_domain(self) -> ProcessInfo:
+        """The lease's :class:`ProcessInfo`."""
+        return ProcessInfo(self.pid, self.host, self.node, self.proc_start)
 
 
 class AcquireSlots(Body):
@@ -295,6 +337,13 @@ class DeploymentSpecIn(Body):
     code_repository: str | None = Field(None, max_length=4_000)
     code_ref: str | None = Field(None, max_length=400)
 
+    def to_args(self) -> dict[str, Any]:
+        """The whole body is the one argument, ``spec``."""
+        fields = {name: getattr(self, name) for name in type(self).model_fields}
+        fields["tags"] = tuple(self.tags)
+        fields["schedules"] = tuple(self.schedules)
+        return {"spec": DeploymentSpec(**fields)}
+
 
 class DeploymentLimitSet(Body):
     """``PUT /deployments/{name}/concurrency_limit``."""
@@ -310,6 +359,15 @@ class DeploymentRunCreate(Body):
     parameters: dict[str, Any] | None = None
     scheduled_time: Timestamp | None = None
     priority: Count = 0
+
+    def to_args(self) -> dict[str, Any]:
+        """A naive ``scheduled_time`` is taken as UTC."""
+        scheduled = None if self.scheduled_time is None else aware(self.scheduled_time)
+        return {
+            "parameters": self.parameters,
+            "scheduled_time": scheduled,
+            "priority": self.priority,
+        }
 
 
 class CancelRun(Body):
@@ -343,3 +401,68 @@ class ClaimRuns(Body):
     #: Seconds to hold the request for a run (capped by the server).
     wait: float = Field(0.0, ge=0)
     process: ProcessIn | None = None
+
+
+# -- query parameters --------------------------------------------------------------------
+class FlowRunRead(QueryModel):
+    """``GET /flow_runs/{run_id}``."""
+
+    with_task_runs: bool = False
+
+
+class FlowRunsQuery(QueryModel):
+    """``GET /flow_runs``: newest first, filtered (``state`` may be repeated)."""
+
+    limit: int = Field(20, ge=1, le=10_000)
+    offset: int = Field(0, ge=0, le=INT_MAX)
+    states: list[StateType] | None = Field(None, alias="state")
+    deployment: str | None = Field(None, max_length=401)
+    flow_name: str | None = Field(None, max_length=200)
+
+
+class LogsQuery(QueryModel):
+    """``GET /flow_runs/{flow_run_id}/logs``."""
+
+    after_id: int = Field(0, ge=0, le=BIGINT_MAX)
+
+
+class LimitRead(QueryModel):
+    """``GET /limits/{name}``: ``detail=true`` also lists holders and waiters (inspect)."""
+
+    detail: bool = False
+
+
+class PrefixQuery(QueryModel):
+    """Limits whose names start with ``prefix``."""
+
+    prefix: str | None = Field(None, max_length=1_000)
+
+
+class ForceQuery(QueryModel):
+    """``DELETE /limits/{name}``: ``force=true`` deletes a limit that has holders."""
+
+    force: bool = False
+
+
+class PoolQuery(QueryModel):
+    """Queues or workers of one pool."""
+
+    pool: str | None = Field(None, max_length=500)
+
+
+class DeploymentsQuery(QueryModel):
+    """``GET /deployments``."""
+
+    work_pool: str | None = Field(None, max_length=500)
+    flow_name: str | None = Field(None, max_length=500)
+
+
+class EventsQuery(QueryModel):
+    """``GET /events``: ``after`` (a page's cursor) returns later events only."""
+
+    run_id: str | None = Field(None, max_length=100)
+    limit_name: str | None = Field(None, max_length=1_000)
+    since: datetime | None = None
+    kind: str | None = Field(None, max_length=100)
+    after: str | None = Field(None, max_length=100)
+    limit: int = Field(100, ge=1, le=MAX_EVENTS)

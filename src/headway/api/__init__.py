@@ -1,0 +1,1 @@
+"""The HTTP contract: the Client protocol, its operations and their request models."""
