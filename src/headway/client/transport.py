@@ -28,6 +28,8 @@ import httpx
 KEEPALIVE_EXPIRY_SECONDS = 4.0
 #: Idle connections kept per host.
 MAX_IDLE_PER_HOST = 64
+#: What poll() reports on an idle connection the server has closed (or broken).
+_CLOSED_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
 
 
 class _Connection(http.client.HTTPConnection):
@@ -60,6 +62,8 @@ class KeepAliveTransport(httpx.BaseTransport):
         self._lock = threading.Lock()
         self._ssl_context: ssl.SSLContext | None = None
         self._closed = False
+        #: Connections opened so far (a kept-alive pool opens one per concurrent caller).
+        self.opened = 0
 
     def _take(
         self, key: tuple[str, str, int], connect_timeout: float | None
@@ -74,6 +78,7 @@ class KeepAliveTransport(httpx.BaseTransport):
                     return conn, True
                 conn.close()
         scheme, host, port = key
+        self.opened += 1
         if scheme == "https":
             tls = _TLSConnection(host, port, timeout=connect_timeout, context=self.tls_context())
             return tls, False
@@ -200,17 +205,23 @@ class KeepAliveTransport(httpx.BaseTransport):
 def _still_open(conn: _Connection) -> bool:
     """Whether an idle kept-alive connection may carry a request.
 
-    An idle connection has nothing to read; if it is readable, the server has
-    closed it (or broken the protocol), and a request sent on it would be lost.
+    An idle connection has nothing to read; if it is readable (or hung up, or in
+    error), the server has closed it (or broken the protocol), and a request sent
+    on it would be lost. ``poll()``, not ``select()``: select cannot watch a
+    descriptor numbered 1024 or more, which a process with many files open has.
     """
     sock = conn.sock
     if sock is None:
         return False
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        fd = sock.fileno()
+        if fd < 0:
+            return False
+        poller = select.poll()
+        poller.register(fd, _CLOSED_EVENTS)
+        return not poller.poll(0)
     except (OSError, ValueError):
         return False
-    return not readable
 
 
 def _text(exc: BaseException) -> str:
