@@ -30,6 +30,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from headway import exceptions
+from headway._backoff import Backoff
 from headway.client.base import Client
 from headway.client.http_deployments import DeploymentHttpMethods
 from headway.client.http_explain import ExplainHttpMethods
@@ -50,6 +51,10 @@ BATCH_BYTES = 4 * 1024 * 1024
 #: How long one acquire request is held by the server before it is asked again
 #: (the server caps it at its own long-poll cap).
 POLL_SECONDS = 25.0
+
+#: Pauses between tries of a request that did not reach the server (or found
+#: its store unavailable), within the client's ``retry_seconds``.
+UNREACHABLE_BACKOFF = Backoff(first=0.05, cap=1.0)
 
 T = TypeVar("T")
 
@@ -155,8 +160,8 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         target = base_path + path
         if params:
             target += "?" + str(httpx.QueryParams(params))
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 0.05
+        # ``_give_up`` interrupts a pause: the call then fails at once.
+        retry = UNREACHABLE_BACKOFF.start(within=self.retry_seconds, sleep=self._give_up.wait)
         resent = False
         while True:
             try:
@@ -168,18 +173,12 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                     logger.debug("%s %s -> %d", method, target, status)
                 # A server that could not reach its store and wrote nothing (a
                 # PostgreSQL restart) answers StoreUnavailable: safe to send again.
-                if (
-                    status != 503
-                    or time.monotonic() + delay > deadline
-                    or not isinstance(
-                        error_from_response(status, answer),
-                        exceptions.StoreUnavailable,
-                    )
+                if status != 503 or not isinstance(
+                    error_from_response(status, answer), exceptions.StoreUnavailable
                 ):
                     break
-                if self._give_up.wait(delay):
+                if not retry.pause():
                     break
-                delay = min(delay * 2, 1.0)
                 continue
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 error: Exception = exc
@@ -195,12 +194,11 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                 raise exceptions.StoreError(
                     f"the headway server at {self.api_url} did not answer {method} {path} in time"
                 ) from exc
-            if time.monotonic() + delay > deadline or self._give_up.wait(delay):
+            if not retry.pause():
                 raise exceptions.StoreError(
                     f"cannot reach the headway server at {self.api_url}:"
                     f" {error or type(error).__name__}"
                 ) from error
-            delay = min(delay * 2, 1.0)
         if status >= 400:
             failure = error_from_response(status, answer)
             if resent and recover is not None:
