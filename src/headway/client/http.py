@@ -34,7 +34,7 @@ from headway._backoff import Backoff
 from headway.client.base import Client
 from headway.client.http_deployments import DeploymentHttpMethods
 from headway.client.http_explain import ExplainHttpMethods
-from headway.client.transport import KeepAliveTransport
+from headway.client.transport import HttpxTransport, KeepAliveTransport, Transport
 from headway.core.limits import LimitDetail, Mode, ProcessInfo, SlotGrant, SlotWait
 from headway.core.models import FlowRun, Limit, LogRecord, TaskRun, to_jsonable
 from headway.core.states import State, StateType
@@ -94,7 +94,7 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         if settings.api_key:
             self._headers.append(("Authorization", f"Bearer {settings.api_key}"))
         self._json_headers = [*self._headers, ("Content-Type", "application/json")]
-        self._transport: KeepAliveTransport | None = None
+        self._transport: Transport | None = None
         # Set by stop_retrying(): a call that cannot reach the server fails at once.
         self._give_up = threading.Event()
         self._pid = 0
@@ -102,19 +102,29 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
 
     # -- transport -----------------------------------------------------------------
     @property
-    def transport(self) -> KeepAliveTransport:
-        """The process's keep-alive connection pool (made anew in a forked child)."""
+    def transport(self) -> Transport:
+        """The process's keep-alive connection pool (made anew in a forked child).
+
+        headway's own (:class:`KeepAliveTransport`), or httpx's when the settings
+        say ``HEADWAY_CLIENT_TRANSPORT=httpx``.
+        """
         transport = self._transport
         if transport is None or self._pid != os.getpid():
             with self._lock:
                 if self._transport is None or self._pid != os.getpid():
-                    self._transport = KeepAliveTransport()
-                    if self._endpoint[0] == "https":
-                        # Made now, not at the first request (a standby run process
-                        # builds its client ahead so a run starts without this wait).
-                        self._transport.tls_context()
+                    self._transport = self._new_transport()
                     self._pid = os.getpid()
                 transport = self._transport
+        return transport
+
+    def _new_transport(self) -> Transport:
+        if self.settings.client_transport == "httpx":
+            return HttpxTransport()  # makes its TLS context now
+        transport = KeepAliveTransport()
+        if self._endpoint[0] == "https":
+            # Made now, not at the first request (a standby run process
+            # builds its client ahead so a run starts without this wait).
+            transport.tls_context()
         return transport
 
     def request(

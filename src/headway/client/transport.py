@@ -8,6 +8,10 @@ wake-ups. This transport keeps connections open per host, sends each request
 in one write with ``TCP_NODELAY``, reads the answer with ``http.client``'s
 parser, and raises the httpx error classes the client's retry logic expects.
 It reads whole answers (no streaming), which is all the client needs.
+
+``HEADWAY_CLIENT_TRANSPORT=httpx`` puts httpx's own transport under the client
+instead (:class:`HttpxTransport`): the same calls, the same error classes, for
+a setup where this one misbehaves, and to measure what it saves.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -30,6 +34,28 @@ KEEPALIVE_EXPIRY_SECONDS = 4.0
 MAX_IDLE_PER_HOST = 64
 #: What poll() reports on an idle connection the server has closed (or broken).
 _CLOSED_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+
+
+class Transport(Protocol):
+    """What the HttpClient needs of a transport: one whole request and answer, and close."""
+
+    def send(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        port: int | None,
+        target: str,
+        headers: Sequence[tuple[str, str | bytes]],
+        body: bytes | None,
+        timeouts: Mapping[str, float | None],
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send one request and read its whole answer: status, headers and body."""
+        ...
+
+    def close(self) -> None:
+        """Close every kept-alive connection."""
+        ...
 
 
 class _Connection(http.client.HTTPConnection):
@@ -200,6 +226,53 @@ class KeepAliveTransport(httpx.BaseTransport):
         for conns in idle.values():
             for conn, _ in conns:
                 conn.close()
+
+
+class HttpxTransport:
+    """httpx's own transport (httpcore and h11) behind the same :class:`Transport` calls.
+
+    Its kept-alive pool has the same bounds as :class:`KeepAliveTransport`'s.
+    """
+
+    def __init__(self) -> None:
+        self._transport = httpx.HTTPTransport(
+            limits=httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=MAX_IDLE_PER_HOST,
+                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+            )
+        )
+
+    def send(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        port: int | None,
+        target: str,
+        headers: Sequence[tuple[str, str | bytes]],
+        body: bytes | None,
+        timeouts: Mapping[str, float | None],
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send one request and read its whole answer; failures raise httpx's errors."""
+        url = httpx.URL(scheme=scheme, host=host, port=port, raw_path=target.encode("ascii"))
+        request = httpx.Request(
+            method,
+            url,
+            headers=[(n, v if isinstance(v, str) else v.decode("latin-1")) for n, v in headers],
+            content=body,
+            extensions={"timeout": {"pool": timeouts.get("connect"), **timeouts}},
+        )
+        response = self._transport.handle_request(request)
+        try:
+            content = response.read()
+        finally:
+            response.close()
+        return response.status_code, list(response.headers.multi_items()), content
+
+    def close(self) -> None:
+        """Close every kept-alive connection."""
+        self._transport.close()
 
 
 def _still_open(conn: _Connection) -> bool:
