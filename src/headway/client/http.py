@@ -30,7 +30,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from headway import exceptions
-from headway._backoff import Backoff
+from headway._backoff import Backoff, Retry
 from headway.client.base import Client
 from headway.client.http_deployments import DeploymentHttpMethods
 from headway.client.http_explain import ExplainHttpMethods
@@ -170,8 +170,8 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         target = base_path + path
         if params:
             target += "?" + str(httpx.QueryParams(params))
-        # ``_give_up`` interrupts a pause: the call then fails at once.
-        retry = UNREACHABLE_BACKOFF.start(within=self.retry_seconds, sleep=self._give_up.wait)
+        started = time.monotonic()
+        retry: Retry | None = None  # made at the first failure, off the hot path
         resent = False
         while True:
             try:
@@ -187,6 +187,7 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                     error_from_response(status, answer), exceptions.StoreUnavailable
                 ):
                     break
+                retry = retry or self._retry(started)
                 if not retry.pause():
                     break
                 continue
@@ -204,6 +205,7 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
                 raise exceptions.StoreError(
                     f"the headway server at {self.api_url} did not answer {method} {path} in time"
                 ) from exc
+            retry = retry or self._retry(started)
             if not retry.pause():
                 raise exceptions.StoreError(
                     f"cannot reach the headway server at {self.api_url}:"
@@ -220,6 +222,12 @@ class HttpClient(DeploymentHttpMethods, ExplainHttpMethods, Client):
         if resent and resent_answer is not None:
             return resent_answer(decoded)
         return decoded
+
+    def _retry(self, started: float) -> Retry:
+        """The pauses of a request that failed, within ``retry_seconds`` of ``started``."""
+        left = self.retry_seconds - (time.monotonic() - started)
+        # stop_retrying() interrupts a pause: the call then fails at once.
+        return UNREACHABLE_BACKOFF.start(within=max(0.0, left), sleep=self._give_up.wait)
 
     def stop_retrying(self) -> None:
         """From now on, a request that cannot reach the server fails at once (no back-off)."""
