@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from headway._backoff import Backoff
+from headway._backoff import Backoff, Retry
 from headway._optional import require
 from headway.exceptions import StoreError, StoreNotUsable, StoreUnavailable, ValidationError
 from headway.store.dialects import (
@@ -37,6 +37,11 @@ Row = tuple[Any, ...]
 #: Pauses while the database cannot be reached (restarting, failing over), up to
 #: the busy timeout: nothing has been done yet, so callers simply wait.
 RECONNECT_BACKOFF = Backoff(first=0.02, cap=0.5)
+
+
+def _reconnect_retry(deadline: float) -> Retry:
+    """The pauses of a wait for an unreachable database, until ``deadline``."""
+    return RECONNECT_BACKOFF.start(within=max(0.0, deadline - time.monotonic()))
 
 
 class Tx:
@@ -273,12 +278,14 @@ class Database:
         local = self._local
         if local.depth and local.pid == os.getpid() and local.tx is not None:
             return local.tx.execute(query, params)
-        retry = RECONNECT_BACKOFF.start(within=self.busy_timeout)
+        deadline = time.monotonic() + self.busy_timeout
+        retry: Retry | None = None  # made at the first failure, off the hot path
         while True:
             try:
                 conn = self._connection()
                 break
             except StoreUnavailable:
+                retry = retry or _reconnect_retry(deadline)
                 if not retry.pause():
                     raise
         cur = conn.cursor()
@@ -312,11 +319,12 @@ class Database:
         # (restarting, failing over), wait for it up to the busy timeout, as
         # SQLite callers wait for a lock: nothing has been done yet.
         deadline = time.monotonic() + self.busy_timeout
-        retry = RECONNECT_BACKOFF.start(within=self.busy_timeout)
+        retry: Retry | None = None  # made at the first failure, off the hot path
         while True:
             try:
                 conn = self._connection()
             except StoreUnavailable:
+                retry = retry or _reconnect_retry(deadline)
                 if not retry.pause():
                     raise
                 continue
@@ -333,6 +341,7 @@ class Database:
                 if not is_connection_error(exc):
                     raise
                 self._discard(conn)
+                retry = retry or _reconnect_retry(deadline)
                 if not retry.pause():
                     raise StoreUnavailable(f"lost the connection to the store: {exc}") from exc
 
