@@ -14,7 +14,10 @@ and off (``HEADWAY_SERVER_FASTPATH``) times the client's transport, headway's
 kept-alive one (stdlib) or httpx's own (``HEADWAY_CLIENT_TRANSPORT``). The
 floor printed first is one loopback HTTP round trip to a bare ASGI app under
 the same uvicorn (no headway, no store); a pair is two round trips, so each
-single-client latency is also given as a ratio to twice the floor.
+single-client latency is also given as a ratio to twice the floor. CPU time,
+which other work on the machine disturbs less than elapsed time, is printed
+too: the server's per pair (from /proc, over the many-client phase) against the
+bare app's per round trip, and the clients' per pair.
 
 Usage: python benchmarks/bench_server_throughput.py [--stores sqlite,postgres]
        [--clients 8] [--seconds 5] [--transports stdlib,httpx] [--fastpath on,off]
@@ -58,8 +61,16 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", a
 """
 
 
-def round_trip_floor(rounds: int = 2000) -> float:
-    """Median seconds of one kept-alive POST to a bare ASGI app under uvicorn, on loopback."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process ``pid`` has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def round_trip_floor(rounds: int = 3000) -> tuple[float, float]:
+    """One kept-alive POST to a bare ASGI app under uvicorn on loopback: the median
+    seconds it takes, and the bare server's CPU seconds per request."""
     from headway.client.transport import KeepAliveTransport
     from headway.server.runner import free_port
 
@@ -81,12 +92,14 @@ def round_trip_floor(rounds: int = 2000) -> float:
         timeouts = {"connect": 5.0, "read": 5.0, "write": 5.0}
         body = b'{"lease_id":"0123456789abcdef0123456789abcdef"}'
         times = []
+        cpu_before = cpu_seconds(proc.pid)
         for _ in range(rounds):
             t0 = time.perf_counter()
             transport.send("POST", "http", "127.0.0.1", port, "/x", headers, body, timeouts)
             times.append(time.perf_counter() - t0)
+        server_cpu = (cpu_seconds(proc.pid) - cpu_before) / rounds
         transport.close()
-        return percentile(times, 0.5)
+        return percentile(times, 0.5), server_cpu
     finally:
         proc.terminate()
         proc.wait(10)
@@ -108,11 +121,12 @@ def _client(
     # Every client stops at the same moment: pairs / seconds is the server's rate.
     pairs = 0
     deadline = start.at.value + seconds
+    cpu = time.process_time()
     while time.time() < deadline:
         grant = client.acquire_slots([limit], 1)
         client.release_slots(grant.lease_id)  # type: ignore[union-attr,arg-type]
         pairs += 1
-    out.put(pairs)
+    out.put((pairs, time.process_time() - cpu))
 
 
 class _Start:
@@ -131,7 +145,12 @@ class _Start:
 
 
 def run(
-    kind: str, fastpath: bool, transports: list[str], clients: int, seconds: float, floor: float
+    kind: str,
+    fastpath: bool,
+    transports: list[str],
+    clients: int,
+    seconds: float,
+    floor: tuple[float, float],
 ) -> None:
     from headway.client.http import HttpClient
     from headway.server.runner import ServerProcess
@@ -170,17 +189,25 @@ def run(
                 p.start()
             for _ in procs:  # every client imported and connected before the clock starts
                 ready.get(timeout=120)
+            server_cpu = cpu_seconds(server.pid)
             start.go()
-            total = sum(out.get(timeout=seconds + 60) for _ in procs)
+            counts = [out.get(timeout=seconds + 60) for _ in procs]
+            server_cpu = cpu_seconds(server.pid) - server_cpu
+            total = sum(pairs for pairs, _ in counts)
+            client_cpu = sum(cpu for _, cpu in counts)
             for p in procs:
                 p.join()
             leaked = sum(admin.read_limit(name).active_slots for name in names)
             p50 = percentile(lat, 0.5)
+            floor_time, floor_cpu = floor
+            per_pair = server_cpu / max(total, 1)
             print(
                 f"{label}: {clients} clients {total / seconds:6.0f} pairs/s"
-                f" (slots still held after: {leaked:.0f});"
+                f" (slots still held after: {leaked:.0f}); CPU per pair: server"
+                f" {per_pair * 1e6:.0f} us = {per_pair / (2 * floor_cpu):.1f}x the floor's,"
+                f" client {client_cpu / max(total, 1) * 1e6:.0f} us;"
                 f" one client p50 {p50 * 1000:.2f} ms, p99 {percentile(lat, 0.99) * 1000:.2f} ms"
-                f" per pair = {p50 / (2 * floor):.1f}x the floor",
+                f" per pair = {p50 / (2 * floor_time):.1f}x the floor",
                 flush=True,
             )
             admin.close()
@@ -202,7 +229,8 @@ def main() -> int:
     floor = round_trip_floor()
     print(
         f"floor: one loopback HTTP round trip to a bare ASGI app under uvicorn, p50"
-        f" {floor * 1e6:.0f} us (a pair is two: {2 * floor * 1000:.2f} ms)",
+        f" {floor[0] * 1e6:.0f} us, the bare server's CPU {floor[1] * 1e6:.0f} us"
+        f" (a pair is two: {2 * floor[0] * 1000:.2f} ms, {2 * floor[1] * 1e6:.0f} us CPU)",
         flush=True,
     )
     for kind in args.stores.split(","):
