@@ -15,6 +15,10 @@ from typing import Any
 
 from headway.exceptions import ConfigurationError
 
+#: The HttpClient's transports: headway's own kept-alive one on the standard
+#: library's http.client (the default), or httpx's own (httpcore and h11).
+CLIENT_TRANSPORTS = ("stdlib", "httpx")
+
 
 def _default_max_workers() -> int:
     # Python's own ThreadPoolExecutor default (3.8+): min(32, cpu_count + 4).
@@ -46,6 +50,13 @@ def _parse_positive_float(raw: str) -> float:
 
 def _parse_names(raw: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _parse_client_transport(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in CLIENT_TRANSPORTS:
+        raise ValueError(f"expected one of {', '.join(CLIENT_TRANSPORTS)}, got {raw!r}")
+    return value
 
 
 def _parse_level(raw: str) -> str:
@@ -90,6 +101,15 @@ class Settings:
         default=None,
         metadata=_setting(
             "HEADWAY_API_KEY", "Bearer key the server requires and the client sends.", secret=True
+        ),
+    )
+    client_transport: str = field(
+        default="stdlib",
+        metadata=_setting(
+            "HEADWAY_CLIENT_TRANSPORT",
+            "How the client talks to a server: stdlib (headway's kept-alive transport on"
+            " http.client, one write per request) or httpx (httpx's own transport).",
+            _parse_client_transport,
         ),
     )
     api_keys: str | None = field(
@@ -178,6 +198,15 @@ class Settings:
         default=4200,
         metadata=_setting(
             "HEADWAY_SERVER_PORT", "Port `headway server start` binds.", _parse_positive_int
+        ),
+    )
+    server_fastpath: bool = field(
+        default=True,
+        metadata=_setting(
+            "HEADWAY_SERVER_FASTPATH",
+            "Serve slot acquire/release/renew below FastAPI's routing (same answers, less"
+            " work per request); 0 serves them through the ordinary routes.",
+            _parse_bool,
         ),
     )
     worker_limit: int = field(

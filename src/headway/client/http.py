@@ -36,9 +36,10 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from headway import exceptions
+from headway._backoff import Backoff, Retry
 from headway.api.operation import Op
 from headway.api.operations import Client
-from headway.client.transport import KeepAliveTransport
+from headway.client.transport import HttpxTransport, KeepAliveTransport, Transport
 from headway.core.limits import Mode, ProcessInfo, SlotGrant, SlotWait
 from headway.core.models import ClaimedRun, FlowRun, LogRecord, to_jsonable
 from headway.core.states import State, StateType
@@ -56,6 +57,10 @@ BATCH_BYTES = 4 * 1024 * 1024
 #: How long one acquire request is held by the server before it is asked again
 #: (the server caps it at its own long-poll cap).
 POLL_SECONDS = 25.0
+
+#: Pauses between tries of a request that did not reach the server (or found
+#: its store unavailable), within the client's ``retry_seconds``.
+UNREACHABLE_BACKOFF = Backoff(first=0.05, cap=1.0)
 
 T = TypeVar("T")
 
@@ -95,7 +100,7 @@ class HttpClient(Client):
         if settings.api_key:
             self._headers.append(("Authorization", f"Bearer {settings.api_key}"))
         self._json_headers = [*self._headers, ("Content-Type", "application/json")]
-        self._transport: KeepAliveTransport | None = None
+        self._transport: Transport | None = None
         # Set by stop_retrying(): a call that cannot reach the server fails at once.
         self._give_up = threading.Event()
         self._pid = 0
@@ -103,19 +108,29 @@ class HttpClient(Client):
 
     # -- transport -----------------------------------------------------------------
     @property
-    def transport(self) -> KeepAliveTransport:
-        """The process's keep-alive connection pool (made anew in a forked child)."""
+    def transport(self) -> Transport:
+        """The process's keep-alive connection pool (made anew in a forked child).
+
+        headway's own (:class:`KeepAliveTransport`), or httpx's when the settings
+        say ``HEADWAY_CLIENT_TRANSPORT=httpx``.
+        """
         transport = self._transport
         if transport is None or self._pid != os.getpid():
             with self._lock:
                 if self._transport is None or self._pid != os.getpid():
-                    self._transport = KeepAliveTransport()
-                    if self._endpoint[0] == "https":
-                        # Made now, not at the first request (a standby run process
-                        # builds its client ahead so a run starts without this wait).
-                        self._transport.tls_context()
+                    self._transport = self._new_transport()
                     self._pid = os.getpid()
                 transport = self._transport
+        return transport
+
+    def _new_transport(self) -> Transport:
+        if self.settings.client_transport == "httpx":
+            return HttpxTransport()  # makes its TLS context now
+        transport = KeepAliveTransport()
+        if self._endpoint[0] == "https":
+            # Made now, not at the first request (a standby run process
+            # builds its client ahead so a run starts without this wait).
+            transport.tls_context()
         return transport
 
     def request(
@@ -161,8 +176,8 @@ class HttpClient(Client):
         target = base_path + path
         if params:
             target += "?" + str(httpx.QueryParams(params))
-        deadline = time.monotonic() + self.retry_seconds
-        delay = 0.05
+        started = time.monotonic()
+        retry: Retry | None = None  # made at the first failure, off the hot path
         resent = False
         while True:
             try:
@@ -174,18 +189,13 @@ class HttpClient(Client):
                     logger.debug("%s %s -> %d", method, target, status)
                 # A server that could not reach its store and wrote nothing (a
                 # PostgreSQL restart) answers StoreUnavailable: safe to send again.
-                if (
-                    status != 503
-                    or time.monotonic() + delay > deadline
-                    or not isinstance(
-                        error_from_response(status, answer),
-                        exceptions.StoreUnavailable,
-                    )
+                if status != 503 or not isinstance(
+                    error_from_response(status, answer), exceptions.StoreUnavailable
                 ):
                     break
-                if self._give_up.wait(delay):
+                retry = retry or self._retry(started)
+                if not retry.pause():
                     break
-                delay = min(delay * 2, 1.0)
                 continue
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 error: Exception = exc
@@ -201,12 +211,12 @@ class HttpClient(Client):
                 raise exceptions.StoreError(
                     f"the headway server at {self.api_url} did not answer {method} {path} in time"
                 ) from exc
-            if time.monotonic() + delay > deadline or self._give_up.wait(delay):
+            retry = retry or self._retry(started)
+            if not retry.pause():
                 raise exceptions.StoreError(
                     f"cannot reach the headway server at {self.api_url}:"
                     f" {error or type(error).__name__}"
                 ) from error
-            delay = min(delay * 2, 1.0)
         if status >= 400:
             failure = error_from_response(status, answer)
             if resent and recover is not None:
@@ -218,6 +228,12 @@ class HttpClient(Client):
         if resent and resent_answer is not None:
             return resent_answer(decoded)
         return decoded
+
+    def _retry(self, started: float) -> Retry:
+        """The pauses of a request that failed, within ``retry_seconds`` of ``started``."""
+        left = self.retry_seconds - (time.monotonic() - started)
+        # stop_retrying() interrupts a pause: the call then fails at once.
+        return UNREACHABLE_BACKOFF.start(within=max(0.0, left), sleep=self._give_up.wait)
 
     def stop_retrying(self) -> None:
         """From now on, a request that cannot reach the server fails at once (no back-off)."""

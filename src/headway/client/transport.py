@@ -8,6 +8,10 @@ wake-ups. This transport keeps connections open per host, sends each request
 in one write with ``TCP_NODELAY``, reads the answer with ``http.client``'s
 parser, and raises the httpx error classes the client's retry logic expects.
 It reads whole answers (no streaming), which is all the client needs.
+
+``HEADWAY_CLIENT_TRANSPORT=httpx`` puts httpx's own transport under the client
+instead (:class:`HttpxTransport`): the same calls, the same error classes, for
+a setup where this one misbehaves, and to measure what it saves.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import ssl
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -28,6 +32,30 @@ import httpx
 KEEPALIVE_EXPIRY_SECONDS = 4.0
 #: Idle connections kept per host.
 MAX_IDLE_PER_HOST = 64
+#: What poll() reports on an idle connection the server has closed (or broken).
+_CLOSED_EVENTS = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP
+
+
+class Transport(Protocol):
+    """What the HttpClient needs of a transport: one whole request and answer, and close."""
+
+    def send(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        port: int | None,
+        target: str,
+        headers: Sequence[tuple[str, str | bytes]],
+        body: bytes | None,
+        timeouts: Mapping[str, float | None],
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send one request and read its whole answer: status, headers and body."""
+        ...
+
+    def close(self) -> None:
+        """Close every kept-alive connection."""
+        ...
 
 
 class _Connection(http.client.HTTPConnection):
@@ -60,6 +88,8 @@ class KeepAliveTransport(httpx.BaseTransport):
         self._lock = threading.Lock()
         self._ssl_context: ssl.SSLContext | None = None
         self._closed = False
+        #: Connections opened so far (a kept-alive pool opens one per concurrent caller).
+        self.opened = 0
 
     def _take(
         self, key: tuple[str, str, int], connect_timeout: float | None
@@ -74,6 +104,7 @@ class KeepAliveTransport(httpx.BaseTransport):
                     return conn, True
                 conn.close()
         scheme, host, port = key
+        self.opened += 1
         if scheme == "https":
             tls = _TLSConnection(host, port, timeout=connect_timeout, context=self.tls_context())
             return tls, False
@@ -197,20 +228,73 @@ class KeepAliveTransport(httpx.BaseTransport):
                 conn.close()
 
 
+class HttpxTransport:
+    """httpx's own transport (httpcore and h11) behind the same :class:`Transport` calls.
+
+    Its kept-alive pool has the same bounds as :class:`KeepAliveTransport`'s.
+    """
+
+    def __init__(self) -> None:
+        self._transport = httpx.HTTPTransport(
+            limits=httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=MAX_IDLE_PER_HOST,
+                keepalive_expiry=KEEPALIVE_EXPIRY_SECONDS,
+            )
+        )
+
+    def send(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        port: int | None,
+        target: str,
+        headers: Sequence[tuple[str, str | bytes]],
+        body: bytes | None,
+        timeouts: Mapping[str, float | None],
+    ) -> tuple[int, list[tuple[str, str]], bytes]:
+        """Send one request and read its whole answer; failures raise httpx's errors."""
+        url = httpx.URL(scheme=scheme, host=host, port=port, raw_path=target.encode("ascii"))
+        request = httpx.Request(
+            method,
+            url,
+            headers=[(n, v if isinstance(v, str) else v.decode("latin-1")) for n, v in headers],
+            content=body,
+            extensions={"timeout": {"pool": timeouts.get("connect"), **timeouts}},
+        )
+        response = self._transport.handle_request(request)
+        try:
+            content = response.read()
+        finally:
+            response.close()
+        return response.status_code, list(response.headers.multi_items()), content
+
+    def close(self) -> None:
+        """Close every kept-alive connection."""
+        self._transport.close()
+
+
 def _still_open(conn: _Connection) -> bool:
     """Whether an idle kept-alive connection may carry a request.
 
-    An idle connection has nothing to read; if it is readable, the server has
-    closed it (or broken the protocol), and a request sent on it would be lost.
+    An idle connection has nothing to read; if it is readable (or hung up, or in
+    error), the server has closed it (or broken the protocol), and a request sent
+    on it would be lost. ``poll()``, not ``select()``: select cannot watch a
+    descriptor numbered 1024 or more, which a process with many files open has.
     """
     sock = conn.sock
     if sock is None:
         return False
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        fd = sock.fileno()
+        if fd < 0:
+            return False
+        poller = select.poll()
+        poller.register(fd, _CLOSED_EVENTS)
+        return not poller.poll(0)
     except (OSError, ValueError):
         return False
-    return not readable
 
 
 def _text(exc: BaseException) -> str:

@@ -8,12 +8,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from headway._backoff import Backoff
 from headway.client.base import Client, get_client
 from headway.core.models import FlowRun
 from headway.exceptions import ValidationError
 
-_POLL_FIRST = 0.05
-_POLL_MAX = 1.0
+#: A run is read again after 0.05 s, then 1.5 times later each time, at most every second.
+_POLL_BACKOFF = Backoff(first=0.05, cap=1.0, factor=1.5, jitter=0.2)
 
 
 def run_deployment(
@@ -53,18 +54,19 @@ def wait_for_run(
     """Poll a flow run until it is final or ``timeout`` seconds pass; the run as last seen."""
     client = client or get_client()
     deadline = None if timeout is None else time.monotonic() + timeout
-    pause = _POLL_FIRST
+    polls = _POLL_BACKOFF.start()
     while True:
         run = client.read_flow_run(run_id)
         if run.state.is_final:
             return run
+        pause = polls.next_delay() or _POLL_BACKOFF.cap
         if deadline is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return run
             pause = min(pause, remaining)
         time.sleep(pause)
-        pause = min(_POLL_MAX, pause * 1.5)
+        polls.count()
 
 
 __all__ = ["run_deployment", "wait_for_run"]

@@ -127,7 +127,8 @@ def create_app(
 
     # Innermost first. The slot hot path is answered before FastAPI's routing;
     # the body limit and then (outermost) the API key guard it like every route.
-    app.add_middleware(SlotFastPath, prefix=API_PREFIX)
+    if settings.server_fastpath:
+        app.add_middleware(SlotFastPath, prefix=API_PREFIX)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=MAX_BODY_BYTES,

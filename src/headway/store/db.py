@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from headway._backoff import Backoff, Retry
 from headway._optional import require
 from headway.exceptions import StoreError, StoreNotUsable, StoreUnavailable, ValidationError
 from headway.store.dialects import (
@@ -33,6 +34,14 @@ from headway.store.dialects import (
 )
 
 Row = tuple[Any, ...]
+#: Pauses while the database cannot be reached (restarting, failing over), up to
+#: the busy timeout: nothing has been done yet, so callers simply wait.
+RECONNECT_BACKOFF = Backoff(first=0.02, cap=0.5)
+
+
+def _reconnect_retry(deadline: float) -> Retry:
+    """The pauses of a wait for an unreachable database, until ``deadline``."""
+    return RECONNECT_BACKOFF.start(within=max(0.0, deadline - time.monotonic()))
 
 
 class Tx:
@@ -270,16 +279,15 @@ class Database:
         if local.depth and local.pid == os.getpid() and local.tx is not None:
             return local.tx.execute(query, params)
         deadline = time.monotonic() + self.busy_timeout
-        delay = 0.02
+        retry: Retry | None = None  # made at the first failure, off the hot path
         while True:
             try:
                 conn = self._connection()
                 break
             except StoreUnavailable:
-                if time.monotonic() + delay > deadline:
+                retry = retry or _reconnect_retry(deadline)
+                if not retry.pause():
                     raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
         cur = conn.cursor()
         try:
             cur.execute(self.dialect.sql(query), params)
@@ -311,15 +319,14 @@ class Database:
         # (restarting, failing over), wait for it up to the busy timeout, as
         # SQLite callers wait for a lock: nothing has been done yet.
         deadline = time.monotonic() + self.busy_timeout
-        delay = 0.02
+        retry: Retry | None = None  # made at the first failure, off the hot path
         while True:
             try:
                 conn = self._connection()
             except StoreUnavailable:
-                if time.monotonic() + delay > deadline:
+                retry = retry or _reconnect_retry(deadline)
+                if not retry.pause():
                     raise
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
                 continue
             cur = conn.cursor()
             try:
@@ -334,10 +341,9 @@ class Database:
                 if not is_connection_error(exc):
                     raise
                 self._discard(conn)
-                if time.monotonic() + delay > deadline:
+                retry = retry or _reconnect_retry(deadline)
+                if not retry.pause():
                     raise StoreUnavailable(f"lost the connection to the store: {exc}") from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.5)
 
     def _discard(self, conn: Any) -> None:
         local = self._local

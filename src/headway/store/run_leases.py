@@ -12,11 +12,10 @@ runs marks it CANCELLING and wakes its worker, which stops it.
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from headway._backoff import Backoff
 from headway.core.clock import Clock
 from headway.core.limits import ProcessInfo, WakeTarget
 from headway.core.models import FlowRun, HeartbeatResult
@@ -103,6 +102,9 @@ else:
     _Base = object
 
 T = TypeVar("T")
+#: Pauses before a transaction the database aborted (a deadlock) is run again:
+#: short, and mostly random, so the two that deadlocked do not meet again.
+CONFLICT_BACKOFF = Backoff(first=0.02, cap=1.0, jitter=0.75)
 #: Workers heard from within this long are woken when their pool has work.
 _CLAIMER_TTL = 600.0
 #: Most expired runs one sweep ends.
@@ -116,14 +118,13 @@ def retrying(operation: Callable[[], T], attempts: int = 6) -> T:
     then limits: two such transactions can each wait on the other, and the
     database ends one of them. Nothing was written; running it again succeeds.
     """
-    for attempt in range(attempts):
+    retry = CONFLICT_BACKOFF.start(attempts=attempts)
+    while True:
         try:
             return operation()
         except Exception as exc:
-            if attempt == attempts - 1 or not is_transient_conflict(exc):
+            if not is_transient_conflict(exc) or not retry.pause():
                 raise
-            time.sleep(random.uniform(0.005, 0.02) * 2**attempt)
-    raise AssertionError("unreachable")
 
 
 def _marks(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> str:

@@ -24,6 +24,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from headway._backoff import Backoff
 from headway.core.limits import WakeTarget
 from headway.store.db import Tx
 from headway.store.dialects import connect_postgres
@@ -35,6 +36,8 @@ PREFIX = "pg:"
 #: PostgreSQL refuses NOTIFY payloads of 8000 bytes or more.
 _PAYLOAD_MAX = 7000
 _READY_TIMEOUT = 10.0
+#: Pauses before the listener connects again after losing its connection.
+LISTEN_BACKOFF = Backoff(first=0.1, cap=5.0)
 
 
 def notify_in_transaction(tx: Tx, targets: Sequence[WakeTarget]) -> list[WakeTarget]:
@@ -156,8 +159,8 @@ class PostgresWakeups(LocalWakeups):
                 self._sender_conn = None
 
     def _listen_loop(self) -> None:
-        pause = threading.Event()
-        delay = 0.1
+        # A stop interrupts the pause; the loop then sees it.
+        retry = LISTEN_BACKOFF.start(sleep=self._stop.wait)
         while not self._stop.is_set():
             conn = None
             try:
@@ -168,7 +171,7 @@ class PostgresWakeups(LocalWakeups):
                     # Reconnected: notifications may have been missed meanwhile.
                     self._wake_all()
                 self._listening.set()
-                delay = 0.1
+                retry.reset()
                 while not self._stop.is_set():
                     for note in conn.notifies(timeout=1.0):
                         for waiter_id in note.payload.split(","):
@@ -183,8 +186,7 @@ class PostgresWakeups(LocalWakeups):
                     extra={"action": "wakeup"},
                 )
                 self._wake_all()
-                pause.wait(delay)
-                delay = min(delay * 2, 5.0)
+                retry.pause()
             finally:
                 self._close_quietly(conn)
                 self._listen_conn = None

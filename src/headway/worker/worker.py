@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, Any, TextIO
 
+from headway._backoff import Backoff
 from headway.client.base import Client, get_client
 from headway.core.limits import WakeTarget
 from headway.core.models import ClaimedRun, FlowRun, LogRecord
@@ -73,6 +74,8 @@ _LOG_FLUSH_SECONDS = 0.5
 _SCHEDULE_EVERY_SECONDS = 5.0
 #: A run its worker no longer holds has this long to exit on its own before SIGTERM.
 _LOST_GRACE_SECONDS = 2.0
+#: Pauses after a failed claim (the server or store away), reset by a good one.
+CLAIM_BACKOFF = Backoff(first=0.4, cap=5.0)
 
 
 @dataclass
@@ -330,7 +333,8 @@ class Worker:
 
     def _claim_loop(self) -> None:
         assert self.id is not None
-        failures = 0
+        # A stop interrupts the pause; the loop then sees it.
+        retry = CLAIM_BACKOFF.start(sleep=self._stopping.wait)
         self._ready_standby()
         while not self._claims_stopped.is_set():
             with self._cond:
@@ -348,12 +352,11 @@ class Worker:
                     limit=room,
                     wait=self.claim_wait_seconds,
                 )
-                failures = 0
+                retry.reset()
             except Exception as exc:  # a worker outlives any one failed claim
-                failures += 1
                 logger.warning("claim failed: %s", exc)
                 self._say(f"claim failed: {exc}")
-                self._stopping.wait(min(5.0, 0.2 * 2**failures))
+                retry.pause()
                 continue
             for item in claimed:
                 if self._claims_stopped.is_set():
