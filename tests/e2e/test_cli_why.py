@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stuck_process import FAULTHANDLER, explain
+
+from helpers.stuck_process import FAULTHANDLER, explain
 
 CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 

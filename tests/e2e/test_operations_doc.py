@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fresh_postgres import ADMIN_URL
 
 from headway.server.runner import ServerProcess, free_port, wait_healthy
+from helpers.postgres import ADMIN_URL
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "many-machines.md"
 BIN = Path(sys.executable).parent
