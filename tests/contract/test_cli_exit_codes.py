@@ -10,7 +10,6 @@ help).
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from headway.cli.app import app
 from headway.client.base import Client
 from headway.core.deployments import DeploymentSpec
 from headway.core.states import TERMINAL, Running, State, StateType
+from helpers.waiting import wait_until
 
 
 def _commands() -> Iterator[tuple[list[str], Any]]:
@@ -91,11 +91,14 @@ def deployment(client: Client, backend_name: str, tmp_path: Path) -> str:
 
 
 def _run_of(client: Client, name: str) -> str:
-    deadline = time.monotonic() + 30
-    while not (runs := client.list_flow_runs(deployment=name)):
-        assert time.monotonic() < deadline, "the command created no run"
-        time.sleep(0.01)
-    return runs[0].id
+    runs: list[Any] = []
+
+    def created() -> bool:
+        runs[:] = client.list_flow_runs(deployment=name)
+        return bool(runs)
+
+    wait_until(created, "the command created a run")
+    return str(runs[0].id)
 
 
 @pytest.mark.parametrize("final", sorted(TERMINAL))

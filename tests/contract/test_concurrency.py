@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import pytest
@@ -29,18 +28,10 @@ from headway.exceptions import (
     ObjectNotFound,
     ValidationError,
 )
+from helpers.waiting import wait_until
 
 if TYPE_CHECKING:
     from conftest import Backend
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll a condition of the store until it holds (fails the test after ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def waiters(client: Client, name: str) -> int:
@@ -182,13 +173,26 @@ def test_impossible_requests_fail_at_once(client: Client) -> None:
 
 def test_timeout_raises_and_leaves_no_waiter(client: Client) -> None:
     client.create_limit("db", 1)
-    with concurrency("db"):
-        started = time.monotonic()
-        with pytest.raises(AcquireConcurrencySlotTimeoutError, match="full") as caught:
-            with concurrency("db", timeout_seconds=0.2):
+    caught: list[BaseException] = []
+
+    def wait_in_vain() -> None:
+        try:
+            with concurrency("db", timeout_seconds=2):
                 pass
-        assert isinstance(caught.value, TimeoutError)
-        assert time.monotonic() - started >= 0.2
+        except BaseException as exc:
+            caught.append(exc)
+
+    with concurrency("db"):
+        waiter = threading.Thread(target=wait_in_vain)
+        waiter.start()
+        # It waited in the queue (it did not give up at once)...
+        wait_until(lambda: waiters(client, "db") == 1, "the request queued")
+        waiter.join(30)
+        assert not waiter.is_alive()
+        # ...and gave up with the timeout error while the slot was still held.
+        [error] = caught
+        assert isinstance(error, AcquireConcurrencySlotTimeoutError) and "full" in str(error)
+        assert isinstance(error, TimeoutError)
         assert waiters(client, "db") == 0
 
 

@@ -7,7 +7,7 @@ slot; a task cancelled while it holds gives its slots back.
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Callable
 
 import pytest
 
@@ -15,15 +15,12 @@ from headway.client.base import Client
 from headway.concurrency.asyncio import concurrency, rate_limit
 from headway.concurrency.sync import concurrency as sync_concurrency
 from headway.exceptions import AcquireConcurrencySlotTimeoutError, ValidationError
+from helpers.waiting import wait_until
 
 
-async def until(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll a condition of the store (off the loop) until it holds."""
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
+async def until(predicate: Callable[[], bool], what: str = "the condition") -> None:
+    """Wait (off the loop, which goes on) until a condition of the store holds."""
+    await asyncio.to_thread(wait_until, predicate, what)
 
 
 def test_async_block_holds_and_releases(client: Client) -> None:
@@ -78,7 +75,7 @@ def test_cancelled_while_waiting_leaves_the_queue_and_holds_nothing(client: Clie
             async def waiter() -> None:
                 async with concurrency("db"):
                     entered.set()
-                    await asyncio.sleep(60)
+                    await asyncio.Event().wait()  # until cancelled
 
             task = asyncio.create_task(waiter())
             await until(lambda: len(client.inspect_limit("db").waiters) == 1)
@@ -105,7 +102,7 @@ def test_cancelled_while_holding_gives_the_slots_back(client: Client) -> None:
         async def holder() -> None:
             async with concurrency("db"):
                 entered.set()
-                await asyncio.sleep(60)
+                await asyncio.Event().wait()  # until cancelled
 
         task = asyncio.create_task(holder())
         await asyncio.wait_for(entered.wait(), 10)

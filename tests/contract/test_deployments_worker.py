@@ -9,11 +9,7 @@ knows that runs overlapped (or did not) from what they did, not from timing.
 from __future__ import annotations
 
 import itertools
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,15 +17,15 @@ from typing import Any
 import pytest
 
 from headway.core.deployments import DeploymentSpec
-from headway.core.models import FlowRun
 from headway.core.states import StateType
+from helpers.processes import Processes, pid_alive
+from helpers.waiting import wait_for_file, wait_for_runs, wait_until
 
 WORKER_BACKENDS = ("embedded-sqlite", "server-postgres")
 #: Runs are leased for the default time: a worker that goes silent is tested by
 #: moving the store's clock past the lease, not by a short lease a loaded machine
 #: could outlast while its worker is alive.
 LEASE = 30.0
-CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 
 FLOWS = """
 import itertools
@@ -42,12 +38,17 @@ from headway.flows import flow
 
 
 @flow
-def record(marker_dir: str, name: str, seconds: float = 0.2):
+def record(marker_dir: str, name: str, seconds: float = 0.2, gate: str = ""):
+    # Works for `seconds`, or with a `gate` until that file exists (the test's call).
     d = Path(marker_dir)
     d.mkdir(parents=True, exist_ok=True)
     (d / f"{name}.pid").write_text(str(os.getpid()))
     (d / f"{name}.start").write_text(repr(time.time()))
-    time.sleep(seconds)
+    if gate:
+        while not Path(gate).exists():
+            time.sleep(0.02)
+    else:
+        time.sleep(seconds)
     (d / f"{name}.end").write_text(repr(time.time()))
 
 
@@ -80,30 +81,8 @@ STOP_AT_ONCE = ("--cancel-grace", "0.5", "--drain-seconds", "0")
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"worker-{len(started)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [*CLI, "worker", "start", "--pool", "pool", *STOP_AT_ONCE, *args],
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with Processes(tmp_path) as procs:
+        yield lambda *args: procs.worker("--pool", "pool", *STOP_AT_ONCE, *args)
 
 
 def backend_for(request: pytest.FixtureRequest, backend_name: str) -> tuple[Any, Any]:
@@ -135,23 +114,6 @@ def setup(client: Any, tmp_path: Path, fn: str, **fields: Any) -> str:
     return str(client.apply_deployment(spec).full_name)
 
 
-def wait_for(
-    client: Any, run_ids: list[str], done: Callable[[FlowRun], bool], timeout: float = 40
-) -> list[FlowRun]:
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = [client.read_flow_run(r) for r in run_ids]
-        if all(done(r) for r in runs):
-            return runs
-        if time.monotonic() > deadline:
-            raise AssertionError(f"runs not done in time: {[(r.id, r.state) for r in runs]}")
-        time.sleep(0.1)
-
-
-def final(run: FlowRun) -> bool:
-    return run.state.is_final
-
-
 def test_overlap_by_default(
     request: pytest.FixtureRequest, backend_name: str, tmp_path: Path
 ) -> None:
@@ -165,7 +127,7 @@ def test_overlap_by_default(
         for i in range(3)
     ]
     workers()
-    got = wait_for(client, runs, final)
+    got = wait_for_runs(client, runs)
     # Each run completes only if all three were running at once: no limit, overlap.
     assert [r.state.type for r in got] == [StateType.COMPLETED] * 3
 
@@ -183,7 +145,7 @@ def test_enqueue_runs_in_order_without_overlap(
         for i in range(3)
     ]
     workers()
-    got = wait_for(client, runs, final)
+    got = wait_for_runs(client, runs)
     assert [r.state.type for r in got] == [StateType.COMPLETED] * 3
     spans = [
         (float((markers / f"r{i}.start").read_text()), float((markers / f"r{i}.end").read_text()))
@@ -210,7 +172,7 @@ def test_two_workers_share_a_pool(
     ]
     workers("--limit", "1", "--name", "w1")
     workers("--limit", "1", "--name", "w2")
-    got = wait_for(client, runs, final)
+    got = wait_for_runs(client, runs)
     # Each worker runs one at a time: both completing means one ran on each.
     assert [r.state.type for r in got] == [StateType.COMPLETED] * 2
     assert all(r.run_count == 1 for r in got)
@@ -226,11 +188,10 @@ def test_cancellation_sigterm_then_sigkill(
     markers = tmp_path / "m"
     run = client.create_deployment_run(full, parameters={"marker_dir": str(markers)}).id
     worker = workers()
-    wait_for(client, [run], lambda r: r.state.type is StateType.RUNNING)
-    wait_until_file(markers / "stubborn.pid")
-    pid = int((markers / "stubborn.pid").read_text())
+    wait_for_runs(client, [run], lambda r: r.state.type is StateType.RUNNING)
+    pid = int(wait_for_file(markers / "stubborn.pid", nonempty=True))
     client.cancel_flow_run(run)
-    (got,) = wait_for(client, [run], final)
+    (got,) = wait_for_runs(client, [run])
     # It ignored SIGTERM: the worker killed it after the grace period.
     assert got.state.type is StateType.CANCELLED
     assert not pid_alive(pid)
@@ -247,9 +208,8 @@ def test_worker_killed_its_runs_crash_and_free_their_slots(
         full, parameters={"marker_dir": str(markers), "name": "long", "seconds": 120}
     ).id
     first = workers("--name", "doomed")
-    wait_for(client, [long_run], lambda r: r.state.type is StateType.RUNNING)
-    wait_until_file(markers / "long.pid")
-    pid = int((markers / "long.pid").read_text())
+    wait_for_runs(client, [long_run], lambda r: r.state.type is StateType.RUNNING)
+    pid = int(wait_for_file(markers / "long.pid", nonempty=True))
     queued = client.create_deployment_run(
         full, parameters={"marker_dir": str(markers), "name": "next", "seconds": 0.1}
     ).id
@@ -260,38 +220,16 @@ def test_worker_killed_its_runs_crash_and_free_their_slots(
     clock_of(request).advance(LEASE + 1)
     client.sweep_runs()
     workers("--name", "survivor")
-    crashed, done = wait_for(client, [long_run, queued], final)
+    crashed, done = wait_for_runs(client, [long_run, queued])
     assert crashed.state.type is StateType.CRASHED
     assert done.state.type is StateType.COMPLETED
     assert "lease" in (crashed.state.message or "")
     # The deployment's slot came back: the queued run started after the crash.
     assert done.start_time is not None and crashed.end_time is not None
     assert done.start_time >= crashed.end_time
-    wait_until(lambda: not pid_alive(pid))  # the run's process died with its worker
-
-
-def wait_until_file(path: Path, timeout: float = 20) -> None:
-    wait_until(path.exists, timeout)
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
+    wait_until(
+        lambda: not pid_alive(pid), "the run process gone"
+    )  # the run's process died with its worker
 
 
 def test_cancel_in_progress_replaces_the_running_run(
@@ -306,11 +244,11 @@ def test_cancel_in_progress_replaces_the_running_run(
         full, parameters={"marker_dir": str(markers), "name": "old", "seconds": 120}
     ).id
     workers()
-    wait_for(client, [old], lambda r: r.state.type is StateType.RUNNING)
+    wait_for_runs(client, [old], lambda r: r.state.type is StateType.RUNNING)
     new = client.create_deployment_run(
         full, parameters={"marker_dir": str(markers), "name": "new", "seconds": 0.1}
     ).id
-    replaced, newest = wait_for(client, [old, new], final)
+    replaced, newest = wait_for_runs(client, [old, new])
     # The newest wins: the running one is cancelled, the new one starts once it stopped.
     assert replaced.state.type is StateType.CANCELLED
     cancelling = [s for s in client.read_states(old) if s.type is StateType.CANCELLING]
@@ -327,15 +265,20 @@ def test_cancel_new_with_a_worker(
     client, workers = backend_for(request, backend_name)
     full = setup(client, tmp_path, "record", concurrency_limit=1, collision_strategy="CANCEL_NEW")
     markers = tmp_path / "m"
+    gate = tmp_path / "go"
+    # The first run holds the deployment's slot until the test opens its gate, so
+    # the second is claimed while it runs however slowly the worker polls.
     first = client.create_deployment_run(
-        full, parameters={"marker_dir": str(markers), "name": "first", "seconds": 3}
+        full, parameters={"marker_dir": str(markers), "name": "first", "gate": str(gate)}
     ).id
     workers()
-    wait_for(client, [first], lambda r: r.state.type is StateType.RUNNING)
+    wait_for_runs(client, [first], lambda r: r.state.type is StateType.RUNNING)
     second = client.create_deployment_run(
         full, parameters={"marker_dir": str(markers), "name": "second", "seconds": 0.1}
     ).id
-    kept, dropped = wait_for(client, [first, second], final)
+    wait_for_runs(client, [second])
+    gate.touch()
+    kept, dropped = wait_for_runs(client, [first, second])
     assert kept.state.type is StateType.COMPLETED
     assert dropped.state.type is StateType.CANCELLED
     assert "deployment:record/d" in (dropped.state.message or "")

@@ -11,10 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -23,6 +23,10 @@ from headway.client.base import Client
 from headway.core.limits import SlotGrant, SlotWait
 from headway.core.states import Completed, Running
 from headway.store.events import Event
+from helpers.waiting import wait_until
+
+if TYPE_CHECKING:
+    from conftest import Backend
 
 HOLD_AND_HANG = """
 import sys, time
@@ -35,22 +39,15 @@ time.sleep(600)
 
 
 def wait_for(read: Callable[[], list[Event]], check: Callable[[list[Event]], bool]) -> list[Event]:
-    deadline = time.monotonic() + 15
-    while True:
-        events = read()
-        if check(events):
-            return events
-        if time.monotonic() > deadline:
-            raise AssertionError(f"events not seen in time: {[e.kind for e in events]}")
-        time.sleep(0.05)
+    """Wait until the events ``read`` returns pass ``check``; those events."""
+    seen: list[Event] = []
 
+    def passes() -> bool:
+        seen[:] = read()
+        return check(seen)
 
-def wait_until(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 15
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
+    wait_until(passes, "the events")
+    return seen
 
 
 def kinds(events: list[Event]) -> list[str]:
@@ -125,12 +122,14 @@ def test_since_filters_by_time(client: Client) -> None:
     assert client.read_events(since=datetime.now(UTC) + timedelta(hours=1)).events == ()
 
 
-def test_expiry_and_reap_are_recorded(client: Client) -> None:
+def test_expiry_and_reap_are_recorded(backend: Backend, client: Client) -> None:
     client.create_limit("short", 1)
     client.create_limit("crashy", 2)
-    grant = client.acquire_slots(["short"], 1, holder_id="x", lease_seconds=0.2)
+    grant = client.acquire_slots(["short"], 1, holder_id="x", lease_seconds=10)
     assert isinstance(grant, SlotGrant)
-    wait_until(lambda: client.sweep_slots() > 0)  # once the lease has run out
+    assert client.sweep_slots() == 0  # not yet run out
+    backend.clock.advance(11)
+    assert client.sweep_slots() == 1  # run out: reaped by the next sweep
     expired = [e for e in client.read_events(limit_name="short").events if e.kind[:5] == "lease"]
     assert kinds(expired) == ["lease.expired"] and expired[0].slots == 1
 

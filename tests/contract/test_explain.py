@@ -35,6 +35,7 @@ from headway.core.states import (
 )
 from headway.explain import RunExplanation
 from headway.store.runs import TaskRunRecord
+from helpers.waiting import wait_until
 
 HOLDER_SCRIPT = """
 import sys
@@ -46,14 +47,6 @@ sys.stdin.read()
 client.release_slots(grant.lease_id)
 client.close()
 """
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def new_run(client: Client, name: str, **fields: Any) -> str:

@@ -32,6 +32,7 @@ from headway.core.states import (
 from headway.exceptions import IllegalTransition, RunEnded
 from headway.store.runs import TaskRunRecord
 from headway.task_runners import ProcessPoolTaskRunner
+from helpers.waiting import wait_until
 
 FINAL = sorted(TERMINAL)
 
@@ -48,14 +49,6 @@ def new_id() -> str:
 
 def _at(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
-
-
-def _wait_until(check: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.01)
 
 
 def _flow_run(client: Client) -> str:
@@ -157,7 +150,7 @@ def test_the_withdrawn_waits_of_a_cancelled_run_hold_no_slot(
 
     thread = threading.Thread(target=waiting_task, daemon=True)
     thread.start()
-    _wait_until(lambda: bool(client.inspect_limit("tag:db").waiters), "the task waits")
+    wait_until(lambda: bool(client.inspect_limit("tag:db").waiters), "the task waits")
     how(client, flow_run_id)
     # Withdrawn at once: the waiting call is woken and refused, the queue is empty.
     thread.join(15)
@@ -209,7 +202,7 @@ def test_a_task_waiting_on_a_tag_slot_of_a_cancelled_flow_never_runs(client: Cli
         target=lambda: result.append(cancelled_while_waiting(return_state=True)), daemon=True
     )
     thread.start()
-    _wait_until(lambda: bool(client.inspect_limit("tag:db").waiters), "the task waits")
+    wait_until(lambda: bool(client.inspect_limit("tag:db").waiters), "the task waits")
     client.cancel_flow_run(ids["flow"], "stop it")
     thread.join(30)
     assert not thread.is_alive()
@@ -247,7 +240,7 @@ def test_a_waiting_task_in_a_worker_process_of_a_cancelled_flow_never_runs(
             target=lambda: result.append(cancelled_while_waiting(return_state=True)), daemon=True
         )
         thread.start()
-        _wait_until(lambda: bool(client.inspect_limit("tag:db").waiters), "the task waits")
+        wait_until(lambda: bool(client.inspect_limit("tag:db").waiters), "the task waits")
         client.cancel_flow_run(ids["flow"], "stop it")
         thread.join(60)
         assert not thread.is_alive()

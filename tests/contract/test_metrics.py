@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -22,6 +20,7 @@ from headway.client.base import Client
 from headway.core.deployments import DeploymentSpec
 from headway.core.limits import SlotGrant
 from headway.core.states import Completed, Running
+from helpers.waiting import wait_until
 
 Backend = Any  # the conftest fixture's record (tests are not a package)
 
@@ -50,14 +49,6 @@ def scrape(backend: Backend) -> dict[str, dict[tuple[tuple[str, str], ...], floa
     return out
 
 
-def wait_until(check: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + 15
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
-
-
 def lim(name: str, scope: str = "global") -> tuple[tuple[str, str], ...]:
     return (("limit", name), ("scope", scope))
 
@@ -72,7 +63,7 @@ def test_metrics_match_the_store(backend: Backend, client: Client) -> None:
         target=lambda: granted.append(client.acquire_slots(["db"], 1, timeout=30))  # type: ignore[arg-type]
     )
     thread.start()
-    wait_until(lambda: client.read_limit("db").waiters == 1)
+    wait_until(lambda: client.read_limit("db").waiters == 1, "the second request queued")
 
     samples = scrape(backend)
     assert samples["headway_limit_slots"][lim("db")] == 2
@@ -85,9 +76,10 @@ def test_metrics_match_the_store(backend: Backend, client: Client) -> None:
     thread.join(30)
     (second,) = granted
     client.release_slots(second.lease_id)
-    expiring = client.acquire_slots(["short"], 1, lease_seconds=0.1)
+    expiring = client.acquire_slots(["short"], 1, lease_seconds=10)
     assert isinstance(expiring, SlotGrant)
-    wait_until(lambda: client.sweep_slots() > 0)
+    backend.clock.advance(11)  # past its lease: the next sweep reaps it
+    assert client.sweep_slots() == 1
 
     stats = {s.name: s for s in client.limit_stats()}
     samples = scrape(backend)

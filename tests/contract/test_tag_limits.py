@@ -13,7 +13,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import pytest
 
 from headway.client.base import Client
 from headway.concurrency.tags import hold_tag_slots
+from helpers.waiting import wait_until
 
 # The external observer: a counter file under an exclusive lock, updated by each
 # task as it starts and ends. It knows nothing of headway.
@@ -108,9 +108,7 @@ def test_a_second_run_waits_for_the_tag_slot(client: Client) -> None:
     with hold_tag_slots(client, ["db"], task_run_id="run-1", flow_run_id=None):
         t = threading.Thread(target=second, daemon=True)
         t.start()
-        deadline = time.monotonic() + 10
-        while not client.inspect_limit("tag:db").waiters and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: bool(client.inspect_limit("tag:db").waiters), "the second queued")
         [waiter] = client.inspect_limit("tag:db").waiters
         assert (waiter.holder.kind, waiter.holder.id) == ("task_run", "run-2")
         assert not entered.is_set()
@@ -169,9 +167,7 @@ def test_tagged_tasks_across_two_processes_never_exceed_the_limit(
         for _ in range(2)
     ]
     try:
-        deadline = time.monotonic() + 60
-        while len(list(ready.iterdir())) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(list(ready.iterdir())) == 2, "both processes ready")
         go.touch()
         for p in procs:
             out, err = p.communicate(timeout=90)

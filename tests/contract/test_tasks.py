@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import namedtuple
 from typing import Any
 
@@ -17,6 +16,7 @@ from headway.core.states import StateType
 from headway.exceptions import RunCancelled, TaskRunTimeout, ValidationError
 from headway.futures import FutureList, TaskFuture, wait
 from headway.task_runners import ThreadPoolTaskRunner
+from helpers.waiting import wait_until
 
 S = StateType
 
@@ -395,18 +395,20 @@ def test_a_long_task_is_visible_as_running_before_it_ends(client: Client) -> Non
     def observed() -> None:
         future = long_one.submit()
         assert started.wait(10)
+
         # The recorder writes in the background: wait until the store shows RUNNING.
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        def running() -> bool:
             try:
                 state = client.read_task_run(future.task_run_id).state
             except Exception:
-                state = None
-            if state is not None and state.type is S.RUNNING:
-                seen["running"] = True
-                break
-            started.wait(0.02)
-        release.set()
+                return False
+            return state.type is S.RUNNING
+
+        try:
+            wait_until(running, "the store shows the task RUNNING")
+            seen["running"] = True
+        finally:
+            release.set()
 
     try:
         observed()

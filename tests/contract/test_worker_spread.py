@@ -7,11 +7,7 @@ once all of them have started, not inferred from timing.
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,9 +17,10 @@ import pytest
 
 from headway.core.deployments import DeploymentSpec
 from headway.core.states import StateType
+from helpers.processes import Processes
+from helpers.waiting import wait_until
 
 WORKER_BACKENDS = ("embedded-sqlite", "server-postgres")
-CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 
 FLOWS = """
 import os
@@ -50,38 +47,8 @@ def held(marker_dir: str, name: str):
 
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"worker-{len(started)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [*CLI, "worker", "start", "--pool", "pool", "--cancel-grace", "0.5", *args],
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not in time: {what}")
-        time.sleep(0.05)
+    with Processes(tmp_path) as procs:
+        yield lambda *args: procs.worker("--pool", "pool", "--cancel-grace", "0.5", *args)
 
 
 def burst(

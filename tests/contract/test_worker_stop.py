@@ -14,9 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,8 +24,8 @@ from headway.concurrency.sync import concurrency
 from headway.core.deployments import DeploymentSpec
 from headway.core.models import FlowRun
 from headway.core.states import StateType
-
-CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
+from helpers.processes import CLI, pid_alive
+from helpers.waiting import wait_until
 
 FLOWS = """
 import os
@@ -85,26 +83,6 @@ def stopped(marker_dir: str):
 """
 
 
-def wait_until(check: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.05)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 class Setup:
     def __init__(self, tmp_path: Path) -> None:
         self.tmp_path = tmp_path
@@ -129,7 +107,12 @@ class Setup:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        wait_until(lambda: b"started on pool" in self.log.read_bytes(), "the worker started")
+        wait_until(
+            lambda: b"started on pool" in self.log.read_bytes(),
+            "the worker started",
+            alive=self.worker,
+            log=self.log,
+        )
         return self.worker
 
     def logged(self, text: str) -> bool:

@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from headway.cli import main
 from headway.client.base import get_client
 from headway.concurrency.sync import concurrency
 from headway.exceptions import LeaseLostError
+from helpers.waiting import wait_until
 
 HEADWAY = str(Path(sys.executable).parent / "headway")
 
@@ -87,9 +87,7 @@ def test_inspect_shows_holders_and_waiters_in_order(capsys: pytest.CaptureFixtur
         t = threading.Thread(target=waiter, daemon=True)
         t.start()
         assert waiting.wait(10)
-        deadline = time.monotonic() + 10
-        while not client.inspect_limit("db").waiters and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: bool(client.inspect_limit("db").waiters), "the waiter queued")
         shown = run("gcl", "inspect", "db", "-o", "json")
         assert shown.returncode == 0, shown.stderr
         detail = json.loads(shown.stdout)

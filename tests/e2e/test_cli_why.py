@@ -10,14 +10,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from stuck_process import FAULTHANDLER, explain
+
+from helpers.stuck_process import FAULTHANDLER, explain
+from helpers.waiting import wait_until
 
 CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 
@@ -85,14 +86,6 @@ def headway_json(*args: str) -> Any:
     result = headway(*args, "-o", "json")
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 class Program:

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,8 +22,8 @@ from headway.client.base import get_client
 from headway.core.deployments import DeploymentSpec
 from headway.core.models import FlowRun
 from headway.core.states import StateType
-
-CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
+from helpers.processes import CLI, Processes
+from helpers.waiting import wait_for_runs, wait_until
 
 FLOW = """
 from pathlib import Path
@@ -60,41 +59,16 @@ def ok(*args: str, cwd: Path | None = None) -> str:
 
 @pytest.fixture
 def worker(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(*args: str, cwd: Path | None = None) -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"worker-{len(started)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [*CLI, "worker", "start", "--pool", "pool", "--no-standby", *args],
-            env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
-        )  # fmt: skip
-        log.close()
-        started.append(proc)
-        return proc
-
-    ok("work-pool", "create", "pool")
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with Processes(tmp_path) as procs:
+        ok("work-pool", "create", "pool")
+        yield lambda *args, cwd=None: procs.worker("--pool", "pool", "--no-standby", *args, cwd=cwd)
 
 
 def run_to_end(name: str, out: Path) -> FlowRun:
     client = get_client()
     run_id = client.create_deployment_run(name, parameters={"out": str(out)}).id
-    deadline = time.monotonic() + 60
-    while True:
-        run = client.read_flow_run(run_id)
-        if run.state.is_final:
-            return run
-        assert time.monotonic() < deadline, f"run not done in time: {run.state}"
-        time.sleep(0.05)
+    [run] = wait_for_runs(client, [run_id])
+    return run
 
 
 def inspect(name: str) -> dict[str, object]:
@@ -332,11 +306,12 @@ def test_serve_stores_the_entrypoint_relative_to_its_project_root(tmp_path: Path
     log.close()
     try:
         client = get_client()
-        deadline = time.monotonic() + 60
-        while not any(d.full_name == "job/s" for d in client.list_deployments()):
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            assert time.monotonic() < deadline, "serve() registered nothing in time"
-            time.sleep(0.05)
+        wait_until(
+            lambda: any(d.full_name == "job/s" for d in client.list_deployments()),
+            "serve() registered its deployment",
+            alive=proc,
+            log=tmp_path / "serve.log",
+        )
         assert client.read_deployment("job/s").entrypoint == "flows/served.py:job"
         out = tmp_path / "out.txt"
         assert run_to_end("job/s", out).state.type is StateType.COMPLETED

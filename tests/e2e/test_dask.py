@@ -23,6 +23,9 @@ from typing import Any
 
 import pytest
 
+from helpers.processes import pid_alive
+from helpers.waiting import wait_for_file, wait_until
+
 if os.environ.get("CI") != "true":
     pytest.importorskip("distributed")
 
@@ -75,15 +78,6 @@ def observe(path: str, delta: int) -> None:
 def peak_of(path: Path) -> tuple[int, int]:
     current, peak = path.read_text().split()
     return int(current), int(peak)
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        pause.wait(0.02)
 
 
 def flow_run_id() -> str:
@@ -329,16 +323,13 @@ def test_failing_task_is_retried_and_recorded(scheduler_address: str, tmp_path: 
 
 def _kill_when_running(marker_dir: Path, client: Client, name: str) -> int:
     """Wait until the task's first attempt runs (in the store too), then SIGKILL its worker."""
-    pid_file = marker_dir / "pid"
-    wait_until(pid_file.exists)
-    wait_until(lambda: pid_file.read_text() != "")
+    pid = int(wait_for_file(marker_dir / "pid", nonempty=True))
 
     def running() -> bool:
         ctx_runs = [r for r in _all_task_runs(client) if r.name == name]
         return bool(ctx_runs) and ctx_runs[0].state.type is S.RUNNING
 
-    wait_until(running)
-    pid = int(pid_file.read_text())
+    wait_until(running, f"{name} running")
     os.kill(pid, signal.SIGKILL)
     return pid
 
@@ -455,7 +446,7 @@ def test_interrupted_flow_stops_its_own_workers_at_once(tmp_path: Path) -> None:
     def interrupted() -> None:
         seen["flow_run_id"] = flow_run_id()
         seen["hanging"] = victim_no_retry.submit(str(marker_dir))
-        wait_until(lambda: (marker_dir / "pid").exists() and (marker_dir / "pid").read_text() != "")
+        wait_for_file(marker_dir / "pid", nonempty=True)
         raise KeyboardInterrupt  # Ctrl-C while the task runs
 
     seen: dict[str, Any] = {}
@@ -463,20 +454,12 @@ def test_interrupted_flow_stops_its_own_workers_at_once(tmp_path: Path) -> None:
         interrupted()
     worker_pid = int((marker_dir / "pid").read_text())
     # The task would hang for a minute: its worker was stopped, not waited for.
-    wait_until(lambda: not _alive(worker_pid), timeout=10)
+    wait_until(lambda: not pid_alive(worker_pid), "the Dask worker stopped", timeout=10)
     assert seen["hanging"].state.type is S.CANCELLED
     client = get_client()
     assert client.read_flow_run(seen["flow_run_id"]).state.type is S.CANCELLED
     [run] = client.read_task_runs(seen["flow_run_id"])
     assert run.state.type is S.CANCELLED
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_importing_task_runners_never_imports_dask() -> None:

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
-from fresh_postgres import ADMIN_URL
 
 from headway.server.runner import ServerProcess, free_port, wait_healthy
+from helpers.postgres import ADMIN_URL, admin_connection
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "many-machines.md"
 BIN = Path(sys.executable).parent
@@ -47,14 +48,7 @@ def shell_env(**extra: str) -> dict[str, str]:
 @pytest.fixture
 def roles() -> Iterator[tuple[str, str, str, str]]:
     """The page's roles and database, made on the cluster: (owner, app, database, base URL)."""
-    try:
-        import psycopg
-
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"no PostgreSQL at {ADMIN_URL}: {exc}")
+    admin = admin_connection()
     token = secrets.token_hex(4)
     owner, app, database = f"hw_owner_{token}", f"hw_app_{token}", f"hw_db_{token}"
 

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from stuck_process import FAULTHANDLER, explain
 
 from headway.client.base import get_client
 from headway.core.states import StateType
+from helpers.stuck_process import FAULTHANDLER, explain
 
 S = StateType
 

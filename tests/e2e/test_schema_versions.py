@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fresh_postgres import fresh_postgres
 
 from headway.exceptions import StoreTooNew
 from headway.server.runner import free_port
 from headway.store.db import Database
 from headway.store.migrate import current_revision, ensure_schema
 from headway.store.migrations import HEAD, KNOWN
+from helpers.postgres import fresh_postgres
 
 CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 NEWER = f"{int(HEAD) + 1:04d}"

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fresh_postgres import fresh_postgres
 
 from headway.server.runner import ServerProcess
+from helpers.postgres import fresh_postgres
 
 CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 

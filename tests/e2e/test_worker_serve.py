@@ -6,12 +6,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 from headway.client.base import get_client
 from headway.core.states import StateType
+from helpers.waiting import wait_until
 
 SCRIPT = """
 import sys
@@ -45,14 +45,6 @@ def serve(tmp_path: Path, seconds: float, log_name: str) -> subprocess.Popen[byt
     )
     log.close()
     return proc
-
-
-def wait_until(check: object, timeout: float = 40) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.1)
 
 
 def states() -> Counter[str]:
@@ -120,7 +112,12 @@ def test_a_worker_told_to_stop_while_its_server_is_down_stops_at_once(
             stderr=subprocess.STDOUT,
         )
         log.close()
-        wait_until(lambda: b"started" in (tmp_path / "worker.log").read_bytes(), 60)
+        wait_until(
+            lambda: b"started" in (tmp_path / "worker.log").read_bytes(),
+            "the worker started",
+            alive=worker,
+            log=tmp_path / "worker.log",
+        )
     finally:
         server.kill()
     # The server is gone: every call the worker makes would be retried for its

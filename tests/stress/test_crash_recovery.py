@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import pytest
 
 from headway.client.base import Client, get_client
 from headway.concurrency.sync import concurrency
+from helpers.waiting import wait_until
 
 LEASE = 1.0
 
@@ -77,13 +77,6 @@ def read_line(proc: subprocess.Popen[str]) -> str:
     line = proc.stdout.readline()
     assert line, proc.stderr.read() if proc.stderr else "no output"
     return line.strip()
-
-
-def wait_until(predicate: object, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def inspect_json() -> dict[str, object]:

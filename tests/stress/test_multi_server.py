@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,8 +27,9 @@ import pytest
 from headway.client.http import HttpClient
 from headway.server.runner import ServerProcess
 from headway.settings import get_settings
+from helpers.postgres import fresh_postgres
+from helpers.waiting import wait_until
 
-ADMIN_URL = os.environ.get("HEADWAY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 LIMIT = 3
 LEASE = 2.0
 CLIENTS_PER_SERVER = 3
@@ -75,30 +74,12 @@ with concurrency(name, occupy=1):
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    try:
-        import psycopg
-
-        admin = psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3)
-    except Exception as exc:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"PostgreSQL is required in CI: {exc}")
-        pytest.skip(f"no PostgreSQL at {ADMIN_URL}: {exc}")
-    name = f"headway_test_{secrets.token_hex(6)}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_postgres(for_headway=False) as url:
+        yield url
 
 
-def wait_for(path: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not path.exists():
-        assert proc.poll() is None, "the process died before it was ready"
-        assert time.monotonic() < deadline, f"{path.name} not there in time"
-        pause.wait(0.01)
+def wait_for(path: Path, proc: subprocess.Popen[bytes]) -> None:
+    wait_until(path.exists, f"{path.name} written", alive=proc)
 
 
 def test_two_servers_one_limit_exact_fifo_and_crash_safe(
@@ -141,19 +122,18 @@ def test_two_servers_one_limit_exact_fifo_and_crash_safe(
         victim = subprocess.Popen(
             [sys.executable, "-c", VICTIM, "shared", str(victim_ready)], env=victim_env
         )
-        wait_for(victim_ready, victim, 60)
+        wait_for(victim_ready, victim)
         start.touch()
 
         # Kill the holder mid-run; its slot must come back within 2 leases.
         threading.Event().wait(1.0)
         victim.send_signal(signal.SIGKILL)
-        killed = time.monotonic()
         victim.wait(10)
-        deadline = killed + 2 * LEASE
-        pause = threading.Event()
-        while any(h.holder.pid == victim.pid for h in admin.inspect_limit("shared").holders):
-            assert time.monotonic() < deadline, "the killed client's slot did not come back"
-            pause.wait(0.05)
+        wait_until(
+            lambda: all(h.holder.pid != victim.pid for h in admin.inspect_limit("shared").holders),
+            "the killed client's slot back",
+            timeout=2 * LEASE,
+        )
 
         for proc in procs:
             assert proc.wait(SECONDS + 120) == 0

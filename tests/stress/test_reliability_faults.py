@@ -27,7 +27,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,17 +38,10 @@ from headway.core.deployments import DeploymentSpec
 from headway.core.limits import SlotGrant
 from headway.core.models import FlowRun
 from headway.core.states import Completed, Running, StateType
+from helpers.processes import Processes
+from helpers.waiting import wait_for_file, wait_until
 
-CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        pause.wait(0.02)
 
 
 # -- a flow-run process killed while holding three kinds of slots --------------------------
@@ -81,30 +73,8 @@ def hold(marker: str, seconds: float = 600) -> None:
 @pytest.fixture
 def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[], Any]]:
     monkeypatch.setenv("HEADWAY_CONCURRENCY_LEASE_SECONDS", str(LEASE))
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start() -> subprocess.Popen[bytes]:
-        log = open(tmp_path / f"worker-{len(started)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [*CLI, "worker", "start", "--pool", "pool"],
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        log.close()
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with Processes(tmp_path) as procs:
+        yield lambda: procs.worker("--pool", "pool")
 
 
 def run_of(client: Client, run_id: str) -> FlowRun:
@@ -135,8 +105,7 @@ def test_a_killed_flow_run_gives_back_its_global_tag_and_deployment_slots(
         deployment.full_name, parameters={"marker": str(first_marker)}
     ).id
     worker()
-    wait_until(first_marker.exists, 60, "the first run's task holding its slots")
-    victim = int(first_marker.read_text())
+    victim = int(wait_for_file(first_marker, nonempty=True))
     held = {name: client.inspect_limit(name).holders for name in limits}
     assert all(len(h) == 1 for h in held.values()), held
     assert held["gcl"][0].holder.pid == victim
@@ -148,7 +117,9 @@ def test_a_killed_flow_run_gives_back_its_global_tag_and_deployment_slots(
     grant = client.acquire_slots(limits, 1, timeout=2 * LEASE)
     assert isinstance(grant, SlotGrant), grant
     assert client.release_slots(grant.lease_id)  # type: ignore[arg-type]
-    wait_until(lambda: run_of(client, first).state.is_final, 30, "the killed run's final state")
+    wait_until(
+        lambda: run_of(client, first).state.is_final, "the killed run's final state", timeout=30
+    )
     crashed = run_of(client, first)
     assert crashed.state.type is StateType.CRASHED, crashed.state
     # The next run of the deployment gets all three and completes.
@@ -156,7 +127,7 @@ def test_a_killed_flow_run_gives_back_its_global_tag_and_deployment_slots(
     second = client.create_deployment_run(
         deployment.full_name, parameters={"marker": str(second_marker), "seconds": 0}
     ).id
-    wait_until(lambda: run_of(client, second).state.is_final, 60, "the next run")
+    wait_until(lambda: run_of(client, second).state.is_final, "the next run", timeout=60)
     assert run_of(client, second).state.type is StateType.COMPLETED
     assert second_marker.exists()
     for name in limits:

@@ -21,13 +21,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from headway.client.http import HttpClient
 from headway.core.states import StateType
 from headway.server.runner import ServerProcess, free_port
 from headway.settings import get_settings
+from helpers.waiting import wait_until
 
 #: Sizes of the CI run; benchmarks/bench_reliability_faults.py (server-kill) runs more.
 CLIENTS = int(os.environ.get("HEADWAY_RESTART_CLIENTS", "3"))
@@ -87,14 +87,6 @@ def completed_runs(path: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        pause.wait(0.05)
-
-
 def test_server_killed_under_load_loses_nothing_and_clients_go_on(
     headway_home: Path, tmp_path: Path
 ) -> None:
@@ -145,7 +137,9 @@ def test_server_killed_under_load_loses_nothing_and_clients_go_on(
         last = 0.0
         for kill in range(KILLS):
             # Two flows per client since the last restart, then the next crash.
-            wait_until(lambda t=last: each_completed_since(t, 2), 180, f"flows before kill {kill}")
+            wait_until(
+                lambda t=last: each_completed_since(t, 2), f"flows before kill {kill}", timeout=180
+            )
             server.kill()
             last = time.time()
             killed = time.monotonic()
@@ -154,7 +148,9 @@ def test_server_killed_under_load_loses_nothing_and_clients_go_on(
             server.start()
             outages.append(round(time.monotonic() - killed, 1))
         # Every client completes two more flows after the last restart, by itself.
-        wait_until(lambda: each_completed_since(last, 2), 180, "flows after the last restart")
+        wait_until(
+            lambda: each_completed_since(last, 2), "flows after the last restart", timeout=180
+        )
         stop.touch()
         for proc in procs:
             proc.wait(120)
@@ -188,7 +184,7 @@ def test_server_killed_under_load_loses_nothing_and_clients_go_on(
         assert not missing, missing
         limit = admin.read_limit("db")
         assert (limit.limit, limit.active) == (2, True)
-        wait_until(lambda: admin.read_limit("db").active_slots == 0, 60, "every slot back")
+        wait_until(lambda: admin.read_limit("db").active_slots == 0, "every slot back", timeout=60)
         if REPORT:
             Path(REPORT).write_text(json.dumps({"kills": KILLS, "clients": CLIENTS, **checked}))
     finally:
