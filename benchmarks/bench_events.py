@@ -69,7 +69,7 @@ def main() -> None:
     held = client.acquire_slots(["queue"], 1, holder_id="holder")
     assert isinstance(held, SlotGrant)
     store = client.store  # type: ignore[attr-defined]
-    from headway.store.slots import current_process
+    from headway._process import current_process
 
     last = ""
     for i in range(args.waiters):

@@ -15,10 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from headway.core.events import LimitStats
 from headway.core.limits import seconds_until_room
 from headway.core.models import Worker
 from headway.core.states import State
-from headway.store.events import LimitStats
 
 #: Past this many requests ahead, the estimate uses the limit's throughput, not a replay.
 _REPLAY_MAX = 10_000

@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from headway.core.models import FlowRun, LogLine, LogRecord, TaskRun
+from headway.core.models import FlowRun, LogLine, LogRecord, TaskRun, TaskRunRecord
 from headway.core.states import State, StateType
 from headway.orchestration.deployments import DeploymentPolicy
 from headway.orchestration.explain import ExplainPolicy
 from headway.settings import Settings
 from headway.slot_policy import SlotPolicy
-from headway.store.runs import TaskRunRecord
 from headway.store.store import Store
 
 

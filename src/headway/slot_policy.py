@@ -14,6 +14,8 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from headway._process import current_process
+from headway.core.attempts import Attempt
 from headway.core.limits import (
     HOLDER_KINDS,
     MODES,
@@ -34,7 +36,6 @@ from headway.core.limits import (
 from headway.core.models import Limit
 from headway.exceptions import RunEnded, ValidationError
 from headway.settings import Settings
-from headway.store.slots import Attempt, current_process
 from headway.store.store import Store
 from headway.store.wakeups import Listener, LocalWakeups, Wakeups
 

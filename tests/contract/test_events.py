@@ -20,9 +20,9 @@ import pytest
 
 from headway import exceptions
 from headway.client.base import Client
+from headway.core.events import Event
 from headway.core.limits import SlotGrant, SlotWait
 from headway.core.states import Completed, Running
-from headway.store.events import Event
 from helpers.waiting import wait_until
 
 if TYPE_CHECKING:

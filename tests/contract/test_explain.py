@@ -25,6 +25,7 @@ from headway import exceptions
 from headway.client.base import Client
 from headway.core.deployments import DeploymentSpec
 from headway.core.limits import SlotGrant
+from headway.core.models import TaskRunRecord
 from headway.core.states import (
     AWAITING_CONCURRENCY_SLOT,
     Completed,
@@ -34,7 +35,6 @@ from headway.core.states import (
     StateType,
 )
 from headway.explain import RunExplanation
-from headway.store.runs import TaskRunRecord
 from helpers.waiting import wait_until
 
 HOLDER_SCRIPT = """

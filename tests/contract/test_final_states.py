@@ -21,6 +21,7 @@ from headway.client.base import Client
 from headway.concurrency.sync import concurrency
 from headway.concurrency.tags import hold_tag_slots
 from headway.core.limits import SlotGrant
+from headway.core.models import TaskRunRecord
 from headway.core.states import (
     TERMINAL,
     Cancelled,
@@ -30,7 +31,6 @@ from headway.core.states import (
     StateType,
 )
 from headway.exceptions import IllegalTransition, RunEnded
-from headway.store.runs import TaskRunRecord
 from headway.task_runners import ProcessPoolTaskRunner
 from helpers.waiting import wait_until
 

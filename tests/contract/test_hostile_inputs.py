@@ -31,11 +31,10 @@ from headway.cli import main as cli_main
 from headway.client.base import Client
 from headway.core.deployments import DeploymentSpec
 from headway.core.limits import ProcessInfo
-from headway.core.models import LogRecord
+from headway.core.models import LogRecord, TaskRunRecord
 from headway.core.states import Running, State, StateType
 from headway.exceptions import ValidationError
 from headway.store.db import Database
-from headway.store.runs import TaskRunRecord
 
 if TYPE_CHECKING:
     from conftest import Backend

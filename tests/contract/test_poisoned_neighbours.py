@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from headway._process import current_process
 from headway.client.base import Client
 from headway.core.deployments import DeploymentSpec
 from headway.core.limits import SlotGrant
 from headway.core.states import Running, Scheduled, StateType
 from headway.server.services import BackgroundServices
 from headway.settings import Settings
-from headway.store.slots import current_process
 from headway.store.store import Store
 
 if TYPE_CHECKING:

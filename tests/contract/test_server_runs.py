@@ -11,10 +11,9 @@ from typing import Any
 import pytest
 
 from headway.client.base import Client
-from headway.core.models import LogRecord
+from headway.core.models import LogRecord, TaskRunRecord
 from headway.core.states import Completed, Failed, Pending, Running, Scheduled, StateType
 from headway.exceptions import IllegalTransition, ObjectNotFound
-from headway.store.runs import TaskRunRecord
 
 
 def new_id() -> str:

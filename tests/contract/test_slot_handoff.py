@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from headway._process import current_process
 from headway.client.base import Client
 from headway.concurrency.sync import concurrency
 from headway.core.limits import ProcessInfo, SlotGrant, SlotWait, WakeTarget
 from headway.orchestrator import Orchestrator
-from headway.store.slots import SlotStore, current_process
+from headway.store.slots import SlotStore
 
 if TYPE_CHECKING:
     from conftest import Backend

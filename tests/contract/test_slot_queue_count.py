@@ -13,9 +13,9 @@ import subprocess
 import uuid
 from typing import TYPE_CHECKING
 
+from headway._process import current_process
 from headway.client.base import Client
 from headway.core.limits import ProcessInfo, SlotGrant, SlotWait
-from headway.store.slots import current_process
 from headway.store.store import Store
 
 if TYPE_CHECKING:

@@ -62,7 +62,7 @@ def _active(store: Store) -> tuple[float, int]:
 
 
 def _acquire(store: Store) -> SlotGrant:
-    from headway.store.slots import current_process
+    from headway._process import current_process
 
     attempt = store.acquire_slots(
         ["a"], 1, mode="concurrency", priority=0, holder_kind="code", holder_id=None,
@@ -106,8 +106,8 @@ def test_a_release_whose_statement_was_cut_is_done_once_and_reported_intact(
 def test_a_release_with_a_waiter_is_one_transaction_with_its_handoff(
     pg_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from headway._process import current_process
     from headway.exceptions import StoreUnavailable
-    from headway.store.slots import current_process
 
     pg_store.update_limit("a", limit=1)
     grant = _acquire(pg_store)

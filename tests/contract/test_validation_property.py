@@ -31,10 +31,9 @@ from headway.cli._deploying import schedule_next
 from headway.client.base import Client
 from headway.core.deployments import DeploymentSpec
 from headway.core.limits import ProcessInfo
-from headway.core.models import LogRecord
+from headway.core.models import LogRecord, TaskRunRecord
 from headway.core.states import Running, State, StateType
 from headway.exceptions import HeadwayError
-from headway.store.runs import TaskRunRecord
 
 if TYPE_CHECKING:
     from conftest import Backend

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from headway.store.slots import process_start_time
+from headway._process import process_start_time
 
 
 @pytest.mark.parametrize("pid", [2**62, 2**31, 2**64, 0, -1, -(2**40)])

@@ -1,5 +1,5 @@
-"""Schedules (cron with a timezone, interval with an anchor, rrule), deployment rules,
-and the round-robin order of concurrency keys: pure logic, no store."""
+"""Schedules (cron with a timezone, interval with an anchor, rrule) and deployment rules:
+pure logic, no store."""
 
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ from headway.core.schedules import (
     to_schedule,
 )
 from headway.exceptions import ValidationError
-from headway.store.claims import _Candidate, round_robin_order
 
 T0 = datetime(2026, 3, 7, 12, 0, 30, tzinfo=UTC)
 
@@ -243,35 +242,3 @@ def test_cli_params_and_entrypoints() -> None:
     for bad in ("flows/etl.py", "flows/etl.py:", "x.py:not-an-identifier"):
         with pytest.raises(ValidationError, match="invalid entrypoint"):
             rules.parse_entrypoint(bad)
-
-
-# -- round-robin between keys ----------------------------------------------------------
-def candidate(run_id: str, key: str | None, t: float, deployment: str = "f/d") -> _Candidate:
-    return _Candidate(run_id, deployment, "default", 0, t, "{}", key, "Scheduled", None, t)
-
-
-def test_keys_take_turns_in_their_deployments_places() -> None:
-    cands = [
-        candidate("a1", "a", 1),
-        candidate("a2", "a", 2),
-        candidate("a3", "a", 3),
-        candidate("x", None, 3.5, deployment="other/d"),
-        candidate("b1", "b", 4),
-    ]
-    round_robin_order(cands, {})
-    order = [c.id for c in sorted(cands, key=lambda c: c.order)]
-    # b takes the second place of f/d; the other deployment keeps its FIFO place.
-    assert order == ["a1", "b1", "a2", "x", "a3"]
-
-
-def test_least_recently_served_key_goes_first() -> None:
-    cands = [candidate("a1", "a", 1), candidate("b1", "b", 2)]
-    round_robin_order(cands, {"f/d\x00a": 100.0, "f/d\x00b": 50.0})
-    assert [c.id for c in sorted(cands, key=lambda c: c.order)] == ["b1", "a1"]
-
-
-def test_priority_comes_before_round_robin() -> None:
-    cands = [candidate("a1", "a", 1), candidate("b1", "b", 2)]
-    cands[1].priority = 5
-    round_robin_order(cands, {})
-    assert [c.id for c in sorted(cands, key=lambda c: c.order)] == ["b1", "a1"]

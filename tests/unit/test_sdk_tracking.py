@@ -18,7 +18,7 @@ from headway._engine.tracking import (
     final_state,
     state_result,
 )
-from headway.core.models import LogRecord
+from headway.core.models import LogRecord, TaskRunRecord
 from headway.core.states import (
     Completed,
     Failed,
@@ -30,7 +30,6 @@ from headway.core.states import (
     now,
 )
 from headway.exceptions import IllegalTransition, RunCancelled, RunFailed
-from headway.store.runs import TaskRunRecord
 
 S = StateType
 

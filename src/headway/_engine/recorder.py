@@ -25,8 +25,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from headway._engine.tracking import TaskRunTracker
     from headway.client.base import Client
-    from headway.core.models import LogRecord
-    from headway.store.runs import TaskRunRecord
+    from headway.core.models import LogRecord, TaskRunRecord
 
 FLUSH_INTERVAL = 0.05
 FLUSH_SIZE = 500

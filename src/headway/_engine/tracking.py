@@ -14,9 +14,9 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
+from headway.core.models import TaskRunRecord
 from headway.core.states import ALLOWED as _ALLOWED
 from headway.core.states import State, StateType, check_transition
-from headway.store.runs import TaskRunRecord
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
 

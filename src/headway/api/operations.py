@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from headway.api.operation import Declared, delete, get, patch, post, put
 from headway.core.deployments import DeploymentSpec
+from headway.core.events import EventPage, LimitStats
 from headway.core.limits import LimitDetail, Mode, ProcessInfo, SlotGrant, SlotWait
 from headway.core.models import (
     ClaimedRun,
@@ -31,6 +32,7 @@ from headway.core.models import (
     LogLine,
     LogRecord,
     TaskRun,
+    TaskRunRecord,
     Worker,
     WorkPool,
     WorkQueue,
@@ -38,8 +40,6 @@ from headway.core.models import (
 from headway.core.states import State, StateType
 from headway.explain import DeploymentExplanation, RunExplanation, StatusReport
 from headway.settings import Settings
-from headway.store.events import EventPage, LimitStats
-from headway.store.runs import TaskRunRecord
 
 
 class Client(Protocol):

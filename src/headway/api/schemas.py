@@ -19,11 +19,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, St
 from headway.core.bounds import EPOCH_MAX as EPOCH_MAX
 from headway.core.bounds import EPOCH_MIN, INT32_MAX, INT64_MAX, check_time
 from headway.core.deployments import DeploymentSpec
+from headway.core.events import MAX_EVENTS
 from headway.core.limits import ProcessInfo
-from headway.core.models import LogRecord
+from headway.core.models import LogRecord, TaskRunRecord
 from headway.core.states import State, StateType, now
-from headway.store.events import MAX_EVENTS
-from headway.store.runs import TaskRunRecord
 
 #: A run id (uuid-sized, as the store's columns are; no control characters: an id
 #: with NUL would be stored changed on PostgreSQL and could meet another one).

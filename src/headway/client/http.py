@@ -37,15 +37,14 @@ import httpx
 
 from headway import exceptions
 from headway._backoff import Backoff, Retry
+from headway._process import current_process
 from headway.api.operation import Op
 from headway.api.operations import Client
 from headway.client.transport import HttpxTransport, KeepAliveTransport, Transport
 from headway.core.limits import Mode, ProcessInfo, SlotGrant, SlotWait
-from headway.core.models import ClaimedRun, FlowRun, LogRecord, to_jsonable
+from headway.core.models import ClaimedRun, FlowRun, LogRecord, TaskRunRecord, to_jsonable
 from headway.core.states import State, StateType
 from headway.settings import Settings
-from headway.store.runs import TaskRunRecord
-from headway.store.slots import current_process
 
 API_PREFIX = "/api/v1"
 

@@ -92,6 +92,20 @@ class TaskRun:
 
 
 @dataclass(frozen=True)
+class TaskRunRecord:
+    """A task run as the task engine reports it: its row and the states it went through."""
+
+    id: str
+    flow_run_id: str | None
+    name: str
+    task_key: str
+    tags: tuple[str, ...]
+    created: float
+    states: tuple[State, ...]
+    run_count: int = 0
+
+
+@dataclass(frozen=True)
 class StateRecord:
     """A recorded state change of a run."""
 
@@ -257,6 +271,7 @@ __all__ = [
     "StateRecord",
     "StateType",
     "TaskRun",
+    "TaskRunRecord",
     "Waiter",
     "WorkPool",
     "WorkQueue",

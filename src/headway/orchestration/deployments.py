@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from headway._process import current_process
 from headway.core.bounds import INT32_MAX, check_finite_json, check_pid, check_time, check_whole
 from headway.core.deployments import (
     DeploymentSpec,
@@ -385,8 +386,6 @@ class DeploymentPolicy:
         process: ProcessInfo | None = None,
     ) -> list[ClaimedRun]:
         """Claim up to ``limit`` due runs, waiting up to ``wait`` seconds for one."""
-        from headway.store.slots import current_process
-
         check_whole(limit, "claim limit", 1, INT32_MAX)
         if pool is None and not deployments:
             raise ValidationError("claim needs a work pool or deployments")

@@ -23,9 +23,11 @@ from headway.core.deployments import (
     pool_limit_name,
     queue_limit_name,
 )
+from headway.core.events import MAX_EVENTS, Event, EventPage, LimitStats
 from headway.core.limits import TAG_PREFIX
 from headway.core.models import Deployment, FlowRun, Lease, TaskRun, ts_to_dt
 from headway.core.states import AWAITING_CONCURRENCY_SLOT, TERMINAL, State, StateType
+from headway.core.views import LimitView, QueuePlace, RunClaim, WaitRequest
 from headway.exceptions import ObjectNotFound, ValidationError
 from headway.explain import (
     AheadInfo,
@@ -40,8 +42,6 @@ from headway.explain import (
     WaitingEntry,
     estimate_start,
 )
-from headway.store.events import MAX_EVENTS, Event, EventPage, LimitStats
-from headway.store.explain import LimitView, QueuePlace, RunClaim, WaitRequest
 
 if TYPE_CHECKING:
     from headway.core.models import Worker

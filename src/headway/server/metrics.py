@@ -42,15 +42,15 @@ from prometheus_client.core import (
 )
 from starlette.responses import Response
 
-from headway.core.states import StateType
-from headway.orchestrator import Orchestrator
-from headway.store.events import (
+from headway.core.events import (
     CLAIM_LATENCY,
     SLOT_WAIT,
     Histogram,
     add_zero_observations,
     empty_histogram,
 )
+from headway.core.states import StateType
+from headway.orchestrator import Orchestrator
 
 router = APIRouter(tags=["metrics"])
 

@@ -26,17 +26,23 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from headway.core.claiming import (
+    CLAIM_WINDOW,
+    Candidate,
+    ClaimResult,
+    collision,
+    round_robin_order,
+)
 from headway.core.deployments import (
-    CANCEL_IN_PROGRESS,
-    CANCEL_NEW,
     deployment_limit_name,
     pool_limit_name,
     queue_limit_name,
     render_key,
 )
+from headway.core.events import CLAIM_LATENCY
 from headway.core.limits import ProcessInfo, WakeTarget, decayed
 from headway.core.models import ClaimedRun
 from headway.core.states import (
@@ -49,63 +55,32 @@ from headway.core.states import (
 )
 from headway.exceptions import HeadwayError, ObjectNotFound
 from headway.store.db import Row, Tx
-from headway.store.events import CLAIM_LATENCY
-from headway.store.run_leases import _marks, retrying
+from headway.store.run_leases import _marks
 from headway.store.runs import _FLOW_COLUMNS, _flow_run
 from headway.store.scheduling import ScheduleStore
 
 _SCHEDULED = frozenset({StateType.SCHEDULED})
-#: Fresh due runs read per queue in one claim: enough to fill any worker, bounded.
-CLAIM_WINDOW = 16
 _CANDIDATE_COLUMNS = (
     "id, deployment, work_queue, priority, expected_start_time, parameters,"
     " concurrency_key, state_name, blocked_on, created, work_pool"
 )
 
 
-@dataclass(frozen=True)
-class ClaimResult:
-    """What one claim did: the runs taken, who to wake, when the next run is due."""
-
-    claimed: list[ClaimedRun]
-    wake: list[WakeTarget]
-    #: Epoch seconds of the next scheduled run in scope that is not due yet.
-    next_due: float | None = None
-
-
-@dataclass
-class _Candidate:
-    id: str
-    deployment: str | None
-    queue: str | None
-    priority: int
-    expected: float
-    parameters: str
-    key: str | None
-    state_name: str
-    blocked_on: str | None
-    created: float
-    pool: str | None = None
-    queue_priority: int = 0
-    limit: str | None = None
-    order: tuple[Any, ...] = field(default_factory=tuple)
-
-    @classmethod
-    def of(cls, row: Row, queue_priority: int) -> _Candidate:
-        return cls(
-            id=row[0],
-            deployment=row[1],
-            queue=row[2],
-            priority=int(row[3]),
-            expected=float(row[4]),
-            parameters=row[5],
-            key=row[6],
-            state_name=row[7],
-            blocked_on=row[8],
-            created=float(row[9]),
-            pool=row[10],
-            queue_priority=queue_priority,
-        )
+def _candidate(row: Row, queue_priority: int) -> Candidate:
+    return Candidate(
+        id=row[0],
+        deployment=row[1],
+        queue=row[2],
+        priority=int(row[3]),
+        expected=float(row[4]),
+        parameters=row[5],
+        key=row[6],
+        state_name=row[7],
+        blocked_on=row[8],
+        created=float(row[9]),
+        pool=row[10],
+        queue_priority=queue_priority,
+    )
 
 
 @dataclass(frozen=True)
@@ -131,45 +106,6 @@ def _room(tx: Tx, names: Sequence[str], now: float) -> dict[str, float]:
         if bool(active):
             out[name] = float(limit) - decayed(float(slots), float(decay), float(at), now)
     return out
-
-
-def round_robin_order(candidates: list[_Candidate], last_served: Mapping[str, float]) -> None:
-    """Give each candidate its ``order``: FIFO within priority, keys of a deployment in turn.
-
-    Runs keep the places FIFO gives their deployment; within those places the
-    deployment's keys take turns, least recently served first, so one key with
-    many waiting runs cannot starve the others.
-    """
-    for c in candidates:
-        c.order = (-c.priority, -c.queue_priority, c.expected, c.created, c.id)
-    groups: dict[tuple[str, int, int], list[_Candidate]] = {}
-    for c in candidates:
-        if c.key is not None and c.deployment is not None:
-            groups.setdefault((c.deployment, c.priority, c.queue_priority), []).append(c)
-    for (deployment, _, _), members in groups.items():
-        by_key: dict[str, list[_Candidate]] = {}
-        for c in sorted(members, key=lambda m: m.order):
-            assert c.key is not None
-            by_key.setdefault(c.key, []).append(c)
-        if len(by_key) < 2:
-            continue
-        keys = sorted(
-            by_key,
-            key=lambda k: (
-                last_served.get(f"{deployment}\x00{k}", float("-inf")),
-                by_key[k][0].order,
-            ),
-        )
-        turns: list[_Candidate] = []
-        depth = 0
-        while len(turns) < len(members):
-            for k in keys:
-                if depth < len(by_key[k]):
-                    turns.append(by_key[k][depth])
-            depth += 1
-        places = sorted(c.order for c in members)
-        for c, place in zip(turns, places, strict=True):
-            c.order = place
 
 
 class ClaimStore(ScheduleStore):
@@ -379,9 +315,9 @@ class ClaimStore(ScheduleStore):
 
     def _fresh_candidates(
         self, tx: Tx, scope: _Scope, room: dict[str, float], limit: int, now: float
-    ) -> list[_Candidate]:
+    ) -> list[Candidate]:
         window = max(CLAIM_WINDOW, limit * 4)
-        out: list[_Candidate] = []
+        out: list[Candidate] = []
         if scope.pool is None:
             params: dict[str, Any] = {"now": now, "n": window}
             marks = _marks("d", scope.deployments, params)
@@ -393,7 +329,7 @@ class ClaimStore(ScheduleStore):
                 " ORDER BY expected_start_time LIMIT :n",
                 params,
             )
-            return [_Candidate.of(r, 0) for r in rows]
+            return [_candidate(r, 0) for r in rows]
         for queue, priority in scope.queues:
             if room[queue_limit_name(scope.pool, queue)] < 1:
                 continue
@@ -404,12 +340,10 @@ class ClaimStore(ScheduleStore):
                 " ORDER BY expected_start_time LIMIT :n",
                 {"p": scope.pool, "q": queue, "now": now, "n": window},
             )
-            out.extend(_Candidate.of(r, priority) for r in rows)
+            out.extend(_candidate(r, priority) for r in rows)
         return out
 
-    def _blocked_candidates(
-        self, tx: Tx, scope: _Scope, limit: int, now: float
-    ) -> list[_Candidate]:
+    def _blocked_candidates(self, tx: Tx, scope: _Scope, limit: int, now: float) -> list[Candidate]:
         # A skip scan: one index probe per distinct limit waited on, however many wait.
         groups = [
             r[0]
@@ -424,7 +358,7 @@ class ClaimStore(ScheduleStore):
             return []
         room = _room(tx, groups, now)
         queue_priority = dict(scope.queues)
-        out: list[_Candidate] = []
+        out: list[Candidate] = []
         for group in groups:
             free = room[group]
             if free < 1:
@@ -440,13 +374,13 @@ class ClaimStore(ScheduleStore):
             c.queue_priority = queue_priority.get(c.queue or "", 0)
         return out
 
-    def _group_heads(self, tx: Tx, group: str, take: int) -> list[_Candidate]:
+    def _group_heads(self, tx: Tx, group: str, take: int) -> list[Candidate]:
         """The first runs waiting on ``group``: highest priority first, then FIFO.
 
         One index probe per priority level present (a skip scan down the
         priorities), so the cost does not grow with the number waiting.
         """
-        heads: list[_Candidate] = []
+        heads: list[Candidate] = []
         level = tx.one("SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b", {"b": group})
         while level is not None and level[0] is not None and len(heads) < take:
             rows = tx.execute(
@@ -455,7 +389,7 @@ class ClaimStore(ScheduleStore):
                 " ORDER BY expected_start_time LIMIT :n",
                 {"b": group, "p": int(level[0]), "n": take - len(heads)},
             )
-            heads.extend(_Candidate.of(r, 0) for r in rows)
+            heads.extend(_candidate(r, 0) for r in rows)
             level = tx.one(
                 "SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b AND priority < :p",
                 {"b": group, "p": int(level[0])},
@@ -491,7 +425,7 @@ class ClaimStore(ScheduleStore):
             except HeadwayError:
                 pass  # created meanwhile by another transaction: fine
 
-    def _last_served(self, tx: Tx, candidates: Sequence[_Candidate]) -> dict[str, float]:
+    def _last_served(self, tx: Tx, candidates: Sequence[Candidate]) -> dict[str, float]:
         deps = sorted({c.deployment for c in candidates if c.key is not None and c.deployment})
         if not deps:
             return {}
@@ -516,7 +450,7 @@ class ClaimStore(ScheduleStore):
     def _await(
         self,
         tx: Tx,
-        c: _Candidate,
+        c: Candidate,
         limit_name: str,
         blocked_on: str | None,
         room: Mapping[str, float],
@@ -542,24 +476,20 @@ class ClaimStore(ScheduleStore):
     def _collide(
         self,
         tx: Tx,
-        c: _Candidate,
+        c: Candidate,
         info: _DeploymentInfo,
         room: Mapping[str, float],
         now: float,
     ) -> list[WakeTarget]:
-        """Apply the deployment's collision strategy to a run that found its limit full."""
+        """Apply the deployment's collision strategy (``core.claiming``) to a run that found
+        its limit full."""
         assert c.limit is not None and c.deployment is not None
-        limit_text = f"deployment concurrency limit {c.limit!r} ({info.limit})"
-        if info.strategy == CANCEL_NEW:
+        outcome = collision(info.strategy, c.id, c.limit, info.limit)
+        if outcome.cancel_new is not None:
             self._event(tx, now, "flow_run.cancel_new", c.limit, 1, "", run_id=c.id)
-            return self._finish_run(
-                tx,
-                c.id,
-                Cancelled(message=f"{limit_text} is full; collision strategy CANCEL_NEW"),
-                _SCHEDULED,
-            )
+            return self._finish_run(tx, c.id, Cancelled(message=outcome.cancel_new), _SCHEDULED)
         wake: list[WakeTarget] = []
-        if info.strategy == CANCEL_IN_PROGRESS:
+        if outcome.supersede is not None:
             params: dict[str, Any] = {"d": c.deployment}
             key_clause = ""
             if c.key is not None:
@@ -569,7 +499,7 @@ class ClaimStore(ScheduleStore):
                 f" ('PENDING', 'RUNNING', 'PAUSED'){key_clause} ORDER BY created",
                 params,
             )
-            message = f"superseded by newer run {c.id} (CANCEL_IN_PROGRESS on {c.limit!r})"
+            message = outcome.supersede
             for run_id, _ in holders:
                 wake += self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
                 self._event(tx, now, "flow_run.superseded", c.limit, None, c.id, run_id=run_id)
@@ -621,4 +551,4 @@ class _Scope:
     deployments: list[str]
 
 
-__all__ = ["CLAIM_WINDOW", "ClaimResult", "ClaimStore", "retrying", "round_robin_order"]
+__all__ = ["ClaimStore"]

@@ -26,11 +26,11 @@ from headway.store.dialects import fails_whole_pass, is_transient_conflict
 from headway.store.runs import _FLOW_COLUMNS, _flow_run
 
 if TYPE_CHECKING:
+    from headway.core.attempts import Attempt
     from headway.core.limits import Mode
     from headway.core.models import Limit
     from headway.settings import Settings
     from headway.store.db import Database
-    from headway.store.slots import Attempt
 
     class _Base:
         """What this mixin uses of its siblings in Store (RunStore, SlotStore, DeploymentStore)."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from headway.core.bounds import (
@@ -23,7 +22,7 @@ from headway.core.bounds import (
 )
 from headway.core.clock import Clock
 from headway.core.limits import WakeTarget, validate_name
-from headway.core.models import FlowRun, LogRecord, TaskRun, ts_to_dt
+from headway.core.models import FlowRun, LogRecord, TaskRun, TaskRunRecord, ts_to_dt
 from headway.core.states import TERMINAL, State, StateType, check_transition, is_allowed
 from headway.exceptions import ObjectAlreadyExists, ObjectNotFound, ValidationError
 from headway.store.db import Database, Row, Tx
@@ -38,20 +37,6 @@ _TASK_COLUMNS = (
     "id, flow_run_id, name, task_key, tags, state_type, state_name, state_message,"
     " state_timestamp, created, start_time, end_time, run_count"
 )
-
-
-@dataclass(frozen=True)
-class TaskRunRecord:
-    """A task run as the task engine reports it: its row and the states it went through."""
-
-    id: str
-    flow_run_id: str | None
-    name: str
-    task_key: str
-    tags: tuple[str, ...]
-    created: float
-    states: tuple[State, ...]
-    run_count: int = 0
 
 
 def _state_of(row: Row, offset: int) -> State:

@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from headway._process import current_process, start_times
+from headway.core.attempts import Attempt
+from headway.core.events import SLOT_WAIT
 from headway.core.limits import (
     NOT_QUEUED,
     Decision,
@@ -63,7 +64,7 @@ from headway.exceptions import (
 from headway.settings import Settings
 from headway.store.db import Database, OutcomeUnknown, Row, Tx
 from headway.store.dialects import fails_whole_pass
-from headway.store.events import SLOT_WAIT, EventStore
+from headway.store.events import EventStore
 from headway.store.wakeups_pg import notify_in_transaction
 
 logger = logging.getLogger("headway.store")
@@ -76,101 +77,6 @@ _LIMIT_COLUMNS = (
 # waits on (reading /proc); expiry is checked on every attempt regardless.
 _LIVENESS_EVERY_SECONDS = 0.5
 _DOOMED = 0.0  # ``expires`` of the remaining rows of a lease that was reaped
-#: The largest pid a process can have (pid_t is a signed 32-bit integer).
-_PID_MAX = 2**31 - 1
-
-
-# -- this process -----------------------------------------------------------------------
-def process_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot; None when it is gone (or a zombie).
-
-    Raises LookupError when the process exists but cannot be read (another
-    user's process under ``hidepid``): uncertain, so callers treat it as alive.
-    It never raises anything else, whatever ``pid`` a lease row carries: a
-    sweep that raised here would stop reaping every other lease too.
-    """
-    if not isinstance(pid, int) or not 0 < pid <= _PID_MAX:
-        # No kernel hands out such a pid (Linux caps pid_max at 2**22; pid_t is
-        # 32 bits), so the row was forged or damaged and says nothing about its
-        # holder. Not provably dead, then: like a holder on another node, it
-        # waits for plain expiry. (Judging it dead instead would let any value
-        # that os.kill reads as "every process" or "my group", such as 0 or -1,
-        # decide a reap.) Expiry still bounds how long it holds anything.
-        raise LookupError(pid)
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except FileNotFoundError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except (OSError, OverflowError, ValueError):
-            raise LookupError(pid) from None
-        raise LookupError(pid) from None
-    except OSError:
-        raise LookupError(pid) from None
-    try:
-        # The command name may contain spaces and parentheses: fields restart after the last ')'.
-        fields = data[data.rindex(b")") + 2 :].split()
-        if fields[0] in (b"Z", b"X"):
-            return None  # a zombie holds nothing any more
-        return int(fields[19])
-    except (ValueError, IndexError):
-        raise LookupError(pid) from None  # a /proc format this code does not know: uncertain
-
-
-def _node_key() -> str | None:
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as fh:
-            boot = fh.read().strip()
-        namespace = os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None
-    return f"{boot}/{namespace}"[:100]
-
-
-_current: tuple[int, ProcessInfo] | None = None
-
-
-def current_process() -> ProcessInfo:
-    """This process as lease and waiter rows record it (recomputed after a fork)."""
-    global _current
-    pid = os.getpid()
-    cached = _current
-    if cached is not None and cached[0] == pid:
-        return cached[1]
-    try:
-        start = process_start_time(pid) or 0
-    except LookupError:
-        start = 0
-    info = ProcessInfo(pid=pid, host=socket.gethostname(), node=_node_key(), proc_start=start)
-    _current = (pid, info)
-    return info
-
-
-def _start_times(pids: Iterable[int]) -> dict[int, int | None]:
-    out: dict[int, int | None] = {}
-    for pid in set(pids):
-        try:
-            out[pid] = process_start_time(pid)
-        except LookupError:
-            continue  # unknown: alive
-    return out
-
-
-# -- results ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Attempt:
-    """The outcome of one acquire attempt, and the waiters to notify after it."""
-
-    grant: SlotGrant | None = None
-    wait: SlotWait | None = None
-    #: The waiter's rows vanished (cancelled, or expired) and it was not allowed to re-queue.
-    gone: bool = False
-    wake: tuple[WakeTarget, ...] = ()
-    #: Why the request was refused outright: its holder's run has ended (store/run_waits.py).
-    refused: str = ""
 
 
 def _each(tx: Tx, query: str, rows: list[dict[str, Any]]) -> None:
@@ -1286,7 +1192,7 @@ class SlotStore(EventStore):
             for pid, row_node in [(r[3], r[4]) for r in leases] + [(r[2], r[3]) for r in waiters]
             if probe and row_node == node and isinstance(pid, int) and pid != mine.pid
         ]
-        starts = _start_times(local_pids) if local_pids else {}
+        starts = start_times(local_pids) if local_pids else {}
 
         def gone(kind: str, row: Row, expires: Any, pid: Any, row_node: Any, start: Any) -> bool:
             # One row whose values cannot be judged (planted or damaged) is left
