@@ -31,13 +31,13 @@ def main() -> None:
     os.environ.pop("HEADWAY_DATABASE_URL", None)
     from headway.client.base import get_client
     from headway.core.limits import SlotGrant
-    from headway.store.events import EventStore
+    from headway.store.events import Events
 
     client = get_client()
     client.create_limit("db", 10)
-    recording = EventStore._buffer
+    recording = Events._queue
 
-    def switched_off(self: EventStore, item: object) -> None:
+    def switched_off(self: Events, item: object) -> None:
         return None
 
     modes = {"events off": switched_off, "events on": recording}
@@ -45,7 +45,7 @@ def main() -> None:
     holder = str(uuid.uuid4())
     for _ in range(args.rounds):
         for mode, buffer_events in modes.items():
-            EventStore._buffer = buffer_events  # type: ignore[method-assign]
+            Events._queue = buffer_events  # type: ignore[method-assign]
             cpu, wall = time.process_time(), time.perf_counter()
             for _ in range(args.pairs):
                 grant = client.acquire_slots(["db"], 1, holder_id=holder)
@@ -53,7 +53,7 @@ def main() -> None:
                 client.release_slots(grant.lease_id)
             cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
             results[mode].append((cpu / args.pairs * 1e6, args.pairs / wall))
-    EventStore._buffer = recording  # type: ignore[method-assign]
+    Events._queue = recording  # type: ignore[method-assign]
     print(f"acquire+release pairs, embedded SQLite ({args.rounds} rounds of {args.pairs})")
     for mode, rows in results.items():
         cpu_us = statistics.median(r[0] for r in rows)
@@ -74,7 +74,7 @@ def main() -> None:
     last = ""
     for i in range(args.waiters):
         last = str(uuid.uuid4())
-        store.acquire_slots(
+        store.slots.acquire_slots(
             ["queue"], 1, mode="concurrency", priority=0, holder_kind="code", holder_id=last,
             process=current_process(), lease_seconds=60.0, waiter_id=f"w{i}", new_waiter=True,
             may_queue=True, wake_address=None,

@@ -55,7 +55,7 @@ class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
         host: str | None = None,
     ) -> FlowRun:
         """Record a new flow run in its first state."""
-        return self.store.create_flow_run(
+        return self.store.runs.create_flow_run(
             id=id,
             name=name,
             flow_name=flow_name,
@@ -80,7 +80,7 @@ class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
 
     def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
         """One flow run."""
-        return self.store.read_flow_run(run_id, with_task_runs=with_task_runs)
+        return self.store.runs.read_flow_run(run_id, with_task_runs=with_task_runs)
 
     def list_flow_runs(
         self,
@@ -92,7 +92,7 @@ class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
         offset: int = 0,
     ) -> list[FlowRun]:
         """Flow runs, newest first."""
-        return self.store.list_flow_runs(
+        return self.store.runs.list_flow_runs(
             limit=limit, states=states, deployment=deployment, flow_name=flow_name, offset=offset
         )
 
@@ -102,24 +102,24 @@ class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
         A task run that ended while waiting for slots leaves the queue: its
         waiting call is woken and refused, and whoever it blocked is woken.
         """
-        self._notify(self.store.record_task_runs(records))
+        self._notify(self.store.runs.record_task_runs(records))
 
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """One task run."""
-        return self.store.read_task_run(task_run_id)
+        return self.store.runs.read_task_run(task_run_id)
 
     def read_task_runs(self, flow_run_id: str) -> list[TaskRun]:
         """The task runs of a flow run."""
-        return self.store.read_task_runs(flow_run_id)
+        return self.store.runs.read_task_runs(flow_run_id)
 
     def read_states(self, run_id: str) -> list[State]:
         """The state history of a run."""
-        return self.store.read_states(run_id)
+        return self.store.runs.read_states(run_id)
 
     def write_logs(self, records: Sequence[LogRecord]) -> None:
         """Append log lines."""
-        self.store.write_logs(records)
+        self.store.runs.write_logs(records)
 
     def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[LogLine]:
         """Log lines of a flow run after ``after_id``."""
-        return [LogLine(i, r) for i, r in self.store.read_logs(flow_run_id, after_id=after_id)]
+        return [LogLine(i, r) for i, r in self.store.runs.read_logs(flow_run_id, after_id=after_id)]

@@ -37,7 +37,7 @@ from headway.core.models import Limit
 from headway.exceptions import RunEnded, ValidationError
 from headway.settings import Settings
 from headway.store.store import Store
-from headway.store.wakeups import Listener, LocalWakeups, Wakeups
+from headway.store.wakeups import Listener, Wakeups
 
 #: The longest a waiter goes with cheap looks only, between two full attempts.
 _FULL_EVERY = 1.0
@@ -59,14 +59,7 @@ class SlotPolicy:
     def wakeups(self) -> Wakeups:
         """How this process is woken and wakes others (created on first use)."""
         if self._wakeups is None:
-            if self.store.db.dialect.name == "postgresql":
-                # Waiters in any process, server or machine are woken through the
-                # database itself: LISTEN/NOTIFY (store/wakeups_pg.py).
-                from headway.store.wakeups_pg import PostgresWakeups
-
-                self._wakeups = PostgresWakeups(self.store.db.url)
-            else:
-                self._wakeups = LocalWakeups(self.settings.home / "wake")
+            self._wakeups = self.store.open_wakeups()
         return self._wakeups
 
     def close_wakeups(self) -> None:
@@ -94,7 +87,7 @@ class SlotPolicy:
         active_slots: int = 0,
     ) -> Limit:
         """Create a limit of any scope (global names, ``tag:<tag>``, ...)."""
-        return self.store.create_limit(
+        return self.store.limits.create_limit(
             name,
             limit,
             active=active,
@@ -104,12 +97,12 @@ class SlotPolicy:
 
     def read_limit(self, name: str) -> Limit:
         """One limit; ObjectNotFound if unknown."""
-        return self.store.read_limit(name)
+        return self.store.limits.read_limit(name)
 
     def list_limits(self, *, prefix: str | None = None) -> list[Limit]:
         """Limits by name, after reaping dead holders so counts are true."""
         self.sweep_slots()
-        return self.store.list_limits(prefix=prefix)
+        return self.store.limits.list_limits(prefix=prefix)
 
     def update_limit(
         self,
@@ -121,7 +114,7 @@ class SlotPolicy:
         active_slots: int | None = None,
     ) -> Limit:
         """Change a limit live; waiters that now fit are woken."""
-        updated, wake = self.store.update_limit(
+        updated, wake = self.store.limits.update_limit(
             name,
             limit=limit,
             active=active,
@@ -133,19 +126,19 @@ class SlotPolicy:
 
     def delete_limit(self, name: str, *, force: bool = False) -> None:
         """Delete a limit; ConflictError while it has holders unless ``force``."""
-        self._notify(self.store.delete_limit(name, force=force))
+        self._notify(self.store.limits.delete_limit(name, force=force))
 
     def reset_limit(self, name: str) -> Limit:
         """Free every slot of a limit (its holders lose their leases)."""
-        reset, wake = self.store.reset_limit(name)
+        reset, wake = self.store.limits.reset_limit(name)
         self._notify(wake)
         return reset
 
     def inspect_limit(self, name: str) -> LimitDetail:
         """A limit with its holders and waiters, after reaping dead ones."""
-        self.store.read_limit(name)  # ObjectNotFound before anything is written
+        self.store.limits.read_limit(name)  # ObjectNotFound before anything is written
         self.sweep_slots([name])
-        return self.store.inspect_limit(name)
+        return self.store.limits.inspect_limit(name)
 
     # -- slots ---------------------------------------------------------------------
     def acquire_slots(
@@ -205,13 +198,13 @@ class SlotPolicy:
             while True:
                 if wid and wid in cancelled:
                     finished = True
-                    self._notify(self.store.cancel_slot_wait(wid))
+                    self._notify(self.store.slots.cancel_slot_wait(wid))
                     return SlotWait(wid, (_GONE,), None)
-                handed = self.store.claim_handoff(wid, checked) if look_only else None
+                handed = self.store.slots.claim_handoff(wid, checked) if look_only else None
                 if handed is not None:
                     attempt = handed
                 elif not look_only or attempt is None:
-                    attempt = self.store.acquire_slots(
+                    attempt = self.store.slots.acquire_slots(
                         checked,
                         occupy,
                         mode=mode,
@@ -280,7 +273,7 @@ class SlotPolicy:
 
     def refresh_waiters(self, waiter_ids: Sequence[str]) -> None:
         """Keep the places of requests still waiting (a server's held requests)."""
-        self.store.refresh_waiters(waiter_ids)
+        self.store.slots.refresh_waiters(waiter_ids)
 
     def cancel_slot_wait(self, waiter_id: str) -> None:
         """Take a waiting request out of every queue (and stop its waiting call here)."""
@@ -291,7 +284,7 @@ class SlotPolicy:
         if len(cancelled) > 4096:
             for old in list(cancelled)[:2048]:
                 cancelled.pop(old, None)
-        wake = self.store.cancel_slot_wait(waiter_id)
+        wake = self.store.slots.cancel_slot_wait(waiter_id)
         self._notify(wake)
         # A call of this process still waiting as ``waiter_id`` re-checks at once
         # and finds itself cancelled.
@@ -299,7 +292,7 @@ class SlotPolicy:
 
     def release_slots(self, lease_id: str) -> bool:
         """Give a lease's slots back; False when it had expired and been reaped."""
-        intact, wake = self.store.release_slots(lease_id)
+        intact, wake = self.store.slots.release_slots(lease_id)
         self._notify(wake)
         return intact
 
@@ -310,10 +303,10 @@ class SlotPolicy:
         lease = validate_lease_seconds(
             self.settings.concurrency_lease_seconds if lease_seconds is None else lease_seconds
         )
-        return self.store.renew_leases(list(lease_ids), lease)
+        return self.store.slots.renew_leases(list(lease_ids), lease)
 
     def sweep_slots(self, names: Sequence[str] | None = None) -> int:
         """Reap expired leases and waiters now; how many leases were reaped."""
-        reaped, wake = self.store.sweep_slots(names)
+        reaped, wake = self.store.reaper.sweep_slots(names)
         self._notify(wake)
         return reaped

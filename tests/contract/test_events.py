@@ -179,6 +179,6 @@ def test_old_events_are_pruned_state_changes_are_kept(client: Client) -> None:
     run_id = str(uuid.uuid4())
     client.create_flow_run(id=run_id, name="a", flow_name="f", state=Running())
     client.create_limit("p", 1)
-    assert store.prune_events(3600.0) == 0  # nothing that old
-    assert store.prune_events(0.0) == 1  # the limit's creation
+    assert store.events.prune_events(3600.0) == 0  # nothing that old
+    assert store.events.prune_events(0.0) == 1  # the limit's creation
     assert kinds(list(client.read_events().events)) == ["state.RUNNING"]

@@ -183,14 +183,14 @@ def test_lease_and_run_sweeps_fail_independently() -> None:
 
 def test_a_bad_event_does_not_hold_back_the_others(backend: Backend, store: Store) -> None:
     now = backend.clock.now()
-    store._buffer_events([(now, "test.good", None, "a", None, None, "first")])
+    store.events.buffer_rows([(now, "test.good", None, "a", None, None, "first")])
     # A kind is required: the store refuses this row whatever else is in the batch.
-    store._buffer_events([(now, None, None, "a", None, None, "bad")])  # type: ignore[list-item]
-    store._buffer_events([(now, "test.good", None, "a", None, None, "second")])
-    store.flush_events()
-    written = store.read_events(kind="test.", limit=10).events
+    store.events.buffer_rows([(now, None, None, "a", None, None, "bad")])  # type: ignore[list-item]
+    store.events.buffer_rows([(now, "test.good", None, "a", None, None, "second")])
+    store.events.flush_events()
+    written = store.events.read_events(kind="test.", limit=10).events
     assert [e.detail for e in written] == ["first", "second"]
-    store.flush_events()  # nothing left to retry
+    store.events.flush_events()  # nothing left to retry
 
 
 def test_a_bad_run_does_not_stop_claims_or_heartbeats(

@@ -22,7 +22,7 @@ from headway.client.base import Client
 from headway.concurrency.sync import concurrency
 from headway.core.limits import ProcessInfo, SlotGrant, SlotWait, WakeTarget
 from headway.orchestrator import Orchestrator
-from headway.store.slots import SlotStore
+from headway.store.slots import Handoff
 
 if TYPE_CHECKING:
     from conftest import Backend
@@ -390,13 +390,13 @@ def test_no_over_admission_through_handoffs(
 ) -> None:
     """Threads loop on a limit of 2 while an observer outside headway counts holders."""
     handoffs: list[str] = []
-    original = SlotStore._record_handoff
+    original = Handoff.record
 
-    def counting(self: SlotStore, tx: Any, waiter_id: str, grant: SlotGrant, now: float) -> None:
+    def counting(self: Handoff, tx: Any, waiter_id: str, grant: SlotGrant, now: float) -> None:
         handoffs.append(waiter_id)
         original(self, tx, waiter_id, grant, now)
 
-    monkeypatch.setattr(SlotStore, "_record_handoff", counting)
+    monkeypatch.setattr(Handoff, "record", counting)
     client.create_limit("adm", 2)
     gate = [_grant(client, ["adm"]) for _ in range(2)]
     lock = threading.Lock()
@@ -566,21 +566,21 @@ def test_postgres_a_grant_handed_while_the_waiter_asks_again_is_not_doubled(
     holder = _grant(client, ["race2"], 2)
     waiter = _queue(client, ["race2"], holder_id="w")
     in_release, go_on = threading.Event(), threading.Event()
-    original = SlotStore._handoff
+    original = Handoff.hand_off
 
-    def held_open(self: SlotStore, tx: Any, names: Sequence[str], now: float) -> Any:
+    def held_open(self: Handoff, tx: Any, names: Sequence[str], now: float) -> Any:
         result = original(self, tx, names, now)
         in_release.set()
         assert go_on.wait(60)
         return result
 
-    monkeypatch.setattr(SlotStore, "_handoff", held_open)
+    monkeypatch.setattr(Handoff, "hand_off", held_open)
     assert holder.lease_id is not None
     lease_id = holder.lease_id
     releaser = threading.Thread(target=lambda: client.release_slots(lease_id))
     releaser.start()
     assert in_release.wait(60)
-    monkeypatch.setattr(SlotStore, "_handoff", original)
+    monkeypatch.setattr(Handoff, "hand_off", original)
     got: list[SlotGrant | SlotWait] = []
     asker = threading.Thread(
         target=lambda: got.append(client.acquire_slots(["race2"], 1, timeout=0, waiter_id=waiter))

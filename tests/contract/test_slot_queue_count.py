@@ -99,7 +99,7 @@ def test_queued_follows_every_waiter_row(backend: Backend, client: Client) -> No
         client.release_slots(granted.lease_id)
 
         # Nothing drifted, so the sweeper's re-count finds nothing to fix.
-        assert store.recount_queued() == []
+        assert store.reaper.recount_queued() == []
     finally:
         if own:
             store.close()
@@ -114,9 +114,9 @@ def test_the_recount_repairs_a_count_that_drifted(backend: Backend, client: Clie
         _wait(client, ["a"], 1, uuid.uuid4().hex)
         with store.db.write() as tx:
             tx.execute("UPDATE limits SET queued = 0 WHERE name = 'a'")
-        assert store.recount_queued() == ["a"]
+        assert store.reaper.recount_queued() == ["a"]
         _assert_in_step(store, {"a": 1})
-        assert store.recount_queued() == []
+        assert store.reaper.recount_queued() == []
     finally:
         if own:
             store.close()

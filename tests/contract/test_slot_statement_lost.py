@@ -28,7 +28,7 @@ def pg_store(backend: Backend) -> Iterator[Store]:
     if backend.name != "embedded-postgres":
         pytest.skip("the one-statement slot path is PostgreSQL's; checked on the store itself")
     store = Store.open(backend.settings)
-    store.create_limit("a", 2)
+    store.limits.create_limit("a", 2)
     try:
         yield store
     finally:
@@ -64,7 +64,7 @@ def _active(store: Store) -> tuple[float, int]:
 def _acquire(store: Store) -> SlotGrant:
     from headway._process import current_process
 
-    attempt = store.acquire_slots(
+    attempt = store.slots.acquire_slots(
         ["a"], 1, mode="concurrency", priority=0, holder_kind="code", holder_id=None,
         process=current_process(), lease_seconds=30.0, waiter_id="", new_waiter=True,
         may_queue=False, wake_address=None,
@@ -85,7 +85,7 @@ def test_an_acquire_whose_statement_was_cut_grants_exactly_once(
     with pg_store.db.read() as tx:
         assert tx.one("SELECT 1 FROM leases WHERE lease_id = :id", {"id": grant.lease_id})
     assert grant.lease_id is not None
-    assert pg_store.release_slots(grant.lease_id)[0] is True
+    assert pg_store.slots.release_slots(grant.lease_id)[0] is True
     assert _active(pg_store) == (0.0, 0)
 
 
@@ -96,7 +96,7 @@ def test_a_release_whose_statement_was_cut_is_done_once_and_reported_intact(
     grant = _acquire(pg_store)
     assert grant.lease_id is not None and _active(pg_store) == (1.0, 1)
     _lose_answers(pg_store, monkeypatch, carried_out=carried_out)
-    intact, _ = pg_store.release_slots(grant.lease_id)
+    intact, _ = pg_store.slots.release_slots(grant.lease_id)
     # Never "lost": the lease was ours until we gave it back (a false LeaseLostError
     # would tell the holder its slot had been given to someone else).
     assert intact is True
@@ -109,10 +109,10 @@ def test_a_release_with_a_waiter_is_one_transaction_with_its_handoff(
     from headway._process import current_process
     from headway.exceptions import StoreUnavailable
 
-    pg_store.update_limit("a", limit=1)
+    pg_store.limits.update_limit("a", limit=1)
     grant = _acquire(pg_store)
     assert grant.lease_id is not None
-    queued = pg_store.acquire_slots(
+    queued = pg_store.slots.acquire_slots(
         ["a"], 1, mode="concurrency", priority=0, holder_kind="code", holder_id=None,
         process=current_process(), lease_seconds=30.0, waiter_id="w", new_waiter=True,
         may_queue=True, wake_address=None,
@@ -126,10 +126,10 @@ def test_a_release_with_a_waiter_is_one_transaction_with_its_handoff(
     # transaction: when the handoff fails, nothing was written, and saying so
     # is true (the lease is still held; the release may be sent again).
     with monkeypatch.context() as patched:
-        patched.setattr(pg_store, "_handoff", store_gone)
+        patched.setattr(pg_store.slots.handoff, "hand_off", store_gone)
         with pytest.raises(StoreUnavailable):
-            pg_store.release_slots(grant.lease_id)
+            pg_store.slots.release_slots(grant.lease_id)
     assert _active(pg_store) == (1.0, 1)
-    intact, wake = pg_store.release_slots(grant.lease_id)
+    intact, wake = pg_store.slots.release_slots(grant.lease_id)
     assert intact is True and [t.waiter_id for t in wake] == ["w"]
     assert _active(pg_store) == (1.0, 1)  # the waiter's lease now

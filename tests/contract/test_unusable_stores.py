@@ -78,7 +78,7 @@ def test_a_damaged_sqlite_store_is_one_line_exit_2(
 ) -> None:
     store = Store.open(get_settings())
     for i in range(50):
-        store.create_flow_run(id=f"run-{i}", name=f"r{i}", flow_name="f", state=Running())
+        store.runs.create_flow_run(id=f"run-{i}", name=f"r{i}", flow_name="f", state=Running())
     store.close()
     _garble_data_pages(headway_home / "headway.db")
     for args in COMMANDS:

@@ -123,7 +123,7 @@ def test_a_deployment_made_before_code_sources_keeps_its_entrypoint(tmp_path: Pa
         db.close()
     store = Store.open(get_settings({"HEADWAY_DATABASE_URL": url}))
     try:
-        dep = store.read_deployment("etl/old")
+        dep = store.deployments.read_deployment("etl/old")
     finally:
         store.close()
     assert dep.entrypoint == "/home/me/proj/flows/etl.py:etl"

@@ -22,7 +22,7 @@ def test_a_new_home_and_store_are_private(tmp_path: Path) -> None:
         home = tmp_path / "nested" / "home"
         store = Store.open(get_settings({"HEADWAY_HOME": str(home)}))
         try:
-            store.create_flow_run(id="r", name="r", flow_name="f", state=Running())
+            store.runs.create_flow_run(id="r", name="r", flow_name="f", state=Running())
             wakeups = LocalWakeups(home / "wake")
             assert wakeups.address is not None  # binds its socket under wake/
             wakeups.close()

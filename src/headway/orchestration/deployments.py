@@ -95,7 +95,7 @@ class DeploymentPolicy:
     ) -> FlowRun:
         """A state change that also gives back a claimed run's slots when it ends."""
         run, wake = retrying(
-            lambda: self.store.set_flow_run_state_releasing(run_id, state, expect=expect)
+            lambda: self.store.run_leases.set_flow_run_state_releasing(run_id, state, expect=expect)
         )
         self._notify(wake)
         return run
@@ -105,39 +105,39 @@ class DeploymentPolicy:
         self, name: str, *, concurrency_limit: int | None = None, description: str = ""
     ) -> WorkPool:
         """Create a pool (with its ``default`` queue); unlimited unless a limit is given."""
-        return self.store.create_work_pool(
+        return self.store.pools.create_work_pool(
             name, concurrency_limit=concurrency_limit, description=description
         )
 
     def read_work_pool(self, name: str) -> WorkPool:
         """One pool with its queues, limit and run counts."""
-        return self.store.read_work_pool(name)
+        return self.store.pools.read_work_pool(name)
 
     def list_work_pools(self) -> list[WorkPool]:
         """Every pool."""
-        return self.store.list_work_pools()
+        return self.store.pools.list_work_pools()
 
     def update_work_pool(self, name: str, *, paused: bool | None = None) -> WorkPool:
         """Pause or resume a pool."""
         if paused is None:
-            return self.store.read_work_pool(name)
-        pool = self.store.set_work_pool_paused(name, paused)
+            return self.store.pools.read_work_pool(name)
+        pool = self.store.pools.set_work_pool_paused(name, paused)
         if not paused:
             self._wake_pool(name)
         return pool
 
     def set_work_pool_concurrency_limit(self, name: str, limit: int | None) -> WorkPool:
         """Set (None: clear) the pool's limit on PENDING and RUNNING runs, live."""
-        pool, wake = self.store.set_work_pool_limit(name, limit)
+        pool, wake = self.store.pools.set_work_pool_limit(name, limit)
         self._notify(wake)
         return pool
 
     def delete_work_pool(self, name: str) -> None:
         """Delete a pool (refused while deployments use it)."""
-        self._notify(self.store.delete_work_pool(name))
+        self._notify(self.store.pools.delete_work_pool(name))
 
     def _wake_pool(self, pool: str | None) -> None:
-        self._notify(self.store.pool_claimers(pool))
+        self._notify(self.store.run_leases.pool_claimers(pool))
 
     # -- work queues ---------------------------------------------------------------
     def create_work_queue(
@@ -149,23 +149,23 @@ class DeploymentPolicy:
         concurrency_limit: int | None = None,
     ) -> WorkQueue:
         """Create a queue in a pool (higher priority is claimed first)."""
-        return self.store.create_work_queue(
+        return self.store.pools.create_work_queue(
             pool, name, priority=priority, concurrency_limit=concurrency_limit
         )
 
     def read_work_queue(self, pool: str, name: str) -> WorkQueue:
         """One queue."""
-        return self.store.read_work_queue(pool, name)
+        return self.store.pools.read_work_queue(pool, name)
 
     def list_work_queues(self, pool: str | None = None) -> list[WorkQueue]:
         """The queues of a pool (or of every pool)."""
-        return self.store.list_work_queues(pool)
+        return self.store.pools.list_work_queues(pool)
 
     def update_work_queue(
         self, pool: str, name: str, *, priority: int | None = None, paused: bool | None = None
     ) -> WorkQueue:
         """Change a queue's priority, pause or resume it."""
-        queue = self.store.update_work_queue(pool, name, priority=priority, paused=paused)
+        queue = self.store.pools.update_work_queue(pool, name, priority=priority, paused=paused)
         if paused is False:
             self._wake_pool(pool)
         return queue
@@ -174,13 +174,13 @@ class DeploymentPolicy:
         self, pool: str, name: str, limit: int | None
     ) -> WorkQueue:
         """Set (None: clear) the queue's limit, live."""
-        queue, wake = self.store.set_work_queue_limit(pool, name, limit)
+        queue, wake = self.store.pools.set_work_queue_limit(pool, name, limit)
         self._notify(wake)
         return queue
 
     def delete_work_queue(self, pool: str, name: str) -> None:
         """Delete a queue (not ``default``; refused while deployments use it)."""
-        self._notify(self.store.delete_work_queue(pool, name))
+        self._notify(self.store.pools.delete_work_queue(pool, name))
 
     # -- deployments ---------------------------------------------------------------
     def apply_deployment(self, spec: DeploymentSpec) -> Deployment:
@@ -220,7 +220,7 @@ class DeploymentPolicy:
             if limit is None:
                 raise ValidationError("a concurrency key needs a concurrency limit")
         tags = tuple(str(t) for t in spec.tags)
-        dep, wake = self.store.upsert_deployment(
+        dep, wake = self.store.deployments.upsert_deployment(
             flow_name=spec.flow_name,
             name=spec.name,
             full_name=full,
@@ -247,20 +247,20 @@ class DeploymentPolicy:
     def read_deployment(self, name: str) -> Deployment:
         """One deployment by ``<flow>/<name>``."""
         split_full_name(name)
-        return self.store.read_deployment(name)
+        return self.store.deployments.read_deployment(name)
 
     def list_deployments(
         self, *, work_pool: str | None = None, flow_name: str | None = None
     ) -> list[Deployment]:
         """Deployments by name."""
-        return self.store.list_deployments(work_pool=work_pool, flow_name=flow_name)
+        return self.store.deployments.list_deployments(work_pool=work_pool, flow_name=flow_name)
 
     def update_deployment(self, name: str, *, paused: bool | None = None) -> Deployment:
         """Pause (its schedules stop; runs created ahead are removed) or resume."""
         split_full_name(name)
         if paused is None:
-            return self.store.read_deployment(name)
-        dep = self.store.set_deployment_paused(name, paused)
+            return self.store.deployments.read_deployment(name)
+        dep = self.store.deployments.set_deployment_paused(name, paused)
         if not paused:
             self.schedule_runs()
         return dep
@@ -281,16 +281,16 @@ class DeploymentPolicy:
         if concurrency_key is not None:
             if value is None:
                 raise ValidationError("a concurrency key needs a concurrency limit")
-            dep = self.store.read_deployment(name)
+            dep = self.store.deployments.read_deployment(name)
             key = validate_key_template(concurrency_key, dep.parameter_schema)
-        dep, wake = self.store.set_deployment_concurrency(name, value, strategy, key)
+        dep, wake = self.store.deployments.set_deployment_concurrency(name, value, strategy, key)
         self._notify(wake)
         return dep
 
     def delete_deployment(self, name: str) -> None:
         """Delete a deployment; its runs not started yet are cancelled."""
         split_full_name(name)
-        self._notify(self.store.delete_deployment(name))
+        self._notify(self.store.deployments.delete_deployment(name))
 
     def create_deployment_run(
         self,
@@ -303,7 +303,7 @@ class DeploymentPolicy:
         """A new run of a deployment, due at ``scheduled_time`` (default: now)."""
         split_full_name(name)
         priority = validate_priority(priority)
-        dep = self.store.read_deployment(name)
+        dep = self.store.deployments.read_deployment(name)
         merged = {**dep.parameters, **dict(parameters or {})}
         check_finite_json(merged, "parameters")
         _check(dep.parameter_schema, merged, f"deployment {name}", complete=True)
@@ -314,7 +314,7 @@ class DeploymentPolicy:
             expected = self.store.clock.now()
         else:
             expected = check_time(scheduled_time, "scheduled_time").timestamp()
-        run, wake = self.store.create_deployment_run(
+        run, wake = self.store.scheduling.create_deployment_run(
             full_name=name,
             flow_name=dep.flow_name,
             name=f"{dep.name}-{secrets.token_hex(3)}",
@@ -334,7 +334,7 @@ class DeploymentPolicy:
     def cancel_flow_run(self, run_id: str, message: str | None = None) -> FlowRun:
         """Cancel a run: at once if not started, else its worker stops it (CANCELLING)."""
         text = message or "cancelled on request"
-        run, wake = retrying(lambda: self.store.cancel_flow_run(run_id, text))
+        run, wake = retrying(lambda: self.store.run_leases.cancel_flow_run(run_id, text))
         self._notify(wake)
         return run
 
@@ -351,19 +351,19 @@ class DeploymentPolicy:
             check_pid(pid, "worker pid")
         if host is not None and (not isinstance(host, str) or len(host) > HOST_MAX):
             raise ValidationError(f"worker host must be at most {HOST_MAX} characters")
-        return self.store.register_worker(
+        return self.store.pools.register_worker(
             pool, name, pid=pid, host=host, wake_address=self.wakeups.address
         )
 
     def list_workers(self, pool: str | None = None) -> list[Worker]:
         """Workers, most recently heard from first."""
-        return self.store.list_workers(
+        return self.store.pools.list_workers(
             pool, offline_after=max(60.0, 3 * self.settings.concurrency_lease_seconds)
         )
 
     def remove_worker(self, worker_id: str) -> None:
         """Forget a worker that stopped cleanly."""
-        self.store.remove_worker(worker_id)
+        self.store.pools.remove_worker(worker_id)
 
     def heartbeat_worker(self, worker_id: str, run_ids: Sequence[str]) -> HeartbeatResult:
         """Renew a worker's runs; which it lost and which it must cancel."""
@@ -372,7 +372,7 @@ class DeploymentPolicy:
         except Exception as exc:  # the renewal matters more: a worker must not lose its runs
             logger.warning("run sweep before a heartbeat failed: %s", exc, extra={"action": "hb"})
         ids, lease = list(run_ids), self.settings.concurrency_lease_seconds
-        return retrying(lambda: self.store.heartbeat_worker(worker_id, ids, lease))
+        return retrying(lambda: self.store.run_leases.heartbeat_worker(worker_id, ids, lease))
 
     def claim_flow_runs(
         self,
@@ -400,7 +400,7 @@ class DeploymentPolicy:
         try:
             while True:
                 result = retrying(
-                    lambda: self.store.claim_flow_runs(
+                    lambda: self.store.claims.claim_flow_runs(
                         worker_id=worker_id,
                         pool=pool,
                         queues=queues,
@@ -440,7 +440,9 @@ class DeploymentPolicy:
         """
         if horizon_seconds is None:
             horizon_seconds = self.settings.scheduler_horizon_seconds
-        created, wake = self.store.schedule_runs(horizon_seconds=horizon_seconds, max_runs=max_runs)
+        created, wake = self.store.scheduling.schedule_runs(
+            horizon_seconds=horizon_seconds, max_runs=max_runs
+        )
         self._notify(wake)
         return created
 
@@ -451,11 +453,11 @@ class DeploymentPolicy:
         """
         if late_after_seconds is None:
             late_after_seconds = self.settings.late_after_seconds
-        return self.store.mark_late_runs(late_after_seconds)
+        return self.store.scheduling.mark_late_runs(late_after_seconds)
 
     def sweep_runs(self) -> int:
         """End runs whose worker stopped renewing their lease (CRASHED); free their slots."""
-        count, wake = retrying(self.store.sweep_runs)
+        count, wake = retrying(self.store.run_leases.sweep_runs)
         self._notify(wake)
         return count
 

@@ -99,7 +99,7 @@ class ExplainPolicy:
             raise ValidationError(f"since must be a datetime, got {since!r}")
         if since is not None and since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-        return self.store.read_events(
+        return self.store.events.read_events(
             run_id=run_id,
             limit_name=limit_name,
             since=None if since is None else since.timestamp(),
@@ -110,11 +110,11 @@ class ExplainPolicy:
 
     def limit_stats(self, *, prefix: str | None = None) -> list[LimitStats]:
         """Limits with their counters: grants, denials, expiries, average hold and occupancy."""
-        return self.store.limit_stats(prefix=prefix)
+        return self.store.events.limit_stats(prefix=prefix)
 
     def prune_events(self) -> int:
         """Delete events older than the retention (``HEADWAY_EVENTS_RETENTION_SECONDS``)."""
-        return self.store.prune_events(self.settings.events_retention_seconds)
+        return self.store.events.prune_events(self.settings.events_retention_seconds)
 
     # -- why is this run waiting? ----------------------------------------------------
     def explain_run(self, run_id: str) -> RunExplanation:
@@ -122,21 +122,21 @@ class ExplainPolicy:
         if not isinstance(run_id, str) or not run_id.strip() or len(run_id) > 100:
             raise ValidationError(f"invalid run id {run_id!r}")
         store = self.store
-        store.flush_events()
+        store.events.flush_events()
         now = self.store.clock.now()
         with store.db.read():  # one snapshot for the whole answer
             flow: FlowRun | None = None
             task: TaskRun | None = None
             try:
-                flow = store.read_flow_run(run_id)
+                flow = store.runs.read_flow_run(run_id)
             except ObjectNotFound:
                 try:
-                    task = store.read_task_run(run_id)
+                    task = store.runs.read_task_run(run_id)
                 except ObjectNotFound:
                     task = None
-            claim = store.run_claim(run_id) if flow is not None else None
-            waits = store.waits_of(run_id)
-            holds = store.leases_of(run_id)
+            claim = store.explain.run_claim(run_id) if flow is not None else None
+            waits = store.explain.waits_of(run_id)
+            holds = store.explain.leases_of(run_id)
             if flow is None and task is None and not waits and not holds:
                 raise ObjectNotFound(f"no flow run or task run with id {run_id}")
             blockers = [self._waiter_blocker(w, now) for w in waits]
@@ -148,10 +148,10 @@ class ExplainPolicy:
                     deployment = None
             if claim is not None and claim.state_type == StateType.SCHEDULED.value:
                 blockers += self._claim_blockers(claim, deployment, now)
-            events = store.read_events(run_id=run_id, limit=500, flush=False).events
-            states = store.read_states(run_id)
+            events = store.events.read_events(run_id=run_id, limit=500, flush=False).events
+            states = store.runs.read_states(run_id)
             applies = self._applicable_limits(flow, task, deployment)
-            task_waits = store.task_waits(run_id) if flow is not None else []
+            task_waits = store.explain.task_waits(run_id) if flow is not None else []
         answer = self._answer(
             run_id, flow, task, claim, blockers, holds, events, states, applies, now
         )
@@ -171,8 +171,8 @@ class ExplainPolicy:
 
     def _waiter_blocker(self, wait: WaitRequest, now: float) -> Blocker:
         name = wait.limit_name
-        view = self.store.limit_view(name)
-        place = self.store.waiter_place(name, wait.priority, wait.seq)
+        view = self.store.explain.limit_view(name)
+        place = self.store.explain.waiter_place(name, wait.priority, wait.seq)
         return self._blocker(
             name, view, place, wait.slots, wait.priority, wait.since, WAIT_FIFO, now
         )
@@ -184,8 +184,8 @@ class ExplainPolicy:
         since = _dt(claim.expected_start or claim.created)
         if claim.blocked_on is not None:
             strategy = deployment.collision_strategy if deployment is not None else "ENQUEUE"
-            view = self.store.limit_view(claim.blocked_on)
-            place = self.store.blocked_place(claim.blocked_on, claim)
+            view = self.store.explain.limit_view(claim.blocked_on)
+            place = self.store.explain.blocked_place(claim.blocked_on, claim)
             return [
                 self._blocker(
                     claim.blocked_on, view, place, 1, claim.priority, since, strategy, now
@@ -202,12 +202,12 @@ class ExplainPolicy:
             (pool_limit_name(claim.work_pool), None),
             (queue_limit_name(claim.work_pool, queue), queue),
         ):
-            view = self.store.limit_view(name)
+            view = self.store.explain.limit_view(name)
             if view is None or not view.stats.active:
                 continue
             if view.stats.active_slots + 1 <= view.stats.limit:
                 continue  # room now: the next claim takes the run
-            place = self.store.pool_place(claim.work_pool, scope_queue, claim)
+            place = self.store.explain.pool_place(claim.work_pool, scope_queue, claim)
             strategy = "WAIT (the run stays scheduled; claimed by priority, then scheduled time)"
             out.append(self._blocker(name, view, place, 1, claim.priority, since, strategy, now))
         return out
@@ -225,7 +225,7 @@ class ExplainPolicy:
     ) -> Blocker:
         ids = [h.holder.id for h in view.holders if h.holder.id] if view else []
         ids += [a.holder_id for a in place.ahead if a.holder_id]
-        names = self.store.run_names(ids)
+        names = self.store.explain.run_names(ids)
         holders = tuple(_holder(h, names) for h in view.holders) if view else ()
         ahead = tuple(
             AheadInfo(a.position, a.holder_kind, a.holder_id, names.get(a.holder_id or ""),
@@ -280,7 +280,7 @@ class ExplainPolicy:
         run = flow or task
         if run is None:
             return []
-        limits = {s.name: s for s in self.store.limit_stats()}
+        limits = {s.name: s for s in self.store.events.limit_stats()}
         out: list[tuple[str, bool]] = []
 
         def check(label: str, name: str) -> None:
@@ -402,12 +402,12 @@ class ExplainPolicy:
         """A deployment's effective concurrency policy, layer by layer."""
         dep = self.read_deployment(name)
         with self.store.db.read():
-            stats = {s.name: s for s in self.store.limit_stats()}
-            usage = self.store.deployment_usage(dep.full_name, dep.tags)
+            stats = {s.name: s for s in self.store.events.limit_stats()}
+            usage = self.store.explain.deployment_usage(dep.full_name, dep.tags)
             pool_paused = queue_paused = False
             if dep.work_pool is not None:
                 try:
-                    pool = self.store.read_work_pool(dep.work_pool)
+                    pool = self.store.pools.read_work_pool(dep.work_pool)
                 except ObjectNotFound:
                     pool = None
                 pool_paused = bool(pool and pool.paused)
@@ -491,11 +491,11 @@ class ExplainPolicy:
     # -- the status screen -----------------------------------------------------------
     def status(self, *, limits: int = 10, waiting: int = 20) -> StatusReport:
         """Runs by state, the busiest limits, runs waiting now, workers seen recently."""
-        self.store.flush_events()
+        self.store.events.flush_events()
         with self.store.db.read():
-            by_state = self.store.count_flow_runs_by_state()
-            stats = self.store.limit_stats()
-            waits = self.store.waiting_runs(limit=waiting)
+            by_state = self.store.runs.count_flow_runs_by_state()
+            stats = self.store.events.limit_stats()
+            waits = self.store.explain.waiting_runs(limit=waiting)
             workers = self.list_workers()
         cut = datetime.now(UTC) - timedelta(seconds=RECENT_WORKER_SECONDS)
         busiest = sorted(

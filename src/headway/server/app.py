@@ -30,7 +30,7 @@ from headway.server.middleware import ApiKeyMiddleware, BodyLimitMiddleware, red
 from headway.server.services import BackgroundServices
 from headway.server.store_calls import StoreCalls, threads_for
 from headway.server.ui import ui_router
-from headway.server.waiting import HeldRequests, server_wakeups
+from headway.server.waiting import HeldRequests
 from headway.settings import Settings, get_settings
 from headway.store.store import Store
 
@@ -74,7 +74,7 @@ def create_app(
             anyio.to_thread.current_default_thread_limiter().total_tokens = PG_THREADS
         orchestrator = Orchestrator(opened, settings)
         # One wake-up source per server process; held requests park on it.
-        wakeups = server_wakeups(settings, opened.db.url)
+        wakeups = opened.open_wakeups()
         orchestrator.set_wakeups(wakeups)
         app.state.orchestrator = orchestrator
         # Slot calls run on threads of their own (see store_calls).

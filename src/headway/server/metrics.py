@@ -65,10 +65,10 @@ class StoreCollector:
         """Every metric family, from one pass over the store."""
         orch = self._orchestrator()
         store = orch.store
-        stats = store.limit_stats()
-        waits = {h.label: h for h in store.read_histograms(SLOT_WAIT)}
-        claims = store.read_histograms(CLAIM_LATENCY)
-        by_state = store.count_flow_runs_by_state()
+        stats = store.events.limit_stats()
+        waits = {h.label: h for h in store.events.read_histograms(SLOT_WAIT)}
+        claims = store.events.read_histograms(CLAIM_LATENCY)
+        by_state = store.runs.count_flow_runs_by_state()
         workers = orch.list_workers()
 
         labels = ["limit", "scope"]

@@ -1,12 +1,12 @@
 """Held requests: waiting for slots through the server without a thread per waiter.
 
 A request that must wait is an asyncio task parked on an ``asyncio.Event``.
-The server process has one wake-up source (the store's
-:class:`~headway.store.wakeups.LocalWakeups` on SQLite, ``LISTEN/NOTIFY`` on
-PostgreSQL), whose single receiver thread sets that event through the loop
-the moment a release makes room for this waiter. Each attempt to take the
-slots is one short store transaction on the slot threads; between attempts the
-request costs a socket and a few objects, so thousands may wait at once.
+The server process has one wake-up source (the one its store chooses,
+``Store.open_wakeups``: datagrams on SQLite, ``LISTEN/NOTIFY`` on PostgreSQL),
+whose single receiver thread sets that event through the loop the moment a
+release makes room for this waiter (``listen_callback``). Each attempt to take
+the slots is one short store transaction on the slot threads; between attempts
+the request costs a socket and a few objects, so thousands may wait at once.
 
 A wait lasts at most the long-poll cap; the client then asks again with the
 same waiter id and keeps its place in the queue. While held, the waiter row is
@@ -20,14 +20,12 @@ import asyncio
 import contextlib
 import functools
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Any
 
 from headway.core.limits import SlotGrant, SlotWait
 from headway.server.store_calls import RunsStoreCalls
-from headway.store.wakeups import Listener, LocalWakeups
 
 #: The longest a request is held before the server answers "still waiting".
 LONG_POLL_CAP_SECONDS = 30.0
@@ -35,53 +33,6 @@ LONG_POLL_CAP_SECONDS = 30.0
 Attempt = Callable[[], SlotGrant | SlotWait]
 
 logger = logging.getLogger("headway.server")
-
-
-class _CallbackEvent(threading.Event):
-    """A threading.Event that also runs a callback when set (from any thread)."""
-
-    def __init__(self, callback: Callable[[], None]) -> None:
-        super().__init__()
-        self._callback = callback
-
-    def set(self) -> None:
-        super().set()
-        self._callback()
-
-
-class CallbackListening:
-    """Adds :meth:`listen_callback` to a :class:`LocalWakeups` (or subclass)."""
-
-    def listen_callback(self, waiter_id: str, callback: Callable[[], None]) -> Listener:
-        """Like ``listen``, but each wake-up calls ``callback`` instead of waking a thread."""
-        hub: Any = self
-        listener: Any = LocalWakeups.listen(hub, waiter_id)
-        # Swap the plain event for one that calls back; keep a wake-up that came early.
-        event = _CallbackEvent(callback)
-        with hub._lock:
-            if hub._events.get(waiter_id) is listener._event:
-                if listener._event.is_set():
-                    event.set()
-                hub._events[waiter_id] = event
-                listener._event = event
-        result: Listener = listener
-        return result
-
-
-class ServerLocalWakeups(CallbackListening, LocalWakeups):
-    """The SQLite server's wake-up source: LocalWakeups with callback listeners."""
-
-
-def server_wakeups(settings: Any, database_url: str) -> Any:
-    """The wake-up source of a server process for its store."""
-    if database_url.startswith("postgresql"):
-        from headway.store.wakeups_pg import PostgresWakeups
-
-        class ServerPostgresWakeups(CallbackListening, PostgresWakeups):
-            """PostgreSQL LISTEN/NOTIFY with callback listeners."""
-
-        return ServerPostgresWakeups(database_url)
-    return ServerLocalWakeups(settings.home / "wake")
 
 
 class HeldRequests:

@@ -26,16 +26,15 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from headway.core.claiming import (
-    CLAIM_WINDOW,
     Candidate,
     ClaimResult,
     collision,
     round_robin_order,
 )
+from headway.core.clock import Clock
 from headway.core.deployments import (
     deployment_limit_name,
     pool_limit_name,
@@ -43,7 +42,7 @@ from headway.core.deployments import (
     render_key,
 )
 from headway.core.events import CLAIM_LATENCY
-from headway.core.limits import ProcessInfo, WakeTarget, decayed
+from headway.core.limits import ProcessInfo, WakeTarget
 from headway.core.models import ClaimedRun
 from headway.core.states import (
     AWAITING_CONCURRENCY_SLOT,
@@ -54,64 +53,51 @@ from headway.core.states import (
     StateType,
 )
 from headway.exceptions import HeadwayError, ObjectNotFound
-from headway.store.db import Row, Tx
-from headway.store.run_leases import _marks
-from headway.store.runs import _FLOW_COLUMNS, _flow_run
-from headway.store.scheduling import ScheduleStore
+from headway.store.claim_reads import (
+    DeploymentInfo,
+    Scope,
+    blocked_candidates,
+    deployment_infos,
+    fresh_candidates,
+    last_served,
+    next_due_at,
+    room_on,
+)
+from headway.store.db import Database, Tx
+from headway.store.events import Events
+from headway.store.pools import Pools
+from headway.store.run_leases import RunLeases
+from headway.store.run_rows import FLOW_COLUMNS, flow_run_of
+from headway.store.runs import Runs
+from headway.store.slots import Limits, Slots
+from headway.store.sql import in_list
 
 _SCHEDULED = frozenset({StateType.SCHEDULED})
-_CANDIDATE_COLUMNS = (
-    "id, deployment, work_queue, priority, expected_start_time, parameters,"
-    " concurrency_key, state_name, blocked_on, created, work_pool"
-)
 
 
-def _candidate(row: Row, queue_priority: int) -> Candidate:
-    return Candidate(
-        id=row[0],
-        deployment=row[1],
-        queue=row[2],
-        priority=int(row[3]),
-        expected=float(row[4]),
-        parameters=row[5],
-        key=row[6],
-        state_name=row[7],
-        blocked_on=row[8],
-        created=float(row[9]),
-        pool=row[10],
-        queue_priority=queue_priority,
-    )
+class Claims:
+    """Claiming due deployment runs for a worker, in one transaction per claim."""
 
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        events: Events,
+        runs: Runs,
+        run_leases: RunLeases,
+        pools: Pools,
+        limits: Limits,
+        slots: Slots,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.runs = runs
+        self.run_leases = run_leases
+        self.pools = pools
+        self.limits = limits
+        self.slots = slots
 
-@dataclass(frozen=True)
-class _DeploymentInfo:
-    limit: int | None
-    strategy: str
-    key_template: str | None
-    entrypoint: str | None
-
-
-def _room(tx: Tx, names: Sequence[str], now: float) -> dict[str, float]:
-    """Free slots per limit name; names without an active limit are unlimited."""
-    out = dict.fromkeys(names, float("inf"))
-    if not names:
-        return out
-    params: dict[str, Any] = {}
-    marks = _marks("n", list(names), params)
-    for name, limit, active, slots, decay, at in tx.execute(
-        "SELECT name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at"
-        f" FROM limits WHERE name IN ({marks})",
-        params,
-    ):
-        if bool(active):
-            out[name] = float(limit) - decayed(float(slots), float(decay), float(at), now)
-    return out
-
-
-class ClaimStore(ScheduleStore):
-    """Claiming. Mixed into :class:`headway.store.store.Store` (via DeploymentStore)."""
-
-    # -- claiming ------------------------------------------------------------------
     def claim_flow_runs(
         self,
         *,
@@ -130,21 +116,19 @@ class ClaimStore(ScheduleStore):
         # The sweep isolates a damaged run (skipped, reported) so that it cannot
         # fail every claim; the claim's own pass then ends only runs that expired
         # in between.
-        _, wake = self.sweep_runs(now=now)
+        _, wake = self.run_leases.sweep_runs(now=now)
         with self.db.write() as tx:
-            wake += self._crash_expired(tx, self._expired_runs(tx, now), now)[1]
+            wake += self.run_leases.crash_expired(tx, self.run_leases.expired_runs(tx, now), now)[1]
             scope = self._claim_scope(tx, pool, queues, deployments)
             if scope is None:
                 return ClaimResult([], wake, None)
             claimed = self._claim(tx, scope, worker_id, limit, process, lease_seconds, now, wake)
-            next_due = self._next_due(tx, scope, now)
+            next_due = next_due_at(tx, scope, now)
             runs: list[ClaimedRun] = []
             for run_id, entrypoint, lease_id in claimed:
-                row = tx.one(
-                    f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id}
-                )
+                row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
                 assert row is not None
-                runs.append(ClaimedRun(_flow_run(row), entrypoint, lease_id, lease_seconds))
+                runs.append(ClaimedRun(flow_run_of(row), entrypoint, lease_id, lease_seconds))
         return ClaimResult(runs, wake, next_due)
 
     def _claim_scope(
@@ -153,21 +137,21 @@ class ClaimStore(ScheduleStore):
         pool: str | None,
         queues: Sequence[str] | None,
         deployments: Sequence[str] | None,
-    ) -> _Scope | None:
+    ) -> Scope | None:
         if pool is None:
             names = sorted(set(deployments or ()))
             if not names:
                 return None
             params: dict[str, Any] = {}
-            marks = _marks("d", names, params)
+            marks = in_list("d", names, params)
             # Lock the served deployments: their claims are serialised, like a pool's.
             tx.execute(
                 f"SELECT id FROM deployments WHERE full_name IN ({marks}) ORDER BY full_name"
                 + tx.dialect.for_update,
                 params,
             )
-            return _Scope(None, [], names)
-        row = self._pool_row(tx, pool, lock=True)
+            return Scope(None, [], names)
+        row = self.pools.pool_row(tx, pool, lock=True)
         if bool(row[2]):
             return None  # paused
         rows = tx.execute(
@@ -185,12 +169,12 @@ class ClaimStore(ScheduleStore):
         eligible = [(q, known[q][0]) for q in wanted if not known[q][1]]
         if not eligible:
             return None
-        return _Scope(pool, eligible, [])
+        return Scope(pool, eligible, [])
 
     def _claim(
         self,
         tx: Tx,
-        scope: _Scope,
+        scope: Scope,
         worker_id: str,
         limit: int,
         process: ProcessInfo,
@@ -204,14 +188,14 @@ class ClaimStore(ScheduleStore):
         holder = ProcessInfo(pid=process.pid, host=process.host, node=process.node)
         fixed = [pool_limit_name(pool)] if pool else []
         fixed += [queue_limit_name(pool, q) for q, _ in scope.queues] if pool else []
-        room = _room(tx, fixed, now)
+        room = room_on(tx, fixed, now)
         if pool and room[pool_limit_name(pool)] < 1:
             return []
-        candidates = self._fresh_candidates(tx, scope, room, limit, now)
-        candidates += self._blocked_candidates(tx, scope, limit, now)
+        candidates = fresh_candidates(tx, scope, room, limit, now)
+        candidates += blocked_candidates(tx, scope, limit, now)
         if not candidates:
             return []
-        infos = self._deployment_infos(tx, {c.deployment for c in candidates if c.deployment})
+        infos = deployment_infos(tx, {c.deployment for c in candidates if c.deployment})
         dep_limits: dict[str, int] = {}
         for c in candidates:
             info = infos.get(c.deployment or "")
@@ -229,8 +213,8 @@ class ClaimStore(ScheduleStore):
             c.limit = deployment_limit_name(c.deployment, key)
             dep_limits[c.limit] = info.limit
         self._ensure_limits(tx, dep_limits, now)
-        room.update(_room(tx, sorted(dep_limits), now))
-        round_robin_order(candidates, self._last_served(tx, candidates))
+        room.update(room_on(tx, sorted(dep_limits), now))
+        round_robin_order(candidates, last_served(tx, candidates))
         candidates.sort(key=lambda c: c.order)
         queue_full: set[str] = set()
         claimed: list[tuple[str, str | None, str | None]] = []
@@ -257,7 +241,7 @@ class ClaimStore(ScheduleStore):
             blocked = [n for n in names if room.get(n, float("inf")) < 1]
             lease_id: str | None = None
             if not blocked and any(room.get(n, float("inf")) != float("inf") for n in names):
-                attempt = self.acquire_slots(
+                attempt = self.slots.acquire_slots(
                     sorted(set(names)),
                     1,
                     mode="concurrency",
@@ -293,7 +277,7 @@ class ClaimStore(ScheduleStore):
                 assert c.limit is not None
                 wake.extend(self._collide(tx, c, info, room, now))
                 continue
-            self._set_flow_run_state(tx, c.id, Pending(), _SCHEDULED)
+            self.runs.set_state_in(tx, c.id, Pending(), _SCHEDULED)
             tx.execute(
                 "UPDATE flow_runs SET lease_id = :lease, lease_expires = :e, worker_id = :w,"
                 " blocked_on = '', concurrency_key = :key WHERE id = :id",
@@ -308,137 +292,25 @@ class ClaimStore(ScheduleStore):
             claimed.append((c.id, info_entry.entrypoint if info_entry else None, lease_id))
             # Claim latency: how long the run was due before a worker took it.
             latency = max(0.0, now - c.expected)
-            self._event(tx, now, "flow_run.claimed", c.limit or "", 1, f"worker={worker_id}",
+            self.events.event(tx, now, "flow_run.claimed", c.limit or "", 1, f"worker={worker_id}",
                         run_id=c.id, seconds=latency)  # fmt: skip
-            self._observe(tx, CLAIM_LATENCY, [pool or ""], latency)
+            self.events.observe(tx, CLAIM_LATENCY, [pool or ""], latency)
         return claimed
-
-    def _fresh_candidates(
-        self, tx: Tx, scope: _Scope, room: dict[str, float], limit: int, now: float
-    ) -> list[Candidate]:
-        window = max(CLAIM_WINDOW, limit * 4)
-        out: list[Candidate] = []
-        if scope.pool is None:
-            params: dict[str, Any] = {"now": now, "n": window}
-            marks = _marks("d", scope.deployments, params)
-            rows = tx.execute(
-                f"SELECT {_CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool IS NULL"
-                " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
-                f" AND expected_start_time <= :now AND deployment IN ({marks})"
-                " AND lease_expires IS NULL"
-                " ORDER BY expected_start_time LIMIT :n",
-                params,
-            )
-            return [_candidate(r, 0) for r in rows]
-        for queue, priority in scope.queues:
-            if room[queue_limit_name(scope.pool, queue)] < 1:
-                continue
-            rows = tx.execute(
-                f"SELECT {_CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool = :p"
-                " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
-                " AND expected_start_time <= :now AND lease_expires IS NULL"
-                " ORDER BY expected_start_time LIMIT :n",
-                {"p": scope.pool, "q": queue, "now": now, "n": window},
-            )
-            out.extend(_candidate(r, priority) for r in rows)
-        return out
-
-    def _blocked_candidates(self, tx: Tx, scope: _Scope, limit: int, now: float) -> list[Candidate]:
-        # A skip scan: one index probe per distinct limit waited on, however many wait.
-        groups = [
-            r[0]
-            for r in tx.execute(
-                "WITH RECURSIVE g(name) AS (SELECT MIN(blocked_on) FROM flow_runs"
-                " WHERE blocked_on > '' UNION ALL SELECT (SELECT MIN(f.blocked_on)"
-                " FROM flow_runs f WHERE f.blocked_on > g.name) FROM g WHERE g.name IS NOT NULL)"
-                " SELECT name FROM g WHERE name IS NOT NULL"
-            )
-        ]
-        if not groups:
-            return []
-        room = _room(tx, groups, now)
-        queue_priority = dict(scope.queues)
-        out: list[Candidate] = []
-        for group in groups:
-            free = room[group]
-            if free < 1:
-                continue
-            take = int(min(free, max(limit, 1))) if free != float("inf") else max(limit, 1)
-            out.extend(
-                c
-                for c in self._group_heads(tx, group, take)
-                if (scope.pool is None and c.pool is None and c.deployment in scope.deployments)
-                or (scope.pool is not None and c.pool == scope.pool and c.queue in queue_priority)
-            )
-        for c in out:
-            c.queue_priority = queue_priority.get(c.queue or "", 0)
-        return out
-
-    def _group_heads(self, tx: Tx, group: str, take: int) -> list[Candidate]:
-        """The first runs waiting on ``group``: highest priority first, then FIFO.
-
-        One index probe per priority level present (a skip scan down the
-        priorities), so the cost does not grow with the number waiting.
-        """
-        heads: list[Candidate] = []
-        level = tx.one("SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b", {"b": group})
-        while level is not None and level[0] is not None and len(heads) < take:
-            rows = tx.execute(
-                f"SELECT {_CANDIDATE_COLUMNS} FROM flow_runs WHERE blocked_on = :b"
-                " AND priority = :p AND state_type = 'SCHEDULED' AND lease_expires IS NULL"
-                " ORDER BY expected_start_time LIMIT :n",
-                {"b": group, "p": int(level[0]), "n": take - len(heads)},
-            )
-            heads.extend(_candidate(r, 0) for r in rows)
-            level = tx.one(
-                "SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b AND priority < :p",
-                {"b": group, "p": int(level[0])},
-            )
-        return heads
-
-    def _deployment_infos(self, tx: Tx, names: set[str]) -> dict[str, _DeploymentInfo]:
-        if not names:
-            return {}
-        params: dict[str, Any] = {}
-        marks = _marks("d", sorted(names), params)
-        return {
-            r[0]: _DeploymentInfo(None if r[1] is None else int(r[1]), r[2], r[3], r[4])
-            for r in tx.execute(
-                "SELECT full_name, concurrency_limit, collision_strategy, concurrency_key,"
-                f" entrypoint FROM deployments WHERE full_name IN ({marks})",
-                params,
-            )
-        }
 
     def _ensure_limits(self, tx: Tx, wanted: Mapping[str, int], now: float) -> None:
         """Create the per-key limits of keyed deployments on first use."""
         if not wanted:
             return
         params: dict[str, Any] = {}
-        marks = _marks("n", sorted(wanted), params)
+        marks = in_list("n", sorted(wanted), params)
         have = {
             r[0] for r in tx.execute(f"SELECT name FROM limits WHERE name IN ({marks})", params)
         }
         for name in sorted(set(wanted) - have):
             try:
-                self.create_limit(name, wanted[name])
+                self.limits.create_limit(name, wanted[name])
             except HeadwayError:
                 pass  # created meanwhile by another transaction: fine
-
-    def _last_served(self, tx: Tx, candidates: Sequence[Candidate]) -> dict[str, float]:
-        deps = sorted({c.deployment for c in candidates if c.key is not None and c.deployment})
-        if not deps:
-            return {}
-        params: dict[str, Any] = {}
-        marks = _marks("d", deps, params)
-        return {
-            f"{r[0]}\x00{r[1]}": float(r[2])
-            for r in tx.execute(
-                "SELECT deployment, key, last_claimed FROM deployment_keys"
-                f" WHERE deployment IN ({marks})",
-                params,
-            )
-        }
 
     def _served(self, tx: Tx, deployment: str, key: str, now: float) -> None:
         tx.execute(
@@ -459,7 +331,7 @@ class ClaimStore(ScheduleStore):
         blocked_on = blocked_on or ""
         if c.state_name == AWAITING_CONCURRENCY_SLOT and (c.blocked_on or "") == blocked_on:
             return
-        self._set_flow_run_state(
+        self.runs.set_state_in(
             tx,
             c.id,
             Scheduled(
@@ -477,7 +349,7 @@ class ClaimStore(ScheduleStore):
         self,
         tx: Tx,
         c: Candidate,
-        info: _DeploymentInfo,
+        info: DeploymentInfo,
         room: Mapping[str, float],
         now: float,
     ) -> list[WakeTarget]:
@@ -486,8 +358,10 @@ class ClaimStore(ScheduleStore):
         assert c.limit is not None and c.deployment is not None
         outcome = collision(info.strategy, c.id, c.limit, info.limit)
         if outcome.cancel_new is not None:
-            self._event(tx, now, "flow_run.cancel_new", c.limit, 1, "", run_id=c.id)
-            return self._finish_run(tx, c.id, Cancelled(message=outcome.cancel_new), _SCHEDULED)
+            self.events.event(tx, now, "flow_run.cancel_new", c.limit, 1, "", run_id=c.id)
+            return self.run_leases.finish_run(
+                tx, c.id, Cancelled(message=outcome.cancel_new), _SCHEDULED
+            )
         wake: list[WakeTarget] = []
         if outcome.supersede is not None:
             params: dict[str, Any] = {"d": c.deployment}
@@ -501,9 +375,11 @@ class ClaimStore(ScheduleStore):
             )
             message = outcome.supersede
             for run_id, _ in holders:
-                wake += self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
-                self._event(tx, now, "flow_run.superseded", c.limit, None, c.id, run_id=run_id)
-            wake.extend(self._worker_targets(tx, [h[1] for h in holders]))
+                wake += self.runs.set_state_in(tx, run_id, Cancelling(message=message), None)
+                self.events.event(
+                    tx, now, "flow_run.superseded", c.limit, None, c.id, run_id=run_id
+                )
+            wake.extend(self.run_leases.worker_targets(tx, [h[1] for h in holders]))
             older = tx.execute(
                 "SELECT id FROM flow_runs WHERE blocked_on = :b AND state_type = 'SCHEDULED'"
                 " AND id <> :id AND (expected_start_time < :t OR (expected_start_time = :t"
@@ -511,44 +387,11 @@ class ClaimStore(ScheduleStore):
                 {"b": c.limit, "id": c.id, "t": c.expected, "c": c.created},
             )
             for (run_id,) in older:
-                wake.extend(self._finish_run(tx, run_id, Cancelled(message=message), _SCHEDULED))
+                wake.extend(
+                    self.run_leases.finish_run(tx, run_id, Cancelled(message=message), _SCHEDULED)
+                )
         self._await(tx, c, c.limit, c.limit, room)
         return wake
 
-    def _next_due(self, tx: Tx, scope: _Scope, now: float) -> float | None:
-        if scope.pool is None:
-            params: dict[str, Any] = {"now": now}
-            marks = _marks("d", scope.deployments, params)
-            row = tx.one(
-                "SELECT expected_start_time FROM flow_runs WHERE work_pool IS NULL"
-                " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
-                f" AND expected_start_time > :now AND deployment IN ({marks})"
-                " ORDER BY expected_start_time LIMIT 1",
-                params,
-            )
-            return None if row is None or row[0] is None else float(row[0])
-        best: float | None = None
-        for queue, _ in scope.queues:
-            # ORDER BY ... LIMIT 1 rather than MIN: the claim index walked in order,
-            # whatever the planner's statistics (a fresh backlog has none).
-            row = tx.one(
-                "SELECT expected_start_time FROM flow_runs WHERE work_pool = :p"
-                " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
-                " AND expected_start_time > :now ORDER BY expected_start_time LIMIT 1",
-                {"p": scope.pool, "q": queue, "now": now},
-            )
-            if row is not None and row[0] is not None:
-                best = float(row[0]) if best is None else min(best, float(row[0]))
-        return best
 
-
-@dataclass(frozen=True)
-class _Scope:
-    """What one claim may take: a pool's eligible queues, or served deployments."""
-
-    pool: str | None
-    queues: list[tuple[str, int]]
-    deployments: list[str]
-
-
-__all__ = ["ClaimStore"]
+__all__ = ["Claims"]

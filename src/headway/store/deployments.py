@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from headway.core.clock import Clock
 from headway.core.deployments import (
     DEFAULT_QUEUE,
     deployment_limit_name,
@@ -28,9 +29,11 @@ from headway.core.models import (
 )
 from headway.core.states import Cancelled
 from headway.exceptions import ObjectNotFound
-from headway.store.claims import ClaimStore
-from headway.store.db import Row, Tx
-from headway.store.pools import PoolStore, _in
+from headway.store.db import Database, Row, Tx
+from headway.store.pools import Pools
+from headway.store.run_leases import RunLeases
+from headway.store.slots import Limits
+from headway.store.sql import in_list
 
 _DEPLOYMENT_COLUMNS = (
     "id, full_name, flow_name, name, entrypoint, parameters, parameter_schema, tags,"
@@ -64,10 +67,24 @@ def _deployment(row: Row, schedules: Sequence[DeploymentSchedule]) -> Deployment
     )
 
 
-class DeploymentStore(PoolStore, ClaimStore):
-    """Deployments (and, by its bases, pools, queues, workers, claims): mixed into the Store."""
+class Deployments:
+    """Deployments, their schedules and concurrency limits. Each public method is one
+    transaction."""
 
-    # -- deployments ---------------------------------------------------------------
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        limits: Limits,
+        pools: Pools,
+        run_leases: RunLeases,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.limits = limits
+        self.pools = pools
+        self.run_leases = run_leases
+
     def upsert_deployment(
         self,
         *,
@@ -98,7 +115,7 @@ class DeploymentStore(PoolStore, ClaimStore):
         strategy = validate_strategy(collision_strategy)
         with self.db.write() as tx:
             if work_pool is not None:
-                self._pool_row(tx, work_pool)
+                self.pools.pool_row(tx, work_pool)
                 queue = work_queue or DEFAULT_QUEUE
                 if (
                     tx.one(
@@ -107,7 +124,7 @@ class DeploymentStore(PoolStore, ClaimStore):
                     )
                     is None
                 ):
-                    raise ObjectNotFound(self._unknown_queue(tx, work_pool, queue))
+                    raise ObjectNotFound(self.pools.unknown_queue(tx, work_pool, queue))
                 work_queue = queue
             existing = tx.one(
                 f"SELECT id, paused FROM deployments WHERE full_name = :f{tx.dialect.for_update}",
@@ -179,7 +196,7 @@ class DeploymentStore(PoolStore, ClaimStore):
             if old != new or paused:
                 self._drop_scheduled_ahead(tx, full_name, now)
             wake = self._apply_deployment_limit(tx, full_name, concurrency_limit, concurrency_key)
-            wake.extend(self._claimers(tx, work_pool, now))
+            wake.extend(self.run_leases.claimers(tx, work_pool, now))
             dep = self._read_deployment(tx, "full_name = :f", {"f": full_name})
         return dep, wake
 
@@ -190,18 +207,18 @@ class DeploymentStore(PoolStore, ClaimStore):
         base = deployment_limit_name(full)
         wake: list[WakeTarget] = []
         if limit is None:
-            wake.extend(self._put_limit(tx, base, None))
-            for name in self._prefixed_limits(tx, base + ":"):
-                wake.extend(self._put_limit(tx, name, None))
+            wake.extend(self.limits.put_limit(tx, base, None))
+            for name in self.limits.prefixed_limits(tx, base + ":"):
+                wake.extend(self.limits.put_limit(tx, name, None))
             return wake
         # Keyed: one limit per key (created when a run of that key is first claimed);
         # otherwise the one deployment-wide limit.
         if key is None:
-            wake.extend(self._put_limit(tx, base, limit))
+            wake.extend(self.limits.put_limit(tx, base, limit))
         else:
-            wake.extend(self._put_limit(tx, base, None))
-        for name in self._prefixed_limits(tx, base + ":"):
-            wake.extend(self._put_limit(tx, name, limit if key is not None else None))
+            wake.extend(self.limits.put_limit(tx, base, None))
+        for name in self.limits.prefixed_limits(tx, base + ":"):
+            wake.extend(self.limits.put_limit(tx, name, limit if key is not None else None))
         return wake
 
     def _drop_scheduled_ahead(self, tx: Tx, full: str, now: float) -> int:
@@ -217,7 +234,7 @@ class DeploymentStore(PoolStore, ClaimStore):
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             params: dict[str, Any] = {}
-            marks = _in("i", chunk, params)
+            marks = in_list("i", chunk, params)
             tx.execute(f"DELETE FROM states WHERE run_id IN ({marks})", params)
             tx.execute(f"DELETE FROM flow_runs WHERE id IN ({marks})", params)
         return len(ids)
@@ -237,7 +254,7 @@ class DeploymentStore(PoolStore, ClaimStore):
         if not ids:
             return out
         params: dict[str, Any] = {}
-        marks = _in("d", list(ids), params)
+        marks = in_list("d", list(ids), params)
         for sid, dep, sched, active in tx.execute(
             "SELECT id, deployment_id, schedule, active FROM deployment_schedules"
             f" WHERE deployment_id IN ({marks}) ORDER BY position",
@@ -303,7 +320,7 @@ class DeploymentStore(PoolStore, ClaimStore):
                 {"l": limit, "s": strategy, "k": key, "now": now, "id": dep.id},
             )
             wake = self._apply_deployment_limit(tx, full_name, limit, key)
-            wake.extend(self._claimers(tx, dep.work_pool, now))
+            wake.extend(self.run_leases.claimers(tx, dep.work_pool, now))
             return self._read_deployment(tx, "full_name = :f", {"f": full_name}), wake
 
     def delete_deployment(self, full_name: str) -> list[WakeTarget]:
@@ -320,15 +337,15 @@ class DeploymentStore(PoolStore, ClaimStore):
                 )
             ]
             for run_id in waiting:
-                self._finish_run(
+                self.run_leases.finish_run(
                     tx, run_id, Cancelled(message=f"deployment {full_name} was deleted"), None
                 )
             tx.execute("DELETE FROM deployment_schedules WHERE deployment_id = :d", {"d": dep.id})
             tx.execute("DELETE FROM deployment_keys WHERE deployment = :d", {"d": full_name})
             tx.execute("DELETE FROM deployments WHERE id = :d", {"d": dep.id})
             base = deployment_limit_name(full_name)
-            wake = self._drop_limits(tx, [base, *self._prefixed_limits(tx, base + ":")])
+            wake = self.limits.drop_limits(tx, [base, *self.limits.prefixed_limits(tx, base + ":")])
         return wake
 
 
-__all__ = ["DeploymentStore"]
+__all__ = ["Deployments"]

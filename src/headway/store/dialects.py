@@ -37,6 +37,13 @@ class Dialect:
     serialize_writes: bool = False
     #: The names of the tables in the database (its current schema on PostgreSQL).
     list_tables: str = ""
+    #: Writers lock the limit rows they change, in name order (``for_update``);
+    #: False where a write transaction locks the whole database anyway.
+    row_locks: bool = False
+    #: One statement may run as a transaction of its own (``Database.execute_alone``,
+    #: no BEGIN and COMMIT round trips): the slot engine's one-statement grant and
+    #: release apply (``store/slots/fast.py``).
+    autocommit_statements: bool = False
     _cache: dict[str, str] = field(default_factory=dict, repr=False)
 
     def sql(self, query: str) -> str:
@@ -73,6 +80,8 @@ POSTGRESQL = Dialect(
     list_tables=(
         "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema()"
     ),
+    row_locks=True,
+    autocommit_statements=True,
 )
 
 

@@ -21,7 +21,7 @@ what they record, so an event exists exactly when its change committed:
 
 Grants, denials and releases happen thousands of times a second: a process
 buffers them and writes them in one batch every
-:data:`FLUSH_INTERVAL_SECONDS` (and when its store closes or the process
+``FLUSH_INTERVAL_SECONDS`` (``store/event_buffer.py``; and when its store closes or the process
 exits), which costs a few microseconds per event instead of an indexed insert
 in every slot transaction. Readers in the same process flush first; other
 processes see them within the interval. A process killed outright loses at
@@ -44,9 +44,7 @@ import atexit
 import logging
 import os
 import threading
-import time
 import weakref
-from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -55,7 +53,6 @@ from headway.core.clock import Clock
 from headway.core.events import (
     HISTOGRAM_BOUNDS,
     MAX_EVENTS,
-    Event,
     EventPage,
     Histogram,
     LimitStats,
@@ -68,18 +65,12 @@ from headway.exceptions import ValidationError
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
 from headway.store.dialects import fails_whole_pass
+from headway.store.event_buffer import EventBuffer, EventRow, expand, flush_at_exit, flush_loop
+from headway.store.event_feed import event_rows, state_rows
 
-#: How often a process writes the slot events it buffered.
-FLUSH_INTERVAL_SECONDS = 0.2
-#: How often a process that writes events also prunes those past the retention.
-PRUNE_EVERY_SECONDS = 60.0
-#: Past this many buffered events (the store unreachable for long), the oldest are dropped.
-_BUFFER_MAX = 200_000
 _RUN_ID_MAX = 36
 #: How long closing a store waits for its event flusher to finish what it writes.
 _CLOSE_WAIT_SECONDS = 10.0
-
-EventRow = tuple[float, str, str | None, str | None, int | None, float | None, str | None]
 
 logger = logging.getLogger("headway.store")
 
@@ -88,123 +79,25 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(float(ts), UTC)
 
 
-def _state_event(row: Row) -> Event:
-    # row: id, run_id, type, name, message, timestamp
-    detail = row[3] if not row[4] else f"{row[3]}: {row[4]}"
-    return Event(f"s{row[0]}", _dt(row[5]), f"state.{row[2]}", row[1], None, None, None, detail)
+class Events:
+    """Writing and reading events, histograms and limit counters: the store's events part.
 
+    Every part that records what it does holds this one; events written in a
+    transaction take its ``tx``, frequent ones are buffered (``buffer_rows``,
+    ``slot_events``, ``released_events``) and written by a flusher thread.
+    """
 
-def _event(row: Row) -> Event:
-    # row: id, timestamp, kind, run_id, limit_name, slots, seconds, detail
-    return Event(
-        f"e{row[0]}",
-        _dt(row[1]),
-        row[2],
-        row[3],
-        row[4],
-        None if row[5] is None else int(row[5]),
-        None if row[6] is None else float(row[6]),
-        row[7],
-    )
-
-
-class _EventBuffer:
-    """Slot events of one store in one process, waiting for the flusher thread."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        #: Tagged tuples: ("rows", rows), or the facts of a grant, denial or release.
-        #: A deque: appending and popping are atomic, so producers take no lock; past
-        #: its bound (the store unreachable for long) the oldest are dropped.
-        self.items: deque[tuple[Any, ...]] = deque(maxlen=_BUFFER_MAX)
-        #: Set when items arrive in an empty buffer (wakes the flusher).
-        self.ready = threading.Event()
-        #: Held from taking items to committing them: a reader that flushes waits for
-        #: a flush in progress, so it never reads past events still being written.
-        self.flushing = threading.Lock()
-        self.closed = False
-        #: Set when the store closes: the flusher stops at once, even mid-pause.
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def drain(self) -> list[tuple[Any, ...]]:
-        """Take every item queued so far."""
-        items = self.items
-        return [items.popleft() for _ in range(len(items))]
-
-
-def _expand(item: tuple[Any, ...]) -> list[EventRow]:
-    """The event rows of a buffered item."""
-    tag = item[0]
-    if tag == "rows":
-        return list(item[1])
-    if tag == "slot":
-        _, now, kind, names, slots, holder_kind, holder_id, pid, host, lease, seconds, extra = item
-        detail = f"{holder_kind}:{holder_id or '-'} pid={pid} host={host}"
-        if lease is not None:
-            detail += f" lease={lease}"
-        detail += extra
-        return [(now, kind, holder_id, n, slots, seconds, detail) for n in names]
-    _, now, lease, rows = item  # released: limit, slots, created, expires, kind, holder
-    return [
-        (now, "slot.released", r[5], r[0], int(r[1]), now - float(r[2]),
-         f"{r[4]}:{r[5] or '-'} lease={lease}")
-        for r in rows
-    ]  # fmt: skip
-
-
-def _flush_loop(store_ref: weakref.ref[EventStore], buffer: _EventBuffer) -> None:
-    pruned_at = time.monotonic()
-    idle = 0.0
-    while True:
-        # The timeout also catches items appended while a flush was emptying the
-        # buffer (their producer saw it non-empty and did not signal).
-        buffer.ready.wait(1.0)
-        if buffer.closed:
-            return
-        if not buffer.items:
-            idle += 1.0
-            # A store dropped without being closed must not keep its thread forever.
-            if idle >= 5.0 and store_ref() is None:
-                return
-            continue
-        idle = 0.0
-        if buffer.stopping.wait(FLUSH_INTERVAL_SECONDS):  # gather a batch
-            return  # the closing store writes what is left itself
-        buffer.ready.clear()
-        store = store_ref()
-        if store is None:
-            return
-        try:
-            store.flush_events()
-            if time.monotonic() - pruned_at > PRUNE_EVERY_SECONDS:
-                # Embedded stores have no server to prune them: whoever writes events does.
-                pruned_at = time.monotonic()
-                store.prune_events(store.settings.events_retention_seconds)
-        except Exception as exc:  # the store may be down for a moment: retry next time
-            logger.warning("could not write %d event(s): %s", len(buffer.items), exc)
-            time.sleep(FLUSH_INTERVAL_SECONDS)
-        del store
-
-
-def _flush_at_exit(store_ref: weakref.ref[EventStore]) -> None:
-    store = store_ref()
-    if store is not None:
-        try:
-            store.close_events()
-        except Exception:
-            pass  # the interpreter is ending: nothing left to report to
-
-
-class EventStore:
-    """Writing and reading events, histograms and limit counters. Mixed into the Store."""
-
-    db: Database
-    settings: Settings
-    clock: Clock
+    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        #: This process's buffer of frequent events (made at the first one).
+        self._events_buffer: EventBuffer | None = None
+        #: Records a background pass skipped, reported once each.
+        self._skipped_reported: set[tuple[str, str]] = set()
 
     # -- writing (inside the caller's transaction) ------------------------------------
-    def _event(
+    def event(
         self,
         tx: Tx,
         now: float,
@@ -216,9 +109,9 @@ class EventStore:
         seconds: float | None = None,
     ) -> None:
         """Record one event in ``tx``."""
-        self._events(tx, [(now, kind, run_id, limit_name, slots, seconds, detail)])
+        self.write_rows(tx, [(now, kind, run_id, limit_name, slots, seconds, detail)])
 
-    def _events(self, tx: Tx, rows: Sequence[EventRow]) -> None:
+    def write_rows(self, tx: Tx, rows: Sequence[EventRow]) -> None:
         """Record events ``(time, kind, run id, limit, slots, seconds, detail)`` in ``tx``."""
         if not rows:
             return
@@ -252,7 +145,7 @@ class EventStore:
         The pass goes on with the others. Each record is reported once per store
         object: a pass that meets it again every few seconds does not flood the log.
         """
-        seen: set[tuple[str, str]] = self.__dict__.setdefault("_skipped_reported", set())
+        seen: set[tuple[str, str]] = self._skipped_reported
         if (what, name) in seen:
             return
         seen.add((what, name))
@@ -267,13 +160,13 @@ class EventStore:
         run_id = name if what == "run" else None
         detail = f"{what} {name}: {reason}"
         now = self.clock.now()
-        self._buffer_events([(now, "sweep.skipped", run_id, limit, None, None, detail)])
+        self.buffer_rows([(now, "sweep.skipped", run_id, limit, None, None, detail)])
 
-    def _buffer_events(self, rows: Sequence[EventRow]) -> None:
+    def buffer_rows(self, rows: Sequence[EventRow]) -> None:
         """Queue frequent events for the next batch write (see the module docstring)."""
-        self._buffer(("rows", rows))
+        self._queue(("rows", rows))
 
-    def _slot_events(
+    def slot_events(
         self,
         tx: Tx | None,
         now: float,
@@ -292,44 +185,44 @@ class EventStore:
         Only the facts are queued; the flusher formats them, so the slot
         transaction that calls this is not held up (``tx`` is not written to).
         """
-        self._buffer(
+        self._queue(
             ("slot", now, kind, names, slots, holder_kind, holder_id, process.pid,
              process.host, lease_id, seconds, extra)
         )  # fmt: skip
 
-    def _released_events(self, now: float, lease_id: str, rows: Sequence[Row]) -> None:
+    def released_events(self, now: float, lease_id: str, rows: Sequence[Row]) -> None:
         """Record the release of a lease: ``rows`` are its deleted rows (limit, slots,
         created, expires, holder kind, holder id); buffered like grants."""
-        self._buffer(("released", now, lease_id, rows))
+        self._queue(("released", now, lease_id, rows))
 
-    def _buffer(self, item: tuple[Any, ...]) -> None:
-        buffer: _EventBuffer | None = self.__dict__.get("_events_buffer")
+    def _queue(self, item: tuple[Any, ...]) -> None:
+        buffer = self._events_buffer
         if buffer is None or buffer.pid != os.getpid():
-            buffer = self._event_buffer()
+            buffer = self._start_buffer()
         items = buffer.items
         if not items:
             buffer.ready.set()
         items.append(item)
 
-    def _event_buffer(self) -> _EventBuffer:
-        buffer: _EventBuffer | None = self.__dict__.get("_events_buffer")
+    def _start_buffer(self) -> EventBuffer:
+        buffer = self._events_buffer
         if buffer is not None and buffer.pid == os.getpid() and buffer.thread is not None:
             return buffer
         # First use in this process (a forked child starts afresh: the parent
         # writes its own events).
-        buffer = _EventBuffer()
+        buffer = EventBuffer()
         ref = weakref.ref(self)
         buffer.thread = threading.Thread(
-            target=_flush_loop, args=(ref, buffer), name="headway-events", daemon=True
+            target=flush_loop, args=(ref, buffer), name="headway-events", daemon=True
         )
-        self.__dict__["_events_buffer"] = buffer
+        self._events_buffer = buffer
         buffer.thread.start()
-        atexit.register(_flush_at_exit, ref)
+        atexit.register(flush_at_exit, ref)
         return buffer
 
     def flush_events(self) -> None:
         """Write the events this process buffered (readers call it before reading)."""
-        buffer: _EventBuffer | None = self.__dict__.get("_events_buffer")
+        buffer = self._events_buffer
         if buffer is None or buffer.pid != os.getpid():
             return
         with buffer.flushing:
@@ -337,9 +230,9 @@ class EventStore:
             if not items:
                 return
             try:
-                rows = [row for item in items for row in _expand(item)]
+                rows = [row for item in items for row in expand(item)]
                 with self.db.write() as tx:
-                    self._events(tx, rows)
+                    self.write_rows(tx, rows)
             except Exception as exc:
                 if fails_whole_pass(exc):
                     buffer.items.extendleft(reversed(items))  # written next time
@@ -351,13 +244,13 @@ class EventStore:
                 buffer.items.extendleft(reversed(items))
                 raise
 
-    def _write_each(self, buffer: _EventBuffer, items: list[tuple[Any, ...]]) -> None:
+    def _write_each(self, buffer: EventBuffer, items: list[tuple[Any, ...]]) -> None:
         """Write ``items`` one transaction each, dropping (and logging) any that fails alone."""
         for done, item in enumerate(items):
             try:
-                rows = _expand(item)
+                rows = expand(item)
                 with self.db.write() as tx:
-                    self._events(tx, rows)
+                    self.write_rows(tx, rows)
             except Exception as exc:
                 if fails_whole_pass(exc):
                     buffer.items.extendleft(reversed(items[done:]))
@@ -371,7 +264,7 @@ class EventStore:
 
     def close_events(self) -> None:
         """Write what is buffered and stop the flusher (the store is closing)."""
-        buffer: _EventBuffer | None = self.__dict__.get("_events_buffer")
+        buffer = self._events_buffer
         if buffer is None or buffer.pid != os.getpid():
             return
         try:
@@ -380,13 +273,13 @@ class EventStore:
             buffer.closed = True
             buffer.stopping.set()
             buffer.ready.set()
-            self.__dict__.pop("_events_buffer", None)
+            self._events_buffer = None
             # The flusher may be pruning: the store's connections close after it ends.
             thread = buffer.thread
             if thread is not None and thread is not threading.current_thread():
                 thread.join(_CLOSE_WAIT_SECONDS)
 
-    def _observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None:
+    def observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None:
         """Count one observation of ``value`` in the histogram ``metric`` of each label."""
         le = bucket_of(value)
         query = (
@@ -431,8 +324,8 @@ class EventStore:
                 ev_after, st_after = 0, 0
             else:
                 ev_after, st_after = start
-            events = self._event_rows(tx, run_id, limit_name, since, kind, ev_after, limit, tail)
-            states = self._state_rows(tx, run_id, limit_name, since, kind, st_after, limit, tail)
+            events = event_rows(tx, run_id, limit_name, since, kind, ev_after, limit, tail)
+            states = state_rows(tx, run_id, limit_name, since, kind, st_after, limit, tail)
         merged = sorted(events + states, key=lambda e: (e.timestamp, e.id[0], int(e.id[1:])))
         if tail:
             return EventPage(tuple(merged[-limit:]), event_cursor(ev_top, st_top))
@@ -440,80 +333,6 @@ class EventStore:
         ev_next = max([int(e.id[1:]) for e in kept if e.id[0] == "e"], default=ev_after)
         st_next = max([int(e.id[1:]) for e in kept if e.id[0] == "s"], default=st_after)
         return EventPage(tuple(kept), event_cursor(ev_next, st_next))
-
-    def _event_rows(
-        self,
-        tx: Tx,
-        run_id: str | None,
-        limit_name: str | None,
-        since: float | None,
-        kind: str | None,
-        after: int,
-        limit: int,
-        tail: bool,
-    ) -> list[Event]:
-        if kind is not None and kind.startswith("state"):
-            return []
-        where = ["id > :after"]
-        params: dict[str, Any] = {"after": after, "n": limit}
-        if run_id is not None:
-            where.append("run_id = :run")
-            params["run"] = run_id
-        if limit_name is not None:
-            where.append("limit_name = :name")
-            params["name"] = limit_name
-        if since is not None:
-            where.append("timestamp >= :since")
-            params["since"] = since
-        if kind:
-            where.append("substr(kind, 1, :klen) = :kind")
-            params.update(klen=len(kind), kind=kind)
-        # Only a time filter: the newest are found through the time index, not a scan.
-        order = "timestamp" if tail and since is not None and not (run_id or limit_name) else "id"
-        rows = tx.execute(
-            "SELECT id, timestamp, kind, run_id, limit_name, slots, seconds, detail FROM events"
-            f" WHERE {' AND '.join(where)} ORDER BY {order} {'DESC' if tail else ''} LIMIT :n",
-            params,
-        )
-        return [_event(r) for r in rows]
-
-    def _state_rows(
-        self,
-        tx: Tx,
-        run_id: str | None,
-        limit_name: str | None,
-        since: float | None,
-        kind: str | None,
-        after: int,
-        limit: int,
-        tail: bool,
-    ) -> list[Event]:
-        if limit_name is not None or (
-            kind and not ("state".startswith(kind) or kind[:5] == "state")
-        ):
-            return []
-        params: dict[str, Any] = {"after": after, "n": limit}
-        if run_id is not None:
-            where = ["run_id = :run"]
-            params["run"] = run_id
-        else:
-            # A literal, so the partial index of flow-run states serves the query.
-            where = ["run_kind = 'flow'"]
-        if after:
-            where.append("id > :after")
-        if since is not None:
-            where.append("timestamp >= :since")
-            params["since"] = since
-        if kind and kind.startswith("state.") and len(kind) > 6:
-            where.append("type = :type")
-            params["type"] = kind[6:]
-        order = "id" if run_id is not None or not tail else "timestamp"
-        rows = tx.execute(
-            "SELECT id, run_id, type, name, message, timestamp FROM states"
-            f" WHERE {' AND '.join(where)} ORDER BY {order} {'DESC' if tail else ''} LIMIT :n",
-            params,
-        )
-        return [_state_event(r) for r in rows]
 
     def prune_events(self, older_than_seconds: float, *, batch: int = 10_000) -> int:
         """Delete up to ``batch`` events older than ``older_than_seconds``; how many went."""
@@ -594,4 +413,4 @@ def limit_stats_of(row: Row, now: float) -> LimitStats:
     )
 
 
-__all__ = ["EventStore", "limit_stats_of"]
+__all__ = ["Events", "limit_stats_of"]

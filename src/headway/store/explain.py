@@ -35,11 +35,12 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(float(ts), UTC)
 
 
-class ExplainStore:
-    """Read-only queries for explanations and status. Mixed into the Store."""
+class Explain:
+    """Read-only queries for explanations and status."""
 
-    db: Database
-    clock: Clock
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
 
     def run_claim(self, run_id: str) -> RunClaim | None:
         """A flow run's claim columns; None when no flow run has this id."""
@@ -322,4 +323,4 @@ def _lease(r: Any) -> Lease:
     )
 
 
-__all__ = ["ExplainStore"]
+__all__ = ["Explain"]

@@ -10,9 +10,9 @@ their leases and give them back as usual), so a limit is always exact.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
+from headway.core.clock import Clock
 from headway.core.deployments import (
     DEFAULT_QUEUE,
     pool_limit_name,
@@ -24,75 +24,20 @@ from headway.core.deployments import (
 from headway.core.limits import WakeTarget
 from headway.core.models import Worker, WorkPool, WorkQueue, ts_to_dt
 from headway.exceptions import ConflictError, ObjectAlreadyExists, ObjectNotFound
-from headway.store.db import Row, Tx
-from headway.store.run_leases import RunLeaseStore
+from headway.store.db import Database, Row, Tx
+from headway.store.run_leases import RunLeases
+from headway.store.slots import Limits
 
 
-def _in(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> str:
-    for i, value in enumerate(values):
-        params[f"{prefix}{i}"] = value
-    return ", ".join(f":{prefix}{i}" for i in range(len(values)))
+class Pools:
+    """Work pools, their queues and workers. Each public method is one transaction."""
 
+    def __init__(self, db: Database, clock: Clock, limits: Limits, run_leases: RunLeases) -> None:
+        self.db = db
+        self.clock = clock
+        self.limits = limits
+        self.run_leases = run_leases
 
-class PoolStore(RunLeaseStore):
-    """Pools, queues, workers and limits. Mixed into the Store (via DeploymentStore)."""
-
-    # -- limits of pools, queues and deployments ---------------------------------------
-    def _limit_values(self, tx: Tx, names: Sequence[str], now: float) -> dict[str, int]:
-        """The active limits among ``names``: name -> limit (missing: unlimited)."""
-        if not names:
-            return {}
-        params: dict[str, Any] = {}
-        marks = _in("n", list(names), params)
-        rows = tx.execute(
-            f"SELECT name, slot_limit, active FROM limits WHERE name IN ({marks})", params
-        )
-        return {r[0]: int(r[1]) for r in rows if bool(r[2])}
-
-    def _put_limit(self, tx: Tx, name: str, value: int | None) -> list[WakeTarget]:
-        """Set (create or re-activate) or clear (deactivate) one limit, inside ``tx``."""
-        row = tx.one(
-            f"SELECT slot_limit, active FROM limits WHERE name = :n{tx.dialect.for_update}",
-            {"n": name},
-        )
-        if value is None:
-            if row is None or not bool(row[1]):
-                return []
-            _, wake = self.update_limit(name, active=False)
-            return list(wake)
-        if row is None:
-            try:
-                self.create_limit(name, value)
-            except ObjectAlreadyExists:
-                pass  # created by a concurrent transaction: update it below
-            else:
-                return []
-        _, wake = self.update_limit(name, limit=value, active=True)
-        return list(wake)
-
-    def _prefixed_limits(self, tx: Tx, prefix: str) -> list[str]:
-        return [
-            r[0]
-            for r in tx.execute(
-                "SELECT name FROM limits WHERE substr(name, 1, :plen) = :prefix",
-                {"plen": len(prefix), "prefix": prefix},
-            )
-        ]
-
-    def _drop_limits(self, tx: Tx, names: Sequence[str]) -> list[WakeTarget]:
-        """Delete these limits; deactivate those still held (holders give them back later)."""
-        wake: list[WakeTarget] = []
-        for name in names:
-            if tx.one("SELECT 1 FROM limits WHERE name = :n", {"n": name}) is None:
-                continue
-            held = tx.one("SELECT 1 FROM leases WHERE limit_name = :n LIMIT 1", {"n": name})
-            if held is None:
-                wake.extend(self.delete_limit(name))
-            else:
-                wake.extend(self._put_limit(tx, name, None))
-        return wake
-
-    # -- work pools ----------------------------------------------------------------
     def create_work_pool(
         self,
         name: str,
@@ -114,7 +59,7 @@ class PoolStore(RunLeaseStore):
             if not created:
                 raise ObjectAlreadyExists(f"a work pool named {name!r} already exists")
             self._insert_queue(tx, name, DEFAULT_QUEUE, 0, now)
-            self._put_limit(tx, pool_limit_name(name), limit)
+            self.limits.put_limit(tx, pool_limit_name(name), limit)
         return self.read_work_pool(name)
 
     def _insert_queue(self, tx: Tx, pool: str, name: str, priority: int, now: float) -> None:
@@ -127,7 +72,7 @@ class PoolStore(RunLeaseStore):
         if not created:
             raise ObjectAlreadyExists(f"work pool {pool!r} already has a queue named {name!r}")
 
-    def _pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row:
+    def pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row:
         row = tx.one(
             "SELECT name, type, paused, description, created FROM work_pools WHERE name = :n"
             + (tx.dialect.for_update if lock else ""),
@@ -143,7 +88,7 @@ class PoolStore(RunLeaseStore):
         """A pool with its limit, queues and run counts; ObjectNotFound if unknown."""
         now = self.clock.now()
         with self.db.read() as tx:
-            row = self._pool_row(tx, name)
+            row = self.pool_row(tx, name)
             return self._work_pool(tx, row, now)
 
     def list_work_pools(self) -> list[WorkPool]:
@@ -158,7 +103,7 @@ class PoolStore(RunLeaseStore):
     def _work_pool(self, tx: Tx, row: Row, now: float) -> WorkPool:
         name = row[0]
         queues = self._queues(tx, name, now)
-        limits = self._limit_values(tx, [pool_limit_name(name)], now)
+        limits = self.limits.limit_values(tx, [pool_limit_name(name)], now)
         return WorkPool(
             name=name,
             type=row[1],
@@ -187,7 +132,7 @@ class PoolStore(RunLeaseStore):
             {"pool": pool, "now": now},
         ):
             counts[(queue, kind)] = int(count)
-        limits = self._limit_values(tx, [queue_limit_name(pool, r[2]) for r in rows], now)
+        limits = self.limits.limit_values(tx, [queue_limit_name(pool, r[2]) for r in rows], now)
         return [
             WorkQueue(
                 id=r[0],
@@ -206,7 +151,7 @@ class PoolStore(RunLeaseStore):
     def set_work_pool_paused(self, name: str, paused: bool) -> WorkPool:
         """Pause (workers claim nothing from it) or resume a pool."""
         with self.db.write() as tx:
-            self._pool_row(tx, name, lock=True)
+            self.pool_row(tx, name, lock=True)
             tx.execute(
                 "UPDATE work_pools SET paused = :p WHERE name = :n", {"p": bool(paused), "n": name}
             )
@@ -218,15 +163,15 @@ class PoolStore(RunLeaseStore):
         """Set (or clear, with None) the pool's limit on its PENDING and RUNNING runs."""
         value = None if limit is None else validate_concurrency_limit(limit)
         with self.db.write() as tx:
-            self._pool_row(tx, name, lock=True)
-            wake = self._put_limit(tx, pool_limit_name(name), value)
-            wake.extend(self._claimers(tx, name, self.clock.now()))
+            self.pool_row(tx, name, lock=True)
+            wake = self.limits.put_limit(tx, pool_limit_name(name), value)
+            wake.extend(self.run_leases.claimers(tx, name, self.clock.now()))
         return self.read_work_pool(name), wake
 
     def delete_work_pool(self, name: str) -> list[WakeTarget]:
         """Delete a pool, its queues, workers and limits; ConflictError while deployments use it."""
         with self.db.write() as tx:
-            self._pool_row(tx, name, lock=True)
+            self.pool_row(tx, name, lock=True)
             users = [
                 r[0]
                 for r in tx.execute(
@@ -256,14 +201,13 @@ class PoolStore(RunLeaseStore):
             ]
             wake: list[WakeTarget] = []
             for queue in queues:
-                wake.extend(self._drop_limits(tx, [queue_limit_name(name, queue)]))
-            wake.extend(self._drop_limits(tx, [pool_limit_name(name)]))
+                wake.extend(self.limits.drop_limits(tx, [queue_limit_name(name, queue)]))
+            wake.extend(self.limits.drop_limits(tx, [pool_limit_name(name)]))
             tx.execute("DELETE FROM work_queues WHERE pool = :n", {"n": name})
             tx.execute("DELETE FROM workers WHERE pool = :n", {"n": name})
             tx.execute("DELETE FROM work_pools WHERE name = :n", {"n": name})
         return wake
 
-    # -- work queues ---------------------------------------------------------------
     def create_work_queue(
         self,
         pool: str,
@@ -278,22 +222,22 @@ class PoolStore(RunLeaseStore):
         limit = None if concurrency_limit is None else validate_concurrency_limit(concurrency_limit)
         now = self.clock.now()
         with self.db.write() as tx:
-            self._pool_row(tx, pool, lock=True)
+            self.pool_row(tx, pool, lock=True)
             self._insert_queue(tx, pool, name, priority, now)
-            self._put_limit(tx, queue_limit_name(pool, name), limit)
+            self.limits.put_limit(tx, queue_limit_name(pool, name), limit)
         return self.read_work_queue(pool, name)
 
     def read_work_queue(self, pool: str, name: str) -> WorkQueue:
         """One queue with its limit and run counts; ObjectNotFound if unknown."""
         now = self.clock.now()
         with self.db.read() as tx:
-            self._pool_row(tx, pool)
+            self.pool_row(tx, pool)
             for queue in self._queues(tx, pool, now):
                 if queue.name == name:
                     return queue
-            raise ObjectNotFound(self._unknown_queue(tx, pool, name))
+            raise ObjectNotFound(self.unknown_queue(tx, pool, name))
 
-    def _unknown_queue(self, tx: Tx, pool: str, name: str) -> str:
+    def unknown_queue(self, tx: Tx, pool: str, name: str) -> str:
         known = [
             r[0]
             for r in tx.execute(
@@ -307,7 +251,7 @@ class PoolStore(RunLeaseStore):
         now = self.clock.now()
         with self.db.read() as tx:
             if pool is not None:
-                self._pool_row(tx, pool)
+                self.pool_row(tx, pool)
                 return self._queues(tx, pool, now)
             pools = [r[0] for r in tx.execute("SELECT name FROM work_pools ORDER BY name")]
             return [q for p in pools for q in self._queues(tx, p, now)]
@@ -338,13 +282,13 @@ class PoolStore(RunLeaseStore):
         return self.read_work_queue(pool, name)
 
     def _lock_queue(self, tx: Tx, pool: str, name: str) -> None:
-        self._pool_row(tx, pool, lock=True)
+        self.pool_row(tx, pool, lock=True)
         row = tx.one(
             "SELECT id FROM work_queues WHERE pool = :pool AND name = :n",
             {"pool": pool, "n": name},
         )
         if row is None:
-            raise ObjectNotFound(self._unknown_queue(tx, pool, name))
+            raise ObjectNotFound(self.unknown_queue(tx, pool, name))
 
     def set_work_queue_limit(
         self, pool: str, name: str, limit: int | None
@@ -353,8 +297,8 @@ class PoolStore(RunLeaseStore):
         value = None if limit is None else validate_concurrency_limit(limit)
         with self.db.write() as tx:
             self._lock_queue(tx, pool, name)
-            wake = self._put_limit(tx, queue_limit_name(pool, name), value)
-            wake.extend(self._claimers(tx, pool, self.clock.now()))
+            wake = self.limits.put_limit(tx, queue_limit_name(pool, name), value)
+            wake.extend(self.run_leases.claimers(tx, pool, self.clock.now()))
         return self.read_work_queue(pool, name), wake
 
     def delete_work_queue(self, pool: str, name: str) -> list[WakeTarget]:
@@ -371,13 +315,12 @@ class PoolStore(RunLeaseStore):
                 raise ConflictError(
                     f"queue {name!r} of pool {pool!r} is used by {int(users[0])} deployment(s)"
                 )
-            wake = self._drop_limits(tx, [queue_limit_name(pool, name)])
+            wake = self.limits.drop_limits(tx, [queue_limit_name(pool, name)])
             tx.execute(
                 "DELETE FROM work_queues WHERE pool = :p AND name = :q", {"p": pool, "q": name}
             )
         return wake
 
-    # -- workers -------------------------------------------------------------------
     def register_worker(
         self,
         pool: str,
@@ -391,7 +334,7 @@ class PoolStore(RunLeaseStore):
         now = self.clock.now()
         with self.db.write() as tx:
             if pool:
-                self._pool_row(tx, pool)
+                self.pool_row(tx, pool)
             tx.execute(
                 "INSERT INTO workers (id, pool, name, pid, host, wake_address, created,"
                 " last_heartbeat) VALUES (:id, :pool, :name, :pid, :host, :addr, :now, :now)"
@@ -439,4 +382,4 @@ class PoolStore(RunLeaseStore):
             tx.execute("DELETE FROM workers WHERE id = :id", {"id": worker_id})
 
 
-__all__ = ["PoolStore"]
+__all__ = ["Pools"]

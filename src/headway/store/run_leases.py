@@ -13,93 +13,21 @@ runs marks it CANCELLING and wakes its worker, which stops it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from headway._backoff import Backoff
 from headway.core.clock import Clock
-from headway.core.limits import ProcessInfo, WakeTarget
+from headway.core.limits import WakeTarget
 from headway.core.models import FlowRun, HeartbeatResult
 from headway.core.states import Cancelled, Cancelling, Crashed, State, StateType
 from headway.exceptions import ConflictError, ObjectNotFound
-from headway.store.db import Row, Tx
+from headway.store.db import Database, Tx
 from headway.store.dialects import fails_whole_pass, is_transient_conflict
-from headway.store.runs import _FLOW_COLUMNS, _flow_run
-
-if TYPE_CHECKING:
-    from headway.core.attempts import Attempt
-    from headway.core.limits import Mode
-    from headway.core.models import Limit
-    from headway.settings import Settings
-    from headway.store.db import Database
-
-    class _Base:
-        """What this mixin uses of its siblings in Store (RunStore, SlotStore, DeploymentStore)."""
-
-        db: Database
-        settings: Settings
-        clock: Clock
-
-        def _set_flow_run_state(
-            self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
-        ) -> list[WakeTarget]: ...
-        def _insert_states(self, tx: Tx, kind: str, items: Sequence[tuple[str, State]]) -> None: ...
-        def _pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row: ...
-        def _event(
-            self,
-            tx: Tx,
-            now: float,
-            kind: str,
-            limit_name: str | None,
-            slots: int | None,
-            detail: str | None,
-            run_id: str | None = None,
-            seconds: float | None = None,
-        ) -> None: ...
-        def _observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None: ...
-        def create_limit(
-            self,
-            name: str,
-            limit: int,
-            *,
-            active: bool = True,
-            slot_decay_per_second: float = 0.0,
-            active_slots: int = 0,
-        ) -> Limit: ...
-        def update_limit(
-            self,
-            name: str,
-            *,
-            limit: int | None = None,
-            active: bool | None = None,
-            slot_decay_per_second: float | None = None,
-            active_slots: int | None = None,
-        ) -> tuple[Limit, list[WakeTarget]]: ...
-        def delete_limit(self, name: str, *, force: bool = False) -> list[WakeTarget]: ...
-        def report_skipped(
-            self, what: str, name: str, exc: BaseException, *, limit: str | None = None
-        ) -> None: ...
-        def acquire_slots(
-            self,
-            names: Sequence[str],
-            occupy: int,
-            *,
-            mode: Mode,
-            priority: int,
-            holder_kind: str,
-            holder_id: str | None,
-            process: ProcessInfo,
-            lease_seconds: float,
-            waiter_id: str,
-            new_waiter: bool,
-            may_queue: bool,
-            wake_address: str | None,
-            strict: bool = False,
-        ) -> Attempt: ...
-        def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]: ...
-        def renew_leases(self, lease_ids: Sequence[str], lease_seconds: float) -> list[str]: ...
-
-else:
-    _Base = object
+from headway.store.events import Events
+from headway.store.run_rows import FLOW_COLUMNS, flow_run_of
+from headway.store.runs import Runs
+from headway.store.slots import Slots
+from headway.store.sql import in_list
 
 T = TypeVar("T")
 #: Pauses before a transaction the database aborted (a deadlock) is run again:
@@ -127,17 +55,27 @@ def retrying(operation: Callable[[], T], attempts: int = 6) -> T:
                 raise
 
 
-def _marks(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> str:
-    for i, value in enumerate(values):
-        params[f"{prefix}{i}"] = value
-    return ", ".join(f":{prefix}{i}" for i in range(len(values)))
+class RunLeases:
+    """Claimed runs' leases, how they end, cancellation, and who to wake for them."""
 
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        events: Events,
+        runs: Runs,
+        slots: Slots,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.runs = runs
+        self.slots = slots
 
-class RunLeaseStore(_Base):
-    """Claimed runs' leases, endings, cancellation. Mixed into the Store (via ClaimStore)."""
+        #: Runs a sweep could not end: skipped by later sweeps of this store.
+        self._runs_skipped: set[str] = set()
 
-    # -- wake-up targets -----------------------------------------------------------
-    def _claimers(self, tx: Tx, pool: str | None, now: float) -> list[WakeTarget]:
+    def claimers(self, tx: Tx, pool: str | None, now: float) -> list[WakeTarget]:
         """The workers to wake when ``pool`` (None: ``serve()`` processes) may have work."""
         rows = tx.execute(
             "SELECT id, wake_address, host, pid FROM workers WHERE pool = :pool"
@@ -149,15 +87,15 @@ class RunLeaseStore(_Base):
     def pool_claimers(self, pool: str | None) -> list[WakeTarget]:
         """The workers to wake when ``pool`` may have work (one read)."""
         with self.db.read() as tx:
-            return self._claimers(tx, pool, self.clock.now())
+            return self.claimers(tx, pool, self.clock.now())
 
-    def _worker_targets(self, tx: Tx, worker_ids: Sequence[str]) -> list[WakeTarget]:
+    def worker_targets(self, tx: Tx, worker_ids: Sequence[str]) -> list[WakeTarget]:
         """The workers to tell that one of their runs is being cancelled."""
         ids = sorted({w for w in worker_ids if w})
         if not ids:
             return []
         params: dict[str, Any] = {}
-        marks = _marks("w", ids, params)
+        marks = in_list("w", ids, params)
         rows = tx.execute(
             f"SELECT id, wake_address, host, pid FROM workers WHERE id IN ({marks})"
             " AND wake_address IS NOT NULL",
@@ -165,8 +103,7 @@ class RunLeaseStore(_Base):
         )
         return [WakeTarget(f"worker:{r[0]}", r[1], r[2], int(r[3] or 0)) for r in rows]
 
-    # -- finishing -----------------------------------------------------------------
-    def _finish_run(
+    def finish_run(
         self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
     ) -> list[WakeTarget]:
         """Change a run's state inside ``tx``; a final state gives its slots back.
@@ -187,7 +124,7 @@ class RunLeaseStore(_Base):
                 and before[0] == StateType.PENDING.value
                 and before[1] is not None
             )
-        withdrawn = self._set_flow_run_state(tx, run_id, state, expect)
+        withdrawn = self.runs.set_state_in(tx, run_id, state, expect)
         if state.type is StateType.SCHEDULED and not unclaim:
             return withdrawn
         row = tx.one(
@@ -207,10 +144,10 @@ class RunLeaseStore(_Base):
                 {"id": run_id},
             )
             if lease_id is not None:
-                _, released = self.release_slots(lease_id)
+                _, released = self.slots.release_slots(lease_id)
                 wake.extend(released)
             if deployment is not None and (lease_id is not None or lease_expires is not None):
-                wake.extend(self._claimers(tx, pool, self.clock.now()))
+                wake.extend(self.claimers(tx, pool, self.clock.now()))
         elif blocked_on:
             tx.execute("UPDATE flow_runs SET blocked_on = '' WHERE id = :id", {"id": run_id})
         return wake
@@ -220,15 +157,14 @@ class RunLeaseStore(_Base):
     ) -> tuple[FlowRun, list[WakeTarget]]:
         """Move a flow run to ``state``; a final state releases what its claim took."""
         with self.db.write() as tx:
-            wake = self._finish_run(tx, run_id, state, expect)
-            row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+            wake = self.finish_run(tx, run_id, state, expect)
+            row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
         assert row is not None
-        return _flow_run(row), wake
+        return flow_run_of(row), wake
 
-    # -- leases --------------------------------------------------------------------
-    def _expired_runs(self, tx: Tx, now: float) -> list[str]:
+    def expired_runs(self, tx: Tx, now: float) -> list[str]:
         """The oldest runs whose lease expired, but those a sweep had to skip."""
-        skipped: set[str] = self.__dict__.get("_runs_skipped", set())
+        skipped: set[str] = self._runs_skipped
         # Ordered by the indexed column: an index walk from the oldest lease
         # whatever the planner's statistics say (most runs have none).
         rows = tx.execute(
@@ -237,7 +173,7 @@ class RunLeaseStore(_Base):
         )
         return [r[0] for r in rows if r[0] not in skipped][:_SWEEP_BATCH]
 
-    def _crash_expired(
+    def crash_expired(
         self, tx: Tx, run_ids: Sequence[str], now: float
     ) -> tuple[int, list[WakeTarget]]:
         """End those of ``run_ids`` whose lease expired; how many, and who to wake."""
@@ -246,7 +182,7 @@ class RunLeaseStore(_Base):
         params: dict[str, Any] = {"now": now}
         # Looked at again inside the write: a renewal may have come in meanwhile.
         rows = tx.execute(
-            f"SELECT id, state_type FROM flow_runs WHERE id IN ({_marks('r', run_ids, params)})"
+            f"SELECT id, state_type FROM flow_runs WHERE id IN ({in_list('r', run_ids, params)})"
             " AND lease_expires < :now ORDER BY lease_expires",
             params,
         )
@@ -261,13 +197,13 @@ class RunLeaseStore(_Base):
                     " the store)"
                 )
             try:
-                wake.extend(self._finish_run(tx, run_id, state, None))
+                wake.extend(self.finish_run(tx, run_id, state, None))
                 ended += 1
             except ConflictError:
                 tx.execute(
                     "UPDATE flow_runs SET lease_expires = NULL WHERE id = :id", {"id": run_id}
                 )
-            self._event(
+            self.events.event(
                 tx, now, "flow_run.lease_expired", "", None, state.type.value, run_id=run_id
             )
         return ended, wake
@@ -283,12 +219,12 @@ class RunLeaseStore(_Base):
         """
         now = self.clock.now() if now is None else now
         with self.db.read() as tx:
-            due = self._expired_runs(tx, now)
+            due = self.expired_runs(tx, now)
         if not due:
             return 0, []
         try:
             with self.db.write() as tx:
-                return self._crash_expired(tx, due, now)
+                return self.crash_expired(tx, due, now)
         except Exception as exc:
             if fails_whole_pass(exc):
                 raise
@@ -297,12 +233,12 @@ class RunLeaseStore(_Base):
         for run_id in due:
             try:
                 with self.db.write() as tx:
-                    count, targets = self._crash_expired(tx, [run_id], now)
+                    count, targets = self.crash_expired(tx, [run_id], now)
             except Exception as exc:
                 if fails_whole_pass(exc):
                     raise
-                self.__dict__.setdefault("_runs_skipped", set()).add(run_id)
-                self.report_skipped("run", run_id, exc)
+                self._runs_skipped.add(run_id)
+                self.events.report_skipped("run", run_id, exc)
                 continue
             ended += count
             wake.extend(targets)
@@ -324,7 +260,7 @@ class RunLeaseStore(_Base):
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 params: dict[str, Any] = {"w": worker_id}
-                marks = _marks("r", chunk, params)
+                marks = in_list("r", chunk, params)
                 for run_id, state_type, lease_id in tx.execute(
                     f"SELECT id, state_type, lease_id FROM flow_runs WHERE id IN ({marks})"
                     " AND worker_id = :w AND lease_expires IS NOT NULL",
@@ -337,16 +273,15 @@ class RunLeaseStore(_Base):
             for start in range(0, len(kept), 500):
                 chunk = kept[start : start + 500]
                 params = {"e": now + lease_seconds}
-                marks = _marks("r", chunk, params)
+                marks = in_list("r", chunk, params)
                 tx.execute(f"UPDATE flow_runs SET lease_expires = :e WHERE id IN ({marks})", params)
             if leases:
-                self.renew_leases(leases, lease_seconds)
+                self.slots.renew_leases(leases, lease_seconds)
         return HeartbeatResult(
             lost=tuple(r for r in ids if r not in keep),
             cancelling=tuple(r for r, s in keep.items() if s == StateType.CANCELLING.value),
         )
 
-    # -- cancelling ----------------------------------------------------------------
     def cancel_flow_run(self, run_id: str, message: str) -> tuple[FlowRun, list[WakeTarget]]:
         """Cancel a run: at once if nothing runs it, else CANCELLING for its worker to stop."""
         with self.db.write() as tx:
@@ -363,17 +298,17 @@ class RunLeaseStore(_Base):
                            StateType.CANCELLED):  # fmt: skip
                 raise ConflictError(f"flow run {run_id} already ended {current.value}")
             if current is StateType.CANCELLING:
-                wake = self._worker_targets(tx, [row[1]])
+                wake = self.worker_targets(tx, [row[1]])
             elif current is StateType.SCHEDULED or (
                 current in (StateType.PENDING, StateType.PAUSED) and row[1] is None
             ):
-                wake = self._finish_run(tx, run_id, Cancelled(message=message), None)
+                wake = self.finish_run(tx, run_id, Cancelled(message=message), None)
             else:
-                wake = self._set_flow_run_state(tx, run_id, Cancelling(message=message), None)
-                wake += self._worker_targets(tx, [row[1]])
-            out = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+                wake = self.runs.set_state_in(tx, run_id, Cancelling(message=message), None)
+                wake += self.worker_targets(tx, [row[1]])
+            out = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
         assert out is not None
-        return _flow_run(out), wake
+        return flow_run_of(out), wake
 
 
-__all__ = ["RunLeaseStore", "retrying"]
+__all__ = ["CONFLICT_BACKOFF", "RunLeases", "retrying"]

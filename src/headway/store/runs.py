@@ -8,6 +8,7 @@ never both move a run out of the same state.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,134 +22,37 @@ from headway.core.bounds import (
     epoch_of,
 )
 from headway.core.clock import Clock
-from headway.core.limits import WakeTarget, validate_name
+from headway.core.limits import WakeTarget
 from headway.core.models import FlowRun, LogRecord, TaskRun, TaskRunRecord, ts_to_dt
-from headway.core.states import TERMINAL, State, StateType, check_transition, is_allowed
-from headway.exceptions import ObjectAlreadyExists, ObjectNotFound, ValidationError
-from headway.store.db import Database, Row, Tx
-from headway.store.run_waits import RunWaitStore
-
-_FLOW_COLUMNS = (
-    "id, name, flow_name, deployment, parent_task_run_id, parameters, tags, state_type,"
-    " state_name, state_message, state_timestamp, created, expected_start_time, start_time,"
-    " end_time, run_count, priority, work_pool, work_queue"
+from headway.core.states import TERMINAL, State, StateType, check_transition
+from headway.exceptions import (
+    IllegalTransition,
+    ObjectAlreadyExists,
+    ObjectNotFound,
 )
-_TASK_COLUMNS = (
-    "id, flow_run_id, name, task_key, tags, state_type, state_name, state_message,"
-    " state_timestamp, created, start_time, end_time, run_count"
+from headway.store.db import Database, Tx
+from headway.store.run_rows import (
+    FLOW_COLUMNS,
+    TASK_COLUMNS,
+    check_run_fields,
+    flow_run_of,
+    new_states,
+    state_row,
+    state_ts,
+    task_run_of,
 )
+from headway.store.slots.run_waits import RunWaits
 
 
-def _state_of(row: Row, offset: int) -> State:
-    return State(
-        StateType(row[offset]),
-        row[offset + 1],
-        ts_to_dt(row[offset + 3]) or State(StateType.PENDING).timestamp,
-        row[offset + 2],
-    )
+class Runs:
+    """Flow runs, task runs, their states and their logs. Each public method is one
+    transaction; ``set_state_in`` and ``insert_states`` run inside the caller's."""
 
+    def __init__(self, db: Database, clock: Clock, run_waits: RunWaits) -> None:
+        self.db = db
+        self.clock = clock
+        self.run_waits = run_waits
 
-def _flow_run(row: Row, task_runs: tuple[TaskRun, ...] | None = None) -> FlowRun:
-    return FlowRun(
-        id=row[0],
-        name=row[1],
-        flow_name=row[2],
-        deployment=row[3],
-        parent_task_run_id=row[4],
-        parameters=json.loads(row[5]),
-        tags=tuple(json.loads(row[6])),
-        state=_state_of(row, 7),
-        created=ts_to_dt(row[11]),
-        expected_start_time=ts_to_dt(row[12]),
-        start_time=ts_to_dt(row[13]),
-        end_time=ts_to_dt(row[14]),
-        run_count=row[15],
-        priority=row[16],
-        work_pool=row[17],
-        work_queue=row[18],
-        task_runs=task_runs,
-    )
-
-
-def _task_run(row: Row) -> TaskRun:
-    return TaskRun(
-        id=row[0],
-        flow_run_id=row[1],
-        name=row[2],
-        task_key=row[3],
-        tags=tuple(json.loads(row[4])),
-        state=_state_of(row, 5),
-        created=ts_to_dt(row[9]),
-        start_time=ts_to_dt(row[10]),
-        end_time=ts_to_dt(row[11]),
-        run_count=row[12],
-    )
-
-
-def _new_states(
-    states: Sequence[State], stored: tuple[float, StateType] | None
-) -> list[tuple[State, float]]:
-    """The states of a record to write, with their timestamps: those newer than the
-    stored one, up to the first the state machine forbids from the state before it."""
-    out: list[tuple[State, float]] = []
-    if stored is None:
-        after, current = None, None
-    else:
-        after, current = stored
-    for s in states:
-        ts = s.timestamp.timestamp()
-        if after is not None and ts <= after:
-            continue
-        if not is_allowed(current, s.type):
-            break  # out of a final state, or a jump the machine forbids: refused
-        out.append((s, ts))
-        current = s.type
-    return out
-
-
-def _ts(state: State) -> float:
-    return epoch_of(state.timestamp, "state timestamp")
-
-
-def _state_row(run_id: str, kind: str, state: State, ts: float) -> dict[str, Any]:
-    return {
-        "run_id": run_id,
-        "kind": kind,
-        "type": state.type.value,
-        "name": state.name,
-        "message": state.message,
-        "ts": ts,
-    }
-
-
-#: Longest run id: a UUID in its text form (what the columns and the HTTP API allow).
-RUN_ID_MAX = 36
-
-
-def _check_run_fields(
-    id: object, name: object, flow_name: object, parent: object, tags: Sequence[object]
-) -> None:
-    """Refuse ids and names the HTTP API would refuse, so the embedded store is as strict."""
-    for value, what in ((id, "flow run id"), (parent, "parent task run id")):
-        if value is None and what != "flow run id":
-            continue
-        if not isinstance(value, str) or not 0 < len(value) <= RUN_ID_MAX:
-            raise ValidationError(f"{what} must be 1 to {RUN_ID_MAX} characters, got {value!r}")
-        if not value.isprintable():
-            raise ValidationError(f"{what} {value!r} contains control or invisible characters")
-    validate_name(name, "flow run name")
-    validate_name(flow_name, "flow name")
-    for tag in tags:
-        validate_name(tag, "tag")
-
-
-class RunStore(RunWaitStore):
-    """Runs, states and logs. Mixed into :class:`headway.store.store.Store`."""
-
-    db: Database
-    clock: Clock
-
-    # -- flow runs -----------------------------------------------------------------
     def create_flow_run(
         self,
         *,
@@ -169,7 +73,7 @@ class RunStore(RunWaitStore):
     ) -> FlowRun:
         """Insert a flow run in its first state; ObjectAlreadyExists if the id is taken."""
         check_transition(None, state.type)
-        _check_run_fields(id, name, flow_name, parent_task_run_id, tags)
+        check_run_fields(id, name, flow_name, parent_task_run_id, tags)
         if pid is not None:
             check_pid(pid)
         check_whole(priority, "priority", -INT32_MAX, INT32_MAX)
@@ -177,7 +81,7 @@ class RunStore(RunWaitStore):
             expected_start_time = check_epoch(expected_start_time, "expected start time")
         check_finite_json(parameters or {}, "parameters")
         now = self.clock.now()
-        ts = _ts(state)
+        ts = state_ts(state)
         running = state.type is StateType.RUNNING
         with self.db.write() as tx:
             created = tx.rowcount(
@@ -214,10 +118,10 @@ class RunStore(RunWaitStore):
             )
             if not created:
                 raise ObjectAlreadyExists(f"a flow run with id {id} already exists")
-            self._insert_states(tx, "flow", [(id, state)])
-            row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": id})
+            self.insert_states(tx, "flow", [(id, state)])
+            row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": id})
         assert row is not None
-        return _flow_run(row)
+        return flow_run_of(row)
 
     def set_flow_run_state(
         self, run_id: str, state: State, *, expect: frozenset[StateType] | None = None
@@ -228,12 +132,12 @@ class RunStore(RunWaitStore):
         in; a run found elsewhere raises :class:`IllegalTransition` unchanged.
         """
         with self.db.write() as tx:
-            self._set_flow_run_state(tx, run_id, state, expect)
-            row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+            self.set_state_in(tx, run_id, state, expect)
+            row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
         assert row is not None
-        return _flow_run(row)
+        return flow_run_of(row)
 
-    def _set_flow_run_state(
+    def set_state_in(
         self, tx: Tx, run_id: str, state: State, expect: frozenset[StateType] | None
     ) -> list[WakeTarget]:
         """Change a flow run's state inside ``tx``; who to wake after the commit.
@@ -249,14 +153,12 @@ class RunStore(RunWaitStore):
             raise ObjectNotFound(f"no flow run with id {run_id}")
         from_type = StateType(current[0])
         if expect is not None and from_type not in expect:
-            from headway.exceptions import IllegalTransition
-
             raise IllegalTransition(
                 f"flow run {run_id} is {from_type.value}, not one of "
                 + ", ".join(sorted(t.value for t in expect))
             )
         check_transition(from_type, state.type)
-        ts = _ts(state)
+        ts = state_ts(state)
         entering_running = state.type is StateType.RUNNING
         tx.execute(
             "UPDATE flow_runs SET state_type = :st, state_name = :sn, state_message = :sm,"
@@ -275,26 +177,26 @@ class RunStore(RunWaitStore):
                 "id": run_id,
             },
         )
-        self._insert_states(tx, "flow", [(run_id, state)])
+        self.insert_states(tx, "flow", [(run_id, state)])
         if state.is_final or state.type is StateType.CANCELLING:
-            return self._withdraw_task_waits(tx, flow_run_id=run_id)
+            return self.run_waits.withdraw_task_waits(tx, flow_run_id=run_id)
         return []
 
     def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
         """One flow run (optionally with its task runs); ObjectNotFound if unknown."""
         with self.db.read() as tx:
-            row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+            row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
             if row is None:
                 raise ObjectNotFound(f"no flow run with id {run_id}")
             task_runs = None
             if with_task_runs:
                 rows = tx.execute(
-                    f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE flow_run_id = :id"
+                    f"SELECT {TASK_COLUMNS} FROM task_runs WHERE flow_run_id = :id"
                     " ORDER BY created, id",
                     {"id": run_id},
                 )
-                task_runs = tuple(_task_run(r) for r in rows)
-        return _flow_run(row, task_runs)
+                task_runs = tuple(task_run_of(r) for r in rows)
+        return flow_run_of(row, task_runs)
 
     def list_flow_runs(
         self,
@@ -323,11 +225,11 @@ class RunStore(RunWaitStore):
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         with self.db.read() as tx:
             rows = tx.execute(
-                f"SELECT {_FLOW_COLUMNS} FROM flow_runs{clause}"
+                f"SELECT {FLOW_COLUMNS} FROM flow_runs{clause}"
                 " ORDER BY created DESC, id DESC LIMIT :limit OFFSET :offset",
                 params,
             )
-        return [_flow_run(r) for r in rows]
+        return [flow_run_of(r) for r in rows]
 
     def count_flow_runs_by_state(self) -> dict[str, int]:
         """How many flow runs are in each state type."""
@@ -335,7 +237,6 @@ class RunStore(RunWaitStore):
             rows = tx.execute("SELECT state_type, COUNT(*) FROM flow_runs GROUP BY state_type")
         return {str(r[0]): int(r[1]) for r in rows}
 
-    # -- task runs -----------------------------------------------------------------
     def record_task_runs(self, records: Sequence[TaskRunRecord]) -> list[WakeTarget]:
         """Write task runs and the states they went through, in one transaction.
 
@@ -354,7 +255,7 @@ class RunStore(RunWaitStore):
             check_epoch(rec.created, "task run created")
             check_whole(rec.run_count, "task run run_count", 0, INT32_MAX)
             for state in rec.states:
-                _ts(state)
+                state_ts(state)
         if len({r.id for r in records}) != len(records):
             # One id twice in a batch (the engine never sends that, any HTTP client
             # may): the last report of it stands, as if sent one after the other.
@@ -378,7 +279,7 @@ class RunStore(RunWaitStore):
             # each timestamp is computed once and no generator runs per state.
             for rec in records:
                 stored = known.get(rec.id)
-                accepted = _new_states(rec.states, stored)
+                accepted = new_states(rec.states, stored)
                 if not accepted:
                     continue
                 last, last_ts = accepted[-1]
@@ -410,7 +311,7 @@ class RunStore(RunWaitStore):
                 if final and rec.tags:
                     ended_with_tags.append(rec.id)
                 for s, ts in accepted:
-                    state_rows.append(_state_row(rec.id, "task", s, ts))
+                    state_rows.append(state_row(rec.id, "task", s, ts))
             tx.executemany(
                 "INSERT INTO task_runs (id, flow_run_id, name, task_key, tags, state_type,"
                 " state_name, state_message, state_timestamp, created, start_time, end_time,"
@@ -426,30 +327,29 @@ class RunStore(RunWaitStore):
                 " WHERE id = :id AND state_timestamp <= :ts",
                 updates,
             )
-            self._insert_state_rows(tx, state_rows)
-            return self._withdraw_task_waits(tx, task_run_ids=ended_with_tags)
+            self.insert_state_rows(tx, state_rows)
+            return self.run_waits.withdraw_task_waits(tx, task_run_ids=ended_with_tags)
 
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """One task run; ObjectNotFound if unknown."""
         with self.db.read() as tx:
             row = tx.one(
-                f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE id = :id", {"id": task_run_id}
+                f"SELECT {TASK_COLUMNS} FROM task_runs WHERE id = :id", {"id": task_run_id}
             )
         if row is None:
             raise ObjectNotFound(f"no task run with id {task_run_id}")
-        return _task_run(row)
+        return task_run_of(row)
 
     def read_task_runs(self, flow_run_id: str) -> list[TaskRun]:
         """The task runs of a flow run, in creation order."""
         with self.db.read() as tx:
             rows = tx.execute(
-                f"SELECT {_TASK_COLUMNS} FROM task_runs WHERE flow_run_id = :id"
+                f"SELECT {TASK_COLUMNS} FROM task_runs WHERE flow_run_id = :id"
                 " ORDER BY created, id",
                 {"id": flow_run_id},
             )
-        return [_task_run(r) for r in rows]
+        return [task_run_of(r) for r in rows]
 
-    # -- states --------------------------------------------------------------------
     def read_states(self, run_id: str) -> list[State]:
         """Every recorded state of a flow or task run, oldest first."""
         with self.db.read() as tx:
@@ -462,17 +362,16 @@ class RunStore(RunWaitStore):
             for r in rows
         ]
 
-    def _insert_states(self, tx: Tx, kind: str, items: Sequence[tuple[str, State]]) -> None:
-        self._insert_state_rows(tx, [_state_row(run_id, kind, s, _ts(s)) for run_id, s in items])
+    def insert_states(self, tx: Tx, kind: str, items: Sequence[tuple[str, State]]) -> None:
+        self.insert_state_rows(tx, [state_row(run_id, kind, s, state_ts(s)) for run_id, s in items])
 
-    def _insert_state_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+    def insert_state_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
         tx.executemany(
             "INSERT INTO states (run_id, run_kind, type, name, message, timestamp)"
             " VALUES (:run_id, :kind, :type, :name, :message, :ts)",
             rows,
         )
 
-    # -- logs ----------------------------------------------------------------------
     def write_logs(self, records: Sequence[LogRecord]) -> None:
         """Append log lines, in one transaction."""
         if not records:
@@ -502,8 +401,6 @@ class RunStore(RunWaitStore):
         self, flow_run_id: str, *, after_id: int = 0, limit: int = 10_000
     ) -> list[tuple[int, LogRecord]]:
         """Log lines of a flow run (and its task runs) after ``after_id``, with their ids."""
-        import logging
-
         check_whole(after_id, "after_id", 0, INT64_MAX)
         check_whole(limit, "limit", 0, INT64_MAX)
         with self.db.read() as tx:
@@ -523,3 +420,6 @@ class RunStore(RunWaitStore):
                 )
             )
         return out
+
+
+__all__ = ["Runs"]

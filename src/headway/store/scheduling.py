@@ -15,15 +15,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from headway.core.bounds import EPOCH_MAX
+from headway.core.clock import Clock
 from headway.core.deployments import render_key
 from headway.core.limits import WakeTarget
 from headway.core.models import FlowRun
 from headway.core.schedules import next_times, schedule_from_dict
 from headway.core.states import LATE, Scheduled, StateType
 from headway.exceptions import HeadwayError
-from headway.store.db import Tx
-from headway.store.run_leases import RunLeaseStore
-from headway.store.runs import _FLOW_COLUMNS, _flow_run
+from headway.store.db import Database, Tx
+from headway.store.events import Events
+from headway.store.run_leases import RunLeases
+from headway.store.run_rows import FLOW_COLUMNS, flow_run_of
+from headway.store.runs import Runs
 
 _SCHEDULED = frozenset({StateType.SCHEDULED})
 #: The event recorded when the scheduler skips a deployment whose runs it cannot make.
@@ -31,10 +34,23 @@ SCHEDULE_FAILED = "deployment.schedule_failed"
 logger = logging.getLogger("headway.scheduler")
 
 
-class ScheduleStore(RunLeaseStore):
-    """Creating deployment runs. Mixed into the Store (via ClaimStore)."""
+class Scheduling:
+    """Creating deployment runs: on demand, and ahead from their schedules."""
 
-    # -- creating runs ---------------------------------------------------------------
+    def __init__(
+        self,
+        db: Database,
+        clock: Clock,
+        events: Events,
+        runs: Runs,
+        run_leases: RunLeases,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.runs = runs
+        self.run_leases = run_leases
+
     def create_deployment_run(
         self,
         *,
@@ -54,7 +70,7 @@ class ScheduleStore(RunLeaseStore):
         """Insert a SCHEDULED run of a deployment; None when its schedule slot already has one."""
         now = self.clock.now()
         with self.db.write() as tx:
-            run = self._insert_run(
+            run = self.insert_run(
                 tx,
                 run_id or str(uuid.uuid4()),
                 full_name,
@@ -70,10 +86,14 @@ class ScheduleStore(RunLeaseStore):
                 scheduled_slot,
                 now,
             )
-            wake = self._claimers(tx, work_pool, now) if run and expected_start_time <= now else []
+            wake = (
+                self.run_leases.claimers(tx, work_pool, now)
+                if run and expected_start_time <= now
+                else []
+            )
         return run, wake
 
-    def _insert_run(
+    def insert_run(
         self,
         tx: Tx,
         run_id: str,
@@ -118,12 +138,11 @@ class ScheduleStore(RunLeaseStore):
         )
         if not created:
             return None
-        self._insert_states(tx, "flow", [(run_id, state)])
-        row = tx.one(f"SELECT {_FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+        self.runs.insert_states(tx, "flow", [(run_id, state)])
+        row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
         assert row is not None
-        return _flow_run(row)
+        return flow_run_of(row)
 
-    # -- the scheduler -----------------------------------------------------------------
     def schedule_runs(
         self, *, horizon_seconds: float, max_runs: int, now: float | None = None
     ) -> tuple[int, list[WakeTarget]]:
@@ -201,7 +220,7 @@ class ScheduleStore(RunLeaseStore):
             made = 0
             for ts in slots:
                 stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y%m%d-%H%M%S")
-                run = self._insert_run(
+                run = self.insert_run(
                     tx,
                     str(uuid.uuid4()),
                     full,
@@ -219,7 +238,7 @@ class ScheduleStore(RunLeaseStore):
                 )
                 made += run is not None
             if made:
-                wake.extend(self._claimers(tx, pool, now))
+                wake.extend(self.run_leases.claimers(tx, pool, now))
         return made, wake
 
     def _schedule_failed(self, full_name: str, reason: str, now: float) -> None:
@@ -239,7 +258,7 @@ class ScheduleStore(RunLeaseStore):
                     {"kind": SCHEDULE_FAILED, "detail": detail, "since": now - 3600.0},
                 )
                 if seen is None:
-                    self._event(tx, now, SCHEDULE_FAILED, None, None, detail)
+                    self.events.event(tx, now, SCHEDULE_FAILED, None, None, detail)
         except Exception as exc:  # the event is a courtesy: the pass goes on without it
             logger.warning("could not record a skipped deployment: %s", exc)
 
@@ -257,7 +276,7 @@ class ScheduleStore(RunLeaseStore):
                 )
             ]
             for run_id in ids:
-                self._set_flow_run_state(
+                self.runs.set_state_in(
                     tx,
                     run_id,
                     Scheduled(
@@ -269,4 +288,4 @@ class ScheduleStore(RunLeaseStore):
         return len(ids)
 
 
-__all__ = ["SCHEDULE_FAILED", "ScheduleStore"]
+__all__ = ["SCHEDULE_FAILED", "Scheduling"]

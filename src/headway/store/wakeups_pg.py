@@ -28,7 +28,7 @@ from headway._backoff import Backoff
 from headway.core.limits import WakeTarget
 from headway.store.db import Tx
 from headway.store.dialects import connect_postgres
-from headway.store.wakeups import LocalWakeups
+from headway.store.wakeups_local import LocalWakeups
 
 logger = logging.getLogger("headway.wakeups")
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from headway.core.clock import Clock
 from headway.core.limits import WakeTarget
 from headway.core.states import TERMINAL, StateType
-from headway.store.db import Tx
-from headway.store.slots import SlotStore
+from headway.store.db import Database, Tx
+from headway.store.events import Events
+from headway.store.slots.handoff import Handoff
+from headway.store.slots.rows import dequeue, lock
 from headway.store.wakeups_pg import notify_in_transaction
 
 #: Flow-run states in which none of its task runs may be granted a slot.
@@ -27,10 +30,17 @@ _NO_NEW_GRANTS: frozenset[str] = frozenset(
 _FINAL: frozenset[str] = frozenset(t.value for t in TERMINAL)
 
 
-class RunWaitStore(SlotStore):
-    """Withdrawing and refusing the slot requests of ended runs. Mixed into ``Store``."""
+class RunWaits:
+    """Withdrawing and refusing the slot requests of ended runs (inside the caller's
+    transaction): the runs part calls it when a run ends, the slots part before a grant."""
 
-    def _task_run_ended(self, tx: Tx, task_run_id: str) -> str | None:
+    def __init__(self, db: Database, clock: Clock, events: Events, handoff: Handoff) -> None:
+        self.db = db
+        self.clock = clock
+        self.events = events
+        self.handoff = handoff
+
+    def task_run_ended(self, tx: Tx, task_run_id: str) -> str | None:
         """Why ``task_run_id`` may no longer be granted slots; None when it may.
 
         A task run not recorded yet (a process-pool task reports when it ends)
@@ -51,7 +61,7 @@ class RunWaitStore(SlotStore):
             return f"the flow run {flow_run_id} of task run {task_run_id} {what}"
         return None
 
-    def _withdraw_task_waits(
+    def withdraw_task_waits(
         self,
         tx: Tx,
         *,
@@ -90,16 +100,19 @@ class RunWaitStore(SlotStore):
         now = self.clock.now()
         # Every limit's row lock first, in name order, as every other writer takes them.
         names = sorted({r[1] for r in rows} | {str(n) for h in handed for n in json.loads(h[1])})
-        self._lock(tx, names)
+        lock(tx, names)
         mine = {r[0]: WakeTarget(r[0], r[2], r[3], int(r[4])) for r in rows}
         for waiter_id in sorted(mine):
-            self._dequeue(tx, waiter_id, within=names)
+            dequeue(tx, waiter_id, within=names)
         for waiter_id, _ in handed:
-            self._give_back(tx, waiter_id, now)
+            self.handoff.give_back(tx, waiter_id, now)
         why = "its flow run ended or is being cancelled" if flow_run_id else "it ended"
         for r in rows:
-            self._event(tx, now, "slot.withdrawn", r[1], int(r[6]), why, run_id=r[5])
+            self.events.event(tx, now, "slot.withdrawn", r[1], int(r[6]), why, run_id=r[5])
         # PostgreSQL: NOTIFY now, delivered at commit (see store/wakeups_pg.py).
         wake = notify_in_transaction(tx, list(mine.values()))
-        wake.extend(self._handoff(tx, names, now))
+        wake.extend(self.handoff.hand_off(tx, names, now))
         return wake
+
+
+__all__ = ["RunWaits"]

@@ -1,0 +1,236 @@
+"""What a claim may take: due runs per queue, runs waiting on a limit with room, in bounded reads.
+
+Fresh runs are read per queue from the claim index (oldest due first, a
+bounded window); runs waiting on a deployment limit (``blocked_on``) are read
+back, per limit, only when that limit has room, found by a skip scan over the
+distinct limits waited on. Functions over the claim's transaction
+(``store/claims.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from headway.core.claiming import CLAIM_WINDOW, Candidate
+from headway.core.deployments import queue_limit_name
+from headway.core.limits import decayed
+from headway.store.db import Row, Tx
+from headway.store.sql import in_list
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What one claim may take: a pool's eligible queues, or served deployments."""
+
+    pool: str | None
+    queues: list[tuple[str, int]]
+    deployments: list[str]
+
+
+CANDIDATE_COLUMNS = (
+    "id, deployment, work_queue, priority, expected_start_time, parameters,"
+    " concurrency_key, state_name, blocked_on, created, work_pool"
+)
+
+
+def candidate_of(row: Row, queue_priority: int) -> Candidate:
+    return Candidate(
+        id=row[0],
+        deployment=row[1],
+        queue=row[2],
+        priority=int(row[3]),
+        expected=float(row[4]),
+        parameters=row[5],
+        key=row[6],
+        state_name=row[7],
+        blocked_on=row[8],
+        created=float(row[9]),
+        pool=row[10],
+        queue_priority=queue_priority,
+    )
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    limit: int | None
+    strategy: str
+    key_template: str | None
+    entrypoint: str | None
+
+
+def room_on(tx: Tx, names: Sequence[str], now: float) -> dict[str, float]:
+    """Free slots per limit name; names without an active limit are unlimited."""
+    out = dict.fromkeys(names, float("inf"))
+    if not names:
+        return out
+    params: dict[str, Any] = {}
+    marks = in_list("n", list(names), params)
+    for name, limit, active, slots, decay, at in tx.execute(
+        "SELECT name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at"
+        f" FROM limits WHERE name IN ({marks})",
+        params,
+    ):
+        if bool(active):
+            out[name] = float(limit) - decayed(float(slots), float(decay), float(at), now)
+    return out
+
+
+def fresh_candidates(
+    tx: Tx, scope: Scope, room: dict[str, float], limit: int, now: float
+) -> list[Candidate]:
+    window = max(CLAIM_WINDOW, limit * 4)
+    out: list[Candidate] = []
+    if scope.pool is None:
+        params: dict[str, Any] = {"now": now, "n": window}
+        marks = in_list("d", scope.deployments, params)
+        rows = tx.execute(
+            f"SELECT {CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool IS NULL"
+            " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
+            f" AND expected_start_time <= :now AND deployment IN ({marks})"
+            " AND lease_expires IS NULL"
+            " ORDER BY expected_start_time LIMIT :n",
+            params,
+        )
+        return [candidate_of(r, 0) for r in rows]
+    for queue, priority in scope.queues:
+        if room[queue_limit_name(scope.pool, queue)] < 1:
+            continue
+        rows = tx.execute(
+            f"SELECT {CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool = :p"
+            " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
+            " AND expected_start_time <= :now AND lease_expires IS NULL"
+            " ORDER BY expected_start_time LIMIT :n",
+            {"p": scope.pool, "q": queue, "now": now, "n": window},
+        )
+        out.extend(candidate_of(r, priority) for r in rows)
+    return out
+
+
+def blocked_candidates(tx: Tx, scope: Scope, limit: int, now: float) -> list[Candidate]:
+    # A skip scan: one index probe per distinct limit waited on, however many wait.
+    groups = [
+        r[0]
+        for r in tx.execute(
+            "WITH RECURSIVE g(name) AS (SELECT MIN(blocked_on) FROM flow_runs"
+            " WHERE blocked_on > '' UNION ALL SELECT (SELECT MIN(f.blocked_on)"
+            " FROM flow_runs f WHERE f.blocked_on > g.name) FROM g WHERE g.name IS NOT NULL)"
+            " SELECT name FROM g WHERE name IS NOT NULL"
+        )
+    ]
+    if not groups:
+        return []
+    room = room_on(tx, groups, now)
+    queue_priority = dict(scope.queues)
+    out: list[Candidate] = []
+    for group in groups:
+        free = room[group]
+        if free < 1:
+            continue
+        take = int(min(free, max(limit, 1))) if free != float("inf") else max(limit, 1)
+        out.extend(
+            c
+            for c in group_heads(tx, group, take)
+            if (scope.pool is None and c.pool is None and c.deployment in scope.deployments)
+            or (scope.pool is not None and c.pool == scope.pool and c.queue in queue_priority)
+        )
+    for c in out:
+        c.queue_priority = queue_priority.get(c.queue or "", 0)
+    return out
+
+
+def group_heads(tx: Tx, group: str, take: int) -> list[Candidate]:
+    """The first runs waiting on ``group``: highest priority first, then FIFO.
+
+    One index probe per priority level present (a skip scan down the
+    priorities), so the cost does not grow with the number waiting.
+    """
+    heads: list[Candidate] = []
+    level = tx.one("SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b", {"b": group})
+    while level is not None and level[0] is not None and len(heads) < take:
+        rows = tx.execute(
+            f"SELECT {CANDIDATE_COLUMNS} FROM flow_runs WHERE blocked_on = :b"
+            " AND priority = :p AND state_type = 'SCHEDULED' AND lease_expires IS NULL"
+            " ORDER BY expected_start_time LIMIT :n",
+            {"b": group, "p": int(level[0]), "n": take - len(heads)},
+        )
+        heads.extend(candidate_of(r, 0) for r in rows)
+        level = tx.one(
+            "SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b AND priority < :p",
+            {"b": group, "p": int(level[0])},
+        )
+    return heads
+
+
+def deployment_infos(tx: Tx, names: set[str]) -> dict[str, DeploymentInfo]:
+    if not names:
+        return {}
+    params: dict[str, Any] = {}
+    marks = in_list("d", sorted(names), params)
+    return {
+        r[0]: DeploymentInfo(None if r[1] is None else int(r[1]), r[2], r[3], r[4])
+        for r in tx.execute(
+            "SELECT full_name, concurrency_limit, collision_strategy, concurrency_key,"
+            f" entrypoint FROM deployments WHERE full_name IN ({marks})",
+            params,
+        )
+    }
+
+
+def last_served(tx: Tx, candidates: Sequence[Candidate]) -> dict[str, float]:
+    deps = sorted({c.deployment for c in candidates if c.key is not None and c.deployment})
+    if not deps:
+        return {}
+    params: dict[str, Any] = {}
+    marks = in_list("d", deps, params)
+    return {
+        f"{r[0]}\x00{r[1]}": float(r[2])
+        for r in tx.execute(
+            "SELECT deployment, key, last_claimed FROM deployment_keys"
+            f" WHERE deployment IN ({marks})",
+            params,
+        )
+    }
+
+
+def next_due_at(tx: Tx, scope: Scope, now: float) -> float | None:
+    if scope.pool is None:
+        params: dict[str, Any] = {"now": now}
+        marks = in_list("d", scope.deployments, params)
+        row = tx.one(
+            "SELECT expected_start_time FROM flow_runs WHERE work_pool IS NULL"
+            " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
+            f" AND expected_start_time > :now AND deployment IN ({marks})"
+            " ORDER BY expected_start_time LIMIT 1",
+            params,
+        )
+        return None if row is None or row[0] is None else float(row[0])
+    best: float | None = None
+    for queue, _ in scope.queues:
+        # ORDER BY ... LIMIT 1 rather than MIN: the claim index walked in order,
+        # whatever the planner's statistics (a fresh backlog has none).
+        row = tx.one(
+            "SELECT expected_start_time FROM flow_runs WHERE work_pool = :p"
+            " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
+            " AND expected_start_time > :now ORDER BY expected_start_time LIMIT 1",
+            {"p": scope.pool, "q": queue, "now": now},
+        )
+        if row is not None and row[0] is not None:
+            best = float(row[0]) if best is None else min(best, float(row[0]))
+    return best
+
+
+__all__ = [
+    "CANDIDATE_COLUMNS",
+    "DeploymentInfo",
+    "Scope",
+    "blocked_candidates",
+    "candidate_of",
+    "deployment_infos",
+    "fresh_candidates",
+    "group_heads",
+    "last_served",
+    "next_due_at",
+    "room_on",
+]

@@ -1,0 +1,419 @@
+"""Slots: acquire, release, renew, and a waiting request's look for its grant.
+
+Every operation that changes a limit's occupancy or queue first locks the
+limit rows it touches (SQLite: ``BEGIN IMMEDIATE`` locks the database;
+PostgreSQL: ``SELECT ... FOR UPDATE`` in name order, so multi-limit requests
+never deadlock), then reads, decides with :mod:`headway.core.limits`, and
+writes. Slots freed or room made are handed straight to the head of the
+queue in the same transaction (``store/slots/handoff.py``); only the waiters
+granted are returned as :class:`WakeTarget`, to be notified after the commit
+(``store/wakeups.py``). The uncontended grant and release take one statement
+(``store/slots/fast.py``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from headway.core.attempts import Attempt
+from headway.core.clock import Clock
+from headway.core.limits import NOT_QUEUED, Mode, ProcessInfo, SlotWait, WakeTarget, decide
+from headway.exceptions import ConcurrencySlotAcquisitionError
+from headway.settings import Settings
+from headway.store.db import Database, Tx
+from headway.store.events import Events
+from headway.store.slots.fast import fast_grant, fast_grant_alone, release_alone
+from headway.store.slots.handoff import Handoff
+from headway.store.slots.reaper import Reaper
+from headway.store.slots.rows import (
+    DOOMED,
+    bind,
+    lock,
+    marks,
+    read_for_acquire,
+    release_in,
+    write_grant,
+)
+from headway.store.slots.run_waits import RunWaits
+
+
+def next_seq(tx: Tx, name: str) -> int:
+    row = tx.one(
+        "UPDATE sequences SET value = value + 1 WHERE name = :name RETURNING value",
+        {"name": name},
+    )
+    if row is None:
+        tx.execute(
+            "INSERT INTO sequences (name, value) VALUES (:name, 0) ON CONFLICT (name) DO NOTHING",
+            {"name": name},
+        )
+        row = tx.one(
+            "UPDATE sequences SET value = value + 1 WHERE name = :name RETURNING value",
+            {"name": name},
+        )
+    assert row is not None
+    return int(row[0])
+
+
+class Slots:
+    """Taking and giving back slots. Each public method is one transaction (or one statement)."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        clock: Clock,
+        events: Events,
+        handoff: Handoff,
+        reaper: Reaper,
+        run_waits: RunWaits,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.clock = clock
+        self.events = events
+        self.handoff = handoff
+        self.reaper = reaper
+        self.run_waits = run_waits
+
+    def acquire_slots(
+        self,
+        names: Sequence[str],
+        occupy: int,
+        *,
+        mode: Mode,
+        priority: int,
+        holder_kind: str,
+        holder_id: str | None,
+        process: ProcessInfo,
+        lease_seconds: float,
+        waiter_id: str,
+        new_waiter: bool,
+        may_queue: bool,
+        wake_address: str | None,
+        strict: bool = False,
+    ) -> Attempt:
+        """One attempt to take ``occupy`` slots of every name in ``names`` (sorted, unique).
+
+        Granted when every known active limit has room and nobody waits ahead on
+        any of them; otherwise the request waits as ``waiter_id`` (queued now
+        when ``may_queue``, its expiry refreshed when already queued). Unknown
+        and inactive names take nothing and are reported on the grant.
+        ``new_waiter`` says the caller knows no row of ``waiter_id`` exists yet.
+        With ``strict``, an unknown name raises ConcurrencySlotAcquisitionError.
+        """
+        now = self.clock.now()
+        if (
+            self.db.dialect.autocommit_statements
+            and mode == "concurrency"
+            and len(names) == 1
+            and holder_kind == "code"
+        ):
+            fast = fast_grant_alone(
+                self.db,
+                self.events,
+                names[0],
+                occupy,
+                holder_kind,
+                holder_id,
+                process,
+                lease_seconds,
+                now,
+                waiter_id,
+            )
+            if fast is not None:
+                return Attempt(grant=fast)
+        with self.db.write() as tx:
+            if holder_kind == "task_run" and holder_id:
+                # Before any limit's lock: a cancel takes the run's row, then the limits'.
+                ended = self.run_waits.task_run_ended(tx, holder_id)
+                if ended is not None:
+                    self.events.event(tx, now, "slot.refused", None, None, ended, run_id=holder_id)
+                    return Attempt(
+                        refused=ended, wake=tuple(self.handoff.leave(tx, waiter_id, now))
+                    )
+            seq, waiting_since = NOT_QUEUED, now
+            queued_on: set[str] = set()
+            if tx.dialect.row_locks:
+                # Row locks first, in name order; the statements after this one then
+                # see every request queued, and every grant handed to this one, by
+                # whoever held these locks before us.
+                lock(tx, names)
+            if not new_waiter:
+                # Handed the slots by whoever freed them: take the grant, nothing more.
+                handed = self.handoff.take(tx, waiter_id, names, now)
+                if handed is not None:
+                    return handed
+                mine = tx.execute(
+                    "SELECT seq, created, limit_name FROM waiters WHERE waiter_id = :w",
+                    {"w": waiter_id},
+                )
+                if mine:
+                    seq, waiting_since = int(mine[0][0]), float(mine[0][1])
+                    queued_on = {r[2] for r in mine}
+                elif not may_queue:
+                    return Attempt(gone=True)
+            if (
+                not tx.dialect.row_locks
+                and seq == NOT_QUEUED
+                and mode == "concurrency"
+                and len(names) == 1
+                and holder_kind == "code"
+            ):
+                fast = fast_grant(self.events,
+                    tx, names[0], occupy, priority, holder_kind, holder_id, process,
+                    lease_seconds, now,
+                )  # fmt: skip
+                if fast is not None:
+                    return Attempt(grant=fast)
+            states, ahead = read_for_acquire(tx, names, priority, seq, now)
+            decision = decide(names, occupy, mode, states, ahead)
+            if strict and decision.unknown:
+                raise ConcurrencySlotAcquisitionError(
+                    "no limit named "
+                    + ", ".join(repr(n) for n in decision.unknown)
+                    + " (strict=True)"
+                )
+            freed: list[str] = []
+            if not decision.grant:
+                # Before waiting, clear the way: expired or dead holders and waiters.
+                freed, _ = self.reaper.reap(
+                    tx, decision.limited, now, check_processes=True, keep_waiter=waiter_id
+                )
+                if freed:
+                    states, ahead = read_for_acquire(tx, names, priority, seq, now)
+                    decision = decide(names, occupy, mode, states, ahead)
+            if decision.grant:
+                grant = write_grant(
+                    self.events,
+                    tx,
+                    decision,
+                    states,
+                    occupy,
+                    mode,
+                    holder_kind,
+                    holder_id,
+                    process,
+                    lease_seconds,
+                    now,
+                    waiter_id if seq != NOT_QUEUED else None,
+                    now - waiting_since,
+                )
+                # A queued request leaving the queue unblocks those behind it, and
+                # slots freed by reaping may be more than this request took: wake
+                # whoever can go next (the releaser only woke the prefix it saw).
+                recheck = sorted({*freed, *decision.limited}) if seq != NOT_QUEUED else freed
+                return Attempt(grant=grant, wake=tuple(self.handoff.hand_off(tx, recheck, now)))
+            wake = self.handoff.hand_off(tx, freed, now)
+            if seq == NOT_QUEUED:
+                if not may_queue:
+                    return Attempt(
+                        wait=SlotWait(waiter_id, decision.reasons, decision.retry_after),
+                        wake=tuple(wake),
+                    )
+                self._enqueue(
+                    tx,
+                    waiter_id,
+                    decision.limited,
+                    occupy,
+                    priority,
+                    holder_kind,
+                    holder_id,
+                    process,
+                    wake_address,
+                    now,
+                    mode,
+                    lease_seconds,
+                )
+            else:
+                # The wake address follows the request: a long poll resumed through
+                # another server (or process) is woken there.
+                tx.execute(
+                    "UPDATE waiters SET expires = :e, wake_address = COALESCE(:addr, wake_address)"
+                    " WHERE waiter_id = :w",
+                    {
+                        "e": now + self.settings.waiter_ttl_seconds,
+                        "w": waiter_id,
+                        "addr": wake_address,
+                    },
+                )
+                missing = [n for n in decision.limited if n not in queued_on]
+                if missing:
+                    # A limit created (or enabled) since the request queued: it keeps
+                    # its place there too, so nobody who came later passes it.
+                    self._enqueue(
+                        tx,
+                        waiter_id,
+                        missing,
+                        occupy,
+                        priority,
+                        holder_kind,
+                        holder_id,
+                        process,
+                        wake_address,
+                        waiting_since,
+                        mode,
+                        lease_seconds,
+                        seq=seq,
+                    )
+        return Attempt(
+            wait=SlotWait(waiter_id, decision.reasons, decision.retry_after), wake=tuple(wake)
+        )
+
+    def _enqueue(
+        self,
+        tx: Tx,
+        waiter_id: str,
+        limited: Sequence[str],
+        occupy: int,
+        priority: int,
+        holder_kind: str,
+        holder_id: str | None,
+        process: ProcessInfo,
+        wake_address: str | None,
+        now: float,
+        mode: Mode,
+        lease_seconds: float,
+        seq: int | None = None,
+    ) -> None:
+        # The row carries all a lease needs, so a release can grant it directly.
+        if seq is None:
+            seq = next_seq(tx, "waiters")
+        expires = self.clock.now() + self.settings.waiter_ttl_seconds
+        tx.executemany(
+            "INSERT INTO waiters (seq, limit_name, waiter_id, slots, priority, holder_kind,"
+            " holder_id, pid, host, proc_start, wake_address, created, expires, node, mode,"
+            " lease_seconds) VALUES (:seq, :name, :w, :slots, :p, :kind, :holder, :pid, :host,"
+            " :start, :addr, :now, :expires, :node, :mode, :seconds)",
+            [
+                {
+                    "seq": seq,
+                    "name": n,
+                    "w": waiter_id,
+                    "slots": occupy,
+                    "p": priority,
+                    "kind": holder_kind,
+                    "holder": holder_id,
+                    "pid": process.pid,
+                    "host": process.host,
+                    "start": process.proc_start,
+                    "addr": wake_address,
+                    "now": now,
+                    "expires": expires,
+                    "node": process.node,
+                    "mode": mode,
+                    "seconds": lease_seconds,
+                }
+                for n in limited
+            ],
+        )
+        tx.executemany(
+            "UPDATE limits SET denials = denials + 1, queued = queued + 1 WHERE name = :name",
+            [{"name": n} for n in limited],
+        )
+        self.events.slot_events(tx, now, "slot.denied", limited, occupy, holder_kind, holder_id,
+                          process, None, None, f" priority={priority}")  # fmt: skip
+
+    def claim_handoff(self, waiter_id: str, names: Sequence[str]) -> Attempt | None:
+        """A waiting request's cheap look: has someone handed it the slots?
+
+        The grant (``Attempt.grant``), ``Attempt.gone`` when its lease was
+        reaped meanwhile, or None when nothing was handed to it. A read first,
+        so that a waiter that finds nothing writes nothing (and takes no
+        SQLite write lock).
+        """
+        if not waiter_id:
+            return None
+        query, params = "SELECT 1 FROM handoffs WHERE waiter_id = :w", {"w": waiter_id}
+        if self.db.dialect.autocommit_statements:
+            found = self.db.execute_alone(query, params)
+        else:
+            with self.db.read() as tx:
+                found = tx.execute(query, params)
+        if not found:
+            return None
+        now = self.clock.now()
+        with self.db.write() as tx:
+            return self.handoff.take(tx, waiter_id, names, now)
+
+    def refresh_waiters(self, waiter_ids: Sequence[str]) -> None:
+        """Keep the places of requests still waiting: their rows' expiry moved on.
+
+        A server holding many requests refreshes them all this way, a statement
+        per 500, instead of relying on each request's re-attempt: under load
+        those queue behind one another, and a row not refreshed in time would
+        expire and its request lose its place. A row another transaction has
+        locked (being granted or dequeued) is skipped: that one is being handled.
+        """
+        ids = list(dict.fromkeys(waiter_ids))
+        if not ids:
+            return
+        now = self.clock.now()
+        expires = now + self.settings.waiter_ttl_seconds
+        with self.db.write() as tx:
+            skip = tx.dialect.skip_locked
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                tx.execute(
+                    "UPDATE waiters SET expires = :e WHERE waiter_id IN (SELECT waiter_id"
+                    f" FROM waiters WHERE waiter_id IN ({marks('w', len(chunk))})"
+                    f" AND expires > :now ORDER BY waiter_id{skip})",
+                    bind("w", chunk, {"e": expires, "now": now}),
+                )
+
+    def cancel_slot_wait(self, waiter_id: str) -> list[WakeTarget]:
+        """Remove a waiting request from every queue, giving back a grant it never took.
+
+        The room it leaves (its place, or the slots handed to it) is handed on
+        to whoever is next; those granted are returned to be notified.
+        """
+        now = self.clock.now()
+        with self.db.write() as tx:
+            return self.handoff.leave(tx, waiter_id, now)
+
+    def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]:
+        """Give a lease's slots back. True when the lease was still whole (not reaped)."""
+        now = self.clock.now()
+        if self.db.dialect.autocommit_statements:
+            released = release_alone(self.db, self.events, self.handoff, lease_id, now)
+            if released is not None:
+                return released
+        with self.db.write() as tx:
+            if tx.dialect.row_locks:
+                # Row locks: take the limits' locks first, in name order, as acquire does.
+                names = [
+                    r[0]
+                    for r in tx.execute(
+                        "SELECT limit_name FROM leases WHERE lease_id = :id", {"id": lease_id}
+                    )
+                ]
+                lock(tx, sorted(names))
+            rows, crowded = release_in(self.events, tx, lease_id, now)
+            if not rows:
+                return False, []
+            intact = all(r[3] != DOOMED for r in rows)
+            # Direct handoff: the freed slots go to the head of the queue now, in
+            # this transaction, so they are never idle between two transactions.
+            wake = self.handoff.hand_off(tx, crowded, now) if crowded else []
+        return intact, wake
+
+    def renew_leases(self, lease_ids: Sequence[str], lease_seconds: float) -> list[str]:
+        """Extend leases by ``lease_seconds`` from now; returns the ids that were lost."""
+        if not lease_ids:
+            return []
+        now = self.clock.now()
+        ids = list(dict.fromkeys(lease_ids))
+        with self.db.write() as tx:
+            alive: set[str] = set()
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = tx.execute(
+                    f"UPDATE leases SET expires = :e WHERE lease_id IN ({marks('l', len(chunk))})"
+                    " AND expires > :doomed RETURNING lease_id",
+                    bind("l", chunk, {"e": now + lease_seconds, "doomed": DOOMED}),
+                )
+                alive.update(r[0] for r in rows)
+        return [i for i in ids if i not in alive]
+
+
+__all__ = ["Slots", "next_seq"]

@@ -1,0 +1,373 @@
+"""The rows of the slot engine, as every slot operation reads and writes them.
+
+Limits, leases and waiters are rows (``store/schema.py``); these are the
+statements the parts of the slot engine share (acquire, handoff, release,
+reaping, limits), each run inside the caller's transaction: the locks in name
+order, the decision's read, a grant (its counters, lease and events), a
+request taken out of its queues, a lease deleted. Functions, not a class:
+each takes the transaction and, where it records events, the store's
+:class:`~headway.store.events.Events`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from headway.core.events import SLOT_WAIT
+from headway.core.limits import Decision, LimitState, Mode, ProcessInfo, SlotGrant, decayed
+from headway.core.models import Limit, ts_to_dt
+from headway.exceptions import ObjectNotFound
+from headway.store.db import Row, Tx
+
+if TYPE_CHECKING:
+    from headway.store.events import Events
+
+LIMIT_COLUMNS = (
+    "name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at, created,"
+    " grants, denials"
+)
+#: ``expires`` of the remaining rows of a lease that was reaped.
+DOOMED = 0.0
+#: A lease row's columns, and their parameters as ``lease_params`` names them.
+LEASE_COLUMNS = (
+    "lease_id, limit_name, slots, holder_kind, holder_id, pid, host, proc_start, created,"
+    " expires, node"
+)
+LEASE_VALUES = ":id, :name, :slots, :kind, :holder, :pid, :host, :start, :now, :expires, :node"
+
+
+def each(tx: Tx, query: str, rows: list[dict[str, Any]]) -> None:
+    # executemany costs more than execute for the usual single row.
+    if len(rows) == 1:
+        tx.execute(query, rows[0])
+    else:
+        tx.executemany(query, rows)
+
+
+def lease_params(
+    lease_id: str,
+    name: str,
+    slots: int,
+    holder_kind: str,
+    holder_id: str | None,
+    process: ProcessInfo,
+    now: float,
+    expires: float,
+) -> dict[str, Any]:
+    return {
+        "id": lease_id,
+        "name": name,
+        "slots": slots,
+        "kind": holder_kind,
+        "holder": holder_id,
+        "pid": process.pid,
+        "host": process.host,
+        "start": process.proc_start,
+        "now": now,
+        "expires": expires,
+        "node": process.node,
+    }
+
+
+def marks(prefix: str, count: int) -> str:
+    return ", ".join(f":{prefix}{i}" for i in range(count))
+
+
+def bind(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> dict[str, Any]:
+    for i, value in enumerate(values):
+        params[f"{prefix}{i}"] = value
+    return params
+
+
+def dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(float(ts), UTC)
+
+
+def limit_of(row: Row, now: float, waiters: int = 0) -> Limit:
+    return Limit(
+        name=row[0],
+        limit=int(row[1]),
+        active=bool(row[2]),
+        active_slots=decayed(float(row[3]), float(row[4]), float(row[5]), now),
+        slot_decay_per_second=float(row[4]),
+        grants=int(row[7]),
+        denials=int(row[8]),
+        waiters=waiters,
+        created=ts_to_dt(row[6]),
+    )
+
+
+def state_of(row: Row, now: float) -> LimitState:
+    # row: name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at, ...
+    return LimitState(
+        name=row[0],
+        limit=int(row[1]),
+        active=bool(row[2]),
+        active_slots=decayed(float(row[3]), float(row[4]), float(row[5]), now),
+        decay_per_second=float(row[4]),
+    )
+
+
+# -- locks and reads (inside the caller's transaction) ---------------------------------
+
+
+def lock(tx: Tx, names: Sequence[str]) -> None:
+    if tx.dialect.row_locks and names:
+        tx.execute(
+            f"SELECT name FROM limits WHERE name IN ({marks('n', len(names))})"
+            f" ORDER BY name{tx.dialect.for_update}",
+            bind("n", sorted(names), {}),
+        )
+
+
+def lock_one(tx: Tx, name: str) -> Row:
+    row = tx.one(
+        f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name = :name{tx.dialect.for_update}",
+        {"name": name},
+    )
+    if row is None:
+        raise ObjectNotFound(f"no limit named {name!r}")
+    return row
+
+
+def limit_row(tx: Tx, name: str) -> Row:
+    row = tx.one(f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name = :name", {"name": name})
+    if row is None:
+        raise ObjectNotFound(f"no limit named {name!r}")
+    return row
+
+
+def limit_states(tx: Tx, names: Sequence[str], now: float) -> list[LimitState]:
+    """The limits named (those that exist), as a decision sees them at ``now``."""
+    if not names:
+        return []
+    rows = tx.execute(
+        f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name IN ({marks('n', len(names))})",
+        bind("n", names, {}),
+    )
+    return [state_of(r, now) for r in rows]
+
+
+def try_lock(tx: Tx, names: Sequence[str]) -> set[str]:
+    """Lock those of ``names`` nobody else holds, without waiting (PostgreSQL)."""
+    rows = tx.execute(
+        f"SELECT name FROM limits WHERE name IN ({marks('n', len(names))})"
+        f" ORDER BY name{tx.dialect.skip_locked}",
+        bind("n", sorted(names), {}),
+    )
+    return {r[0] for r in rows}
+
+
+def unlimited(tx: Tx, names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    # Names of a handed-off request that took nothing: unknown, and inactive.
+    if not names:
+        return (), ()
+    rows = tx.execute(
+        f"SELECT name, active FROM limits WHERE name IN ({marks('n', len(names))})",
+        bind("n", names, {}),
+    )
+    known = {r[0]: bool(r[1]) for r in rows}
+    unknown = tuple(n for n in names if n not in known)
+    inactive = tuple(n for n in names if n in known and not known[n])
+    return unknown, inactive
+
+
+def read_for_acquire(
+    tx: Tx, names: Sequence[str], priority: int, seq: int, now: float
+) -> tuple[dict[str, LimitState], dict[str, tuple[int, int]]]:
+    # The limits (already locked) with the live requests queued ahead of this one.
+    ahead_of = (
+        "FROM waiters w WHERE w.limit_name = limits.name AND w.expires > :now"
+        " AND (w.priority > :p OR (w.priority = :p AND w.seq < :seq))"
+    )
+    params = bind("n", names, {"now": now, "p": priority, "seq": seq})
+    rows = tx.execute(
+        f"SELECT {LIMIT_COLUMNS}, (SELECT COUNT(*) {ahead_of}),"
+        f" (SELECT COALESCE(SUM(w.slots), 0) {ahead_of})"
+        f" FROM limits WHERE name IN ({marks('n', len(names))})",
+        params,
+    )
+    states: dict[str, LimitState] = {}
+    ahead: dict[str, tuple[int, int]] = {}
+    for row in rows:
+        states[row[0]] = state_of(row, now)
+        if row[9]:
+            ahead[row[0]] = (int(row[9]), int(row[10]))
+    return states, ahead
+
+
+# -- writes ------------------------------------------------------------------------
+
+
+def write_grant(
+    events: Events,
+    tx: Tx,
+    decision: Decision,
+    states: dict[str, LimitState],
+    occupy: int,
+    mode: Mode,
+    holder_kind: str,
+    holder_id: str | None,
+    process: ProcessInfo,
+    lease_seconds: float,
+    now: float,
+    queued_as: str | None,
+    waited: float,
+) -> SlotGrant:
+    limited = decision.limited
+    if queued_as is not None:
+        # Its rows are on these limits, already locked by the caller.
+        dequeue(tx, queued_as, within=sorted(states))
+    if not limited:
+        return SlotGrant(
+            None, (), occupy, mode, decision.unknown, decision.inactive, None, None, waited
+        )
+    each(
+        tx,
+        "UPDATE limits SET active_slots = :v, decayed_at = :now, grants = grants + 1,"
+        " total_wait_seconds = total_wait_seconds + :waited WHERE name = :name",
+        [
+            {"v": states[n].active_slots + occupy, "now": now, "waited": waited, "name": n}
+            for n in limited
+        ],
+    )
+    if waited > 0:
+        events.observe(tx, SLOT_WAIT, limited, waited)
+    if mode == "rate":
+        # Tokens are never given back: they drain at the limit's decay rate.
+        events.slot_events(tx, now, "slot.granted", limited, occupy, holder_kind, holder_id,
+                          process, None, waited)  # fmt: skip
+        return SlotGrant(
+            None, limited, occupy, mode, decision.unknown, decision.inactive, None, None, waited
+        )
+    lease_id, expires = insert_lease(
+        events, tx, limited, occupy, holder_kind, holder_id, process, lease_seconds, now, waited
+    )
+    return SlotGrant(
+        lease_id,
+        limited,
+        occupy,
+        mode,
+        decision.unknown,
+        decision.inactive,
+        expires,
+        lease_seconds,
+        waited,
+    )
+
+
+def insert_lease(
+    events: Events,
+    tx: Tx,
+    limited: Sequence[str],
+    occupy: int,
+    holder_kind: str,
+    holder_id: str | None,
+    process: ProcessInfo,
+    lease_seconds: float,
+    now: float,
+    waited: float,
+) -> tuple[str, float]:
+    lease_id = os.urandom(16).hex()
+    expires = now + lease_seconds
+    each(
+        tx,
+        f"INSERT INTO leases ({LEASE_COLUMNS}) VALUES ({LEASE_VALUES})",
+        [
+            lease_params(lease_id, n, occupy, holder_kind, holder_id, process, now, expires)
+            for n in limited
+        ],
+    )
+    events.slot_events(tx, now, "slot.granted", limited, occupy, holder_kind, holder_id,
+                      process, lease_id, waited)  # fmt: skip
+    return lease_id, expires
+
+
+def dequeue(tx: Tx, waiter_id: str, within: Sequence[str] | None = None) -> list[str]:
+    """Take a request's waiter rows out (on ``within`` only, already locked, if given).
+
+    Keeps ``limits.queued`` in step; returns the limits it was queued on.
+    Without ``within``, the limits' row locks are taken first, in name order,
+    as everywhere else.
+    """
+    if within is None:
+        names = sorted(
+            {
+                r[0]
+                for r in tx.execute(
+                    "SELECT limit_name FROM waiters WHERE waiter_id = :w", {"w": waiter_id}
+                )
+            }
+        )
+        lock(tx, names)
+        rows = tx.execute(
+            "DELETE FROM waiters WHERE waiter_id = :w RETURNING limit_name", {"w": waiter_id}
+        )
+    else:
+        if not within:
+            return []
+        rows = tx.execute(
+            "DELETE FROM waiters WHERE waiter_id = :w AND limit_name IN"
+            f" ({marks('n', len(within))}) RETURNING limit_name",
+            bind("n", within, {"w": waiter_id}),
+        )
+    gone = sorted({r[0] for r in rows})
+    tx.executemany(
+        "UPDATE limits SET queued = CASE WHEN queued > 0 THEN queued - 1 ELSE 0 END"
+        " WHERE name = :name",
+        [{"name": n} for n in gone],
+    )
+    return gone
+
+
+def release_in(events: Events, tx: Tx, lease_id: str, now: float) -> tuple[list[Row], list[str]]:
+    """Delete a lease in ``tx`` (its limits locked); its rows, and the limits with waiters."""
+    rows = tx.execute(
+        "DELETE FROM leases WHERE lease_id = :id RETURNING limit_name, slots, created,"
+        " expires, holder_kind, holder_id",
+        {"id": lease_id},
+    )
+    if not rows:
+        return [], []
+    crowded: list[str] = []
+    events.released_events(now, lease_id, rows)
+    for name, slots, created, *_ in rows:
+        after = tx.one(
+            "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
+            " THEN active_slots - :n ELSE 0 END, releases = releases + 1,"
+            " total_hold_seconds = total_hold_seconds + :held WHERE name = :name"
+            " RETURNING (SELECT COUNT(*) FROM waiters w WHERE w.limit_name = :name)",
+            {"n": float(slots), "held": (now - created) * slots, "name": name},
+        )
+        if after is not None and after[0]:
+            crowded.append(name)
+    return rows, sorted(crowded)
+
+
+__all__ = [
+    "DOOMED",
+    "LEASE_COLUMNS",
+    "LEASE_VALUES",
+    "LIMIT_COLUMNS",
+    "bind",
+    "dequeue",
+    "dt",
+    "each",
+    "insert_lease",
+    "lease_params",
+    "limit_of",
+    "limit_row",
+    "limit_states",
+    "lock",
+    "lock_one",
+    "marks",
+    "read_for_acquire",
+    "release_in",
+    "state_of",
+    "try_lock",
+    "unlimited",
+    "write_grant",
+]
