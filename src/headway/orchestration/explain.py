@@ -9,15 +9,12 @@ it, or when it is due and its pool or queue is full.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from headway.core.deployments import (
-    CANCEL_IN_PROGRESS,
-    CANCEL_NEW,
     DEFAULT_QUEUE,
     deployment_limit_name,
     pool_limit_name,
@@ -25,8 +22,8 @@ from headway.core.deployments import (
 )
 from headway.core.events import MAX_EVENTS, Event, EventPage, LimitStats
 from headway.core.limits import TAG_PREFIX
-from headway.core.models import Deployment, FlowRun, Lease, TaskRun, ts_to_dt
-from headway.core.states import AWAITING_CONCURRENCY_SLOT, TERMINAL, State, StateType
+from headway.core.models import Deployment, FlowRun, Lease, TaskRun
+from headway.core.states import TERMINAL, State, StateType
 from headway.core.views import LimitView, QueuePlace, RunClaim, WaitRequest
 from headway.exceptions import ObjectNotFound, ValidationError
 from headway.explain import (
@@ -34,13 +31,21 @@ from headway.explain import (
     Blocker,
     DeploymentExplanation,
     HeldSlots,
-    HolderInfo,
-    PastWait,
     PolicyLayer,
     RunExplanation,
     StatusReport,
     WaitingEntry,
     estimate_start,
+)
+from headway.orchestration.explain_phrases import (
+    awaited,
+    dt,
+    fmt_seconds,
+    holder,
+    occupancy,
+    on_collision,
+    past_waits,
+    scope,
 )
 
 if TYPE_CHECKING:
@@ -52,24 +57,6 @@ if TYPE_CHECKING:
 WAIT_FIFO = "WAIT (FIFO within priority)"
 #: Workers heard from within this long show on the status screen.
 RECENT_WORKER_SECONDS = 600.0
-
-
-def _dt(ts: float) -> datetime:
-    # An estimate can lie past year 9999 (a rate limit decaying a slot a decade).
-    return ts_to_dt(ts) or datetime.fromtimestamp(0, UTC)
-
-
-def _scope(name: str) -> str:
-    prefix, sep, _ = name.partition(":")
-    return prefix if sep and prefix in {"tag", "deployment", "pool", "queue"} else "global"
-
-
-def _fmt_seconds(seconds: float) -> str:
-    if seconds < 1:
-        return f"{seconds * 1000:.0f}ms"
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    return str(timedelta(seconds=round(seconds)))
 
 
 class ExplainPolicy:
@@ -181,7 +168,7 @@ class ExplainPolicy:
         self, claim: RunClaim, deployment: Deployment | None, now: float
     ) -> list[Blocker]:
         """The limits a scheduled deployment run's claim found full."""
-        since = _dt(claim.expected_start or claim.created)
+        since = dt(claim.expected_start or claim.created)
         if claim.blocked_on is not None:
             strategy = deployment.collision_strategy if deployment is not None else "ENQUEUE"
             view = self.store.explain.limit_view(claim.blocked_on)
@@ -226,7 +213,7 @@ class ExplainPolicy:
         ids = [h.holder.id for h in view.holders if h.holder.id] if view else []
         ids += [a.holder_id for a in place.ahead if a.holder_id]
         names = self.store.explain.run_names(ids)
-        holders = tuple(_holder(h, names) for h in view.holders) if view else ()
+        holders = tuple(holder(h, names) for h in view.holders) if view else ()
         ahead = tuple(
             AheadInfo(a.position, a.holder_kind, a.holder_id, names.get(a.holder_id or ""),
                       a.slots, a.priority, a.since)
@@ -234,7 +221,7 @@ class ExplainPolicy:
         )  # fmt: skip
         if view is None:
             return Blocker(
-                name, _scope(name), 0, 0.0, 0.0, False, (), 0, place.position,
+                name, scope(name), 0, 0.0, 0.0, False, (), 0, place.position,
                 place.position - 1, ahead, place.waiting, slots, priority, since, strategy,
                 None, 0.0, None, "the limit no longer exists: the request is granted next",
             )  # fmt: skip
@@ -269,7 +256,7 @@ class ExplainPolicy:
             strategy=strategy,
             average_hold_seconds=stats.average_hold_seconds,
             average_occupancy=stats.average_occupancy,
-            estimated_start=None if seconds is None else _dt(now + seconds),
+            estimated_start=None if seconds is None else dt(now + seconds),
             estimate=note,
         )
 
@@ -332,7 +319,7 @@ class ExplainPolicy:
         held = tuple(
             HeldSlots(n, s, h.created, h.id) for h in holds for n, s in sorted(h.slots.items())
         )
-        waited, total = _past_waits(events, states)
+        waited, total = past_waits(events, states)
         details: list[str] = []
         finished = state is not None and state.type in TERMINAL
         estimate = None
@@ -344,23 +331,23 @@ class ExplainPolicy:
             summary = f"{label} is waiting for {len(blockers)} limit(s): {names}"
             if estimate is not None:
                 summary += (
-                    f"; estimated start in {_fmt_seconds(max(0.0, estimate.timestamp() - now))}"
+                    f"; estimated start in {fmt_seconds(max(0.0, estimate.timestamp() - now))}"
                 )
         elif finished:
             assert state is not None
             summary = f"{label} ended {state.type.value}"
             if waited:
-                summary += f"; it waited {_fmt_seconds(total or 0.0)} in all before it ran"
+                summary += f"; it waited {fmt_seconds(total or 0.0)} in all before it ran"
             else:
                 summary += "; it never waited for a slot"
         elif state is not None and state.type is StateType.SCHEDULED and claim is not None:
             due = claim.expected_start or claim.created
             if due > now:
-                summary = f"{label} is scheduled for {_dt(due).isoformat()}; no limit in its way"
+                summary = f"{label} is scheduled for {dt(due).isoformat()}; no limit in its way"
             elif claim.deployment is not None:
                 where = f"work pool {claim.work_pool!r}" if claim.work_pool else "serve()"
                 summary = (
-                    f"{label} is due since {_fmt_seconds(now - due)} and waits for a worker of"
+                    f"{label} is due since {fmt_seconds(now - due)} and waits for a worker of"
                     f" {where} to claim it; no limit in its way"
                 )
             else:
@@ -423,7 +410,7 @@ class ExplainPolicy:
                 return PolicyLayer(kind, label, limit_name, None, None, None, detail + "unlimited")
             return PolicyLayer(
                 kind, label, limit_name, stat.limit, stat.active_slots, stat.waiters,
-                detail + f"{_occupancy(stat)} slots taken",
+                detail + f"{occupancy(stat)} slots taken",
             )  # fmt: skip
 
         if dep.work_pool is not None:
@@ -444,7 +431,7 @@ class ExplainPolicy:
         for tag in usage.task_tags:
             layers.append(layer("tag", tag, TAG_PREFIX + tag, "tag of its runs or tasks; "))
         for used in usage.limits_used:
-            if _scope(used) == "global":
+            if scope(used) == "global":
                 layers.append(layer("global", used, used, "taken in code by recent runs; "))
         notes = [
             "global limits taken in code (concurrency(), rate_limit()) are known only when the"
@@ -458,7 +445,7 @@ class ExplainPolicy:
             layers=tuple(layers),
             collision_strategy=dep.collision_strategy,
             concurrency_key=dep.concurrency_key,
-            on_collision=_on_collision(dep),
+            on_collision=on_collision(dep),
             active_runs=usage.active,
             waiting_runs=usage.waiting,
             notes=tuple(notes),
@@ -509,7 +496,7 @@ class ExplainPolicy:
             limits=tuple(busiest),
             waiting=tuple(
                 WaitingEntry(
-                    w.run_id, w.kind, w.name, w.limit_name or _awaited(w.detail), w.since, w.detail
+                    w.run_id, w.kind, w.name, w.limit_name or awaited(w.detail), w.since, w.detail
                 )
                 for w in waits
             ),
@@ -517,88 +504,6 @@ class ExplainPolicy:
                 w for w in workers if w.last_heartbeat is not None and w.last_heartbeat >= cut
             ),
         )
-
-
-def _holder(lease: Lease, names: dict[str, str]) -> HolderInfo:
-    slots = next(iter(lease.slots.values()), 0)
-    h = lease.holder
-    return HolderInfo(
-        h.kind, h.id, names.get(h.id or ""), slots, h.pid, h.host, lease.created, lease.id
-    )
-
-
-def _occupancy(stat: LimitStats) -> str:
-    taken = stat.active_slots
-    shown = str(int(taken)) if abs(taken - round(taken)) < 1e-9 else f"{taken:.2f}"
-    return f"{shown}/{stat.limit}"
-
-
-def _on_collision(dep: Deployment) -> str:
-    """What happens when a run of ``dep`` becomes due while others are active."""
-    if dep.concurrency_limit is None:
-        return (
-            "the new run starts alongside the active ones (no deployment limit: runs overlap,"
-            " the default); only a work pool or queue limit can hold it back"
-        )
-    per = f" per value of {dep.concurrency_key!r}" if dep.concurrency_key else ""
-    full = f"once {dep.concurrency_limit} run(s){per} are active"
-    if dep.collision_strategy == CANCEL_NEW:
-        return f"{full}, the new run is cancelled at once (CANCEL_NEW)"
-    if dep.collision_strategy == CANCEL_IN_PROGRESS:
-        return (
-            f"{full}, the active runs are cancelled and the new run starts when they have"
-            " stopped (CANCEL_IN_PROGRESS)"
-        )
-    return (
-        f"{full}, the new run waits as Scheduled/AwaitingConcurrencySlot and starts when one"
-        " ends, in order of priority then scheduled time (ENQUEUE)"
-    )
-
-
-_AWAITED = re.compile(r"slot of limit '([^']+)'")
-
-
-def _awaited(message: str) -> str | None:
-    """The limit a claim's "waiting for a slot of limit '...'" message names."""
-    found = _AWAITED.search(message)
-    return found.group(1) if found else None
-
-
-def _past_waits(
-    events: Sequence[Event], states: Sequence[State]
-) -> tuple[tuple[PastWait, ...], float | None]:
-    """What a run waited for and how long in all, from its events and state history.
-
-    Slot waits come from its grants; a deployment run also waited from due to
-    claimed (its claim event), which includes any time it spent
-    AwaitingConcurrencySlot (listed on its own, from its states). The total is
-    the slot waits plus the claim wait (or the awaiting periods, without a claim).
-    """
-    slots = [
-        PastWait("slot", e.limit_name, float(e.seconds), e.timestamp)
-        for e in events
-        if e.kind == "slot.granted" and e.seconds
-    ]
-    claims = [
-        PastWait("claim", e.limit_name, float(e.seconds), e.timestamp)
-        for e in events
-        if e.kind == "flow_run.claimed" and e.seconds is not None
-    ]
-    awaiting: list[PastWait] = []
-    begun: State | None = None
-    for s in states:
-        if s.type is StateType.SCHEDULED and s.name == AWAITING_CONCURRENCY_SLOT:
-            begun = begun or s
-        elif begun is not None and s.type is not StateType.SCHEDULED:
-            seconds = (s.timestamp - begun.timestamp).total_seconds()
-            limit = _awaited(begun.message or "")
-            awaiting.append(PastWait(AWAITING_CONCURRENCY_SLOT, limit, seconds, s.timestamp))
-            begun = None
-    waits = sorted(slots + awaiting + claims, key=lambda w: w.until)
-    if not waits:
-        return (), None
-    total = sum(w.seconds for w in slots) + sum(w.seconds for w in (claims or awaiting))
-    return tuple(waits), total
 
 
 __all__ = ["MAX_EVENTS", "RECENT_WORKER_SECONDS", "WAIT_FIFO", "ExplainPolicy"]
