@@ -16,7 +16,7 @@ class Attempt:
     #: The waiter's rows vanished (cancelled, or expired) and it was not allowed to re-queue.
     gone: bool = False
     wake: tuple[WakeTarget, ...] = ()
-    #: Why the request was refused outright: its holder's run has ended (store/run_waits.py).
+    #: Why the request was refused outright: its holder's run has ended (store/slots/run_waits.py).
     refused: str = ""
 
 

@@ -143,7 +143,7 @@ class Runs:
         """Change a flow run's state inside ``tx``; who to wake after the commit.
 
         A run that ends or is being cancelled withdraws its task runs' slot
-        waits in the same transaction (store/run_waits.py): those are woken.
+        waits in the same transaction (store/slots/run_waits.py): those are woken.
         """
         current = tx.one(
             "SELECT state_type, start_time FROM flow_runs WHERE id = :id" + tx.dialect.for_update,

@@ -133,7 +133,7 @@ limits = Table(
     # Sum of slot-seconds released, for average occupancy and start estimates.
     Column("total_hold_seconds", Float, nullable=False, server_default="0"),
     Column("releases", BigInteger, nullable=False, server_default="0"),
-    # How many waiter rows name this limit (migration 0006); see store/slots.py.
+    # How many waiter rows name this limit (migration 0006); see store/slots/.
     Column("queued", Integer, nullable=False, server_default="0"),
 )
 
@@ -178,7 +178,7 @@ waiters = Table(
     Column("expires", Float, nullable=False),
     Column("node", String(100), nullable=True),
     # What a lease made for it needs (migration 0008): a release hands the slots
-    # straight to the head of the queue (direct handoff, store/slots.py).
+    # straight to the head of the queue (direct handoff, store/slots/handoff.py).
     Column("mode", String(20), nullable=False, server_default="concurrency"),
     Column("lease_seconds", Float, nullable=True),
     PrimaryKeyConstraint("waiter_id", "limit_name", name="pk_waiters"),

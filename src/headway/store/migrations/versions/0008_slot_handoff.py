@@ -1,6 +1,6 @@
 """waiters: ``mode`` and ``lease_seconds``; ``handoffs``: grants made for a waiter
 
-Direct handoff (store/slots.py): whoever frees slots grants them to the head of
+Direct handoff (store/slots/handoff.py): whoever frees slots grants them to the head of
 the queue in the same transaction, creating the waiter's lease from what its
 row carries (holder and process were there already; the mode and lease length
 are added here). The grant waits in ``handoffs`` until the waiter takes it, or
