@@ -36,6 +36,7 @@ CANDIDATE_COLUMNS = (
 
 
 def candidate_of(row: Row, queue_priority: int) -> Candidate:
+    """A :class:`Candidate` from a row of ``CANDIDATE_COLUMNS``."""
     return Candidate(
         id=row[0],
         deployment=row[1],
@@ -54,6 +55,8 @@ def candidate_of(row: Row, queue_priority: int) -> Candidate:
 
 @dataclass(frozen=True)
 class DeploymentInfo:
+    """What a claim needs of a candidate's deployment."""
+
     limit: int | None
     strategy: str
     key_template: str | None
@@ -80,6 +83,7 @@ def room_on(tx: Tx, names: Sequence[str], now: float) -> dict[str, float]:
 def fresh_candidates(
     tx: Tx, scope: Scope, room: dict[str, float], limit: int, now: float
 ) -> list[Candidate]:
+    """Due runs not waiting on a limit: per queue with room, oldest first, a bounded window."""
     window = max(CLAIM_WINDOW, limit * 4)
     out: list[Candidate] = []
     if scope.pool is None:
@@ -109,6 +113,7 @@ def fresh_candidates(
 
 
 def blocked_candidates(tx: Tx, scope: Scope, limit: int, now: float) -> list[Candidate]:
+    """The first runs waiting on each deployment limit that has room now, in scope."""
     # A skip scan: one index probe per distinct limit waited on, however many wait.
     groups = [
         r[0]
@@ -164,6 +169,7 @@ def group_heads(tx: Tx, group: str, take: int) -> list[Candidate]:
 
 
 def deployment_infos(tx: Tx, names: set[str]) -> dict[str, DeploymentInfo]:
+    """The limit, strategy, key template and entrypoint of each deployment named."""
     if not names:
         return {}
     params: dict[str, Any] = {}
@@ -179,6 +185,7 @@ def deployment_infos(tx: Tx, names: set[str]) -> dict[str, DeploymentInfo]:
 
 
 def last_served(tx: Tx, candidates: Sequence[Candidate]) -> dict[str, float]:
+    """When each concurrency key of the candidates' deployments last had a run claimed."""
     deps = sorted({c.deployment for c in candidates if c.key is not None and c.deployment})
     if not deps:
         return {}
@@ -195,6 +202,7 @@ def last_served(tx: Tx, candidates: Sequence[Candidate]) -> dict[str, float]:
 
 
 def next_due_at(tx: Tx, scope: Scope, now: float) -> float | None:
+    """Epoch seconds of the next scheduled run in scope that is not due yet (None: none)."""
     if scope.pool is None:
         params: dict[str, Any] = {"now": now}
         marks = in_list("d", scope.deployments, params)

@@ -78,6 +78,7 @@ def expand(item: tuple[Any, ...]) -> list[EventRow]:
 
 
 def flush_loop(store_ref: weakref.ref[Events], buffer: EventBuffer) -> None:
+    """The flusher thread: writes the buffer every interval, prunes now and then."""
     pruned_at = time.monotonic()
     idle = 0.0
     while True:
@@ -112,6 +113,7 @@ def flush_loop(store_ref: weakref.ref[Events], buffer: EventBuffer) -> None:
 
 
 def flush_at_exit(store_ref: weakref.ref[Events]) -> None:
+    """Write what is left when the interpreter exits (an atexit hook)."""
     store = store_ref()
     if store is not None:
         try:

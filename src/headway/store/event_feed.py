@@ -48,6 +48,7 @@ def event_rows(
     limit: int,
     tail: bool,
 ) -> list[Event]:
+    """Rows of ``events`` that match: the newest ``limit`` (``tail``), or those after ``after``."""
     if kind is not None and kind.startswith("state"):
         return []
     where = ["id > :after"]
@@ -84,6 +85,7 @@ def state_rows(
     limit: int,
     tail: bool,
 ) -> list[Event]:
+    """State changes that match, as events: flow runs', or one run's (and its task runs')."""
     if limit_name is not None or (kind and not ("state".startswith(kind) or kind[:5] == "state")):
         return []
     params: dict[str, Any] = {"after": after, "n": limit}

@@ -73,6 +73,7 @@ class Pools:
             raise ObjectAlreadyExists(f"work pool {pool!r} already has a queue named {name!r}")
 
     def pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row:
+        """The pool's row (locked with ``lock``); ObjectNotFound naming the known pools."""
         row = tx.one(
             "SELECT name, type, paused, description, created FROM work_pools WHERE name = :n"
             + (tx.dialect.for_update if lock else ""),
@@ -238,6 +239,7 @@ class Pools:
             raise ObjectNotFound(self.unknown_queue(tx, pool, name))
 
     def unknown_queue(self, tx: Tx, pool: str, name: str) -> str:
+        """The message for a queue ``pool`` does not have, naming those it has."""
         known = [
             r[0]
             for r in tx.execute(

@@ -29,6 +29,7 @@ TASK_COLUMNS = (
 
 
 def run_state_of(row: Row, offset: int) -> State:
+    """The :class:`State` held in a run row's state columns, from ``offset``."""
     return State(
         StateType(row[offset]),
         row[offset + 1],
@@ -38,6 +39,7 @@ def run_state_of(row: Row, offset: int) -> State:
 
 
 def flow_run_of(row: Row, task_runs: tuple[TaskRun, ...] | None = None) -> FlowRun:
+    """A :class:`FlowRun` from a row of ``FLOW_COLUMNS``."""
     return FlowRun(
         id=row[0],
         name=row[1],
@@ -60,6 +62,7 @@ def flow_run_of(row: Row, task_runs: tuple[TaskRun, ...] | None = None) -> FlowR
 
 
 def task_run_of(row: Row) -> TaskRun:
+    """A :class:`TaskRun` from a row of ``TASK_COLUMNS``."""
     return TaskRun(
         id=row[0],
         flow_run_id=row[1],
@@ -96,10 +99,12 @@ def new_states(
 
 
 def state_ts(state: State) -> float:
+    """A state's time as stored (epoch seconds), checked to fit."""
     return epoch_of(state.timestamp, "state timestamp")
 
 
 def state_row(run_id: str, kind: str, state: State, ts: float) -> dict[str, Any]:
+    """The parameters of one row of ``states``."""
     return {
         "run_id": run_id,
         "kind": kind,

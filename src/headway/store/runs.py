@@ -363,9 +363,11 @@ class Runs:
         ]
 
     def insert_states(self, tx: Tx, kind: str, items: Sequence[tuple[str, State]]) -> None:
+        """Append states of ``kind`` runs (``flow`` or ``task``) to their history, in ``tx``."""
         self.insert_state_rows(tx, [state_row(run_id, kind, s, state_ts(s)) for run_id, s in items])
 
     def insert_state_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows made by ``state_row`` to ``states``, inside ``tx``."""
         tx.executemany(
             "INSERT INTO states (run_id, run_kind, type, name, message, timestamp)"
             " VALUES (:run_id, :kind, :type, :name, :message, :ts)",

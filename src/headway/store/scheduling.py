@@ -110,6 +110,7 @@ class Scheduling:
         slot: float | None,
         now: float,
     ) -> FlowRun | None:
+        """Insert a SCHEDULED run of a deployment in ``tx``; None when its schedule slot has one."""
         state = Scheduled(timestamp=datetime.fromtimestamp(now, UTC))
         created = tx.rowcount(
             "INSERT INTO flow_runs (id, name, flow_name, deployment, parameters, tags,"

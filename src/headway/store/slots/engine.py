@@ -38,6 +38,7 @@ from headway.store.slots.run_waits import RunWaits
 
 
 def next_seq(tx: Tx, name: str) -> int:
+    """The next value of the sequence ``name`` (waiters' FIFO order), inside ``tx``."""
     row = tx.one(
         "UPDATE sequences SET value = value + 1 WHERE name = :name RETURNING value",
         {"name": name},

@@ -176,6 +176,7 @@ class Handoff:
     def record(self, tx: Tx, waiter_id: str, grant: SlotGrant, now: float) -> None:
         # Forgotten with its lease: a waiter that never comes back has the lease
         # reaped like any other. A rate grant (no lease) is kept a waiter TTL.
+        """Leave ``grant`` in ``handoffs`` for ``waiter_id`` to take by its id."""
         forget = (
             grant.expires if grant.expires is not None else now + self.settings.waiter_ttl_seconds
         )

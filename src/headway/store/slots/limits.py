@@ -41,6 +41,7 @@ from headway.store.sql import in_list
 
 
 def drop_leases(tx: Tx, name: str) -> int:
+    """Delete every lease on ``name`` (locked), dooming their rows on other limits; how many."""
     ids = [
         r[0]
         for r in tx.execute(
@@ -297,6 +298,7 @@ class Limits:
         return list(wake)
 
     def prefixed_limits(self, tx: Tx, prefix: str) -> list[str]:
+        """The names of the limits that start with ``prefix``, inside ``tx``."""
         return [
             r[0]
             for r in tx.execute(

@@ -40,6 +40,7 @@ LEASE_VALUES = ":id, :name, :slots, :kind, :holder, :pid, :host, :start, :now, :
 
 
 def each(tx: Tx, query: str, rows: list[dict[str, Any]]) -> None:
+    """Run ``query`` once per parameter set (execute for one, executemany for more)."""
     # executemany costs more than execute for the usual single row.
     if len(rows) == 1:
         tx.execute(query, rows[0])
@@ -57,6 +58,7 @@ def lease_params(
     now: float,
     expires: float,
 ) -> dict[str, Any]:
+    """The parameters of a lease row on ``name`` (see ``LEASE_VALUES``)."""
     return {
         "id": lease_id,
         "name": name,
@@ -73,20 +75,24 @@ def lease_params(
 
 
 def marks(prefix: str, count: int) -> str:
+    """``:<prefix>0, ...`` for ``count`` values (bound by :func:`bind`)."""
     return ", ".join(f":{prefix}{i}" for i in range(count))
 
 
 def bind(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with ``values`` bound as ``<prefix>0, ...``."""
     for i, value in enumerate(values):
         params[f"{prefix}{i}"] = value
     return params
 
 
 def dt(ts: float) -> datetime:
+    """Epoch seconds to an aware UTC datetime."""
     return datetime.fromtimestamp(float(ts), UTC)
 
 
 def limit_of(row: Row, now: float, waiters: int = 0) -> Limit:
+    """A :class:`Limit` from a row of ``LIMIT_COLUMNS``, its occupancy decayed to ``now``."""
     return Limit(
         name=row[0],
         limit=int(row[1]),
@@ -101,7 +107,7 @@ def limit_of(row: Row, now: float, waiters: int = 0) -> Limit:
 
 
 def state_of(row: Row, now: float) -> LimitState:
-    # row: name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at, ...
+    """The :class:`LimitState` a decision sees at ``now``, from a row of ``LIMIT_COLUMNS``."""
     return LimitState(
         name=row[0],
         limit=int(row[1]),
@@ -115,6 +121,7 @@ def state_of(row: Row, now: float) -> LimitState:
 
 
 def lock(tx: Tx, names: Sequence[str]) -> None:
+    """Lock the limits named, in name order (PostgreSQL; SQLite's write lock covers them)."""
     if tx.dialect.row_locks and names:
         tx.execute(
             f"SELECT name FROM limits WHERE name IN ({marks('n', len(names))})"
@@ -124,6 +131,7 @@ def lock(tx: Tx, names: Sequence[str]) -> None:
 
 
 def lock_one(tx: Tx, name: str) -> Row:
+    """Lock and read one limit's row; ObjectNotFound if unknown."""
     row = tx.one(
         f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name = :name{tx.dialect.for_update}",
         {"name": name},
@@ -134,6 +142,7 @@ def lock_one(tx: Tx, name: str) -> Row:
 
 
 def limit_row(tx: Tx, name: str) -> Row:
+    """One limit's row; ObjectNotFound if unknown."""
     row = tx.one(f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name = :name", {"name": name})
     if row is None:
         raise ObjectNotFound(f"no limit named {name!r}")
@@ -162,7 +171,7 @@ def try_lock(tx: Tx, names: Sequence[str]) -> set[str]:
 
 
 def unlimited(tx: Tx, names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    # Names of a handed-off request that took nothing: unknown, and inactive.
+    """Of ``names``, those with no limit and those whose limit is inactive."""
     if not names:
         return (), ()
     rows = tx.execute(
@@ -178,7 +187,7 @@ def unlimited(tx: Tx, names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str,
 def read_for_acquire(
     tx: Tx, names: Sequence[str], priority: int, seq: int, now: float
 ) -> tuple[dict[str, LimitState], dict[str, tuple[int, int]]]:
-    # The limits (already locked) with the live requests queued ahead of this one.
+    """The limits (locked) as a decision sees them, with what waits ahead of (priority, seq)."""
     ahead_of = (
         "FROM waiters w WHERE w.limit_name = limits.name AND w.expires > :now"
         " AND (w.priority > :p OR (w.priority = :p AND w.seq < :seq))"
@@ -217,6 +226,7 @@ def write_grant(
     queued_as: str | None,
     waited: float,
 ) -> SlotGrant:
+    """Take the slots a decision granted: counters, lease (or rate tokens), events; the grant."""
     limited = decision.limited
     if queued_as is not None:
         # Its rows are on these limits, already locked by the caller.
@@ -271,6 +281,7 @@ def insert_lease(
     now: float,
     waited: float,
 ) -> tuple[str, float]:
+    """Insert a lease's rows on ``limited`` and record the grant; its id and expiry."""
     lease_id = os.urandom(16).hex()
     expires = now + lease_seconds
     each(
