@@ -34,10 +34,10 @@ from headway.core.limits import (
     validate_timeout,
 )
 from headway.core.models import Limit
+from headway.core.wakeups import Listener, Wakeups
 from headway.exceptions import RunEnded, ValidationError
 from headway.settings import Settings
 from headway.store.store import Store
-from headway.store.wakeups import Listener, Wakeups
 
 #: The longest a waiter goes with cheap looks only, between two full attempts.
 _FULL_EVERY = 1.0

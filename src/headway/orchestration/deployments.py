@@ -58,9 +58,9 @@ logger = logging.getLogger("headway.orchestration")
 
 if TYPE_CHECKING:
     from headway.core.limits import ProcessInfo, WakeTarget
+    from headway.core.wakeups import Wakeups
     from headway.settings import Settings
     from headway.store.store import Store
-    from headway.store.wakeups import Wakeups
 
 #: Runs are created this far ahead of their scheduled time (default of
 #: ``HEADWAY_SCHEDULER_HORIZON_SECONDS``).

@@ -24,7 +24,7 @@ from headway.core.limits import WakeTarget
 from headway.store.files import private_directory
 
 if TYPE_CHECKING:
-    from headway.store.wakeups import Listener
+    from headway.core.wakeups import Listener
 
 # AF_UNIX paths are limited to 108 bytes; longer ones use the abstract namespace.
 _MAX_PATH = 100
