@@ -10,6 +10,7 @@ child.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -42,6 +43,7 @@ from headway.store.dialects import (
 )
 
 Row = tuple[Any, ...]
+logger = logging.getLogger("headway.store")
 #: Pauses while the database cannot be reached (restarting, failing over), up to
 #: the busy timeout: nothing has been done yet, so callers simply wait.
 RECONNECT_BACKOFF = Backoff(first=0.02, cap=0.5)
@@ -127,6 +129,34 @@ class OutcomeUnknown(StoreError):
     """The connection failed under a statement that commits by itself: it may or may not have."""
 
 
+#: A SQLite process asks for a checkpoint after this many write commits of its own
+#: (each writes a few pages: about SQLite's own default of 1000 pages of WAL).
+CHECKPOINT_EVERY_COMMITS = 200
+
+
+class _Checkpointer:
+    """The thread that checkpoints a SQLite database's WAL for one process, when asked."""
+
+    def __init__(self, db: Database) -> None:
+        self.pid = os.getpid()
+        self.due = threading.Event()
+        self._db = weakref.ref(db)
+        threading.Thread(target=self._run, name="headway-checkpoint", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.due.wait()
+            self.due.clear()
+            db = self._db()
+            if db is None or db._checkpointer is not self:
+                return
+            try:
+                db._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception as exc:  # the next one tries again; nothing is lost
+                logger.debug("checkpoint failed: %s", exc)
+            del db
+
+
 #: ``Database._writer_lock(blocking=False)``: another process holds the file lock.
 _TAKEN = -2
 
@@ -165,6 +195,9 @@ class Database:
         # The writers' file lock of this process (SQLite): opened at the first
         # write, anew in a forked child; -1 when it cannot be had.
         self._writer_fd: int | None = None
+        # Write commits since the last checkpoint, and the thread that makes them.
+        self._commits = 0
+        self._checkpointer: _Checkpointer | None = None
 
     def _connection(self) -> Any:
         local = self._local
@@ -317,6 +350,9 @@ class Database:
             cur.close()
             if gate is not None:
                 self._release_write(gate, writer)
+                self._commits += 1
+                if self._commits >= CHECKPOINT_EVERY_COMMITS:
+                    self._checkpoint_soon()
 
     def execute_alone(self, query: str, params: dict[str, Any]) -> list[Row]:
         """Run one statement as a transaction of its own (PostgreSQL's autocommit).
@@ -396,6 +432,19 @@ class Database:
                 return -1
         return fd
 
+    def _checkpoint_soon(self) -> None:
+        """Ask this process's checkpointer thread to copy the WAL into the database.
+
+        A PASSIVE checkpoint holds no writer back (it takes no write lock), so
+        it runs beside the writers rather than inside one's COMMIT, as
+        SQLite's automatic checkpoint would.
+        """
+        self._commits = 0
+        checkpointer = self._checkpointer
+        if checkpointer is None or checkpointer.pid != os.getpid():
+            checkpointer = self._checkpointer = _Checkpointer(self)
+        checkpointer.due.set()
+
     @staticmethod
     def _release_write(gate: threading.Lock, writer: int) -> None:
         if writer >= 0:
@@ -464,6 +513,9 @@ class Database:
             except Exception:
                 pass
         self._local = _Local()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.due.set()  # it finds itself replaced, and ends
         writer, self._writer_fd = self._writer_fd, None
         if writer is not None and writer >= 0 and self._gate_pid == os.getpid():
             os.close(writer)
