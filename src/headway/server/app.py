@@ -74,7 +74,7 @@ def create_app(
             anyio.to_thread.current_default_thread_limiter().total_tokens = PG_THREADS
         orchestrator = Orchestrator(opened, settings)
         # One wake-up source per server process; held requests park on it.
-        wakeups = server_wakeups(settings, opened.db.url)
+        wakeups = server_wakeups(settings, opened.db)
         orchestrator.set_wakeups(wakeups)
         app.state.orchestrator = orchestrator
         # Slot calls run on threads of their own (see store_calls).
