@@ -51,14 +51,16 @@ DEFAULT_POOL_SIZE = 10
 
 
 def _parse_pool_size(raw: str) -> int:
+    # A value quoted in the error is cut short: the message stays one readable line.
+    shown = repr(raw if len(raw) <= 40 else raw[:40] + "...")
     try:
         value = int(raw)
     except ValueError:
-        raise ValueError(f"expected a whole number of connections, got {raw!r}") from None
+        raise ValueError(f"expected a whole number of connections, got {shown}") from None
     if not POOL_SIZE_MIN <= value <= POOL_SIZE_MAX:
         raise ValueError(
             f"must be between {POOL_SIZE_MIN} (one connection to borrow, one for wake-ups)"
-            f" and {POOL_SIZE_MAX}, got {value}"
+            f" and {POOL_SIZE_MAX}, got {shown}"
         )
     return value
 
