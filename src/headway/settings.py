@@ -211,7 +211,8 @@ class Settings:
         default=60.0,
         metadata=_setting(
             "HEADWAY_STORE_BUSY_TIMEOUT_SECONDS",
-            "How long a write waits for another process's SQLite write lock.",
+            "How long a write waits for another process's SQLite write lock, and a call"
+            " for a free pooled PostgreSQL connection.",
             _parse_positive_float,
         ),
     )

@@ -430,7 +430,7 @@ class Database:
         ``store/pgpool.py``). A second one while it is open is refused.
         """
         if self._pg is None:
-            raise StoreError(f"a dedicated connection is PostgreSQL's; this store is {self.url}")
+            raise StoreError("a dedicated connection is PostgreSQL's; this store is SQLite")
         with self._pg.dedicated() as conn:
             yield conn
 
