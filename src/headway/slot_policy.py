@@ -63,7 +63,7 @@ class SlotPolicy:
                 # database itself: LISTEN/NOTIFY (store/wakeups_pg.py).
                 from headway.store.wakeups_pg import PostgresWakeups
 
-                self._wakeups = PostgresWakeups(self.store.db.url)
+                self._wakeups = PostgresWakeups(self.store.db)
             else:
                 self._wakeups = LocalWakeups(self.settings.home / "wake")
         return self._wakeups

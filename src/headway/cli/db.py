@@ -21,7 +21,11 @@ def _database() -> Database:
     from headway.store.db import Database
 
     settings = get_settings()
-    return Database(settings.effective_database_url, settings.store_busy_timeout_seconds)
+    return Database(
+        settings.effective_database_url,
+        settings.store_busy_timeout_seconds,
+        settings.database_pool_size,
+    )
 
 
 @app.command()

@@ -119,7 +119,11 @@ def start(
     from headway.store.db import Database
     from headway.store.migrate import ensure_schema
 
-    db = Database(settings.effective_database_url, settings.store_busy_timeout_seconds)
+    db = Database(
+        settings.effective_database_url,
+        settings.store_busy_timeout_seconds,
+        settings.database_pool_size,
+    )
     try:
         ensure_schema(db)
     finally:

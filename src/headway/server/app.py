@@ -69,12 +69,12 @@ def create_app(
             )
         app.state.store = opened
         if opened.db.dialect.name == "postgresql":
-            # Each thread of the pool holds its own connection: bound them, so a
-            # busy server (or several) stays within PostgreSQL's max_connections.
+            # Request threads borrow the store's pooled connections per call (at
+            # most HEADWAY_DATABASE_POOL_SIZE in all); more threads would only wait.
             anyio.to_thread.current_default_thread_limiter().total_tokens = PG_THREADS
         orchestrator = Orchestrator(opened, settings)
         # One wake-up source per server process; held requests park on it.
-        wakeups = server_wakeups(settings, opened.db.url)
+        wakeups = server_wakeups(settings, opened.db)
         orchestrator.set_wakeups(wakeups)
         app.state.orchestrator = orchestrator
         # Slot calls run on threads of their own (see store_calls).

@@ -72,15 +72,15 @@ class ServerLocalWakeups(CallbackListening, LocalWakeups):
     """The SQLite server's wake-up source: LocalWakeups with callback listeners."""
 
 
-def server_wakeups(settings: Any, database_url: str) -> Any:
-    """The wake-up source of a server process for its store."""
-    if database_url.startswith("postgresql"):
+def server_wakeups(settings: Any, db: Any) -> Any:
+    """The wake-up source of a server process for its store's database."""
+    if db.dialect.name == "postgresql":
         from headway.store.wakeups_pg import PostgresWakeups
 
         class ServerPostgresWakeups(CallbackListening, PostgresWakeups):
             """PostgreSQL LISTEN/NOTIFY with callback listeners."""
 
-        return ServerPostgresWakeups(database_url)
+        return ServerPostgresWakeups(db)
     return ServerLocalWakeups(settings.home / "wake")
 
 

@@ -154,16 +154,18 @@ def postgres_conninfo(url: str) -> str:
     return "postgresql://" + rest
 
 
-def connect_postgres(url: str) -> Any:
+def connect_postgres(url: str, application_name: str | None = None) -> Any:
     """A psycopg connection in autocommit mode (we issue BEGIN ourselves).
 
     TCP keepalives let a connection to a vanished server fail in seconds rather
-    than hang for the kernel's default two hours.
+    than hang for the kernel's default two hours. ``application_name`` names the
+    session in ``pg_stat_activity``.
     """
     import psycopg
 
     conn = psycopg.connect(
         postgres_conninfo(url),
+        application_name=application_name,
         autocommit=True,
         connect_timeout=10,
         keepalives=1,
