@@ -62,6 +62,14 @@ class TaskRunner(abc.ABC):
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting tasks; with ``wait``, return once every worker is gone."""
 
+    def join_interrupted(self) -> None:
+        """After ``shutdown(wait=False)`` of an interrupted flow run: wait until the
+        task code it interrupted in this process has ended and given back its slots.
+
+        (Task code elsewhere, in other processes or on a cluster, ends on its own.)
+        """
+        return None
+
     def __enter__(self) -> TaskRunner:
         self.start()
         return self
@@ -90,6 +98,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         self._lock = threading.Lock()
         self._max: int | None = None
         self._closed = False
+        self._stopping: list[threading.Thread] = []
 
     @property
     def max_workers(self) -> int:
@@ -169,11 +178,22 @@ class ThreadPoolTaskRunner(TaskRunner):
             threads, self._threads = self._threads, []
         for _ in threads:
             self._queue.put(None)
-        if wait:
-            current = threading.current_thread()
-            for thread in threads:
-                if thread is not current:
-                    thread.join()
+        if not wait:
+            self._stopping.extend(threads)
+            return
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is not current:
+                thread.join()
+
+    def join_interrupted(self) -> None:
+        # The threads are daemons: an interpreter exiting would stop them
+        # wherever they are, before the slots of their interrupted code go back.
+        current = threading.current_thread()
+        stopping, self._stopping = self._stopping, []
+        for thread in stopping:
+            if thread is not current:
+                thread.join()
 
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self._requested})"
