@@ -364,9 +364,36 @@ class _ChildResult:
     logs: list[LogRecord]
 
 
+_child_sigterm_installed = False
+
+
+def _on_sigterm_in_child(signum: int, frame: Any) -> None:
+    # SIGTERM to the flow's process group (a worker cancelling the run): the task
+    # running here is interrupted like one in a thread, and gives its slots back.
+    from headway._engine.interrupts import interrupt_all
+
+    if interrupt_all() == 0:  # nothing to interrupt: go as SIGTERM says
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_child_sigterm() -> None:
+    global _child_sigterm_installed
+    if _child_sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm_in_child)
+    _child_sigterm_installed = True
+
+
 def run_in_child(job: _ChildJob) -> _ChildResult:
     """Run one task in a worker process; its states and logs go back to the parent."""
     import pickle
+
+    _install_child_sigterm()
 
     from headway._engine.task_engine import Mode, TaskCall, run_in_thread
     from headway._engine.tracking import NO_RESULT, RunState, TaskRunTracker, plain

@@ -109,8 +109,7 @@ class Body:
                     return False
                 self.interrupted = exc_type  # not started: it raises at once
                 return True
-            if self._ident == threading.get_ident():
-                return False  # never from inside itself (its own exception unwinds it)
+            # (From the body's own thread, in a signal handler: raised as it returns.)
             self.interrupted = exc_type
             _raise_in_thread(self._ident, exc_type)
             return True
@@ -221,6 +220,13 @@ def interrupt_flow_run(flow_run_id: str) -> int:
     with _lock:
         run = _runs.get(flow_run_id)
         bodies = list(run.bodies) if run is not None else []
+    return sum(body.interrupt(TaskRunCancelled) for body in bodies)
+
+
+def interrupt_all() -> int:
+    """Interrupt every body of every flow run in this process; how many."""
+    with _lock:
+        bodies = [body for run in _runs.values() for body in run.bodies]
     return sum(body.interrupt(TaskRunCancelled) for body in bodies)
 
 
