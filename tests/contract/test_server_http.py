@@ -228,3 +228,31 @@ def test_batches_are_split_by_count_and_size() -> None:
     sized = list(http_module._batches(big))
     assert len(sized) > 1
     assert all(len(b) <= http_module.BATCH_BYTES + 1_000_100 for b in sized)
+
+
+def test_api_url_names_one_server_or_several() -> None:
+    settings = get_settings({"HEADWAY_HOME": "/nonexistent"})
+    client = HttpClient(settings, api_url=" http://a:4200/ ,https://b.example/base/")
+    assert client.server_url == "http://a:4200"
+    assert [s.url for s in client._servers] == ["http://a:4200", "https://b.example/base"]
+    assert client._servers[1].path == "/base" + API_PREFIX
+    for bad in ("ftp://a", "http://a:4200,not a url", ",", "http://a:99999"):
+        with pytest.raises(exceptions.ConfigurationError, match="HEADWAY_API_URL"):
+            HttpClient(settings, api_url=bad)
+
+
+def test_a_request_goes_on_through_the_next_server(headway_home: Path) -> None:
+    # The first server named is down (its port refuses connections): the
+    # request goes through the second at once, and later requests stay there.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        settings = get_settings({"HEADWAY_HOME": str(headway_home)})
+        with ServerThread(settings) as server:
+            client = HttpClient(settings, api_url=f"{down},{server.url}", retry_seconds=0.3)
+            client.create_limit("db", 2)
+            assert client.server_url == server.url
+            assert client.read_limit("db").limit == 2
+            alone = HttpClient(settings, api_url=down, retry_seconds=0.3)
+            with pytest.raises(exceptions.StoreError, match="cannot reach"):
+                alone.read_limit("db")
