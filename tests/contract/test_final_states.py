@@ -263,7 +263,23 @@ def holds_api_until_interrupted(marker_dir: str) -> str:
             Path(marker_dir, "left").write_text("")
 
 
-@pytest.mark.parametrize("runner", ["threads", "processes"])
+@task
+async def holds_api_until_cancelled(marker_dir: str) -> str:
+    """The async kind: its awaited code is cancelled."""
+    import asyncio
+
+    from headway.concurrency.asyncio import concurrency as async_concurrency
+
+    async with async_concurrency("api"):
+        Path(marker_dir, "holding").write_text("")
+        try:
+            while True:
+                await asyncio.sleep(0.02)
+        finally:
+            Path(marker_dir, "left").write_text("")
+
+
+@pytest.mark.parametrize("runner", ["threads", "processes", "async"])
 def test_a_running_task_of_a_cancelled_flow_is_interrupted_and_gives_its_slots_back(
     client: Client, tmp_path: Path, runner: str
 ) -> None:
@@ -277,7 +293,8 @@ def test_a_running_task_of_a_cancelled_flow_is_interrupted_and_gives_its_slots_b
         ctx = get_flow_run_context()
         assert ctx is not None
         ids["flow"] = ctx.flow_run_id
-        future = holds_api_until_interrupted.submit(str(tmp_path))
+        kind = holds_api_until_cancelled if runner == "async" else holds_api_until_interrupted
+        future = kind.submit(str(tmp_path))
         ids["task"] = future.task_run_id
         future.wait()
         return future.state

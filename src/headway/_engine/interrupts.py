@@ -115,6 +115,50 @@ class Body:
             return True
 
 
+class AsyncBody:
+    """The awaited code of an async task run: interrupted by cancelling its asyncio task.
+
+    Made (and used as a context manager) in the task's own coroutine, around the
+    one ``await`` of its code. The cancel is sent through the event loop and
+    applied only if that ``await`` is still going: never to the engine's code
+    after it (giving slots back, say).
+    """
+
+    __slots__ = ("_loop", "_running", "_task", "interrupted", "started")
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self._loop = asyncio.get_running_loop()
+        self._task = asyncio.current_task()
+        self._running = False
+        self.interrupted: type[BaseException] | None = None
+        self.started = 0.0
+
+    def __enter__(self) -> AsyncBody:
+        self._running = True
+        self.started = time.monotonic()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._running = False  # in the loop's thread: no cancel can come in between
+
+    def interrupt(self, exc_type: type[BaseException]) -> bool:
+        """Cancel the awaited code (``asyncio.CancelledError`` there)."""
+        if self.interrupted is not None or self._task is None or not self._running:
+            return False
+        self.interrupted = exc_type
+        try:
+            self._loop.call_soon_threadsafe(self._cancel_if_running)
+        except RuntimeError:  # the loop is closed: the code has ended
+            return False
+        return True
+
+    def _cancel_if_running(self) -> None:
+        if self._running and self._task is not None:
+            self._task.cancel()
+
+
 def _to_the_end(cleanup: Callable[[], object]) -> None:
     # The interrupt is sent at most once, while the body runs; should it land
     # only once the body has ended, in the cleanup, the cleanup runs again.
@@ -139,7 +183,7 @@ class _Run:
 
     def __init__(self, client: Client | None) -> None:
         self.client = client
-        self.bodies: set[Body] = set()
+        self.bodies: set[Body | AsyncBody] = set()
         self.callbacks: set[Callable[[], None]] = set()
         self.checked = 0.0
 
@@ -167,7 +211,9 @@ class cancellable:  # a lower-case name: used as ``with cancellable(...)``
 
     __slots__ = ("_body", "_flow_run_id", "_run")
 
-    def __init__(self, body: Body, flow_run_id: str | None, client: Client | None) -> None:
+    def __init__(
+        self, body: Body | AsyncBody, flow_run_id: str | None, client: Client | None
+    ) -> None:
         self._body = body
         self._flow_run_id = flow_run_id
         self._run: _Run | None = None
@@ -184,7 +230,7 @@ class cancellable:  # a lower-case name: used as ``with cancellable(...)``
         if not _wake.is_set():
             _ensure_watch()
 
-    def __enter__(self) -> Body:
+    def __enter__(self) -> Body | AsyncBody:
         return self._body
 
     def __exit__(self, *exc: object) -> None:

@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from headway._engine import lifecycle
 from headway._engine import recorder as _recorder_module
-from headway._engine.interrupts import INTERRUPTED, Body, TaskRunCancelled, cancellable
+from headway._engine.interrupts import (
+    INTERRUPTED,
+    AsyncBody,
+    Body,
+    TaskRunCancelled,
+    cancellable,
+)
 from headway._engine.recorder import get_recorder
 from headway._engine.tracking import (
     RunState,
@@ -540,17 +546,28 @@ async def _attempts_async(call: TaskCall) -> State:
         if not _begin_attempt(call):
             return call.tracker.state
         token = task_run_var.set(ctx)
+        body = AsyncBody() if call.tracker.flow_run_id is not None else None
         try:
             coro = task.fn(*call.args, **call.kwargs)
-            if task.timeout_seconds is None:
-                value = await coro
-            else:
+            if task.timeout_seconds is not None:
                 from headway._engine.timeouts import await_with_timeout, timeout_error
 
                 seconds = task.timeout_seconds
-                value = await await_with_timeout(
+                coro = await_with_timeout(
                     coro, seconds, timeout_error("task run", call.tracker.name, seconds)
                 )
+            if body is None:
+                value = await coro
+            else:
+                with cancellable(body, call.tracker.flow_run_id, call.client), body:
+                    value = await coro
+        except asyncio.CancelledError:
+            if body is None or body.interrupted is None:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # the cancel was ours, and is handled here
+            return interrupted_by_cancel(call)
         except Exception as exc:
             delay = _failed(call, exc)
             if delay is None:
