@@ -288,3 +288,22 @@ def test_the_tls_command(
     finally:
         proc.terminate()
         proc.wait(15)
+
+
+def test_the_nginx_site_outlasts_a_held_request() -> None:
+    # nginx is not installed here, so the site is not run: what the page says of
+    # it is checked against the server instead (a held slot request lasts up to
+    # LONG_POLL_CAP_SECONDS; the proxy must wait longer and must not buffer).
+    from headway.server.waiting import LONG_POLL_CAP_SECONDS
+
+    (site,) = blocks(section("TLS"), "nginx")
+    settings = dict(
+        re.findall(r"^\s*(proxy_\w+|keepalive)\s+(.+?);$", site, flags=re.M)  # last one wins
+    )
+    read_timeout = settings["proxy_read_timeout"]
+    assert read_timeout.endswith("s") and float(read_timeout[:-1]) > LONG_POLL_CAP_SECONDS
+    assert f"held open for up to {LONG_POLL_CAP_SECONDS:g} s" in section("TLS")
+    assert settings["proxy_buffering"] == "off"
+    # Kept-alive upstream connections need HTTP/1.1 and no "Connection: close".
+    assert settings["proxy_http_version"] == "1.1" and "keepalive" in settings
+    assert 'proxy_set_header Connection ""' in site
