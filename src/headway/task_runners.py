@@ -12,7 +12,7 @@
   ``if __name__ == "__main__":``). States and logs are recorded by the parent.
 * :class:`DaskTaskRunner` (``pip install "headway[dask]"``) runs them on the workers
   of a Dask cluster: a LocalCluster for the flow run, or one at ``address``
-  (``headway._engine.dask_runner``; loaded on first use, never on import).
+  (``headway._engine.dask``; loaded on first use, never on import).
 
 Every flow run gets its own copy of its runner (:meth:`TaskRunner.duplicate`),
 started when the run starts and shut down when it ends.
@@ -36,7 +36,7 @@ from headway.futures import TaskFuture, mark_worker_thread
 if TYPE_CHECKING:
     from concurrent.futures import Future as CFuture
 
-    from headway._engine.dask_runner import DaskTaskRunner as DaskTaskRunner
+    from headway._engine.dask import DaskTaskRunner as DaskTaskRunner
     from headway._engine.task_engine import TaskCall
     from headway.core.models import LogRecord
     from headway.core.states import State
@@ -451,7 +451,7 @@ def run_in_child(job: _ChildJob) -> _ChildResult:
 def __getattr__(name: str) -> Any:
     # DaskTaskRunner loads on first use: importing this module never imports Dask.
     if name == "DaskTaskRunner":
-        from headway._engine.dask_runner import DaskTaskRunner
+        from headway._engine.dask import DaskTaskRunner
 
         return DaskTaskRunner
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -497,7 +497,7 @@ def test_bad_options_are_refused(kwargs: dict[str, Any], message: str) -> None:
 
 
 def test_settings_travel_as_environment() -> None:
-    from headway._engine.dask_runner import settings_env
+    from headway._engine.dask import settings_env
     from headway.settings import get_settings
 
     env = dict(
@@ -569,7 +569,8 @@ def test_a_task_of_an_ended_flow_run_never_starts_on_a_worker(tmp_path: Path) ->
     import uuid
     from types import SimpleNamespace
 
-    from headway._engine.dask_runner import _Payload, run_on_worker
+    from headway._engine.dask import run_on_worker
+    from headway._engine.dask.payload import _Payload
     from headway.core.states import Cancelled, Pending, Running
 
     client = get_client()
