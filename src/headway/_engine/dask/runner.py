@@ -46,7 +46,9 @@ class DaskTaskRunner(Collecting, TaskRunner):
     A script that starts a LocalCluster must guard its flow call with
     ``if __name__ == "__main__":`` (worker processes are spawned). An
     interrupted flow run stops the workers of its own LocalCluster at once; on
-    a cluster at ``address`` only tasks not yet started are cancelled.
+    a cluster at ``address`` tasks not yet started are cancelled, and running
+    ones are interrupted on their worker once it finds their flow run cancelled
+    (:mod:`headway._engine.interrupts`).
     """
 
     def __init__(
