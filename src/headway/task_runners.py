@@ -78,6 +78,11 @@ class TaskRunner(abc.ABC):
         self.shutdown(wait=exc[0] is None)
 
 
+#: How long a cancelled flow run waits for the task code it interrupted in its
+#: threads to end (and give its slots back) before its process may exit.
+JOIN_INTERRUPTED_SECONDS = 10.0
+
+
 def _positive(max_workers: int | None) -> int | None:
     if max_workers is not None and (not isinstance(max_workers, int) or max_workers < 1):
         raise ValueError(f"max_workers must be a positive integer, got {max_workers!r}")
@@ -189,11 +194,17 @@ class ThreadPoolTaskRunner(TaskRunner):
     def join_interrupted(self) -> None:
         # The threads are daemons: an interpreter exiting would stop them
         # wherever they are, before the slots of their interrupted code go back.
+        # Bounded: code blocked in C for good (a wait with no timeout) is not
+        # worth a process that never exits; its slots come back when the process
+        # is gone (reaped at once on this machine, else when the lease expires).
+        import time
+
         current = threading.current_thread()
         stopping, self._stopping = self._stopping, []
+        deadline = time.monotonic() + JOIN_INTERRUPTED_SECONDS
         for thread in stopping:
             if thread is not current:
-                thread.join()
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self._requested})"
