@@ -175,7 +175,7 @@ def test_every_client_method_has_a_route() -> None:
     # Each declared operation is sent by HttpClient through its declaration
     # (the Op descriptor) or by a method of its own (the few that retry or
     # batch); the methods that are not operations (close, stop_retrying) are
-    # HttpClient's own too, not the protocol's defaults...
+    # HttpClient's own too, not the protocol's defaults (but attempt_here)...
     ops = operations(Client)
     assert len(ops) >= 55
     own = 0
@@ -191,9 +191,13 @@ def test_every_client_method_has_a_route() -> None:
         for name, member in inspect.getmembers(Client, inspect.isfunction)
         if not name.startswith("_") and name not in names
     }
-    assert others == {"close", "stop_retrying"}
-    for name in others:
+    assert others == {"attempt_here", "close", "stop_retrying"}
+    for name in ("close", "stop_retrying"):
         assert getattr(HttpClient, name) is not getattr(Client, name), name
+    # A server is always a round trip away: nothing is attempted on the caller's thread.
+    assert HttpClient(get_settings({}), api_url="http://127.0.0.1:9").attempt_here(
+        lambda: 1 / 0
+    ) == (False, None)
     # ...and every route it may call is documented in the OpenAPI schema.
     spec = create_app(get_settings({"HEADWAY_HOME": "/nonexistent"})).openapi()
     paths = set(spec["paths"])
