@@ -12,7 +12,7 @@
   ``if __name__ == "__main__":``). States and logs are recorded by the parent.
 * :class:`DaskTaskRunner` (``pip install "headway[dask]"``) runs them on the workers
   of a Dask cluster: a LocalCluster for the flow run, or one at ``address``
-  (``headway._engine.dask_runner``; loaded on first use, never on import).
+  (``headway._engine.dask``; loaded on first use, never on import).
 
 Every flow run gets its own copy of its runner (:meth:`TaskRunner.duplicate`),
 started when the run starts and shut down when it ends.
@@ -36,7 +36,7 @@ from headway.futures import TaskFuture, mark_worker_thread
 if TYPE_CHECKING:
     from concurrent.futures import Future as CFuture
 
-    from headway._engine.dask_runner import DaskTaskRunner as DaskTaskRunner
+    from headway._engine.dask import DaskTaskRunner as DaskTaskRunner
     from headway._engine.task_engine import TaskCall
     from headway.core.models import LogRecord
     from headway.core.states import State
@@ -62,12 +62,25 @@ class TaskRunner(abc.ABC):
     def shutdown(self, wait: bool = True) -> None:
         """Stop accepting tasks; with ``wait``, return once every worker is gone."""
 
+    def join_interrupted(self) -> None:
+        """After ``shutdown(wait=False)`` of an interrupted flow run: wait until the
+        task code it interrupted in this process has ended and given back its slots.
+
+        (Task code elsewhere, in other processes or on a cluster, ends on its own.)
+        """
+        return None
+
     def __enter__(self) -> TaskRunner:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown(wait=exc[0] is None)
+
+
+#: How long a cancelled flow run waits for the task code it interrupted in its
+#: threads to end (and give its slots back) before its process may exit.
+JOIN_INTERRUPTED_SECONDS = 10.0
 
 
 def _positive(max_workers: int | None) -> int | None:
@@ -90,6 +103,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         self._lock = threading.Lock()
         self._max: int | None = None
         self._closed = False
+        self._stopping: list[threading.Thread] = []
 
     @property
     def max_workers(self) -> int:
@@ -169,11 +183,28 @@ class ThreadPoolTaskRunner(TaskRunner):
             threads, self._threads = self._threads, []
         for _ in threads:
             self._queue.put(None)
-        if wait:
-            current = threading.current_thread()
-            for thread in threads:
-                if thread is not current:
-                    thread.join()
+        if not wait:
+            self._stopping.extend(threads)
+            return
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is not current:
+                thread.join()
+
+    def join_interrupted(self) -> None:
+        # The threads are daemons: an interpreter exiting would stop them
+        # wherever they are, before the slots of their interrupted code go back.
+        # Bounded: code blocked in C for good (a wait with no timeout) is not
+        # worth a process that never exits; its slots come back when the process
+        # is gone (reaped at once on this machine, else when the lease expires).
+        import time
+
+        current = threading.current_thread()
+        stopping, self._stopping = self._stopping, []
+        deadline = time.monotonic() + JOIN_INTERRUPTED_SECONDS
+        for thread in stopping:
+            if thread is not current:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self._requested})"
@@ -344,9 +375,36 @@ class _ChildResult:
     logs: list[LogRecord]
 
 
+_child_sigterm_installed = False
+
+
+def _on_sigterm_in_child(signum: int, frame: Any) -> None:
+    # SIGTERM to the flow's process group (a worker cancelling the run): the task
+    # running here is interrupted like one in a thread, and gives its slots back.
+    from headway._engine.interrupts import interrupt_all
+
+    if interrupt_all() == 0:  # nothing to interrupt: go as SIGTERM says
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_child_sigterm() -> None:
+    global _child_sigterm_installed
+    if _child_sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm_in_child)
+    _child_sigterm_installed = True
+
+
 def run_in_child(job: _ChildJob) -> _ChildResult:
     """Run one task in a worker process; its states and logs go back to the parent."""
     import pickle
+
+    _install_child_sigterm()
 
     from headway._engine.task_engine import Mode, TaskCall, run_in_thread
     from headway._engine.tracking import NO_RESULT, RunState, TaskRunTracker, plain
@@ -404,7 +462,7 @@ def run_in_child(job: _ChildJob) -> _ChildResult:
 def __getattr__(name: str) -> Any:
     # DaskTaskRunner loads on first use: importing this module never imports Dask.
     if name == "DaskTaskRunner":
-        from headway._engine.dask_runner import DaskTaskRunner
+        from headway._engine.dask import DaskTaskRunner
 
         return DaskTaskRunner
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from headway._engine import lifecycle
+from headway._engine import interrupts, lifecycle
 from headway._engine.names import generate_name
 from headway._engine.recorder import get_recorder
 from headway._engine.task_engine import new_run_id, traceback_once
@@ -132,6 +132,7 @@ class FlowRunEngine:
         self._tokens: tuple[Token[Any], Token[Any]] | None = None
         self._previous_sigterm: Any = None
         self._logger: RunLogger | None = None
+        self._forget_cancel: Any = None
 
     # -- steps -----------------------------------------------------------------------------
     def start(self, *, handle_sigterm: bool) -> None:
@@ -192,6 +193,9 @@ class FlowRunEngine:
         )
         self._tokens = (flow_run_var.set(self.ctx), task_run_var.set(None))
         lifecycle.register(self)
+        # Cancelled in the store while its tasks run (no worker's signal reaches a
+        # flow run of a script): the watch stops its tasks from starting.
+        self._forget_cancel = interrupts.on_cancel(self.id, self.client, self.ctx.cancel_event.set)
         if handle_sigterm and self.parent_flow is None and self.parent_task is None:
             self._previous_sigterm = _install_sigterm()
         self.logger.info("Beginning flow run %r for flow %r", self.name, flow.name)
@@ -246,7 +250,12 @@ class FlowRunEngine:
             self.ctx.futures.pop(future.task_run_id, None)
 
     def succeeded(self, value: Any) -> None:
-        """Record COMPLETED with the flow's return value."""
+        """Record COMPLETED with the flow's return value (CANCELLED if it was cancelled)."""
+        if self.ctx is not None and self.ctx.cancel_event.is_set():
+            cancelled = self._cancelling_in_store()
+            if cancelled is not None:
+                self._end_interrupted(cancelled)
+                return
         self._finish(final_state(S.COMPLETED, outcome=value))
 
     def failed(self, exc: BaseException) -> float | None:
@@ -280,10 +289,15 @@ class FlowRunEngine:
         if self._ending is not None or lifecycle.pid != self.pid:
             return
         kind = type(exc).__name__
-        if isinstance(exc, KeyboardInterrupt | TerminationSignal) or kind == "CancelledError":
+        if (
+            isinstance(exc, KeyboardInterrupt | TerminationSignal | interrupts.TaskRunCancelled)
+            or kind == "CancelledError"
+        ):
             why = (
                 "terminated (SIGTERM)"
                 if isinstance(exc, TerminationSignal)
+                else "cancelled"
+                if isinstance(exc, interrupts.TaskRunCancelled)
                 else f"interrupted ({kind})"
             )
             state: State = cancelled_state(f"the flow run was {why}")
@@ -314,6 +328,9 @@ class FlowRunEngine:
                     self.final = state
             return
         ctx.cancel_event.set()
+        # Its task runs' code still running in this process stops as Python allows
+        # (at its next bytecode); their `with concurrency()` blocks give slots back.
+        interrupts.interrupt_flow_run(self.id)
         message = f"the flow run ended {state.name} before this task run finished"
 
         def task_end() -> State:
@@ -394,6 +411,9 @@ class FlowRunEngine:
             flow_run_var.reset(flow_token)
             self._tokens = None
         lifecycle.unregister(self)
+        if self._forget_cancel is not None:
+            self._forget_cancel()
+            self._forget_cancel = None
         if lifecycle.pid != self.pid:
             return
         if self._previous_sigterm is not None:
@@ -403,6 +423,8 @@ class FlowRunEngine:
             ending = self.final or self._ending
             interrupted = ending is None or ending.type is S.CANCELLED
             self.ctx.task_runner.shutdown(wait=not interrupted)
+            if ending is not None and ending.type is S.CANCELLED:
+                self.ctx.task_runner.join_interrupted()
 
     def crash_at_exit(self) -> None:
         """The interpreter exits while this run still runs (it ran in a daemon thread)."""

@@ -24,6 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from headway._engine import lifecycle
 from headway._engine import recorder as _recorder_module
+from headway._engine.interrupts import (
+    INTERRUPTED,
+    AsyncBody,
+    Body,
+    TaskRunCancelled,
+    cancellable,
+)
 from headway._engine.recorder import get_recorder
 from headway._engine.tracking import (
     RunState,
@@ -287,6 +294,10 @@ def finish(call: TaskCall) -> None:
     flow_ctx = call.flow_ctx
     if flow_ctx is not None:
         flow_ctx.unfinished.pop(call.tracker.id, None)
+        if call.tracker.state.name == INTERRUPTED:
+            # Interrupted where its flow run was found cancelled (another process,
+            # a Dask worker): no more of the run's tasks start, and it ends CANCELLED.
+            flow_ctx.cancel_event.set()
     elif call.mode is Mode.DIRECT:
         recorder = get_recorder()
         recorder.touch(call.tracker)
@@ -456,10 +467,16 @@ def _attempts_sync(call: TaskCall) -> State:
             return call.tracker.state
         token = task_run_var.set(ctx)
         try:
-            if task.timeout_seconds is None:
+            if task.timeout_seconds is not None:
+                value = _call_with_timeout(call)
+            elif call.tracker.flow_run_id is None:
                 value = fn(*call.args, **call.kwargs)
             else:
-                value = _call_with_timeout(call)
+                body = Body(lambda: fn(*call.args, **call.kwargs))
+                with cancellable(body, call.tracker.flow_run_id, call.client):
+                    value = body.run()
+        except TaskRunCancelled:
+            return interrupted_by_cancel(call)
         except Exception as exc:
             delay = _failed(call, exc)
             if delay is None or not _cancel_wait(call, delay):
@@ -468,6 +485,13 @@ def _attempts_sync(call: TaskCall) -> State:
         finally:
             task_run_var.reset(token)
         return _succeeded(call, value)
+
+
+def interrupted_by_cancel(call: TaskCall) -> State:
+    """The body was interrupted because its flow run was cancelled: CANCELLED."""
+    call.tracker.set_state(cancelled_state("interrupted: its flow run was cancelled", INTERRUPTED))
+    changed(call)
+    return call.tracker.state
 
 
 def _call_with_timeout(call: TaskCall) -> Any:
@@ -480,6 +504,8 @@ def _call_with_timeout(call: TaskCall) -> Any:
         lambda: task.fn(*call.args, **call.kwargs),
         seconds,
         timeout_error("task run", call.tracker.name, seconds),
+        flow_run_id=call.tracker.flow_run_id,
+        client=call.client,
     )
 
 
@@ -520,17 +546,28 @@ async def _attempts_async(call: TaskCall) -> State:
         if not _begin_attempt(call):
             return call.tracker.state
         token = task_run_var.set(ctx)
+        body = AsyncBody() if call.tracker.flow_run_id is not None else None
         try:
             coro = task.fn(*call.args, **call.kwargs)
-            if task.timeout_seconds is None:
-                value = await coro
-            else:
+            if task.timeout_seconds is not None:
                 from headway._engine.timeouts import await_with_timeout, timeout_error
 
                 seconds = task.timeout_seconds
-                value = await await_with_timeout(
+                coro = await_with_timeout(
                     coro, seconds, timeout_error("task run", call.tracker.name, seconds)
                 )
+            if body is None:
+                value = await coro
+            else:
+                with cancellable(body, call.tracker.flow_run_id, call.client), body:
+                    value = await coro
+        except asyncio.CancelledError:
+            if body is None or body.interrupted is None:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # the cancel was ours, and is handled here
+            return interrupted_by_cancel(call)
         except Exception as exc:
             delay = _failed(call, exc)
             if delay is None:

@@ -37,6 +37,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from headway._engine import interrupts
 from headway.exceptions import CodeUnavailable, ObjectNotFound
 from headway.worker.code import code_root, entrypoint_path
 from headway.worker.env import (
@@ -158,6 +159,8 @@ def run(run_id: str, entrypoint: str | None) -> int:
     from headway.client.base import get_client
     from headway.core.states import Failed, StateType
 
+    # The worker watches the run and signals this process when it is cancelled.
+    interrupts.signalled_by_worker()
     client = get_client()
     run = client.read_flow_run(run_id)
     if run.state.type is not StateType.PENDING:
