@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from headway._engine.task_engine import create_call, run_task_async, run_task_sync
 from headway._engine.tracking import state_result
+from headway._runner_calls import PreparedParameters, takes_parameters
 from headway.context import current_tags
 from headway.exceptions import ValidationError
 
@@ -282,7 +283,14 @@ class Task(Generic[P, R]):
             _outside_futures.append(future)
             future.add_done_callback(_forget_outside_future)
             return future
-        future = flow_ctx.task_runner.submit(call)
+        runner = flow_ctx.task_runner
+        if takes_parameters(runner):
+            # Prefect's interface: the prepared run rides along in the parameters.
+            prepared = PreparedParameters(call, bound_parameters(self.fn, args, kwargs))
+            submit: Callable[..., TaskFuture[R]] = runner.submit
+            future = submit(task, prepared, call.wait_for)
+        else:
+            future = runner.submit(call)
         unfinished = flow_ctx.futures
         unfinished[future.task_run_id] = future
         future._owner = unfinished
