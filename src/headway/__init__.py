@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from headway.context import tags
+    from headway.deployments.serve import serve
     from headway.flows import Flow, flow
     from headway.futures import TaskFuture
     from headway.logging import get_run_logger
@@ -23,6 +25,8 @@ _LAZY = {
     "unmapped": "headway.tasks",
     "TaskFuture": "headway.futures",
     "get_run_logger": "headway.logging",
+    "serve": "headway.deployments",
+    "tags": "headway.context",
 }
 
 
@@ -51,6 +55,8 @@ __all__ = [
     "__version__",
     "flow",
     "get_run_logger",
+    "serve",
+    "tags",
     "task",
     "unmapped",
 ]

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from headway._engine.task_engine import run_in_thread
-from headway.futures import TaskFuture, mark_worker_thread
+from headway.futures import FutureList, TaskFuture, mark_worker_thread
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from concurrent.futures import Future as CFuture
 
     from headway._engine.dask import DaskTaskRunner as DaskTaskRunner
@@ -44,22 +45,26 @@ if TYPE_CHECKING:
 
 
 class TaskRunner(abc.ABC):
-    """Runs the tasks a flow run submits."""
+    """Runs the tasks a flow run submits.
+
+    A runner implements :meth:`duplicate` and :meth:`submit`, in headway's form
+    ``submit(call)`` or in Prefect's ``submit(task, parameters, wait_for=None,
+    dependencies=None)`` (see :mod:`headway._runner_calls`); :meth:`map`,
+    :meth:`start` and :meth:`shutdown` have defaults.
+    """
 
     @abc.abstractmethod
     def duplicate(self) -> TaskRunner:
         """A fresh, unstarted runner with the same options (one per flow run)."""
 
-    @abc.abstractmethod
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - a runner with nothing to set up needs no start
         """Get ready to accept tasks."""
 
     @abc.abstractmethod
     def submit(self, call: TaskCall) -> TaskFuture[Any]:
         """Schedule a PENDING task run; its future."""
 
-    @abc.abstractmethod
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True) -> None:  # noqa: B027 - nothing to stop by default
         """Stop accepting tasks; with ``wait``, return once every worker is gone."""
 
     def join_interrupted(self) -> None:
@@ -69,6 +74,21 @@ class TaskRunner(abc.ABC):
         (Task code elsewhere, in other processes or on a cluster, ends on its own.)
         """
         return None
+
+    def map(
+        self,
+        task: Task[..., Any],
+        parameters: dict[str, Any],
+        wait_for: Iterable[TaskFuture[Any]] | None = None,
+    ) -> FutureList[Any]:
+        """Prefect's ``map``: submit one run per item of the iterable parameters.
+
+        Parameters wrapped in ``unmapped``, and strings, bytes and mappings, go
+        whole to every run; a future is waited for and its result mapped over.
+        """
+        from headway._runner_calls import map_parameters
+
+        return map_parameters(self, task, parameters, wait_for)
 
     def __enter__(self) -> TaskRunner:
         self.start()
@@ -104,6 +124,7 @@ class ThreadPoolTaskRunner(TaskRunner):
         self._max: int | None = None
         self._closed = False
         self._stopping: list[threading.Thread] = []
+        self._started = False
 
     @property
     def max_workers(self) -> int:
@@ -120,11 +141,35 @@ class ThreadPoolTaskRunner(TaskRunner):
     def duplicate(self) -> ThreadPoolTaskRunner:
         return ThreadPoolTaskRunner(self._requested)
 
+    def __eq__(self, other: object) -> bool:
+        # As in Prefect: runners of the same kind with the same options are equal.
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, ThreadPoolTaskRunner)
+        return self._requested == other._requested
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._requested))
+
     def start(self) -> None:
         self.max_workers  # noqa: B018 - resolve the setting before any task runs
         self._closed = False
+        self._started = True
 
-    def submit(self, call: TaskCall) -> TaskFuture[Any]:
+    def submit(
+        self,
+        call: Any,
+        parameters: dict[str, Any] | None = None,
+        wait_for: Iterable[TaskFuture[Any]] | None = None,
+        dependencies: Any = None,
+    ) -> TaskFuture[Any]:
+        """Run a task on the pool: ``submit(call)``, or Prefect's ``submit(task, parameters)``."""
+        if parameters is not None or wait_for is not None:
+            from headway._runner_calls import PreparedParameters, call_for
+
+            if not isinstance(parameters, PreparedParameters) and not self._started:
+                raise RuntimeError("Task runner is not started; use it in a `with` block")
+            call = call_for(call, parameters, wait_for)
         if self._closed:
             raise RuntimeError("this task runner was shut down")
         ctx = contextvars.copy_context()
@@ -180,6 +225,7 @@ class ThreadPoolTaskRunner(TaskRunner):
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
             self._closed = True
+            self._started = False
             threads, self._threads = self._threads, []
         for _ in threads:
             self._queue.put(None)

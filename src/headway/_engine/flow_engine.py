@@ -35,7 +35,7 @@ from headway._engine.tracking import (
     plain,
     state_result,
 )
-from headway.context import FlowRunContext, flow_run_var, task_run_var
+from headway.context import FlowRunContext, current_tags, flow_run_var, task_run_var
 from headway.core.states import AWAITING_RETRY, RETRYING, Pending, Running, Scheduled, State
 from headway.core.states import StateType as S
 from headway.exceptions import HeadwayError
@@ -114,7 +114,7 @@ class FlowRunEngine:
             self.client = get_client()
         self.pid = os.getpid()
         self.id = new_run_id()
-        self.name = generate_name()
+        self.name = flow.run_name(self.parameters) or generate_name()
         # A worker running a deployment's run: this top-level run is that recorded one.
         adopted = adopted_run.get()
         self.adopted = adopted is not None and self.parent_flow is None and self.parent_task is None
@@ -177,6 +177,7 @@ class FlowRunEngine:
                 state=Pending(),
                 parameters=jsonable(self.parameters),
                 parent_task_run_id=parent_task_run_id,
+                tags=current_tags(),
                 pid=os.getpid(),
                 host=_host(),
             )

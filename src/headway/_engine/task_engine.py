@@ -143,18 +143,20 @@ def create_call(
     wait_for: Sequence[TaskFuture[Any]] | None = None,
     *,
     queued: bool = True,
+    name: str | None = None,
 ) -> TaskCall:
     """Make a PENDING task run for ``task(*args, **kwargs)`` in the current run context.
 
     ``queued`` runs (submitted) are handed to the recorder at once, so a run
     waiting for a worker shows as PENDING; a direct call runs at once and is
-    handed over when it starts.
+    handed over when it starts. ``name`` (from ``task_run_name``) replaces the
+    numbered ``<task>-<n>``.
     """
     flow_ctx = flow_run_var.get()
     if flow_ctx is not None:
         client: Client = flow_ctx.client
         flow_run_id: str | None = flow_ctx.flow_run_id
-        name = flow_ctx.next_task_run_name(task.name)
+        name = name or flow_ctx.next_task_run_name(task.name)
         log_prints = flow_ctx.log_prints if task.log_prints is None else task.log_prints
         mode = Mode.BATCHED
     else:
@@ -163,7 +165,7 @@ def create_call(
         parent = task_run_var.get()
         client = parent.client if parent is not None and parent.client else get_client()
         flow_run_id = parent.flow_run_id if parent is not None else None
-        name = task.next_run_name()
+        name = name or task.next_run_name()
         if task.log_prints is not None:
             log_prints = task.log_prints
         elif parent is not None:

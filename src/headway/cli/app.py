@@ -65,6 +65,8 @@ def _register() -> None:
             raise
         for name in getattr(module, "NAMES", None) or (module.NAME,):
             app.add_typer(module.app, name=name)
+        for alias in getattr(module, "ALIASES", ()):
+            app.add_typer(module.app, name=alias, hidden=True)
 
 
 # Noun modules, in the order ``headway --help`` lists them.
