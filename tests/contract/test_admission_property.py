@@ -55,6 +55,10 @@ TTL_UNITS = 2.5
 #: Leases last a unit and a half, or three and a half (expiries fall between whole units).
 LEASES = (1.5, 3.5)
 NAME_SETS = (("a",), ("b",), ("r",), ("a", "b"), ("a", "r"), ("b", "r"), ("a", "b", "r"))
+#: Two parts of the rule the store does not keep yet (xfail in test_admission_cases.py):
+#: the model follows the store there until they are fixed; then turn these on.
+CASCADE = False
+WHOLE_REQUEST = False
 #: What the store says of a named waiter that is no longer queued.
 GONE_PREFIX = "the request left the queue"
 
@@ -185,7 +189,7 @@ class Run:
 
     def __init__(self, client: Client, sizes: dict[str, int]) -> None:
         self.client = client
-        self.model = SlotModel(TTL_UNITS)
+        self.model = SlotModel(TTL_UNITS, cascade=CASCADE, whole_request=WHOLE_REQUEST)
         self.prefix = f"adm-{uuid.uuid4().hex[:8]}-"
         self.names = [self.prefix + n for n in sorted(sizes)]
         for base, size in sorted(sizes.items()):
