@@ -20,7 +20,13 @@ from typing import Any
 
 from headway._backoff import Backoff, Retry
 from headway._optional import require
-from headway.exceptions import StoreError, StoreNotUsable, StoreUnavailable, ValidationError
+from headway.exceptions import (
+    OutcomeUnknown,
+    StoreError,
+    StoreNotUsable,
+    StoreUnavailable,
+    ValidationError,
+)
 from headway.store.dialects import (
     Dialect,
     connect_postgres,
@@ -113,10 +119,6 @@ def damaged_message(url: str, exc: BaseException) -> str:
         f"the store at {url} is damaged ({exc}): restore it from a backup, or move it"
         " away to start a new one"
     )
-
-
-class OutcomeUnknown(StoreError):
-    """The connection failed under a statement that commits by itself: it may or may not have."""
 
 
 class _Local(threading.local):
