@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from headway._version import headway_version
 from headway.cli import config as config_cmd
 
 app = typer.Typer(
@@ -21,9 +22,7 @@ app = typer.Typer(
 @app.command()
 def version() -> None:
     """Print headway's version."""
-    import headway
-
-    typer.echo(headway.__version__)
+    typer.echo(headway_version())
 
 
 app.command("config")(config_cmd.config)
