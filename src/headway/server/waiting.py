@@ -75,6 +75,7 @@ class ServerLocalWakeups(CallbackListening, LocalWakeups):
 def server_wakeups(settings: Any, database_url: str) -> Any:
     """The wake-up source of a server process for its store."""
     if database_url.startswith("postgresql"):
+        # The postgres extra's psycopg: only a server on PostgreSQL loads it.
         from headway.store.wakeups_pg import PostgresWakeups
 
         class ServerPostgresWakeups(CallbackListening, PostgresWakeups):

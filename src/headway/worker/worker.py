@@ -51,7 +51,7 @@ from headway.client.base import Client, get_client
 from headway.core.limits import WakeTarget
 from headway.core.models import ClaimedRun, FlowRun, LogRecord
 from headway.core.states import Cancelled, Crashed, Scheduled, State, StateType
-from headway.exceptions import HeadwayError
+from headway.exceptions import HeadwayError, ValidationError
 from headway.worker.env import (
     ENV_ECHO_FD,
     ENV_ENTRYPOINT,
@@ -124,14 +124,10 @@ class Worker:
         working_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if pool is None and not deployments:
-            from headway.exceptions import ValidationError
-
             raise ValidationError("a worker needs a work pool (or deployments to serve)")
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
-            from headway.exceptions import ValidationError
-
             raise ValidationError(f"worker limit must be at least 1, got {limit!r}")
         self.pool = pool
         self.queues = list(queues)
