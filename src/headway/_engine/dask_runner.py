@@ -226,7 +226,7 @@ class DaskTaskRunner(TaskRunner):
                 # running task to return. Their slots come back with the processes.
                 _kill_workers(cluster)
         if jobs:
-            from distributed import CancelledError
+            from distributed import CancelledError  # the dask extra (see the top)
 
             for job in jobs:  # whatever did not end: it never will now
                 self._lost(job, CancelledError("the task runner shut down"))
@@ -345,7 +345,7 @@ class DaskTaskRunner(TaskRunner):
         cached = self._specs.get(cache_key)
         if cached is not None and cached[0] is task:
             return cached[1]
-        import cloudpickle
+        import cloudpickle  # the dask extra (see the top)
 
         env = self._worker_env(call.client)
         options = {
@@ -495,7 +495,7 @@ class DaskTaskRunner(TaskRunner):
 
     def _lost(self, job: _Job, exc: BaseException) -> None:
         """The Dask task failed without an outcome: a dead worker, a cancel, a bad payload."""
-        from distributed import CancelledError, KilledWorker
+        from distributed import CancelledError, KilledWorker  # the dask extra (see the top)
 
         if self._closed or isinstance(exc, CancelledError):
             call = job.call
@@ -764,7 +764,7 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
 
 def _address() -> str | None:
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # the dask extra (see the top)
 
         address: str = get_worker().address
         return address
@@ -784,7 +784,7 @@ def _decode(spec: bytes) -> tuple[Task[..., Any], str, tuple[tuple[str, str], ..
     cached = _specs.get(spec)
     if cached is not None:
         return cached
-    import cloudpickle
+    import cloudpickle  # the dask extra (see the top)
 
     fn, options, task_key, env = cloudpickle.loads(spec)
     decoded = (Task(_packing(fn), **options), task_key, env)
@@ -864,7 +864,7 @@ def _pickled(result: tuple[bool, Any, BaseException | None]) -> tuple[bytes, str
     except Exception:
         pass
     try:  # functions and classes of a script go by value
-        import cloudpickle
+        import cloudpickle  # the dask extra (see the top)
 
         return cloudpickle.dumps(result), None
     except Exception as exc:
