@@ -13,7 +13,8 @@ same methods for each route.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from headway.core.models import FlowRun, LogLine, LogRecord, TaskRun
 from headway.core.states import State, StateType
@@ -21,9 +22,12 @@ from headway.orchestration.deployments import DeploymentPolicy
 from headway.orchestration.explain import ExplainPolicy
 from headway.settings import Settings
 from headway.slot_policy import SlotPolicy
+from headway.store.db import WouldWait
 from headway.store.events import CLAIM_LATENCY, SLOT_WAIT, Histogram
 from headway.store.runs import TaskRunRecord
 from headway.store.store import Store
+
+T = TypeVar("T")
 
 
 class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
@@ -35,6 +39,18 @@ class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
 
     def stop_retrying(self) -> None:
         """Nothing to stop: an embedded call has no retry window (the Client hook)."""
+
+    def attempt_here(self, call: Callable[[], T]) -> tuple[bool, T | None]:
+        """Run ``call`` now if its first write needs no lock another writer holds (the Client hook).
+
+        SQLite only: a slot call is then one short transaction, done on the
+        caller's thread (an event loop's) rather than a worker thread's.
+        """
+        try:
+            with self.store.db.without_waiting():
+                return True, call()
+        except WouldWait:
+            return False, None
 
     def close(self) -> None:
         """Stop this process's wake-up receiver and close the store (the Client hook)."""

@@ -94,7 +94,9 @@ class Settings:
     api_url: str | None = field(
         default=None,
         metadata=_setting(
-            "HEADWAY_API_URL", "Server to use instead of the embedded store (http://host:4200)."
+            "HEADWAY_API_URL",
+            "Server to use instead of the embedded store (http://host:4200); several, separated"
+            " by commas, are tried in turn when one cannot be reached.",
         ),
     )
     api_key: str | None = field(

@@ -175,7 +175,7 @@ def test_every_client_method_has_a_route() -> None:
     # Each declared operation is sent by HttpClient through its declaration
     # (the Op descriptor) or by a method of its own (the few that retry or
     # batch); the methods that are not operations (close, stop_retrying) are
-    # HttpClient's own too, not the protocol's defaults...
+    # HttpClient's own too, not the protocol's defaults (but attempt_here)...
     ops = operations(Client)
     assert len(ops) >= 55
     own = 0
@@ -191,9 +191,13 @@ def test_every_client_method_has_a_route() -> None:
         for name, member in inspect.getmembers(Client, inspect.isfunction)
         if not name.startswith("_") and name not in names
     }
-    assert others == {"close", "stop_retrying"}
-    for name in others:
+    assert others == {"attempt_here", "close", "stop_retrying"}
+    for name in ("close", "stop_retrying"):
         assert getattr(HttpClient, name) is not getattr(Client, name), name
+    # A server is always a round trip away: nothing is attempted on the caller's thread.
+    assert HttpClient(get_settings({}), api_url="http://127.0.0.1:9").attempt_here(
+        lambda: 1 / 0
+    ) == (False, None)
     # ...and every route it may call is documented in the OpenAPI schema.
     spec = create_app(get_settings({"HEADWAY_HOME": "/nonexistent"})).openapi()
     paths = set(spec["paths"])
@@ -228,3 +232,31 @@ def test_batches_are_split_by_count_and_size() -> None:
     sized = list(http_module._batches(big))
     assert len(sized) > 1
     assert all(len(b) <= http_module.BATCH_BYTES + 1_000_100 for b in sized)
+
+
+def test_api_url_names_one_server_or_several() -> None:
+    settings = get_settings({"HEADWAY_HOME": "/nonexistent"})
+    client = HttpClient(settings, api_url=" http://a:4200/ ,https://b.example/base/")
+    assert client.server_url == "http://a:4200"
+    assert [s.url for s in client._servers] == ["http://a:4200", "https://b.example/base"]
+    assert client._servers[1].path == "/base" + API_PREFIX
+    for bad in ("ftp://a", "http://a:4200,not a url", ",", "http://a:99999"):
+        with pytest.raises(exceptions.ConfigurationError, match="HEADWAY_API_URL"):
+            HttpClient(settings, api_url=bad)
+
+
+def test_a_request_goes_on_through_the_next_server(headway_home: Path) -> None:
+    # The first server named is down (its port refuses connections): the
+    # request goes through the second at once, and later requests stay there.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        settings = get_settings({"HEADWAY_HOME": str(headway_home)})
+        with ServerThread(settings) as server:
+            client = HttpClient(settings, api_url=f"{down},{server.url}", retry_seconds=0.3)
+            client.create_limit("db", 2)
+            assert client.server_url == server.url
+            assert client.read_limit("db").limit == 2
+            alone = HttpClient(settings, api_url=down, retry_seconds=0.3)
+            with pytest.raises(exceptions.StoreError, match="cannot reach"):
+                alone.read_limit("db")

@@ -29,6 +29,7 @@ def test_a_new_home_and_store_are_private(tmp_path: Path) -> None:
             for directory in (tmp_path / "nested", home, home / "wake"):
                 assert _mode(directory) == 0o700, directory
             files = [home / "headway.db", home / "headway.db-wal", home / "headway.db-shm"]
+            files.append(home / "headway.db-writer")
             for file in [*files, home / "headway.migrate.lock"]:
                 assert _mode(file) == 0o600, file
         finally:

@@ -15,9 +15,9 @@ declaration here (with its request model in :mod:`headway.api.schemas`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from headway.api.operation import Declared, delete, get, patch, post, put
 from headway.core.deployments import DeploymentSpec
@@ -40,6 +40,8 @@ from headway.explain import DeploymentExplanation, RunExplanation, StatusReport
 from headway.settings import Settings
 from headway.store.events import EventPage, LimitStats
 from headway.store.runs import TaskRunRecord
+
+T = TypeVar("T")
 
 
 class Client(Protocol):
@@ -469,6 +471,16 @@ class Client(Protocol):
         down): it should not wait out retry windows. Embedded clients have none.
         """
         return None
+
+    def attempt_here(self, call: Callable[[], T]) -> tuple[bool, T | None]:
+        """Run ``call`` (a few calls of this client) here, if that needs no waiting.
+
+        ``(True, result)`` when it ran; ``(False, None)`` when it would have had to
+        wait for a lock or the network, before anything was done: the caller then
+        runs it elsewhere (asyncio code, on a thread). Only an embedded store can
+        answer a slot call at once; a server always needs a round trip.
+        """
+        return False, None
 
     def close(self) -> None:
         """Release connections; the client must not be used afterwards."""

@@ -68,6 +68,33 @@ T = TypeVar("T")
 logger = logging.getLogger("headway.client")
 
 
+@dataclasses.dataclass(frozen=True)
+class _Server:
+    """One server of HEADWAY_API_URL, split for the transport."""
+
+    url: str
+    scheme: str
+    host: str
+    port: int | None
+    #: The API's path prefix on this server (its base path, then /api/v1).
+    path: str
+
+
+def _server(part: str, configured: str) -> _Server:
+    url = part.strip().rstrip("/")
+    parts = urlsplit(url + API_PREFIX)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise exceptions.ConfigurationError(
+            f"HEADWAY_API_URL must be http:// or https:// URLs (several separated by"
+            f" commas), got {configured!r}"
+        )
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise exceptions.ConfigurationError(f"HEADWAY_API_URL {configured!r}: {exc}") from None
+    return _Server(url, parts.scheme, parts.hostname, port, parts.path)
+
+
 class HttpClient(Client):
     """Every Client operation as a request to the server at ``settings.api_url``."""
 
@@ -83,20 +110,17 @@ class HttpClient(Client):
         if not url:
             raise exceptions.ConfigurationError("HEADWAY_API_URL is not set")
         self.settings = settings
-        self.api_url = url.rstrip("/")
+        #: As configured: one server, or several separated by commas (the same
+        #: store behind each), tried in turn when one cannot be reached.
+        self.api_url = url
         #: How long a request that cannot reach the server is retried before failing.
         self.retry_seconds = retry_seconds
         self.timeout_seconds = timeout_seconds
-        self._base = self.api_url + API_PREFIX
-        parts = urlsplit(self._base)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise exceptions.ConfigurationError(
-                f"HEADWAY_API_URL must be an http:// or https:// URL, got {url!r}"
-            )
-        try:
-            self._endpoint = (parts.scheme, parts.hostname, parts.port, parts.path)
-        except ValueError as exc:
-            raise exceptions.ConfigurationError(f"HEADWAY_API_URL {url!r}: {exc}") from None
+        self._servers = [_server(part, url) for part in url.split(",") if part.strip()]
+        if not self._servers:
+            raise exceptions.ConfigurationError(f"HEADWAY_API_URL names no server: {url!r}")
+        # The server in use: every request goes there until it cannot be reached.
+        self._current = 0
         self._headers = [("User-Agent", "headway-client"), ("Accept", "application/json")]
         if settings.api_key:
             self._headers.append(("Authorization", f"Bearer {settings.api_key}"))
@@ -128,7 +152,7 @@ class HttpClient(Client):
         if self.settings.client_transport == "httpx":
             return HttpxTransport()  # makes its TLS context now
         transport = KeepAliveTransport()
-        if self._endpoint[0] == "https":
+        if any(server.scheme == "https" for server in self._servers):
             # Made now, not at the first request (a standby run process
             # builds its client ahead so a run starts without this wait).
             transport.tls_context()
@@ -173,21 +197,29 @@ class HttpClient(Client):
         headers = self._json_headers if json_headers else self._headers
         wait = self.timeout_seconds if timeout is None else timeout
         timeouts = {"connect": 5.0, "read": wait, "write": wait}
-        scheme, host, port, base_path = self._endpoint
-        target = base_path + path
-        if params:
-            target += "?" + str(httpx.QueryParams(params))
+        query = "?" + str(httpx.QueryParams(params)) if params else ""
+        current = self._current
+        server = self._servers[current]
+        # Servers tried since the last pause: all of them down means a pause.
+        tried = 1
         started = time.monotonic()
         retry: Retry | None = None  # made at the first failure, off the hot path
         resent = False
         while True:
             try:
                 status, _, answer = self.transport.send(
-                    method, scheme, host, port, target, headers, content, timeouts
+                    method,
+                    server.scheme,
+                    server.host,
+                    server.port,
+                    server.path + path + query,
+                    headers,
+                    content,
+                    timeouts,
                 )
                 if logger.isEnabledFor(logging.DEBUG):
                     # The path and status only: headers (the API key) are never logged.
-                    logger.debug("%s %s -> %d", method, target, status)
+                    logger.debug("%s %s%s -> %d", method, server.url, path, status)
                 # A server that could not reach its store and wrote nothing (a
                 # PostgreSQL restart) answers StoreUnavailable: safe to send again.
                 if status != 503 or not isinstance(
@@ -202,22 +234,33 @@ class HttpClient(Client):
                 error: Exception = exc
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError) as exc:
                 if not idempotent:
+                    # The next request goes to another server: this one may be gone.
+                    self._fail_over(current)
                     raise AnswerLost(
-                        f"the connection to the headway server at {self.api_url} failed"
+                        f"the connection to the headway server at {server.url} failed"
                         f" during {method} {path}: {exc or type(exc).__name__}"
                     ) from exc
                 error = exc
                 resent = True
             except httpx.TimeoutException as exc:
                 raise exceptions.StoreError(
-                    f"the headway server at {self.api_url} did not answer {method} {path} in time"
+                    f"the headway server at {server.url} did not answer {method} {path} in time"
                 ) from exc
+            if tried < len(self._servers) and not self._give_up.is_set():
+                # Another server serves the same store: go on through it at once.
+                current = self._fail_over(current)
+                server, tried = self._servers[current], tried + 1
+                continue
             retry = retry or self._retry(started)
             if not retry.pause():
                 raise exceptions.StoreError(
-                    f"cannot reach the headway server at {self.api_url}:"
+                    f"cannot reach the headway server at {server.url}:"
                     f" {error or type(error).__name__}"
                 ) from error
+            tried = 1
+            if len(self._servers) > 1:
+                current = self._fail_over(current)
+                server = self._servers[current]
         if status >= 400:
             failure = error_from_response(status, answer)
             if resent and recover is not None:
@@ -229,6 +272,24 @@ class HttpClient(Client):
         if resent and resent_answer is not None:
             return resent_answer(decoded)
         return decoded
+
+    def _fail_over(self, failed: int) -> int:
+        """Move off server ``failed`` (unless another request already did); the one now in use."""
+        with self._lock:
+            if self._current == failed:
+                self._current = (failed + 1) % len(self._servers)
+                if len(self._servers) > 1:
+                    logger.warning(
+                        "headway server %s cannot be reached; going on through %s",
+                        self._servers[failed].url,
+                        self._servers[self._current].url,
+                    )
+            return self._current
+
+    @property
+    def server_url(self) -> str:
+        """The server requests go to now (one of ``api_url``'s)."""
+        return self._servers[self._current].url
 
     def _retry(self, started: float) -> Retry:
         """The pauses of a request that failed, within ``retry_seconds`` of ``started``."""

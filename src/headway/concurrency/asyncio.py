@@ -9,12 +9,14 @@
 
     await rate_limit("api")
 
-The logic is the synchronous one (:mod:`headway.concurrency._core`), run off
-the event loop: the quick first attempt and every release on a small shared
-thread pool, a wait on a thread of its own (so waiting requests never starve
-the pool their holders need to release). Cancelling the task, while it waits
-or while it holds, releases everything: a grant that arrives just as the wait
-is cancelled is given straight back.
+The logic is the synchronous one (:mod:`headway.concurrency._core`). The quick
+first attempt and every release run on the event loop itself when the client
+can do them without waiting (the embedded store, when no other writer holds
+its lock: one short transaction, cheaper than a trip to a thread and back);
+otherwise on a small shared thread pool. A wait runs on a thread of its own
+(so waiting requests never starve the pool their holders need to release).
+Cancelling the task, while it waits or while it holds, releases everything: a
+grant that arrives just as the wait is cancelled is given straight back.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import typing
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar
 
+from headway.client.base import Client
 from headway.concurrency._core import Acquisition, HolderSpec, Names, acquisition, release
 from headway.concurrency._leases import HeldSlots
 from headway.core.limits import SlotGrant
@@ -81,9 +85,19 @@ async def _offload(
     on_abandon: Callable[[T], Any] | None = None,
     on_cancel: Callable[[], Any] | None = None,
     own_thread: bool = False,
+    here: Client | None = None,
 ) -> T:
     """Run ``fn`` off the loop. If the awaiting task is cancelled, ``on_cancel`` runs
-    (in a thread) and a result that still arrives goes to ``on_abandon``."""
+    (in a thread) and a result that still arrives goes to ``on_abandon``.
+
+    With ``here``, ``fn`` (calls of that client) first runs on the loop if the
+    client can do it without waiting; nothing awaits meanwhile, so nothing
+    can cancel it half-way.
+    """
+    if here is not None:
+        ran, result = here.attempt_here(fn)
+        if ran:
+            return typing.cast(T, result)
     future = _own_thread(fn) if own_thread else _executor().submit(fn)
     try:
         return await asyncio.wrap_future(future)
@@ -108,7 +122,7 @@ async def acquire(acquisition: Acquisition) -> SlotGrant:
         if isinstance(grant, SlotGrant) and grant.lease_id is not None:
             acquisition.client.release_slots(grant.lease_id)
 
-    first = await _offload(acquisition.try_once, on_abandon=give_back)
+    first = await _offload(acquisition.try_once, on_abandon=give_back, here=_quick(acquisition))
     if isinstance(first, SlotGrant):
         return first
     return await _offload(
@@ -122,7 +136,12 @@ async def acquire(acquisition: Acquisition) -> SlotGrant:
 async def give_back(held: HeldSlots | None, *, raise_errors: bool) -> None:
     """The asyncio form of :func:`release`; the release completes even if cancelled."""
     if held is not None and held.lease_id is not None:
-        await _offload(lambda: release(held, raise_errors=raise_errors))
+        await _offload(lambda: release(held, raise_errors=raise_errors), here=held.client)
+
+
+def _quick(acquisition: Acquisition) -> Client | None:
+    # The client a first attempt can run on the loop with (None: no names, nothing to do).
+    return None if acquisition.empty else acquisition.client
 
 
 class _AsyncConcurrency:

@@ -1,0 +1,170 @@
+"""SQLite writers of every process queue on one file lock, not in SQLite's busy handler;
+asyncio callers take it only when it is free.
+
+Correctness never rests on the file lock (SQLite's own lock still keeps writes
+one at a time); it only wakes the next writer the moment the last lets go. So
+the tests check what it orders: a write waits while another process holds the
+lock, starts as soon as it is let go, and a forked child has a lock of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from headway.client.base import embedded_client, set_default_client
+from headway.concurrency import asyncio as aio
+from headway.core.limits import SlotGrant
+from headway.settings import get_settings
+from headway.store.db import Database, WouldWait
+
+
+def _database(tmp_path: Path) -> Database:
+    db = Database(f"sqlite:///{tmp_path / 'headway.db'}")
+    with db.write() as tx:
+        tx.execute("CREATE TABLE t (n INTEGER NOT NULL)", {})
+        tx.execute("INSERT INTO t VALUES (0)", {})
+    return db
+
+
+def _count(db: Database) -> int:
+    with db.read() as tx:
+        return int(tx.execute("SELECT n FROM t", {})[0][0])
+
+
+def test_a_write_waits_for_the_writer_lock_and_goes_when_it_is_let_go(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    lock_path = tmp_path / "headway.db-writer"
+    assert lock_path.exists()
+    # Another process's writer: an open file of its own holding the lock.
+    other = os.open(lock_path, os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    done = threading.Event()
+
+    def write() -> None:
+        with db.write() as tx:
+            tx.execute("UPDATE t SET n = n + 1", {})
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    try:
+        # Nothing else holds SQLite's lock: only the file lock can hold it back.
+        assert not done.wait(0.3)
+        assert _count(db) == 0  # reads never wait for it
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    writer.join(10)
+    assert done.is_set() and _count(db) == 1
+    # Let go after the transaction: another process can take it at once.
+    probe = os.open(lock_path, os.O_RDWR)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(probe)
+    db.close()
+
+
+def test_a_failed_transaction_lets_the_lock_go(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    try:
+        with db.write() as tx:
+            tx.execute("UPDATE t SET n = n + 1", {})
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    probe = os.open(tmp_path / "headway.db-writer", os.O_RDWR)
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        os.close(probe)
+    assert _count(db) == 0
+    db.close()
+
+
+def test_without_waiting_a_held_lock_is_refused_before_anything_is_done(tmp_path: Path) -> None:
+    db = _database(tmp_path)
+    other = os.open(tmp_path / "headway.db-writer", os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        with pytest.raises(WouldWait), db.without_waiting(), db.write() as tx:
+            tx.execute("UPDATE t SET n = n + 1", {})
+        assert _count(db) == 0
+    finally:
+        fcntl.flock(other, fcntl.LOCK_UN)
+        os.close(other)
+    # Free: it runs; and only the first write is guarded (the second may wait).
+    with db.without_waiting():
+        for _ in range(2):
+            with db.write() as tx:
+                tx.execute("UPDATE t SET n = n + 1", {})
+    assert _count(db) == 2
+    db.close()
+
+
+def test_attempt_here_runs_a_slot_call_at_once_or_not_at_all(tmp_path: Path) -> None:
+    client = embedded_client(get_settings({"HEADWAY_HOME": str(tmp_path)}))
+    try:
+        client.create_limit("db", 1)
+        ran, grant = client.attempt_here(lambda: client.acquire_slots(["db"], 1))
+        assert ran and isinstance(grant, SlotGrant)
+        other = os.open(tmp_path / "headway.db-writer", os.O_RDWR)
+        fcntl.flock(other, fcntl.LOCK_EX)
+        try:
+            assert client.attempt_here(lambda: client.release_slots(grant.lease_id)) == (
+                False,
+                None,
+            )
+        finally:
+            fcntl.flock(other, fcntl.LOCK_UN)
+            os.close(other)
+        assert client.read_limit("db").active_slots == 1  # nothing was done
+        assert client.attempt_here(lambda: client.release_slots(grant.lease_id)) == (True, True)
+    finally:
+        client.close()
+
+
+def test_asyncio_concurrency_never_blocks_the_loop_behind_another_writer(tmp_path: Path) -> None:
+    # Another process holds the writers' lock for a while: the first attempt
+    # goes to a thread, and the loop keeps running other coroutines meanwhile.
+    settings = get_settings({"HEADWAY_HOME": str(tmp_path)})
+    client = embedded_client(settings)
+    client.create_limit("db", 1)
+    other = os.open(tmp_path / "headway.db-writer", os.O_RDWR)
+    fcntl.flock(other, fcntl.LOCK_EX)
+
+    async def main() -> int:
+        ticks = 0
+        entered = asyncio.Event()
+
+        async def body() -> None:
+            async with aio.concurrency("db", occupy=1):
+                entered.set()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not entered.is_set():
+                ticks += 1
+                if ticks == 20:
+                    fcntl.flock(other, fcntl.LOCK_UN)
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(asyncio.gather(body(), ticker()), 30)
+        return ticks
+
+    try:
+        previous = set_default_client(client)
+        try:
+            assert asyncio.run(main()) >= 20
+        finally:
+            set_default_client(previous)
+        assert client.read_limit("db").active_slots == 0
+    finally:
+        os.close(other)
+        client.close()
