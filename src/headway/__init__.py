@@ -31,13 +31,11 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    # The imports stay here, out of the module's top: each costs a cold start.
     if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+        from headway._version import headway_version
 
-        try:
-            value: Any = version("headway")
-        except PackageNotFoundError:  # running from a source tree without install
-            value = "0.0.0"
+        value: Any = headway_version()
     elif name in _LAZY:
         import importlib
 

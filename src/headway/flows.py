@@ -23,7 +23,9 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from headway._engine.flow_engine import run_flow_async, run_flow_sync
 from headway.exceptions import ValidationError
+from headway.task_runners import TaskRunner
 from headway.tasks import (
     RetryDelay,
     RunName,
@@ -36,7 +38,6 @@ from headway.tasks import (
 
 if TYPE_CHECKING:
     from headway.deployments.runner_deployment import RunnerDeployment
-    from headway.task_runners import TaskRunner
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,14 +62,13 @@ class Flow(Generic[P, R]):
             raise TypeError(f"@flow needs a function, got {fn!r}")
         check_run_options(retries, retry_delay_seconds, timeout_seconds)
         check_run_name(flow_run_name, "flow_run_name")
-        if task_runner is not None:
-            from headway.task_runners import TaskRunner
-
-            if isinstance(task_runner, type) or not isinstance(task_runner, TaskRunner):
-                raise ValidationError(
-                    "task_runner must be a task runner instance, e.g. ThreadPoolTaskRunner(8),"
-                    f" got {task_runner!r}"
-                )
+        if task_runner is not None and (
+            isinstance(task_runner, type) or not isinstance(task_runner, TaskRunner)
+        ):
+            raise ValidationError(
+                "task_runner must be a task runner instance, e.g. ThreadPoolTaskRunner(8),"
+                f" got {task_runner!r}"
+            )
         self.fn = fn
         self.name: str = check_name(
             name or str(getattr(fn, "__name__", type(fn).__name__)).replace("_", "-"), "flow"
@@ -116,11 +116,7 @@ class Flow(Generic[P, R]):
         """Run the flow; its return value (``return_state=True``: its final state)."""
         return_state = bool(kwargs.pop("return_state", False))
         if self.is_async:
-            from headway._engine.flow_engine import run_flow_async
-
             return run_flow_async(self, args, kwargs, return_state)  # type: ignore[return-value]
-        from headway._engine.flow_engine import run_flow_sync
-
         result: R = run_flow_sync(self, args, kwargs, return_state)
         return result
 
@@ -132,6 +128,10 @@ class Flow(Generic[P, R]):
         ``ConcurrencyLimitConfig``), ``tags``, ``paused``, ``limit``. See
         :func:`headway.deployments.serve`.
         """
+        # Loaded when a flow is served or deployed, never by one that is only
+        # called: deployments bring the worker, subprocess and zoneinfo (~70 ms
+        # of a cold start). (headway.deployments imports this module: it is
+        # above it.)
         from headway.deployments import serve
 
         serve(self, name=name, **options)
@@ -152,7 +152,7 @@ class Flow(Generic[P, R]):
 
         Returns the deployment. See :func:`headway.deployments.deploy`.
         """
-        from headway.deployments import deploy
+        from headway.deployments import deploy  # see serve()
 
         return deploy(self, name=name, work_pool_name=work_pool_name, **options)
 

@@ -60,7 +60,8 @@ class SlotPolicy:
         if self._wakeups is None:
             if self.store.db.dialect.name == "postgresql":
                 # Waiters in any process, server or machine are woken through the
-                # database itself: LISTEN/NOTIFY (store/wakeups_pg.py).
+                # database itself: LISTEN/NOTIFY (store/wakeups_pg.py). Imported
+                # here: psycopg is the postgres extra, loaded only on PostgreSQL.
                 from headway.store.wakeups_pg import PostgresWakeups
 
                 self._wakeups = PostgresWakeups(self.store.db)

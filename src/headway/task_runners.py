@@ -27,20 +27,25 @@ import queue
 import sys
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from headway._engine.task_engine import run_in_thread
+from headway._engine import task_engine as engine
+from headway._engine.recorder import get_recorder
+from headway._engine.task_engine import Mode, TaskCall, run_in_thread, upstream_of
+from headway._engine.tracking import NO_RESULT, RunState, TaskRunTracker, final_state, plain
+from headway.client.base import get_client
+from headway.core.models import LogRecord
+from headway.core.states import Failed, State, StateType
 from headway.futures import FutureList, TaskFuture, mark_worker_thread
+from headway.logging import capture_prints
+from headway.settings import get_settings
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from concurrent.futures import Future as CFuture
 
     from headway._engine.dask import DaskTaskRunner as DaskTaskRunner
-    from headway._engine.task_engine import TaskCall
-    from headway.core.models import LogRecord
-    from headway.core.states import State
     from headway.tasks import Task
 
 
@@ -133,8 +138,6 @@ class ThreadPoolTaskRunner(TaskRunner):
             if self._requested is not None:
                 self._max = self._requested
             else:
-                from headway.settings import get_settings
-
                 self._max = get_settings().task_runner_max_workers
         return self._max
 
@@ -217,6 +220,8 @@ class ThreadPoolTaskRunner(TaskRunner):
                 del future
                 idle.append(None)
         finally:
+            # Only a thread that ran an async task has a loop to close; importing
+            # loops otherwise would load asyncio for nothing.
             if "headway._engine.loops" in sys.modules:
                 from headway._engine.loops import close_thread_loop
 
@@ -275,6 +280,7 @@ class ProcessPoolTaskRunner(TaskRunner):
 
     def start(self) -> None:
         if self._executor is None:
+            # A process pool only: these cost a thread-pool program's cold start.
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
@@ -284,8 +290,6 @@ class ProcessPoolTaskRunner(TaskRunner):
             )
 
     def submit(self, call: TaskCall) -> TaskFuture[Any]:
-        from headway._engine.task_engine import upstream_of
-
         if self._executor is None:
             self.start()
         future: TaskFuture[Any] = TaskFuture(call.tracker, None)
@@ -311,10 +315,6 @@ class ProcessPoolTaskRunner(TaskRunner):
     def _dispatch(
         self, call: TaskCall, future: TaskFuture[Any], upstream: list[TaskFuture[Any]]
     ) -> None:
-        from headway._engine import task_engine as engine
-        from headway._engine.recorder import get_recorder
-        from headway._engine.tracking import plain
-
         try:
             state = engine.check_upstream(call, upstream) or engine.cancelled_if_flow_cancelled(
                 call
@@ -347,11 +347,6 @@ class ProcessPoolTaskRunner(TaskRunner):
         cf.add_done_callback(lambda done: self._collect(call, future, done))
 
     def _collect(self, call: TaskCall, future: TaskFuture[Any], done: CFuture[Any]) -> None:
-        from headway._engine import task_engine as engine
-        from headway._engine.recorder import get_recorder
-        from headway._engine.tracking import final_state
-        from headway.core.states import StateType
-
         tracker = call.tracker
         try:
             try:
@@ -395,8 +390,6 @@ class ProcessPoolTaskRunner(TaskRunner):
 
 
 def _with_timestamp(state: State, timestamp: Any) -> State:
-    from dataclasses import replace
-
     return replace(state, timestamp=timestamp)
 
 
@@ -448,12 +441,10 @@ def _install_child_sigterm() -> None:
 
 def run_in_child(job: _ChildJob) -> _ChildResult:
     """Run one task in a worker process; its states and logs go back to the parent."""
+    # In the pool's processes only (a thread-pool program never loads pickle).
     import pickle
 
     _install_child_sigterm()
-
-    from headway._engine.task_engine import Mode, TaskCall, run_in_thread
-    from headway._engine.tracking import NO_RESULT, RunState, TaskRunTracker, plain
 
     logs: list[LogRecord] = []
     task = job.task
@@ -468,12 +459,8 @@ def run_in_child(job: _ChildJob) -> _ChildResult:
     )
     client = None
     if task.tags:
-        from headway.client.base import get_client
-
         client = get_client()
     if job.log_prints:
-        from headway.logging import capture_prints
-
         capture_prints()
     call = TaskCall(
         task,
@@ -498,15 +485,14 @@ def run_in_child(job: _ChildJob) -> _ChildResult:
     except Exception as exc:
         what = "exception" if error is not None else "return value"
         message = f"the task's {what} cannot be sent back from the worker process: {exc}"
-        from headway.core.states import Failed
-
         states[-1] = Failed(message=message, timestamp=states[-1].timestamp)
         outcome, error = NO_RESULT, RuntimeError(message)
     return _ChildResult(states, outcome, error, logs)
 
 
 def __getattr__(name: str) -> Any:
-    # DaskTaskRunner loads on first use: importing this module never imports Dask.
+    # DaskTaskRunner loads on first use: importing this module never imports Dask
+    # (an optional extra, and heavy).
     if name == "DaskTaskRunner":
         from headway._engine.dask import DaskTaskRunner
 

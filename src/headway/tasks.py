@@ -17,23 +17,23 @@ written to the store when it ends. ``.submit()`` outside a flow uses a shared
 
 from __future__ import annotations
 
+import atexit
 import functools
+import importlib
 import inspect
 import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from headway._engine.task_engine import create_call, run_task_async, run_task_sync
 from headway._engine.tracking import state_result
 from headway._runner_calls import PreparedParameters, takes_parameters
 from headway.context import current_tags
 from headway.exceptions import ValidationError
-
-if TYPE_CHECKING:
-    from headway.futures import FutureList, TaskFuture
-    from headway.task_runners import TaskRunner
+from headway.futures import FutureList, TaskFuture
+from headway.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -310,8 +310,6 @@ class Task(Generic[P, R]):
         are passed whole to every run. A future argument is waited for and its
         result mapped over.
         """
-        from headway.futures import FutureList, TaskFuture
-
         waits = list(wait_for) if wait_for else None
         lengths: dict[str, int] = {}
 
@@ -359,8 +357,6 @@ class Task(Generic[P, R]):
 
 
 def _rebuild_task(module: str, qualname: str, options: dict[str, Any]) -> Task[..., Any]:
-    import importlib
-
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         target = getattr(target, part)
@@ -380,10 +376,6 @@ def default_task_runner() -> TaskRunner:
     global _default_runner
     with _default_runner_lock:
         if _default_runner is None:
-            import atexit
-
-            from headway.task_runners import ThreadPoolTaskRunner
-
             runner = ThreadPoolTaskRunner()
             runner.start()
             _default_runner = runner

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from contextvars import ContextVar
@@ -35,16 +36,18 @@ from headway._engine.tracking import (
     plain,
     state_result,
 )
+from headway.client.base import get_client
 from headway.context import FlowRunContext, current_tags, flow_run_var, task_run_var
 from headway.core.states import AWAITING_RETRY, RETRYING, Pending, Running, Scheduled, State
 from headway.core.states import StateType as S
 from headway.exceptions import HeadwayError
+from headway.logging import RunLogger, capture_prints, run_logger
+from headway.task_runners import ThreadPoolTaskRunner
 
 if TYPE_CHECKING:
     from contextvars import Token
 
     from headway.flows import Flow
-    from headway.logging import RunLogger
 
 
 #: Set by a worker (``headway.worker.execute``) around the call of a deployment's
@@ -109,8 +112,6 @@ class FlowRunEngine:
         elif self.parent_task is not None and self.parent_task.client is not None:
             self.client = self.parent_task.client
         else:
-            from headway.client.base import get_client
-
             self.client = get_client()
         self.pid = os.getpid()
         self.id = new_run_id()
@@ -166,8 +167,6 @@ class FlowRunEngine:
         else:
             log_prints = self.client.settings.log_prints
         if log_prints:
-            from headway.logging import capture_prints
-
             capture_prints()
         if not self.adopted:
             self.client.create_flow_run(
@@ -185,8 +184,6 @@ class FlowRunEngine:
         if flow.task_runner is not None:
             runner = flow.task_runner.duplicate()
         else:
-            from headway.task_runners import ThreadPoolTaskRunner
-
             runner = ThreadPoolTaskRunner()
         runner.start()
         self.ctx = FlowRunContext(
@@ -205,8 +202,6 @@ class FlowRunEngine:
     def logger(self) -> RunLogger:
         """The run's logger (engine messages are run logs too)."""
         if self._logger is None:
-            from headway.logging import run_logger
-
             self._logger = run_logger(
                 flow_run_id=self.id,
                 task_run_id=None,
@@ -356,8 +351,6 @@ class FlowRunEngine:
             self.logger.warning("Flow run %s: %s", state.name.lower(), state.message)
             self._finish(state)
         except Exception as store_exc:  # the store may be what failed: say so, keep the cause
-            import sys
-
             print(f"headway: could not record flow run {self.id}: {store_exc}", file=sys.stderr)
             self.final = state
 
@@ -487,6 +480,7 @@ def _call_body(engine: FlowRunEngine) -> Any:
     flow = engine.flow
     if flow.timeout_seconds is None:
         return flow.fn(*engine.args, **engine.kwargs)
+    # Loaded for runs with a timeout only: it brings ctypes (to interrupt a thread).
     from headway._engine.timeouts import call_with_timeout, timeout_error
 
     return call_with_timeout(
@@ -500,6 +494,7 @@ async def run_flow_async(
     flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
 ) -> Any:
     """Run an async flow on the running event loop."""
+    # asyncio is loaded by async flows only: a sync program's cold start skips it.
     import asyncio
 
     engine = FlowRunEngine(flow, args, kwargs)
@@ -512,6 +507,7 @@ async def run_flow_async(
                 if flow.timeout_seconds is None:
                     value = await body
                 else:
+                    # With a timeout only (see _call_body).
                     from headway._engine.timeouts import await_with_timeout, timeout_error
 
                     value = await await_with_timeout(

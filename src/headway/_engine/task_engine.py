@@ -38,6 +38,7 @@ from headway._engine.tracking import (
     cancelled_state,
     final_state,
 )
+from headway.client.base import Client, get_client
 from headway.concurrency._scopes import wait_for_lingering_bodies
 from headway.context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
 from headway.core.states import (
@@ -49,11 +50,10 @@ from headway.core.states import (
 )
 from headway.exceptions import HeadwayError, RunEnded
 from headway.futures import TaskFuture, has_futures, iter_futures, resolve_futures
+from headway.logging import Sink, capture_prints, run_logger
 
 if TYPE_CHECKING:
-    from headway.client.base import Client
     from headway.concurrency.tags import TagSlots
-    from headway.logging import Sink
     from headway.tasks import Task
 
 
@@ -160,8 +160,6 @@ def create_call(
         log_prints = flow_ctx.log_prints if task.log_prints is None else task.log_prints
         mode = Mode.BATCHED
     else:
-        from headway.client.base import get_client
-
         parent = task_run_var.get()
         client = parent.client if parent is not None and parent.client else get_client()
         flow_run_id = parent.flow_run_id if parent is not None else None
@@ -183,8 +181,6 @@ def create_call(
         State(_PENDING, "Pending", _now(_UTC)),
     )
     if log_prints:
-        from headway.logging import capture_prints
-
         capture_prints()
     call = TaskCall(task, tracker, args, kwargs, wait_for, flow_ctx, log_prints, mode, client)
     if flow_ctx is not None:
@@ -307,8 +303,6 @@ def finish(call: TaskCall) -> None:
 
 
 def _logger(call: TaskCall) -> Any:
-    from headway.logging import run_logger
-
     tracker = call.tracker
     return run_logger(
         flow_run_id=tracker.flow_run_id,
@@ -334,6 +328,7 @@ def _context(call: TaskCall) -> TaskRunContext:
 
 def _hold_slots(call: TaskCall) -> TagSlots:
     """The slot context of a task with tags: the PENDING run is in the store first."""
+    # Loaded for tasks with tags only: it brings asyncio (~100 ms of a cold start).
     from headway.concurrency.tags import hold_tag_slots
 
     if call.mode is not Mode.COLLECT:
@@ -497,6 +492,7 @@ def interrupted_by_cancel(call: TaskCall) -> State:
 
 
 def _call_with_timeout(call: TaskCall) -> Any:
+    # Loaded for runs with a timeout only: it brings ctypes (to interrupt a thread).
     from headway._engine.timeouts import call_with_timeout, timeout_error
 
     task = call.task
@@ -540,6 +536,7 @@ async def run_task_async(call: TaskCall) -> State:
 
 
 async def _attempts_async(call: TaskCall) -> State:
+    # asyncio is loaded by async tasks only: a sync program's cold start skips it.
     import asyncio
 
     task = call.task
@@ -552,6 +549,7 @@ async def _attempts_async(call: TaskCall) -> State:
         try:
             coro = task.fn(*call.args, **call.kwargs)
             if task.timeout_seconds is not None:
+                # With a timeout only (see _call_with_timeout).
                 from headway._engine.timeouts import await_with_timeout, timeout_error
 
                 seconds = task.timeout_seconds
@@ -586,6 +584,7 @@ async def _attempts_async(call: TaskCall) -> State:
 def run_in_thread(call: TaskCall) -> State:
     """Run a sync or async task to completion in the current (non-async) thread."""
     if call.task.is_async:
+        # Async tasks only: the event loop brings asyncio.
         from headway._engine.loops import run_coro_sync
 
         state: State = run_coro_sync(run_task_async(call))

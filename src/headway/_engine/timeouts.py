@@ -81,7 +81,7 @@ def call_with_timeout(
 
 async def await_with_timeout(awaitable: Awaitable[T], seconds: float, error: TaskRunTimeout) -> T:
     """``await awaitable``, cancelled with ``error`` once ``seconds`` pass."""
-    import asyncio
+    import asyncio  # async runs only: a sync program's cold start skips asyncio
 
     try:
         return await asyncio.wait_for(awaitable, seconds)

@@ -14,6 +14,9 @@ from headway.cli.gcl import print_detail, print_limits
 from headway.cli.output import check_output_format
 from headway.core.limits import TAG_PREFIX, tag_limit_name
 
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
+
 NAME = "concurrency-limit"
 #: Prefect's plural spelling, accepted and left out of the help.
 ALIASES = ("concurrency-limits",)

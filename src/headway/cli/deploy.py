@@ -7,6 +7,16 @@ from pathlib import Path
 import typer
 
 from headway.cli import _deploying as common
+from headway.core.deployments import (
+    parse_entrypoint,
+    validate_code_source,
+    validate_concurrency_limit,
+    validate_strategy,
+)
+from headway.exceptions import ValidationError
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 
 def deploy(
@@ -62,19 +72,12 @@ def deploy(
     ),
 ) -> None:
     """Register a deployment of a flow for the workers of a pool."""
-    from headway.core.deployments import (
-        parse_entrypoint,
-        validate_code_source,
-        validate_concurrency_limit,
-        validate_strategy,
-    )
     from headway.deployments.deploy import (
         build_spec,
         git_toplevel,
         relative_to_root,
         schedules_from,
     )
-    from headway.exceptions import ValidationError
 
     # Everything that can be checked without the user's code is checked first.
     path_text, attr = parse_entrypoint(entrypoint)

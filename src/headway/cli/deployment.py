@@ -8,8 +8,13 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from headway.cli import _deploying as common
-from headway.cli import run_exit_code
-from headway.cli.output import check_output_format
+from headway.cli.exit_codes import run_exit_code
+from headway.cli.output import check_output_format, emit_json
+from headway.core.deployments import validate_concurrency_limit, validate_strategy
+from headway.exceptions import ValidationError
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 if TYPE_CHECKING:
     from headway.core.models import Deployment
@@ -25,12 +30,6 @@ app = typer.Typer(
 )
 
 NameArg = typer.Argument(..., help="The deployment, as <flow-name>/<deployment-name>.")
-
-
-def _emit(value: Any) -> None:
-    from headway.cli.app import emit_json
-
-    emit_json(value)
 
 
 def _limit_cell(dep: Any) -> str:
@@ -51,7 +50,7 @@ def ls(
     check_output_format(output)
     deployments = common.client().list_deployments(work_pool=pool)
     if output == "json":
-        _emit(deployments)
+        emit_json(deployments)
         return
     from rich.table import Table
 
@@ -90,7 +89,7 @@ def inspect(
     check_output_format(output)
     dep = common.client().read_deployment(name)
     if output == "json":
-        _emit(dep)
+        emit_json(dep)
         return
     con = common.console()
     con.print(f"[bold]{dep.full_name}[/bold]  id {dep.id}")
@@ -206,7 +205,6 @@ def run(
     import json
 
     from headway.deployments.run import run_deployment
-    from headway.exceptions import ValidationError
 
     when = _start_time(scheduled_time, start_at, start_in)
     parameters = common.params(param)
@@ -293,8 +291,6 @@ def set_concurrency_limit(
     ),
 ) -> None:
     """Limit the runs of a deployment at once; excess runs follow the collision strategy."""
-    from headway.core.deployments import validate_concurrency_limit, validate_strategy
-
     chosen = validate_concurrency_limit(common.pick_limit(value, limit))
     if collision_strategy is not None:
         validate_strategy(collision_strategy)

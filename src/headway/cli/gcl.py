@@ -17,6 +17,9 @@ import typer
 from headway.cli.output import check_output_format
 from headway.exceptions import ValidationError
 
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
+
 NAME = "gcl"
 NAMES = (NAME, "global-concurrency-limit")
 #: Prefect's plural spelling, accepted and left out of the help.

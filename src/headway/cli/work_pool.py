@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from headway.cli import _deploying as common
-from headway.cli.output import check_output_format
+from headway.cli.output import check_output_format, emit_json
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 NAME = "work-pool"
 #: Prefect's plural spelling, accepted and left out of the help.
@@ -19,12 +20,6 @@ app = typer.Typer(
 )
 
 PoolArg = typer.Argument(..., help="The work pool's name.")
-
-
-def _emit(value: Any) -> None:
-    from headway.cli.app import emit_json
-
-    emit_json(value)
 
 
 @app.command("create")
@@ -88,7 +83,7 @@ def ls(
     check_output_format(output)
     pools = common.client().list_work_pools()
     if output == "json":
-        _emit(pools)
+        emit_json(pools)
         return
     from rich.table import Table
 
@@ -123,7 +118,7 @@ def inspect(
     client = common.client()
     pool = client.read_work_pool(name)
     if output == "json":
-        _emit(pool)
+        emit_json(pool)
         return
     con = common.console()
     con.print(f"[bold]{pool.name}[/bold]  ({pool.type}){'  PAUSED' if pool.paused else ''}")

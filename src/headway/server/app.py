@@ -18,7 +18,7 @@ import anyio
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
-import headway
+from headway._version import headway_version
 from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.orchestrator import Orchestrator
 from headway.server import metrics
@@ -101,7 +101,7 @@ def create_app(
 
     app = FastAPI(
         title="headway",
-        version=headway.__version__,
+        version=headway_version(),
         summary="Python workflows with exact, prompt, crash-safe concurrency limits.",
         lifespan=lifespan,
         docs_url="/docs",
@@ -117,7 +117,7 @@ def create_app(
     @app.get("/health", tags=["health"], response_model=None)
     async def health() -> JSONResponse:
         """Liveness: always open, even when an API key is required."""
-        return JSONResponse({"status": "ok", "version": headway.__version__})
+        return JSONResponse({"status": "ok", "version": headway_version()})
 
     # Every route of the API, from the operations' declarations.
     app.include_router(api_router(), prefix=API_PREFIX)

@@ -75,6 +75,7 @@ class ServerLocalWakeups(CallbackListening, LocalWakeups):
 def server_wakeups(settings: Any, db: Any) -> Any:
     """The wake-up source of a server process for its store's database."""
     if db.dialect.name == "postgresql":
+        # The postgres extra's psycopg: only a server on PostgreSQL loads it.
         from headway.store.wakeups_pg import PostgresWakeups
 
         class ServerPostgresWakeups(CallbackListening, PostgresWakeups):

@@ -26,6 +26,7 @@ from headway._backoff import Backoff, Retry
 from headway._optional import require
 from headway.exceptions import (
     HeadwayError,
+    OutcomeUnknown,
     StoreError,
     StoreNotUsable,
     StoreUnavailable,
@@ -127,10 +128,6 @@ def damaged_message(url: str, exc: BaseException) -> str:
         f"the store at {url} is damaged ({exc}): restore it from a backup, or move it"
         " away to start a new one"
     )
-
-
-class OutcomeUnknown(StoreError):
-    """The connection failed under a statement that commits by itself: it may or may not have."""
 
 
 #: A SQLite process asks for a checkpoint after this many write commits of its own

@@ -56,12 +56,13 @@ from headway.exceptions import (
     ConflictError,
     ObjectAlreadyExists,
     ObjectNotFound,
+    OutcomeUnknown,
     StoreError,
     StoreUnavailable,
     ValidationError,
 )
 from headway.settings import Settings
-from headway.store.db import Database, OutcomeUnknown, Row, Tx
+from headway.store.db import Database, Row, Tx
 from headway.store.dialects import fails_whole_pass
 from headway.store.events import SLOT_WAIT, EventStore
 from headway.store.wakeups_pg import notify_in_transaction

@@ -49,7 +49,7 @@ from headway._backoff import Backoff
 from headway.client.base import Client, get_client
 from headway.core.limits import WakeTarget
 from headway.core.states import Scheduled
-from headway.exceptions import HeadwayError
+from headway.exceptions import HeadwayError, ValidationError
 from headway.worker.processes import RunProcesses, _Child, _discard, _signal_group
 
 logger = logging.getLogger("headway.worker")
@@ -95,14 +95,10 @@ class Worker(RunProcesses):
         working_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         if pool is None and not deployments:
-            from headway.exceptions import ValidationError
-
             raise ValidationError("a worker needs a work pool (or deployments to serve)")
         if limit is not None and (
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
         ):
-            from headway.exceptions import ValidationError
-
             raise ValidationError(f"worker limit must be at least 1, got {limit!r}")
         self.pool = pool
         self.queues = list(queues)
