@@ -150,7 +150,7 @@ def test_backup_and_restore_commands(roles: tuple[str, str, str, str], tmp_path:
             pytest.skip(f"{tool} is not installed")
     owner, app, database, url = roles
     restored = f"{database}_restored"
-    dump, restore = (b.strip() for b in blocks(section("PostgreSQL"), "console")[1:])
+    dump, restore = (b.strip() for b in blocks(section("PostgreSQL"), "console")[-2:])
 
     def named(command: str) -> str:
         command = command.replace("headway_owner", owner).replace("headway_restored", restored)
