@@ -35,9 +35,11 @@ demo: $(STAMP)
 docs: $(DEV_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# lint-imports checks the layers contract in pyproject.toml ([tool.importlinter]).
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests benchmarks examples docs/hooks
 	$(BIN)/ruff format --check src tests benchmarks examples docs/hooks
+	$(BIN)/lint-imports --no-logo
 
 types: $(DEV_STAMP)
 	$(BIN)/mypy

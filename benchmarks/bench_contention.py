@@ -6,6 +6,10 @@ time, in P processes x T threads (default 8 x 3 = 24 callers). Setups, in one ru
 
 - ``embedded``: embedded SQLite, every process on the same HEADWAY_HOME;
 - ``server``: one ``headway server`` on SQLite, every caller through HttpClient;
+- ``postgres``: ``--servers`` (default 6) ``headway server``s on one fresh
+  PostgreSQL database, each client process through its own server (process i
+  through server i mod N); the PostgreSQL sessions of each server process are
+  sampled from ``pg_stat_activity`` during the run (the most seen at once);
 - ``redis``: a token semaphore on the local Redis (127.0.0.1:6379).
 
 The observer is outside headway: each caller logs, per grant, when it asked,
@@ -18,12 +22,14 @@ inside its lease, so a violation seen here is a real over-admission, and
 utilization is, if anything, under-stated.
 
 The floor: a bare SQLite write transaction (``BEGIN IMMEDIATE``, one UPDATE,
-``COMMIT``, WAL, synchronous=NORMAL, as the store runs it) and a Redis round
-trip, each timed alone; each setup's grant interval is printed as a multiple of
-it, and its grants/s as a ratio of Redis's.
+``COMMIT``, WAL, synchronous=NORMAL, as the store runs it), a PostgreSQL round
+trip (``SELECT 1``) and a Redis round trip, each timed alone; each setup's
+grant interval is printed as a multiple of the SQLite commit, and its grants/s
+as a ratio of Redis's.
 
 Usage: python benchmarks/bench_contention.py [--processes 8] [--threads 3]
-       [--limit 4] [--hold-ms 2] [--seconds 10] [--setups embedded,server,redis]
+       [--limit 4] [--hold-ms 2] [--seconds 10] [--servers 6]
+       [--setups embedded,server,postgres,redis]
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_server_setup import percentile, store
+from bench_server_setup import ADMIN_URL, percentile, store
 
 LIMIT_NAME = "contended"
 REDIS_KEY = "headway-bench-contention"
@@ -151,15 +157,21 @@ def analyse(intervals: list[Interval], limit: int) -> dict[str, float]:
     }
 
 
-def run_setup(setup: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
+def run_setup(
+    setup: str, args: argparse.Namespace, env: dict[str, str], servers: list[str] | None = None
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
+    envs = [
+        env if not servers else {**env, "HEADWAY_API_URL": servers[i % len(servers)]}
+        for i in range(args.processes)
+    ]
     procs = [
         ctx.Process(
             target=_process,
-            args=(setup, env, args.threads, args.hold_ms / 1000, args.seconds, go, out),
+            args=(setup, envs[i], args.threads, args.hold_ms / 1000, args.seconds, go, out),
         )
-        for _ in range(args.processes)
+        for i in range(args.processes)
     ]
     for p in procs:
         p.start()
@@ -201,6 +213,49 @@ def sqlite_commit_seconds(rounds: int = 2000) -> float:
     return elapsed / rounds
 
 
+def postgres_round_trip_seconds(url: str, rounds: int = 2000) -> float:
+    """One ``SELECT 1`` answered by PostgreSQL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        started = time.perf_counter()
+        for _ in range(rounds):
+            conn.execute("SELECT 1").fetchone()
+        return (time.perf_counter() - started) / rounds
+
+
+class SessionGauge:
+    """Samples ``pg_stat_activity``: the most sessions each headway process held at once."""
+
+    def __init__(self, url: str, database: str) -> None:
+        self.url, self.database = url, database
+        self.most: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> SessionGauge:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            while not self._stop.wait(0.05):
+                rows = conn.execute(
+                    "SELECT application_name, COUNT(*) FROM pg_stat_activity"
+                    " WHERE datname = %s AND application_name LIKE 'headway%%'"
+                    " GROUP BY application_name",
+                    (self.database,),
+                ).fetchall()
+                for name, count in rows:
+                    self.most[name] = max(self.most.get(name, 0), int(count))
+
+
 def redis_round_trip_seconds(rounds: int = 2000) -> float:
     """One Redis PING answered."""
     import redis
@@ -219,7 +274,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=4)
     parser.add_argument("--hold-ms", type=float, default=2.0)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--setups", default="embedded,server,redis")
+    parser.add_argument("--servers", type=int, default=6)
+    parser.add_argument("--setups", default="embedded,server,postgres,redis")
     args = parser.parse_args()
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     callers = args.processes * args.threads
@@ -230,7 +286,11 @@ def main() -> int:
     )
     commit = sqlite_commit_seconds()
     ping = redis_round_trip_seconds() if "redis" in setups else float("nan")
-    print(f"floor: bare SQLite commit {commit * 1e6:.0f} us; Redis round trip {ping * 1e6:.0f} us")
+    pg = postgres_round_trip_seconds(ADMIN_URL) if "postgres" in setups else float("nan")
+    print(
+        f"floor: bare SQLite commit {commit * 1e6:.0f} us; PostgreSQL round trip"
+        f" {pg * 1e6:.0f} us; Redis round trip {ping * 1e6:.0f} us"
+    )
     ideal = args.limit / (args.hold_ms / 1000)
     rows: list[dict[str, Any]] = []
     for setup in setups:
@@ -243,27 +303,40 @@ def main() -> int:
             rows.append(run_setup("redis", args, dict(os.environ)))
             conn.delete(REDIS_KEY)
             continue
-        with store("sqlite") as env:
-            server = None
-            if setup == "server":
-                from headway.server.runner import ServerProcess
+        if setup not in ("embedded", "server", "postgres"):
+            raise SystemExit(f"unknown setup {setup!r}: embedded, server, postgres or redis")
+        with store("postgres" if setup == "postgres" else "sqlite") as env:
+            from headway.server.runner import ServerProcess
 
-                server = ServerProcess(env).start()
-                env = {**env, "HEADWAY_API_URL": server.url}
-            elif setup != "embedded":
-                raise SystemExit(f"unknown setup {setup!r}: embedded, server or redis")
+            count = {"embedded": 0, "server": 1, "postgres": args.servers}[setup]
+            servers = [ServerProcess(env) for _ in range(count)]
             try:
+                for server in servers:
+                    server.start()
                 from headway.client.base import _make_client
                 from headway.settings import get_settings
 
-                admin = _make_client(get_settings(env))
+                admin_env = {**env, "HEADWAY_API_URL": servers[0].url} if servers else env
+                admin = _make_client(get_settings(admin_env))
                 admin.create_limit(LIMIT_NAME, args.limit)
-                rows.append(run_setup(setup, args, env))
+                urls = [s.url for s in servers]
+                if setup == "postgres":
+                    database = env["HEADWAY_DATABASE_URL"].rsplit("/", 1)[1]
+                    with SessionGauge(ADMIN_URL, database) as gauge:
+                        rows.append(run_setup(setup, args, env, urls))
+                    servers_pids = {f"headway:{s.pid}" for s in servers}
+                    per_server = [n for name, n in gauge.most.items() if name in servers_pids]
+                    rows[-1]["sessions"] = max(per_server, default=0)
+                    rows[-1]["sessions_elsewhere"] = sorted(
+                        name for name in gauge.most if name not in servers_pids
+                    )
+                else:
+                    rows.append(run_setup(setup, args, env, urls))
                 left = admin.read_limit(LIMIT_NAME).active_slots
                 rows[-1]["left"] = left
                 admin.close()
             finally:
-                if server is not None:
+                for server in servers:
                     server.stop()
         print(f"  ({setup} done; load average {os.getloadavg()[0]:.2f})")
     redis_rate = next((r["grants_per_s"] for r in rows if r["setup"] == "redis"), None)
@@ -286,6 +359,13 @@ def main() -> int:
             print(f"  first error of {r['setup']}: {r['first_error']}")
         if r.get("left"):
             print(f"  {r['setup']}: {r['left']} slot(s) still held after the run")
+        if "sessions" in r:
+            print(
+                f"  {r['setup']}: at most {r['sessions']} PostgreSQL sessions held at once by"
+                f" one server process ({args.servers} servers)"
+            )
+            if r["sessions_elsewhere"]:
+                print(f"  other headway sessions seen: {', '.join(r['sessions_elsewhere'])}")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from headway.context import tags
+    from headway.deployments.serve import serve
     from headway.flows import Flow, flow
     from headway.futures import TaskFuture
     from headway.logging import get_run_logger
@@ -23,17 +25,17 @@ _LAZY = {
     "unmapped": "headway.tasks",
     "TaskFuture": "headway.futures",
     "get_run_logger": "headway.logging",
+    "serve": "headway.deployments",
+    "tags": "headway.context",
 }
 
 
 def __getattr__(name: str) -> Any:
+    # The imports stay here, out of the module's top: each costs a cold start.
     if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
+        from headway._version import headway_version
 
-        try:
-            value: Any = version("headway")
-        except PackageNotFoundError:  # running from a source tree without install
-            value = "0.0.0"
+        value: Any = headway_version()
     elif name in _LAZY:
         import importlib
 
@@ -51,6 +53,8 @@ __all__ = [
     "__version__",
     "flow",
     "get_run_logger",
+    "serve",
+    "tags",
     "task",
     "unmapped",
 ]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -76,6 +78,38 @@ flow_run_var: ContextVar[FlowRunContext | None] = ContextVar("headway_flow_run",
 task_run_var: ContextVar[TaskRunContext | None] = ContextVar("headway_task_run", default=None)
 
 
+#: Tags added by enclosing ``with tags(...)`` blocks, in the order first given.
+tags_var: ContextVar[tuple[str, ...]] = ContextVar("headway_tags", default=())
+
+
+@contextmanager
+def tags(*new_tags: str) -> Iterator[set[str]]:
+    """Add tags to the flow runs and task runs started inside the block.
+
+    Tags add up: nested blocks, a task's own ``tags=`` and the blocks around its
+    flow's call all count, and a task run's tags are what its tag concurrency
+    limits apply to (``headway concurrency-limit create TAG N``). Yields the
+    tags now in force. Like every context variable, they follow ``await`` and
+    are copied into the threads that run submitted tasks.
+    """
+    from headway.exceptions import ValidationError
+
+    for tag in new_tags:
+        if not isinstance(tag, str) or not tag:
+            raise ValidationError(f"tags must be non-empty strings, got {tag!r}")
+    current = tuple(dict.fromkeys((*tags_var.get(), *new_tags)))
+    token = tags_var.set(current)
+    try:
+        yield set(current)
+    finally:
+        tags_var.reset(token)
+
+
+def current_tags() -> tuple[str, ...]:
+    """The tags of enclosing ``with tags(...)`` blocks (empty outside any)."""
+    return tags_var.get()
+
+
 def get_flow_run_context() -> FlowRunContext | None:
     """The current flow run, or None outside flows."""
     return flow_run_var.get()
@@ -94,7 +128,9 @@ def get_run_context() -> TaskRunContext | FlowRunContext | None:
 __all__ = [
     "FlowRunContext",
     "TaskRunContext",
+    "current_tags",
     "get_flow_run_context",
     "get_run_context",
     "get_task_run_context",
+    "tags",
 ]

@@ -6,12 +6,17 @@
     ├── ConfigurationError            a HEADWAY_* setting is invalid
     │   └── MissingExtra              (also an ImportError) an optional extra is not installed
     ├── ValidationError               bad input from a user (CLI 2, HTTP 422)
+    │   └── ScheduleError             its times cannot be computed, or not at a bounded cost
     ├── ObjectNotFound                unknown run, limit, pool, deployment (CLI 2, HTTP 404)
     ├── ObjectAlreadyExists           a name already taken (CLI 2, HTTP 409)
     ├── ConflictError                 refused because of current state (CLI 2, HTTP 409)
     │   └── IllegalTransition         a state change the state machine forbids
     ├── StoreError                    the store could not be reached or used (CLI 1, HTTP 503)
     │   ├── StoreUnavailable          ...and nothing was written: the call may be made again
+    │   ├── OutcomeUnknown            the connection failed under a statement that commits by
+    │   │                             itself: it may or may not have (the store tells by the lease)
+    │   ├── AnswerLost                the connection to the server failed after a request was
+    │   │                             sent: the server may have acted on it
     │   ├── StoreTooNew               a newer headway upgraded the schema (CLI 2, HTTP 503)
     │   └── StoreNotUsable            not a usable headway database: damaged, or another
     │                                 application's (CLI 2, HTTP 503); nothing is written to it
@@ -28,9 +33,16 @@
 
 Domain errors map to HTTP status codes in one place (``server``) and to CLI exit
 codes in one place (``cli``); ``http_status`` here is the single source of both.
+
+An error crosses HTTP by its class name; :data:`BY_NAME` lists every class of the
+tree by name, so the HTTP client raises the class the server raised whatever
+modules the calling process happened to import.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
 
 
 class HeadwayError(Exception):
@@ -65,6 +77,10 @@ class ValidationError(HeadwayError, ValueError):
 
     http_status = 422
     exit_code = 2
+
+
+class ScheduleError(ValidationError):
+    """A schedule's times cannot be computed (impossible, too costly, past year 9999)."""
 
 
 class ObjectNotFound(HeadwayError, LookupError):
@@ -114,6 +130,22 @@ class StoreUnavailable(StoreError):
     Raised when the connection failed before a transaction committed (a
     PostgreSQL restart, a network drop): making the same call again is safe, and
     the HttpClient does so by itself while its retry window lasts.
+    """
+
+
+class OutcomeUnknown(StoreError):
+    """The connection failed under a statement that commits by itself: it may or may not have.
+
+    The store raises it where it can find out afterwards (a lease's own id tells
+    whether the acquire committed); it reaches a caller only when it cannot.
+    """
+
+
+class AnswerLost(StoreError):
+    """The connection failed after a request was sent: the server may have acted on it.
+
+    The HttpClient sends again only what is safe to repeat; otherwise it raises
+    this, and the caller decides (a lost claim's runs come back when their lease ends).
     """
 
 
@@ -179,3 +211,41 @@ class RunCancelled(RunFailed):
 
 class ServerError(HeadwayError):
     """The server answered with an error that has no better mapping."""
+
+
+#: Every error class of the tree, by name: how an error that crossed HTTP (its
+#: name in the body) becomes its own class again. Written out rather than found
+#: through ``__subclasses__()``, which sees only the classes imported so far.
+#: ``tests/unit/test_exceptions.py`` checks that the tree and this table agree.
+BY_NAME: Mapping[str, type[HeadwayError]] = MappingProxyType(
+    {
+        cls.__name__: cls
+        for cls in (
+            HeadwayError,
+            ConfigurationError,
+            MissingExtra,
+            ValidationError,
+            ScheduleError,
+            ObjectNotFound,
+            ObjectAlreadyExists,
+            ConflictError,
+            IllegalTransition,
+            StoreError,
+            StoreUnavailable,
+            OutcomeUnknown,
+            AnswerLost,
+            StoreTooNew,
+            StoreNotUsable,
+            ConcurrencySlotAcquisitionError,
+            AcquireConcurrencySlotTimeoutError,
+            RunEnded,
+            LeaseLostError,
+            MissingContextError,
+            CodeUnavailable,
+            RunFailed,
+            TaskRunTimeout,
+            RunCancelled,
+            ServerError,
+        )
+    }
+)

@@ -13,10 +13,11 @@ thread can therefore run a task that submits tasks and waits on them.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
-from headway._engine.tracking import state_result
+from headway._engine.tracking import cancelled_state, state_result
 from headway.core.states import State
 
 if TYPE_CHECKING:
@@ -120,6 +121,7 @@ class TaskFuture(Generic[R]):
             # This pool thread's loop serves only the awaiting task: running the
             # unstarted task here is what keeps a one-thread pool from deadlocking.
             return
+        # Only when awaited: asyncio stays out of a sync program's cold start.
         import asyncio
 
         loop = asyncio.get_running_loop()
@@ -159,8 +161,6 @@ class TaskFuture(Generic[R]):
             self._claim.pop()
         except IndexError:
             return False
-        from headway._engine.tracking import cancelled_state
-
         self._tracker.set_state(cancelled_state("cancelled before it started"))
         self.set_final(self._tracker.state)
         return True
@@ -212,8 +212,6 @@ class DoneAndNotDone(NamedTuple):
 
 def wait(futures: Iterable[TaskFuture[Any]], timeout: float | None = None) -> DoneAndNotDone:
     """Wait until every future is done or ``timeout`` seconds passed in total."""
-    import time
-
     pending = list(futures)
     deadline = None if timeout is None else time.monotonic() + timeout
     for future in pending:

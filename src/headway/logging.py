@@ -24,12 +24,14 @@ from collections.abc import Callable, MutableMapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from headway._engine.recorder import get_recorder
 from headway.context import flow_run_var, task_run_var
+from headway.core.models import LogRecord
 from headway.exceptions import MissingContextError
+from headway.settings import get_settings
 
 if TYPE_CHECKING:
     from headway.client.base import Client
-    from headway.core.models import LogRecord
 
 Sink = Callable[["Client | None", "LogRecord"], None]
 
@@ -60,8 +62,6 @@ class _StoreHandler(_logging.Handler):
         if client is None and sink is None:
             return
         try:
-            from headway.core.models import LogRecord
-
             message = record.getMessage()
             if record.exc_info:
                 message = f"{message}\n{_formatter.formatException(record.exc_info)}"
@@ -77,8 +77,6 @@ class _StoreHandler(_logging.Handler):
             if sink is not None:
                 sink(client, line)
             else:
-                from headway._engine.recorder import get_recorder
-
                 get_recorder().log(client, line)  # type: ignore[arg-type]
         except Exception:
             self.handleError(record)
@@ -122,8 +120,6 @@ def _configure() -> None:
     with _setup_lock:
         if _configured:
             return
-        from headway.settings import get_settings
-
         try:
             level = get_settings().logging_level
         except Exception:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from headway.core.events import CLAIM_LATENCY, SLOT_WAIT, Histogram
 from headway.core.models import FlowRun, LogLine, LogRecord, TaskRun, TaskRunRecord
 from headway.core.states import State, StateType
 from headway.orchestration.deployments import DeploymentPolicy
@@ -139,3 +140,16 @@ class Orchestrator(SlotPolicy, DeploymentPolicy, ExplainPolicy):
     def read_logs(self, flow_run_id: str, *, after_id: int = 0) -> list[LogLine]:
         """Log lines of a flow run after ``after_id``."""
         return [LogLine(i, r) for i, r in self.store.runs.read_logs(flow_run_id, after_id=after_id)]
+
+    # -- metrics (served by the server's /metrics, not a Client operation) -----------
+    def count_flow_runs_by_state(self) -> dict[str, int]:
+        """How many flow runs are in each state type (by its value), now."""
+        return self.store.runs.count_flow_runs_by_state()
+
+    def slot_wait_histograms(self) -> list[Histogram]:
+        """Per limit: how long the requests that queued waited before their grant."""
+        return self.store.events.read_histograms(SLOT_WAIT)
+
+    def claim_latency_histograms(self) -> list[Histogram]:
+        """Per work pool: from a deployment run's scheduled time to its claim."""
+        return self.store.events.read_histograms(CLAIM_LATENCY)

@@ -41,6 +41,30 @@ def _parse_positive_int(raw: str) -> int:
     return value
 
 
+#: HEADWAY_DATABASE_POOL_SIZE's bounds: one connection to borrow and one to
+#: listen for wake-ups at least; at most what no PostgreSQL is configured for
+#: (its max_connections is 100 by default), so a slip of the keyboard is caught.
+POOL_SIZE_MIN = 2
+POOL_SIZE_MAX = 10_000
+#: Connections a process holds to PostgreSQL at most, unless told otherwise.
+DEFAULT_POOL_SIZE = 10
+
+
+def _parse_pool_size(raw: str) -> int:
+    # A value quoted in the error is cut short: the message stays one readable line.
+    shown = repr(raw if len(raw) <= 40 else raw[:40] + "...")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"expected a whole number of connections, got {shown}") from None
+    if not POOL_SIZE_MIN <= value <= POOL_SIZE_MAX:
+        raise ValueError(
+            f"must be between {POOL_SIZE_MIN} (one connection to borrow, one for wake-ups)"
+            f" and {POOL_SIZE_MAX}, got {shown}"
+        )
+    return value
+
+
 def _parse_positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
@@ -89,6 +113,16 @@ class Settings:
             "HEADWAY_DATABASE_URL",
             "SQLAlchemy URL of the store; default: SQLite at $HEADWAY_HOME/headway.db.",
             secret=True,
+        ),
+    )
+    database_pool_size: int = field(
+        default=DEFAULT_POOL_SIZE,
+        metadata=_setting(
+            "HEADWAY_DATABASE_POOL_SIZE",
+            "Most connections a process (each server process) holds to PostgreSQL: one for"
+            " wake-ups and the rest a pool every thread borrows from, waiting when all are"
+            " busy. Unused on SQLite.",
+            _parse_pool_size,
         ),
     )
     api_url: str | None = field(
@@ -179,7 +213,8 @@ class Settings:
         default=60.0,
         metadata=_setting(
             "HEADWAY_STORE_BUSY_TIMEOUT_SECONDS",
-            "How long a write waits for another process's SQLite write lock.",
+            "How long a write waits for another process's SQLite write lock, and a call"
+            " for a free pooled PostgreSQL connection.",
             _parse_positive_float,
         ),
     )

@@ -12,7 +12,7 @@
   ``if __name__ == "__main__":``). States and logs are recorded by the parent.
 * :class:`DaskTaskRunner` (``pip install "headway[dask]"``) runs them on the workers
   of a Dask cluster: a LocalCluster for the flow run, or one at ``address``
-  (``headway._engine.dask_runner``; loaded on first use, never on import).
+  (``headway._engine.dask``; loaded on first use, never on import).
 
 Every flow run gets its own copy of its runner (:meth:`TaskRunner.duplicate`),
 started when the run starts and shut down when it ends.
@@ -27,40 +27,73 @@ import queue
 import sys
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from headway._engine.task_engine import run_in_thread
-from headway.futures import TaskFuture, mark_worker_thread
+from headway._engine import task_engine as engine
+from headway._engine.recorder import get_recorder
+from headway._engine.task_engine import Mode, TaskCall, run_in_thread, upstream_of
+from headway._engine.tracking import NO_RESULT, RunState, TaskRunTracker, final_state, plain
+from headway.client.base import get_client
+from headway.core.models import LogRecord
+from headway.core.states import Failed, State, StateType
+from headway.futures import FutureList, TaskFuture, mark_worker_thread
+from headway.logging import capture_prints
+from headway.settings import get_settings
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from concurrent.futures import Future as CFuture
 
-    from headway._engine.dask_runner import DaskTaskRunner as DaskTaskRunner
-    from headway._engine.task_engine import TaskCall
-    from headway.core.models import LogRecord
-    from headway.core.states import State
+    from headway._engine.dask import DaskTaskRunner as DaskTaskRunner
     from headway.tasks import Task
 
 
 class TaskRunner(abc.ABC):
-    """Runs the tasks a flow run submits."""
+    """Runs the tasks a flow run submits.
+
+    A runner implements :meth:`duplicate` and :meth:`submit`, in headway's form
+    ``submit(call)`` or in Prefect's ``submit(task, parameters, wait_for=None,
+    dependencies=None)`` (see :mod:`headway._runner_calls`); :meth:`map`,
+    :meth:`start` and :meth:`shutdown` have defaults.
+    """
 
     @abc.abstractmethod
     def duplicate(self) -> TaskRunner:
         """A fresh, unstarted runner with the same options (one per flow run)."""
 
-    @abc.abstractmethod
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 - a runner with nothing to set up needs no start
         """Get ready to accept tasks."""
 
     @abc.abstractmethod
     def submit(self, call: TaskCall) -> TaskFuture[Any]:
         """Schedule a PENDING task run; its future."""
 
-    @abc.abstractmethod
-    def shutdown(self, wait: bool = True) -> None:
+    def shutdown(self, wait: bool = True) -> None:  # noqa: B027 - nothing to stop by default
         """Stop accepting tasks; with ``wait``, return once every worker is gone."""
+
+    def join_interrupted(self) -> None:
+        """After ``shutdown(wait=False)`` of an interrupted flow run: wait until the
+        task code it interrupted in this process has ended and given back its slots.
+
+        (Task code elsewhere, in other processes or on a cluster, ends on its own.)
+        """
+        return None
+
+    def map(
+        self,
+        task: Task[..., Any],
+        parameters: dict[str, Any],
+        wait_for: Iterable[TaskFuture[Any]] | None = None,
+    ) -> FutureList[Any]:
+        """Prefect's ``map``: submit one run per item of the iterable parameters.
+
+        Parameters wrapped in ``unmapped``, and strings, bytes and mappings, go
+        whole to every run; a future is waited for and its result mapped over.
+        """
+        from headway._runner_calls import map_parameters
+
+        return map_parameters(self, task, parameters, wait_for)
 
     def __enter__(self) -> TaskRunner:
         self.start()
@@ -68,6 +101,11 @@ class TaskRunner(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown(wait=exc[0] is None)
+
+
+#: How long a cancelled flow run waits for the task code it interrupted in its
+#: threads to end (and give its slots back) before its process may exit.
+JOIN_INTERRUPTED_SECONDS = 10.0
 
 
 def _positive(max_workers: int | None) -> int | None:
@@ -90,6 +128,8 @@ class ThreadPoolTaskRunner(TaskRunner):
         self._lock = threading.Lock()
         self._max: int | None = None
         self._closed = False
+        self._stopping: list[threading.Thread] = []
+        self._started = False
 
     @property
     def max_workers(self) -> int:
@@ -98,19 +138,41 @@ class ThreadPoolTaskRunner(TaskRunner):
             if self._requested is not None:
                 self._max = self._requested
             else:
-                from headway.settings import get_settings
-
                 self._max = get_settings().task_runner_max_workers
         return self._max
 
     def duplicate(self) -> ThreadPoolTaskRunner:
         return ThreadPoolTaskRunner(self._requested)
 
+    def __eq__(self, other: object) -> bool:
+        # As in Prefect: runners of the same kind with the same options are equal.
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, ThreadPoolTaskRunner)
+        return self._requested == other._requested
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._requested))
+
     def start(self) -> None:
         self.max_workers  # noqa: B018 - resolve the setting before any task runs
         self._closed = False
+        self._started = True
 
-    def submit(self, call: TaskCall) -> TaskFuture[Any]:
+    def submit(
+        self,
+        call: Any,
+        parameters: dict[str, Any] | None = None,
+        wait_for: Iterable[TaskFuture[Any]] | None = None,
+        dependencies: Any = None,
+    ) -> TaskFuture[Any]:
+        """Run a task on the pool: ``submit(call)``, or Prefect's ``submit(task, parameters)``."""
+        if parameters is not None or wait_for is not None:
+            from headway._runner_calls import PreparedParameters, call_for
+
+            if not isinstance(parameters, PreparedParameters) and not self._started:
+                raise RuntimeError("Task runner is not started; use it in a `with` block")
+            call = call_for(call, parameters, wait_for)
         if self._closed:
             raise RuntimeError("this task runner was shut down")
         ctx = contextvars.copy_context()
@@ -158,6 +220,8 @@ class ThreadPoolTaskRunner(TaskRunner):
                 del future
                 idle.append(None)
         finally:
+            # Only a thread that ran an async task has a loop to close; importing
+            # loops otherwise would load asyncio for nothing.
             if "headway._engine.loops" in sys.modules:
                 from headway._engine.loops import close_thread_loop
 
@@ -166,14 +230,32 @@ class ThreadPoolTaskRunner(TaskRunner):
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
             self._closed = True
+            self._started = False
             threads, self._threads = self._threads, []
         for _ in threads:
             self._queue.put(None)
-        if wait:
-            current = threading.current_thread()
-            for thread in threads:
-                if thread is not current:
-                    thread.join()
+        if not wait:
+            self._stopping.extend(threads)
+            return
+        current = threading.current_thread()
+        for thread in threads:
+            if thread is not current:
+                thread.join()
+
+    def join_interrupted(self) -> None:
+        # The threads are daemons: an interpreter exiting would stop them
+        # wherever they are, before the slots of their interrupted code go back.
+        # Bounded: code blocked in C for good (a wait with no timeout) is not
+        # worth a process that never exits; its slots come back when the process
+        # is gone (reaped at once on this machine, else when the lease expires).
+        import time
+
+        current = threading.current_thread()
+        stopping, self._stopping = self._stopping, []
+        deadline = time.monotonic() + JOIN_INTERRUPTED_SECONDS
+        for thread in stopping:
+            if thread is not current:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def __repr__(self) -> str:
         return f"ThreadPoolTaskRunner(max_workers={self._requested})"
@@ -198,6 +280,7 @@ class ProcessPoolTaskRunner(TaskRunner):
 
     def start(self) -> None:
         if self._executor is None:
+            # A process pool only: these cost a thread-pool program's cold start.
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
@@ -207,8 +290,6 @@ class ProcessPoolTaskRunner(TaskRunner):
             )
 
     def submit(self, call: TaskCall) -> TaskFuture[Any]:
-        from headway._engine.task_engine import upstream_of
-
         if self._executor is None:
             self.start()
         future: TaskFuture[Any] = TaskFuture(call.tracker, None)
@@ -234,10 +315,6 @@ class ProcessPoolTaskRunner(TaskRunner):
     def _dispatch(
         self, call: TaskCall, future: TaskFuture[Any], upstream: list[TaskFuture[Any]]
     ) -> None:
-        from headway._engine import task_engine as engine
-        from headway._engine.recorder import get_recorder
-        from headway._engine.tracking import plain
-
         try:
             state = engine.check_upstream(call, upstream) or engine.cancelled_if_flow_cancelled(
                 call
@@ -270,11 +347,6 @@ class ProcessPoolTaskRunner(TaskRunner):
         cf.add_done_callback(lambda done: self._collect(call, future, done))
 
     def _collect(self, call: TaskCall, future: TaskFuture[Any], done: CFuture[Any]) -> None:
-        from headway._engine import task_engine as engine
-        from headway._engine.recorder import get_recorder
-        from headway._engine.tracking import final_state
-        from headway.core.states import StateType
-
         tracker = call.tracker
         try:
             try:
@@ -318,8 +390,6 @@ class ProcessPoolTaskRunner(TaskRunner):
 
 
 def _with_timestamp(state: State, timestamp: Any) -> State:
-    from dataclasses import replace
-
     return replace(state, timestamp=timestamp)
 
 
@@ -344,12 +414,37 @@ class _ChildResult:
     logs: list[LogRecord]
 
 
+_child_sigterm_installed = False
+
+
+def _on_sigterm_in_child(signum: int, frame: Any) -> None:
+    # SIGTERM to the flow's process group (a worker cancelling the run): the task
+    # running here is interrupted like one in a thread, and gives its slots back.
+    from headway._engine.interrupts import interrupt_all
+
+    if interrupt_all() == 0:  # nothing to interrupt: go as SIGTERM says
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _install_child_sigterm() -> None:
+    global _child_sigterm_installed
+    if _child_sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    import signal
+
+    signal.signal(signal.SIGTERM, _on_sigterm_in_child)
+    _child_sigterm_installed = True
+
+
 def run_in_child(job: _ChildJob) -> _ChildResult:
     """Run one task in a worker process; its states and logs go back to the parent."""
+    # In the pool's processes only (a thread-pool program never loads pickle).
     import pickle
 
-    from headway._engine.task_engine import Mode, TaskCall, run_in_thread
-    from headway._engine.tracking import NO_RESULT, RunState, TaskRunTracker, plain
+    _install_child_sigterm()
 
     logs: list[LogRecord] = []
     task = job.task
@@ -364,12 +459,8 @@ def run_in_child(job: _ChildJob) -> _ChildResult:
     )
     client = None
     if task.tags:
-        from headway.client.base import get_client
-
         client = get_client()
     if job.log_prints:
-        from headway.logging import capture_prints
-
         capture_prints()
     call = TaskCall(
         task,
@@ -394,17 +485,16 @@ def run_in_child(job: _ChildJob) -> _ChildResult:
     except Exception as exc:
         what = "exception" if error is not None else "return value"
         message = f"the task's {what} cannot be sent back from the worker process: {exc}"
-        from headway.core.states import Failed
-
         states[-1] = Failed(message=message, timestamp=states[-1].timestamp)
         outcome, error = NO_RESULT, RuntimeError(message)
     return _ChildResult(states, outcome, error, logs)
 
 
 def __getattr__(name: str) -> Any:
-    # DaskTaskRunner loads on first use: importing this module never imports Dask.
+    # DaskTaskRunner loads on first use: importing this module never imports Dask
+    # (an optional extra, and heavy).
     if name == "DaskTaskRunner":
-        from headway._engine.dask_runner import DaskTaskRunner
+        from headway._engine.dask import DaskTaskRunner
 
         return DaskTaskRunner
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -17,26 +17,81 @@ written to the store when it ends. ``.submit()`` outside a flow uses a shared
 
 from __future__ import annotations
 
+import atexit
 import functools
+import importlib
 import inspect
 import itertools
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from headway._engine.task_engine import create_call, run_task_async, run_task_sync
 from headway._engine.tracking import state_result
+from headway._runner_calls import PreparedParameters, takes_parameters
+from headway.context import current_tags
 from headway.exceptions import ValidationError
-
-if TYPE_CHECKING:
-    from headway.futures import FutureList, TaskFuture
-    from headway.task_runners import TaskRunner
+from headway.futures import FutureList, TaskFuture
+from headway.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 RetryDelay = float | int | Sequence[float | int]
+#: A run name: a format string over the run's parameters (``"{name}-{day}"``), or a
+#: callable returning one (called with ``parameters=`` when it takes that argument).
+RunName = str | Callable[..., str]
+
+
+def check_run_name(value: object, option: str) -> None:
+    """``task_run_name`` / ``flow_run_name``: None, a string or a callable (TypeError else)."""
+    if value is not None and not isinstance(value, str) and not callable(value):
+        raise TypeError(
+            f"Expected string or callable for {option!r}; got {type(value).__name__} instead."
+        )
+
+
+def resolve_run_name(value: RunName, parameters: Mapping[str, Any], option: str) -> str:
+    """The name a run gets from ``task_run_name`` / ``flow_run_name`` and its parameters."""
+    check_run_name(value, option)
+    if isinstance(value, str):
+        try:
+            return check_run_name_text(value.format(**parameters), option)
+        except (KeyError, IndexError, AttributeError, ValueError) as exc:
+            raise ValidationError(
+                f"cannot fill {option} {value!r} from the run's parameters: {exc!r}"
+            ) from None
+    try:
+        takes_parameters = "parameters" in inspect.signature(value).parameters
+    except (TypeError, ValueError):
+        takes_parameters = False
+    name = value(parameters=dict(parameters)) if takes_parameters else value()
+    if not isinstance(name, str):
+        raise TypeError(
+            f"Callable {value} for {option!r} returned type {type(name).__name__}"
+            " but a string is required."
+        )
+    return check_run_name_text(name, option)
+
+
+def check_run_name_text(name: str, option: str) -> str:
+    """A resolved run name the store can keep: 1 to 200 characters."""
+    if not name.strip() or len(name) > 200:
+        raise ValidationError(f"{option} gave {name!r}; a run name is 1 to 200 characters")
+    return name
+
+
+def bound_parameters(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The call's arguments by parameter name, defaults filled in (what a run name formats)."""
+    try:
+        bound = inspect.signature(fn).bind_partial(*args, **kwargs)
+    except (TypeError, ValueError):
+        return dict(kwargs)
+    bound.apply_defaults()
+    return dict(bound.arguments)
 
 
 class unmapped:  # lower case: reads like a function at call sites, map(x, unmapped(y))
@@ -111,10 +166,12 @@ class Task(Generic[P, R]):
         timeout_seconds: float | None = None,
         tags: Iterable[str] | None = None,
         log_prints: bool | None = None,
+        task_run_name: RunName | None = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task needs a function, got {fn!r}")
         check_run_options(retries, retry_delay_seconds, timeout_seconds)
+        check_run_name(task_run_name, "task_run_name")
         if isinstance(tags, str) or (
             tags is not None and not all(isinstance(t, str) and t for t in tags)
         ):
@@ -126,6 +183,7 @@ class Task(Generic[P, R]):
         self.timeout_seconds = timeout_seconds
         self.tags: tuple[str, ...] = tuple(dict.fromkeys(tags)) if tags else ()
         self.log_prints = log_prints
+        self.task_run_name = task_run_name
         self.is_async = inspect.iscoroutinefunction(fn)
         module = getattr(fn, "__module__", None) or "__main__"
         self.task_key = f"{module}.{getattr(fn, '__qualname__', self.name)}"[:400]
@@ -157,7 +215,23 @@ class Task(Generic[P, R]):
             "timeout_seconds": self.timeout_seconds,
             "tags": self.tags,
             "log_prints": self.log_prints,
+            "task_run_name": self.task_run_name,
         }
+
+    def _for_call(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[Task[P, R], str | None]:
+        """The task a call runs as (with the tags of enclosing ``tags()``) and its run name."""
+        task: Task[P, R] = self
+        extra = current_tags()
+        if extra and not set(extra) <= set(self.tags):
+            task = Task(self.fn, **{**self._options(), "tags": (*self.tags, *extra)})
+            task._counter = self._counter  # run names keep counting per task
+        name = None
+        if self.task_run_name is not None:
+            parameters = bound_parameters(self.fn, args, kwargs)
+            name = resolve_run_name(self.task_run_name, parameters, "task_run_name")
+        return task, name
 
     # -- calling -------------------------------------------------------------------------
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -172,9 +246,10 @@ class Task(Generic[P, R]):
             return_state = bool(kwargs.pop("return_state", False))
             waits: Any = kwargs.pop("wait_for", None)
             wait_for = list(waits) if waits else None
+        task, name = self._for_call(args, kwargs)
         if self.is_async:
-            return self._call_async(args, kwargs, return_state, wait_for)  # type: ignore[return-value]
-        state = run_task_sync(create_call(self, args, kwargs, wait_for, queued=False))
+            return task._call_async(args, kwargs, return_state, wait_for, name)  # type: ignore[return-value]
+        state = run_task_sync(create_call(task, args, kwargs, wait_for, queued=False, name=name))
         if return_state:
             return state  # type: ignore[return-value]
         result: R = state_result(state)
@@ -186,8 +261,11 @@ class Task(Generic[P, R]):
         kwargs: dict[str, Any],
         return_state: bool,
         wait_for: list[TaskFuture[Any]] | None,
+        name: str | None = None,
     ) -> Any:
-        state = await run_task_async(create_call(self, args, kwargs, wait_for, queued=False))
+        state = await run_task_async(
+            create_call(self, args, kwargs, wait_for, queued=False, name=name)
+        )
         return state if return_state else state_result(state)
 
     def submit(
@@ -197,14 +275,22 @@ class Task(Generic[P, R]):
         **kwargs: Any,
     ) -> TaskFuture[R]:
         """Run the task on the flow run's task runner; a future of its result."""
-        call = create_call(self, args, kwargs, list(wait_for) if wait_for else None)
+        task, name = self._for_call(args, kwargs)
+        call = create_call(task, args, kwargs, list(wait_for) if wait_for else None, name=name)
         flow_ctx = call.flow_ctx
         if flow_ctx is None:
             future: TaskFuture[R] = default_task_runner().submit(call)
             _outside_futures.append(future)
             future.add_done_callback(_forget_outside_future)
             return future
-        future = flow_ctx.task_runner.submit(call)
+        runner = flow_ctx.task_runner
+        if takes_parameters(runner):
+            # Prefect's interface: the prepared run rides along in the parameters.
+            prepared = PreparedParameters(call, bound_parameters(self.fn, args, kwargs))
+            submit: Callable[..., TaskFuture[R]] = runner.submit
+            future = submit(task, prepared, call.wait_for)
+        else:
+            future = runner.submit(call)
         unfinished = flow_ctx.futures
         unfinished[future.task_run_id] = future
         future._owner = unfinished
@@ -224,8 +310,6 @@ class Task(Generic[P, R]):
         are passed whole to every run. A future argument is waited for and its
         result mapped over.
         """
-        from headway.futures import FutureList, TaskFuture
-
         waits = list(wait_for) if wait_for else None
         lengths: dict[str, int] = {}
 
@@ -273,8 +357,6 @@ class Task(Generic[P, R]):
 
 
 def _rebuild_task(module: str, qualname: str, options: dict[str, Any]) -> Task[..., Any]:
-    import importlib
-
     target: Any = importlib.import_module(module)
     for part in qualname.split("."):
         target = getattr(target, part)
@@ -294,10 +376,6 @@ def default_task_runner() -> TaskRunner:
     global _default_runner
     with _default_runner_lock:
         if _default_runner is None:
-            import atexit
-
-            from headway.task_runners import ThreadPoolTaskRunner
-
             runner = ThreadPoolTaskRunner()
             runner.start()
             _default_runner = runner
@@ -341,6 +419,7 @@ def task(
     timeout_seconds: float | None = None,
     tags: Iterable[str] | None = None,
     log_prints: bool | None = None,
+    task_run_name: RunName | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -354,6 +433,7 @@ def task(
     timeout_seconds: float | None = None,
     tags: Iterable[str] | None = None,
     log_prints: bool | None = None,
+    task_run_name: RunName | None = None,
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
     """Make a function a task: ``@task`` or ``@task(retries=2, tags=["db"])``.
 
@@ -361,7 +441,9 @@ def task(
     ``retry_delay_seconds`` (a number, or a list: one delay per retry, the last
     repeating), ``timeout_seconds`` (the run fails with ``TaskRunTimeout``),
     ``tags`` (each tag's concurrency limit, if one exists, applies to the run),
-    ``log_prints`` (record ``print()``; default: the flow's setting).
+    ``log_prints`` (record ``print()``; default: the flow's setting),
+    ``task_run_name`` (a format string over the call's arguments, such as
+    ``"fetch-{day}"``, or a callable returning the name; default ``<task>-<n>``).
     """
     options: dict[str, Any] = {
         "name": name,
@@ -370,10 +452,11 @@ def task(
         "timeout_seconds": timeout_seconds,
         "tags": tags,
         "log_prints": log_prints,
+        "task_run_name": task_run_name,
     }
     if fn is None:
         return lambda f: Task(f, **options)
     return Task(fn, **options)
 
 
-__all__ = ["Task", "task", "unmapped"]
+__all__ = ["RunName", "Task", "task", "unmapped"]

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 
 from headway import exceptions
-from headway.client.http import AnswerLost, HttpClient
+from headway.client.http import HttpClient
 from headway.client.transport import HttpxTransport, KeepAliveTransport
 from headway.core.limits import SlotGrant, SlotWait
 from headway.core.models import LogRecord
 from headway.core.states import Running, StateType
+from headway.exceptions import AnswerLost
 from headway.settings import CLIENT_TRANSPORTS, get_settings
 
 TRANSPORT_CLASSES = {"stdlib": KeepAliveTransport, "httpx": HttpxTransport}

@@ -249,3 +249,69 @@ def test_a_waiting_task_in_a_worker_process_of_a_cancelled_flow_never_runs(
     assert StateType.RUNNING not in [s.type for s in client.read_states(ids["task"])]
     assert client.inspect_limit("tag:db").waiters == ()
     assert client.read_limit("tag:db").active_slots == 0
+
+
+@task
+def holds_api_until_interrupted(marker_dir: str) -> str:
+    """Holds a slot of "api" and runs until it is interrupted (importable by worker processes)."""
+    with concurrency("api"):
+        Path(marker_dir, "holding").write_text("")
+        try:
+            while True:  # pure Python: interrupted at its next bytecode
+                time.sleep(0.02)
+        finally:
+            Path(marker_dir, "left").write_text("")
+
+
+@task
+async def holds_api_until_cancelled(marker_dir: str) -> str:
+    """The async kind: its awaited code is cancelled."""
+    import asyncio
+
+    from headway.concurrency.asyncio import concurrency as async_concurrency
+
+    async with async_concurrency("api"):
+        Path(marker_dir, "holding").write_text("")
+        try:
+            while True:
+                await asyncio.sleep(0.02)
+        finally:
+            Path(marker_dir, "left").write_text("")
+
+
+@pytest.mark.parametrize("runner", ["threads", "processes", "async"])
+def test_a_running_task_of_a_cancelled_flow_is_interrupted_and_gives_its_slots_back(
+    client: Client, tmp_path: Path, runner: str
+) -> None:
+    client.create_limit("api", 1)
+    ids: dict[str, str] = {}
+
+    @flow(task_runner=ProcessPoolTaskRunner(1) if runner == "processes" else None)
+    def cancelled_while_running() -> State:
+        from headway.context import get_flow_run_context
+
+        ctx = get_flow_run_context()
+        assert ctx is not None
+        ids["flow"] = ctx.flow_run_id
+        kind = holds_api_until_cancelled if runner == "async" else holds_api_until_interrupted
+        future = kind.submit(str(tmp_path))
+        ids["task"] = future.task_run_id
+        future.wait()
+        return future.state
+
+    result: list[object] = []
+    thread = threading.Thread(
+        target=lambda: result.append(cancelled_while_running(return_state=True)), daemon=True
+    )
+    thread.start()
+    wait_until(lambda: (tmp_path / "holding").exists(), "the task holds its slot", timeout=60)
+    assert client.read_limit("api").active_slots == 1
+    # No worker runs this flow run: nothing but the store tells its process.
+    client.cancel_flow_run(ids["flow"], "stop it")
+    thread.join(60)
+    assert not thread.is_alive()
+    assert (tmp_path / "left").exists()
+    assert client.read_limit("api").active_slots == 0
+    task_run = client.read_task_run(ids["task"])
+    assert task_run.state.type is StateType.CANCELLED, task_run.state
+    assert client.read_flow_run(ids["flow"]).state.type is StateType.CANCELLED

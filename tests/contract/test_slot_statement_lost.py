@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from headway.core.limits import SlotGrant
-from headway.store.db import OutcomeUnknown
+from headway.exceptions import OutcomeUnknown
 from headway.store.store import Store
 
 if TYPE_CHECKING:

@@ -27,12 +27,35 @@ from headway.core.states import StateType
 from helpers.processes import CLI, pid_alive
 from helpers.waiting import wait_until
 
+# Tasks a process pool runs: importable by name in its processes (a sibling module).
+TASKS = """
+import os
+import time
+from pathlib import Path
+
+from headway import task
+from headway.concurrency.sync import concurrency
+
+
+@task
+def blocked(marker_dir, name="blocked"):
+    with concurrency("api"):
+        Path(marker_dir, name).write_text(str(os.getpid()))
+        try:
+            while not Path(marker_dir, "never").exists():  # Python: interruptible
+                time.sleep(0.02)
+        finally:
+            Path(marker_dir, name + "-left").write_text("")
+"""
+
 FLOWS = """
 import os
 import time
 from pathlib import Path
 
 from headway import flow, get_run_logger, task
+from headway.task_runners import ProcessPoolTaskRunner
+from stop_tasks import blocked
 
 
 def wait_for_file(path):
@@ -45,12 +68,6 @@ def wait_for_file(path):
 def step(i):
     get_run_logger().info("step %d done", i)
     return i
-
-
-@task
-def blocked(marker_dir):
-    Path(marker_dir, "blocked").write_text(str(os.getpid()))
-    wait_for_file(Path(marker_dir, "never"))
 
 
 @flow
@@ -80,6 +97,12 @@ def waits_for_db(marker_dir: str):
 def stopped(marker_dir: str):
     step(0)
     blocked.submit(marker_dir).result()
+
+
+@flow(task_runner=ProcessPoolTaskRunner(2))
+def stopped_in_processes(marker_dir: str):
+    futures = [blocked.submit(marker_dir, f"blocked-{i}") for i in range(2)]
+    return [f.result() for f in futures]
 """
 
 
@@ -92,8 +115,9 @@ class Setup:
         self.log = tmp_path / "worker.log"
         flows = tmp_path / "flows.py"
         flows.write_text(FLOWS)
+        (tmp_path / "stop_tasks.py").write_text(TASKS)
         self.client.create_work_pool("pool")
-        for fn in ("drained", "stopped", "waits_for_db"):
+        for fn in ("drained", "stopped", "stopped_in_processes", "waits_for_db"):
             self.client.apply_deployment(
                 DeploymentSpec(flow_name=fn, name="d", entrypoint=f"{flows}:{fn}", work_pool="pool")
             )
@@ -178,7 +202,9 @@ def test_sigterm_lets_the_run_finish_with_all_its_records(setup: Setup) -> None:
 
 
 def test_sigterm_twice_cancels_the_run_with_its_records(setup: Setup) -> None:
-    worker = setup.start_worker("--cancel-grace", "5")
+    setup.client.create_limit("api", 5)
+    # A grace longer than the test waits: the run must end by itself, not be killed.
+    worker = setup.start_worker("--cancel-grace", "600")
     run_id = setup.run_of("stopped/d")
     blocked = setup.markers / "blocked"
     wait_until(lambda: blocked.exists() and blocked.read_text() != "", "the second task started")
@@ -197,7 +223,29 @@ def test_sigterm_twice_cancels_the_run_with_its_records(setup: Setup) -> None:
     assert states == {"step": StateType.COMPLETED, "blocked": StateType.CANCELLED}
     lines = " ".join(line.message for _, line in setup.client.read_logs(run_id))
     assert "step 0 done" in lines
+    # The running task was interrupted (its `finally` ran) and gave its slot back.
+    assert (setup.markers / "blocked-left").exists()
+    assert setup.client.read_limit("api").active_slots == 0
     assert not pid_alive(int(blocked.read_text()))
+
+
+def test_sigterm_twice_interrupts_tasks_in_a_process_pool(setup: Setup) -> None:
+    setup.client.create_limit("api", 5)
+    worker = setup.start_worker("--cancel-grace", "600")
+    run_id = setup.run_of("stopped_in_processes/d")
+    marks = [setup.markers / f"blocked-{i}" for i in range(2)]
+    wait_until(lambda: all(m.exists() and m.read_text() for m in marks), "both tasks run")
+    assert setup.client.read_limit("api").active_slots == 2
+    worker.send_signal(signal.SIGTERM)
+    wait_until(lambda: setup.logged("stopping: no new runs"), "the worker began its drain")
+    worker.send_signal(signal.SIGTERM)
+    assert setup.worker_exit_code() == 0
+    run = setup.final(run_id)
+    assert run.state.type is StateType.CANCELLED, run.state
+    assert run.task_runs is not None
+    assert [t.state.type for t in run.task_runs] == [StateType.CANCELLED] * 2
+    assert all((setup.markers / f"blocked-{i}-left").exists() for i in range(2))
+    assert setup.client.read_limit("api").active_slots == 0
 
 
 def test_a_cancelled_runs_tasks_waiting_for_a_slot_never_start(setup: Setup) -> None:

@@ -161,15 +161,22 @@ def test_delete_is_refused_while_held_unless_forced(capsys: pytest.CaptureFixtur
     assert get_client().list_limits() == []
 
 
-def test_delete_asks_first(
+class _Terminal(io.StringIO):
+    """Typed answers on what looks like a terminal (a person is there to ask)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_delete_asks_first_at_a_terminal(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     get_client().create_limit("db", 2)
-    monkeypatch.setattr("sys.stdin", io.StringIO("n\n"))
+    monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
     code, _, err = cli(capsys, "gcl", "delete", "db")
     assert code != 0 and "aborted" in err
     assert [lim.name for lim in get_client().list_limits()] == ["db"]
-    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    monkeypatch.setattr("sys.stdin", _Terminal("y\n"))
     code, _, err = cli(capsys, "gcl", "delete", "db")
     assert code == 0, err
     assert get_client().list_limits() == []

@@ -11,6 +11,7 @@ what) are observed through small files under the test's tmp_path.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import subprocess
@@ -496,7 +497,7 @@ def test_bad_options_are_refused(kwargs: dict[str, Any], message: str) -> None:
 
 
 def test_settings_travel_as_environment() -> None:
-    from headway._engine.dask_runner import settings_env
+    from headway._engine.dask import settings_env
     from headway.settings import get_settings
 
     env = dict(
@@ -568,7 +569,8 @@ def test_a_task_of_an_ended_flow_run_never_starts_on_a_worker(tmp_path: Path) ->
     import uuid
     from types import SimpleNamespace
 
-    from headway._engine.dask_runner import _Payload, run_on_worker
+    from headway._engine.dask import run_on_worker
+    from headway._engine.dask.payload import _Payload
     from headway.core.states import Cancelled, Pending, Running
 
     client = get_client()
@@ -586,3 +588,160 @@ def test_a_task_of_an_ended_flow_run_never_starts_on_a_worker(tmp_path: Path) ->
     assert [s.type for s in outcome.states] == [S.CANCELLED]
     assert "its flow run is CANCELLED" in (outcome.states[0].message or "")
     assert not marker.exists()
+
+
+# -- an external cluster: `dask scheduler` and `dask worker` processes -------------------------
+CANCELLED_FLOW = """
+import os
+import sys
+import time
+from pathlib import Path
+
+from headway import flow, task
+from headway.concurrency.sync import concurrency
+from headway.context import get_flow_run_context
+from headway.task_runners import DaskTaskRunner
+
+MARKS = Path(sys.argv[2])
+
+
+@task
+def holds_api() -> None:
+    with concurrency("api"):
+        (MARKS / "holding").write_text(str(os.getpid()))
+        try:
+            while True:  # pure Python: interrupted at its next bytecode
+                time.sleep(0.02)
+        finally:
+            (MARKS / "left").write_text("")
+
+
+@task(tags=["db"])
+def needs_db(i: int) -> None:
+    (MARKS / f"ran-{i}").write_text("")
+
+
+@flow(task_runner=DaskTaskRunner(address=sys.argv[1]))
+def etl() -> None:
+    ctx = get_flow_run_context()
+    (MARKS / "flow").write_text(ctx.flow_run_id)
+    futures = [holds_api.submit()] + [needs_db.submit(i) for i in range(2)]
+    for f in futures:
+        f.wait()
+
+
+etl()
+"""
+
+
+@pytest.fixture
+def dask_cli_cluster(tmp_path: Path) -> Iterator[str]:
+    """A scheduler and a worker (3 threads), each its own `dask` process; the address."""
+    bin_dir = Path(sys.executable).parent
+    scheduler_file = tmp_path / "scheduler.json"
+    env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    log = open(tmp_path / "dask.log", "wb")  # noqa: SIM115 - closed below
+    procs = [
+        subprocess.Popen(
+            [
+                bin_dir / "dask",
+                "scheduler",
+                "--port",
+                "0",
+                "--dashboard-address",
+                ":0",
+                "--scheduler-file",
+                str(scheduler_file),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    ]
+    try:
+        wait_for_file(scheduler_file, nonempty=True, timeout=60)
+        wait_until(lambda: "address" in json.loads(scheduler_file.read_text() or "{}"))
+        address = json.loads(scheduler_file.read_text())["address"]
+        procs.append(
+            subprocess.Popen(
+                [
+                    bin_dir / "dask",
+                    "worker",
+                    address,
+                    "--nworkers",
+                    "1",
+                    "--nthreads",
+                    "3",
+                    "--no-dashboard",
+                ],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        )
+        yield address
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+        log.close()
+
+
+def test_a_cancelled_flows_tasks_on_an_external_cluster_stop_after_its_process_is_gone(
+    dask_cli_cluster: str, tmp_path: Path
+) -> None:
+    # The issue's case: the flow's process ends while its tasks on the Dask
+    # workers go on. A running one is interrupted there and gives its slot back;
+    # the waiting ones are refused and never run. Nothing signals the Dask worker.
+    client = get_client()
+    client.create_limit("api", 1)
+    client.create_limit("tag:db", 1)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    script = tmp_path / "etl.py"
+    script.write_text(CANCELLED_FLOW)
+    with concurrency("tag:db"):  # held (and renewed) here: the tagged tasks wait
+        proc = subprocess.Popen(
+            [sys.executable, str(script), dask_cli_cluster, str(marks)],
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "flow.log", "wb"),  # noqa: SIM115
+        )  # fmt: skip
+        try:
+            wait_until(
+                lambda: (
+                    (marks / "holding").exists()
+                    and len(client.inspect_limit("tag:db").waiters) == 2
+                ),
+                "a task holds its slot and two wait",
+                alive=proc,
+                log=tmp_path / "flow.log",
+            )
+            flow_run = (marks / "flow").read_text()
+            client.cancel_flow_run(flow_run, "not needed any more")
+            proc.kill()  # the flow's process is gone (a worker's SIGKILL after its grace)
+            proc.wait()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        wait_until(lambda: (marks / "left").exists(), "the running task was interrupted")
+        wait_until(lambda: client.read_limit("api").active_slots == 0, "its slot came back")
+        assert client.inspect_limit("tag:db").waiters == ()
+    assert sorted(p.name for p in marks.iterdir()) == ["flow", "holding", "left"]
+
+    def recorded() -> bool:
+        task_runs = client.read_flow_run(flow_run, with_task_runs=True).task_runs or ()
+        return sum(t.state.type is S.CANCELLED for t in task_runs) == 3
+
+    wait_until(recorded, "the worker recorded the three task runs CANCELLED")
+    for task_run in client.read_flow_run(flow_run, with_task_runs=True).task_runs or ():
+        history = [s.type for s in client.read_states(task_run.id)]
+        assert history[-1] is S.CANCELLED and history.count(S.CANCELLED) == 1, history
+        if task_run.name.startswith("needs_db"):
+            assert S.RUNNING not in history, history

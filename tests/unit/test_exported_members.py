@@ -16,6 +16,8 @@ def test_exported_members() -> None:
         "__version__",
         "flow",
         "get_run_logger",
+        "serve",
+        "tags",
         "task",
         "unmapped",
     ]

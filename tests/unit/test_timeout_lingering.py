@@ -17,7 +17,7 @@ import pytest
 
 import headway._engine.timeouts as timeouts
 from headway import flow, task
-from headway._engine.timeouts import _to_the_end
+from headway._engine.interrupts import _to_the_end
 from headway.client.base import get_client
 from headway.concurrency._scopes import BodyScope
 from headway.concurrency.sync import concurrency as sync_concurrency

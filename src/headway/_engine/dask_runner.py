@@ -39,28 +39,50 @@ same machine, or when it expires).
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
 import os
 import pickle
 import queue
+import signal
 import threading
 from collections.abc import Mapping
 from dataclasses import MISSING, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from headway._engine import task_engine as engine
+from headway._engine.recorder import get_recorder
+from headway._engine.task_engine import (
+    Mode,
+    TaskCall,
+    cancelled_if_flow_run_ended,
+    run_in_thread,
+    upstream_of,
+)
+from headway._engine.tracking import (
+    NO_RESULT,
+    RunState,
+    TaskRunTracker,
+    cancelled_state,
+    final_state,
+    plain,
+)
 from headway._optional import require
+from headway.client.base import Client, get_client, set_default_client
 from headway.context import task_run_var
+from headway.core.states import AWAITING_RETRY, Scheduled, State, StateType
+from headway.exceptions import ObjectNotFound, ValidationError
 from headway.futures import TaskFuture
+from headway.logging import capture_prints, run_logger
+from headway.settings import Settings, get_settings
 from headway.task_runners import TaskRunner
+from headway.tasks import Task
 
-if TYPE_CHECKING:
-    from headway._engine.task_engine import TaskCall
-    from headway.client.base import Client
-    from headway.core.states import State
-    from headway.settings import Settings
-    from headway.tasks import Task
+# dask, distributed and cloudpickle (the ``dask`` extra) are imported where they
+# are used, never at the top: this module imports without the extra, so that
+# DaskTaskRunner() can say which extra to install (``require``).
 
 logger = logging.getLogger("headway.task_runners")
 
@@ -101,8 +123,6 @@ class DaskTaskRunner(TaskRunner):
         client_kwargs: Mapping[str, Any] | None = None,
         env: Mapping[str, str] | None = None,
     ) -> None:
-        from headway.exceptions import ValidationError
-
         if address is not None and (not isinstance(address, str) or not address.strip()):
             raise ValidationError(f"address must be a scheduler address string, got {address!r}")
         if address is not None and cluster_kwargs:
@@ -206,7 +226,7 @@ class DaskTaskRunner(TaskRunner):
                 # running task to return. Their slots come back with the processes.
                 _kill_workers(cluster)
         if jobs:
-            from distributed import CancelledError
+            from distributed import CancelledError  # the dask extra (see the top)
 
             for job in jobs:  # whatever did not end: it never will now
                 self._lost(job, CancelledError("the task runner shut down"))
@@ -230,8 +250,6 @@ class DaskTaskRunner(TaskRunner):
 
     # -- submitting ----------------------------------------------------------------------------
     def submit(self, call: TaskCall) -> TaskFuture[Any]:
-        from headway._engine.task_engine import upstream_of
-
         if self._closed:
             raise RuntimeError("this task runner was shut down")
         if self._client is None:
@@ -261,8 +279,6 @@ class DaskTaskRunner(TaskRunner):
 
     def _begin(self, job: _Job, upstream: list[TaskFuture[Any]]) -> None:
         """Upstream runs are done: end the run here if it cannot start, else hand it out."""
-        from headway._engine import task_engine as engine
-
         call = job.call
         try:
             state = engine.check_upstream(call, upstream) or engine.cancelled_if_flow_cancelled(
@@ -277,9 +293,6 @@ class DaskTaskRunner(TaskRunner):
         self._dispatch(job)
 
     def _dispatch(self, job: _Job) -> None:
-        from headway._engine import task_engine as engine
-        from headway._engine.recorder import get_recorder
-
         call = job.call
         tracker = call.tracker
         try:
@@ -332,7 +345,7 @@ class DaskTaskRunner(TaskRunner):
         cached = self._specs.get(cache_key)
         if cached is not None and cached[0] is task:
             return cached[1]
-        import cloudpickle
+        import cloudpickle  # the dask extra (see the top)
 
         env = self._worker_env(call.client)
         options = {
@@ -351,8 +364,6 @@ class DaskTaskRunner(TaskRunner):
         if self.env is not None:
             return tuple(sorted(self.env.items()))
         if client is None:
-            from headway.client.base import get_client
-
             client = get_client()
         return settings_env(client.settings)
 
@@ -408,8 +419,6 @@ class DaskTaskRunner(TaskRunner):
             try:
                 self._settle(job, results[id(job)], flushed)
             except BaseException as exc:  # never leave a future hanging
-                from headway._engine import task_engine as engine
-
                 self._end(job, engine.interrupted_or_crashed(job.call, exc))
 
     def _flush_workers(self, addresses: set[str]) -> set[str]:
@@ -446,10 +455,6 @@ class DaskTaskRunner(TaskRunner):
 
         ``recorded``: the worker has written them (else this process writes them all).
         """
-        from headway._engine import task_engine as engine
-        from headway._engine.tracking import NO_RESULT, final_state
-        from headway.core.states import StateType
-
         call = job.call
         tracker = call.tracker
         states = outcome.states
@@ -490,11 +495,9 @@ class DaskTaskRunner(TaskRunner):
 
     def _lost(self, job: _Job, exc: BaseException) -> None:
         """The Dask task failed without an outcome: a dead worker, a cancel, a bad payload."""
-        from distributed import CancelledError, KilledWorker
+        from distributed import CancelledError, KilledWorker  # the dask extra (see the top)
 
         if self._closed or isinstance(exc, CancelledError):
-            from headway._engine.tracking import cancelled_state
-
             call = job.call
             call.tracker.set_state(
                 cancelled_state("the task runner shut down before the task run finished")
@@ -516,8 +519,6 @@ class DaskTaskRunner(TaskRunner):
         tracker.run_count = attempts
         message = f"the Dask worker running it died ({type(exc).__name__}: {exc})"
         if started and attempts <= call.task.retries and not tracker.state.is_final:
-            from headway.core.states import AWAITING_RETRY, Scheduled
-
             delay = call.task.retry_delay(attempts)
             tracker.set_state(Scheduled(AWAITING_RETRY, message=message))
             _record_here(call)
@@ -534,9 +535,6 @@ class DaskTaskRunner(TaskRunner):
 
     def _stored_progress(self, call: TaskCall) -> tuple[int, bool]:
         """How often the store saw the run start, and whether it did since it was handed out."""
-        from headway.core.states import StateType
-        from headway.exceptions import ObjectNotFound
-
         try:
             stored = call.client.read_task_run(call.tracker.id) if call.client else None
         except ObjectNotFound:  # no worker ever wrote it
@@ -576,9 +574,6 @@ class DaskTaskRunner(TaskRunner):
         timer.start()
 
     def _crashed(self, job: _Job, message: str, exc: BaseException | None = None) -> None:
-        from headway._engine.tracking import final_state
-        from headway.core.states import StateType
-
         call = job.call
         error = exc if exc is not None else RuntimeError(message)
         if call.tracker.set_state(final_state(StateType.CRASHED, message=message, error=error)):
@@ -590,8 +585,6 @@ class DaskTaskRunner(TaskRunner):
         self._end(job, job.call.tracker.state)
 
     def _end(self, job: _Job, state: State) -> None:
-        from headway._engine import task_engine as engine
-
         with self._lock:
             ended = self._jobs.pop(id(job), None) is not None
         if ended:
@@ -648,15 +641,11 @@ class _Failed:
 
 
 def _plain(state: State) -> State:
-    from headway._engine.tracking import plain
-
     return plain(state)
 
 
 def _kill_workers(cluster: Any) -> None:
     """SIGKILL the worker processes of a LocalCluster this runner started."""
-    import signal
-
     for nanny in list(getattr(cluster, "workers", {}).values()):
         pid = getattr(nanny, "pid", None)
         if isinstance(pid, int) and pid > 0:
@@ -672,15 +661,11 @@ def _record_here(call: TaskCall) -> None:
     The worker may never have written the run, or written only part of it; the
     store skips the states it already has and takes the newest as the run's state.
     """
-    from headway._engine import task_engine as engine
-
     call.tracker.sent = 0
     engine.changed(call)
 
 
 def _run_log(call: TaskCall) -> Any:
-    from headway.logging import run_logger
-
     tracker = call.tracker
     return run_logger(
         flow_run_id=tracker.flow_run_id,
@@ -694,8 +679,6 @@ def _run_log(call: TaskCall) -> Any:
 def settings_env(settings: Settings) -> tuple[tuple[str, str], ...]:
     """``settings`` as ``HEADWAY_*`` variables: a value where it differs from the default,
     ``""`` (unset) where it does not."""
-    from headway.settings import Settings
-
     out = []
     for f in fields(Settings):
         var = f.metadata["env"]
@@ -731,14 +714,6 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
     (:func:`flush_records`) before it ends the run's future, so it never writes
     them itself unless that flush fails.
     """
-    from headway._engine.task_engine import (
-        Mode,
-        TaskCall,
-        cancelled_if_flow_run_ended,
-        run_in_thread,
-    )
-    from headway._engine.tracking import RunState, TaskRunTracker, plain
-
     task, task_key, env = _decode(spec)
     client = _adopt_env(env)
     tracker = TaskRunTracker(
@@ -753,8 +728,6 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
     tracker.created = payload.created
     tracker.run_count = payload.run_count
     if payload.log_prints:
-        from headway.logging import capture_prints
-
         capture_prints()
     call = TaskCall(
         task,
@@ -779,7 +752,6 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
     packed = _packed.pop(payload.task_run_id, None)
     if isinstance(final, RunState):
         error = final.error
-        from headway._engine.tracking import NO_RESULT
 
         if final.outcome is not NO_RESULT:
             outcome, has_outcome = final.outcome, True
@@ -792,7 +764,7 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
 
 def _address() -> str | None:
     try:
-        from distributed import get_worker
+        from distributed import get_worker  # the dask extra (see the top)
 
         address: str = get_worker().address
         return address
@@ -805,10 +777,6 @@ async def flush_records() -> None:
 
     Runs off the worker's event loop: a store round trip must not stall Dask.
     """
-    import asyncio
-
-    from headway._engine.recorder import get_recorder
-
     await asyncio.get_running_loop().run_in_executor(None, get_recorder().flush)
 
 
@@ -816,9 +784,7 @@ def _decode(spec: bytes) -> tuple[Task[..., Any], str, tuple[tuple[str, str], ..
     cached = _specs.get(spec)
     if cached is not None:
         return cached
-    import cloudpickle
-
-    from headway.tasks import Task
+    import cloudpickle  # the dask extra (see the top)
 
     fn, options, task_key, env = cloudpickle.loads(spec)
     decoded = (Task(_packing(fn), **options), task_key, env)
@@ -831,7 +797,6 @@ def _decode(spec: bytes) -> tuple[Task[..., Any], str, tuple[tuple[str, str], ..
 def _adopt_env(env: tuple[tuple[str, str], ...]) -> Client:
     """Make this process's HEADWAY_* settings ``env``; the default client that follows them."""
     global _applied_env
-    from headway.client.base import get_client, set_default_client
 
     if env == _applied_env:
         return get_client()
@@ -842,7 +807,6 @@ def _adopt_env(env: tuple[tuple[str, str], ...]) -> Client:
                     os.environ[var] = value
                 else:
                     os.environ.pop(var, None)
-            from headway.settings import get_settings
 
             settings = get_settings()
             current = get_client()
@@ -900,7 +864,7 @@ def _pickled(result: tuple[bool, Any, BaseException | None]) -> tuple[bytes, str
     except Exception:
         pass
     try:  # functions and classes of a script go by value
-        import cloudpickle
+        import cloudpickle  # the dask extra (see the top)
 
         return cloudpickle.dumps(result), None
     except Exception as exc:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from headway._engine import lifecycle
+from headway._engine import interrupts, lifecycle
 from headway._engine.names import generate_name
 from headway._engine.recorder import get_recorder
 from headway._engine.task_engine import new_run_id, traceback_once
@@ -35,16 +36,18 @@ from headway._engine.tracking import (
     plain,
     state_result,
 )
-from headway.context import FlowRunContext, flow_run_var, task_run_var
+from headway.client.base import get_client
+from headway.context import FlowRunContext, current_tags, flow_run_var, task_run_var
 from headway.core.states import AWAITING_RETRY, RETRYING, Pending, Running, Scheduled, State
 from headway.core.states import StateType as S
 from headway.exceptions import HeadwayError
+from headway.logging import RunLogger, capture_prints, run_logger
+from headway.task_runners import ThreadPoolTaskRunner
 
 if TYPE_CHECKING:
     from contextvars import Token
 
     from headway.flows import Flow
-    from headway.logging import RunLogger
 
 
 #: Set by a worker (``headway.worker.execute``) around the call of a deployment's
@@ -109,12 +112,10 @@ class FlowRunEngine:
         elif self.parent_task is not None and self.parent_task.client is not None:
             self.client = self.parent_task.client
         else:
-            from headway.client.base import get_client
-
             self.client = get_client()
         self.pid = os.getpid()
         self.id = new_run_id()
-        self.name = generate_name()
+        self.name = flow.run_name(self.parameters) or generate_name()
         # A worker running a deployment's run: this top-level run is that recorded one.
         adopted = adopted_run.get()
         self.adopted = adopted is not None and self.parent_flow is None and self.parent_task is None
@@ -132,6 +133,7 @@ class FlowRunEngine:
         self._tokens: tuple[Token[Any], Token[Any]] | None = None
         self._previous_sigterm: Any = None
         self._logger: RunLogger | None = None
+        self._forget_cancel: Any = None
 
     # -- steps -----------------------------------------------------------------------------
     def start(self, *, handle_sigterm: bool) -> None:
@@ -165,8 +167,6 @@ class FlowRunEngine:
         else:
             log_prints = self.client.settings.log_prints
         if log_prints:
-            from headway.logging import capture_prints
-
             capture_prints()
         if not self.adopted:
             self.client.create_flow_run(
@@ -176,6 +176,7 @@ class FlowRunEngine:
                 state=Pending(),
                 parameters=jsonable(self.parameters),
                 parent_task_run_id=parent_task_run_id,
+                tags=current_tags(),
                 pid=os.getpid(),
                 host=_host(),
             )
@@ -183,8 +184,6 @@ class FlowRunEngine:
         if flow.task_runner is not None:
             runner = flow.task_runner.duplicate()
         else:
-            from headway.task_runners import ThreadPoolTaskRunner
-
             runner = ThreadPoolTaskRunner()
         runner.start()
         self.ctx = FlowRunContext(
@@ -192,6 +191,9 @@ class FlowRunEngine:
         )
         self._tokens = (flow_run_var.set(self.ctx), task_run_var.set(None))
         lifecycle.register(self)
+        # Cancelled in the store while its tasks run (no worker's signal reaches a
+        # flow run of a script): the watch stops its tasks from starting.
+        self._forget_cancel = interrupts.on_cancel(self.id, self.client, self.ctx.cancel_event.set)
         if handle_sigterm and self.parent_flow is None and self.parent_task is None:
             self._previous_sigterm = _install_sigterm()
         self.logger.info("Beginning flow run %r for flow %r", self.name, flow.name)
@@ -200,8 +202,6 @@ class FlowRunEngine:
     def logger(self) -> RunLogger:
         """The run's logger (engine messages are run logs too)."""
         if self._logger is None:
-            from headway.logging import run_logger
-
             self._logger = run_logger(
                 flow_run_id=self.id,
                 task_run_id=None,
@@ -246,7 +246,12 @@ class FlowRunEngine:
             self.ctx.futures.pop(future.task_run_id, None)
 
     def succeeded(self, value: Any) -> None:
-        """Record COMPLETED with the flow's return value."""
+        """Record COMPLETED with the flow's return value (CANCELLED if it was cancelled)."""
+        if self.ctx is not None and self.ctx.cancel_event.is_set():
+            cancelled = self._cancelling_in_store()
+            if cancelled is not None:
+                self._end_interrupted(cancelled)
+                return
         self._finish(final_state(S.COMPLETED, outcome=value))
 
     def failed(self, exc: BaseException) -> float | None:
@@ -280,10 +285,15 @@ class FlowRunEngine:
         if self._ending is not None or lifecycle.pid != self.pid:
             return
         kind = type(exc).__name__
-        if isinstance(exc, KeyboardInterrupt | TerminationSignal) or kind == "CancelledError":
+        if (
+            isinstance(exc, KeyboardInterrupt | TerminationSignal | interrupts.TaskRunCancelled)
+            or kind == "CancelledError"
+        ):
             why = (
                 "terminated (SIGTERM)"
                 if isinstance(exc, TerminationSignal)
+                else "cancelled"
+                if isinstance(exc, interrupts.TaskRunCancelled)
                 else f"interrupted ({kind})"
             )
             state: State = cancelled_state(f"the flow run was {why}")
@@ -314,6 +324,9 @@ class FlowRunEngine:
                     self.final = state
             return
         ctx.cancel_event.set()
+        # Its task runs' code still running in this process stops as Python allows
+        # (at its next bytecode); their `with concurrency()` blocks give slots back.
+        interrupts.interrupt_flow_run(self.id)
         message = f"the flow run ended {state.name} before this task run finished"
 
         def task_end() -> State:
@@ -338,8 +351,6 @@ class FlowRunEngine:
             self.logger.warning("Flow run %s: %s", state.name.lower(), state.message)
             self._finish(state)
         except Exception as store_exc:  # the store may be what failed: say so, keep the cause
-            import sys
-
             print(f"headway: could not record flow run {self.id}: {store_exc}", file=sys.stderr)
             self.final = state
 
@@ -394,6 +405,9 @@ class FlowRunEngine:
             flow_run_var.reset(flow_token)
             self._tokens = None
         lifecycle.unregister(self)
+        if self._forget_cancel is not None:
+            self._forget_cancel()
+            self._forget_cancel = None
         if lifecycle.pid != self.pid:
             return
         if self._previous_sigterm is not None:
@@ -403,6 +417,8 @@ class FlowRunEngine:
             ending = self.final or self._ending
             interrupted = ending is None or ending.type is S.CANCELLED
             self.ctx.task_runner.shutdown(wait=not interrupted)
+            if ending is not None and ending.type is S.CANCELLED:
+                self.ctx.task_runner.join_interrupted()
 
     def crash_at_exit(self) -> None:
         """The interpreter exits while this run still runs (it ran in a daemon thread)."""
@@ -464,6 +480,7 @@ def _call_body(engine: FlowRunEngine) -> Any:
     flow = engine.flow
     if flow.timeout_seconds is None:
         return flow.fn(*engine.args, **engine.kwargs)
+    # Loaded for runs with a timeout only: it brings ctypes (to interrupt a thread).
     from headway._engine.timeouts import call_with_timeout, timeout_error
 
     return call_with_timeout(
@@ -477,6 +494,7 @@ async def run_flow_async(
     flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
 ) -> Any:
     """Run an async flow on the running event loop."""
+    # asyncio is loaded by async flows only: a sync program's cold start skips it.
     import asyncio
 
     engine = FlowRunEngine(flow, args, kwargs)
@@ -489,6 +507,7 @@ async def run_flow_async(
                 if flow.timeout_seconds is None:
                     value = await body
                 else:
+                    # With a timeout only (see _call_body).
                     from headway._engine.timeouts import await_with_timeout, timeout_error
 
                     value = await await_with_timeout(

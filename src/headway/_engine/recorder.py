@@ -22,6 +22,9 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
+from headway._engine import lifecycle
+from headway.exceptions import StoreError
+
 if TYPE_CHECKING:
     from headway._engine.tracking import TaskRunTracker
     from headway.client.base import Client
@@ -203,8 +206,6 @@ class Recorder:
 def _looks_unreachable(exc: Exception) -> bool:
     # A store that cannot be reached or is busy, as opposed to one that refuses a
     # record; drivers call the former OperationalError (sqlite3 and psycopg alike).
-    from headway.exceptions import StoreError
-
     if isinstance(exc, StoreError | ConnectionError | TimeoutError | OSError):
         return True
     return type(exc).__name__ in {"OperationalError", "InterfaceError"}
@@ -228,8 +229,6 @@ def get_recorder() -> Recorder:
 
 
 def _at_exit() -> None:
-    from headway._engine import lifecycle
-
     lifecycle.crash_unfinished_runs()
     recorder = _recorder
     if recorder is not None:

@@ -24,6 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from headway._engine import lifecycle
 from headway._engine import recorder as _recorder_module
+from headway._engine.interrupts import (
+    INTERRUPTED,
+    AsyncBody,
+    Body,
+    TaskRunCancelled,
+    cancellable,
+)
 from headway._engine.recorder import get_recorder
 from headway._engine.tracking import (
     RunState,
@@ -31,6 +38,7 @@ from headway._engine.tracking import (
     cancelled_state,
     final_state,
 )
+from headway.client.base import Client, get_client
 from headway.concurrency._scopes import wait_for_lingering_bodies
 from headway.context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
 from headway.core.states import (
@@ -42,11 +50,10 @@ from headway.core.states import (
 )
 from headway.exceptions import HeadwayError, RunEnded
 from headway.futures import TaskFuture, has_futures, iter_futures, resolve_futures
+from headway.logging import Sink, capture_prints, run_logger
 
 if TYPE_CHECKING:
-    from headway.client.base import Client
     from headway.concurrency.tags import TagSlots
-    from headway.logging import Sink
     from headway.tasks import Task
 
 
@@ -136,27 +143,27 @@ def create_call(
     wait_for: Sequence[TaskFuture[Any]] | None = None,
     *,
     queued: bool = True,
+    name: str | None = None,
 ) -> TaskCall:
     """Make a PENDING task run for ``task(*args, **kwargs)`` in the current run context.
 
     ``queued`` runs (submitted) are handed to the recorder at once, so a run
     waiting for a worker shows as PENDING; a direct call runs at once and is
-    handed over when it starts.
+    handed over when it starts. ``name`` (from ``task_run_name``) replaces the
+    numbered ``<task>-<n>``.
     """
     flow_ctx = flow_run_var.get()
     if flow_ctx is not None:
         client: Client = flow_ctx.client
         flow_run_id: str | None = flow_ctx.flow_run_id
-        name = flow_ctx.next_task_run_name(task.name)
+        name = name or flow_ctx.next_task_run_name(task.name)
         log_prints = flow_ctx.log_prints if task.log_prints is None else task.log_prints
         mode = Mode.BATCHED
     else:
-        from headway.client.base import get_client
-
         parent = task_run_var.get()
         client = parent.client if parent is not None and parent.client else get_client()
         flow_run_id = parent.flow_run_id if parent is not None else None
-        name = task.next_run_name()
+        name = name or task.next_run_name()
         if task.log_prints is not None:
             log_prints = task.log_prints
         elif parent is not None:
@@ -174,8 +181,6 @@ def create_call(
         State(_PENDING, "Pending", _now(_UTC)),
     )
     if log_prints:
-        from headway.logging import capture_prints
-
         capture_prints()
     call = TaskCall(task, tracker, args, kwargs, wait_for, flow_ctx, log_prints, mode, client)
     if flow_ctx is not None:
@@ -287,6 +292,10 @@ def finish(call: TaskCall) -> None:
     flow_ctx = call.flow_ctx
     if flow_ctx is not None:
         flow_ctx.unfinished.pop(call.tracker.id, None)
+        if call.tracker.state.name == INTERRUPTED:
+            # Interrupted where its flow run was found cancelled (another process,
+            # a Dask worker): no more of the run's tasks start, and it ends CANCELLED.
+            flow_ctx.cancel_event.set()
     elif call.mode is Mode.DIRECT:
         recorder = get_recorder()
         recorder.touch(call.tracker)
@@ -294,8 +303,6 @@ def finish(call: TaskCall) -> None:
 
 
 def _logger(call: TaskCall) -> Any:
-    from headway.logging import run_logger
-
     tracker = call.tracker
     return run_logger(
         flow_run_id=tracker.flow_run_id,
@@ -321,6 +328,7 @@ def _context(call: TaskCall) -> TaskRunContext:
 
 def _hold_slots(call: TaskCall) -> TagSlots:
     """The slot context of a task with tags: the PENDING run is in the store first."""
+    # Loaded for tasks with tags only: it brings asyncio (~100 ms of a cold start).
     from headway.concurrency.tags import hold_tag_slots
 
     if call.mode is not Mode.COLLECT:
@@ -456,10 +464,16 @@ def _attempts_sync(call: TaskCall) -> State:
             return call.tracker.state
         token = task_run_var.set(ctx)
         try:
-            if task.timeout_seconds is None:
+            if task.timeout_seconds is not None:
+                value = _call_with_timeout(call)
+            elif call.tracker.flow_run_id is None:
                 value = fn(*call.args, **call.kwargs)
             else:
-                value = _call_with_timeout(call)
+                body = Body(lambda: fn(*call.args, **call.kwargs))
+                with cancellable(body, call.tracker.flow_run_id, call.client):
+                    value = body.run()
+        except TaskRunCancelled:
+            return interrupted_by_cancel(call)
         except Exception as exc:
             delay = _failed(call, exc)
             if delay is None or not _cancel_wait(call, delay):
@@ -470,7 +484,15 @@ def _attempts_sync(call: TaskCall) -> State:
         return _succeeded(call, value)
 
 
+def interrupted_by_cancel(call: TaskCall) -> State:
+    """The body was interrupted because its flow run was cancelled: CANCELLED."""
+    call.tracker.set_state(cancelled_state("interrupted: its flow run was cancelled", INTERRUPTED))
+    changed(call)
+    return call.tracker.state
+
+
 def _call_with_timeout(call: TaskCall) -> Any:
+    # Loaded for runs with a timeout only: it brings ctypes (to interrupt a thread).
     from headway._engine.timeouts import call_with_timeout, timeout_error
 
     task = call.task
@@ -480,6 +502,8 @@ def _call_with_timeout(call: TaskCall) -> Any:
         lambda: task.fn(*call.args, **call.kwargs),
         seconds,
         timeout_error("task run", call.tracker.name, seconds),
+        flow_run_id=call.tracker.flow_run_id,
+        client=call.client,
     )
 
 
@@ -512,6 +536,7 @@ async def run_task_async(call: TaskCall) -> State:
 
 
 async def _attempts_async(call: TaskCall) -> State:
+    # asyncio is loaded by async tasks only: a sync program's cold start skips it.
     import asyncio
 
     task = call.task
@@ -520,17 +545,29 @@ async def _attempts_async(call: TaskCall) -> State:
         if not _begin_attempt(call):
             return call.tracker.state
         token = task_run_var.set(ctx)
+        body = AsyncBody() if call.tracker.flow_run_id is not None else None
         try:
             coro = task.fn(*call.args, **call.kwargs)
-            if task.timeout_seconds is None:
-                value = await coro
-            else:
+            if task.timeout_seconds is not None:
+                # With a timeout only (see _call_with_timeout).
                 from headway._engine.timeouts import await_with_timeout, timeout_error
 
                 seconds = task.timeout_seconds
-                value = await await_with_timeout(
+                coro = await_with_timeout(
                     coro, seconds, timeout_error("task run", call.tracker.name, seconds)
                 )
+            if body is None:
+                value = await coro
+            else:
+                with cancellable(body, call.tracker.flow_run_id, call.client), body:
+                    value = await coro
+        except asyncio.CancelledError:
+            if body is None or body.interrupted is None:
+                raise
+            current = asyncio.current_task()
+            if current is not None:
+                current.uncancel()  # the cancel was ours, and is handled here
+            return interrupted_by_cancel(call)
         except Exception as exc:
             delay = _failed(call, exc)
             if delay is None:
@@ -547,6 +584,7 @@ async def _attempts_async(call: TaskCall) -> State:
 def run_in_thread(call: TaskCall) -> State:
     """Run a sync or async task to completion in the current (non-async) thread."""
     if call.task.is_async:
+        # Async tasks only: the event loop brings asyncio.
         from headway._engine.loops import run_coro_sync
 
         state: State = run_coro_sync(run_task_async(call))

@@ -20,13 +20,16 @@ exceeded.
 from __future__ import annotations
 
 import contextvars
-import ctypes
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from headway.concurrency._scopes import BodyScope, note_lingering_body
+from headway._engine.interrupts import Body, cancellable
+from headway.concurrency._scopes import note_lingering_body
 from headway.exceptions import TaskRunTimeout
+
+if TYPE_CHECKING:
+    from headway.client.base import Client
 
 T = TypeVar("T")
 
@@ -36,45 +39,40 @@ def timeout_error(kind: str, name: str, seconds: float) -> TaskRunTimeout:
     return TaskRunTimeout(f"{kind} {name!r} timed out after {seconds:g} s")
 
 
-def call_with_timeout(fn: Callable[[], T], seconds: float, error: TaskRunTimeout) -> T:
-    """``fn()``, or ``error`` raised once ``seconds`` pass."""
+def call_with_timeout(
+    fn: Callable[[], T],
+    seconds: float,
+    error: TaskRunTimeout,
+    *,
+    flow_run_id: str | None = None,
+    client: Client | None = None,
+) -> T:
+    """``fn()``, or ``error`` raised once ``seconds`` pass.
+
+    With ``flow_run_id``, the body is also interrupted when that flow run is
+    cancelled (:mod:`headway._engine.interrupts`); the caller then gets the
+    interrupt once the body has ended.
+    """
     ctx = contextvars.copy_context()
     box: dict[str, Any] = {}
     done = threading.Event()
-    scope = BodyScope()
-    # Held while deciding to interrupt, and by the body as it ends: an interrupt
-    # is only ever sent to a body still running, never to the cleanup after it.
-    gate = threading.Lock()
-    running, interrupted = [True], [False]
-
-    def body() -> T:
-        try:
-            return fn()
-        finally:
-            with gate:
-                running[0] = False
+    body = Body(fn)
 
     def target() -> None:
         try:
-            box["value"] = ctx.run(scope.run, body)
+            box["value"] = ctx.run(body.run)
         except BaseException as exc:
             box["error"] = exc
         finally:
-            try:
-                if interrupted[0]:
-                    _to_the_end(scope.release_leftovers)
-            finally:
-                done.set()
+            done.set()
 
-    helper = threading.Thread(target=target, name="headway-timeout", daemon=True)
-    helper.start()
-    if not done.wait(seconds):
-        with gate:
-            if running[0]:
-                interrupted[0] = True
-                _raise_in_thread(helper, type(error))
-        note_lingering_body(done)
-        raise error
+    with cancellable(body, flow_run_id, client):
+        helper = threading.Thread(target=target, name="headway-timeout", daemon=True)
+        helper.start()
+        if not done.wait(seconds) and body.interrupt(type(error)):
+            note_lingering_body(done)
+            raise error
+        done.wait()  # ended, or interrupted by a cancel just before the deadline
     if "error" in box:
         raise box["error"]
     value: T = box["value"]
@@ -83,26 +81,9 @@ def call_with_timeout(fn: Callable[[], T], seconds: float, error: TaskRunTimeout
 
 async def await_with_timeout(awaitable: Awaitable[T], seconds: float, error: TaskRunTimeout) -> T:
     """``await awaitable``, cancelled with ``error`` once ``seconds`` pass."""
-    import asyncio
+    import asyncio  # async runs only: a sync program's cold start skips asyncio
 
     try:
         return await asyncio.wait_for(awaitable, seconds)
     except TimeoutError:
         raise error from None
-
-
-def _to_the_end(cleanup: Callable[[], object]) -> None:
-    # The interrupt is sent at most once, while the body runs; should it land
-    # only once the body has ended, in the cleanup, the cleanup runs again.
-    try:
-        cleanup()
-    except BaseException:
-        cleanup()
-
-
-def _raise_in_thread(thread: threading.Thread, exc_type: type[BaseException]) -> None:
-    # Asks the interpreter to raise exc_type in that thread at its next bytecode.
-    ident = thread.ident
-    if ident is None or not thread.is_alive():
-        return
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))

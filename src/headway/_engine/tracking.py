@@ -17,6 +17,7 @@ from typing import Any
 from headway.core.models import TaskRunRecord
 from headway.core.states import ALLOWED as _ALLOWED
 from headway.core.states import State, StateType, check_transition
+from headway.exceptions import RunCancelled, RunFailed
 
 _ONE_MICROSECOND = timedelta(microseconds=1)
 
@@ -53,8 +54,6 @@ class RunState(State):
                 raise self.error
             return self.error
         if self.outcome is NO_RESULT:
-            from headway.exceptions import RunFailed
-
             message = self.message or f"the run ended {self.type.value} without a result"
             exc = RunFailed(message)
             if raise_on_failure:
@@ -79,8 +78,6 @@ def state_result(state: State, raise_on_failure: bool = True) -> Any:
     """The outcome of a final state: RunState's own, or an error naming the state."""
     if isinstance(state, RunState):
         return state.result(raise_on_failure)
-    from headway.exceptions import RunCancelled, RunFailed
-
     message = state.message or f"the run ended {state.name}"
     exc = RunCancelled(message) if state.type is StateType.CANCELLED else RunFailed(message)
     if raise_on_failure:
@@ -196,6 +193,4 @@ _FINAL = frozenset({StateType.COMPLETED, StateType.FAILED, StateType.CRASHED, St
 
 def cancelled_state(message: str, name: str = "") -> RunState:
     """CANCELLED, whose result raises :class:`~headway.exceptions.RunCancelled`."""
-    from headway.exceptions import RunCancelled
-
     return final_state(StateType.CANCELLED, name, message, error=RunCancelled(message))

@@ -18,31 +18,15 @@ from __future__ import annotations
 
 import sys
 
-from headway.core.states import StateType
+import typer
 
-#: ``deployment run --wait``'s exit code for the state its run ended in (any other: 5).
-RUN_EXIT_CODES: dict[StateType, int] = {
-    StateType.COMPLETED: 0,
-    StateType.FAILED: 1,
-    StateType.CANCELLED: 3,
-    StateType.CRASHED: 4,
-}
-#: ``deployment run --wait --timeout``: the run had not ended in time.
-RUN_NOT_ENDED_EXIT_CODE = 5
-
-
-def run_exit_code(state: StateType) -> int:
-    """The exit code for a run seen in ``state`` at the end of a wait (see the table above)."""
-    return RUN_EXIT_CODES.get(state, RUN_NOT_ENDED_EXIT_CODE)
+from headway.cli.app import app
+from headway.cli.exit_codes import RUN_EXIT_CODES, RUN_NOT_ENDED_EXIT_CODE, run_exit_code
+from headway.exceptions import HeadwayError
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used as the console script)."""
-    import typer
-
-    from headway.cli.app import app
-    from headway.exceptions import HeadwayError
-
     args = sys.argv[1:] if argv is None else argv
     try:
         # Without standalone mode, Click hands back a ``typer.Exit``'s code as the
@@ -81,3 +65,6 @@ def _error(message: str) -> None:
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+__all__ = ["RUN_EXIT_CODES", "RUN_NOT_ENDED_EXIT_CODE", "main", "run", "run_exit_code"]

@@ -7,7 +7,11 @@ from datetime import datetime
 from typing import Any
 
 from headway.core.deployments import parse_param
+from headway.core.schedules import describe, next_times, schedule_from_dict
 from headway.exceptions import ValidationError
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 
 def client() -> Any:
@@ -59,8 +63,6 @@ def schedule_next(schedule: dict[str, Any], after: datetime) -> str:
     The scheduler skips a deployment whose schedule fails (and records it as an
     event); this is where a user sees that, and why.
     """
-    from headway.core.schedules import next_times, schedule_from_dict
-
     try:
         found = next_times(schedule_from_dict(schedule), after, 1)
     except ValidationError as exc:
@@ -72,8 +74,6 @@ def schedule_next(schedule: dict[str, Any], after: datetime) -> str:
 
 def schedule_text(schedule: dict[str, Any]) -> str:
     """A stored schedule in a few words."""
-    from headway.core.schedules import describe, schedule_from_dict
-
     try:
         return describe(schedule_from_dict(schedule))
     except Exception:

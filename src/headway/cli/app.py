@@ -1,13 +1,22 @@
-"""The Typer application and its sub-commands (one module per noun)."""
+"""The Typer application and its sub-commands (one module per noun).
+
+Every command loads every CLI module (Typer registers them all), so what a
+module imports at its top, ``headway --help`` and every command pay for. The
+client (which loads the store or httpx), rich, the store's schema tools, the
+deployments and the worker are imported inside the commands that use them.
+"""
 
 from __future__ import annotations
 
-import json
-from typing import Any
+import importlib
 
 import typer
 
+from headway._version import headway_version
 from headway.cli import config as config_cmd
+from headway.cli.deploy import deploy
+from headway.cli.status import status
+from headway.cli.why import why
 
 app = typer.Typer(
     name="headway",
@@ -21,41 +30,22 @@ app = typer.Typer(
 @app.command()
 def version() -> None:
     """Print headway's version."""
-    import headway
-
-    typer.echo(headway.__version__)
+    typer.echo(headway_version())
 
 
 app.command("config")(config_cmd.config)
 
 
-def _deploy_command() -> None:
-    # ``headway deploy FILE:FN ...`` is a verb of its own, not a noun group.
-    from headway.cli.deploy import deploy
-
-    app.command("deploy")(deploy)
-
-
-_deploy_command()
-
-
-def _observe_commands() -> None:
-    # ``headway why RUN_ID`` and ``headway status`` are verbs of their own too.
-    from headway.cli.status import status
-    from headway.cli.why import why
-
-    app.command("why")(why)
-    app.command("status")(status)
-
-
-_observe_commands()
+# ``headway deploy FILE:FN ...``, ``headway why RUN_ID`` and ``headway status`` are
+# verbs of their own, not noun groups.
+app.command("deploy")(deploy)
+app.command("why")(why)
+app.command("status")(status)
 
 
 def _register() -> None:
     # Each noun module exposes ``app`` (a Typer) and ``NAME``; modules missing
     # from a partial install are skipped, never half-registered.
-    import importlib
-
     for module_name in _NOUNS:
         try:
             module = importlib.import_module(f"headway.cli.{module_name}")
@@ -65,6 +55,8 @@ def _register() -> None:
             raise
         for name in getattr(module, "NAMES", None) or (module.NAME,):
             app.add_typer(module.app, name=name)
+        for alias in getattr(module, "ALIASES", ()):
+            app.add_typer(module.app, name=alias, hidden=True)
 
 
 # Noun modules, in the order ``headway --help`` lists them.
@@ -83,10 +75,3 @@ _NOUNS: list[str] = [
 ]
 
 _register()
-
-
-def emit_json(value: Any) -> None:
-    """Print a JSON document (records made JSON-ready first)."""
-    from headway.core.models import to_jsonable
-
-    typer.echo(json.dumps(to_jsonable(value), indent=2))

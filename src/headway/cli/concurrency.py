@@ -6,8 +6,11 @@ from typing import Any
 
 import typer
 
-from headway.cli.output import check_output_format
-from headway.cli.why import client, console, emit_json, fetching, slots
+from headway.cli.output import check_output_format, emit_json
+from headway.cli.why import client, console, fetching, slots
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 NAME = "concurrency"
 

@@ -14,7 +14,12 @@ from headway.cli.gcl import print_detail, print_limits
 from headway.cli.output import check_output_format
 from headway.core.limits import TAG_PREFIX, tag_limit_name
 
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
+
 NAME = "concurrency-limit"
+#: Prefect's plural spelling, accepted and left out of the help.
+ALIASES = ("concurrency-limits",)
 
 app = typer.Typer(
     help="Task-tag concurrency limits: at most N task runs with a tag at once.",
@@ -33,18 +38,32 @@ def create(
     tag: str = typer.Argument(..., help="The task tag."),
     limit: int = typer.Argument(..., help="Task runs with this tag allowed at once (>= 1)."),
 ) -> None:
-    """Limit how many task runs with TAG may run at once."""
-    created = _client().create_limit(tag_limit_name(tag), limit)
+    """Limit how many task runs with TAG may run at once (a tag already limited: its new limit)."""
+    from headway.exceptions import ObjectAlreadyExists
+
+    client = _client()
+    name = tag_limit_name(tag)
+    try:
+        created = client.create_limit(name, limit)
+    except ObjectAlreadyExists:
+        # As in Prefect: creating a tag's limit again sets it (holders keep their slots).
+        updated = client.update_limit(name, limit=limit)
+        typer.echo(f"Updated tag limit {tag!r}: at most {updated.limit} task run(s) at once.")
+        return
     typer.echo(f"Created tag limit {tag!r}: at most {created.limit} task run(s) at once.")
 
 
 @app.command("ls")
 def list_limits(
     output: str = typer.Option("table", "-o", "--output", help="table or json"),
+    limit: int | None = typer.Option(None, "--limit", min=0, help="Show at most this many."),
+    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
 ) -> None:
-    """List the tag limits."""
+    """List the tag limits (by tag)."""
     check_output_format(output)
-    limits = _client().list_limits(prefix=TAG_PREFIX)
+    limits = _client().list_limits(prefix=TAG_PREFIX)[offset:]
+    if limit is not None:
+        limits = limits[:limit]
     print_limits(limits, output, title="task tag limits", first="tag")
 
 

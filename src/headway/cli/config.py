@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import typer
 
+from headway.cli.output import check_output_format
 from headway.settings import describe, get_settings
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 
 def config(
     output: str = typer.Option("table", "-o", "--output", help="table or json"),
 ) -> None:
     """Show each effective setting, where it came from, and the default concurrency."""
-    import json
-
-    from headway.cli.output import check_output_format
-
     check_output_format(output)
     settings = get_settings()
     views = describe(settings)

@@ -7,6 +7,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from headway.exceptions import ValidationError
+from headway.settings import _mask, get_settings
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 if TYPE_CHECKING:
     from headway.store.db import Database
@@ -17,17 +21,19 @@ app = typer.Typer(help="Manage the store's schema (SQLite or PostgreSQL).", no_a
 
 
 def _database() -> Database:
-    from headway.settings import get_settings
     from headway.store.db import Database
 
     settings = get_settings()
-    return Database(settings.effective_database_url, settings.store_busy_timeout_seconds)
+    return Database(
+        settings.effective_database_url,
+        settings.store_busy_timeout_seconds,
+        settings.database_pool_size,
+    )
 
 
 @app.command()
 def upgrade() -> None:
     """Bring the schema to the newest revision (servers also do this at start)."""
-    from headway.settings import _mask
     from headway.store.migrate import current_revision, ensure_schema
 
     db = _database()
@@ -51,7 +57,6 @@ def reset(
     """Drop every table and build the schema anew. Needs --yes."""
     if not yes:
         raise ValidationError("reset deletes every run, limit and log: pass --yes to confirm")
-    from headway.settings import _mask
     from headway.store.migrate import current_revision, ensure_schema, reset
 
     db = _database()

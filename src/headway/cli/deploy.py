@@ -7,6 +7,16 @@ from pathlib import Path
 import typer
 
 from headway.cli import _deploying as common
+from headway.core.deployments import (
+    parse_entrypoint,
+    validate_code_source,
+    validate_concurrency_limit,
+    validate_strategy,
+)
+from headway.exceptions import ValidationError
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 
 def deploy(
@@ -31,7 +41,10 @@ def deploy(
         None, "--param", help="A default parameter, name=value (value as JSON if it parses)."
     ),
     concurrency_limit: int | None = typer.Option(
-        None, "--concurrency-limit", help="Runs of the deployment at once (default: no limit)."
+        None,
+        "--concurrency-limit",
+        "-cl",
+        help="Runs of the deployment at once (default: no limit).",
     ),
     collision_strategy: str | None = typer.Option(
         None, "--collision-strategy", help="ENQUEUE (default), CANCEL_NEW or CANCEL_IN_PROGRESS."
@@ -59,19 +72,12 @@ def deploy(
     ),
 ) -> None:
     """Register a deployment of a flow for the workers of a pool."""
-    from headway.core.deployments import (
-        parse_entrypoint,
-        validate_code_source,
-        validate_concurrency_limit,
-        validate_strategy,
-    )
     from headway.deployments.deploy import (
         build_spec,
         git_toplevel,
         relative_to_root,
         schedules_from,
     )
-    from headway.exceptions import ValidationError
 
     # Everything that can be checked without the user's code is checked first.
     path_text, attr = parse_entrypoint(entrypoint)
@@ -79,6 +85,13 @@ def deploy(
         validate_concurrency_limit(concurrency_limit)
     if collision_strategy is not None:
         validate_strategy(collision_strategy)
+        if concurrency_limit is None:
+            # As in Prefect: a strategy alone is not an error, it just has nothing to do.
+            typer.echo(
+                "warning: --collision-strategy is ignored without --concurrency-limit",
+                err=True,
+            )
+            collision_strategy = None
     schedules_from(
         cron=cron, interval=interval, anchor_date=anchor_date, rrule=rrule, timezone=timezone
     )
@@ -146,6 +159,7 @@ def deploy(
             err=True,
         )
     typer.echo(
-        f"Deployment {dep.full_name!r} registered on pool {dep.work_pool!r}"
+        f"Deployment {dep.full_name!r} ({dep.id}) registered on pool {dep.work_pool!r}"
         f" (queue {dep.work_queue!r}); start a worker with: headway worker start --pool {pool}"
     )
+    typer.echo(f"Start a run of it with: headway deployment run '{dep.full_name}'")

@@ -8,13 +8,20 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from headway.cli import _deploying as common
-from headway.cli import run_exit_code
-from headway.cli.output import check_output_format
+from headway.cli.exit_codes import run_exit_code
+from headway.cli.output import check_output_format, emit_json
+from headway.core.deployments import validate_concurrency_limit, validate_strategy
+from headway.exceptions import ValidationError
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 if TYPE_CHECKING:
     from headway.core.models import Deployment
 
 NAME = "deployment"
+#: Prefect's plural spelling, accepted and left out of the help.
+ALIASES = ("deployments",)
 
 app = typer.Typer(
     help="Deployments (<flow>/<name>): list, inspect, run, pause, resume, delete, and their"
@@ -23,12 +30,6 @@ app = typer.Typer(
 )
 
 NameArg = typer.Argument(..., help="The deployment, as <flow-name>/<deployment-name>.")
-
-
-def _emit(value: Any) -> None:
-    from headway.cli.app import emit_json
-
-    emit_json(value)
 
 
 def _limit_cell(dep: Any) -> str:
@@ -49,7 +50,7 @@ def ls(
     check_output_format(output)
     deployments = common.client().list_deployments(work_pool=pool)
     if output == "json":
-        _emit(deployments)
+        emit_json(deployments)
         return
     from rich.table import Table
 
@@ -88,7 +89,7 @@ def inspect(
     check_output_format(output)
     dep = common.client().read_deployment(name)
     if output == "json":
-        _emit(dep)
+        emit_json(dep)
         return
     con = common.console()
     con.print(f"[bold]{dep.full_name}[/bold]  id {dep.id}")
@@ -116,15 +117,75 @@ def inspect(
         con.print("  schedules:         none")
 
 
+def _by_id(deployment_id: str) -> str:
+    """The ``<flow>/<name>`` of the deployment with this id (exit 2 if none)."""
+    from headway.exceptions import ObjectNotFound
+
+    for dep in common.client().list_deployments():
+        if dep.id == deployment_id:
+            return str(dep.full_name)
+    raise ObjectNotFound(f"no deployment with id {deployment_id!r} (see `headway deployment ls`)")
+
+
+def _named(name: str | None, deployment_id: str | None) -> str:
+    from headway.exceptions import ValidationError
+
+    if (name is None) == (deployment_id is None):
+        raise ValidationError("give the deployment as <flow>/<name> or with --id, not both")
+    return name if name is not None else _by_id(deployment_id or "")
+
+
+def _start_time(
+    scheduled_time: str | None, start_at: str | None, start_in: str | None
+) -> datetime | None:
+    """When the run is due: --start-at / --scheduled-time (ISO 8601) or --start-in (a duration)."""
+    from datetime import timedelta
+
+    from headway.core.schedules import parse_duration
+    from headway.exceptions import ValidationError
+
+    given = [v for v in (scheduled_time, start_at, start_in) if v is not None]
+    if len(given) > 1:
+        raise ValidationError("give one of --start-at, --start-in and --scheduled-time")
+    if start_in is not None:
+        duration = start_in.strip().removeprefix("in ").strip()
+        try:
+            seconds = parse_duration(duration)
+        except ValidationError:
+            raise ValidationError(
+                f"invalid --start-in {start_in!r}; use a duration such as 30s, 5m, 2h or 1d"
+            ) from None
+        return datetime.now(UTC) + timedelta(seconds=seconds)
+    text = scheduled_time if scheduled_time is not None else start_at
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"invalid start time {text!r}; use ISO 8601") from None
+    return when if when.tzinfo is not None else when.astimezone(UTC)
+
+
 @app.command("run")
 def run(
-    name: str = NameArg,
+    name: str | None = typer.Argument(
+        None, help="The deployment, as <flow-name>/<deployment-name> (or use --id)."
+    ),
+    deployment_id: str | None = typer.Option(None, "--id", help="The deployment's id."),
     param: list[str] | None = typer.Option(
         None, "--param", "-p", help="A parameter, name=value (value as JSON if it parses)."
     ),
+    params: str | None = typer.Option(
+        None, "--params", help="All parameters as one JSON object, e.g. '{\"x\": 1}'."
+    ),
+    start_in: str | None = typer.Option(
+        None, "--start-in", help="Due after this long: 30s, 5m, 2h, 1d ('in 5m' also works)."
+    ),
+    start_at: str | None = typer.Option(None, "--start-at", help="Due at this time (ISO 8601)."),
     wait: bool = typer.Option(
         False,
         "--wait",
+        "--watch",
         help="Wait for the run to end. Exit 0 if it COMPLETED, 1 FAILED, 3 CANCELLED,"
         " 4 CRASHED, 5 not ended within --timeout.",
     ),
@@ -136,28 +197,30 @@ def run(
         None, "--scheduled-time", help="When it is due (ISO 8601; default: now)."
     ),
 ) -> None:
-    """Create a run of a deployment now (or at --scheduled-time).
+    """Create a run of a deployment now (or at --start-at / --start-in).
 
-    With --wait, the exit code tells how the run ended: 0 COMPLETED, 1 FAILED,
-    3 CANCELLED, 4 CRASHED, 5 not ended within --timeout (2: bad input).
+    With --wait (or --watch), the exit code tells how the run ended: 0 COMPLETED,
+    1 FAILED, 3 CANCELLED, 4 CRASHED, 5 not ended within --timeout (2: bad input).
     """
-    from headway.deployments.run import run_deployment
-    from headway.exceptions import ValidationError
+    import json
 
-    when = None
-    if scheduled_time is not None:
+    from headway.deployments.run import run_deployment
+
+    when = _start_time(scheduled_time, start_at, start_in)
+    parameters = common.params(param)
+    if params is not None:
         try:
-            when = datetime.fromisoformat(scheduled_time)
-        except ValueError:
-            raise ValidationError(
-                f"invalid --scheduled-time {scheduled_time!r}; use ISO 8601"
-            ) from None
-        if when.tzinfo is None:
-            when = when.astimezone(UTC)
+            given = json.loads(params)
+        except ValueError as exc:
+            raise ValidationError(f"--params is not valid JSON: {exc}") from None
+        if not isinstance(given, dict):
+            raise ValidationError("--params must be a JSON object of parameter names to values")
+        parameters = {**given, **parameters}
+    name = _named(name, deployment_id)
     client = common.client()
     flow_run = run_deployment(
         name,
-        parameters=common.params(param),
+        parameters=parameters,
         timeout=timeout if wait else 0,
         scheduled_time=when,
         priority=priority,
@@ -187,10 +250,30 @@ def resume(name: str = NameArg) -> None:
 
 
 @app.command("delete")
-def delete(name: str = NameArg) -> None:
+def delete(
+    name: str | None = typer.Argument(
+        None, help="The deployment, as <flow-name>/<deployment-name> (or --id, or --all)."
+    ),
+    deployment_id: str | None = typer.Option(None, "--id", help="The deployment's id."),
+    delete_all: bool = typer.Option(False, "--all", help="Delete every deployment."),
+) -> None:
     """Delete a deployment (its runs not started yet are cancelled)."""
-    common.client().delete_deployment(name)
-    typer.echo(f"Deleted deployment {name}")
+    from headway.exceptions import ValidationError
+
+    client = common.client()
+    if delete_all:
+        if name is not None or deployment_id is not None:
+            raise ValidationError("--all deletes every deployment; give no name or --id with it")
+        deployments = client.list_deployments()
+        for dep in deployments:
+            client.delete_deployment(dep.full_name)
+            typer.echo(f"Deleted deployment {dep.full_name} ({dep.id})")
+        typer.echo(f"Deleted {len(deployments)} deployment(s)")
+        return
+    name = _named(name, deployment_id)
+    dep = client.read_deployment(name)
+    client.delete_deployment(name)
+    typer.echo(f"Deleted deployment {name} ({dep.id})")
 
 
 @app.command("set-concurrency-limit", context_settings={"ignore_unknown_options": True})
@@ -208,8 +291,6 @@ def set_concurrency_limit(
     ),
 ) -> None:
     """Limit the runs of a deployment at once; excess runs follow the collision strategy."""
-    from headway.core.deployments import validate_concurrency_limit, validate_strategy
-
     chosen = validate_concurrency_limit(common.pick_limit(value, limit))
     if collision_strategy is not None:
         validate_strategy(collision_strategy)

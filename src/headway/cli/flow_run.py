@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime
 from typing import Any
 
 import typer
 
 from headway.cli.output import check_output_format
+from headway.cli.status import follow_logs, watch_runs
+from headway.cli.why import poll_interval
+from headway.core.states import parse_state_type
 from headway.exceptions import ObjectNotFound, ValidationError
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 NAME = "flow-run"
 
@@ -35,8 +42,6 @@ def _when(value: datetime | None) -> str:
 
 
 def _console() -> Any:
-    import sys
-
     from rich.console import Console
 
     # Piped output has no terminal width: do not cut ids and names at 80 columns.
@@ -123,8 +128,6 @@ def ls(
     output: str = typer.Option("table", "-o", "--output", help="table or json"),
 ) -> None:
     """List flow runs, newest first."""
-    from headway.core.states import parse_state_type
-
     check_output_format(output)
     if limit < 1:
         raise ValidationError(f"--limit must be at least 1, got {limit}")
@@ -242,9 +245,6 @@ def watch(
     interval: float = typer.Option(1.0, "--interval", help="Seconds between refreshes."),
 ) -> None:
     """A live table of flow runs (state, what a waiting run waits for) until Ctrl-C."""
-    from headway.cli.status import watch_runs
-    from headway.cli.why import poll_interval
-
     if limit < 1:
         raise ValidationError(f"--limit must be at least 1, got {limit}")
     watch_runs(deployment, limit, poll_interval(interval))
@@ -261,8 +261,6 @@ def logs(
     """Print the log lines of a flow run and its task runs, oldest first."""
     check_output_format(output)
     if follow:
-        from headway.cli.status import follow_logs
-
         follow_logs(_client(), _read(_client(), flow_run_id), output)
         return
     client = _client()

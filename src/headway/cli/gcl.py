@@ -17,8 +17,13 @@ import typer
 from headway.cli.output import check_output_format
 from headway.exceptions import ValidationError
 
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
+
 NAME = "gcl"
 NAMES = (NAME, "global-concurrency-limit")
+#: Prefect's plural spelling, accepted and left out of the help.
+ALIASES = ("global-concurrency-limits",)
 
 app = typer.Typer(
     help="Global concurrency and rate limits: create, list, inspect, change, delete.",
@@ -247,10 +252,26 @@ def list_limits(
 def inspect(
     name: str = typer.Argument(..., help="Name of the limit."),
     output: str = typer.Option("table", "-o", "--output", help="table or json"),
+    file: str | None = typer.Option(
+        None, "--file", "-f", help="With -o json: write the JSON to this file instead."
+    ),
 ) -> None:
     """Show a limit with its holders and its waiters in grant order."""
+    from headway.exceptions import ValidationError
+
     check_output_format(output)
-    print_detail(_client().inspect_limit(name), output)
+    if file is not None and output != "json":
+        raise ValidationError("--file needs -o json")
+    detail = _client().inspect_limit(name)
+    if file is None:
+        print_detail(detail, output)
+        return
+    try:
+        with open(file, "w", encoding="utf-8") as out:
+            out.write(json.dumps(detail_json(detail), indent=2) + "\n")
+    except OSError as exc:
+        raise ValidationError(f"cannot write {file}: {exc.strerror or exc}") from None
+    typer.echo(f"Limit {name!r} written to {file}")
 
 
 @app.command()
@@ -307,7 +328,8 @@ def delete(
     """Delete a limit; refused while it has holders, unless --force."""
     client = _client()
     client.read_limit(name)  # an unknown name fails before any question
-    if not yes:
+    if not yes and sys.stdin.isatty():
+        # As in Prefect, only a person at a terminal is asked; a script is not stopped.
         typer.confirm(f"Delete limit {name!r}?", abort=True)
     client.delete_limit(name, force=force)
     typer.echo(f"Deleted {name!r}.")

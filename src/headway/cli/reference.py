@@ -17,14 +17,14 @@ import typer
 import typer.main
 from typer.core import TyperGroup, TyperOption
 
+from headway.cli.app import app
+
 # Typer builds its command tree on a Click it carries inside; the nodes are
 # walked through the methods Click's commands have always had.
 Command = Any
 
 
 def _root() -> TyperGroup:
-    from headway.cli.app import app
-
     command = typer.main.get_command(app)
     if not isinstance(command, TyperGroup):
         raise TypeError(f"the headway app is not a group of commands: {command!r}")
@@ -46,8 +46,6 @@ def _walk(
 
 def _aliases() -> dict[str, str]:
     """Nouns registered twice (``gcl`` and ``global-concurrency-limit``): alias -> first name."""
-    from headway.cli.app import app
-
     first: dict[int, str] = {}
     aliases: dict[str, str] = {}
     for group in app.registered_groups:

@@ -10,6 +10,10 @@ import socket
 import typer
 
 from headway.exceptions import ConfigurationError, ValidationError
+from headway.settings import _mask, get_settings
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 NAME = "server"
 
@@ -86,8 +90,6 @@ def start(
     ),
 ) -> None:
     """Start the server; migrations run first, so a new database is ready at once."""
-    from headway.settings import _mask, get_settings
-
     if database_url is not None:
         if not database_url.strip():
             raise ValidationError("--database-url must not be empty")
@@ -119,7 +121,11 @@ def start(
     from headway.store.db import Database
     from headway.store.migrate import ensure_schema
 
-    db = Database(settings.effective_database_url, settings.store_busy_timeout_seconds)
+    db = Database(
+        settings.effective_database_url,
+        settings.store_busy_timeout_seconds,
+        settings.database_pool_size,
+    )
     try:
         ensure_schema(db)
     finally:

@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
 import typer
 
-from headway.cli.output import check_output_format
-from headway.cli.why import ago, client, console, duration, emit_json, fetching, slots
+from headway.cli.output import check_output_format, emit_json
+from headway.cli.why import (
+    ago,
+    client,
+    console,
+    duration,
+    fetching,
+    sleep,
+    slots,
+    until_interrupted,
+)
+from headway.core.states import TERMINAL
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 
 def render(report: Any) -> None:
@@ -100,10 +115,6 @@ def watch_runs(deployment: str | None, count: int, interval: float) -> None:
 
     On a terminal the table updates in place; piped, a new table is printed each time.
     """
-    import sys
-
-    from headway.cli.why import sleep, until_interrupted
-
     source = client()
     if deployment is not None:
         source.read_deployment(deployment)  # an unknown name fails at once, not as an empty table
@@ -135,11 +146,6 @@ def follow_logs(source: Any, run: Any, output: str) -> None:
 
     ``-o json`` prints one JSON object per line.
     """
-    import json
-
-    from headway.cli.why import sleep, until_interrupted
-    from headway.core.states import TERMINAL
-
     names: dict[str, str] = {}
     after = 0
 

@@ -8,7 +8,6 @@ start from the limit's average hold time.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -18,8 +17,11 @@ from typing import Any, TypeVar
 
 import typer
 
-from headway.cli.output import check_output_format
+from headway.cli.output import check_output_format, emit_json
 from headway.exceptions import ValidationError
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 T = TypeVar("T")
 
@@ -78,13 +80,6 @@ def duration(seconds: float | None) -> str:
 def slots(value: float) -> str:
     """Slots as a whole number when they are one."""
     return str(int(value)) if float(value).is_integer() else f"{value:.2f}"
-
-
-def emit_json(value: Any) -> None:
-    """Print a record as a JSON document."""
-    from headway.core.models import to_jsonable
-
-    typer.echo(json.dumps(to_jsonable(value), indent=2))
 
 
 @contextmanager

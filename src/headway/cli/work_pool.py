@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from headway.cli import _deploying as common
-from headway.cli.output import check_output_format
+from headway.cli.output import check_output_format, emit_json
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 NAME = "work-pool"
+#: Prefect's plural spelling, accepted and left out of the help.
+ALIASES = ("work-pools",)
 
 app = typer.Typer(
     help="Work pools: where workers take runs from. New pools are unlimited.",
@@ -19,12 +22,6 @@ app = typer.Typer(
 PoolArg = typer.Argument(..., help="The work pool's name.")
 
 
-def _emit(value: Any) -> None:
-    from headway.cli.app import emit_json
-
-    emit_json(value)
-
-
 @app.command("create")
 def create(
     name: str = PoolArg,
@@ -32,8 +29,22 @@ def create(
         None, "--concurrency-limit", "--limit", help="Cap on its PENDING and RUNNING runs."
     ),
     description: str = typer.Option("", "--description", help="What the pool is for."),
+    pool_type: str = typer.Option(
+        "process",
+        "--type",
+        "-t",
+        help="The kind of worker that runs its runs: process (each run in a local"
+        " subprocess), the only kind headway has.",
+    ),
 ) -> None:
     """Create a work pool (with a 'default' queue)."""
+    if pool_type != "process":
+        from headway.exceptions import ValidationError
+
+        raise ValidationError(
+            f"work pool type {pool_type!r} is not supported: headway's workers run each flow"
+            " run in a local subprocess; use --type process"
+        )
     pool = common.client().create_work_pool(
         name, concurrency_limit=concurrency_limit, description=description
     )
@@ -43,28 +54,57 @@ def create(
     )
 
 
+@app.command("update")
+def update(
+    name: str = PoolArg,
+    concurrency_limit: int | None = typer.Option(
+        None, "--concurrency-limit", "--limit", help="New cap on its PENDING and RUNNING runs."
+    ),
+) -> None:
+    """Change a pool's settings (live): its concurrency limit."""
+    from headway.exceptions import ValidationError
+
+    if concurrency_limit is None:
+        raise ValidationError("nothing to update: give --concurrency-limit N")
+    pool = common.client().set_work_pool_concurrency_limit(name, concurrency_limit)
+    typer.echo(
+        f"Updated work pool {name!r}: concurrency limit {common.limit_text(pool.concurrency_limit)}"
+    )
+
+
 @app.command("ls")
-def ls(output: str = typer.Option("table", "-o", "--output", help="table or json")) -> None:
+def ls(
+    output: str = typer.Option("table", "-o", "--output", help="table or json"),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also show each pool's type, description and creation."
+    ),
+) -> None:
     """List work pools with their limit and runs."""
     check_output_format(output)
     pools = common.client().list_work_pools()
     if output == "json":
-        _emit(pools)
+        emit_json(pools)
         return
     from rich.table import Table
 
     table = Table(title="work pools")
-    for column in ("name", "concurrency limit", "running", "waiting", "queues", "paused"):
+    columns = ["name", "concurrency limit", "running", "waiting", "queues", "paused"]
+    if verbose:
+        columns += ["type", "description", "created"]
+    for column in columns:
         table.add_column(column)
     for pool in pools:
-        table.add_row(
+        row = [
             pool.name,
             common.limit_text(pool.concurrency_limit),
             str(pool.running),
             str(pool.waiting),
             ", ".join(q.name for q in pool.queues),
             "yes" if pool.paused else "no",
-        )
+        ]
+        if verbose:
+            row += [pool.type, pool.description or "-", common.when(pool.created)]
+        table.add_row(*row)
     common.console().print(table)
 
 
@@ -78,7 +118,7 @@ def inspect(
     client = common.client()
     pool = client.read_work_pool(name)
     if output == "json":
-        _emit(pool)
+        emit_json(pool)
         return
     con = common.console()
     con.print(f"[bold]{pool.name}[/bold]  ({pool.type}){'  PAUSED' if pool.paused else ''}")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 
 from headway.cli import _deploying as common
-from headway.cli.output import check_output_format
+from headway.cli.output import check_output_format, emit_json
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 NAME = "work-queue"
 
@@ -18,12 +19,6 @@ app = typer.Typer(
 
 QueueArg = typer.Argument(..., help="The queue's name.")
 PoolOpt = typer.Option(..., "--pool", help="The work pool the queue belongs to.")
-
-
-def _emit(value: Any) -> None:
-    from headway.cli.app import emit_json
-
-    emit_json(value)
 
 
 @app.command("create")
@@ -54,7 +49,7 @@ def ls(
     check_output_format(output)
     queues = common.client().list_work_queues(pool)
     if output == "json":
-        _emit(queues)
+        emit_json(queues)
         return
     from rich.table import Table
 
@@ -87,7 +82,7 @@ def inspect(
     check_output_format(output)
     q = common.client().read_work_queue(pool, name)
     if output == "json":
-        _emit(q)
+        emit_json(q)
         return
     con = common.console()
     con.print(f"[bold]{q.pool}/{q.name}[/bold]{'  PAUSED' if q.paused else ''}")

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from headway.cli import _deploying as common
-from headway.cli.output import check_output_format
+from headway.cli.output import check_output_format, emit_json
+from headway.exceptions import ValidationError
+
+# The client, rich and other heavy modules are imported in the commands that
+# use them: every command loads this module (see headway.cli.app).
 
 NAME = "worker"
 
@@ -53,10 +60,6 @@ def start(
     --drain-seconds at most); a second one cancels them (SIGTERM to each run,
     SIGKILL after --cancel-grace; they end CANCELLED); a third kills them at once.
     """
-    import os
-    import sys
-
-    from headway.exceptions import ValidationError
     from headway.worker import Worker
 
     if limit is not None and limit < 1:
@@ -110,8 +113,6 @@ def ls(
     check_output_format(output)
     workers = common.client().list_workers(pool)
     if output == "json":
-        from headway.cli.app import emit_json
-
         emit_json(workers)
         return
     from rich.table import Table

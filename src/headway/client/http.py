@@ -44,6 +44,7 @@ from headway.client.transport import HttpxTransport, KeepAliveTransport, Transpo
 from headway.core.limits import Mode, ProcessInfo, SlotGrant, SlotWait
 from headway.core.models import ClaimedRun, FlowRun, LogRecord, TaskRunRecord, to_jsonable
 from headway.core.states import State, StateType
+from headway.exceptions import AnswerLost
 from headway.settings import Settings
 
 API_PREFIX = "/api/v1"
@@ -535,10 +536,6 @@ class HttpClient(Client):
         return [decode(ClaimedRun, r) for r in rows]
 
 
-class AnswerLost(exceptions.StoreError):
-    """The connection failed after a request was sent: the server may have acted on it."""
-
-
 def _id(value: str) -> str:
     """A run id as one path segment (whatever the caller passed, the URL stays valid)."""
     return quote(str(value), safe="")
@@ -570,7 +567,7 @@ def error_from_response(status: int, content: bytes) -> exceptions.HeadwayError:
         name = raw_name if isinstance(raw_name, str) else None
     if not detail:
         detail = content[:200].decode("utf-8", "replace") or f"HTTP {status}"
-    cls = _error_classes().get(name or "")
+    cls = exceptions.BY_NAME.get(name or "")
     if cls is None:
         if status in (401, 403):
             return exceptions.ConfigurationError(
@@ -585,17 +582,6 @@ def error_from_response(status: int, content: bytes) -> exceptions.HeadwayError:
         error = cls.__new__(cls)
         Exception.__init__(error, detail)
         return error
-
-
-def _error_classes() -> dict[str, type[exceptions.HeadwayError]]:
-    found: dict[str, type[exceptions.HeadwayError]] = {}
-    stack: list[type[exceptions.HeadwayError]] = [exceptions.HeadwayError]
-    while stack:
-        cls = stack.pop()
-        if cls.__module__.startswith("headway"):
-            found.setdefault(cls.__name__, cls)
-        stack.extend(cls.__subclasses__())
-    return found
 
 
 # -- records to and from JSON --------------------------------------------------------

@@ -21,6 +21,7 @@ from headway.concurrency._core import Acquisition, release
 from headway.concurrency._leases import HeldSlots
 from headway.concurrency._scopes import Lingering, release_after
 from headway.concurrency.asyncio import acquire, give_back
+from headway.context import get_flow_run_context
 from headway.core.limits import NAME_MAX, TAG_PREFIX, SlotWait
 from headway.exceptions import ConcurrencySlotAcquisitionError, ValidationError
 
@@ -166,10 +167,6 @@ def _in_event_loop() -> bool:
 
 
 def _flow_cancel_event() -> threading.Event | None:
-    try:
-        from headway.context import get_flow_run_context
-    except ImportError:
-        return None
     flow = get_flow_run_context()
     event = getattr(flow, "cancel_event", None) if flow is not None else None
     return event if isinstance(event, threading.Event) else None

@@ -42,7 +42,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from headway.core.bounds import EPOCH_MAX, EPOCH_MIN
 from headway.core.rrules import RRULE_DEFAULT_START, RRULE_MAX_COUNT, rrule_refusal, rrule_times
-from headway.exceptions import ValidationError
+from headway.exceptions import ScheduleError, ValidationError
 
 #: Fixed anchor of intervals given without one (midnight UTC, 2020-01-01).
 INTERVAL_DEFAULT_ANCHOR = datetime(2020, 1, 1, tzinfo=UTC)
@@ -111,10 +111,6 @@ class RRuleSchedule:
 
 
 Schedule = CronSchedule | IntervalSchedule | RRuleSchedule
-
-
-class ScheduleError(ValidationError):
-    """A schedule's times cannot be computed (impossible, too costly, past year 9999)."""
 
 
 # -- validation and construction -------------------------------------------------------

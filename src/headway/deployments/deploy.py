@@ -38,6 +38,7 @@ from headway.core.schedules import (
 )
 from headway.deployments.config import ConcurrencyLimitConfig
 from headway.exceptions import ValidationError
+from headway.flows import Flow
 
 ScheduleLike = CronSchedule | IntervalSchedule | RRuleSchedule | Mapping[str, Any] | str
 
@@ -157,8 +158,6 @@ def build_spec(
     name a git repository workers check out before each run, whose root is the
     project root.
     """
-    from headway.flows import Flow
-
     if not isinstance(flow, Flow):
         if not callable(flow):
             raise ValidationError(f"cannot deploy {flow!r}: not a flow")

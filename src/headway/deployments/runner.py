@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from headway.client.base import Client, get_client
+from headway.worker.worker import Worker
 
 
 class Runner:
@@ -29,8 +30,6 @@ class Runner:
         cancel_grace_seconds: float = 10.0,
         working_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from headway.worker import Worker
-
         self.client = client or get_client()
         self.deployments = list(deployments)
         self.worker = Worker(

@@ -18,7 +18,7 @@ import anyio
 from fastapi import FastAPI
 from starlette.responses import JSONResponse
 
-import headway
+from headway._version import headway_version
 from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.orchestrator import Orchestrator
 from headway.server import metrics
@@ -69,8 +69,8 @@ def create_app(
             )
         app.state.store = opened
         if opened.db.dialect.name == "postgresql":
-            # Each thread of the pool holds its own connection: bound them, so a
-            # busy server (or several) stays within PostgreSQL's max_connections.
+            # Request threads borrow the store's pooled connections per call (at
+            # most HEADWAY_DATABASE_POOL_SIZE in all); more threads would only wait.
             anyio.to_thread.current_default_thread_limiter().total_tokens = PG_THREADS
         orchestrator = Orchestrator(opened, settings)
         # One wake-up source per server process; held requests park on it.
@@ -101,7 +101,7 @@ def create_app(
 
     app = FastAPI(
         title="headway",
-        version=headway.__version__,
+        version=headway_version(),
         summary="Python workflows with exact, prompt, crash-safe concurrency limits.",
         lifespan=lifespan,
         docs_url="/docs",
@@ -117,7 +117,7 @@ def create_app(
     @app.get("/health", tags=["health"], response_model=None)
     async def health() -> JSONResponse:
         """Liveness: always open, even when an API key is required."""
-        return JSONResponse({"status": "ok", "version": headway.__version__})
+        return JSONResponse({"status": "ok", "version": headway_version()})
 
     # Every route of the API, from the operations' declarations.
     app.include_router(api_router(), prefix=API_PREFIX)

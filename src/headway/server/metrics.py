@@ -1,5 +1,7 @@
 """``GET /metrics``: Prometheus text, gathered from the store at scrape time.
 
+Read through the Orchestrator, like every route; this module only shapes the answer.
+
 Nothing is counted in the server's memory: every figure is read from the store
 when Prometheus asks, so several servers on one PostgreSQL report the same
 numbers, and a restart loses nothing. Counters only grow (they are columns the
@@ -42,13 +44,7 @@ from prometheus_client.core import (
 )
 from starlette.responses import Response
 
-from headway.core.events import (
-    CLAIM_LATENCY,
-    SLOT_WAIT,
-    Histogram,
-    add_zero_observations,
-    empty_histogram,
-)
+from headway.core.events import Histogram, add_zero_observations, empty_histogram
 from headway.core.states import StateType
 from headway.orchestrator import Orchestrator
 
@@ -64,11 +60,10 @@ class StoreCollector:
     def collect(self) -> Iterator[Metric]:
         """Every metric family, from one pass over the store."""
         orch = self._orchestrator()
-        store = orch.store
-        stats = store.events.limit_stats()
-        waits = {h.label: h for h in store.events.read_histograms(SLOT_WAIT)}
-        claims = store.events.read_histograms(CLAIM_LATENCY)
-        by_state = store.runs.count_flow_runs_by_state()
+        stats = orch.limit_stats()
+        waits = {h.label: h for h in orch.slot_wait_histograms()}
+        claims = orch.claim_latency_histograms()
+        by_state = orch.count_flow_runs_by_state()
         workers = orch.list_workers()
 
         labels = ["limit", "scope"]

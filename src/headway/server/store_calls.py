@@ -27,8 +27,9 @@ T = TypeVar("T")
 #: Most threads for slot calls. SQLite writes one at a time anyway. On PostgreSQL
 #: a slot call mostly waits for its commit to reach the disk, and commits in flight
 #: together share one flush: throughput grows with the calls in flight (8 threads:
-#: ~800 pairs/s here, 16: ~960, 32: ~1,050). Each thread holds a connection, and
-#: threads start only when every running one is busy, so an idle server holds few.
+#: ~800 pairs/s here, 16: ~960, 32: ~1,050). Each call borrows one of the store's
+#: pooled connections (HEADWAY_DATABASE_POOL_SIZE bounds them, not the threads), and
+#: threads start only when every running one is busy, so an idle server runs few.
 SQLITE_THREADS = 2
 POSTGRES_THREADS = 24
 

@@ -1,15 +1,18 @@
 """Connections and short transactions over the raw DB-API driver.
 
-One connection per thread (SQLite connections are cheap; PostgreSQL ones are
-few per process in practice). A transaction is a ``with`` block; nesting joins
-the outer transaction, so a store operation can be composed of others and stay
-one transaction. Connections opened before a ``fork`` are never reused in the
-child.
+SQLite: one connection per thread (they are cheap). PostgreSQL: a bounded pool
+(``store/pgpool.py``, ``HEADWAY_DATABASE_POOL_SIZE``); a thread borrows a
+connection for one transaction or one statement and gives it back at its end,
+so however many threads a process runs, it holds at most the pool's size. A
+transaction is a ``with`` block; nesting joins the outer transaction (on the
+same connection), so a store operation can be composed of others and stay one
+transaction. Connections opened before a ``fork`` are never reused in the child.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import sqlite3
 import threading
@@ -17,31 +20,35 @@ import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from headway._backoff import Backoff, Retry
 from headway._optional import require
 from headway.exceptions import (
     HeadwayError,
+    OutcomeUnknown,
     StoreError,
     StoreNotUsable,
     StoreUnavailable,
     ValidationError,
 )
+from headway.settings import DEFAULT_POOL_SIZE
 from headway.store.dialects import (
     Dialect,
-    connect_postgres,
     connect_sqlite,
     connection_usable,
     dialect_for,
     is_connection_error,
     is_out_of_range,
-    server_unreachable,
     sqlite_path,
     terminated_by_server,
 )
 
+if TYPE_CHECKING:
+    from headway.store.pgpool import PostgresConnections
+
 Row = tuple[Any, ...]
+logger = logging.getLogger("headway.store")
 #: Pauses while the database cannot be reached (restarting, failing over), up to
 #: the busy timeout: nothing has been done yet, so callers simply wait.
 RECONNECT_BACKOFF = Backoff(first=0.02, cap=0.5)
@@ -123,8 +130,32 @@ def damaged_message(url: str, exc: BaseException) -> str:
     )
 
 
-class OutcomeUnknown(StoreError):
-    """The connection failed under a statement that commits by itself: it may or may not have."""
+#: A SQLite process asks for a checkpoint after this many write commits of its own
+#: (each writes a few pages: about SQLite's own default of 1000 pages of WAL).
+CHECKPOINT_EVERY_COMMITS = 200
+
+
+class _Checkpointer:
+    """The thread that checkpoints a SQLite database's WAL for one process, when asked."""
+
+    def __init__(self, db: Database) -> None:
+        self.pid = os.getpid()
+        self.due = threading.Event()
+        self._db = weakref.ref(db)
+        threading.Thread(target=self._run, name="headway-checkpoint", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            self.due.wait()
+            self.due.clear()
+            db = self._db()
+            if db is None or db._checkpointer is not self:
+                return
+            try:
+                db._thread_connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception as exc:  # the next one tries again; nothing is lost
+                logger.debug("checkpoint failed: %s", exc)
+            del db
 
 
 #: ``Database._writer_lock(blocking=False)``: another process holds the file lock.
@@ -132,7 +163,9 @@ _TAKEN = -2
 
 
 class _Local(threading.local):
+    #: SQLite: this thread's connection (PostgreSQL's are borrowed per transaction).
     conn: Any = None
+    #: The process that set these (a forked child starts afresh).
     pid: int = 0
     depth: int = 0
     tx: Tx | None = None
@@ -145,14 +178,28 @@ class WouldWait(Exception):
 
 
 class Database:
-    """A database reached through per-thread connections."""
+    """A database: SQLite through per-thread connections, PostgreSQL through a bounded pool.
 
-    def __init__(self, url: str, busy_timeout: float = 60.0) -> None:
+    ``pool_size`` bounds the connections to PostgreSQL (see ``store/pgpool.py``);
+    a borrower waits for a free one up to ``busy_timeout``, as a SQLite writer
+    waits for the write lock.
+    """
+
+    def __init__(
+        self, url: str, busy_timeout: float = 60.0, pool_size: int = DEFAULT_POOL_SIZE
+    ) -> None:
         self.url = url
         self.dialect = dialect_for(url)
+        self._pg: PostgresConnections | None = None
         if self.dialect.name == "postgresql":
             # Fail here, in one line naming the extra, not deep in a first query.
             require("psycopg")
+            require("psycopg_pool")
+            # Imported here: psycopg is an optional extra, and importing it would
+            # cost every embedded (SQLite) process its start-up time.
+            from headway.store.pgpool import PostgresConnections
+
+            self._pg = PostgresConnections(url, pool_size)
         self.busy_timeout = busy_timeout
         self._local = _Local()
         # Every connection opened, with its thread and process: a connection whose
@@ -165,29 +212,39 @@ class Database:
         # The writers' file lock of this process (SQLite): opened at the first
         # write, anew in a forked child; -1 when it cannot be had.
         self._writer_fd: int | None = None
+        # Write commits since the last checkpoint, and the thread that makes them.
+        self._commits = 0
+        self._checkpointer: _Checkpointer | None = None
 
-    def _connection(self) -> Any:
+    def _connection(self, deadline: float) -> Any:
+        """A connection for one transaction or statement: give it back with :meth:`_done`."""
+        pg = self._pg
+        if pg is None:
+            return self._thread_connection()
+        while True:
+            conn = pg.borrow(deadline - time.monotonic())
+            if connection_usable(conn):
+                return conn
+            # It broke while idle in the pool (the server went away): take another.
+            pg.discard(conn)
+
+    def _done(self, conn: Any) -> None:
+        """The transaction or statement on ``conn`` ended: give back a borrowed connection."""
+        if self._pg is not None:
+            self._pg.give_back(conn)
+
+    def _thread_connection(self) -> Any:
         local = self._local
         pid = os.getpid()
         if local.conn is not None and local.pid == pid and not connection_usable(local.conn):
-            # The server went away between transactions: open a fresh connection.
             self._discard(local.conn)
         if local.conn is None or local.pid != pid:
             try:
-                if self.dialect.name == "sqlite":
-                    conn: Any = connect_sqlite(self.url, self.busy_timeout)
-                else:
-                    conn = connect_postgres(self.url)
+                conn: Any = connect_sqlite(self.url, self.busy_timeout)
             except (sqlite3.Error, OSError) as exc:
                 if is_damaged(exc):
                     raise StoreNotUsable(damaged_message(self.url, exc)) from exc
                 raise StoreError(f"cannot open the store at {self.url}: {exc}") from exc
-            except Exception as exc:
-                if type(exc).__module__.startswith("psycopg"):
-                    if server_unreachable(exc):
-                        raise StoreUnavailable(f"cannot connect to the store: {exc}") from exc
-                    raise StoreError(f"cannot connect to the store: {exc}") from exc
-                raise
             local.conn, local.pid, local.depth, local.tx = conn, pid, 0, None
             orphans = []
             with self._lock:
@@ -276,7 +333,8 @@ class Database:
                 self._release_write(gate, writer)
             raise
         tx = Tx(cur, self.dialect)
-        local.depth, local.tx = 1, tx
+        local.depth, local.tx, local.pid = 1, tx, os.getpid()
+        kept = True  # False: the connection failed, and is discarded rather than given back
         try:
             yield tx
         except BaseException as exc:
@@ -284,9 +342,9 @@ class Database:
             try:
                 cur.execute("ROLLBACK")
             except Exception:
-                self._discard(conn)
+                kept = False
             if is_connection_error(exc):
-                self._discard(conn)
+                kept = False
                 # Before COMMIT: the database rolled the transaction back.
                 raise StoreUnavailable(
                     f"lost the connection to the store (nothing was written): {exc}"
@@ -304,7 +362,7 @@ class Database:
             try:
                 cur.execute("COMMIT")
             except Exception as exc:
-                self._discard(conn)
+                kept = False
                 if terminated_by_server(exc):
                     raise StoreUnavailable(
                         f"the store ended the session before commit (nothing was written): {exc}"
@@ -314,9 +372,18 @@ class Database:
                     raise StoreError(f"lost the connection to the store: {exc}") from exc
                 raise
         finally:
-            cur.close()
-            if gate is not None:
-                self._release_write(gate, writer)
+            try:
+                cur.close()
+            finally:
+                if kept:
+                    self._done(conn)
+                else:
+                    self._discard(conn)
+                if gate is not None:
+                    self._release_write(gate, writer)
+                    self._commits += 1
+                    if self._commits >= CHECKPOINT_EVERY_COMMITS:
+                        self._checkpoint_soon()
 
     def execute_alone(self, query: str, params: dict[str, Any]) -> list[Row]:
         """Run one statement as a transaction of its own (PostgreSQL's autocommit).
@@ -326,6 +393,8 @@ class Database:
         path cost PostgreSQL more than the statement. When the connection fails
         under it, whether it committed is unknown: :class:`OutcomeUnknown` is
         raised (the caller can tell by looking), and the connection is replaced.
+        When the database had ended the session before the statement (a restart,
+        an administrator), nothing ran: it is run again on another connection.
         """
         local = self._local
         if local.depth and local.pid == os.getpid() and local.tx is not None:
@@ -334,27 +403,35 @@ class Database:
         retry: Retry | None = None  # made at the first failure, off the hot path
         while True:
             try:
-                conn = self._connection()
-                break
+                conn = self._connection(deadline)
             except StoreUnavailable:
                 retry = retry or _reconnect_retry(deadline)
                 if not retry.pause():
                     raise
-        cur = conn.cursor()
-        try:
-            cur.execute(self.dialect.sql(query), params)
-            return [] if cur.description is None else list(cur.fetchall())
-        except Exception as exc:
-            if is_connection_error(exc):
+                continue
+            cur = conn.cursor()
+            try:
+                cur.execute(self.dialect.sql(query), params)
+                rows = [] if cur.description is None else list(cur.fetchall())
+            except BaseException as exc:
+                cur.close()
+                if not is_connection_error(exc):
+                    self._done(conn)
+                    raise
                 self._discard(conn)
-                if terminated_by_server(exc):
+                if not terminated_by_server(exc):
+                    raise OutcomeUnknown(f"lost the connection to the store: {exc}") from exc
+                # A pooled connection may have been ended while idle (every one
+                # of them, after a restart): the statement never ran.
+                retry = retry or _reconnect_retry(deadline)
+                if not retry.pause():
                     raise StoreUnavailable(
                         f"the store ended the session (nothing was written): {exc}"
                     ) from exc
-                raise OutcomeUnknown(f"lost the connection to the store: {exc}") from exc
-            raise
-        finally:
+                continue
             cur.close()
+            self._done(conn)
+            return rows
 
     def _write_gate(self) -> threading.Lock:
         if self._gate_pid != os.getpid():
@@ -396,6 +473,19 @@ class Database:
                 return -1
         return fd
 
+    def _checkpoint_soon(self) -> None:
+        """Ask this process's checkpointer thread to copy the WAL into the database.
+
+        A PASSIVE checkpoint holds no writer back (it takes no write lock), so
+        it runs beside the writers rather than inside one's COMMIT, as
+        SQLite's automatic checkpoint would.
+        """
+        self._commits = 0
+        checkpointer = self._checkpointer
+        if checkpointer is None or checkpointer.pid != os.getpid():
+            checkpointer = self._checkpointer = _Checkpointer(self)
+        checkpointer.due.set()
+
     @staticmethod
     def _release_write(gate: threading.Lock, writer: int) -> None:
         if writer >= 0:
@@ -417,7 +507,7 @@ class Database:
         retry: Retry | None = None  # made at the first failure, off the hot path
         while True:
             try:
-                conn = self._connection()
+                conn = self._connection(deadline)
             except StoreUnavailable:
                 retry = retry or _reconnect_retry(deadline)
                 if not retry.pause():
@@ -432,8 +522,10 @@ class Database:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
                     raise StoreError(f"the store is busy: {exc}") from exc
                 time.sleep(0.005)
-            except Exception as exc:
+            except BaseException as exc:
+                cur.close()
                 if not is_connection_error(exc):
+                    self._done(conn)
                     raise
                 self._discard(conn)
                 retry = retry or _reconnect_retry(deadline)
@@ -441,6 +533,10 @@ class Database:
                     raise StoreUnavailable(f"lost the connection to the store: {exc}") from exc
 
     def _discard(self, conn: Any) -> None:
+        """Close a connection that failed (a borrowed one goes back, to be replaced)."""
+        if self._pg is not None:
+            self._pg.discard(conn)
+            return
         local = self._local
         if local.conn is conn:
             local.conn = None
@@ -451,8 +547,40 @@ class Database:
         except Exception:
             pass
 
+    @contextmanager
+    def borrowed(self) -> Iterator[Any]:
+        """A raw DB-API connection (autocommit) for the ``with`` block, outside any transaction.
+
+        On PostgreSQL, one of the pool's, given back at the end (closing it
+        inside the block makes the pool open another); on SQLite, this thread's.
+        For work that needs a session of its own (migrations under an advisory
+        lock); everything else goes through :meth:`read` and :meth:`write`.
+        """
+        conn = self._connection(time.monotonic() + self.busy_timeout)
+        try:
+            yield conn
+        finally:
+            self._done(conn)
+
+    @contextmanager
+    def dedicated(self) -> Iterator[Any]:
+        """PostgreSQL: the one connection kept outside the pool, within its budget.
+
+        Opened for the ``with`` block and closed at its end: the wake-up
+        listener's, whose ``LISTEN`` lasts as long as the session (see
+        ``store/pgpool.py``). A second one while it is open is refused.
+        """
+        if self._pg is None:
+            raise StoreError("a dedicated connection is PostgreSQL's; this store is SQLite")
+        with self._pg.dedicated() as conn:
+            yield conn
+
     def close(self) -> None:
-        """Close every connection this object opened."""
+        """Close every connection this object opened (on PostgreSQL, its pool)."""
+        if self._pg is not None:
+            self._pg.close()
+            self._local = _Local()
+            return
         with self._lock:
             entries, self._all = self._all, []
         # A forked child must not close its parent's connections (that would end
@@ -464,6 +592,9 @@ class Database:
             except Exception:
                 pass
         self._local = _Local()
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.due.set()  # it finds itself replaced, and ends
         writer, self._writer_fd = self._writer_fd, None
         if writer is not None and writer >= 0 and self._gate_pid == os.getpid():
             os.close(writer)

@@ -2,12 +2,18 @@
 
 The check is one query on the raw connection; Alembic and SQLAlchemy are
 imported only when a migration must run. Concurrent first uses (several
-processes opening a new store) are serialised by a file lock on SQLite and an
-advisory lock on PostgreSQL, so the history runs once.
+processes opening a new store, two servers started at once) are serialised by
+a file lock on SQLite and an advisory lock on PostgreSQL, so the history runs
+once: whoever gets the lock second finds the schema current.
+
+On PostgreSQL the lock, the second look and Alembic's work all run on one
+connection borrowed from the store's pool, so migrating stays within
+``HEADWAY_DATABASE_POOL_SIZE`` like everything else.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,16 +30,35 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x6865_6164  # "head"
 
 
+_REVISION = "SELECT version_num FROM alembic_version"
+
+
 def current_revision(db: Database) -> str | None:
     """The revision recorded in the store, or None for a new store."""
     try:
         with db.read() as tx:
-            row = tx.one("SELECT version_num FROM alembic_version")
-    except Exception as exc:  # missing table: a new store
-        if "alembic_version" in str(exc) or "no such table" in str(exc):
+            row = tx.one(_REVISION)
+    except Exception as exc:
+        if _no_history(exc):
             return None
         raise
     return None if row is None else str(row[0])
+
+
+def _revision_on(conn: Any) -> str | None:
+    """:func:`current_revision` on a raw PostgreSQL connection in autocommit."""
+    try:
+        row = conn.execute(_REVISION).fetchone()
+    except Exception as exc:
+        if _no_history(exc):
+            return None
+        raise
+    return None if row is None else str(row[0])
+
+
+def _no_history(exc: BaseException) -> bool:
+    # The table is missing: a new store.
+    return "alembic_version" in str(exc) or "no such table" in str(exc)
 
 
 def check_not_newer(revision: str | None) -> None:
@@ -67,12 +92,16 @@ def ensure_schema(db: Database) -> bool:
         return False
     check_not_newer(revision)
     _refuse_foreign(db)
-    with _migration_lock(db):
-        revision = current_revision(db)
+    with _migration_lock(db) as conn:
+        # Look again under the lock: another process may have just migrated.
+        revision = current_revision(db) if conn is None else _revision_on(conn)
         if revision == HEAD:
             return False
         check_not_newer(revision)
-        upgrade(db.url)
+        if conn is None:
+            upgrade(db.url)
+        else:
+            _run_on(conn, db.url, [("upgrade", "head")])
     return True
 
 
@@ -103,31 +132,66 @@ def reset(db: Database) -> None:
     """Drop every table and build the schema anew (``headway db reset``)."""
     from alembic import command
 
-    with _migration_lock(db):
-        command.downgrade(alembic_config(db.url), "base")
-        db.close()
-        command.upgrade(alembic_config(db.url), "head")
+    with _migration_lock(db) as conn:
+        if conn is None:
+            command.downgrade(alembic_config(db.url), "base")
+            db.close()
+            command.upgrade(alembic_config(db.url), "head")
+        else:
+            _run_on(conn, db.url, [("downgrade", "base"), ("upgrade", "head")])
+    # The other connections may hold statements prepared on the dropped tables.
+    db.close()
+
+
+def _run_on(conn: Any, url: str, steps: list[tuple[str, str]]) -> None:
+    """Run Alembic commands (``("upgrade", "head")``, ...) on a borrowed PostgreSQL connection.
+
+    SQLAlchemy runs them in the transactions it begins implicitly, so the
+    connection leaves autocommit; it is closed at the end (the pool then opens
+    another in its place), which also ends the session's advisory lock.
+    """
+    from alembic import command
+    from sqlalchemy import create_engine, pool
+
+    conn.autocommit = False
+    # The URL names only the dialect: the connection is the one given.
+    engine = create_engine(
+        url.split("://", 1)[0] + "://", creator=lambda: conn, poolclass=pool.NullPool
+    )
+    with engine.connect() as connection:
+        config = alembic_config(url)
+        config.attributes["connection"] = connection
+        for name, revision in steps:
+            getattr(command, name)(config, revision)
+            # Alembic leaves committing a connection it was given to its owner.
+            connection.commit()
 
 
 @contextmanager
-def _migration_lock(db: Database) -> Iterator[None]:
+def _migration_lock(db: Database) -> Iterator[Any]:
+    """Held by one process at a time per store; yields the PostgreSQL connection holding it.
+
+    SQLite: a file lock next to the database, and None. PostgreSQL: a session
+    advisory lock on a connection borrowed from the pool, which the caller
+    uses for everything it does under the lock (a second connection could wait
+    for the very pool this one came from).
+    """
     if db.dialect.name == "sqlite":
         lock_path = sqlite_path(db.url).with_suffix(".migrate.lock")
         private_file(lock_path)
         with open(lock_path, "a+") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                yield
+                yield None
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return
-    import psycopg
-
-    from headway.store.dialects import postgres_conninfo
-
-    with psycopg.connect(postgres_conninfo(db.url), autocommit=True) as conn:
+    with db.borrowed() as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
         try:
-            yield
+            yield conn
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_PG_LOCK_KEY,))
+            if not conn.closed:
+                # A closed session (after a migration) has released it already.
+                with contextlib.suppress(Exception):
+                    conn.execute("SELECT pg_advisory_unlock(%s)", (_PG_LOCK_KEY,))

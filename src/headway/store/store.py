@@ -71,7 +71,11 @@ class Store:
         cls, settings: Settings, *, migrate: bool = True, clock: Clock = SYSTEM_CLOCK
     ) -> Store:
         """Open the store the settings name, creating or migrating its schema if needed."""
-        db = Database(settings.effective_database_url, settings.store_busy_timeout_seconds)
+        db = Database(
+            settings.effective_database_url,
+            settings.store_busy_timeout_seconds,
+            settings.database_pool_size,
+        )
         if migrate:
             ensure_schema(db)
         return cls(db, settings, clock)

@@ -33,7 +33,7 @@ def open_wakeups(db: Database, directory: Path | None) -> Wakeups:
     if db.dialect.notify_sql is not None:
         # Waiters in any process, server or machine are woken through the
         # database itself: LISTEN/NOTIFY.
-        return PostgresWakeups(db.url)
+        return PostgresWakeups(db)
     return LocalWakeups(directory)
 
 

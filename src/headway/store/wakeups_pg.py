@@ -7,15 +7,17 @@ now be granted to their channels with ``NOTIFY`` inside the releasing
 transaction (:func:`notify_in_transaction`), so PostgreSQL delivers them
 exactly when the change commits, to whichever server or worker machine waits.
 
-One listener thread per process receives them on its own connection and wakes
-the waiters of this process through :class:`~headway.store.wakeups.LocalWakeups`'
-machinery. A notification is a hint: if the listening connection drops, every
-local waiter is woken to re-check, and the connection is opened again.
+One listener thread per process receives them on the store's dedicated
+connection (the one of its ``HEADWAY_DATABASE_POOL_SIZE`` kept outside the pool:
+a session that LISTENs cannot go back to a pool) and wakes the waiters of this
+process through :class:`~headway.store.wakeups.LocalWakeups`' machinery. The
+few NOTIFYs sent after a commit borrow a pooled connection like any statement.
+A notification is a hint: if the listening connection drops, every local
+waiter is woken to re-check, and the connection is opened again.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -26,8 +28,7 @@ from typing import Any
 
 from headway._backoff import Backoff
 from headway.core.limits import WakeTarget
-from headway.store.db import Tx
-from headway.store.dialects import connect_postgres
+from headway.store.db import Database, Tx
 from headway.store.wakeups_local import LocalWakeups
 
 logger = logging.getLogger("headway.wakeups")
@@ -85,16 +86,13 @@ def _payloads(ids: Sequence[str]) -> list[str]:
 class PostgresWakeups(LocalWakeups):
     """Waiters of this process woken by ``NOTIFY`` on this process's own channel."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, db: Database) -> None:
         super().__init__(None)
-        self._url = url
+        self._db = db
         self._channel = f"headway_wake_{secrets.token_hex(8)}"
         self._listening = threading.Event()
         self._listener: threading.Thread | None = None
         self._stop = threading.Event()
-        self._listen_conn: Any = None
-        self._sender_conn: Any = None
-        self._send_lock = threading.Lock()
         self._owner = os.getpid()
 
     @property
@@ -146,37 +144,29 @@ class PostgresWakeups(LocalWakeups):
         for target in targets:
             assert target.address is not None
             by_channel[target.address[len(PREFIX) :]].append(target.waiter_id)
-        with self._send_lock:
-            try:
-                if self._sender_conn is None or self._sender_conn.closed:
-                    self._sender_conn = connect_postgres(self._url)
-                for channel, ids in by_channel.items():
-                    for payload in _payloads(ids):
-                        self._sender_conn.execute("SELECT pg_notify(%s, %s)", (channel, payload))
-            except Exception as exc:  # best effort: the waiter re-checks on its own
-                logger.debug("wake-up not sent: %s", exc, extra={"action": "wakeup"})
-                self._close_quietly(self._sender_conn)
-                self._sender_conn = None
+        try:
+            for channel, ids in by_channel.items():
+                for payload in _payloads(ids):
+                    self._db.execute_alone(
+                        "SELECT pg_notify(:channel, :payload)",
+                        {"channel": channel, "payload": payload},
+                    )
+        except Exception as exc:  # best effort: the waiter re-checks on its own
+            logger.debug("wake-up not sent: %s", exc, extra={"action": "wakeup"})
 
     def _listen_loop(self) -> None:
         # A stop interrupts the pause; the loop then sees it.
         retry = LISTEN_BACKOFF.start(sleep=self._stop.wait)
         while not self._stop.is_set():
-            conn = None
             try:
-                conn = connect_postgres(self._url)
-                conn.execute(f'LISTEN "{self._channel}"')
-                self._listen_conn = conn
-                if self._listening.is_set():
-                    # Reconnected: notifications may have been missed meanwhile.
-                    self._wake_all()
-                self._listening.set()
-                retry.reset()
-                while not self._stop.is_set():
-                    for note in conn.notifies(timeout=1.0):
-                        for waiter_id in note.payload.split(","):
-                            if waiter_id:
-                                self._wake_local(waiter_id)
+                with self._db.dedicated() as conn:
+                    self._listen(conn)
+                    retry.reset()
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            for waiter_id in note.payload.split(","):
+                                if waiter_id:
+                                    self._wake_local(waiter_id)
             except Exception as exc:
                 if self._stop.is_set():
                     break
@@ -187,9 +177,13 @@ class PostgresWakeups(LocalWakeups):
                 )
                 self._wake_all()
                 retry.pause()
-            finally:
-                self._close_quietly(conn)
-                self._listen_conn = None
+
+    def _listen(self, conn: Any) -> None:
+        conn.execute(f'LISTEN "{self._channel}"')
+        if self._listening.is_set():
+            # Reconnected: notifications may have been missed meanwhile.
+            self._wake_all()
+        self._listening.set()
 
     def _wake_all(self) -> None:
         with self._lock:
@@ -197,14 +191,8 @@ class PostgresWakeups(LocalWakeups):
         for event in events:
             event.set()
 
-    @staticmethod
-    def _close_quietly(conn: Any) -> None:
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-
     def close(self) -> None:
-        """Stop listening and close both connections."""
+        """Stop listening (the listener closes its connection as it ends)."""
         self._stop.set()
         listener = self._listener
         if (
@@ -213,9 +201,6 @@ class PostgresWakeups(LocalWakeups):
             and listener is not threading.current_thread()
         ):
             listener.join(timeout=3.0)
-        with self._send_lock:
-            self._close_quietly(self._sender_conn)
-            self._sender_conn = None
         super().close()
 
     def _check_pg_fork(self) -> None:
@@ -227,6 +212,3 @@ class PostgresWakeups(LocalWakeups):
             self._listening = threading.Event()
             self._listener = None
             self._stop = threading.Event()
-            self._listen_conn = None
-            self._sender_conn = None
-            self._send_lock = threading.Lock()

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     if name == "Worker":
+        # Lazy: a run process imports headway.worker.execute, never the worker.
         from headway.worker.worker import Worker
 
         return Worker

@@ -29,6 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
+import logging
 import os
 import signal
 import sys
@@ -37,7 +39,15 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from headway import logging as run_logging
+from headway._engine import interrupts
+from headway._engine.flow_engine import adopted_run
+from headway.client.base import get_client
+from headway.core.deployments import parse_entrypoint
+from headway.core.states import Failed, StateType
 from headway.exceptions import CodeUnavailable, ObjectNotFound
+from headway.flows import Flow
+from headway.settings import get_settings
 from headway.worker.code import code_root, entrypoint_path
 from headway.worker.env import (
     ENV_ECHO_FD,
@@ -77,9 +87,6 @@ def die_with_worker() -> None:
 
 def load_flow(entrypoint: str, flow_name: str | None = None) -> Any:
     """The flow object at ``path/to/file.py:flow_function`` (a plain function is wrapped)."""
-    from headway.core.deployments import parse_entrypoint
-    from headway.flows import Flow
-
     path_text, attr = parse_entrypoint(entrypoint)
     path = Path(path_text).expanduser().resolve()
     if not path.is_file():
@@ -111,9 +118,6 @@ def _route_run_console() -> None:
     fd_text = os.environ.get(ENV_ECHO_FD)
     if not fd_text or not fd_text.isdigit():
         return
-    import logging
-
-    from headway import logging as run_logging
 
     run_logging._configure()
     stream = os.fdopen(int(fd_text), "w", buffering=1, encoding="utf-8", errors="replace")
@@ -141,8 +145,6 @@ def _echo_prints_only(flow: Any) -> None:
         return
     recorded = flow.log_prints
     if recorded is None:
-        from headway.settings import get_settings
-
         try:
             recorded = get_settings().log_prints
         except Exception:
@@ -154,10 +156,8 @@ def _echo_prints_only(flow: Any) -> None:
 
 def run(run_id: str, entrypoint: str | None) -> int:
     """Run the flow run ``run_id``; the exit code (0: COMPLETED)."""
-    from headway._engine.flow_engine import adopted_run
-    from headway.client.base import get_client
-    from headway.core.states import Failed, StateType
-
+    # The worker watches the run and signals this process when it is cancelled.
+    interrupts.signalled_by_worker()
     client = get_client()
     run = client.read_flow_run(run_id)
     if run.state.type is not StateType.PENDING:
@@ -219,12 +219,7 @@ def run(run_id: str, entrypoint: str | None) -> int:
 
 
 def _preload() -> None:
-    """Import and open what every run needs, before there is a run to run."""
-    from headway.client.base import get_client
-
-    for module in ("headway.flows", "headway._engine.flow_engine", "headway.logging"):
-        importlib.import_module(module)
-
+    """Open what every run needs, before there is a run to run (the SDK is imported)."""
     client = get_client()
     # Embedded: open the store now. Over HTTP: build the connection pool now
     # (making its TLS context alone takes a fifth of a second).
@@ -248,7 +243,6 @@ def main(argv: list[str] | None = None) -> int:
         line = sys.stdin.readline()
         if not line.strip():
             return 0
-        import json
 
         order = json.loads(line)
         run_id = str(order["run_id"])

@@ -15,8 +15,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from headway.core.limits import ProcessInfo, SlotGrant, WakeTarget
-from headway.exceptions import StoreError, StoreUnavailable
-from headway.store.db import Database, OutcomeUnknown, Row, Tx
+from headway.exceptions import OutcomeUnknown, StoreError, StoreUnavailable
+from headway.store.db import Database, Row, Tx
 from headway.store.slots.rows import (
     DOOMED,
     LEASE_COLUMNS,
