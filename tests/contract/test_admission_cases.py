@@ -1,9 +1,10 @@
 """Where a handoff grants differently from the request's own attempt (the admission rule).
 
 Minimized from the admission property test (test_admission_property.py), whose
-model follows the store here until these are fixed (``SlotModel``'s
-``cascade`` and ``whole_request``). The two known gaps are marked xfail,
-strict: each passes once the store is fixed, and then fails as XPASS until its
+model follows the store where it does not keep the rule yet (``SlotModel``'s
+``whole_request``). The first gap (a handoff's grantee leaving other queues)
+is fixed and kept as a regression test; the known gap left is marked xfail,
+strict: it passes once the store is fixed, and then fails as XPASS until its
 marker goes and the model's switch is turned on. Each has a passing twin: the
 same situation resolved by the request's own attempt, which keeps the rule.
 Runs on every backend.
@@ -59,11 +60,6 @@ def _blocked_behind_a_two_name_waiter(client: Client) -> tuple[str, str]:
     return held.lease_id, r2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a handoff's grant does not hand on the queues its waiter leaves"
-    " (Handoff.hand_off runs on the released limits only)",
-)
 def test_a_waiter_granted_by_a_release_unblocks_those_behind_it(client: Client) -> None:
     lease, _ = _blocked_behind_a_two_name_waiter(client)
     client.release_slots(lease)

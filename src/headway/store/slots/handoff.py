@@ -120,6 +120,9 @@ class Handoff:
             first.setdefault(waiter_id, row)
         locked = set(names)
         woken: list[WakeTarget] = []
+        # Limits beyond ``names`` whose queue a granted request left: the next
+        # there may now go (it was waiting behind this one).
+        left: set[str] = set()
         for waiter_id in plan_wakeups(free, requests.values()):
             req, row = requests[waiter_id], first[waiter_id]
             target = WakeTarget(waiter_id, row[5], row[6], int(row[7]))
@@ -170,8 +173,15 @@ class Handoff:
             )
             self.record(tx, waiter_id, grant, now)
             woken.append(target)
+            left.update(n for n in wanted if n not in names)
         # PostgreSQL: NOTIFY now, delivered at commit (see store/wakeups_pg.py).
-        return notify_in_transaction(tx, woken)
+        notified = notify_in_transaction(tx, woken)
+        if left:
+            # Those limits are locked here (all of SQLite; on PostgreSQL the
+            # try-locks above), and each pass grants at least one request, so
+            # this ends: the rule holds whoever frees the room, and however.
+            notified += self.hand_off(tx, sorted(left), now)
+        return notified
 
     def record(self, tx: Tx, waiter_id: str, grant: SlotGrant, now: float) -> None:
         # Forgotten with its lease: a waiter that never comes back has the lease
