@@ -10,6 +10,7 @@ place in the queue (its ``waiter_id``) between calls.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from headway.core.attempts import Attempt
 from headway.core.limits import (
     HOLDER_KINDS,
     MODES,
+    UTILIZATION_WINDOW_SECONDS,
     LimitDetail,
     Mode,
     ProcessInfo,
@@ -138,7 +140,9 @@ class SlotPolicy:
         """A limit with its holders and waiters, after reaping dead ones."""
         self.store.limits.read_limit(name)  # ObjectNotFound before anything is written
         self.sweep_slots([name])
-        return self.store.limits.inspect_limit(name)
+        detail = self.store.limits.inspect_limit(name)
+        used = self.store.events.utilization([name], UTILIZATION_WINDOW_SECONDS).get(name)
+        return dataclasses.replace(detail, utilization=used)
 
     # -- slots ---------------------------------------------------------------------
     def acquire_slots(

@@ -99,8 +99,12 @@ def test_inspect_shows_holders_and_waiters_in_order(capsys: pytest.CaptureFixtur
         [queued] = detail["waiters"]
         assert (queued["position"], queued["slots"], queued["priority"]) == (1, 1, 3)
         assert queued["since"]
+        # The one slot has been held all the while someone waited.
+        used = detail["utilization_while_waiting"]
+        assert used["share"] == pytest.approx(1.0, abs=0.02) and used["window_seconds"] == 60
         code, out, _ = cli(capsys, "gcl", "inspect", "db")
         assert code == 0 and str(os.getpid()) in out
+        assert "utilization while waiting (last 60 s): " in out and " % of its slots" in out
     t.join(10)
     code, out, _ = cli(capsys, "gcl", "inspect", "db", "-o", "json")
     after = json.loads(out)

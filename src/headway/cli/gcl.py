@@ -103,7 +103,31 @@ def detail_json(detail: Any) -> dict[str, Any]:
         }
         for waiter in detail.waiters
     ]
+    used = detail.utilization
+    out["utilization_while_waiting"] = (
+        None
+        if used is None
+        else {
+            "share": used.share,
+            "waiting_seconds": round(used.waiting_seconds, 3),
+            "window_seconds": used.window_seconds,
+        }
+    )
     return out
+
+
+def utilization_line(detail: Any) -> str | None:
+    """``inspect``'s line on how much of the limit was held while anyone waited."""
+    used = detail.utilization
+    if used is None:
+        return None  # a rate limit: its slots are not held
+    window = f"last {used.window_seconds:g} s"
+    if used.share is None:
+        return f"utilization while waiting ({window}): nobody waited"
+    return (
+        f"utilization while waiting ({window}): {used.share * 100:.0f} % of its slots"
+        f" held while requests waited ({used.waiting_seconds:.1f} s)"
+    )
 
 
 def _holder(holder: Any) -> str:
@@ -185,6 +209,9 @@ def print_detail(detail: Any, output: str) -> None:
         f" {'enabled' if lim.active else 'disabled'}{decay}; {lim.grants} grants,"
         f" {lim.denials} waits"
     )
+    line = utilization_line(detail)
+    if line is not None:
+        console.print(line)
     holders = Table(title="holders")
     for column in ("holder", "pid", "host", "slots", "since", "expires"):
         holders.add_column(column)

@@ -81,6 +81,10 @@ class LimitStats:
     created: datetime
     #: Slots occupied on average since the limit was created (slot-seconds / seconds).
     average_occupancy: float
+    #: The share of the limit held while anyone waited, over the last minute
+    #: (core.limits.UTILIZATION_WINDOW_SECONDS); None when nobody waited then,
+    #: or for a rate limit.
+    utilization_while_waiting: float | None = None
 
     @property
     def average_hold_seconds(self) -> float | None:

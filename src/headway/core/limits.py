@@ -26,6 +26,7 @@ from typing import Literal
 
 from headway.core.bounds import check_pid, check_proc_start
 from headway.core.models import Lease, Limit, Waiter
+from headway.core.utilization import Utilization
 from headway.exceptions import ValidationError
 
 #: Longest limit name (and tag) accepted.
@@ -488,6 +489,13 @@ class LimitDetail:
     limit: Limit
     holders: tuple[Lease, ...] = field(default_factory=tuple)
     waiters: tuple[Waiter, ...] = field(default_factory=tuple)
+    #: How much of the limit was held while anyone waited, over the last
+    #: :data:`UTILIZATION_WINDOW_SECONDS` (None for a rate limit).
+    utilization: Utilization | None = None
+
+
+#: The window ``inspect`` and ``/metrics`` measure utilization while waiting over.
+UTILIZATION_WINDOW_SECONDS = 60.0
 
 
 @dataclass(frozen=True)

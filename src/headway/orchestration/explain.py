@@ -21,7 +21,7 @@ from headway.core.deployments import (
     queue_limit_name,
 )
 from headway.core.events import MAX_EVENTS, Event, EventPage, LimitStats
-from headway.core.limits import TAG_PREFIX
+from headway.core.limits import TAG_PREFIX, UTILIZATION_WINDOW_SECONDS
 from headway.core.models import Deployment, FlowRun, Lease, TaskRun
 from headway.core.states import TERMINAL, State, StateType
 from headway.core.views import LimitView, QueuePlace, RunClaim, WaitRequest
@@ -96,8 +96,18 @@ class ExplainPolicy:
         )
 
     def limit_stats(self, *, prefix: str | None = None) -> list[LimitStats]:
-        """Limits with their counters: grants, denials, expiries, average hold and occupancy."""
-        return self.store.events.limit_stats(prefix=prefix)
+        """Limits with their counters: grants, denials, expiries, average hold and occupancy,
+        and the share of each held while anyone waited over the last minute."""
+        stats = self.store.events.limit_stats(prefix=prefix)
+        if not stats:
+            return stats
+        used = self.store.events.utilization(
+            None if prefix is None else [s.name for s in stats], UTILIZATION_WINDOW_SECONDS
+        )
+        return [
+            replace(s, utilization_while_waiting=used[s.name].share if s.name in used else None)
+            for s in stats
+        ]
 
     def prune_events(self) -> int:
         """Delete events older than the retention (``HEADWAY_EVENTS_RETENTION_SECONDS``)."""

@@ -8,21 +8,22 @@ numbers, and a restart loses nothing. Counters only grow (they are columns the
 slot engine increments in its transactions); histograms are the store's bucket
 counters (``store/events.py``).
 
-==========================================  ==========================================
-``headway_limit_slots``                     slots a limit allows (0 while inactive)
-``headway_limit_active_slots``              slots taken now
-``headway_limit_waiters``                   requests waiting now
-``headway_limit_holders``                   leases holding slots now
-``headway_limit_grants_total``              requests granted
-``headway_limit_denials_total``             requests that had to queue
-``headway_limit_lease_expiries_total``      leases reaped (expired, or holder gone)
-``headway_limit_releases_total``            leases given back
-``headway_limit_hold_seconds_total``        slot-seconds held by leases given back
-``headway_limit_wait_seconds``              histogram: how long granted requests waited
-``headway_flow_runs``                       flow runs by state type
-``headway_claim_latency_seconds``           histogram: due -> claimed, per work pool
-``headway_workers``                         workers by pool, online (heard from lately)
-==========================================  ==========================================
+============================================  ==========================================
+``headway_limit_slots``                       slots a limit allows (0 while inactive)
+``headway_limit_active_slots``                slots taken now
+``headway_limit_waiters``                     requests waiting now
+``headway_limit_holders``                     leases holding slots now
+``headway_limit_grants_total``                requests granted
+``headway_limit_denials_total``               requests that had to queue
+``headway_limit_lease_expiries_total``        leases reaped (expired, or holder gone)
+``headway_limit_releases_total``              leases given back
+``headway_limit_hold_seconds_total``          slot-seconds held by leases given back
+``headway_limit_wait_seconds``                histogram: how long granted requests waited
+``headway_limit_utilization_while_waiting``   share of it held while anyone waited (last minute)
+``headway_flow_runs``                         flow runs by state type
+``headway_claim_latency_seconds``             histogram: due -> claimed, per work pool
+``headway_workers``                           workers by pool, online (heard from lately)
+============================================  ==========================================
 
 Behind the API key like every route but ``/health`` (Prometheus sends it as a
 bearer token: ``authorization: {credentials: ...}`` in its scrape config).
@@ -101,6 +102,12 @@ class StoreCollector:
                 "Slot-seconds held by the leases of the limit given back.",
                 labels=labels,
             ),
+            "utilization": GaugeMetricFamily(
+                "headway_limit_utilization_while_waiting",
+                "Share (0-1) of the limit held while any request waited, over the last"
+                " minute; absent when nobody waited then, or for a rate limit.",
+                labels=labels,
+            ),
         }
         wait_family = HistogramMetricFamily(
             "headway_limit_wait_seconds",
@@ -113,6 +120,8 @@ class StoreCollector:
             families["active"].add_metric(values, s.active_slots)
             families["waiters"].add_metric(values, s.waiters)
             families["holders"].add_metric(values, s.holders)
+            if s.utilization_while_waiting is not None:
+                families["utilization"].add_metric(values, s.utilization_while_waiting)
             families["grants"].add_metric(values, s.grants)
             families["denials"].add_metric(values, s.denials)
             families["expiries"].add_metric(values, s.expiries)

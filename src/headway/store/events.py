@@ -61,12 +61,14 @@ from headway.core.events import (
     parse_cursor,
 )
 from headway.core.limits import ProcessInfo, decayed
+from headway.core.utilization import Utilization, utilization_while_waiting
 from headway.exceptions import ValidationError
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
 from headway.store.dialects import fails_whole_pass
 from headway.store.event_buffer import EventBuffer, EventRow, expand, flush_at_exit, flush_loop
 from headway.store.event_feed import event_rows, state_rows
+from headway.store.sql import in_list
 
 _RUN_ID_MAX = 36
 #: How long closing a store waits for its event flusher to finish what it writes.
@@ -385,6 +387,66 @@ class Events:
                 params,
             )
         return [limit_stats_of(r, now) for r in rows]
+
+    def utilization(
+        self, names: Sequence[str] | None, window_seconds: float
+    ) -> dict[str, Utilization]:
+        """Each limit's utilization while waiting over the last ``window_seconds``.
+
+        From the recorded grants (each says how long it waited) and releases
+        (how long it held), with the leases and waiters there are now; every
+        limit (``names`` None) or those named. Rate limits hold no slots and are
+        left out. Waits that ended without a grant (a timeout, a cancel) are
+        not recorded, and events of other processes reach the table within
+        their flush interval: the last second may be missing theirs.
+        """
+        self.flush_events()
+        now = self.clock.now()
+        since = now - window_seconds
+        params: dict[str, Any] = {"since": since}
+        chosen = "" if names is None else f" AND name IN ({in_list('n', names, params)})"
+        with self.db.read() as tx:
+            limits = {
+                str(r[0]): int(r[1])
+                for r in tx.execute(
+                    "SELECT name, slot_limit FROM limits WHERE slot_decay_per_second = 0" + chosen,
+                    params,
+                )
+            }
+            if not limits:
+                return {}
+            first = tx.one("SELECT MIN(id) FROM events WHERE timestamp >= :since", params)
+            events = (
+                []
+                if first is None or first[0] is None
+                else tx.execute(
+                    "SELECT limit_name, kind, timestamp, slots, seconds FROM events"
+                    " WHERE id >= :first AND kind IN ('slot.granted', 'slot.released')",
+                    {"first": first[0]},
+                )
+            )
+            leases = tx.execute("SELECT limit_name, created, slots FROM leases", {})
+            waiters = tx.execute("SELECT limit_name, created FROM waiters", {})
+        holds: dict[str, list[tuple[float, float, int]]] = {n: [] for n in limits}
+        waits: dict[str, list[tuple[float, float]]] = {n: [] for n in limits}
+        for name, kind, at, slots, seconds in events:
+            if name not in limits or seconds is None:
+                continue
+            at, seconds = float(at), float(seconds)
+            if kind == "slot.released":
+                holds[name].append((at - seconds, at, int(slots or 0)))
+            elif seconds > 0:
+                waits[name].append((at - seconds, at))
+        for name, created, slots in leases:
+            if name in limits:
+                holds[name].append((float(created), now, int(slots)))
+        for name, created in waiters:
+            if name in limits:
+                waits[name].append((float(created), now))
+        return {
+            name: utilization_while_waiting(holds[name], waits[name], limit, since, now)
+            for name, limit in limits.items()
+        }
 
 
 def limit_stats_of(row: Row, now: float) -> LimitStats:
