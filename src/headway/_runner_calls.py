@@ -1,6 +1,6 @@
 """Prefect's task runner interface on headway's runners: ``submit(task, parameters, wait_for)``.
 
-headway's runners take a prepared :class:`~headway._engine.task_engine.TaskCall`
+headway's runners take a prepared :class:`~headway._engine.task_call.TaskCall`
 (the PENDING run, its name, tags and context, made where ``task.submit()`` was
 called). Prefect's take ``(task, parameters, wait_for, dependencies)``. Both
 work:
@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from headway._engine.task_engine import TaskCall
+    from headway._engine.task_call import TaskCall
     from headway.futures import FutureList, TaskFuture
     from headway.task_runners import TaskRunner
     from headway.tasks import Task
@@ -62,7 +62,7 @@ def call_for(
     wait_for: Iterable[TaskFuture[Any]] | None,
 ) -> TaskCall:
     """The run to submit for Prefect's ``submit(task, parameters, wait_for)``."""
-    from headway._engine.task_engine import TaskCall, create_call
+    from headway._engine.task_call import TaskCall, create_call
 
     if isinstance(task, TaskCall):  # headway's own form, passed positionally
         return task

@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any
 
 from headway._engine import task_engine as engine
 from headway._engine.recorder import get_recorder
-from headway._engine.task_engine import Mode, TaskCall, run_in_thread, upstream_of
+from headway._engine.task_call import Mode, TaskCall, changed
+from headway._engine.task_engine import run_in_thread, upstream_of
 from headway._engine.tracking import NO_RESULT, RunState, TaskRunTracker, final_state, plain
 from headway.client.base import get_client
 from headway.core.models import LogRecord
@@ -323,7 +324,7 @@ class ProcessPoolTaskRunner(TaskRunner):
                 engine.finish(call)
                 future.set_final(state)
                 return
-            if call.task.tags and call.mode is not engine.Mode.COLLECT:
+            if call.task.tags and call.mode is not Mode.COLLECT:
                 # The slot engine sees the PENDING run before the worker asks for slots.
                 recorder = get_recorder()
                 recorder.touch(call.tracker)
@@ -354,7 +355,7 @@ class ProcessPoolTaskRunner(TaskRunner):
             except BaseException as exc:
                 message = f"the worker process could not run the task: {type(exc).__name__}: {exc}"
                 tracker.set_state(final_state(StateType.CRASHED, message=message, error=exc))
-                engine.changed(call)
+                changed(call)
                 return
             last = len(result.states) - 1
             for i, state in enumerate(result.states):
@@ -369,7 +370,7 @@ class ProcessPoolTaskRunner(TaskRunner):
                     # Keep the child's timestamp: it is when the run really ended.
                     state = _with_timestamp(state, result.states[i].timestamp)
                 tracker.set_state(state)
-            engine.changed(call)
+            changed(call)
             recorder = get_recorder()
             client = call.client
             for line in result.logs:

@@ -27,7 +27,8 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-from headway._engine.task_engine import create_call, run_task_async, run_task_sync
+from headway._engine.task_call import create_call
+from headway._engine.task_engine import run_task_async, run_task_sync
 from headway._engine.tracking import state_result
 from headway._runner_calls import PreparedParameters, takes_parameters
 from headway.context import current_tags

@@ -15,7 +15,8 @@ import pytest
 from headway import exceptions
 from headway.api.operation import Op, operations
 from headway.client.base import Client
-from headway.client.http import API_PREFIX, HttpClient, error_from_response
+from headway.client.http import HttpClient
+from headway.client.wire import API_PREFIX, error_from_response
 from headway.core.states import Running
 from headway.server.app import MAX_BODY_BYTES, create_app
 from headway.server.runner import ServerThread
@@ -221,17 +222,17 @@ def test_unreachable_server_is_a_store_error(headway_home: Path) -> None:
 
 
 def test_batches_are_split_by_count_and_size() -> None:
-    from headway.client import http as http_module
+    from headway.client import wire
 
     records = [{"i": i, "pad": "x" * 100} for i in range(5000)]
-    bodies = list(http_module._batches(records))
+    bodies = list(wire._batches(records))
     decoded = [json.loads(b)["records"] for b in bodies]
     assert [r["i"] for chunk in decoded for r in chunk] == list(range(5000))
-    assert all(len(chunk) <= http_module.BATCH_RECORDS for chunk in decoded)
+    assert all(len(chunk) <= wire.BATCH_RECORDS for chunk in decoded)
     big = [{"pad": "y" * 1_000_000} for _ in range(10)]
-    sized = list(http_module._batches(big))
+    sized = list(wire._batches(big))
     assert len(sized) > 1
-    assert all(len(b) <= http_module.BATCH_BYTES + 1_000_100 for b in sized)
+    assert all(len(b) <= wire.BATCH_BYTES + 1_000_100 for b in sized)
 
 
 def test_api_url_names_one_server_or_several() -> None:

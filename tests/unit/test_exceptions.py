@@ -14,7 +14,7 @@ import pytest
 
 import headway
 from headway import exceptions
-from headway.client.http import error_from_response
+from headway.client.wire import error_from_response
 from headway.server.errors import error_response, headway_error_answer
 
 
@@ -91,7 +91,7 @@ def test_the_client_finds_each_class_without_importing_the_module_that_raises_it
     script = """
 import json
 from headway import exceptions
-from headway.client.http import error_from_response
+from headway.client.wire import error_from_response
 def received(name, status):
     body = json.dumps({"detail": "x", "error": name}).encode()
     return type(error_from_response(status, body)).__name__

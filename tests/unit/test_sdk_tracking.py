@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from headway._engine.recorder import Recorder
-from headway._engine.task_engine import new_run_id
+from headway._engine.task_call import new_run_id
 from headway._engine.tracking import (
     RunState,
     TaskRunTracker,

@@ -108,7 +108,7 @@ def test_each_flow_run_gets_its_own_runner_and_shuts_it_down() -> None:
     uses_runner()
     assert seen[0] is not runner and seen[1] is not seen[0]
     with pytest.raises(RuntimeError, match="shut down"):
-        from headway._engine.task_engine import create_call
+        from headway._engine.task_call import create_call
 
         seen[0].submit(create_call(noop, (), {}))
     assert threads and all(not t.is_alive() for t in threads)  # joined when each run ended

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 from headway._engine import interrupts, lifecycle
 from headway._engine.names import generate_name
 from headway._engine.recorder import get_recorder
-from headway._engine.task_engine import new_run_id, traceback_once
+from headway._engine.task_call import new_run_id
+from headway._engine.task_engine import traceback_once
 from headway._engine.tracking import (
     TaskRunTracker,
     cancelled_state,

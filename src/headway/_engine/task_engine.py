@@ -5,6 +5,8 @@ written once; :func:`run_task_sync` and :func:`run_task_async` are the two thin
 drivers that call the task's function and sleep between retries in their own
 way. A task run's states live in a :class:`TaskRunTracker` and reach the store
 through the recorder (batched inside flows, written at once outside them).
+The run itself, a :class:`~headway._engine.task_call.TaskCall`, is made by
+:func:`~headway._engine.task_call.create_call`.
 
 Cost matters here: a no-op task must cost tens of microseconds, so the common
 path has no store round trip, no signature binding and no locks beyond a few
@@ -13,17 +15,12 @@ atomic operations. Tasks with tags pay for their slots (a store round trip).
 
 from __future__ import annotations
 
-import enum
 import time
-from collections.abc import Sequence
 from datetime import UTC as _UTC
 from datetime import datetime
-from random import getrandbits as _getrandbits
-from time import time_ns as _time_ns
 from typing import TYPE_CHECKING, Any
 
 from headway._engine import lifecycle
-from headway._engine import recorder as _recorder_module
 from headway._engine.interrupts import (
     INTERRUPTED,
     AsyncBody,
@@ -32,15 +29,15 @@ from headway._engine.interrupts import (
     cancellable,
 )
 from headway._engine.recorder import get_recorder
+from headway._engine.task_call import Mode, TaskCall, changed
 from headway._engine.tracking import (
     RunState,
-    TaskRunTracker,
     cancelled_state,
     final_state,
 )
-from headway.client.base import Client, get_client
+from headway.client.base import Client
 from headway.concurrency._scopes import wait_for_lingering_bodies
-from headway.context import FlowRunContext, TaskRunContext, flow_run_var, task_run_var
+from headway.context import TaskRunContext, task_run_var
 from headway.core.states import (
     AWAITING_RETRY,
     RETRYING,
@@ -50,154 +47,17 @@ from headway.core.states import (
 )
 from headway.exceptions import HeadwayError, RunEnded
 from headway.futures import TaskFuture, has_futures, iter_futures, resolve_futures
-from headway.logging import Sink, capture_prints, run_logger
+from headway.logging import run_logger
 
 if TYPE_CHECKING:
     from headway.concurrency.tags import TagSlots
-    from headway.tasks import Task
-
-
-class Mode(enum.Enum):
-    """Where a task run's records go."""
-
-    BATCHED = 1  # inside a flow run: the recorder writes them in batches
-    DIRECT = 2  # outside flows: written when the run ends
-    COLLECT = 3  # in a process-pool worker: returned to the parent, which records them
-
-
-class TaskCall:
-    """One task run to perform: the task, its arguments, and where it belongs."""
-
-    __slots__ = (
-        "args",
-        "client",
-        "flow_ctx",
-        "kwargs",
-        "log_prints",
-        "log_sink",
-        "mode",
-        "pid",
-        "recorder",
-        "task",
-        "tracker",
-        "wait_for",
-    )
-
-    def __init__(
-        self,
-        task: Task[..., Any],
-        tracker: TaskRunTracker,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        wait_for: Sequence[TaskFuture[Any]] | None,
-        flow_ctx: FlowRunContext | None,
-        log_prints: bool,
-        mode: Mode,
-        client: Client | None,
-        log_sink: Sink | None = None,
-    ) -> None:
-        self.task = task
-        self.tracker = tracker
-        self.args = args
-        self.kwargs = kwargs
-        self.wait_for = wait_for
-        self.flow_ctx = flow_ctx
-        self.log_prints = log_prints
-        self.mode = mode
-        self.client = client
-        self.log_sink = log_sink
-        self.recorder = (
-            (_recorder_module._recorder or get_recorder()) if mode is Mode.BATCHED else None
-        )
-        self.pid = lifecycle.pid
-
 
 _now = datetime.now
-_PENDING = StateType.PENDING
 _RUNNING = StateType.RUNNING
 _COMPLETED = StateType.COMPLETED
-_UUID7_BITS = (0x7 << 76) | (0x2 << 62)  # version 7, RFC 4122 variant
-_LOW_62 = (1 << 62) - 1
-
-
-def new_run_id() -> str:
-    """A new run id: a UUID (version 7 layout) that sorts by creation time.
-
-    Time-ordered ids put each new run at the end of the store's indexes, so
-    recording stays fast as the store grows (random ids scatter inserts over
-    the whole index). 48 bits of milliseconds and 74 random bits from
-    ``random`` (reseeded in forked children): ids need to be unique, not
-    unguessable, and this costs half of ``str(uuid.uuid4())``, per task run.
-    """
-    r = _getrandbits(74)
-    h = "%032x" % (  # %-format: measurably faster than format() here
-        (_time_ns() // 1_000_000) << 80 | _UUID7_BITS | (r >> 62) << 64 | (r & _LOW_62)
-    )
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def create_call(
-    task: Task[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    wait_for: Sequence[TaskFuture[Any]] | None = None,
-    *,
-    queued: bool = True,
-    name: str | None = None,
-) -> TaskCall:
-    """Make a PENDING task run for ``task(*args, **kwargs)`` in the current run context.
-
-    ``queued`` runs (submitted) are handed to the recorder at once, so a run
-    waiting for a worker shows as PENDING; a direct call runs at once and is
-    handed over when it starts. ``name`` (from ``task_run_name``) replaces the
-    numbered ``<task>-<n>``.
-    """
-    flow_ctx = flow_run_var.get()
-    if flow_ctx is not None:
-        client: Client = flow_ctx.client
-        flow_run_id: str | None = flow_ctx.flow_run_id
-        name = name or flow_ctx.next_task_run_name(task.name)
-        log_prints = flow_ctx.log_prints if task.log_prints is None else task.log_prints
-        mode = Mode.BATCHED
-    else:
-        parent = task_run_var.get()
-        client = parent.client if parent is not None and parent.client else get_client()
-        flow_run_id = parent.flow_run_id if parent is not None else None
-        name = name or task.next_run_name()
-        if task.log_prints is not None:
-            log_prints = task.log_prints
-        elif parent is not None:
-            log_prints = parent.log_prints
-        else:
-            log_prints = client.settings.log_prints
-        mode = Mode.DIRECT
-    tracker = TaskRunTracker(
-        new_run_id(),
-        flow_run_id,
-        name,
-        task.task_key,
-        task.tags,
-        client,
-        State(_PENDING, "Pending", _now(_UTC)),
-    )
-    if log_prints:
-        capture_prints()
-    call = TaskCall(task, tracker, args, kwargs, wait_for, flow_ctx, log_prints, mode, client)
-    if flow_ctx is not None:
-        flow_ctx.unfinished[tracker.id] = tracker
-        if queued:
-            changed(call)
-    return call
 
 
 # -- the steps -----------------------------------------------------------------------------
-def changed(call: TaskCall) -> None:
-    """The run has new states for the store (written in the next batch, inside flows)."""
-    recorder = call.recorder
-    if recorder is not None:
-        recorder.touch(call.tracker)
-
-
 def upstream_of(call: TaskCall) -> list[TaskFuture[Any]]:
     found: list[TaskFuture[Any]] = list(call.wait_for) if call.wait_for else []
     if has_futures(call.args, call.kwargs):

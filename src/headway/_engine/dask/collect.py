@@ -14,7 +14,7 @@ from headway._engine.dask.worker import flush_records
 
 if TYPE_CHECKING:
     from headway._engine.dask.runner import _Job
-    from headway._engine.task_engine import TaskCall
+    from headway._engine.task_call import TaskCall
     from headway.core.states import State
 
 logger = logging.getLogger("headway.task_runners")
@@ -130,7 +130,7 @@ class Collecting:
 
         ``recorded``: the worker has written them (else this process writes them all).
         """
-        from headway._engine import task_engine as engine
+        from headway._engine.task_call import changed
         from headway._engine.tracking import NO_RESULT, final_state
         from headway.core.states import StateType
 
@@ -160,16 +160,16 @@ class Collecting:
             adopted = tracker.set_state(state) and adopted
         if not recorded:
             tracker.sent = 0
-            engine.changed(call)
+            changed(call)
         elif adopted:
             tracker.sent = len(tracker.states)  # the worker wrote them
         if problem is not None:
             tracker.set_state(
                 final_state(StateType.FAILED, message=problem, error=RuntimeError(problem))
             )
-            engine.changed(call)
+            changed(call)
         elif not adopted:
-            engine.changed(call)  # e.g. cancelled meanwhile: the flow's process writes the rest
+            changed(call)  # e.g. cancelled meanwhile: the flow's process writes the rest
         self._end(job, tracker.state)
 
     def _lost(self, job: _Job, exc: BaseException) -> None:
@@ -289,10 +289,10 @@ def _record_here(call: TaskCall) -> None:
     The worker may never have written the run, or written only part of it; the
     store skips the states it already has and takes the newest as the run's state.
     """
-    from headway._engine import task_engine as engine
+    from headway._engine.task_call import changed
 
     call.tracker.sent = 0
-    engine.changed(call)
+    changed(call)
 
 
 def _run_log(call: TaskCall) -> Any:

@@ -17,7 +17,7 @@ from headway.futures import TaskFuture
 from headway.task_runners import TaskRunner
 
 if TYPE_CHECKING:
-    from headway._engine.task_engine import TaskCall
+    from headway._engine.task_call import TaskCall
     from headway.client.base import Client
     from headway.tasks import Task
 

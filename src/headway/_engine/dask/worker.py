@@ -32,12 +32,8 @@ def run_on_worker(spec: bytes, payload: _Payload) -> _Outcome:
     (:func:`flush_records`) before it ends the run's future, so it never writes
     them itself unless that flush fails.
     """
-    from headway._engine.task_engine import (
-        Mode,
-        TaskCall,
-        cancelled_if_flow_run_ended,
-        run_in_thread,
-    )
+    from headway._engine.task_call import Mode, TaskCall
+    from headway._engine.task_engine import cancelled_if_flow_run_ended, run_in_thread
     from headway._engine.tracking import RunState, TaskRunTracker, plain
 
     task, task_key, env = _decode(spec)
