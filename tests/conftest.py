@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+# Tests interrupt their child processes with SIGINT (Ctrl-C). A suite started
+# in the background of a non-interactive shell (nohup, `cmd &` in a script)
+# inherits SIGINT ignored, and every child would inherit that too and never see
+# it; a handler here is reset to the default in each child at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)
