@@ -11,9 +11,9 @@ declaration cannot say: a held acquire, batches, a claim's process, and what
 a request sent again after a lost answer means.
 
 One keep-alive connection pool per process; requests that never reached the
-server (connection refused, a server restarting) are retried with back-off, so
-a restart is a pause rather than a failure. httpx is imported only when this
-module is, i.e. only when ``HEADWAY_API_URL`` is set.
+server (connection refused, a server restarting) go on through the next server
+``HEADWAY_API_URL`` names, or are retried with back-off, so a restart is a
+pause rather than a failure. httpx is imported only when this module is.
 """
 
 from __future__ import annotations
