@@ -201,3 +201,29 @@ def test_the_wal_is_checkpointed_beside_the_writers(tmp_path: Path) -> None:
     with db.read() as tx:
         assert tx.execute("SELECT COUNT(*) FROM t", {})[0][0] == commits + 1
     db.close()
+
+
+def test_an_asyncio_block_that_raises_gives_its_slots_back_behind_another_writer(
+    tmp_path: Path,
+) -> None:
+    # The block ends with an exception while another process writes: the
+    # release cannot run on the loop, and must still be made (on a thread).
+    client = embedded_client(get_settings({"HEADWAY_HOME": str(tmp_path)}))
+    client.create_limit("db", 1)
+    other = os.open(tmp_path / "headway.db-writer", os.O_RDWR)
+
+    async def main() -> None:
+        async with aio.concurrency("db", occupy=1):
+            fcntl.flock(other, fcntl.LOCK_EX)
+            threading.Timer(0.3, fcntl.flock, (other, fcntl.LOCK_UN)).start()
+            raise ValueError("the block failed")
+
+    previous = set_default_client(client)
+    try:
+        with pytest.raises(ValueError, match="the block failed"):
+            asyncio.run(main())
+        assert client.read_limit("db").active_slots == 0
+    finally:
+        set_default_client(previous)
+        os.close(other)
+        client.close()
