@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import logging
 import threading
 import typing
 from collections.abc import Callable
@@ -46,8 +45,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-logger = logging.getLogger("headway.concurrency")
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -138,22 +135,8 @@ async def acquire(acquisition: Acquisition) -> SlotGrant:
 
 async def give_back(held: HeldSlots | None, *, raise_errors: bool) -> None:
     """The asyncio form of :func:`release`; the release completes even if cancelled."""
-    if held is None or held.lease_id is None:
-        return
-    if held.client is not None:
-        # On the loop when nothing waits. ``release`` is not used here: with
-        # ``raise_errors`` off it would swallow the client's "would wait", and
-        # the release would never be made elsewhere.
-        try:
-            ran, _ = held.client.attempt_here(held.release)
-        except Exception as exc:
-            if raise_errors:
-                raise
-            logger.warning("while leaving a concurrency block: %s", exc)
-            return
-        if ran:
-            return
-    await _offload(lambda: release(held, raise_errors=raise_errors))
+    if held is not None and held.lease_id is not None:
+        await _offload(lambda: release(held, raise_errors=raise_errors), here=held.client)
 
 
 def _quick(acquisition: Acquisition) -> Client | None:

@@ -173,8 +173,8 @@ class _Local(threading.local):
     no_wait: bool = False
 
 
-class WouldWait(Exception):
-    """A write inside :meth:`Database.without_waiting` would have waited: nothing was done."""
+class WouldWait(BaseException):
+    """A first write in ``without_waiting()`` would wait (nothing done); no handler swallows it."""
 
 
 class Database:
