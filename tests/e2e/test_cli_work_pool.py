@@ -1,20 +1,11 @@
-"""``headway work-pool`` and ``headway work-queue`` as users run them (real subprocesses)."""
+"""``headway work-pool`` and ``headway work-queue`` as users type them (in process)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from typing import Any
 
-CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
-
-
-def headway(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], env=dict(os.environ), capture_output=True, text=True, timeout=60
-    )
+from helpers.cli import headway
 
 
 def ok(*args: str) -> str:
