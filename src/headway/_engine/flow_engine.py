@@ -135,6 +135,7 @@ class FlowRunEngine:
         self._previous_sigterm: Any = None
         self._logger: RunLogger | None = None
         self._forget_cancel: Any = None
+        self._cancel_noticed = False
 
     # -- steps -----------------------------------------------------------------------------
     def start(self, *, handle_sigterm: bool) -> None:
@@ -192,12 +193,22 @@ class FlowRunEngine:
         )
         self._tokens = (flow_run_var.set(self.ctx), task_run_var.set(None))
         lifecycle.register(self)
-        # Cancelled in the store while its tasks run (no worker's signal reaches a
-        # flow run of a script): the watch stops its tasks from starting.
-        self._forget_cancel = interrupts.on_cancel(self.id, self.client, self.ctx.cancel_event.set)
+        # Cancelled in the store while it runs (no worker's signal reaches a flow
+        # run of a script): the watch stops its tasks from starting, then
+        # interrupts its code and its tasks' code.
+        self._forget_cancel = interrupts.on_cancel(self.id, self.client, self._on_cancel)
         if handle_sigterm and self.parent_flow is None and self.parent_task is None:
             self._previous_sigterm = _install_sigterm()
         self.logger.info("Beginning flow run %r for flow %r", self.name, flow.name)
+
+    def _on_cancel(self) -> None:
+        # From the watch's thread, each time it finds the run cancelled.
+        ctx = self.ctx
+        if ctx is None or self._cancel_noticed:
+            return
+        self._cancel_noticed = True
+        ctx.cancel_event.set()
+        self.logger.warning("Flow run is being cancelled: interrupting its code as Python allows")
 
     @property
     def logger(self) -> RunLogger:
@@ -301,6 +312,13 @@ class FlowRunEngine:
         else:
             state = final_state(S.CRASHED, message=f"{kind}: {exc}", error=exc)
         self._end_interrupted(state)
+
+    def cancelled(self) -> None:
+        """The flow's own code was interrupted because the run was cancelled (the
+        watch found it CANCELLING): end CANCELLED with the cancel's reason."""
+        self._end_interrupted(
+            self._cancelling_in_store() or cancelled_state("the flow run was cancelled")
+        )
 
     def _cancelling_in_store(self) -> State | None:
         """CANCELLED, with the cancel's reason, when the store has the run CANCELLING."""
@@ -459,6 +477,11 @@ def run_flow_sync(
             engine.begin_attempt()
             try:
                 value = _call_body(engine)
+            except interrupts.TaskRunCancelled:
+                if interrupts.enclosing_interrupted():  # a flow around this one was cancelled
+                    raise
+                engine.cancelled()
+                break
             except Exception as exc:
                 engine.wait_for_tasks()
                 delay = engine.failed(exc)
@@ -478,16 +501,22 @@ def run_flow_sync(
 
 
 def _call_body(engine: FlowRunEngine) -> Any:
+    # The flow's own code is a body: interrupted, as Python allows, when the run is
+    # cancelled (the watch reads the run while it runs) or ends interrupted.
     flow = engine.flow
     if flow.timeout_seconds is None:
-        return flow.fn(*engine.args, **engine.kwargs)
-    # Loaded for runs with a timeout only: it brings ctypes (to interrupt a thread).
+        body = interrupts.Body(lambda: flow.fn(*engine.args, **engine.kwargs))
+        with interrupts.cancellable(body, engine.id, engine.client):
+            return body.run()
+    # Loaded for runs with a timeout only: it runs the body in a helper thread.
     from headway._engine.timeouts import call_with_timeout, timeout_error
 
     return call_with_timeout(
         lambda: flow.fn(*engine.args, **engine.kwargs),
         flow.timeout_seconds,
         timeout_error("flow run", engine.name, flow.timeout_seconds),
+        flow_run_id=engine.id,
+        client=engine.client,
     )
 
 
@@ -503,19 +532,26 @@ async def run_flow_async(
         engine.start(handle_sigterm=False)
         while True:
             engine.begin_attempt()
+            # The awaited code is cancelled when the run is (see _call_body).
+            awaited = interrupts.AsyncBody()
             try:
                 body = flow.fn(*engine.args, **engine.kwargs)
-                if flow.timeout_seconds is None:
-                    value = await body
-                else:
+                if flow.timeout_seconds is not None:
                     # With a timeout only (see _call_body).
                     from headway._engine.timeouts import await_with_timeout, timeout_error
 
-                    value = await await_with_timeout(
+                    body = await_with_timeout(
                         body,
                         flow.timeout_seconds,
                         timeout_error("flow run", engine.name, flow.timeout_seconds),
                     )
+                with interrupts.cancellable(awaited, engine.id, engine.client), awaited:
+                    value = await body
+            except asyncio.CancelledError:
+                if not awaited.owns_cancel():  # someone else's cancel, or a flow's around it
+                    raise
+                engine.cancelled()
+                break
             except Exception as exc:
                 await engine.wait_for_tasks_async()
                 delay = engine.failed(exc)
