@@ -9,9 +9,11 @@ Order at the end of an attempt: wait for every task the run submitted (a flow
 run never ends while its tasks still run), then record COMPLETED, or
 AwaitingRetry and try again, or FAILED. An interrupt (Ctrl-C, SIGTERM while
 the flow runs in the main thread, cancellation of an async flow) records the
-flow run and its unfinished task runs CANCELLED, then lets the exception go on.
-The steps are written once; :func:`run_flow_sync` and :func:`run_flow_async`
-are thin drivers.
+flow run and its unfinished task runs CANCELLED, then lets the exception go on;
+the flow's own code interrupted because the run was cancelled (see
+:mod:`headway._engine.interrupts`) ends it CANCELLED, and the call raises
+``RunCancelled``. The steps are written once here; the thin drivers that call
+them in order are in :mod:`headway._engine.flow_drivers`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -463,108 +464,3 @@ def _install_sigterm() -> Any:
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise TerminationSignal(128 + signum)
-
-
-# -- drivers -------------------------------------------------------------------------------
-def run_flow_sync(
-    flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
-) -> Any:
-    """Run a sync flow in this thread."""
-    engine = FlowRunEngine(flow, args, kwargs)
-    try:
-        engine.start(handle_sigterm=True)
-        while True:
-            engine.begin_attempt()
-            try:
-                value = _call_body(engine)
-            except interrupts.TaskRunCancelled:
-                if interrupts.enclosing_interrupted():  # a flow around this one was cancelled
-                    raise
-                engine.cancelled()
-                break
-            except Exception as exc:
-                engine.wait_for_tasks()
-                delay = engine.failed(exc)
-                if delay is None:
-                    break
-                time.sleep(delay)
-                continue
-            engine.wait_for_tasks()
-            engine.succeeded(value)
-            break
-    except BaseException as exc:
-        engine.interrupted(exc)
-        raise
-    finally:
-        engine.close()
-    return engine.outcome(return_state)
-
-
-def _call_body(engine: FlowRunEngine) -> Any:
-    # The flow's own code is a body: interrupted, as Python allows, when the run is
-    # cancelled (the watch reads the run while it runs) or ends interrupted.
-    flow = engine.flow
-    if flow.timeout_seconds is None:
-        body = interrupts.Body(lambda: flow.fn(*engine.args, **engine.kwargs))
-        with interrupts.cancellable(body, engine.id, engine.client):
-            return body.run()
-    # Loaded for runs with a timeout only: it runs the body in a helper thread.
-    from headway._engine.timeouts import call_with_timeout, timeout_error
-
-    return call_with_timeout(
-        lambda: flow.fn(*engine.args, **engine.kwargs),
-        flow.timeout_seconds,
-        timeout_error("flow run", engine.name, flow.timeout_seconds),
-        flow_run_id=engine.id,
-        client=engine.client,
-    )
-
-
-async def run_flow_async(
-    flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
-) -> Any:
-    """Run an async flow on the running event loop."""
-    # asyncio is loaded by async flows only: a sync program's cold start skips it.
-    import asyncio
-
-    engine = FlowRunEngine(flow, args, kwargs)
-    try:
-        engine.start(handle_sigterm=False)
-        while True:
-            engine.begin_attempt()
-            # The awaited code is cancelled when the run is (see _call_body).
-            awaited = interrupts.AsyncBody()
-            try:
-                body = flow.fn(*engine.args, **engine.kwargs)
-                if flow.timeout_seconds is not None:
-                    # With a timeout only (see _call_body).
-                    from headway._engine.timeouts import await_with_timeout, timeout_error
-
-                    body = await_with_timeout(
-                        body,
-                        flow.timeout_seconds,
-                        timeout_error("flow run", engine.name, flow.timeout_seconds),
-                    )
-                with interrupts.cancellable(awaited, engine.id, engine.client), awaited:
-                    value = await body
-            except asyncio.CancelledError:
-                if not awaited.owns_cancel():  # someone else's cancel, or a flow's around it
-                    raise
-                engine.cancelled()
-                break
-            except Exception as exc:
-                await engine.wait_for_tasks_async()
-                delay = engine.failed(exc)
-                if delay is None:
-                    break
-                await asyncio.sleep(delay)
-                continue
-            await engine.wait_for_tasks_async()
-            engine.succeeded(value)
-            break
-    except BaseException as exc:
-        engine.interrupted(exc)
-        raise
-    finally:
-        engine.close()
-    return engine.outcome(return_state)

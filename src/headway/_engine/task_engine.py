@@ -337,7 +337,7 @@ def _attempts_sync(call: TaskCall) -> State:
                 with cancellable(body, call.tracker.flow_run_id, call.client):
                     value = body.run()
         except TaskRunCancelled:
-            if enclosing_interrupted():  # the flow that called it was cancelled: its to handle
+            if enclosing_interrupted():  # the flow that called it was cancelled: it goes on
                 raise
             return interrupted_by_cancel(call)
         except Exception as exc:
