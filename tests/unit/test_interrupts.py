@@ -121,6 +121,49 @@ def test_an_interrupt_of_an_enclosing_body_goes_on_through_the_inner_one() -> No
     assert seen["after"] is False  # the interrupted body has ended: nothing encloses now
 
 
+def test_bodies_interrupted_together_raise_once_from_the_outermost() -> None:
+    # The watch interrupts a flow's code and the task it called (outer first):
+    # one exception unwinds both, and nothing is raised after them.
+    inner_started = threading.Event()
+    seen: dict[str, object] = {}
+
+    def task_code() -> None:
+        inner_started.set()
+        while True:
+            time.sleep(0.005)
+
+    inner = Body(task_code)
+    outer = Body(inner.run)
+
+    def target() -> None:
+        try:
+            outer.run()
+        except TaskRunCancelled:
+            seen["raised"] = True
+        try:
+            total = 0
+            for i in range(200_000):  # a second exception would land here
+                total += i
+        except TaskRunCancelled:
+            seen["late"] = True
+
+    thread = _in_thread(target)
+    assert inner_started.wait(10)
+    assert interrupt_flow_run_of(outer, inner) == 2
+    thread.join(10)
+    assert not thread.is_alive()
+    assert seen == {"raised": True}
+    assert outer.interrupted is TaskRunCancelled and inner.interrupted is TaskRunCancelled
+
+
+def interrupt_flow_run_of(*bodies: Body) -> int:
+    """Register ``bodies`` under one flow run (in any order) and interrupt it."""
+    with contextlib.ExitStack() as stack:
+        for body in reversed(bodies):
+            stack.enter_context(cancellable(body, "run-together", None))
+        return interrupt_flow_run("run-together")
+
+
 def test_an_inner_body_interrupted_alone_leaves_the_enclosing_one_running() -> None:
     inner_started = threading.Event()
     seen: dict[str, object] = {}
@@ -195,9 +238,9 @@ def test_nested_async_bodies_send_one_cancel_and_the_outermost_takes_it_back() -
 
         async def interrupt_both() -> None:
             await running.wait()
-            # From another thread, as the watch does.
-            await asyncio.to_thread(lambda: (inner.interrupt(TaskRunCancelled),
-                                             outer.interrupt(TaskRunCancelled)))  # fmt: skip
+            # Both cancels are queued on the loop before it runs either (the
+            # watch sends them from its thread, through the same queue).
+            assert inner.interrupt(TaskRunCancelled) and outer.interrupt(TaskRunCancelled)
 
         helper = asyncio.create_task(interrupt_both())
         try:

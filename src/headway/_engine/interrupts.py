@@ -78,6 +78,7 @@ class Body:
         "_outer",
         "_running",
         "_sent",
+        "depth",
         "interrupted",
         "scope",
         "started",
@@ -89,6 +90,8 @@ class Body:
         self._ident: int | None = None
         #: The body this one runs inside, in the same thread (None: outermost).
         self._outer: Body | None = None
+        #: How many bodies it runs inside (interrupts go to the outer ones first).
+        self.depth = 0
         self._running = False
         self._sent = False
         #: The exception type sent to the body (None while not interrupted).
@@ -106,7 +109,8 @@ class Body:
             if self.interrupted is not None:
                 raise self.interrupted()
             self._ident = threading.get_ident()
-            self._outer = getattr(_innermost, "body", None)
+            self._outer = outer = getattr(_innermost, "body", None)
+            self.depth = 0 if outer is None else outer.depth + 1
             self._running = True
             self.started = time.monotonic()
         _innermost.body = self
@@ -158,8 +162,10 @@ class Body:
             # (From the body's own thread, in a signal handler: raised as it returns.)
             with _send_lock:
                 self.interrupted = exc_type
-                self._sent = True
-                _raise_in_thread(self._ident, exc_type)
+                # A body around it interrupted already: that exception unwinds this one.
+                if not _interrupted_from(self._outer):
+                    self._sent = True
+                    _raise_in_thread(self._ident, exc_type)
             return True
 
 
@@ -199,7 +205,16 @@ class AsyncBody:
     owns the ``CancelledError`` takes back every cancel sent (``uncancel``).
     """
 
-    __slots__ = ("_loop", "_outer", "_running", "_sent", "_task", "interrupted", "started")
+    __slots__ = (
+        "_loop",
+        "_outer",
+        "_running",
+        "_sent",
+        "_task",
+        "depth",
+        "interrupted",
+        "started",
+    )
 
     def __init__(self) -> None:
         import asyncio
@@ -207,6 +222,7 @@ class AsyncBody:
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
         self._outer: AsyncBody | None = None
+        self.depth = 0
         self._running = False
         #: Cancels sent to the asyncio task by this body and those around it, shared.
         self._sent = [0]
@@ -220,6 +236,7 @@ class AsyncBody:
         if outer is not None:
             self._outer = outer
             self._sent = outer._sent
+            self.depth = outer.depth + 1
         self._running = True
         self.started = time.monotonic()
         _awaited.set(self)
@@ -379,13 +396,21 @@ def interrupt_flow_run(flow_run_id: str) -> int:
     with _lock:
         run = _runs.get(flow_run_id)
         bodies = list(run.bodies) if run is not None else []
-    return sum(body.interrupt(TaskRunCancelled) for body in bodies)
+    return _interrupt(bodies)
 
 
 def interrupt_all() -> int:
     """Interrupt every body of every flow run in this process; how many."""
     with _lock:
         bodies = [body for run in _runs.values() for body in run.bodies]
+    return _interrupt(bodies)
+
+
+def _interrupt(bodies: list[Body | AsyncBody]) -> int:
+    # Outer bodies first: by the time an inner one (a task the flow's code called)
+    # handles its interrupt, it sees that the flow around it was interrupted too,
+    # and lets the exception go on to it.
+    bodies.sort(key=lambda body: body.depth)
     return sum(body.interrupt(TaskRunCancelled) for body in bodies)
 
 
