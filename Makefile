@@ -10,7 +10,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 PYTEST_WORKERS ?= 6
 PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
 
-.PHONY: install install-dev demo docs test coverage lint types unit browser clean
+.PHONY: install install-dev demo docs test coverage lint types unit browser nginx clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,12 +58,24 @@ browser:
 		fi; \
 	fi
 
+# The reverse-proxy test runs docs/many-machines.md's nginx site; install Debian's
+# nginx-light when no nginx is there and we may (it is started by the test only).
+nginx:
+	@if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing Debian's nginx-light for the reverse-proxy test"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; \
+		else \
+			echo "note: nginx is missing; the reverse-proxy test will skip (and fail when CI=true)"; \
+		fi; \
+	fi
+
 # The suite's CPU is what bounds it on 2 cores, and tracing every line costs a
 # good share of it: `make test` runs without coverage, `make coverage` with it.
-test: $(DEV_STAMP) browser lint types
+test: $(DEV_STAMP) browser nginx lint types
 	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
-coverage: $(DEV_STAMP) browser
+coverage: $(DEV_STAMP) browser nginx
 	$(BIN)/pytest -q $(PYTEST_PARALLEL) --cov --cov-report=term
 
 clean:

@@ -291,9 +291,9 @@ def test_the_tls_command(
 
 
 def test_the_nginx_site_outlasts_a_held_request() -> None:
-    # nginx is not installed here, so the site is not run: what the page says of
-    # it is checked against the server instead (a held slot request lasts up to
-    # LONG_POLL_CAP_SECONDS; the proxy must wait longer and must not buffer).
+    # What the page says of its nginx site, checked against the server (a held
+    # slot request lasts up to LONG_POLL_CAP_SECONDS; the proxy must wait longer
+    # and must not buffer) wherever nginx is missing; test_nginx_site_doc.py runs it.
     from headway.server.waiting import LONG_POLL_CAP_SECONDS
 
     (site,) = blocks(section("TLS"), "nginx")

@@ -307,10 +307,12 @@ def cancel(
     run_id: str = typer.Argument(..., help="The flow run's id."),
     message: str | None = typer.Option(None, "--message", "-m", help="Why (shown on the run)."),
 ) -> None:
-    """Cancel a flow run: at once if not started; else its worker stops it (SIGTERM, then
-    SIGKILL after a grace period) and it ends CANCELLED."""
+    """Cancel a flow run: at once if not started; else it ends CANCELLED once stopped where
+    it runs: by its worker (SIGTERM, then SIGKILL after a grace period), or, started by a
+    script, by its own process, which interrupts the flow's code within about 2 s."""
     run = _client().cancel_flow_run(run_id, message)
     if run.state.is_final:
         typer.echo(f"Cancelled flow run {run.name!r} ({run.id})")
     else:
-        typer.echo(f"Cancelling flow run {run.name!r} ({run.id}): its worker is stopping it")
+        where = "its worker" if run.deployment else "its process"
+        typer.echo(f"Cancelling flow run {run.name!r} ({run.id}): {where} is stopping it")
