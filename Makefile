@@ -72,8 +72,15 @@ nginx:
 
 # The suite's CPU is what bounds it on 2 cores, and tracing every line costs a
 # good share of it: `make test` runs without coverage, `make coverage` with it.
+# Each pytest worker imports every test module, rewriting its asserts first, and
+# each test starts `headway` processes that import the package: with bytecode
+# caching off (PYTHONDONTWRITEBYTECODE, set in some environments) every worker
+# and every process compiled all of it again, ~5 s of CPU per worker. Here the
+# caches are written, and one collection warms them before the workers start.
 test: $(DEV_STAMP) browser nginx lint types
-	$(BIN)/pytest -q $(PYTEST_PARALLEL)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m compileall -q src
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -q --collect-only >/dev/null
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 coverage: $(DEV_STAMP) browser nginx
 	$(BIN)/pytest -q $(PYTEST_PARALLEL) --cov --cov-report=term
