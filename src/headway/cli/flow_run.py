@@ -206,6 +206,7 @@ def inspect(
             f"flow run {parent_flow_run_id} (as task run {parent_task_run.name!r})",
         )
     summary.add_row("parameters", json.dumps(run.parameters))
+    summary.add_row("tags", ", ".join(run.tags) or "-")
     summary.add_row("started", _when(run.start_time))
     summary.add_row("ended", _when(run.end_time))
     summary.add_row("duration", _duration(run.duration_seconds))
