@@ -130,6 +130,15 @@ def utilization_line(detail: Any) -> str | None:
     )
 
 
+def closed_text(name: str) -> str:
+    """What a limit of 0 means (a kill switch) for the limit ``name``, by its scope."""
+    if name.startswith(("pool:", "queue:", "deployment:")):
+        return "nothing is admitted; no runs start until it is raised (they wait)"
+    if name.startswith("tag:"):
+        return "nothing is admitted; task runs with this tag fail at once without running"
+    return "nothing is admitted; every request fails at once until it is raised"
+
+
 def _holder(holder: Any) -> str:
     return holder.kind if not holder.id else f"{holder.kind}:{holder.id}"
 
@@ -209,6 +218,12 @@ def print_detail(detail: Any, output: str) -> None:
         f" {'enabled' if lim.active else 'disabled'}{decay}; {lim.grants} grants,"
         f" {lim.denials} waits"
     )
+    if lim.limit == 0:
+        console.print(
+            f"limit is 0: {closed_text(lim.name)}"
+            if lim.active
+            else "limit is 0, but disabled: not applied"
+        )
     line = utilization_line(detail)
     if line is not None:
         console.print(line)
@@ -260,7 +275,8 @@ def create(
         active_slots=active_slots,
     )
     kind = "rate limit" if created.slot_decay_per_second else "concurrency limit"
-    typer.echo(f"Created {kind} {created.name!r} with limit {created.limit}.")
+    closed = f": {closed_text(created.name)}" if created.limit == 0 and created.active else ""
+    typer.echo(f"Created {kind} {created.name!r} with limit {created.limit}{closed}.")
 
 
 @app.command("ls")
@@ -324,9 +340,10 @@ def update(
         slot_decay_per_second=slot_decay_per_second,
         active_slots=active_slots,
     )
+    closed = f": {closed_text(updated.name)}" if updated.limit == 0 and updated.active else ""
     typer.echo(
         f"Updated {updated.name!r}: limit {updated.limit},"
-        f" {'enabled' if updated.active else 'disabled'}."
+        f" {'enabled' if updated.active else 'disabled'}{closed}."
     )
 
 

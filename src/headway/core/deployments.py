@@ -115,16 +115,22 @@ def queue_limit_name(pool: str, queue: str) -> str:
 
 
 # -- limits and strategies --------------------------------------------------------------
-def validate_concurrency_limit(value: object, what: str = "concurrency limit") -> int:
-    """A limit on runs: a whole number of at least 1 (clear the limit to remove it)."""
+def validate_concurrency_limit(
+    value: object, what: str = "concurrency limit", *, minimum: int = 1
+) -> int:
+    """A limit on runs: a whole number of at least ``minimum`` (clear the limit to remove it).
+
+    A deployment's limit starts at 1, as in Prefect; a work pool's or queue's may
+    be 0 (``minimum=0``): its workers are given no runs, also as in Prefect.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
         else:
             raise ValidationError(f"{what} must be a whole number, got {value!r}")
-    if value < 1:
+    if value < minimum:
         raise ValidationError(
-            f"{what} must be at least 1, got {value}; clear the limit to remove it"
+            f"{what} must be at least {minimum}, got {value}; clear the limit to remove it"
         )
     if value > LIMIT_MAX:
         raise ValidationError(f"{what} must be at most {LIMIT_MAX}, got {value}")

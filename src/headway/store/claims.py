@@ -275,6 +275,11 @@ class Claims:
                     continue
                 info = infos[c.deployment or ""]
                 assert c.limit is not None
+                if self.limits.limit_values(tx, [c.limit], now).get(c.limit) == 0:
+                    # Set to 0 by hand (a kill switch): the run waits, whatever the
+                    # strategy; nothing is cancelled, as in Prefect.
+                    self._await(tx, c, c.limit, c.limit, room)
+                    continue
                 wake.extend(self._collide(tx, c, info, room, now))
                 continue
             self.runs.set_state_in(tx, c.id, Pending(), _SCHEDULED)

@@ -48,7 +48,11 @@ class Pools:
     ) -> WorkPool:
         """Create a pool with its ``default`` queue; ObjectAlreadyExists if the name is taken."""
         name = validate_object_name(name, "work pool")
-        limit = None if concurrency_limit is None else validate_concurrency_limit(concurrency_limit)
+        limit = (
+            None
+            if concurrency_limit is None
+            else validate_concurrency_limit(concurrency_limit, minimum=0)
+        )
         now = self.clock.now()
         with self.db.write() as tx:
             created = tx.rowcount(
@@ -162,7 +166,7 @@ class Pools:
         self, name: str, limit: int | None
     ) -> tuple[WorkPool, list[WakeTarget]]:
         """Set (or clear, with None) the pool's limit on its PENDING and RUNNING runs."""
-        value = None if limit is None else validate_concurrency_limit(limit)
+        value = None if limit is None else validate_concurrency_limit(limit, minimum=0)
         with self.db.write() as tx:
             self.pool_row(tx, name, lock=True)
             wake = self.limits.put_limit(tx, pool_limit_name(name), value)
@@ -220,7 +224,11 @@ class Pools:
         """Create a queue in ``pool``; ObjectAlreadyExists if the pool has one of that name."""
         name = validate_object_name(name, "work queue")
         priority = validate_priority(priority, "queue priority")
-        limit = None if concurrency_limit is None else validate_concurrency_limit(concurrency_limit)
+        limit = (
+            None
+            if concurrency_limit is None
+            else validate_concurrency_limit(concurrency_limit, minimum=0)
+        )
         now = self.clock.now()
         with self.db.write() as tx:
             self.pool_row(tx, pool, lock=True)
@@ -296,7 +304,7 @@ class Pools:
         self, pool: str, name: str, limit: int | None
     ) -> tuple[WorkQueue, list[WakeTarget]]:
         """Set (or clear, with None) the queue's limit on its PENDING and RUNNING runs."""
-        value = None if limit is None else validate_concurrency_limit(limit)
+        value = None if limit is None else validate_concurrency_limit(limit, minimum=0)
         with self.db.write() as tx:
             self._lock_queue(tx, pool, name)
             wake = self.limits.put_limit(tx, queue_limit_name(pool, name), value)

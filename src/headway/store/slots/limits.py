@@ -174,6 +174,8 @@ class Limits:
             detail = ", ".join(f"{k}={v}" for k, v in changes.items() if v is not None)
             self.events.event(tx, now, "limit.updated", name, new_limit, detail)
             wake = self.handoff.hand_off(tx, [name], now)
+            if new_limit is not None:
+                wake += self.handoff.wake_unfit(tx, name, new_limit, now)
             row = limit_row(tx, name)
         return limit_of(row, now), wake
 
