@@ -59,6 +59,7 @@ def _slots(value: float) -> str:
 def limit_json(limit: Any) -> dict[str, Any]:
     """The JSON of a limit (``ls``)."""
     return {
+        "id": limit.id,
         "name": limit.name,
         "limit": limit.limit,
         "active": limit.active,
@@ -70,6 +71,7 @@ def limit_json(limit: Any) -> dict[str, Any]:
         "denials": limit.denials,
         "scope": limit.scope,
         "created": _iso(limit.created),
+        "updated": _iso(limit.updated),
     }
 
 
@@ -217,6 +219,10 @@ def print_detail(detail: Any, output: str) -> None:
         f"[bold]{lim.name}[/bold]: {_slots(lim.active_slots)}/{lim.limit} slots taken,"
         f" {'enabled' if lim.active else 'disabled'}{decay}; {lim.grants} grants,"
         f" {lim.denials} waits"
+    )
+    console.print(
+        f"id {lim.id or '-'}; created {_when(lim.created)}, updated {_when(lim.updated)}",
+        highlight=False,
     )
     if lim.limit == 0:
         console.print(

@@ -122,9 +122,12 @@ def inspect(
         return
     con = common.console()
     con.print(f"[bold]{pool.name}[/bold]  ({pool.type}){'  PAUSED' if pool.paused else ''}")
+    con.print(f"  id                 {pool.id or '-'}", highlight=False)
     con.print(f"  concurrency limit  {common.limit_text(pool.concurrency_limit)}", highlight=False)
     con.print(f"  running            {pool.running}", highlight=False)
     con.print(f"  waiting            {pool.waiting}", highlight=False)
+    con.print(f"  created            {common.when(pool.created)}", highlight=False)
+    con.print(f"  updated            {common.when(pool.updated)}", highlight=False)
     from rich.table import Table
 
     table = Table(title="queues")

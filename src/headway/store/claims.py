@@ -285,9 +285,9 @@ class Claims:
             self.runs.set_state_in(tx, c.id, Pending(), _SCHEDULED)
             tx.execute(
                 "UPDATE flow_runs SET lease_id = :lease, lease_expires = :e, worker_id = :w,"
-                " blocked_on = '', concurrency_key = :key WHERE id = :id",
+                " blocked_on = '', concurrency_key = :key, updated = :now WHERE id = :id",
                 {"lease": lease_id, "e": now + lease_seconds, "w": worker_id, "key": c.key,
-                 "id": c.id},
+                 "id": c.id, "now": now},
             )  # fmt: skip
             for n in names:
                 room[n] = room.get(n, float("inf")) - 1
@@ -346,8 +346,9 @@ class Claims:
         )
         if blocked_on != (c.blocked_on or ""):
             tx.execute(
-                "UPDATE flow_runs SET blocked_on = :b, concurrency_key = :k WHERE id = :id",
-                {"b": blocked_on, "k": c.key, "id": c.id},
+                "UPDATE flow_runs SET blocked_on = :b, concurrency_key = :k, updated = :now"
+                " WHERE id = :id",
+                {"b": blocked_on, "k": c.key, "id": c.id, "now": self.clock.now()},
             )
 
     def _collide(
