@@ -232,6 +232,7 @@ def test_work_pool_update_and_ls_verbose(capsys: Captured) -> None:
     assert get_client().read_work_pool("p").concurrency_limit == 5
     out = ok(capsys, "work-pools", "ls", "--verbose")
     assert "process" in out and "nightly jobs" in out
+    assert str(get_client().read_work_pool("p").id) in out  # Prefect's table has an ID column
     refused(capsys, "work-pool", "update", "p")
 
 

@@ -282,7 +282,9 @@ def create(
     )
     kind = "rate limit" if created.slot_decay_per_second else "concurrency limit"
     closed = f": {closed_text(created.name)}" if created.limit == 0 and created.active else ""
-    typer.echo(f"Created {kind} {created.name!r} with limit {created.limit}{closed}.")
+    typer.echo(
+        f"Created {kind} {created.name!r} (id {created.id}) with limit {created.limit}{closed}."
+    )
 
 
 @app.command("ls")

@@ -35,8 +35,8 @@ def create(
         pool, name, priority=priority, concurrency_limit=limit
     )
     typer.echo(
-        f"Created work queue {queue.name!r} in pool {pool!r} (priority {queue.priority},"
-        f" concurrency limit: {common.limit_text(queue.concurrency_limit)})"
+        f"Created work queue {queue.name!r} in pool {pool!r} (id {queue.id}; priority"
+        f" {queue.priority}, concurrency limit: {common.limit_text(queue.concurrency_limit)})"
     )
 
 
