@@ -106,3 +106,28 @@ def test_deployments_and_flow_runs_have_ids_and_times(capsys: Captured, tmp_path
     assert get_client().read_flow_run(run_id).updated == datetime.fromisoformat(
         inspected["updated"]
     )
+
+
+def test_task_runs_in_flow_run_inspect_have_ids_and_times(capsys: Captured) -> None:
+    """Prefect: ``test_inspect_task_run_with_json_output`` in tests/cli/test_task_run.py (the
+    task run's ``id``; its objects have ``created``/``updated``). headway shows task runs in
+    ``flow-run inspect -o json``; a task run changes only by its states, so its ``updated``
+    is its latest state's time."""
+    from headway import flow, task
+
+    @task
+    def one() -> int:
+        return 1
+
+    @flow
+    def two() -> int:
+        return one() + one()
+
+    assert two() == 2
+    [run] = ok_json(capsys, "flow-run", "ls")
+    tasks = ok_json(capsys, "flow-run", "inspect", run["id"])["task_runs"]
+    assert len(tasks) == 2 and len({t["id"] for t in tasks}) == 2
+    for item in tasks:
+        _, created, updated = _record(item)
+        assert item["state"]["type"] == "COMPLETED"
+        assert updated == datetime.fromisoformat(item["state"]["timestamp"]) >= created

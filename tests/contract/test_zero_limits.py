@@ -115,6 +115,9 @@ def test_a_pool_or_queue_limit_of_0_gives_out_no_runs(client: Client) -> None:
     assert why.waiting and "'pool:pool' is 0: nothing is admitted" in why.summary
     [blocker] = why.blockers
     assert blocker.closed and blocker.estimated_start is None and "is 0" in blocker.estimate
+    pool_layer = client.explain_deployment(name).layers[0]
+    assert (pool_layer.layer, pool_layer.limit) == ("work pool", 0)
+    assert "is 0: nothing" in pool_layer.detail
     # The queue's limit of 0 holds it back in the same way once the pool's is raised.
     client.set_work_queue_concurrency_limit("pool", "default", 0)
     client.set_work_pool_concurrency_limit("pool", 1)
@@ -140,6 +143,8 @@ def test_a_deployment_limit_set_to_0_holds_its_runs(client: Client, strategy: st
     assert f"'deployment:{name}' is 0: nothing is admitted" in why.summary
     assert why.blockers[0].strategy.startswith("WAIT (the limit is 0")
     assert f"deployment {name!r}: limit 0" in "\n".join(why.details)
+    layers = {layer.layer: layer for layer in client.explain_deployment(name).layers}
+    assert layers["deployment"].limit == 0 and "is 0: nothing" in layers["deployment"].detail
     client.update_limit(f"deployment:{name}", limit=1)
     assert _claim(client) == [run.id]
 

@@ -105,6 +105,7 @@ def task_run_json(run: Any) -> dict[str, Any]:
         "state": _state_json(run.state),
         "tags": list(run.tags),
         "created": _iso(run.created),
+        "updated": _iso(run.updated),
         "start_time": _iso(run.start_time),
         "end_time": _iso(run.end_time),
         "duration_seconds": duration,

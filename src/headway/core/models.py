@@ -92,6 +92,9 @@ class TaskRun:
     start_time: datetime | None = None
     end_time: datetime | None = None
     run_count: int = 0
+    #: When it last changed: its latest state, as its engine recorded it (a task run
+    #: changes only by its states).
+    updated: datetime | None = None
 
 
 @dataclass(frozen=True)

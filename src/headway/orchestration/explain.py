@@ -415,9 +415,9 @@ class ExplainPolicy:
             stat = stats.get(limit_name)
             if stat is None or not stat.active:
                 return PolicyLayer(kind, label, limit_name, None, None, None, detail + "unlimited")
+            taken = f"limit {CLOSED}" if stat.limit == 0 else f"{occupancy(stat)} slots taken"
             return PolicyLayer(
-                kind, label, limit_name, stat.limit, stat.active_slots, stat.waiters,
-                detail + f"{occupancy(stat)} slots taken",
+                kind, label, limit_name, stat.limit, stat.active_slots, stat.waiters, detail + taken
             )  # fmt: skip
 
         if dep.work_pool is not None:
@@ -476,10 +476,11 @@ class ExplainPolicy:
             )  # fmt: skip
         name = deployment_limit_name(dep.full_name)
         stat = stats.get(name)
+        # The slot engine's limit is what applies (set to 0 by hand: a kill switch).
+        value = stat.limit if stat is not None and stat.active else dep.concurrency_limit
         return PolicyLayer(
-            "deployment", dep.full_name, name, dep.concurrency_limit,
-            stat.active_slots if stat else 0.0, None,
-            f"strategy {dep.collision_strategy}",
+            "deployment", dep.full_name, name, value, stat.active_slots if stat else 0.0, None,
+            f"strategy {dep.collision_strategy}" + (f"; limit {CLOSED}" if value == 0 else ""),
         )  # fmt: skip
 
     # -- the status screen -----------------------------------------------------------

@@ -75,6 +75,7 @@ def task_run_of(row: Row) -> TaskRun:
         start_time=ts_to_dt(row[10]),
         end_time=ts_to_dt(row[11]),
         run_count=row[12],
+        updated=ts_to_dt(max(row[8], row[9])),
     )
 
 
