@@ -17,11 +17,11 @@ import hashlib
 import inspect
 import json
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from headway.core.limits import LIMIT_MAX
+from headway.core.limits import LIMIT_MAX, validate_name
 from headway.exceptions import ValidationError
 
 ENQUEUE = "ENQUEUE"
@@ -135,6 +135,22 @@ def validate_concurrency_limit(
     if value > LIMIT_MAX:
         raise ValidationError(f"{what} must be at most {LIMIT_MAX}, got {value}")
     return value
+
+
+#: Most tags one run may be given beyond its deployment's (as the HTTP API bounds them).
+RUN_TAGS_MAX = 100
+
+
+def validate_run_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
+    """Tags given to one run: each a valid tag, in order, duplicates dropped."""
+    if tags is None:
+        return ()
+    if isinstance(tags, str):
+        raise ValidationError("tags must be a list of strings, not one string")
+    given = list(tags)
+    if len(given) > RUN_TAGS_MAX:
+        raise ValidationError(f"at most {RUN_TAGS_MAX} tags may be given, got {len(given)}")
+    return tuple(dict.fromkeys(validate_name(t, "tag") for t in given))
 
 
 def validate_strategy(value: object) -> str:
@@ -341,6 +357,7 @@ __all__ = [
     "COLLISION_STRATEGIES",
     "DEFAULT_QUEUE",
     "ENQUEUE",
+    "RUN_TAGS_MAX",
     "DeploymentSpec",
     "check_parameters",
     "deployment_limit_name",
@@ -358,5 +375,6 @@ __all__ = [
     "validate_key_template",
     "validate_object_name",
     "validate_priority",
+    "validate_run_tags",
     "validate_strategy",
 ]

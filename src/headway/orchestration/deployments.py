@@ -37,6 +37,7 @@ from headway.core.deployments import (
     validate_key_template,
     validate_object_name,
     validate_priority,
+    validate_run_tags,
     validate_strategy,
 )
 from headway.core.limits import HOST_MAX, validate_name, validate_process
@@ -311,7 +312,7 @@ class DeploymentPolicy:
         priority = validate_priority(priority)
         if flow_run_name is not None:
             validate_name(flow_run_name, "flow run name")
-        extra_tags = _run_tags(tags)
+        extra_tags = validate_run_tags(tags)
         dep = self.store.deployments.read_deployment(name)
         merged = {**dep.parameters, **dict(parameters or {})}
         check_finite_json(merged, "parameters")
@@ -479,22 +480,6 @@ def _check(
     else:
         partial = None if schema is None else {**schema, "required": []}
         check_parameters(partial, params, what)
-
-
-#: Most tags one run may be given beyond its deployment's (as the HTTP API bounds them).
-RUN_TAGS_MAX = 100
-
-
-def _run_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
-    """Tags given to one run: each a valid tag, in order, duplicates dropped."""
-    if tags is None:
-        return ()
-    if isinstance(tags, str):
-        raise ValidationError("tags must be a list of strings, not one string")
-    given = list(tags)
-    if len(given) > RUN_TAGS_MAX:
-        raise ValidationError(f"at most {RUN_TAGS_MAX} tags may be given, got {len(given)}")
-    return tuple(dict.fromkeys(validate_name(t, "tag") for t in given))
 
 
 __all__ = [
