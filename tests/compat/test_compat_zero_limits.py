@@ -12,6 +12,7 @@ does the same through its one slot engine, and says why (``gcl inspect``,
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import pytest
 from headway import flow, task
 from headway.client.base import get_client
 from headway.concurrency.sync import concurrency, rate_limit
+from headway.concurrency.v1 import sync as v1_sync
 from headway.core.states import StateType
 from headway.exceptions import ConcurrencySlotAcquisitionError
 from helpers.cli import Captured, ok, ok_json, refused
@@ -94,6 +96,20 @@ def test_a_task_whose_tag_limit_is_0_never_runs(capsys: Captured) -> None:
     assert state.type is StateType.FAILED
     assert "the concurrency limit on tag 'zero' is 0" in (state.message or "")
     assert ran == []
+
+
+def test_v1_concurrency_on_a_tag_limited_to_0_fails_and_takes_nothing(capsys: Captured) -> None:
+    """Prefect: ``TestAcquiringAndReleasing.test_setting_tag_to_zero_concurrency`` in
+    tests/server/orchestration/api/test_concurrency_limits.py: asking for tags where one is
+    limited to 0 is refused at once ("is 0 and will deadlock"; the v1 client raises it, with
+    no retry) and no tag's slot is taken, nor one of a tag that has no limit."""
+    ok(capsys, "concurrency-limit", "create", "a", "2")
+    ok(capsys, "concurrency-limit", "create", "zero", "0")
+    with pytest.raises(ConcurrencySlotAcquisitionError, match="tag 'zero' is 0"):
+        with v1_sync.concurrency(["a", "zero", "does-not-exist"], uuid.uuid4()):
+            pytest.fail("the block ran under a tag limit of 0")
+    shown = {item["name"]: item for item in ok_json(capsys, "concurrency-limit", "ls")}
+    assert [shown[n]["active_slots"] for n in ("tag:a", "tag:zero")] == [0, 0]
 
 
 FLOWS = """
