@@ -8,6 +8,7 @@ from pathlib import Path
 from headway.store import migrate
 from headway.store.db import Database
 from headway.store.migrations import HEAD
+from helpers.postgres import fresh_postgres
 
 
 def test_single_head_is_the_declared_head() -> None:
@@ -18,17 +19,26 @@ def test_single_head_is_the_declared_head() -> None:
 
 
 def test_migrated_schema_equals_declared_schema(tmp_path: Path) -> None:
+    _migrated_equals_declared(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+def test_migrated_schema_equals_declared_schema_on_postgres() -> None:
+    with fresh_postgres() as url:
+        _migrated_equals_declared(url)
+
+
+def _migrated_equals_declared(url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
     from sqlalchemy import create_engine
 
     from headway.store.schema import metadata
 
-    url = f"sqlite:///{tmp_path / 'm.db'}"
     db = Database(url)
     assert migrate.ensure_schema(db) is True
     assert migrate.current_revision(db) == HEAD
     assert migrate.ensure_schema(db) is False  # current: nothing runs
+    db.close()
     engine = create_engine(url)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)

@@ -81,6 +81,7 @@ def flow_run_json(run: Any) -> dict[str, Any]:
         "tags": list(run.tags),
         "parent_task_run_id": run.parent_task_run_id,
         "created": _iso(run.created),
+        "updated": _iso(run.updated),
         "expected_start_time": _iso(run.expected_start_time),
         "start_time": _iso(run.start_time),
         "end_time": _iso(run.end_time),
@@ -104,6 +105,7 @@ def task_run_json(run: Any) -> dict[str, Any]:
         "state": _state_json(run.state),
         "tags": list(run.tags),
         "created": _iso(run.created),
+        "updated": _iso(run.updated),
         "start_time": _iso(run.start_time),
         "end_time": _iso(run.end_time),
         "duration_seconds": duration,
@@ -206,10 +208,13 @@ def inspect(
             f"flow run {parent_flow_run_id} (as task run {parent_task_run.name!r})",
         )
     summary.add_row("parameters", json.dumps(run.parameters))
+    summary.add_row("tags", ", ".join(run.tags) or "-")
     summary.add_row("started", _when(run.start_time))
     summary.add_row("ended", _when(run.end_time))
     summary.add_row("duration", _duration(run.duration_seconds))
     summary.add_row("attempts", str(run.run_count))
+    summary.add_row("created", _when(run.created))
+    summary.add_row("updated", _when(run.updated))
     console.print(summary)
     states = Table(title="State history", title_justify="left")
     states.add_column("time")
