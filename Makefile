@@ -4,11 +4,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 # pytest workers (pytest-xdist). The tests mostly wait on subprocesses (servers,
-# workers, CLI calls), so more workers than cores pay: on the 2-core CI machine
-# the suite takes ~3.5 min on 6 workers against ~10 min serially, and 8 or 12
-# gained nothing more. PYTEST_WORKERS=0 runs it in one process.
-PYTEST_WORKERS ?= 6
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist worksteal
+# workers, CLI calls), so more workers than cores pay. Tests go to the workers one
+# by one as each frees up (--dist load), longest first (tests/conftest.py), so no
+# half-minute test starts last. PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 8
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist load
 
 .PHONY: install install-dev demo docs test coverage lint types unit browser nginx clean
 

@@ -75,3 +75,21 @@ def headway_home(
 #: tests/unit/test_timeouts_isolated.py; HEADWAY_ISOLATED_TESTS=1 collects them.
 ISOLATED = ("unit/test_timeout_lingering.py", "compat/test_compat_timeout_slots.py")
 collect_ignore = [] if os.environ.get("HEADWAY_ISOLATED_TESTS") == "1" else list(ISOLATED)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Longest first: tests marked ``slow``, then the other e2e and stress tests.
+
+    ``make test`` hands tests to its workers one by one as each frees up
+    (pytest-xdist's ``--dist load``): started first, the few tests that take
+    half a minute each run side by side at the start instead of one of them
+    starting last and keeping the whole run waiting for it.
+    """
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("slow") is not None:
+            return 0
+        area = item.nodeid.split("/")[1] if item.nodeid.startswith("tests/") else ""
+        return 1 if area in ("e2e", "stress") else 2
+
+    items.sort(key=rank)

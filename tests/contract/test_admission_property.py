@@ -48,6 +48,8 @@ from headway.core.limits import NOT_QUEUED, SlotGrant, SlotWait, is_ahead
 from headway.exceptions import LimitClosed, ValidationError
 from helpers.admission import UNIT, LimitView, Outcome, SlotModel
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 if TYPE_CHECKING:
     from conftest import Backend
 

@@ -532,6 +532,7 @@ def cli_cases(world: dict[str, str]) -> list[list[str]]:
     ]
 
 
+@pytest.mark.slow
 def test_cli_refuses_with_one_line_exit_2_and_changes_nothing(
     backend_name: str,
     request: pytest.FixtureRequest,

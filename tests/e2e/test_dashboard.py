@@ -30,6 +30,8 @@ from dashboard_chromium import launch, require_chromium
 from headway.server.runner import ServerProcess
 from headway.server.ui import CONTENT_TYPES, VERSION_MARK
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 #: How long the page may take to show what a test waits for (a loaded CI machine is slow).
 UI_TIMEOUT_MS = 30_000
 #: The API key of the module's server: the dashboard is tested with the key on.

@@ -24,6 +24,8 @@ import pytest
 from headway.server.runner import ServerProcess, free_port, wait_healthy
 from helpers.postgres import ADMIN_URL, admin_connection
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 DOC = Path(__file__).resolve().parents[2] / "docs" / "many-machines.md"
 BIN = Path(sys.executable).parent
 

@@ -109,6 +109,7 @@ def test_insecure_allows_a_keyless_public_bind(tmp_path: Path) -> None:
         assert answer.status_code == 200
 
 
+@pytest.mark.slow
 @pytest.mark.fresh_store  # the first upgrade creates the store
 def test_db_upgrade_and_reset(headway_home: Path) -> None:
     first = headway("db", "upgrade")
