@@ -5,10 +5,11 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 # pytest workers (pytest-xdist). The tests mostly wait on subprocesses (servers,
 # workers, CLI calls), so more workers than cores pay. Tests go to the workers one
-# by one as each frees up (--dist load), longest first (tests/conftest.py), so no
-# half-minute test starts last. PYTEST_WORKERS=0 runs it in one process.
+# by one as each frees up (--dist load --maxschedchunk 1; load alone first hands
+# each worker a run of consecutive tests), longest first (tests/conftest.py), so
+# no half-minute test starts last. PYTEST_WORKERS=0 runs it in one process.
 PYTEST_WORKERS ?= 8
-PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist load
+PYTEST_PARALLEL := -n $(PYTEST_WORKERS) --dist load --maxschedchunk 1
 
 .PHONY: install install-dev demo docs test coverage lint types unit browser nginx clean
 
