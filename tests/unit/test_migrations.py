@@ -46,3 +46,33 @@ def test_history_downgrades_to_empty_and_back(tmp_path: Path) -> None:
     assert migrate.current_revision(db) is None
     migrate.upgrade(url)
     assert migrate.current_revision(db) == HEAD
+
+
+def test_postgres_slot_functions_come_and_go_with_their_migration() -> None:
+    """PostgreSQL's slot functions (0009 on): dropped by a downgrade, made again by an upgrade."""
+    from alembic import command
+
+    from helpers.postgres import fresh_postgres
+
+    def functions(db: Database) -> list[str]:
+        with db.read() as tx:
+            rows = tx.execute(
+                "SELECT proname FROM pg_proc WHERE proname LIKE 'headway%' ORDER BY proname"
+            )
+        return [r[0] for r in rows]
+
+    with fresh_postgres() as url:
+        db = Database(url)
+        try:
+            migrate.ensure_schema(db)
+            made = functions(db)
+            assert "headway_release" in made and "headway_hand_off" in made
+            command.downgrade(migrate.alembic_config(url), "0008")
+            assert functions(db) == []
+            command.downgrade(migrate.alembic_config(url), "base")
+            assert migrate.current_revision(db) is None
+            migrate.upgrade(url)
+            assert migrate.current_revision(db) == HEAD
+            assert functions(db) == made
+        finally:
+            db.close()

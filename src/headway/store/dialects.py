@@ -44,6 +44,10 @@ class Dialect:
     #: no BEGIN and COMMIT round trips): the slot engine's one-statement grant and
     #: release apply (``store/slots/fast.py``).
     autocommit_statements: bool = False
+    #: The slot engine's contended operations run as functions in the database,
+    #: one round trip each under the limits' row locks (migration 0009,
+    #: ``store/slots/pg.py``); elsewhere they run statement by statement.
+    slot_functions: bool = False
     _cache: dict[str, str] = field(default_factory=dict, repr=False)
 
     def sql(self, query: str) -> str:
@@ -82,6 +86,7 @@ POSTGRESQL = Dialect(
     ),
     row_locks=True,
     autocommit_statements=True,
+    slot_functions=True,
 )
 
 

@@ -22,8 +22,9 @@ from headway.exceptions import ConcurrencySlotAcquisitionError
 from headway.settings import Settings
 from headway.store.db import Database, Tx
 from headway.store.events import Events
-from headway.store.slots.fast import fast_grant, fast_grant_alone, release_alone
+from headway.store.slots.fast import fast_grant, fast_grant_alone
 from headway.store.slots.handoff import Handoff
+from headway.store.slots.pg import release_in_one
 from headway.store.slots.reaper import Reaper
 from headway.store.slots.rows import (
     DOOMED,
@@ -375,10 +376,10 @@ class Slots:
     def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]:
         """Give a lease's slots back. True when the lease was still whole (not reaped)."""
         now = self.clock.now()
-        if self.db.dialect.autocommit_statements:
-            released = release_alone(self.db, self.events, self.handoff, lease_id, now)
-            if released is not None:
-                return released
+        if self.db.dialect.slot_functions:
+            # One statement, the handoff included: the limits' locks are held
+            # for the database's work alone (store/slots/pg.py).
+            return release_in_one(self.db, self.events, self.settings, lease_id, now)
         with self.db.write() as tx:
             if tx.dialect.row_locks:
                 # Row locks: take the limits' locks first, in name order, as acquire does.

@@ -1,36 +1,26 @@
-"""The slot engine's one-statement paths: an uncontended grant or release in one statement.
+"""The slot engine's one-statement paths: an uncontended grant in one statement.
 
 On SQLite the write transaction is the only writer, so the uncontended grant
 is one conditional UPDATE inside it (:func:`fast_grant`). On PostgreSQL an
-uncontended grant and a release are each one statement, its own transaction
+uncontended grant is one statement, its own transaction
 (``Database.execute_alone``): BEGIN and COMMIT would cost more than the
-statement. Each returns None when it does not apply (nothing was written),
-and the caller then runs the full decision.
+statement (a release is one statement too, ``store/slots/pg.py``). Each
+returns None when it does not apply (nothing was written), and the caller
+then runs the full decision.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from headway.core.limits import ProcessInfo, SlotGrant, WakeTarget
-from headway.exceptions import OutcomeUnknown, StoreError, StoreUnavailable
+from headway.core.limits import ProcessInfo, SlotGrant
+from headway.exceptions import OutcomeUnknown, StoreUnavailable
 from headway.store.db import Database, Row, Tx
-from headway.store.slots.rows import (
-    DOOMED,
-    LEASE_COLUMNS,
-    LEASE_VALUES,
-    insert_lease,
-    lease_params,
-    lock,
-)
+from headway.store.slots.rows import LEASE_COLUMNS, LEASE_VALUES, insert_lease, lease_params
 
 if TYPE_CHECKING:
     from headway.store.events import Events
-    from headway.store.slots.handoff import Handoff
-
-logger = logging.getLogger("headway.store")
 
 
 #: PostgreSQL's uncontended grant, one statement (see fast_grant_alone).
@@ -45,20 +35,6 @@ FAST_GRANT_SQL = (
     " AND NOT EXISTS (SELECT 1 FROM handoffs WHERE waiter_id = :w)"
     f" RETURNING name) INSERT INTO leases ({LEASE_COLUMNS})"
     f" SELECT {LEASE_VALUES.replace(':name', 'name')} FROM taken RETURNING limit_name"
-)
-#: PostgreSQL's release when nobody waits, one statement (see release_alone).
-RELEASE_SQL = (
-    "WITH locked AS (SELECT name, queued FROM limits WHERE name IN (SELECT limit_name FROM"
-    " leases WHERE lease_id = :id) ORDER BY name FOR UPDATE), gone AS (DELETE FROM leases"
-    " WHERE lease_id = :id AND (SELECT COALESCE(MAX(queued), 0) FROM locked) = 0"
-    " RETURNING limit_name,"
-    " slots, created, expires, holder_kind, holder_id), upd AS (UPDATE limits SET"
-    " active_slots = CASE WHEN active_slots > gone.slots THEN active_slots - gone.slots"
-    " ELSE 0 END, releases = releases + 1, total_hold_seconds = total_hold_seconds"
-    " + (:now - gone.created) * gone.slots FROM gone WHERE limits.name = gone.limit_name"
-    " RETURNING limits.name, limits.queued) SELECT gone.limit_name, gone.slots,"
-    " gone.created, gone.expires, gone.holder_kind, gone.holder_id,"
-    " COALESCE(upd.queued, 0) FROM gone LEFT JOIN upd ON upd.name = gone.limit_name"
 )
 
 
@@ -151,53 +127,9 @@ def look(db: Database, query: str, params: dict[str, Any]) -> list[Row]:
         raise OutcomeUnknown(f"cannot tell whether the store carried it out: {exc}") from exc
 
 
-def release_alone(
-    db: Database, events: Events, handoff: Handoff, lease_id: str, now: float
-) -> tuple[bool, list[WakeTarget]] | None:
-    """A release on PostgreSQL as one statement, its own transaction, when nobody waits.
-
-    ``locked`` takes the lease's limits' locks, in name order, before the
-    lease row is deleted (the DELETE's condition needs it), and reads their
-    ``queued`` from the newest row versions: the lease is deleted only when
-    nobody waits on any of them. None when nothing was deleted (someone
-    waits, so the slots are to be handed off in the same transaction; or
-    the lease is unknown) or the connection failed under it with the lease
-    still there: the caller releases it the long way.
-    """
-    try:
-        rows = db.execute_alone(RELEASE_SQL, {"id": lease_id, "now": now})
-    except OutcomeUnknown:
-        left = look(db, "SELECT 1 FROM leases WHERE lease_id = :id", {"id": lease_id})
-        if left:
-            return None
-        # It was released (the waiters re-check by themselves within their refresh).
-        return True, []
-    if not rows:
-        return None
-    events.released_events(now, lease_id, rows)
-    intact = all(r[3] != DOOMED for r in rows)
-    # Nobody waited under the locks; kept as a safety net should that change.
-    crowded = sorted(r[0] for r in rows if r[6])
-    if not crowded:
-        return intact, []
-    try:
-        with db.write() as tx:
-            lock(tx, crowded)
-            return intact, handoff.hand_off(tx, crowded, now)
-    except StoreError as exc:
-        # The release itself is done: it must not be reported as failed (a
-        # caller sending it again would find the lease gone, and take that
-        # for a lost lease). Its waiters re-check by themselves within their
-        # refresh period.
-        logger.warning("released %s, but could not wake its waiters: %s", lease_id, exc)
-        return intact, []
-
-
 __all__ = [
     "FAST_GRANT_SQL",
-    "RELEASE_SQL",
     "fast_grant",
     "fast_grant_alone",
     "look",
-    "release_alone",
 ]
