@@ -535,6 +535,45 @@ def test_postgres_leaves_a_waiter_whose_other_limit_is_locked_to_retry(
     assert grant.names == ("a", "b")
 
 
+def test_postgres_a_denied_single_attempt_takes_no_lock(backend: Backend, client: Client) -> None:
+    """One attempt that will not queue, on a full limit, is answered without its lock.
+
+    Taking the limit's row lock writes (and waits for the disk at commit): an
+    attempt that is denied on a committed state, with nothing for a reap to
+    remove, must not queue behind those who have to write. Here another
+    session holds the lock; the attempt is answered all the same.
+    """
+    if not backend.is_postgres:
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
+    import psycopg
+
+    assert backend.database_url is not None
+    client.create_limit("busy", 1)
+    _grant(client, ["busy"])
+    blocker = psycopg.connect(
+        backend.database_url.replace("postgresql+psycopg://", "postgresql://")
+    )
+    answered = threading.Event()
+    got: list[SlotGrant | SlotWait] = []
+
+    def attempt() -> None:
+        got.append(client.acquire_slots(["busy"], 1, timeout=0))
+        answered.set()
+
+    asker = threading.Thread(target=attempt)
+    try:
+        blocker.execute("SELECT name FROM limits WHERE name = 'busy' FOR UPDATE")
+        asker.start()
+        answered.wait(60)
+        assert answered.is_set(), "the attempt waited for the limit's lock"
+    finally:
+        blocker.rollback()
+        blocker.close()
+        asker.join(60)
+    (result,) = got
+    assert isinstance(result, SlotWait) and "full" in result.reason, result
+
+
 def test_postgres_a_grant_handed_while_the_waiter_asks_again_is_not_doubled(
     backend: Backend, client: Client
 ) -> None:

@@ -22,9 +22,10 @@ from headway.exceptions import ConcurrencySlotAcquisitionError
 from headway.settings import Settings
 from headway.store.db import Database, Tx
 from headway.store.events import Events
-from headway.store.slots.fast import fast_grant, fast_grant_alone
+from headway.store.slots.fast import fast_grant
 from headway.store.slots.handoff import Handoff
-from headway.store.slots.pg import release_in_one
+from headway.store.slots.pg import release_in_one, take_in_one
+from headway.store.slots.pg_acquire import acquire_in_one
 from headway.store.slots.reaper import Reaper
 from headway.store.slots.rows import (
     DOOMED,
@@ -105,26 +106,17 @@ class Slots:
         With ``strict``, an unknown name raises ConcurrencySlotAcquisitionError.
         """
         now = self.clock.now()
-        if (
-            self.db.dialect.autocommit_statements
-            and mode == "concurrency"
-            and len(names) == 1
-            and holder_kind == "code"
-        ):
-            fast = fast_grant_alone(
-                self.db,
-                self.events,
-                names[0],
-                occupy,
-                holder_kind,
-                holder_id,
-                process,
-                lease_seconds,
-                now,
-                waiter_id,
-            )
-            if fast is not None:
-                return Attempt(grant=fast)
+        if self.db.dialect.slot_functions:
+            # One statement, whatever comes of it (store/slots/pg.py); None when
+            # it leaves the request to the path below, having written nothing.
+            done = acquire_in_one(self.db, self.events, self.settings, self.reaper,
+                names, occupy, mode=mode, priority=priority, holder_kind=holder_kind,
+                holder_id=holder_id, process=process, lease_seconds=lease_seconds,
+                waiter_id=waiter_id, new_waiter=new_waiter, may_queue=may_queue,
+                wake_address=wake_address, strict=strict, now=now,
+            )  # fmt: skip
+            if done is not None:
+                return done
         with self.db.write() as tx:
             if holder_kind == "task_run" and holder_id:
                 # Before any limit's lock: a cancel takes the run's row, then the limits'.
@@ -326,6 +318,8 @@ class Slots:
         """
         if not waiter_id:
             return None
+        if self.db.dialect.slot_functions:
+            return take_in_one(self.db, waiter_id, names)  # one statement, no read first
         query, params = "SELECT 1 FROM handoffs WHERE waiter_id = :w", {"w": waiter_id}
         if self.db.dialect.autocommit_statements:
             found = self.db.execute_alone(query, params)

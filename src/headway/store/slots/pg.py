@@ -1,15 +1,25 @@
-"""PostgreSQL's slot functions: the contended operations in one round trip each.
+"""PostgreSQL's slot functions: an acquire, a release, a waiter's look, one round trip each.
 
 Under contention every slot operation waits for the limit's row lock, and
 holds it until it commits. Run from here as a dozen statements, a release
-and its handoff held it for a dozen round trips with Python in between; as
-one call of a function written in the database (migration 0009,
-``headway_release`` and ``headway_hand_off``) they hold it for the time the
+and its handoff, or an acquire that queues, held it for a dozen round trips
+with Python in between; as one call of a function written in the database
+(migrations 0009 and 0010: ``headway_release``, ``headway_hand_off``,
+``headway_acquire``, ``headway_take``) they hold it for the time the
 database takes to do the work. The functions follow ``core.limits`` as the
-Python handoff does on SQLite (``store/slots/handoff.py``), and answer in
-JSON: the released lease's rows, the grants handed on (their events are
-recorded here, buffered as every slot event is) and the waiters woken, whom
-the function has notified already, inside its transaction.
+Python path does on SQLite (``store/slots/engine.py``, ``handoff.py``), and
+answer in JSON: the released lease's rows, the grants made (their events
+are recorded here, buffered as every slot event is), the waiters woken,
+whom the function has notified already, inside its transaction, and for a
+request that waits the limits it was decided on, so that ``decide`` words
+the reasons here as it does everywhere.
+
+What the database cannot do is left to the Python path, before anything is
+written: the acquire answers ``fallback`` (a task run whose run has ended, a
+request that can never be granted, an unknown name with ``strict``), and
+:func:`acquire_in_one` returns None. Whether a holder's process is alive is
+judged here (``Reaper.judge`` reads /proc): the function answers ``probe``
+with the rows to judge, and is asked again naming the dead.
 """
 
 from __future__ import annotations
@@ -17,12 +27,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from headway.core.attempts import Attempt
 from headway.core.events import HISTOGRAM_BOUNDS, SLOT_WAIT
-from headway.core.limits import ProcessInfo, WakeTarget
-from headway.exceptions import OutcomeUnknown
+from headway.core.limits import (
+    Mode,
+    ProcessInfo,
+    SlotGrant,
+    WakeTarget,
+)
+from headway.exceptions import OutcomeUnknown, StoreUnavailable
 from headway.settings import Settings
-from headway.store.db import Database, Tx
-from headway.store.slots.fast import look
+from headway.store.db import Database, Row, Tx
 from headway.store.slots.rows import DOOMED
 from headway.store.wakeups_pg import PREFIX
 
@@ -36,10 +51,24 @@ HAND_OFF_SQL = (
     "SELECT headway_hand_off(:names::text[], :now::float8, :ttl::float8, :metric::text,"
     " :bounds::float8[])"
 )
+TAKE_SQL = "SELECT headway_take(:w::text, :names::text[])"
 RELEASE_SQL = (
     "SELECT headway_release(:id::text, :now::float8, :ttl::float8, :metric::text,"
     " :bounds::float8[])"
 )
+
+
+def look(db: Database, query: str, params: dict[str, Any]) -> list[Row]:
+    """Read whether a statement whose outcome is unknown committed.
+
+    If even that cannot be read, the outcome stays unknown: never
+    StoreUnavailable ("nothing was written"), which would invite sending
+    the call again.
+    """
+    try:
+        return db.execute_alone(query, params)
+    except StoreUnavailable as exc:
+        raise OutcomeUnknown(f"cannot tell whether the store carried it out: {exc}") from exc
 
 
 def constants(settings: Settings) -> dict[str, Any]:
@@ -105,11 +134,56 @@ def release_in_one(
     return intact, handed_on(events, now, answer)
 
 
+def limits_of(
+    names: Sequence[str], known: Sequence[Sequence[Any]]
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Of ``names``, those limited, unknown and inactive, given ``[name, active]`` pairs."""
+    active = {str(k[0]): bool(k[1]) for k in known}
+    return (
+        tuple(n for n in names if active.get(n)),
+        tuple(n for n in names if n not in active),
+        tuple(n for n in names if n in active and not active[n]),
+    )
+
+
+def handed(answer: dict[str, Any], names: Sequence[str]) -> Attempt:
+    """The grant a waiter took (``headway_take``'s answer), as ``Handoff.take`` gives it."""
+    if answer["status"] == "gone":
+        return Attempt(gone=True)
+    granted = tuple(str(n) for n in answer["names"])
+    _, unknown, inactive = limits_of([n for n in names if n not in granted], answer["limits"])
+    mode: Mode = "rate" if answer["mode"] == "rate" else "concurrency"
+    expires, seconds = answer["expires"], answer["seconds"]
+    return Attempt(
+        grant=SlotGrant(
+            answer["lease"], granted, int(answer["slots"]), mode, unknown, inactive,
+            None if expires is None else float(expires),
+            None if seconds is None else float(seconds), float(answer["waited"]),
+        )
+    )  # fmt: skip
+
+
+def take_in_one(db: Database, waiter_id: str, names: Sequence[str]) -> Attempt | None:
+    """A waiting request's look for a grant handed to it (``Slots.claim_handoff``), one statement.
+
+    It takes no limit's lock. When the connection fails under it the outcome
+    is unknown, as a lost COMMIT's is: :class:`OutcomeUnknown` is raised.
+    """
+    rows = db.execute_alone(TAKE_SQL, {"w": waiter_id, "names": list(names)})
+    answer: dict[str, Any] | None = rows[0][0] if rows else None
+    return None if answer is None else handed(answer, names)
+
+
 __all__ = [
     "HAND_OFF_SQL",
     "RELEASE_SQL",
+    "TAKE_SQL",
     "constants",
     "hand_off_in",
+    "handed",
     "handed_on",
+    "limits_of",
+    "look",
     "release_in_one",
+    "take_in_one",
 ]

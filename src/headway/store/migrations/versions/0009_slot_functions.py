@@ -14,6 +14,11 @@ test holds them to it. The functions return what the caller needs as JSON:
 the lease's rows, the grants made (for their events) and the waiters woken
 (notified here already, inside the transaction).
 
+Each PL/pgSQL function runs with ``plan_cache_mode = force_generic_plan``: left
+to choose, PostgreSQL planned their statements afresh at every call (a custom
+plan per call cost more than running it: 165 against 55 us of CPU for the
+decision's read), and the plans do not depend on the values.
+
 SQLite has no functions of this kind: nothing changes there.
 
 Revision ID: 0009
@@ -50,7 +55,11 @@ CREATE FUNCTION headway_limit_view(
 ) RETURNS TABLE (
     name text, slot_limit integer, active boolean, active_slots double precision,
     decay double precision, ahead bigint, ahead_slots bigint
-) LANGUAGE sql AS $$
+) LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    -- PL/pgSQL, not SQL: its plan is kept by the session, not made at every call.
+    -- STABLE: it reads in the snapshot of the statement that calls it.
+    RETURN QUERY
     SELECT l.name::text, l.slot_limit, l.active,
            headway_decayed(l.active_slots, l.slot_decay_per_second, l.decayed_at, p_now),
            l.slot_decay_per_second, a.n, a.slots
@@ -60,7 +69,8 @@ CREATE FUNCTION headway_limit_view(
           AND (w.priority > p_priority OR (w.priority = p_priority AND w.seq < p_seq))
     ) a
     WHERE l.name = ANY(p_names)
-    ORDER BY l.name COLLATE "C"
+    ORDER BY l.name COLLATE "C";
+END
 $$
 """
 
@@ -74,7 +84,7 @@ CREATE FUNCTION headway_write_grant(
     p_kind text, p_holder text, p_pid integer, p_host text, p_start bigint, p_node text,
     p_lease_seconds double precision, p_now double precision, p_waited double precision,
     p_lease_id text, p_metric text, p_bounds double precision[]
-) RETURNS text LANGUAGE plpgsql AS $$
+) RETURNS text LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_le double precision;
     v_lease text;
@@ -124,7 +134,7 @@ HAND_OFF = """
 CREATE FUNCTION headway_hand_off(
     p_names text[], p_now double precision, p_waiter_ttl double precision,
     p_metric text, p_bounds double precision[]
-) RETURNS jsonb LANGUAGE plpgsql AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     eps constant double precision := 1e-9;  -- core.limits.EPSILON
     v_name text;
@@ -334,7 +344,7 @@ RELEASE = """
 CREATE FUNCTION headway_release(
     p_lease_id text, p_now double precision, p_waiter_ttl double precision,
     p_metric text, p_bounds double precision[]
-) RETURNS jsonb LANGUAGE plpgsql AS $$
+) RETURNS jsonb LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_rows jsonb;
     v_crowded text[];
