@@ -23,7 +23,9 @@ utilization is, if anything, under-stated.
 
 The floor: a bare SQLite write transaction (``BEGIN IMMEDIATE``, one UPDATE,
 ``COMMIT``, WAL, synchronous=NORMAL, as the store runs it), a PostgreSQL round
-trip (``SELECT 1``) and a Redis round trip, each timed alone; each setup's
+trip (``SELECT 1``) and commit (a one-row UPDATE, its own transaction: a
+contended grant holds the limit's row lock through two such commits) and a
+Redis round trip, each timed alone; each setup's
 grant interval is printed as a multiple of the SQLite commit, and its grants/s
 as a ratio of Redis's.
 
@@ -230,6 +232,28 @@ def postgres_round_trip_seconds(url: str, rounds: int = 2000) -> float:
         return (time.perf_counter() - started) / rounds
 
 
+def postgres_commit_seconds(url: str, rounds: int = 300) -> float:
+    """One committed one-row UPDATE: a round trip and the commit's wait for the disk.
+
+    Every contended slot operation holds the limit's row lock until its commit
+    is on disk, and a grant takes two of them (the request queued, the slot
+    released and handed on): this is the floor of their interval.
+    """
+    import psycopg
+
+    table = f"headway_bench_floor_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id integer PRIMARY KEY, n bigint)")
+        try:
+            conn.execute(f"INSERT INTO {table} VALUES (1, 0)")
+            started = time.perf_counter()
+            for _ in range(rounds):
+                conn.execute(f"UPDATE {table} SET n = n + 1 WHERE id = 1")
+            return (time.perf_counter() - started) / rounds
+        finally:
+            conn.execute(f"DROP TABLE {table}")
+
+
 class SessionGauge:
     """Samples ``pg_stat_activity``: the most sessions each headway process held at once."""
 
@@ -298,9 +322,11 @@ def main() -> int:
     commit = sqlite_commit_seconds()
     ping = redis_round_trip_seconds() if "redis" in setups else float("nan")
     pg = postgres_round_trip_seconds(ADMIN_URL) if "postgres" in setups else float("nan")
+    pg_commit = postgres_commit_seconds(ADMIN_URL) if "postgres" in setups else float("nan")
     print(
         f"floor: bare SQLite commit {commit * 1e6:.0f} us; PostgreSQL round trip"
-        f" {pg * 1e6:.0f} us; Redis round trip {ping * 1e6:.0f} us"
+        f" {pg * 1e6:.0f} us, commit {pg_commit * 1e6:.0f} us; Redis round trip"
+        f" {ping * 1e6:.0f} us"
     )
     ideal = args.limit / (args.hold_ms / 1000)
     rows: list[dict[str, Any]] = []

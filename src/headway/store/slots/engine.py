@@ -7,8 +7,11 @@ never deadlock), then reads, decides with :mod:`headway.core.limits`, and
 writes. Slots freed or room made are handed straight to the head of the
 queue in the same transaction (``store/slots/handoff.py``); only the waiters
 granted are returned as :class:`WakeTarget`, to be notified after the commit
-(``store/wakeups.py``). The uncontended grant and release take one statement
-(``store/slots/fast.py``).
+(``store/wakeups.py``). SQLite's uncontended grant is one statement
+(``store/slots/fast.py``). On PostgreSQL an acquire, a release and a
+waiter's look are each one statement, a call of a function that does the
+same work in the database (``store/slots/pg.py``, ``pg_acquire.py``), so
+that the limits' row locks are held for the database's work alone.
 """
 
 from __future__ import annotations

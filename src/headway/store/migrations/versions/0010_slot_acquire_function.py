@@ -229,7 +229,7 @@ BEGIN
         END IF;
     END IF;
     IF p_mode = 'concurrency' AND cardinality(p_names) = 1 AND p_kind = 'code' THEN
-        -- The uncontended grant, one statement (see store/slots/fast.py): never
+        -- The uncontended grant, one statement on the limit's own row: never
         -- for a request handed the slots already (a handoff still in progress
         -- has it queued in this statement's snapshot).
         WITH taken AS (
