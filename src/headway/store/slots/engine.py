@@ -317,12 +317,13 @@ class Slots:
         The grant (``Attempt.grant``), ``Attempt.gone`` when its lease was
         reaped meanwhile, or None when nothing was handed to it. A read first,
         so that a waiter that finds nothing writes nothing (and takes no
-        SQLite write lock).
+        SQLite write lock). On PostgreSQL one statement: a ``DELETE`` that
+        finds nothing writes nothing either.
         """
         if not waiter_id:
             return None
         if self.db.dialect.slot_functions:
-            return take_in_one(self.db, waiter_id, names)  # one statement, no read first
+            return take_in_one(self.db, waiter_id, names)
         query, params = "SELECT 1 FROM handoffs WHERE waiter_id = :w", {"w": waiter_id}
         if self.db.dialect.autocommit_statements:
             found = self.db.execute_alone(query, params)
