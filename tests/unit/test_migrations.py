@@ -4,6 +4,7 @@ to the declared one."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from headway.store import migrate
 from headway.store.db import Database
@@ -76,3 +77,32 @@ def test_postgres_slot_functions_come_and_go_with_their_migration() -> None:
             assert functions(db) == made
         finally:
             db.close()
+
+
+def test_slot_functions_are_written_with_cores_constants() -> None:
+    """PostgreSQL's slot functions carry constants of ``core`` as their migrations wrote them.
+
+    A change in ``core`` must come with a revision that makes the functions
+    again: until then this fails.
+    """
+    import importlib.util
+
+    from headway.core.events import HISTOGRAM_BOUNDS, SLOT_WAIT
+    from headway.core.limits import EPSILON, NOT_QUEUED
+    from headway.store.slots.run_waits import FINAL_STATES, NO_NEW_GRANTS
+
+    def revision(name: str) -> Any:
+        path = migrate.MIGRATIONS_DIR / "versions" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    handoff = revision("0009_slot_functions")
+    acquire = revision("0010_slot_acquire_function")
+    assert handoff.WAIT_BOUNDS == HISTOGRAM_BOUNDS and handoff.SLOT_WAIT == SLOT_WAIT
+    assert handoff.EPSILON == acquire.EPSILON == EPSILON
+    assert acquire.NOT_QUEUED == NOT_QUEUED
+    assert set(acquire.FINAL_STATES) == FINAL_STATES
+    assert set(acquire.NO_NEW_GRANTS) == NO_NEW_GRANTS

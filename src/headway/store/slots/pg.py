@@ -28,7 +28,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from headway.core.attempts import Attempt
-from headway.core.events import HISTOGRAM_BOUNDS, SLOT_WAIT
 from headway.core.limits import (
     Mode,
     ProcessInfo,
@@ -44,18 +43,9 @@ from headway.store.wakeups_pg import PREFIX
 if TYPE_CHECKING:
     from headway.store.events import Events
 
-#: The histogram's bounds, as the functions take them (``core.events.bucket_of``).
-_BOUNDS = list(HISTOGRAM_BOUNDS)
-
-HAND_OFF_SQL = (
-    "SELECT headway_hand_off(:names::text[], :now::float8, :ttl::float8, :metric::text,"
-    " :bounds::float8[])"
-)
+HAND_OFF_SQL = "SELECT headway_hand_off(:names::text[], :now::float8, :ttl::float8)"
 TAKE_SQL = "SELECT headway_take(:w::text, :names::text[])"
-RELEASE_SQL = (
-    "SELECT headway_release(:id::text, :now::float8, :ttl::float8, :metric::text,"
-    " :bounds::float8[])"
-)
+RELEASE_SQL = "SELECT headway_release(:id::text, :now::float8, :ttl::float8)"
 
 
 def look(db: Database, query: str, params: dict[str, Any]) -> list[Row]:
@@ -72,8 +62,14 @@ def look(db: Database, query: str, params: dict[str, Any]) -> list[Row]:
 
 
 def constants(settings: Settings) -> dict[str, Any]:
-    """What every slot function is told besides its arguments."""
-    return {"ttl": float(settings.waiter_ttl_seconds), "metric": SLOT_WAIT, "bounds": _BOUNDS}
+    """What every slot function is told besides its arguments: the store's settings.
+
+    The constants of ``core`` it follows (the wait histogram's bounds, the
+    tolerance of slot counts, the states that refuse a task run) are written
+    into the functions by their migrations, which a test holds to ``core``:
+    sent with every call, they cost more to send than the call's own work.
+    """
+    return {"ttl": float(settings.waiter_ttl_seconds)}
 
 
 def handed_on(events: Events, now: float, answer: dict[str, Any]) -> list[WakeTarget]:

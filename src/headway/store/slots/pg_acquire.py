@@ -9,9 +9,10 @@ ended, which is refused there; a request that can never be granted, or an
 unknown name with ``strict``, which raise there), and :func:`acquire_in_one`
 returns None. Whether a holder's process is alive is judged here
 (``Reaper.judge`` reads /proc): the function answers ``probe`` with the rows
-of this node's processes, read under the locks, and is asked again naming
-the dead. A request that waits is worded by ``core.limits.decide`` itself,
-on the limits the function decided on.
+of this node's processes (read under the locks, or for a single attempt
+denied without them in its snapshot), and is asked again naming the dead.
+A request that waits is worded by ``core.limits.decide`` itself, on the
+limits the function decided on.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from headway.exceptions import OutcomeUnknown
 from headway.settings import Settings
 from headway.store.db import Database
 from headway.store.slots.pg import constants, handed, handed_on, limits_of, look
-from headway.store.slots.run_waits import FINAL_STATES, NO_NEW_GRANTS
 
 if TYPE_CHECKING:
     from headway.store.events import Events
@@ -37,13 +37,9 @@ ACQUIRE_SQL = (
     "SELECT headway_acquire(:names::text[], :occupy::integer, :mode::text, :priority::integer,"
     " :kind::text, :holder::text, :pid::integer, :host::text, :node::text, :start::bigint,"
     " :seconds::float8, :now::float8, :w::text, :new::boolean, :may::boolean, :addr::text,"
-    " :lease::text, :strict::boolean, :final::text[], :no_grants::text[], :my_node::text,"
-    " :probe::boolean, :dead_leases::text[], :dead_waiters::text[], :ttl::float8,"
-    " :metric::text, :bounds::float8[])"
+    " :lease::text, :strict::boolean, :my_node::text, :probe::boolean,"
+    " :dead_leases::text[], :dead_waiters::text[], :ttl::float8)"
 )
-#: A task run whose run is in one of these states is refused (``store/slots/run_waits.py``).
-_FINAL = sorted(FINAL_STATES)
-_NO_GRANTS = sorted(NO_NEW_GRANTS)
 
 
 def acquire_in_one(
@@ -78,18 +74,20 @@ def acquire_in_one(
         "kind": holder_kind, "holder": holder_id, "pid": process.pid, "host": process.host,
         "node": process.node, "start": process.proc_start, "seconds": lease_seconds,
         "now": now, "w": waiter_id, "new": new_waiter, "may": may_queue, "addr": wake_address,
-        "lease": lease_id, "strict": strict, "final": _FINAL, "no_grants": _NO_GRANTS,
-        "my_node": current_process().node, "probe": reaper.probe_due(names, now),
-        "dead_leases": [], "dead_waiters": [], **constants(settings),
+        "lease": lease_id, "strict": strict, "my_node": current_process().node,
+        "probe": reaper.probe_due(names, now), "dead_leases": None, "dead_waiters": None,
+        **constants(settings),
     }  # fmt: skip
     answer = _acquire(db, params)
     if answer["status"] == "probe":
-        # Rows of this node's processes, read under the locks: asked again with
-        # the dead named, whom it reaps as it reaps the expired.
+        # Rows of this node's processes: asked again with the dead named, whom
+        # it reaps (under the locks) as it reaps the expired.
         dead_leases, dead_waiters = reaper.judge(
             answer["limited"], answer["leases"], answer["waiters"], now, waiter_id
         )
-        params.update(probe=False, dead_leases=dead_leases, dead_waiters=dead_waiters)
+        # None where nobody is dead: a single attempt may then be denied unlocked.
+        params.update(probe=False, dead_leases=dead_leases or None,
+                      dead_waiters=dead_waiters or None)  # fmt: skip
         answer = _acquire(db, params)
     status = answer["status"]
     if status == "fallback":

@@ -28,12 +28,35 @@ Create Date: 2026-12-14
 
 from __future__ import annotations
 
+import math
+
 from alembic import op
 
 revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
+
+#: The constants of ``core`` the functions are written with, as they were when
+#: this revision was made: a test checks that ``core`` still has them (a change
+#: there needs a revision that makes the functions again).
+EPSILON = 1e-9  # core.limits.EPSILON
+SLOT_WAIT = "slot_wait"  # core.events.SLOT_WAIT
+WAIT_BOUNDS = (
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
+    300.0, 600.0, 1800.0, 3600.0, math.inf,
+)  # fmt: skip  # core.events.HISTOGRAM_BOUNDS
+
+
+def render(statement: str) -> str:
+    """``statement`` with this revision's constants written in."""
+    bounds = ",".join("Infinity" if math.isinf(b) else repr(b) for b in WAIT_BOUNDS)
+    return (
+        statement.replace("@EPSILON@", repr(EPSILON))
+        .replace("@SLOT_WAIT@", SLOT_WAIT)
+        .replace("@WAIT_BOUNDS@", "{" + bounds + "}")
+    )
+
 
 #: A rate limit's occupancy drained to ``now`` (``core.limits.decayed``).
 DECAYED = """
@@ -83,7 +106,7 @@ CREATE FUNCTION headway_write_grant(
     p_queued_as text, p_known text[], p_limited text[], p_occupy integer, p_mode text,
     p_kind text, p_holder text, p_pid integer, p_host text, p_start bigint, p_node text,
     p_lease_seconds double precision, p_now double precision, p_waited double precision,
-    p_lease_id text, p_metric text, p_bounds double precision[]
+    p_lease_id text
 ) RETURNS text LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_le double precision;
@@ -107,10 +130,10 @@ BEGIN
     WHERE l.name = ANY(p_limited);
     IF p_waited > 0 THEN
         -- core.events.bucket_of: the first bound at or above the value.
-        SELECT min(b) INTO v_le FROM unnest(p_bounds) b
+        SELECT min(b) INTO v_le FROM unnest('@WAIT_BOUNDS@'::double precision[]) b
         WHERE b >= greatest(0.0::double precision, p_waited);
         INSERT INTO histograms AS h (metric, label, le, count, total)
-            SELECT p_metric, n, v_le, 1, p_waited FROM unnest(p_limited) n
+            SELECT '@SLOT_WAIT@', n, v_le, 1, p_waited FROM unnest(p_limited) n
         ON CONFLICT (metric, label, le) DO UPDATE
             SET count = h.count + 1, total = h.total + EXCLUDED.total;
     END IF;
@@ -132,11 +155,10 @@ $$
 #: ``p_names`` (locked by the caller) goes to the head of their queues.
 HAND_OFF = """
 CREATE FUNCTION headway_hand_off(
-    p_names text[], p_now double precision, p_waiter_ttl double precision,
-    p_metric text, p_bounds double precision[]
+    p_names text[], p_now double precision, p_waiter_ttl double precision
 ) RETURNS jsonb LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    eps constant double precision := 1e-9;  -- core.limits.EPSILON
+    eps constant double precision := @EPSILON@;  -- core.limits.EPSILON
     v_name text;
     v_depth integer;
     v_heads text[] := '{}';
@@ -295,7 +317,7 @@ BEGIN
         v_waited := greatest(0.0::double precision, p_now - v_w.created);
         v_lease := headway_write_grant(v_req->>'w', v_known, v_limited, v_slots, v_mode,
             v_w.holder_kind, v_w.holder_id, v_w.pid, v_w.host, v_w.proc_start, v_w.node,
-            v_w.lease_seconds, p_now, v_waited, NULL, p_metric, p_bounds);
+            v_w.lease_seconds, p_now, v_waited, NULL);
         IF v_lease IS NOT NULL THEN
             v_expires := p_now + v_w.lease_seconds;
             v_seconds := v_w.lease_seconds;
@@ -329,7 +351,7 @@ BEGIN
         -- request, so this ends.
         v_more := headway_hand_off(
             ARRAY(SELECT DISTINCT n COLLATE "C" FROM unnest(v_left) n ORDER BY 1),
-            p_now, p_waiter_ttl, p_metric, p_bounds);
+            p_now, p_waiter_ttl);
         v_grants := v_grants || (v_more->'grants');
         v_woken := v_woken || (v_more->'woken');
     END IF;
@@ -342,8 +364,7 @@ $$
 #: in name order, its rows deleted, its slots given back and handed on.
 RELEASE = """
 CREATE FUNCTION headway_release(
-    p_lease_id text, p_now double precision, p_waiter_ttl double precision,
-    p_metric text, p_bounds double precision[]
+    p_lease_id text, p_now double precision, p_waiter_ttl double precision
 ) RETURNS jsonb LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_rows jsonb;
@@ -370,11 +391,11 @@ BEGIN
                WHERE EXISTS (SELECT 1 FROM waiters w WHERE w.limit_name = g.limit_name))
       INTO v_rows, v_crowded
       FROM gone g;
-    IF v_rows IS NULL THEN
-        RETURN jsonb_build_object('released', '[]'::jsonb);
+    IF v_rows IS NULL OR v_crowded IS NULL THEN
+        -- Unknown, or nobody waits on its limits: nothing to hand on.
+        RETURN jsonb_build_object('released', COALESCE(v_rows, '[]'::jsonb));
     END IF;
-    v_handed := headway_hand_off(COALESCE(v_crowded, '{}'), p_now, p_waiter_ttl,
-                                 p_metric, p_bounds);
+    v_handed := headway_hand_off(v_crowded, p_now, p_waiter_ttl);
     RETURN jsonb_build_object('released', v_rows, 'grants', v_handed->'grants',
                               'woken', v_handed->'woken');
 END
@@ -384,11 +405,10 @@ $$
 FUNCTIONS = (DECAYED, LIMIT_VIEW, WRITE_GRANT, HAND_OFF, RELEASE)
 #: Dropped in the reverse order of their creation (each uses those before it).
 SIGNATURES = (
-    "headway_release(text, double precision, double precision, text, double precision[])",
-    "headway_hand_off(text[], double precision, double precision, text, double precision[])",
+    "headway_release(text, double precision, double precision)",
+    "headway_hand_off(text[], double precision, double precision)",
     "headway_write_grant(text, text[], text[], integer, text, text, text, integer, text,"
-    " bigint, text, double precision, double precision, double precision, text, text,"
-    " double precision[])",
+    " bigint, text, double precision, double precision, double precision, text)",
     "headway_limit_view(text[], integer, bigint, double precision)",
     "headway_decayed(double precision, double precision, double precision, double precision)",
 )
@@ -400,7 +420,7 @@ def upgrade() -> None:
         return
     for statement in FUNCTIONS:
         # Sent as is: no parameters, so nothing in the bodies is taken for one.
-        bind.exec_driver_sql(statement)
+        bind.exec_driver_sql(render(statement))
 
 
 def downgrade() -> None:

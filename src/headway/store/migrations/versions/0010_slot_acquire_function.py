@@ -27,6 +27,26 @@ from __future__ import annotations
 
 from alembic import op
 
+#: The constants of ``core`` the functions are written with (see 0009): a test
+#: checks that ``core`` still has them.
+EPSILON = 1e-9  # core.limits.EPSILON
+NOT_QUEUED = 2**62  # core.limits.NOT_QUEUED
+#: A task run in one of these states, or whose flow run is in one of the
+#: second, is refused slots (store/slots/run_waits.py).
+FINAL_STATES = ("CANCELLED", "COMPLETED", "CRASHED", "FAILED")
+NO_NEW_GRANTS = ("CANCELLED", "CANCELLING", "COMPLETED", "CRASHED", "FAILED")
+
+
+def render(statement: str) -> str:
+    """``statement`` with this revision's constants written in."""
+    return (
+        statement.replace("@EPSILON@", repr(EPSILON))
+        .replace("@NOT_QUEUED@", str(NOT_QUEUED))
+        .replace("@FINAL_STATES@", "{" + ",".join(FINAL_STATES) + "}")
+        .replace("@NO_NEW_GRANTS@", "{" + ",".join(NO_NEW_GRANTS) + "}")
+    )
+
+
 revision = "0010"
 down_revision = "0009"
 branch_labels = None
@@ -135,7 +155,7 @@ CREATE FUNCTION headway_decide(
     OUT known text[], OUT limited text[], OUT states jsonb, OUT limits jsonb
 ) LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    eps constant double precision := 1e-9;  -- core.limits.EPSILON
+    eps constant double precision := @EPSILON@;  -- core.limits.EPSILON
     s record;
 BEGIN
     grant_now := true;
@@ -197,13 +217,12 @@ CREATE FUNCTION headway_acquire(
     p_kind text, p_holder text, p_pid integer, p_host text, p_node text, p_start bigint,
     p_lease_seconds double precision, p_now double precision, p_waiter_id text,
     p_new_waiter boolean, p_may_queue boolean, p_wake_address text, p_lease_id text,
-    p_strict boolean, p_final text[], p_no_grants text[], p_my_node text, p_probe boolean,
-    p_dead_leases text[], p_dead_waiters text[],
-    p_waiter_ttl double precision, p_metric text, p_bounds double precision[]
+    p_strict boolean, p_my_node text, p_probe boolean,
+    p_dead_leases text[], p_dead_waiters text[], p_waiter_ttl double precision
 ) RETURNS jsonb LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
-    eps constant double precision := 1e-9;  -- core.limits.EPSILON
-    not_queued constant bigint := 4611686018427387904;  -- core.limits.NOT_QUEUED
+    eps constant double precision := @EPSILON@;  -- core.limits.EPSILON
+    not_queued constant bigint := @NOT_QUEUED@;  -- core.limits.NOT_QUEUED
     v_taken jsonb;
     v_seq bigint := not_queued;
     v_since double precision := p_now;
@@ -217,7 +236,8 @@ DECLARE
 BEGIN
     IF p_kind = 'task_run' AND COALESCE(p_holder, '') <> '' AND EXISTS (
         SELECT 1 FROM task_runs t LEFT JOIN flow_runs f ON f.id = t.flow_run_id
-        WHERE t.id = p_holder AND (t.state_type = ANY(p_final) OR f.state_type = ANY(p_no_grants))
+        WHERE t.id = p_holder AND (t.state_type = ANY('@FINAL_STATES@'::text[])
+                                   OR f.state_type = ANY('@NO_NEW_GRANTS@'::text[]))
     ) THEN
         RETURN jsonb_build_object('status', 'fallback');  -- refused, by the Python path
     END IF;
@@ -251,8 +271,8 @@ BEGIN
                 'limits', jsonb_build_array(jsonb_build_array(p_names[1], true)));
         END IF;
     END IF;
-    IF p_new_waiter AND NOT p_may_queue AND cardinality(p_dead_leases) = 0
-       AND cardinality(p_dead_waiters) = 0 THEN
+    IF p_new_waiter AND NOT p_may_queue AND p_dead_leases IS NULL
+       AND p_dead_waiters IS NULL THEN
         -- One attempt that will not queue, by a request that holds no place:
         -- when a committed state (this statement's snapshot) denies it and a
         -- reap would change nothing, that is its answer, and taking the locks
@@ -315,19 +335,19 @@ BEGIN
         v_lease := headway_write_grant(
             CASE WHEN v_seq <> not_queued THEN p_waiter_id END, d.known, d.limited, p_occupy,
             p_mode, p_kind, p_holder, p_pid, p_host, p_start, p_node, p_lease_seconds, p_now,
-            v_waited, p_lease_id, p_metric, p_bounds);
+            v_waited, p_lease_id);
         -- A queued request leaving the queue unblocks those behind it, and slots
         -- freed by reaping may be more than this request took.
         v_handed := headway_hand_off(
             ARRAY(SELECT DISTINCT n COLLATE "C" FROM unnest(
                 v_freed || CASE WHEN v_seq <> not_queued THEN d.limited ELSE '{}' END) n
                 ORDER BY 1),
-            p_now, p_waiter_ttl, p_metric, p_bounds);
+            p_now, p_waiter_ttl);
         RETURN jsonb_build_object('status', 'granted', 'lease', v_lease,
             'expires', CASE WHEN v_lease IS NOT NULL THEN p_now + p_lease_seconds END,
             'waited', v_waited, 'limits', d.limits, 'handoff', v_handed);
     END IF;
-    v_handed := headway_hand_off(v_freed, p_now, p_waiter_ttl, p_metric, p_bounds);
+    v_handed := headway_hand_off(v_freed, p_now, p_waiter_ttl);
     IF v_seq = not_queued THEN
         IF NOT p_may_queue THEN
             RETURN jsonb_build_object('status', 'wait', 'states', d.states,
@@ -375,8 +395,8 @@ FUNCTIONS = (TAKE, REAP, DECIDE, LOCAL_ROWS, ACQUIRE)
 #: Dropped in the reverse order of their creation (each uses those before it).
 SIGNATURES = (
     "headway_acquire(text[], integer, text, integer, text, text, integer, text, text, bigint,"
-    " double precision, double precision, text, boolean, boolean, text, text, boolean, text[],"
-    " text[], text, boolean, text[], text[], double precision, text, double precision[])",
+    " double precision, double precision, text, boolean, boolean, text, text, boolean, text,"
+    " boolean, text[], text[], double precision)",
     "headway_local_rows(text[], text)",
     "headway_decide(text[], integer, text, integer, bigint, double precision, text)",
     "headway_reap(text[], double precision, text, text[], text[])",
@@ -390,7 +410,7 @@ def upgrade() -> None:
         return
     for statement in FUNCTIONS:
         # Sent as is: no parameters, so nothing in the bodies is taken for one.
-        bind.exec_driver_sql(statement)
+        bind.exec_driver_sql(render(statement))
 
 
 def downgrade() -> None:
