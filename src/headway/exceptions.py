@@ -22,6 +22,7 @@
     │                                 application's (CLI 2, HTTP 503); nothing is written to it
     ├── ConcurrencySlotAcquisitionError   a slot could not be taken (strict unknown name, ...)
     │   ├── AcquireConcurrencySlotTimeoutError  (also a TimeoutError) not granted in time
+    │   ├── LimitClosed               refused: a limit of 0 admits nothing until it is raised
     │   └── RunEnded                  refused: the task run, or its flow run, ended or is cancelling
     ├── LeaseLostError                a held lease expired or was reaped while its holder lived
     ├── MissingContextError           a run-only call (get_run_logger) made outside any run
@@ -172,6 +173,14 @@ class AcquireConcurrencySlotTimeoutError(ConcurrencySlotAcquisitionError, Timeou
     http_status = 408
 
 
+class LimitClosed(ConcurrencySlotAcquisitionError):
+    """Slots were refused at once because a limit asked for is 0: it admits nothing.
+
+    A limit of 0 is a kill switch (as in Prefect): nothing waits on it, every
+    request fails until the limit is raised; holders from before keep their slots.
+    """
+
+
 class RunEnded(ConcurrencySlotAcquisitionError):
     """Slots were refused because the run asking for them has ended or is being cancelled.
 
@@ -238,6 +247,7 @@ BY_NAME: Mapping[str, type[HeadwayError]] = MappingProxyType(
             StoreNotUsable,
             ConcurrencySlotAcquisitionError,
             AcquireConcurrencySlotTimeoutError,
+            LimitClosed,
             RunEnded,
             LeaseLostError,
             MissingContextError,

@@ -82,6 +82,11 @@ class Blocker:
     #: How the estimate was made, or why there is none.
     estimate: str
 
+    @property
+    def closed(self) -> bool:
+        """Whether the limit is 0 and applies: nothing is admitted until it is raised."""
+        return self.active and self.limit == 0
+
 
 @dataclass(frozen=True)
 class HeldSlots:
@@ -201,6 +206,10 @@ def estimate_start(
     in turn for ``average_hold``. Returns None, with the reason, when there is
     nothing to go on.
     """
+    if limit == 0:
+        return None, "the limit is 0: nothing is admitted until it is raised"
+    if occupy > limit:
+        return None, f"it asks {occupy} slot(s), more than the limit's {limit}"
     if decay_per_second > 0:
         wait = seconds_until_room(active_slots, limit, slots_ahead + occupy, decay_per_second)
         if wait is None:

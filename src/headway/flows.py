@@ -23,7 +23,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
-from headway._engine.flow_engine import run_flow_async, run_flow_sync
+from headway._engine.flow_drivers import run_flow_async, run_flow_sync
 from headway.exceptions import ValidationError
 from headway.task_runners import TaskRunner
 from headway.tasks import (

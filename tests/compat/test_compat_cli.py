@@ -8,35 +8,15 @@ docs/coming-from-prefect.md.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from headway.cli import main
 from headway.client.base import get_client
 from headway.core.deployments import DeploymentSpec
-
-Captured = pytest.CaptureFixture[str]
-
-
-def cli(capsys: Captured, *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def ok(capsys: Captured, *args: str) -> str:
-    code, out, err = cli(capsys, *args)
-    assert code == 0, err
-    return out
-
-
-def refused(capsys: Captured, *args: str) -> str:
-    code, out, err = cli(capsys, *args)
-    assert code == 2, (out, err)
-    assert err.startswith("Error: ") and err.count("\n") == 1, err
-    return err
+from helpers.cli import Captured, cli, ok, refused
 
 
 @pytest.mark.parametrize(
@@ -81,8 +61,6 @@ def test_concurrency_limit_ls_pages(capsys: Captured) -> None:
     """Prefect: ``concurrency-limit ls --limit N --offset M`` in
     src/prefect/cli/concurrency_limit.py (``test_listing_concurrency_limits`` in
     tests/cli/test_global_concurrency_limit.py lists them)."""
-    import json
-
     for tag in ("a", "b", "c"):
         ok(capsys, "concurrency-limit", "create", tag, "1")
     shown = json.loads(
@@ -166,6 +144,59 @@ def test_deployment_run_start_at_and_by_id(capsys: Captured) -> None:
     assert run.expected_start_time == datetime(2040, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
+def _tagged_deployment() -> None:
+    spec = DeploymentSpec(flow_name="greet", name="d", tags=("test",), parameter_schema=None)
+    get_client().apply_deployment(spec)
+
+
+def test_deployment_run_tags_are_added_to_the_deployments(capsys: Captured) -> None:
+    """Prefect: ``test_run_deployment_watch`` in tests/cli/deployment/test_deployment_run.py:
+    ``deployment run NAME --tag cool-tag`` makes a run whose tags are the deployment's
+    (``test``) and the given one. headway keeps the deployment's first, then the new ones,
+    each once; ``-o json`` and ``flow-run inspect`` show them."""
+    _tagged_deployment()
+    ok(capsys, "deployment", "run", "greet/d", "--tag", "cool-tag", "--tag", "test",
+       "--tag", "other")  # fmt: skip
+    (run,) = get_client().list_flow_runs(deployment="greet/d")
+    assert run.tags == ("test", "cool-tag", "other")
+    shown = json.loads(ok(capsys, "flow-run", "inspect", run.id, "-o", "json"))
+    assert shown["tags"] == ["test", "cool-tag", "other"]
+    assert "test, cool-tag, other" in ok(capsys, "flow-run", "inspect", run.id)
+    # A tag that cannot be a tag is refused, and no run is made.
+    assert "tag" in refused(capsys, "deployment", "run", "greet/d", "--tag", " padded")
+    assert len(get_client().list_flow_runs(deployment="greet/d")) == 1
+
+
+def test_deployment_run_sets_a_templated_flow_run_name(capsys: Captured) -> None:
+    """Prefect: ``TestDeploymentRun.test_sets_templated_flow_run_name`` in
+    tests/cli/deployment/test_deployment_cli.py: ``--flow-run-name "hello-{name}"`` with
+    ``--param name=tester`` names the run ``hello-tester``."""
+    _tagged_deployment()
+    out = ok(capsys, "deployment", "run", "greet/d", "--flow-run-name", "hello-{name}",
+             "--param", "name=tester")  # fmt: skip
+    (run,) = get_client().list_flow_runs(deployment="greet/d")
+    assert run.name == "hello-tester"
+    assert "'hello-tester'" in out
+    listed = json.loads(ok(capsys, "flow-run", "ls", "-o", "json"))
+    assert [r["name"] for r in listed] == ["hello-tester"]
+    # A plain name is taken as it is.
+    ok(capsys, "deployment", "run", "greet/d", "--flow-run-name", "nightly")
+    assert {r.name for r in get_client().list_flow_runs(deployment="greet/d")} == {
+        "hello-tester",
+        "nightly",
+    }
+
+
+def test_deployment_run_flow_run_name_missing_a_parameter_is_refused(capsys: Captured) -> None:
+    """Prefect: ``TestDeploymentRun.test_raises_error_on_missing_template_param`` in
+    tests/cli/deployment/test_deployment_cli.py: ``--flow-run-name "hello-{missing}"`` fails
+    naming ``missing`` (Prefect exits 1; headway 2, as for all bad input) and makes no run."""
+    _tagged_deployment()
+    err = refused(capsys, "deployment", "run", "greet/d", "--flow-run-name", "hello-{missing}")
+    assert "'missing'" in err
+    assert get_client().list_flow_runs(deployment="greet/d") == []
+
+
 def test_deployment_run_start_in_and_start_at_together_are_refused(capsys: Captured) -> None:
     """Prefect: ``test_both_start_in_and_start_at_raises`` and
     ``test_start_at_option_invalid_input`` in tests/cli/deployment/test_deployment_run.py.
@@ -201,6 +232,7 @@ def test_work_pool_update_and_ls_verbose(capsys: Captured) -> None:
     assert get_client().read_work_pool("p").concurrency_limit == 5
     out = ok(capsys, "work-pools", "ls", "--verbose")
     assert "process" in out and "nightly jobs" in out
+    assert str(get_client().read_work_pool("p").id) in out  # Prefect's table has an ID column
     refused(capsys, "work-pool", "update", "p")
 
 
@@ -208,8 +240,6 @@ def test_gcl_inspect_writes_a_file(capsys: Captured, tmp_path: Path) -> None:
     """Prefect: ``prefect gcl inspect NAME -o json --file PATH`` in
     src/prefect/cli/global_concurrency_limit.py (``test_inspecting_gcl_with_json_output``
     in tests/cli/test_global_concurrency_limit.py checks the JSON it writes)."""
-    import json
-
     ok(capsys, "gcl", "create", "db", "--limit", "3")
     target = tmp_path / "db.json"
     assert "written to" in ok(capsys, "gcl", "inspect", "db", "-o", "json", "--file", str(target))

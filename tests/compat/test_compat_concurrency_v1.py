@@ -147,6 +147,7 @@ def test_timeout_error_is_importable_as_in_prefect(client: Client) -> None:
     assert v1_sync.ConcurrencySlotAcquisitionError is v1_aio.ConcurrencySlotAcquisitionError
 
 
+@pytest.mark.fresh_store  # checks that no store is created
 @NAME_CASES
 def test_sync_without_names_runs_unlimited(names: list[str] | None, headway_home: Path) -> None:
     """Prefect: ``test_concurrency_without_limit_names_sync``
@@ -160,6 +161,7 @@ def test_sync_without_names_runs_unlimited(names: list[str] | None, headway_home
     assert set_default_client(None) is None and not (headway_home / "headway.db").exists()
 
 
+@pytest.mark.fresh_store  # checks that no store is created
 @NAME_CASES
 def test_async_without_names_runs_unlimited(names: list[str] | None, headway_home: Path) -> None:
     """Prefect: ``test_concurrency_without_limit_names``

@@ -65,6 +65,7 @@ def assert_no_store_was_touched(home: Path) -> None:
     assert not (home / "headway.db").exists()
 
 
+@pytest.mark.fresh_store  # checks that no store is created
 @NAME_CASES
 def test_sync_concurrency_without_names_runs_unlimited(
     names: list[str] | None, headway_home: Path
@@ -81,6 +82,7 @@ def test_sync_concurrency_without_names_runs_unlimited(
     assert_no_store_was_touched(headway_home)
 
 
+@pytest.mark.fresh_store  # checks that no store is created
 @NAME_CASES
 def test_sync_rate_limit_without_names_returns_at_once(
     names: list[str] | None, headway_home: Path
@@ -91,6 +93,7 @@ def test_sync_rate_limit_without_names_returns_at_once(
     assert_no_store_was_touched(headway_home)
 
 
+@pytest.mark.fresh_store  # checks that no store is created
 @NAME_CASES
 def test_async_concurrency_without_names_runs_unlimited(
     names: list[str] | None, headway_home: Path
@@ -108,6 +111,7 @@ def test_async_concurrency_without_names_runs_unlimited(
     assert_no_store_was_touched(headway_home)
 
 
+@pytest.mark.fresh_store  # checks that no store is created
 @NAME_CASES
 def test_async_rate_limit_without_names_returns_at_once(
     names: list[str] | None, headway_home: Path

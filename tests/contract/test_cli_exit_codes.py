@@ -47,6 +47,7 @@ def _one_error_line(err: str) -> bool:
     return len(lines) == 1 and lines[0].startswith("Error: ") and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_every_command_refuses_bad_usage_with_exit_2_and_one_line(
     capsys: pytest.CaptureFixture[str],
 ) -> None:

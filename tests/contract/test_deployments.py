@@ -85,19 +85,20 @@ def test_pools_and_queues(client: Client) -> None:
 
 
 def test_bad_limits_change_nothing(client: Client) -> None:
-    for bad in (0, -1):
-        with pytest.raises(exceptions.ValidationError, match="at least 1"):
-            client.create_work_pool("pool", concurrency_limit=bad)
+    # A pool's or queue's limit may be 0 (no runs start), as in Prefect; a
+    # deployment's starts at 1, also as in Prefect.
+    with pytest.raises(exceptions.ValidationError, match="at least 0"):
+        client.create_work_pool("pool", concurrency_limit=-1)
     assert client.list_work_pools() == []
     client.create_work_pool("pool", concurrency_limit=2)
     full = deploy(client, concurrency_limit=1)
+    with pytest.raises(exceptions.ValidationError, match="at least 0"):
+        client.set_work_pool_concurrency_limit("pool", -1)
+    with pytest.raises(exceptions.ValidationError, match="at least 0"):
+        client.create_work_queue("pool", "q", concurrency_limit=-1)
     for bad in (0, -1):
         with pytest.raises(exceptions.ValidationError, match="at least 1"):
-            client.set_work_pool_concurrency_limit("pool", bad)
-        with pytest.raises(exceptions.ValidationError, match="at least 1"):
             client.set_deployment_concurrency_limit(full, bad)
-        with pytest.raises(exceptions.ValidationError, match="at least 1"):
-            client.create_work_queue("pool", "q", concurrency_limit=bad)
     assert client.read_work_pool("pool").concurrency_limit == 2
     assert [q.name for q in client.read_work_pool("pool").queues] == ["default"]
     assert client.read_deployment(full).concurrency_limit == 1

@@ -210,11 +210,13 @@ def test_worker_killed_its_runs_crash_and_free_their_slots(
     first = workers("--name", "doomed")
     wait_for_runs(client, [long_run], lambda r: r.state.type is StateType.RUNNING)
     pid = int(wait_for_file(markers / "long.pid", nonempty=True))
+    first.kill()
+    first.wait()
+    # Queued once the worker is gone: a live one could claim it first (to wait
+    # for the slot there), and it would then crash with its worker too.
     queued = client.create_deployment_run(
         full, parameters={"marker_dir": str(markers), "name": "next", "seconds": 0.1}
     ).id
-    first.kill()
-    first.wait()
     # Nobody renews the run's lease any more: once past it, a sweep ends the run
     # CRASHED and gives its slot back (the store's clock moved, not waited on).
     clock_of(request).advance(LEASE + 1)

@@ -24,7 +24,16 @@ from headway.settings import get_settings
 KEY = "fastpath-test-key"
 JSON = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
 #: Answer fields that differ between any two servers (ids, clocks), compared by shape only.
-VARYING = {"lease_id", "expires", "waited_seconds", "created", "since", "expires_at"}
+VARYING = {
+    "lease_id",
+    "expires",
+    "waited_seconds",
+    "created",
+    "updated",
+    "since",
+    "expires_at",
+    "id",
+}
 
 #: (method, path under /api/v1, body: JSON value or raw bytes, headers). "{lease}" in
 #: a body is the lease id the server under test granted first.

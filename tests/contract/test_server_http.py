@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import socket
@@ -40,16 +41,19 @@ def _client(server: ServerThread, key: str | None = KEY) -> HttpClient:
 
 
 def test_health_is_open_and_everything_else_needs_the_key(server: ServerThread) -> None:
-    health = httpx.get(server.url + "/health")
+    # httpx's default 5 s read timeout is a statement about the machine's load,
+    # not the server: the first /openapi.json builds the document.
+    get = functools.partial(httpx.get, timeout=60)
+    health = get(server.url + "/health")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
     for path in (API_PREFIX + "/flow_runs", "/openapi.json", "/docs"):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
-            answer = httpx.get(server.url + path, headers=headers)
+            answer = get(server.url + path, headers=headers)
             assert answer.status_code == 401, (path, headers)
             assert answer.json()["error"] == "Unauthorized"
             assert answer.headers["www-authenticate"] == "Bearer"
-    ok = httpx.get(server.url + "/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
+    ok = get(server.url + "/openapi.json", headers={"Authorization": f"Bearer {KEY}"})
     assert ok.status_code == 200
     with pytest.raises(exceptions.ConfigurationError, match="HEADWAY_API_KEY"):
         _client(server, key="wrong").list_flow_runs()

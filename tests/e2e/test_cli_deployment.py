@@ -1,4 +1,8 @@
-"""``headway deploy`` and ``headway deployment`` as users run them (real subprocesses)."""
+"""``headway deploy`` and ``headway deployment`` as users type them.
+
+The commands run in this process (tests/helpers/cli.py); the worker that runs
+the deployments is a real ``headway worker start`` subprocess.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from helpers.cli import headway
 
 CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 
@@ -30,14 +36,8 @@ def boom():
 """
 
 
-def headway(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], env=dict(os.environ), capture_output=True, text=True, timeout=timeout
-    )
-
-
-def ok(*args: str, timeout: float = 60) -> str:
-    result = headway(*args, timeout=timeout)
+def ok(*args: str) -> str:
+    result = headway(*args)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -139,15 +139,14 @@ def test_run_and_wait_with_a_worker(flows: str, tmp_path: Path) -> None:
     )
     log.close()
     try:
-        out = ok("deployment", "run", "greet/hello", "--param", "name=there", "--wait",
-                 timeout=90)  # fmt: skip
+        out = ok("deployment", "run", "greet/hello", "--param", "name=there", "--wait")
         assert "Completed" in out
         run_id = out.split("(")[1].split(")")[0]
         logs = ok("flow-run", "logs", run_id)
         assert "hello there!" in logs  # the run's output, recorded by the worker
         # A script can trust the exit code: non-zero (1) when the run FAILED.
         ok("deploy", flows.replace(":greet", ":boom"), "--name", "boom", "--pool", "pool")
-        failed = headway("deployment", "run", "boom/boom", "--wait", timeout=90)
+        failed = headway("deployment", "run", "boom/boom", "--wait")
         assert failed.returncode == 1, (failed.stdout, failed.stderr)
         assert "is Failed: RuntimeError: this flow fails" in failed.stdout
     finally:

@@ -1,4 +1,7 @@
-"""``headway flow-run ls | inspect | logs`` on runs a real program recorded."""
+"""``headway flow-run ls | inspect | logs`` on runs a real program recorded.
+
+The program runs in its own process; the commands in the test's (tests/helpers/cli.py).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any
 
 import pytest
 
-CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
+from helpers.cli import headway
 
 PROGRAM = """
 from headway import flow, task, get_run_logger
@@ -48,12 +51,6 @@ if __name__ == "__main__":
     except RuntimeError:
         pass
 """
-
-
-def headway(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], env=dict(os.environ), capture_output=True, text=True, timeout=60
-    )
 
 
 def headway_json(*args: str) -> Any:

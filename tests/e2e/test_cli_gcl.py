@@ -115,7 +115,6 @@ def test_inspect_shows_holders_and_waiters_in_order(capsys: pytest.CaptureFixtur
     "args",
     [
         ["gcl", "create", "x", "--limit", "abc"],
-        ["gcl", "create", "x", "--limit", "0"],
         ["gcl", "create", "x", "--limit", "-1"],
         ["gcl", "create", "", "--limit", "2"],
         ["gcl", "create", "y" * 201, "--limit", "2"],
@@ -126,13 +125,13 @@ def test_inspect_shows_holders_and_waiters_in_order(capsys: pytest.CaptureFixtur
         ["gcl", "inspect", "db", "-o", "yaml"],
         ["gcl", "ls", "-o", "xml"],
         ["gcl", "update", "unknown", "--limit", "3"],
-        ["gcl", "update", "db", "--limit", "0"],
+        ["gcl", "update", "db", "--limit", "-1"],  # 0 is allowed: nothing is admitted
         ["gcl", "update", "db", "--limit", "abc"],
         ["gcl", "update", "db"],  # nothing to change
         ["gcl", "enable", "unknown"],
         ["gcl", "disable", "unknown"],
         ["gcl", "delete", "unknown", "--yes"],
-        ["concurrency-limit", "create", "io", "0"],
+        ["concurrency-limit", "create", "io", "-1"],
         ["concurrency-limit", "create", "io", "abc"],
         ["concurrency-limit", "create", "", "1"],
         ["concurrency-limit", "inspect", "unknown"],

@@ -1,6 +1,8 @@
 """``headway why``, ``status``, ``events --follow``, ``concurrency explain``, ``flow-run watch``
 and ``flow-run logs --follow``, run as a user runs them: real flow programs in their
-own processes, the CLI in another, embedded and through a server.
+own processes, embedded and through a server. The one-shot commands run in the
+test's process (tests/helpers/cli.py); those that follow until Ctrl-C in one of
+their own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from helpers.cli import headway
 from helpers.stuck_process import FAULTHANDLER, explain
 from helpers.waiting import wait_until
 
@@ -74,12 +77,6 @@ def own_client() -> Any:
     from headway.settings import get_settings
 
     return get_client(get_settings())
-
-
-def headway(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*CLI, *args], env=dict(os.environ), capture_output=True, text=True, timeout=60
-    )
 
 
 def headway_json(*args: str) -> Any:

@@ -25,6 +25,8 @@ from headway.core.states import StateType
 from helpers.processes import CLI, Processes
 from helpers.waiting import wait_for_runs, wait_until
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 FLOW = """
 from pathlib import Path
 

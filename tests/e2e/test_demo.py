@@ -174,6 +174,7 @@ def check_story(client: Client, out: str, since: datetime) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.fresh_store  # the first run is a new user's, on a new store
 @pytest.mark.timeout(480)
 def test_the_demo_tells_what_the_store_recorded_twice_on_one_store() -> None:
     client = get_client()

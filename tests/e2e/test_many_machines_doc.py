@@ -34,6 +34,8 @@ import pytest
 from headway.server.runner import free_port
 from helpers.postgres import ADMIN_URL, admin_connection
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 if os.environ.get("CI") != "true":
     pytest.importorskip("distributed")
 

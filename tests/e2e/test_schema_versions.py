@@ -128,3 +128,69 @@ def test_a_deployment_made_before_code_sources_keeps_its_entrypoint(tmp_path: Pa
         store.close()
     assert dep.entrypoint == "/home/me/proj/flows/etl.py:etl"
     assert (dep.code_repository, dep.code_ref) == (None, None)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_records_made_before_0009_get_ids_and_update_times(tmp_path: Path, backend: str) -> None:
+    """Migration 0009: limits and work pools made before it get a stable id each,
+    unique; pools, queues and flow runs get ``updated`` (their creation, or a run's
+    last state change when later); the store reads them back."""
+    if backend == "postgres":
+        with fresh_postgres() as url:
+            _check_0009(url)
+    else:
+        _check_0009(f"sqlite:///{tmp_path / 'old.db'}")
+
+
+def _check_0009(url: str) -> None:
+    from headway.settings import get_settings
+    from headway.store import migrate
+    from headway.store.store import Store
+
+    migrate.upgrade(url, "0008")
+    db = Database(url)
+    try:
+        with db.write() as tx:
+            for name in ("db", "tag:io", "pool:p"):
+                tx.execute(
+                    "INSERT INTO limits (name, slot_limit, active, active_slots,"
+                    " slot_decay_per_second, decayed_at, created, updated)"
+                    " VALUES (:n, 2, :t, 0, 0, 100, 100, 150)",
+                    {"n": name, "t": True},
+                )
+            tx.execute(
+                "INSERT INTO work_pools (name, type, paused, description, created)"
+                " VALUES ('p', 'process', :f, '', 200)",
+                {"f": False},
+            )
+            tx.execute(
+                "INSERT INTO work_queues (id, pool, name, priority, paused, created)"
+                " VALUES ('q1', 'p', 'default', 0, :f, 210)",
+                {"f": False},
+            )
+            for run_id, state_at in (("r-new", 300.0), ("r-moved", 400.0)):
+                tx.execute(
+                    "INSERT INTO flow_runs (id, name, flow_name, state_type, state_name,"
+                    " state_timestamp, created) VALUES (:id, 'r', 'f', 'SCHEDULED', 'Scheduled',"
+                    " :ts, 300)",
+                    {"id": run_id, "ts": state_at},
+                )
+        assert ensure_schema(db) is True
+    finally:
+        db.close()
+    store = Store.open(get_settings({"HEADWAY_DATABASE_URL": url}))
+    try:
+        limits = store.limits.list_limits()
+        pool = store.pools.read_work_pool("p")
+        runs = {r.id: r for r in store.runs.list_flow_runs()}
+    finally:
+        store.close()
+    ids = [lim.id for lim in limits]
+    assert all(i is not None and len(i) == 36 for i in ids) and len(set(ids)) == 3
+    assert [lim.updated.timestamp() for lim in limits if lim.updated] == [150.0] * 3
+    assert pool.id is not None and len(pool.id) == 36
+    assert pool.updated == pool.created
+    assert pool.queues[0].updated == pool.queues[0].created
+    assert runs["r-new"].updated == runs["r-new"].created
+    updated = runs["r-moved"].updated
+    assert updated is not None and updated.timestamp() == 400.0

@@ -33,6 +33,7 @@ def test_non_loopback_bind_needs_a_key_or_insecure() -> None:
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.fresh_store  # checks that a refused start creates no store
 def test_a_taken_port_is_one_line_exit_2_every_time(headway_home: Path) -> None:
     # It used to exit 139 about one try in five: the store closed under a running pass.
     with socket.socket() as taken:
@@ -108,6 +109,8 @@ def test_insecure_allows_a_keyless_public_bind(tmp_path: Path) -> None:
         assert answer.status_code == 200
 
 
+@pytest.mark.slow
+@pytest.mark.fresh_store  # the first upgrade creates the store
 def test_db_upgrade_and_reset(headway_home: Path) -> None:
     first = headway("db", "upgrade")
     assert first.returncode == 0, first.stderr

@@ -27,6 +27,8 @@ from helpers.postgres import fresh_postgres
 from helpers.processes import Processes
 from helpers.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 LEASE = 2.0
 
 HOLDER = r"""

@@ -31,6 +31,8 @@ from helpers.postgres import fresh_postgres
 from helpers.processes import CLI, Processes
 from helpers.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 POOL_SIZE = 4
 WAITERS = 16
 RUNNERS = 6

@@ -17,6 +17,8 @@ import pytest
 from headway.server.runner import ServerProcess, ServerThread, free_port, wait_healthy
 from headway.settings import get_settings
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 
 

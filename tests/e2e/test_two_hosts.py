@@ -33,6 +33,8 @@ from headway.settings import get_settings
 from helpers.postgres import fresh_postgres
 from helpers.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 
 FLOW = """

@@ -53,7 +53,7 @@ from headway.core.limits import (
     queue_key,
     released,
 )
-from headway.exceptions import ValidationError
+from headway.exceptions import LimitClosed, ValidationError
 
 #: Seconds of store time in one model unit of time.
 UNIT = 1000.0
@@ -117,7 +117,8 @@ class ModelHandoff:
 class Outcome:
     """What one acquire attempt answered."""
 
-    kind: Literal["grant", "wait", "gone", "error"]
+    #: ``error``: refused as invalid (ValidationError); ``closed``: a limit is 0 (LimitClosed).
+    kind: Literal["grant", "wait", "gone", "error", "closed"]
     names: tuple[str, ...] = ()
     slots: int = 0
     #: The model's key of the lease granted (None: nothing held, or rate tokens).
@@ -209,6 +210,8 @@ class SlotModel:
             decision = self._decide(names, occupy, mode, priority, seq)
         except ValidationError:
             return Outcome("error")
+        except LimitClosed:
+            return Outcome("closed")
         freed: list[str] = []
         if not decision.grant:
             # Before waiting, clear the way: expired holders and waiters.
@@ -433,7 +436,7 @@ class SlotModel:
                 decision = self._decide(
                     wanted, waiter.occupy, waiter.mode, waiter.priority, waiter.seq
                 )
-            except ValidationError:
+            except (ValidationError, LimitClosed):
                 continue  # woken: its own attempt tells its caller why
             if not decision.grant:
                 continue

@@ -30,6 +30,8 @@ from headway.settings import get_settings
 from helpers.postgres import fresh_postgres
 from helpers.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 LIMIT = 3
 LEASE = 2.0
 CLIENTS_PER_SERVER = 3

@@ -41,6 +41,8 @@ from headway.core.states import Completed, Running, StateType
 from helpers.processes import Processes
 from helpers.waiting import wait_for_file, wait_until
 
+pytestmark = pytest.mark.slow  # started first: see tests/conftest.py
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 

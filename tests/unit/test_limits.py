@@ -29,7 +29,7 @@ from headway.core.limits import (
     validate_occupy,
     validate_timeout,
 )
-from headway.exceptions import ValidationError
+from headway.exceptions import LimitClosed, ValidationError
 
 
 def state(name: str, limit: int, active_slots: float = 0, decay: float = 0, active: bool = True):
@@ -51,8 +51,8 @@ def test_names_are_unique_and_sorted_for_lock_order() -> None:
         validate_names([])
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "3", True, None, 10**10])
-def test_limit_must_be_a_positive_whole_number(bad: object) -> None:
+@pytest.mark.parametrize("bad", [-1, 1.5, "3", True, None, 10**10])
+def test_limit_must_be_a_whole_number_of_at_least_0(bad: object) -> None:
     with pytest.raises(ValidationError):
         validate_limit(bad)
 
@@ -140,6 +140,25 @@ def test_unknown_and_inactive_names_take_nothing() -> None:
 def test_occupy_above_the_limit_fails_at_once() -> None:
     with pytest.raises(ValidationError, match="its limit is 2"):
         decide(("a",), 3, "concurrency", {"a": state("a", 2)}, {})
+
+
+def test_a_limit_of_0_refuses_every_request_at_once() -> None:
+    # A kill switch: LimitClosed (a ConcurrencySlotAcquisitionError), not a wait,
+    # whatever the mode or the size; disabled, a limit of 0 admits everything.
+    for mode, decay in (("concurrency", 0.0), ("rate", 1.0)):
+        with pytest.raises(LimitClosed, match="'z' is 0: nothing is admitted"):
+            decide(
+                ("a", "z"),
+                1,
+                mode,
+                {"a": state("a", 2, decay=decay), "z": state("z", 0, decay=decay)},
+                {},
+            )
+    with pytest.raises(LimitClosed, match="tag 'io' is 0"):
+        decide(("tag:io",), 1, "concurrency", {"tag:io": state("tag:io", 0)}, {})
+    off = decide(("z",), 3, "concurrency", {"z": state("z", 0, active=False)}, {})
+    assert off.grant and off.inactive == ("z",)
+    assert validate_limit(0) == 0
 
 
 def test_rate_limit_needs_decay() -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from headway.store import migrate
 from headway.store.db import Database
 from headway.store.migrations import HEAD
+from helpers.postgres import fresh_postgres
 
 
 def test_single_head_is_the_declared_head() -> None:
@@ -19,17 +20,26 @@ def test_single_head_is_the_declared_head() -> None:
 
 
 def test_migrated_schema_equals_declared_schema(tmp_path: Path) -> None:
+    _migrated_equals_declared(f"sqlite:///{tmp_path / 'm.db'}")
+
+
+def test_migrated_schema_equals_declared_schema_on_postgres() -> None:
+    with fresh_postgres() as url:
+        _migrated_equals_declared(url)
+
+
+def _migrated_equals_declared(url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
     from sqlalchemy import create_engine
 
     from headway.store.schema import metadata
 
-    url = f"sqlite:///{tmp_path / 'm.db'}"
     db = Database(url)
     assert migrate.ensure_schema(db) is True
     assert migrate.current_revision(db) == HEAD
     assert migrate.ensure_schema(db) is False  # current: nothing runs
+    db.close()
     engine = create_engine(url)
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
@@ -50,7 +60,7 @@ def test_history_downgrades_to_empty_and_back(tmp_path: Path) -> None:
 
 
 def test_postgres_slot_functions_come_and_go_with_their_migration() -> None:
-    """PostgreSQL's slot functions (0009 on): dropped by a downgrade, made again by an upgrade."""
+    """PostgreSQL's slot functions (0010 on): dropped by a downgrade, made again by an upgrade."""
     from alembic import command
 
     from helpers.postgres import fresh_postgres
@@ -68,7 +78,7 @@ def test_postgres_slot_functions_come_and_go_with_their_migration() -> None:
             migrate.ensure_schema(db)
             made = functions(db)
             assert "headway_release" in made and "headway_hand_off" in made
-            command.downgrade(migrate.alembic_config(url), "0008")
+            command.downgrade(migrate.alembic_config(url), "0009")
             assert functions(db) == []
             command.downgrade(migrate.alembic_config(url), "base")
             assert migrate.current_revision(db) is None
@@ -99,8 +109,8 @@ def test_slot_functions_are_written_with_cores_constants() -> None:
         spec.loader.exec_module(module)
         return module
 
-    handoff = revision("0009_slot_functions")
-    acquire = revision("0010_slot_acquire_function")
+    handoff = revision("0010_slot_functions")
+    acquire = revision("0011_slot_acquire_function")
     assert handoff.WAIT_BOUNDS == HISTOGRAM_BOUNDS and handoff.SLOT_WAIT == SLOT_WAIT
     assert handoff.EPSILON == acquire.EPSILON == EPSILON
     assert acquire.NOT_QUEUED == NOT_QUEUED

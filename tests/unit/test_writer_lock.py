@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -227,3 +228,41 @@ def test_an_asyncio_block_that_raises_gives_its_slots_back_behind_another_writer
         set_default_client(previous)
         os.close(other)
         client.close()
+
+
+CLOSED_MID_CHECKPOINT = """
+import sys, threading
+from headway.store.db import Database
+
+for n in range(int(sys.argv[2])):
+    db = Database(f"sqlite:///{sys.argv[1]}/s{n}.db")
+    with db.write() as tx:
+        tx.execute("CREATE TABLE t (n INTEGER NOT NULL)", {})
+    db._checkpoint_soon()
+    checkpointer = db._checkpointer
+    stop = threading.Event()
+
+    def ask() -> None:
+        while not stop.is_set():
+            checkpointer.due.set()
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    db.close()  # while checkpoints run, one after the other
+    stop.set()
+    asker.join()
+print("closed", n + 1)
+"""
+
+
+def test_closing_a_store_while_its_wal_is_checkpointed(tmp_path: Path) -> None:
+    # The checkpointer used its thread's connection, which close() closes from
+    # another thread: a checkpoint running on it then crashed the process.
+    done = subprocess.run(
+        [sys.executable, "-c", CLOSED_MID_CHECKPOINT, str(tmp_path), "300"],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert done.returncode == 0, (done.returncode, done.stderr[-2000:])
+    assert done.stdout.strip() == "closed 300"

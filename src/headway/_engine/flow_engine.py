@@ -9,9 +9,11 @@ Order at the end of an attempt: wait for every task the run submitted (a flow
 run never ends while its tasks still run), then record COMPLETED, or
 AwaitingRetry and try again, or FAILED. An interrupt (Ctrl-C, SIGTERM while
 the flow runs in the main thread, cancellation of an async flow) records the
-flow run and its unfinished task runs CANCELLED, then lets the exception go on.
-The steps are written once; :func:`run_flow_sync` and :func:`run_flow_async`
-are thin drivers.
+flow run and its unfinished task runs CANCELLED, then lets the exception go on;
+the flow's own code interrupted because the run was cancelled (see
+:mod:`headway._engine.interrupts`) ends it CANCELLED, and the call raises
+``RunCancelled``. The steps are written once here; the thin drivers that call
+them in order are in :mod:`headway._engine.flow_drivers`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +136,7 @@ class FlowRunEngine:
         self._previous_sigterm: Any = None
         self._logger: RunLogger | None = None
         self._forget_cancel: Any = None
+        self._cancel_noticed = False
 
     # -- steps -----------------------------------------------------------------------------
     def start(self, *, handle_sigterm: bool) -> None:
@@ -192,12 +194,22 @@ class FlowRunEngine:
         )
         self._tokens = (flow_run_var.set(self.ctx), task_run_var.set(None))
         lifecycle.register(self)
-        # Cancelled in the store while its tasks run (no worker's signal reaches a
-        # flow run of a script): the watch stops its tasks from starting.
-        self._forget_cancel = interrupts.on_cancel(self.id, self.client, self.ctx.cancel_event.set)
+        # Cancelled in the store while it runs (no worker's signal reaches a flow
+        # run of a script): the watch stops its tasks from starting, then
+        # interrupts its code and its tasks' code.
+        self._forget_cancel = interrupts.on_cancel(self.id, self.client, self._on_cancel)
         if handle_sigterm and self.parent_flow is None and self.parent_task is None:
             self._previous_sigterm = _install_sigterm()
         self.logger.info("Beginning flow run %r for flow %r", self.name, flow.name)
+
+    def _on_cancel(self) -> None:
+        # From the watch's thread, each time it finds the run cancelled.
+        ctx = self.ctx
+        if ctx is None or self._cancel_noticed:
+            return
+        self._cancel_noticed = True
+        ctx.cancel_event.set()
+        self.logger.warning("Flow run is being cancelled: interrupting its code as Python allows")
 
     @property
     def logger(self) -> RunLogger:
@@ -301,6 +313,13 @@ class FlowRunEngine:
         else:
             state = final_state(S.CRASHED, message=f"{kind}: {exc}", error=exc)
         self._end_interrupted(state)
+
+    def cancelled(self) -> None:
+        """The flow's own code was interrupted because the run was cancelled (the
+        watch found it CANCELLING): end CANCELLED with the cancel's reason."""
+        self._end_interrupted(
+            self._cancelling_in_store() or cancelled_state("the flow run was cancelled")
+        )
 
     def _cancelling_in_store(self) -> State | None:
         """CANCELLED, with the cancel's reason, when the store has the run CANCELLING."""
@@ -445,90 +464,3 @@ def _install_sigterm() -> Any:
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     raise TerminationSignal(128 + signum)
-
-
-# -- drivers -------------------------------------------------------------------------------
-def run_flow_sync(
-    flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
-) -> Any:
-    """Run a sync flow in this thread."""
-    engine = FlowRunEngine(flow, args, kwargs)
-    try:
-        engine.start(handle_sigterm=True)
-        while True:
-            engine.begin_attempt()
-            try:
-                value = _call_body(engine)
-            except Exception as exc:
-                engine.wait_for_tasks()
-                delay = engine.failed(exc)
-                if delay is None:
-                    break
-                time.sleep(delay)
-                continue
-            engine.wait_for_tasks()
-            engine.succeeded(value)
-            break
-    except BaseException as exc:
-        engine.interrupted(exc)
-        raise
-    finally:
-        engine.close()
-    return engine.outcome(return_state)
-
-
-def _call_body(engine: FlowRunEngine) -> Any:
-    flow = engine.flow
-    if flow.timeout_seconds is None:
-        return flow.fn(*engine.args, **engine.kwargs)
-    # Loaded for runs with a timeout only: it brings ctypes (to interrupt a thread).
-    from headway._engine.timeouts import call_with_timeout, timeout_error
-
-    return call_with_timeout(
-        lambda: flow.fn(*engine.args, **engine.kwargs),
-        flow.timeout_seconds,
-        timeout_error("flow run", engine.name, flow.timeout_seconds),
-    )
-
-
-async def run_flow_async(
-    flow: Flow[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
-) -> Any:
-    """Run an async flow on the running event loop."""
-    # asyncio is loaded by async flows only: a sync program's cold start skips it.
-    import asyncio
-
-    engine = FlowRunEngine(flow, args, kwargs)
-    try:
-        engine.start(handle_sigterm=False)
-        while True:
-            engine.begin_attempt()
-            try:
-                body = flow.fn(*engine.args, **engine.kwargs)
-                if flow.timeout_seconds is None:
-                    value = await body
-                else:
-                    # With a timeout only (see _call_body).
-                    from headway._engine.timeouts import await_with_timeout, timeout_error
-
-                    value = await await_with_timeout(
-                        body,
-                        flow.timeout_seconds,
-                        timeout_error("flow run", engine.name, flow.timeout_seconds),
-                    )
-            except Exception as exc:
-                await engine.wait_for_tasks_async()
-                delay = engine.failed(exc)
-                if delay is None:
-                    break
-                await asyncio.sleep(delay)
-                continue
-            await engine.wait_for_tasks_async()
-            engine.succeeded(value)
-            break
-    except BaseException as exc:
-        engine.interrupted(exc)
-        raise
-    finally:
-        engine.close()
-    return engine.outcome(return_state)

@@ -7,7 +7,15 @@ one run of a task's (or a timed flow's) code that may be interrupted that way:
 
 - **Only the body is interrupted.** A gate held while deciding to interrupt,
   and by the body as it ends, makes sure the exception is only ever sent to a
-  body still running, never to the engine's code after it; and at most once.
+  body still running, and at most once; an exception sent but not yet raised
+  when the body ends is withdrawn then, so none is raised later in the
+  engine's code after it (or in the code that called a flow).
+- **Bodies nest.** A flow's own code is a body, and a task or subflow it calls
+  directly runs its body inside it, in the same thread (or the same asyncio
+  task). An interrupt raised there unwinds every body between: it belongs to
+  the outermost one that was interrupted, and each engine on the way asks
+  :func:`enclosing_interrupted` (or :meth:`AsyncBody.owns_cancel`) before it
+  handles the exception as its own run's end instead of letting it go on.
 - **Slots follow the body** (see :mod:`headway.concurrency._scopes`): a ``with
   concurrency()`` block exits at the interrupt and releases; slots the body
   took and left held (an interrupt between a grant and its ``with``) are
@@ -22,7 +30,8 @@ process-pool process, a flow run in a script that someone cancels with
 ``headway flow-run cancel``) no signal comes: a watch thread reads the flow run
 of every body that has run for :data:`CHECK_SECONDS`, once per that period and
 flow run, and interrupts the run's bodies when it is being cancelled or has
-ended. A worker's run process leaves the watch out (:func:`signalled_by_worker`):
+ended. The flow's own code is one of them: a script's flow stops in its main
+thread too. A worker's run process leaves the watch out (:func:`signalled_by_worker`):
 its worker watches the run and signals it.
 """
 
@@ -32,6 +41,7 @@ import ctypes
 import threading
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from headway.concurrency._scopes import BodyScope
@@ -61,13 +71,29 @@ class TaskRunCancelled(BaseException):
 class Body:
     """One run of user code that may be interrupted (see the module docstring)."""
 
-    __slots__ = ("_fn", "_gate", "_ident", "_running", "interrupted", "scope", "started")
+    __slots__ = (
+        "_fn",
+        "_gate",
+        "_ident",
+        "_outer",
+        "_running",
+        "_sent",
+        "depth",
+        "interrupted",
+        "scope",
+        "started",
+    )
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self._fn = fn
         self._gate = threading.Lock()
         self._ident: int | None = None
+        #: The body this one runs inside, in the same thread (None: outermost).
+        self._outer: Body | None = None
+        #: How many bodies it runs inside (interrupts go to the outer ones first).
+        self.depth = 0
         self._running = False
+        self._sent = False
         #: The exception type sent to the body (None while not interrupted).
         self.interrupted: type[BaseException] | None = None
         self.scope = BodyScope()
@@ -83,11 +109,21 @@ class Body:
             if self.interrupted is not None:
                 raise self.interrupted()
             self._ident = threading.get_ident()
+            self._outer = outer = getattr(_innermost, "body", None)
+            self.depth = 0 if outer is None else outer.depth + 1
             self._running = True
             self.started = time.monotonic()
+        _innermost.body = self
         try:
             return self.scope.run(self._guarded)
         finally:
+            try:
+                self._end()
+            except BaseException:
+                # Raised as the body ended (its own interrupt, sent just before,
+                # or an enclosing body's): end it all the same, and let it go on.
+                self._end()
+                raise
             if self.interrupted is not None:
                 _to_the_end(self.scope.release_leftovers)
 
@@ -95,8 +131,22 @@ class Body:
         try:
             return self._fn()
         finally:
-            with self._gate:
+            self._end()
+
+    def _end(self) -> None:
+        # Idempotent; in the body's thread. Past the gate nothing is sent to it,
+        # and what was sent but not raised yet is withdrawn, unless an enclosing
+        # body was interrupted meanwhile: the thread's pending interrupt is then
+        # that body's to raise.
+        with self._gate:
+            if self._running:
                 self._running = False
+                if self._sent:
+                    with _send_lock:
+                        if not _interrupted_from(self._outer):
+                            _raise_in_thread(self._ident, None)
+        if getattr(_innermost, "body", None) is self:
+            _innermost.body = self._outer
 
     def interrupt(self, exc_type: type[BaseException]) -> bool:
         """Raise ``exc_type`` in the body at its next bytecode; False if it had ended
@@ -110,38 +160,92 @@ class Body:
                 self.interrupted = exc_type  # not started: it raises at once
                 return True
             # (From the body's own thread, in a signal handler: raised as it returns.)
-            self.interrupted = exc_type
-            _raise_in_thread(self._ident, exc_type)
+            with _send_lock:
+                self.interrupted = exc_type
+                # A body around it interrupted already: that exception unwinds this one.
+                if not _interrupted_from(self._outer):
+                    self._sent = True
+                    _raise_in_thread(self._ident, exc_type)
             return True
 
 
-class AsyncBody:
-    """The awaited code of an async task run: interrupted by cancelling its asyncio task.
+#: The innermost body started in each thread (walk ``_outer`` for the others).
+_innermost = threading.local()
+#: Held while an interrupt is sent, and while an ending body withdraws its own.
+_send_lock = threading.Lock()
 
-    Made (and used as a context manager) in the task's own coroutine, around the
+
+def _interrupted_from(body: Body | None) -> bool:
+    # Whether ``body`` or a body it runs inside, still running, was interrupted.
+    while body is not None:
+        if body._running and body.interrupted is not None:
+            return True
+        body = body._outer
+    return False
+
+
+def enclosing_interrupted() -> bool:
+    """Whether a body still running in this thread was interrupted.
+
+    Asked where an interrupt is caught, once the body it came out of has ended:
+    if so, the exception is an enclosing body's (a flow whose own code called
+    this task or subflow), and must go on to it rather than end this run alone.
+    """
+    return _interrupted_from(getattr(_innermost, "body", None))
+
+
+class AsyncBody:
+    """The awaited code of an async task or flow run: interrupted by cancelling its asyncio task.
+
+    Made (and used as a context manager) in the run's own coroutine, around the
     one ``await`` of its code. The cancel is sent through the event loop and
     applied only if that ``await`` is still going: never to the engine's code
-    after it (giving slots back, say).
+    after it (giving slots back, say). Bodies that nest in one asyncio task (a
+    flow awaiting its task's code) send it one cancel at a time; the body that
+    owns the ``CancelledError`` takes back every cancel sent (``uncancel``).
     """
 
-    __slots__ = ("_loop", "_running", "_task", "interrupted", "started")
+    __slots__ = (
+        "_loop",
+        "_outer",
+        "_running",
+        "_sent",
+        "_task",
+        "depth",
+        "interrupted",
+        "started",
+    )
 
     def __init__(self) -> None:
         import asyncio
 
         self._loop = asyncio.get_running_loop()
         self._task = asyncio.current_task()
+        self._outer: AsyncBody | None = None
+        self.depth = 0
         self._running = False
+        #: Cancels sent to the asyncio task by this body and those around it, shared.
+        self._sent = [0]
         self.interrupted: type[BaseException] | None = None
         self.started = 0.0
 
     def __enter__(self) -> AsyncBody:
+        outer = _awaited.get()
+        while outer is not None and not (outer._running and outer._task is self._task):
+            outer = outer._outer
+        if outer is not None:
+            self._outer = outer
+            self._sent = outer._sent
+            self.depth = outer.depth + 1
         self._running = True
         self.started = time.monotonic()
+        _awaited.set(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._running = False  # in the loop's thread: no cancel can come in between
+        if _awaited.get() is self:
+            _awaited.set(self._outer)
 
     def interrupt(self, exc_type: type[BaseException]) -> bool:
         """Cancel the awaited code (``asyncio.CancelledError`` there)."""
@@ -155,8 +259,32 @@ class AsyncBody:
         return True
 
     def _cancel_if_running(self) -> None:
-        if self._running and self._task is not None:
+        # A cancel already on its way unwinds this body too: one at a time.
+        if self._running and self._task is not None and self._sent[0] == 0:
+            self._sent[0] += 1
             self._task.cancel()
+
+    def owns_cancel(self) -> bool:
+        """Whether a ``CancelledError`` out of this (ended) body is its own interrupt,
+        rather than an enclosing body's or someone else's cancel of the task.
+
+        If so, the cancels sent are taken back (the task goes on, to record the end).
+        """
+        if self.interrupted is None or self._sent[0] == 0:
+            return False  # (not sent yet: the task was cancelled by someone else)
+        outer = self._outer
+        while outer is not None:
+            if outer._running and outer.interrupted is not None:
+                return False
+            outer = outer._outer
+        if self._task is not None:
+            while self._sent[0] > 0:
+                self._sent[0] -= 1
+                self._task.uncancel()
+        return True
+
+
+_awaited: ContextVar[AsyncBody | None] = ContextVar("headway_awaited_body", default=None)
 
 
 def _to_the_end(cleanup: Callable[[], object]) -> None:
@@ -168,11 +296,13 @@ def _to_the_end(cleanup: Callable[[], object]) -> None:
         cleanup()
 
 
-def _raise_in_thread(ident: int | None, exc_type: type[BaseException]) -> None:
-    # Asks the interpreter to raise exc_type in that thread at its next bytecode.
+def _raise_in_thread(ident: int | None, exc_type: type[BaseException] | None) -> None:
+    # Asks the interpreter to raise exc_type in that thread at its next bytecode
+    # (None: to forget the one it was asked to raise and has not raised yet).
     if ident is None:
         return
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
+    exc = ctypes.py_object(exc_type) if exc_type is not None else None
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), exc)
 
 
 # -- cancellation --------------------------------------------------------------------------
@@ -266,13 +396,21 @@ def interrupt_flow_run(flow_run_id: str) -> int:
     with _lock:
         run = _runs.get(flow_run_id)
         bodies = list(run.bodies) if run is not None else []
-    return sum(body.interrupt(TaskRunCancelled) for body in bodies)
+    return _interrupt(bodies)
 
 
 def interrupt_all() -> int:
     """Interrupt every body of every flow run in this process; how many."""
     with _lock:
         bodies = [body for run in _runs.values() for body in run.bodies]
+    return _interrupt(bodies)
+
+
+def _interrupt(bodies: list[Body | AsyncBody]) -> int:
+    # Outer bodies first: by the time an inner one (a task the flow's code called)
+    # handles its interrupt, it sees that the flow around it was interrupted too,
+    # and lets the exception go on to it.
+    bodies.sort(key=lambda body: body.depth)
     return sum(body.interrupt(TaskRunCancelled) for body in bodies)
 
 

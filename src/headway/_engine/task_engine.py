@@ -27,6 +27,7 @@ from headway._engine.interrupts import (
     Body,
     TaskRunCancelled,
     cancellable,
+    enclosing_interrupted,
 )
 from headway._engine.recorder import get_recorder
 from headway._engine.task_call import Mode, TaskCall, changed
@@ -140,7 +141,10 @@ def interrupted(call: TaskCall, exc: BaseException) -> None:
     if lifecycle.pid != call.pid:  # a forked child unwinding its parent's task: not its run
         return
     tracker = call.tracker
-    if isinstance(exc, KeyboardInterrupt | SystemExit):
+    if isinstance(exc, TaskRunCancelled):
+        # The flow that called it (in this thread) was cancelled, the task with it.
+        tracker.set_state(cancelled_state("interrupted: its flow run was cancelled", INTERRUPTED))
+    elif isinstance(exc, KeyboardInterrupt | SystemExit) or type(exc).__name__ == "CancelledError":
         tracker.set_state(cancelled_state(f"interrupted ({type(exc).__name__})"))
     else:
         message = f"{type(exc).__name__}: {exc}"
@@ -333,6 +337,8 @@ def _attempts_sync(call: TaskCall) -> State:
                 with cancellable(body, call.tracker.flow_run_id, call.client):
                     value = body.run()
         except TaskRunCancelled:
+            if enclosing_interrupted():  # the flow that called it was cancelled: it goes on
+                raise
             return interrupted_by_cancel(call)
         except Exception as exc:
             delay = _failed(call, exc)
@@ -422,11 +428,8 @@ async def _attempts_async(call: TaskCall) -> State:
                 with cancellable(body, call.tracker.flow_run_id, call.client), body:
                     value = await coro
         except asyncio.CancelledError:
-            if body is None or body.interrupted is None:
+            if body is None or not body.owns_cancel():  # (owned: taken back, handled here)
                 raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()  # the cancel was ours, and is handled here
             return interrupted_by_cancel(call)
         except Exception as exc:
             delay = _failed(call, exc)

@@ -358,8 +358,14 @@ class Client(Protocol):
         parameters: Mapping[str, Any] | None = None,
         scheduled_time: datetime | None = None,
         priority: int = 0,
+        flow_run_name: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> FlowRun:
-        """A new SCHEDULED run of a deployment, due at ``scheduled_time`` (default: now)."""
+        """A new SCHEDULED run of a deployment, due at ``scheduled_time`` (default: now).
+
+        ``flow_run_name`` names the run (default: the deployment's name and a random
+        suffix); ``tags`` are added to the deployment's.
+        """
         raise Declared
 
     @post("/flow_runs/{run_id}/cancel", body="CancelRun", idempotent=True, segment=36, tag="runs")

@@ -358,6 +358,8 @@ class DeploymentRunCreate(Body):
     parameters: dict[str, Any] | None = None
     scheduled_time: Timestamp | None = None
     priority: Count = 0
+    flow_run_name: Name | None = None
+    tags: list[Tag] | None = Field(None, max_length=100)
 
     def to_args(self) -> dict[str, Any]:
         """A naive ``scheduled_time`` is taken as UTC."""
@@ -366,6 +368,8 @@ class DeploymentRunCreate(Body):
             "parameters": self.parameters,
             "scheduled_time": scheduled,
             "priority": self.priority,
+            "flow_run_name": self.flow_run_name,
+            "tags": None if self.tags is None else tuple(self.tags),
         }
 
 

@@ -16,7 +16,9 @@ one line and exits 2; nothing prints a traceback. Every exit code:
 
 from __future__ import annotations
 
+import functools
 import sys
+from typing import Any
 
 import typer
 
@@ -25,13 +27,21 @@ from headway.cli.exit_codes import RUN_EXIT_CODES, RUN_NOT_ENDED_EXIT_CODE, run_
 from headway.exceptions import HeadwayError
 
 
+@functools.cache
+def _command() -> Any:
+    # Typer builds the Click command tree from the app on every call (~25 ms of
+    # CPU); a process that runs several commands (tests, embedding) builds it
+    # once. Typer's own call adds only its pretty tracebacks, which the app turns off.
+    return typer.main.get_command(app)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used as the console script)."""
     args = sys.argv[1:] if argv is None else argv
     try:
         # Without standalone mode, Click hands back a ``typer.Exit``'s code as the
         # return value instead of raising it: that code is the exit code.
-        returned = app(args=args, prog_name="headway", standalone_mode=False)
+        returned = _command()(args=args, prog_name="headway", standalone_mode=False)
     except typer.Abort:
         _error("aborted")
         return 130

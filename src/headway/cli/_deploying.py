@@ -34,7 +34,9 @@ def when(value: datetime | None) -> str:
 
 
 def limit_text(value: int | None) -> str:
-    """A limit for tables: the number, or ``unlimited``."""
+    """A limit for tables: the number, or ``unlimited``; 0 says what it means."""
+    if value == 0:
+        return "0 (no runs start)"
     return "unlimited" if value is None else str(value)
 
 

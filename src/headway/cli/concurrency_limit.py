@@ -36,7 +36,9 @@ def _client() -> Any:
 @app.command()
 def create(
     tag: str = typer.Argument(..., help="The task tag."),
-    limit: int = typer.Argument(..., help="Task runs with this tag allowed at once (>= 1)."),
+    limit: int = typer.Argument(
+        ..., help="Task runs with this tag allowed at once (0: they fail at once, never run)."
+    ),
 ) -> None:
     """Limit how many task runs with TAG may run at once (a tag already limited: its new limit)."""
     from headway.exceptions import ObjectAlreadyExists
@@ -48,9 +50,16 @@ def create(
     except ObjectAlreadyExists:
         # As in Prefect: creating a tag's limit again sets it (holders keep their slots).
         updated = client.update_limit(name, limit=limit)
-        typer.echo(f"Updated tag limit {tag!r}: at most {updated.limit} task run(s) at once.")
+        typer.echo(f"Updated tag limit {tag!r}: {_meaning(updated.limit)}.")
         return
-    typer.echo(f"Created tag limit {tag!r}: at most {created.limit} task run(s) at once.")
+    typer.echo(f"Created tag limit {tag!r}: {_meaning(created.limit)}.")
+
+
+def _meaning(limit: int) -> str:
+    if limit == 0:
+        # As in Prefect: waiting for a limit of 0 would never end.
+        return "0, so task runs with this tag fail at once without running"
+    return f"at most {limit} task run(s) at once"
 
 
 @app.command("ls")

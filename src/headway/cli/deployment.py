@@ -166,6 +166,19 @@ def _start_time(
     return when if when.tzinfo is not None else when.astimezone(UTC)
 
 
+def _run_name(template: str, parameters: dict[str, Any]) -> str:
+    """``--flow-run-name`` filled from the run's parameters (the deployment's, then those given)."""
+    try:
+        return template.format(**parameters)
+    except KeyError as exc:
+        raise ValidationError(
+            f"--flow-run-name {template!r} names {exc.args[0]!r}, which is not a parameter"
+            " of this run"
+        ) from None
+    except (IndexError, AttributeError, ValueError) as exc:
+        raise ValidationError(f"cannot fill --flow-run-name {template!r}: {exc}") from None
+
+
 @app.command("run")
 def run(
     name: str | None = typer.Argument(
@@ -196,6 +209,14 @@ def run(
     scheduled_time: str | None = typer.Option(
         None, "--scheduled-time", help="When it is due (ISO 8601; default: now)."
     ),
+    tag: list[str] | None = typer.Option(
+        None, "--tag", help="A tag added to the run's (repeat for several)."
+    ),
+    flow_run_name: str | None = typer.Option(
+        None,
+        "--flow-run-name",
+        help="The run's name; may name parameters, e.g. 'load-{day}' (default: generated).",
+    ),
 ) -> None:
     """Create a run of a deployment now (or at --start-at / --start-in).
 
@@ -218,12 +239,18 @@ def run(
         parameters = {**given, **parameters}
     name = _named(name, deployment_id)
     client = common.client()
+    run_name = None
+    if flow_run_name is not None:
+        defaults = client.read_deployment(name).parameters
+        run_name = _run_name(flow_run_name, {**defaults, **parameters})
     flow_run = run_deployment(
         name,
         parameters=parameters,
         timeout=timeout if wait else 0,
         scheduled_time=when,
         priority=priority,
+        flow_run_name=run_name,
+        tags=tag,
         client=client,
     )
     typer.echo(f"Created flow run {flow_run.name!r} ({flow_run.id}) of {name}")

@@ -81,6 +81,7 @@ def flow_run_json(run: Any) -> dict[str, Any]:
         "tags": list(run.tags),
         "parent_task_run_id": run.parent_task_run_id,
         "created": _iso(run.created),
+        "updated": _iso(run.updated),
         "expected_start_time": _iso(run.expected_start_time),
         "start_time": _iso(run.start_time),
         "end_time": _iso(run.end_time),
@@ -104,6 +105,7 @@ def task_run_json(run: Any) -> dict[str, Any]:
         "state": _state_json(run.state),
         "tags": list(run.tags),
         "created": _iso(run.created),
+        "updated": _iso(run.updated),
         "start_time": _iso(run.start_time),
         "end_time": _iso(run.end_time),
         "duration_seconds": duration,
@@ -206,10 +208,13 @@ def inspect(
             f"flow run {parent_flow_run_id} (as task run {parent_task_run.name!r})",
         )
     summary.add_row("parameters", json.dumps(run.parameters))
+    summary.add_row("tags", ", ".join(run.tags) or "-")
     summary.add_row("started", _when(run.start_time))
     summary.add_row("ended", _when(run.end_time))
     summary.add_row("duration", _duration(run.duration_seconds))
     summary.add_row("attempts", str(run.run_count))
+    summary.add_row("created", _when(run.created))
+    summary.add_row("updated", _when(run.updated))
     console.print(summary)
     states = Table(title="State history", title_justify="left")
     states.add_column("time")
@@ -307,10 +312,12 @@ def cancel(
     run_id: str = typer.Argument(..., help="The flow run's id."),
     message: str | None = typer.Option(None, "--message", "-m", help="Why (shown on the run)."),
 ) -> None:
-    """Cancel a flow run: at once if not started; else its worker stops it (SIGTERM, then
-    SIGKILL after a grace period) and it ends CANCELLED."""
+    """Cancel a flow run: at once if not started; else it ends CANCELLED once stopped where
+    it runs: by its worker (SIGTERM, then SIGKILL after a grace period), or, started by a
+    script, by its own process, which interrupts the flow's code within about 2 s."""
     run = _client().cancel_flow_run(run_id, message)
     if run.state.is_final:
         typer.echo(f"Cancelled flow run {run.name!r} ({run.id})")
     else:
-        typer.echo(f"Cancelling flow run {run.name!r} ({run.id}): its worker is stopping it")
+        where = "its worker" if run.deployment else "its process"
+        typer.echo(f"Cancelling flow run {run.name!r} ({run.id}): {where} is stopping it")

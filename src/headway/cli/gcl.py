@@ -59,6 +59,7 @@ def _slots(value: float) -> str:
 def limit_json(limit: Any) -> dict[str, Any]:
     """The JSON of a limit (``ls``)."""
     return {
+        "id": limit.id,
         "name": limit.name,
         "limit": limit.limit,
         "active": limit.active,
@@ -70,6 +71,7 @@ def limit_json(limit: Any) -> dict[str, Any]:
         "denials": limit.denials,
         "scope": limit.scope,
         "created": _iso(limit.created),
+        "updated": _iso(limit.updated),
     }
 
 
@@ -128,6 +130,15 @@ def utilization_line(detail: Any) -> str | None:
         f"utilization while waiting ({window}): {used.share * 100:.0f} % of its slots"
         f" held while requests waited ({used.waiting_seconds:.1f} s)"
     )
+
+
+def closed_text(name: str) -> str:
+    """What a limit of 0 means (a kill switch) for the limit ``name``, by its scope."""
+    if name.startswith(("pool:", "queue:", "deployment:")):
+        return "nothing is admitted; no runs start until it is raised (they wait)"
+    if name.startswith("tag:"):
+        return "nothing is admitted; task runs with this tag fail at once without running"
+    return "nothing is admitted; every request fails at once until it is raised"
 
 
 def _holder(holder: Any) -> str:
@@ -209,6 +220,16 @@ def print_detail(detail: Any, output: str) -> None:
         f" {'enabled' if lim.active else 'disabled'}{decay}; {lim.grants} grants,"
         f" {lim.denials} waits"
     )
+    console.print(
+        f"id {lim.id or '-'}; created {_when(lim.created)}, updated {_when(lim.updated)}",
+        highlight=False,
+    )
+    if lim.limit == 0:
+        console.print(
+            f"limit is 0: {closed_text(lim.name)}"
+            if lim.active
+            else "limit is 0, but disabled: not applied"
+        )
     line = utilization_line(detail)
     if line is not None:
         console.print(line)
@@ -260,7 +281,10 @@ def create(
         active_slots=active_slots,
     )
     kind = "rate limit" if created.slot_decay_per_second else "concurrency limit"
-    typer.echo(f"Created {kind} {created.name!r} with limit {created.limit}.")
+    closed = f": {closed_text(created.name)}" if created.limit == 0 and created.active else ""
+    typer.echo(
+        f"Created {kind} {created.name!r} (id {created.id}) with limit {created.limit}{closed}."
+    )
 
 
 @app.command("ls")
@@ -324,9 +348,10 @@ def update(
         slot_decay_per_second=slot_decay_per_second,
         active_slots=active_slots,
     )
+    closed = f": {closed_text(updated.name)}" if updated.limit == 0 and updated.active else ""
     typer.echo(
         f"Updated {updated.name!r}: limit {updated.limit},"
-        f" {'enabled' if updated.active else 'disabled'}."
+        f" {'enabled' if updated.active else 'disabled'}{closed}."
     )
 
 

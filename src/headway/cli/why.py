@@ -118,6 +118,8 @@ def render(answer: Any) -> None:
     for b in answer.blockers:
         out.print()
         limit = f"{slots(b.active_slots)}/{b.limit} slots taken" if b.active else "inactive"
+        if b.closed:
+            limit = "limit is 0: nothing is admitted until it is raised"
         out.print(
             f"[bold]Waiting for {escape(repr(b.limit_name))}[/bold] ({b.scope} limit): {limit}"
         )

@@ -49,7 +49,7 @@ def create(
         name, concurrency_limit=concurrency_limit, description=description
     )
     typer.echo(
-        f"Created work pool {pool.name!r} (concurrency limit:"
+        f"Created work pool {pool.name!r} (id {pool.id}; concurrency limit:"
         f" {common.limit_text(pool.concurrency_limit)})"
     )
 
@@ -90,7 +90,7 @@ def ls(
     table = Table(title="work pools")
     columns = ["name", "concurrency limit", "running", "waiting", "queues", "paused"]
     if verbose:
-        columns += ["type", "description", "created"]
+        columns += ["type", "id", "description", "created", "updated"]
     for column in columns:
         table.add_column(column)
     for pool in pools:
@@ -103,7 +103,8 @@ def ls(
             "yes" if pool.paused else "no",
         ]
         if verbose:
-            row += [pool.type, pool.description or "-", common.when(pool.created)]
+            row += [pool.type, pool.id or "-", pool.description or "-"]
+            row += [common.when(pool.created), common.when(pool.updated)]
         table.add_row(*row)
     common.console().print(table)
 
@@ -122,9 +123,12 @@ def inspect(
         return
     con = common.console()
     con.print(f"[bold]{pool.name}[/bold]  ({pool.type}){'  PAUSED' if pool.paused else ''}")
+    con.print(f"  id                 {pool.id or '-'}", highlight=False)
     con.print(f"  concurrency limit  {common.limit_text(pool.concurrency_limit)}", highlight=False)
     con.print(f"  running            {pool.running}", highlight=False)
     con.print(f"  waiting            {pool.waiting}", highlight=False)
+    con.print(f"  created            {common.when(pool.created)}", highlight=False)
+    con.print(f"  updated            {common.when(pool.updated)}", highlight=False)
     from rich.table import Table
 
     table = Table(title="queues")

@@ -35,8 +35,8 @@ def create(
         pool, name, priority=priority, concurrency_limit=limit
     )
     typer.echo(
-        f"Created work queue {queue.name!r} in pool {pool!r} (priority {queue.priority},"
-        f" concurrency limit: {common.limit_text(queue.concurrency_limit)})"
+        f"Created work queue {queue.name!r} in pool {pool!r} (id {queue.id}; priority"
+        f" {queue.priority}, concurrency limit: {common.limit_text(queue.concurrency_limit)})"
     )
 
 
@@ -87,10 +87,13 @@ def inspect(
     con = common.console()
     con.print(f"[bold]{q.pool}/{q.name}[/bold]{'  PAUSED' if q.paused else ''}")
     for label, value in (
+        ("id", q.id),
         ("priority", q.priority),
         ("concurrency limit", common.limit_text(q.concurrency_limit)),
         ("running", q.running),
         ("waiting", q.waiting),
+        ("created", common.when(q.created)),
+        ("updated", common.when(q.updated)),
     ):
         con.print(f"  {label:<18} {value}", highlight=False)
 

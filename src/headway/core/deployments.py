@@ -17,11 +17,11 @@ import hashlib
 import inspect
 import json
 import string
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from headway.core.limits import LIMIT_MAX
+from headway.core.limits import LIMIT_MAX, validate_name
 from headway.exceptions import ValidationError
 
 ENQUEUE = "ENQUEUE"
@@ -115,20 +115,42 @@ def queue_limit_name(pool: str, queue: str) -> str:
 
 
 # -- limits and strategies --------------------------------------------------------------
-def validate_concurrency_limit(value: object, what: str = "concurrency limit") -> int:
-    """A limit on runs: a whole number of at least 1 (clear the limit to remove it)."""
+def validate_concurrency_limit(
+    value: object, what: str = "concurrency limit", *, minimum: int = 1
+) -> int:
+    """A limit on runs: a whole number of at least ``minimum`` (clear the limit to remove it).
+
+    A deployment's limit starts at 1, as in Prefect; a work pool's or queue's may
+    be 0 (``minimum=0``): its workers are given no runs, also as in Prefect.
+    """
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
         else:
             raise ValidationError(f"{what} must be a whole number, got {value!r}")
-    if value < 1:
+    if value < minimum:
         raise ValidationError(
-            f"{what} must be at least 1, got {value}; clear the limit to remove it"
+            f"{what} must be at least {minimum}, got {value}; clear the limit to remove it"
         )
     if value > LIMIT_MAX:
         raise ValidationError(f"{what} must be at most {LIMIT_MAX}, got {value}")
     return value
+
+
+#: Most tags one run may be given beyond its deployment's (as the HTTP API bounds them).
+RUN_TAGS_MAX = 100
+
+
+def validate_run_tags(tags: Sequence[str] | None) -> tuple[str, ...]:
+    """Tags given to one run: each a valid tag, in order, duplicates dropped."""
+    if tags is None:
+        return ()
+    if isinstance(tags, str):
+        raise ValidationError("tags must be a list of strings, not one string")
+    given = list(tags)
+    if len(given) > RUN_TAGS_MAX:
+        raise ValidationError(f"at most {RUN_TAGS_MAX} tags may be given, got {len(given)}")
+    return tuple(dict.fromkeys(validate_name(t, "tag") for t in given))
 
 
 def validate_strategy(value: object) -> str:
@@ -335,6 +357,7 @@ __all__ = [
     "COLLISION_STRATEGIES",
     "DEFAULT_QUEUE",
     "ENQUEUE",
+    "RUN_TAGS_MAX",
     "DeploymentSpec",
     "check_parameters",
     "deployment_limit_name",
@@ -352,5 +375,6 @@ __all__ = [
     "validate_key_template",
     "validate_object_name",
     "validate_priority",
+    "validate_run_tags",
     "validate_strategy",
 ]

@@ -5,6 +5,10 @@ the store inside one transaction:
 
 - **Room.** ``n`` more slots fit when ``active_slots + n <= limit``, where a
   rate limit's ``active_slots`` first drains at ``slot_decay_per_second``.
+- **Never.** A request no room could ever admit is refused at once rather
+  than queued: more slots than the limit (ValidationError), or any request on
+  an active limit of 0 (LimitClosed: a kill switch, as in Prefect). Unknown and
+  inactive limits admit everything.
 - **Order.** Requests queue FIFO within priority: request *a* is ahead of *b*
   when it has a higher priority, or the same priority and a lower sequence
   number. A request is granted only when it fits on every named limit *and* no
@@ -27,7 +31,7 @@ from typing import Literal
 from headway.core.bounds import check_pid, check_proc_start
 from headway.core.models import Lease, Limit, Waiter
 from headway.core.utilization import Utilization
-from headway.exceptions import ValidationError
+from headway.exceptions import LimitClosed, ValidationError
 
 #: Longest limit name (and tag) accepted.
 NAME_MAX = 200
@@ -98,8 +102,8 @@ def _whole(value: object, what: str, low: int, high: int = LIMIT_MAX) -> int:
 
 
 def validate_limit(value: object) -> int:
-    """A limit: a whole number of slots, at least 1."""
-    return _whole(value, "limit", 1)
+    """A limit: a whole number of slots, at least 0 (0 admits nothing: a kill switch)."""
+    return _whole(value, "limit", 0)
 
 
 def validate_active_slots(value: object) -> int:
@@ -165,8 +169,24 @@ def validate_lease_seconds(value: object) -> float:
     return seconds
 
 
+def closed_reason(name: str) -> str:
+    """Why nothing is admitted on ``name``, a limit of 0."""
+    if name.startswith(TAG_PREFIX):
+        return (
+            f"the concurrency limit on tag {name[len(TAG_PREFIX) :]!r} is 0: nothing is"
+            " admitted until it is raised"
+        )
+    return f"limit {name!r} is 0: nothing is admitted until it is raised"
+
+
 def check_occupy_fits(name: str, occupy: int, limit: int) -> None:
-    """A request larger than the limit could never be granted: refuse it now, not hang."""
+    """A request the limit can never admit is refused now, not left to hang.
+
+    A limit of 0 admits nothing (LimitClosed: the request is fine, the limit is
+    shut); a request for more slots than a limit has is invalid (ValidationError).
+    """
+    if limit == 0:
+        raise LimitClosed(closed_reason(name))
     if occupy > limit:
         raise ValidationError(
             f"cannot occupy {occupy} slots of limit {name!r}: its limit is {limit}"
@@ -258,7 +278,8 @@ def decide(
 
     ``ahead`` gives, per limit, how many live requests are queued ahead of this
     one and how many slots they want. Raises ValidationError for a request that
-    could never be granted (more slots than the limit, tokens of a plain limit).
+    could never be granted (more slots than the limit, tokens of a plain limit),
+    and LimitClosed when an active limit among ``names`` is 0.
     """
     limited: list[str] = []
     unknown: list[str] = []
@@ -528,6 +549,7 @@ __all__ = [
     "SlotWait",
     "WakeTarget",
     "check_occupy_fits",
+    "closed_reason",
     "decayed",
     "decide",
     "has_room",

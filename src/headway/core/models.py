@@ -65,6 +65,9 @@ class FlowRun:
     work_pool: str | None = None
     work_queue: str | None = None
     task_runs: tuple[TaskRun, ...] | None = None
+    #: When the record last changed: its state, its claim by a worker, what it waits
+    #: on (a worker's heartbeat, which only extends the run's lease, is not a change).
+    updated: datetime | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -89,6 +92,9 @@ class TaskRun:
     start_time: datetime | None = None
     end_time: datetime | None = None
     run_count: int = 0
+    #: When it last changed: its latest state, as its engine recorded it (a task run
+    #: changes only by its states).
+    updated: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,11 @@ class Limit:
     waiters: int = 0
     created: datetime | None = None
     exact_active_slots: float | None = None
+    #: A stable id besides the name (the name is the key everywhere else).
+    id: str | None = None
+    #: When its settings last changed (limit, enabled, decay, slots set or reset by
+    #: hand); taking and giving back slots is its use, not a change.
+    updated: datetime | None = None
 
     def __post_init__(self) -> None:
         exact = self.exact_active_slots
@@ -342,6 +353,8 @@ class WorkQueue:
     #: Flow runs of this queue due and waiting to start.
     waiting: int = 0
     created: datetime | None = None
+    #: When the queue last changed (priority, paused, limit).
+    updated: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -349,6 +362,8 @@ class WorkPool:
     """Where workers take runs from; ``concurrency_limit`` caps its PENDING/RUNNING runs."""
 
     name: str
+    #: A stable id besides the name (the name is the key everywhere else).
+    id: str | None = None
     type: str = "process"
     paused: bool = False
     concurrency_limit: int | None = None
@@ -357,6 +372,8 @@ class WorkPool:
     description: str = ""
     queues: tuple[WorkQueue, ...] = ()
     created: datetime | None = None
+    #: When the pool last changed (paused, limit).
+    updated: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,8 @@ def run_deployment(
     scheduled_time: datetime | None = None,
     priority: int = 0,
     *,
+    flow_run_name: str | None = None,
+    tags: Iterable[str] | None = None,
     client: Client | None = None,
 ) -> FlowRun:
     """Create a run of the deployment ``<flow>/<name>`` and wait for it to end.
@@ -31,8 +33,9 @@ def run_deployment(
     ``parameters`` override the deployment's (checked against the flow's
     signature). ``timeout=0`` returns at once; ``None`` waits for the final
     state; a number of seconds waits at most that long. ``scheduled_time``
-    (default: now) is when it is due; ``priority``: higher starts first. Returns
-    the flow run as last seen (``.id``, ``.state``).
+    (default: now) is when it is due; ``priority``: higher starts first.
+    ``flow_run_name`` names the run (used as given, as in Prefect); ``tags`` are
+    added to the deployment's. Returns the flow run as last seen (``.id``, ``.state``).
     """
     if timeout is not None:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or math.isnan(timeout):
@@ -40,8 +43,15 @@ def run_deployment(
         if timeout < 0:
             raise ValidationError(f"timeout must be at least 0, got {timeout}")
     client = client or get_client()
+    if isinstance(tags, str):
+        raise ValidationError("tags must be a list of strings, not one string")
     run = client.create_deployment_run(
-        name, parameters=parameters, scheduled_time=scheduled_time, priority=priority
+        name,
+        parameters=parameters,
+        scheduled_time=scheduled_time,
+        priority=priority,
+        flow_run_name=flow_run_name,
+        tags=None if tags is None else tuple(tags),
     )
     if timeout == 0:
         return run

@@ -37,9 +37,10 @@ from headway.core.deployments import (
     validate_key_template,
     validate_object_name,
     validate_priority,
+    validate_run_tags,
     validate_strategy,
 )
-from headway.core.limits import HOST_MAX, validate_process
+from headway.core.limits import HOST_MAX, validate_name, validate_process
 from headway.core.models import (
     ClaimedRun,
     Deployment,
@@ -299,10 +300,19 @@ class DeploymentPolicy:
         parameters: Mapping[str, Any] | None = None,
         scheduled_time: datetime | None = None,
         priority: int = 0,
+        flow_run_name: str | None = None,
+        tags: Sequence[str] | None = None,
     ) -> FlowRun:
-        """A new run of a deployment, due at ``scheduled_time`` (default: now)."""
+        """A new run of a deployment, due at ``scheduled_time`` (default: now).
+
+        ``flow_run_name`` names the run (default: the deployment's name and a
+        random suffix); ``tags`` are added to the deployment's, as in Prefect.
+        """
         split_full_name(name)
         priority = validate_priority(priority)
+        if flow_run_name is not None:
+            validate_name(flow_run_name, "flow run name")
+        extra_tags = validate_run_tags(tags)
         dep = self.store.deployments.read_deployment(name)
         merged = {**dep.parameters, **dict(parameters or {})}
         check_finite_json(merged, "parameters")
@@ -317,9 +327,9 @@ class DeploymentPolicy:
         run, wake = self.store.scheduling.create_deployment_run(
             full_name=name,
             flow_name=dep.flow_name,
-            name=f"{dep.name}-{secrets.token_hex(3)}",
+            name=flow_run_name or f"{dep.name}-{secrets.token_hex(3)}",
             parameters=merged,
-            tags=dep.tags,
+            tags=tuple(dict.fromkeys((*dep.tags, *extra_tags))),
             work_pool=dep.work_pool,
             work_queue=dep.work_queue,
             expected_start_time=expected,

@@ -38,7 +38,9 @@ from headway.explain import (
     estimate_start,
 )
 from headway.orchestration.explain_phrases import (
+    CLOSED,
     awaited,
+    deployment_applies,
     dt,
     fmt_seconds,
     holder,
@@ -182,6 +184,8 @@ class ExplainPolicy:
         if claim.blocked_on is not None:
             strategy = deployment.collision_strategy if deployment is not None else "ENQUEUE"
             view = self.store.explain.limit_view(claim.blocked_on)
+            if view is not None and view.stats.active and view.stats.limit == 0:
+                strategy = f"WAIT (the limit {CLOSED}; then {strategy})"
             place = self.store.explain.blocked_place(claim.blocked_on, claim)
             return [
                 self._blocker(
@@ -292,16 +296,8 @@ class ExplainPolicy:
         for tag in run.tags:
             check(f"tag {tag!r}", TAG_PREFIX + tag)
         if flow is not None and flow.deployment is not None:
-            if deployment is None or deployment.concurrency_limit is None:
-                out.append((f"deployment {flow.deployment!r}: no concurrency limit", False))
-            else:
-                out.append(
-                    (
-                        f"deployment {flow.deployment!r}: limit {deployment.concurrency_limit},"
-                        f" strategy {deployment.collision_strategy}",
-                        True,
-                    )
-                )
+            row = limits.get(deployment_limit_name(flow.deployment))
+            out.append(deployment_applies(flow.deployment, deployment, row))
             if flow.work_pool is not None:
                 queue = flow.work_queue or DEFAULT_QUEUE
                 check(f"work pool {flow.work_pool!r}", pool_limit_name(flow.work_pool))
@@ -339,6 +335,7 @@ class ExplainPolicy:
                 estimate = max(s for s in starts if s is not None)
             names = ", ".join(repr(b.limit_name) for b in blockers)
             summary = f"{label} is waiting for {len(blockers)} limit(s): {names}"
+            summary += "".join(f"; limit {b.limit_name!r} {CLOSED}" for b in blockers if b.closed)
             if estimate is not None:
                 summary += (
                     f"; estimated start in {fmt_seconds(max(0.0, estimate.timestamp() - now))}"
@@ -418,9 +415,9 @@ class ExplainPolicy:
             stat = stats.get(limit_name)
             if stat is None or not stat.active:
                 return PolicyLayer(kind, label, limit_name, None, None, None, detail + "unlimited")
+            taken = f"limit {CLOSED}" if stat.limit == 0 else f"{occupancy(stat)} slots taken"
             return PolicyLayer(
-                kind, label, limit_name, stat.limit, stat.active_slots, stat.waiters,
-                detail + f"{occupancy(stat)} slots taken",
+                kind, label, limit_name, stat.limit, stat.active_slots, stat.waiters, detail + taken
             )  # fmt: skip
 
         if dep.work_pool is not None:
@@ -479,10 +476,11 @@ class ExplainPolicy:
             )  # fmt: skip
         name = deployment_limit_name(dep.full_name)
         stat = stats.get(name)
+        # The slot engine's limit is what applies (set to 0 by hand: a kill switch).
+        value = stat.limit if stat is not None and stat.active else dep.concurrency_limit
         return PolicyLayer(
-            "deployment", dep.full_name, name, dep.concurrency_limit,
-            stat.active_slots if stat else 0.0, None,
-            f"strategy {dep.collision_strategy}",
+            "deployment", dep.full_name, name, value, stat.active_slots if stat else 0.0, None,
+            f"strategy {dep.collision_strategy}" + (f"; limit {CLOSED}" if value == 0 else ""),
         )  # fmt: skip
 
     # -- the status screen -----------------------------------------------------------

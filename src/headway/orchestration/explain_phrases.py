@@ -71,6 +71,26 @@ def on_collision(dep: Deployment) -> str:
     )
 
 
+#: What a limit of 0 means for the runs that wait on it.
+CLOSED = "is 0: nothing is admitted until it is raised"
+
+
+def deployment_applies(
+    name: str, deployment: Deployment | None, row: LimitStats | None
+) -> tuple[str, bool]:
+    """The line of ``why`` on a run's deployment limit, and whether one is set.
+
+    ``row`` is the deployment's limit in the slot engine: what applies, when it
+    was changed by hand (``gcl update deployment:<flow>/<name> --limit 0``).
+    """
+    if deployment is None or deployment.concurrency_limit is None:
+        return f"deployment {name!r}: no concurrency limit", False
+    value = deployment.concurrency_limit
+    if row is not None and row.active and not deployment.concurrency_key:
+        value = row.limit
+    return f"deployment {name!r}: limit {value}, strategy {deployment.collision_strategy}", True
+
+
 AWAITED_LIMIT = re.compile(r"slot of limit '([^']+)'")
 
 
@@ -118,7 +138,9 @@ def past_waits(
 
 
 __all__ = [
+    "CLOSED",
     "awaited",
+    "deployment_applies",
     "dt",
     "fmt_seconds",
     "holder",

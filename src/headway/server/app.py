@@ -22,7 +22,7 @@ from headway._version import headway_version
 from headway.core.clock import SYSTEM_CLOCK, Clock
 from headway.orchestrator import Orchestrator
 from headway.server import metrics
-from headway.server.api_routes import api_router
+from headway.server.api_routes import api_routes
 from headway.server.crosssite import CrossSiteGuard
 from headway.server.errors import install_error_handlers
 from headway.server.fastpath import SlotFastPath
@@ -120,7 +120,7 @@ def create_app(
         return JSONResponse({"status": "ok", "version": headway_version()})
 
     # Every route of the API, from the operations' declarations.
-    app.include_router(api_router(), prefix=API_PREFIX)
+    app.router.routes.extend(api_routes(API_PREFIX))
     app.include_router(metrics.router)
     # The dashboard: its page and assets are open, its data calls need the key.
     app.include_router(ui_router())

@@ -275,14 +275,19 @@ class Claims:
                     continue
                 info = infos[c.deployment or ""]
                 assert c.limit is not None
+                if self.limits.limit_values(tx, [c.limit], now).get(c.limit) == 0:
+                    # Set to 0 by hand (a kill switch): the run waits, whatever the
+                    # strategy; nothing is cancelled, as in Prefect.
+                    self._await(tx, c, c.limit, c.limit, room)
+                    continue
                 wake.extend(self._collide(tx, c, info, room, now))
                 continue
             self.runs.set_state_in(tx, c.id, Pending(), _SCHEDULED)
             tx.execute(
                 "UPDATE flow_runs SET lease_id = :lease, lease_expires = :e, worker_id = :w,"
-                " blocked_on = '', concurrency_key = :key WHERE id = :id",
+                " blocked_on = '', concurrency_key = :key, updated = :now WHERE id = :id",
                 {"lease": lease_id, "e": now + lease_seconds, "w": worker_id, "key": c.key,
-                 "id": c.id},
+                 "id": c.id, "now": now},
             )  # fmt: skip
             for n in names:
                 room[n] = room.get(n, float("inf")) - 1
@@ -341,8 +346,9 @@ class Claims:
         )
         if blocked_on != (c.blocked_on or ""):
             tx.execute(
-                "UPDATE flow_runs SET blocked_on = :b, concurrency_key = :k WHERE id = :id",
-                {"b": blocked_on, "k": c.key, "id": c.id},
+                "UPDATE flow_runs SET blocked_on = :b, concurrency_key = :k, updated = :now"
+                " WHERE id = :id",
+                {"b": blocked_on, "k": c.key, "id": c.id, "now": self.clock.now()},
             )
 
     def _collide(

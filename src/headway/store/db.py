@@ -33,6 +33,7 @@ from headway.exceptions import (
     ValidationError,
 )
 from headway.settings import DEFAULT_POOL_SIZE
+from headway.store.checkpoint import CHECKPOINT_EVERY_COMMITS, Checkpointer
 from headway.store.dialects import (
     Dialect,
     connect_sqlite,
@@ -130,34 +131,6 @@ def damaged_message(url: str, exc: BaseException) -> str:
     )
 
 
-#: A SQLite process asks for a checkpoint after this many write commits of its own
-#: (each writes a few pages: about SQLite's own default of 1000 pages of WAL).
-CHECKPOINT_EVERY_COMMITS = 200
-
-
-class _Checkpointer:
-    """The thread that checkpoints a SQLite database's WAL for one process, when asked."""
-
-    def __init__(self, db: Database) -> None:
-        self.pid = os.getpid()
-        self.due = threading.Event()
-        self._db = weakref.ref(db)
-        threading.Thread(target=self._run, name="headway-checkpoint", daemon=True).start()
-
-    def _run(self) -> None:
-        while True:
-            self.due.wait()
-            self.due.clear()
-            db = self._db()
-            if db is None or db._checkpointer is not self:
-                return
-            try:
-                db._thread_connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except Exception as exc:  # the next one tries again; nothing is lost
-                logger.debug("checkpoint failed: %s", exc)
-            del db
-
-
 #: ``Database._writer_lock(blocking=False)``: another process holds the file lock.
 _TAKEN = -2
 
@@ -214,7 +187,7 @@ class Database:
         self._writer_fd: int | None = None
         # Write commits since the last checkpoint, and the thread that makes them.
         self._commits = 0
-        self._checkpointer: _Checkpointer | None = None
+        self._checkpointer: Checkpointer | None = None
 
     def _connection(self, deadline: float) -> Any:
         """A connection for one transaction or statement: give it back with :meth:`_done`."""
@@ -483,7 +456,7 @@ class Database:
         self._commits = 0
         checkpointer = self._checkpointer
         if checkpointer is None or checkpointer.pid != os.getpid():
-            checkpointer = self._checkpointer = _Checkpointer(self)
+            checkpointer = self._checkpointer = Checkpointer(self)
         checkpointer.due.set()
 
     @staticmethod

@@ -45,7 +45,7 @@ class Dialect:
     autocommit_statements: bool = False
     #: The slot engine's acquire, release, handoff and waiter's look run as
     #: functions in the database, one statement each, so the limits' row locks
-    #: are held for the database's work alone (migrations 0009 and 0010,
+    #: are held for the database's work alone (migrations 0010 and 0011,
     #: ``store/slots/pg.py``); elsewhere they run statement by statement.
     slot_functions: bool = False
     _cache: dict[str, str] = field(default_factory=dict, repr=False)

@@ -28,6 +28,9 @@ from headway.store.db import Database, Row, Tx
 from headway.store.run_leases import RunLeases
 from headway.store.slots import Limits
 
+#: A pool's row: what :meth:`Pools._work_pool` reads, in this order.
+_POOL_COLUMNS = "name, type, paused, description, created, id, updated"
+
 
 class Pools:
     """Work pools, their queues and workers. Each public method is one transaction."""
@@ -48,14 +51,19 @@ class Pools:
     ) -> WorkPool:
         """Create a pool with its ``default`` queue; ObjectAlreadyExists if the name is taken."""
         name = validate_object_name(name, "work pool")
-        limit = None if concurrency_limit is None else validate_concurrency_limit(concurrency_limit)
+        limit = (
+            None
+            if concurrency_limit is None
+            else validate_concurrency_limit(concurrency_limit, minimum=0)
+        )
         now = self.clock.now()
         with self.db.write() as tx:
             created = tx.rowcount(
-                "INSERT INTO work_pools (name, type, paused, description, created)"
-                " VALUES (:name, :type, :f, :d, :now) ON CONFLICT (name) DO NOTHING",
-                {"name": name, "type": type, "f": False, "d": description, "now": now},
-            )
+                "INSERT INTO work_pools (id, name, type, paused, description, created, updated)"
+                " VALUES (:id, :name, :type, :f, :d, :now, :now) ON CONFLICT (name) DO NOTHING",
+                {"id": str(uuid.uuid4()), "name": name, "type": type, "f": False,
+                 "d": description, "now": now},
+            )  # fmt: skip
             if not created:
                 raise ObjectAlreadyExists(f"a work pool named {name!r} already exists")
             self._insert_queue(tx, name, DEFAULT_QUEUE, 0, now)
@@ -64,8 +72,8 @@ class Pools:
 
     def _insert_queue(self, tx: Tx, pool: str, name: str, priority: int, now: float) -> None:
         created = tx.rowcount(
-            "INSERT INTO work_queues (id, pool, name, priority, paused, created)"
-            " VALUES (:id, :pool, :name, :p, :f, :now) ON CONFLICT (pool, name) DO NOTHING",
+            "INSERT INTO work_queues (id, pool, name, priority, paused, created, updated)"
+            " VALUES (:id, :pool, :name, :p, :f, :now, :now) ON CONFLICT (pool, name) DO NOTHING",
             {"id": str(uuid.uuid4()), "pool": pool, "name": name, "p": priority, "f": False,
              "now": now},
         )  # fmt: skip
@@ -75,7 +83,7 @@ class Pools:
     def pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row:
         """The pool's row (locked with ``lock``); ObjectNotFound naming the known pools."""
         row = tx.one(
-            "SELECT name, type, paused, description, created FROM work_pools WHERE name = :n"
+            f"SELECT {_POOL_COLUMNS} FROM work_pools WHERE name = :n"
             + (tx.dialect.for_update if lock else ""),
             {"n": name},
         )
@@ -96,9 +104,7 @@ class Pools:
         """Every pool, by name."""
         now = self.clock.now()
         with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT name, type, paused, description, created FROM work_pools ORDER BY name"
-            )
+            rows = tx.execute(f"SELECT {_POOL_COLUMNS} FROM work_pools ORDER BY name")
             return [self._work_pool(tx, r, now) for r in rows]
 
     def _work_pool(self, tx: Tx, row: Row, now: float) -> WorkPool:
@@ -115,11 +121,13 @@ class Pools:
             description=row[3],
             queues=tuple(queues),
             created=ts_to_dt(row[4]),
+            id=row[5],
+            updated=ts_to_dt(row[6]),
         )
 
     def _queues(self, tx: Tx, pool: str, now: float) -> list[WorkQueue]:
         rows = tx.execute(
-            "SELECT id, pool, name, priority, paused, created FROM work_queues"
+            "SELECT id, pool, name, priority, paused, created, updated FROM work_queues"
             " WHERE pool = :pool ORDER BY priority DESC, name",
             {"pool": pool},
         )
@@ -145,6 +153,7 @@ class Pools:
                 running=counts.get((r[2], "running"), 0),
                 waiting=counts.get((r[2], "waiting"), 0),
                 created=ts_to_dt(r[5]),
+                updated=ts_to_dt(r[6]),
             )
             for r in rows
         ]
@@ -154,7 +163,8 @@ class Pools:
         with self.db.write() as tx:
             self.pool_row(tx, name, lock=True)
             tx.execute(
-                "UPDATE work_pools SET paused = :p WHERE name = :n", {"p": bool(paused), "n": name}
+                "UPDATE work_pools SET paused = :p, updated = :now WHERE name = :n",
+                {"p": bool(paused), "n": name, "now": self.clock.now()},
             )
         return self.read_work_pool(name)
 
@@ -162,11 +172,15 @@ class Pools:
         self, name: str, limit: int | None
     ) -> tuple[WorkPool, list[WakeTarget]]:
         """Set (or clear, with None) the pool's limit on its PENDING and RUNNING runs."""
-        value = None if limit is None else validate_concurrency_limit(limit)
+        value = None if limit is None else validate_concurrency_limit(limit, minimum=0)
+        now = self.clock.now()
         with self.db.write() as tx:
             self.pool_row(tx, name, lock=True)
             wake = self.limits.put_limit(tx, pool_limit_name(name), value)
-            wake.extend(self.run_leases.claimers(tx, name, self.clock.now()))
+            tx.execute(
+                "UPDATE work_pools SET updated = :now WHERE name = :n", {"now": now, "n": name}
+            )
+            wake.extend(self.run_leases.claimers(tx, name, now))
         return self.read_work_pool(name), wake
 
     def delete_work_pool(self, name: str) -> list[WakeTarget]:
@@ -220,7 +234,11 @@ class Pools:
         """Create a queue in ``pool``; ObjectAlreadyExists if the pool has one of that name."""
         name = validate_object_name(name, "work queue")
         priority = validate_priority(priority, "queue priority")
-        limit = None if concurrency_limit is None else validate_concurrency_limit(concurrency_limit)
+        limit = (
+            None
+            if concurrency_limit is None
+            else validate_concurrency_limit(concurrency_limit, minimum=0)
+        )
         now = self.clock.now()
         with self.db.write() as tx:
             self.pool_row(tx, pool, lock=True)
@@ -269,17 +287,20 @@ class Pools:
         """Change a queue's priority or pause it."""
         if priority is not None:
             priority = validate_priority(priority, "queue priority")
+        now = self.clock.now()
         with self.db.write() as tx:
             self._lock_queue(tx, pool, name)
             if priority is not None:
                 tx.execute(
-                    "UPDATE work_queues SET priority = :p WHERE pool = :pool AND name = :n",
-                    {"p": priority, "pool": pool, "n": name},
+                    "UPDATE work_queues SET priority = :p, updated = :now"
+                    " WHERE pool = :pool AND name = :n",
+                    {"p": priority, "pool": pool, "n": name, "now": now},
                 )
             if paused is not None:
                 tx.execute(
-                    "UPDATE work_queues SET paused = :p WHERE pool = :pool AND name = :n",
-                    {"p": bool(paused), "pool": pool, "n": name},
+                    "UPDATE work_queues SET paused = :p, updated = :now"
+                    " WHERE pool = :pool AND name = :n",
+                    {"p": bool(paused), "pool": pool, "n": name, "now": now},
                 )
         return self.read_work_queue(pool, name)
 
@@ -296,11 +317,16 @@ class Pools:
         self, pool: str, name: str, limit: int | None
     ) -> tuple[WorkQueue, list[WakeTarget]]:
         """Set (or clear, with None) the queue's limit on its PENDING and RUNNING runs."""
-        value = None if limit is None else validate_concurrency_limit(limit)
+        value = None if limit is None else validate_concurrency_limit(limit, minimum=0)
+        now = self.clock.now()
         with self.db.write() as tx:
             self._lock_queue(tx, pool, name)
             wake = self.limits.put_limit(tx, queue_limit_name(pool, name), value)
-            wake.extend(self.run_leases.claimers(tx, pool, self.clock.now()))
+            tx.execute(
+                "UPDATE work_queues SET updated = :now WHERE pool = :pool AND name = :n",
+                {"now": now, "pool": pool, "n": name},
+            )
+            wake.extend(self.run_leases.claimers(tx, pool, now))
         return self.read_work_queue(pool, name), wake
 
     def delete_work_queue(self, pool: str, name: str) -> list[WakeTarget]:

@@ -138,10 +138,9 @@ class RunLeases:
         wake: list[WakeTarget] = withdrawn
         if state.is_final or unclaim:
             tx.execute(
-                "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = ''"
-                + (", worker_id = NULL" if unclaim else "")
-                + " WHERE id = :id",
-                {"id": run_id},
+                "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = '',"
+                " updated = :now" + (", worker_id = NULL" if unclaim else "") + " WHERE id = :id",
+                {"id": run_id, "now": self.clock.now()},
             )
             if lease_id is not None:
                 _, released = self.slots.release_slots(lease_id)
@@ -149,7 +148,10 @@ class RunLeases:
             if deployment is not None and (lease_id is not None or lease_expires is not None):
                 wake.extend(self.claimers(tx, pool, self.clock.now()))
         elif blocked_on:
-            tx.execute("UPDATE flow_runs SET blocked_on = '' WHERE id = :id", {"id": run_id})
+            tx.execute(
+                "UPDATE flow_runs SET blocked_on = '', updated = :now WHERE id = :id",
+                {"id": run_id, "now": self.clock.now()},
+            )
         return wake
 
     def set_flow_run_state_releasing(
@@ -201,7 +203,8 @@ class RunLeases:
                 ended += 1
             except ConflictError:
                 tx.execute(
-                    "UPDATE flow_runs SET lease_expires = NULL WHERE id = :id", {"id": run_id}
+                    "UPDATE flow_runs SET lease_expires = NULL, updated = :now WHERE id = :id",
+                    {"id": run_id, "now": now},
                 )
             self.events.event(
                 tx, now, "flow_run.lease_expired", "", None, state.type.value, run_id=run_id

@@ -20,7 +20,7 @@ from headway.store.db import Row
 FLOW_COLUMNS = (
     "id, name, flow_name, deployment, parent_task_run_id, parameters, tags, state_type,"
     " state_name, state_message, state_timestamp, created, expected_start_time, start_time,"
-    " end_time, run_count, priority, work_pool, work_queue"
+    " end_time, run_count, priority, work_pool, work_queue, updated"
 )
 TASK_COLUMNS = (
     "id, flow_run_id, name, task_key, tags, state_type, state_name, state_message,"
@@ -58,6 +58,7 @@ def flow_run_of(row: Row, task_runs: tuple[TaskRun, ...] | None = None) -> FlowR
         work_pool=row[17],
         work_queue=row[18],
         task_runs=task_runs,
+        updated=ts_to_dt(row[19]),
     )
 
 
@@ -74,6 +75,7 @@ def task_run_of(row: Row) -> TaskRun:
         start_time=ts_to_dt(row[10]),
         end_time=ts_to_dt(row[11]),
         run_count=row[12],
+        updated=ts_to_dt(max(row[8], row[9])),
     )
 
 

@@ -87,11 +87,11 @@ class Runs:
             created = tx.rowcount(
                 "INSERT INTO flow_runs (id, name, flow_name, deployment, parent_task_run_id,"
                 " parameters, tags, state_type, state_name, state_message, state_timestamp,"
-                " created, expected_start_time, start_time, end_time, run_count, priority,"
-                " work_pool, work_queue, pid, host) VALUES (:id, :name, :flow_name,"
+                " created, updated, expected_start_time, start_time, end_time, run_count,"
+                " priority, work_pool, work_queue, pid, host) VALUES (:id, :name, :flow_name,"
                 " :deployment, :parent, :parameters, :tags, :st, :sn, :sm, :ts, :created,"
-                " :expected, :start, :end, :run_count, :priority, :pool, :queue, :pid, :host)"
-                " ON CONFLICT (id) DO NOTHING",
+                " :created, :expected, :start, :end, :run_count, :priority, :pool, :queue, :pid,"
+                " :host) ON CONFLICT (id) DO NOTHING",
                 {
                     "id": id,
                     "name": name,
@@ -162,7 +162,7 @@ class Runs:
         entering_running = state.type is StateType.RUNNING
         tx.execute(
             "UPDATE flow_runs SET state_type = :st, state_name = :sn, state_message = :sm,"
-            " state_timestamp = :ts,"
+            " state_timestamp = :ts, updated = :now,"
             " start_time = CASE WHEN :running = 1 AND start_time IS NULL THEN :ts"
             " ELSE start_time END,"
             " run_count = run_count + :running,"
@@ -175,6 +175,7 @@ class Runs:
                 "running": 1 if entering_running and from_type is not StateType.RUNNING else 0,
                 "final": 1 if state.is_final else 0,
                 "id": run_id,
+                "now": self.clock.now(),
             },
         )
         self.insert_states(tx, "flow", [(run_id, state)])

@@ -114,10 +114,10 @@ class Scheduling:
         state = Scheduled(timestamp=datetime.fromtimestamp(now, UTC))
         created = tx.rowcount(
             "INSERT INTO flow_runs (id, name, flow_name, deployment, parameters, tags,"
-            " state_type, state_name, state_message, state_timestamp, created,"
+            " state_type, state_name, state_message, state_timestamp, created, updated,"
             " expected_start_time, run_count, priority, work_pool, work_queue, scheduled_slot,"
             " concurrency_key) VALUES (:id, :name, :flow, :dep, :params, :tags, :st, :sn, NULL,"
-            " :now, :now, :expected, 0, :priority, :pool, :queue, :slot, :key)"
+            " :now, :now, :now, :expected, 0, :priority, :pool, :queue, :slot, :key)"
             " ON CONFLICT (deployment, scheduled_slot) DO NOTHING",
             {
                 "id": run_id,

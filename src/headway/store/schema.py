@@ -60,6 +60,8 @@ flow_runs = Table(
     Column("lease_id", String(36), nullable=True),
     Column("lease_expires", Float, nullable=True),
     Column("worker_id", String(36), nullable=True),
+    # When the record last changed (state, claim, what it waits on); migration 0009.
+    Column("updated", Float, nullable=False),
 )
 Index("ix_flow_runs_created", flow_runs.c.created)
 Index("ix_flow_runs_state", flow_runs.c.state_type, flow_runs.c.created)
@@ -135,7 +137,10 @@ limits = Table(
     Column("releases", BigInteger, nullable=False, server_default="0"),
     # How many waiter rows name this limit (migration 0006); see store/slots/.
     Column("queued", Integer, nullable=False, server_default="0"),
+    # A stable id besides the name (migration 0009), as Prefect's limits have.
+    Column("id", String(36), nullable=False),
 )
+Index("ix_limits_id", limits.c.id, unique=True)
 
 # One row per (lease, limit): a lease over several limits has several rows.
 leases = Table(
@@ -343,7 +348,11 @@ work_pools = Table(
     Column("paused", Boolean, nullable=False, server_default="0"),
     Column("description", Text, nullable=False, server_default=""),
     Column("created", Float, nullable=False),
+    # A stable id besides the name, and when the pool last changed (migration 0009).
+    Column("id", String(36), nullable=False),
+    Column("updated", Float, nullable=False),
 )
+Index("ix_work_pools_id", work_pools.c.id, unique=True)
 
 work_queues = Table(
     "work_queues",
@@ -354,6 +363,7 @@ work_queues = Table(
     Column("priority", Integer, nullable=False, server_default="0"),
     Column("paused", Boolean, nullable=False, server_default="0"),
     Column("created", Float, nullable=False),
+    Column("updated", Float, nullable=False),
 )
 Index("ix_work_queues_pool_name", work_queues.c.pool, work_queues.c.name, unique=True)
 

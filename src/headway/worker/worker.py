@@ -176,6 +176,10 @@ class Worker(RunProcesses):
                 self._claims_stopped.set()
                 self.client.stop_retrying()
             elif signals == 1:
+                # Before the message: a run created once it is printed is never
+                # started here (a claim already waiting hands it back), even
+                # while the drain's thread has not yet begun.
+                self._claims_stopped.set()
                 within = (
                     "" if self.drain_seconds is None else f" (at most {self.drain_seconds:g} s)"
                 )

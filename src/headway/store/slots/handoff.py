@@ -29,7 +29,7 @@ from headway.core.limits import (
     queue_depth,
     released,
 )
-from headway.exceptions import ValidationError
+from headway.exceptions import LimitClosed, ValidationError
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
 from headway.store.events import Events
@@ -152,9 +152,9 @@ class Handoff:
             states, ahead = read_for_acquire(tx, wanted, req.priority, req.seq, now)
             try:
                 decision = decide(wanted, req.slots, mode, states, ahead)
-            except ValidationError:
-                # It can never be granted as asked (its limit shrank below it):
-                # woken, its own attempt tells its caller why.
+            except (ValidationError, LimitClosed):
+                # It can never be granted as asked (its limit shrank below it, or
+                # to 0): woken, its own attempt tells its caller why.
                 woken.append(target)
                 continue
             if not decision.grant:
@@ -273,6 +273,21 @@ class Handoff:
                 {"v": released(state.active_slots, int(row[2])), "now": now, "name": name},
             )
         return names
+
+    def wake_unfit(self, tx: Tx, name: str, limit: int, now: float) -> list[WakeTarget]:
+        """Wake the waiters of ``name`` a new ``limit`` can never admit (it is locked).
+
+        Those asking more slots than it has (every one, at 0) are refused by their
+        own next attempt: woken now, they learn it at once instead of at their
+        next periodic look. Nothing else changes.
+        """
+        rows = tx.execute(
+            "SELECT DISTINCT waiter_id, wake_address, host, pid FROM waiters"
+            " WHERE limit_name = :name AND expires > :now AND slots > :limit",
+            {"name": name, "now": now, "limit": limit},
+        )
+        targets = [WakeTarget(r[0], r[1], r[2], int(r[3])) for r in rows]
+        return notify_in_transaction(tx, targets) if targets else []
 
     def unqueue_deleted(self, tx: Tx, name: str, now: float) -> list[WakeTarget]:
         """Take the waiters of a limit being deleted out of its queue (it is locked).

@@ -10,6 +10,7 @@ be notified after the commit.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,7 +31,7 @@ from headway.store.slots.handoff import Handoff
 from headway.store.slots.reaper import Reaper
 from headway.store.slots.rows import (
     DOOMED,
-    LIMIT_COLUMNS,
+    LIMIT_RECORD_COLUMNS,
     dt,
     limit_of,
     limit_row,
@@ -85,10 +86,11 @@ class Limits:
         now = self.clock.now()
         with self.db.write() as tx:
             created = tx.rowcount(
-                "INSERT INTO limits (name, slot_limit, active, active_slots,"
-                " slot_decay_per_second, decayed_at, created, updated) VALUES (:name, :limit,"
+                "INSERT INTO limits (id, name, slot_limit, active, active_slots,"
+                " slot_decay_per_second, decayed_at, created, updated) VALUES (:id, :name, :limit,"
                 " :active, :slots, :decay, :now, :now, :now) ON CONFLICT (name) DO NOTHING",
                 {
+                    "id": str(uuid.uuid4()),
                     "name": name,
                     "limit": limit,
                     "active": bool(active),
@@ -126,12 +128,12 @@ class Limits:
         self, tx: Tx, where: str, params: dict[str, Any], now: float
     ) -> list[Limit]:
         rows = tx.execute(
-            f"SELECT {LIMIT_COLUMNS}, (SELECT COUNT(*) FROM waiters w"
+            f"SELECT {LIMIT_RECORD_COLUMNS}, (SELECT COUNT(*) FROM waiters w"
             " WHERE w.limit_name = limits.name AND w.expires > :now)"
             f" FROM limits {where} ORDER BY name",
             {**params, "now": now},
         )
-        return [limit_of(r, now, int(r[9])) for r in rows]
+        return [limit_of(r, now, int(r[11])) for r in rows]
 
     def update_limit(
         self,
@@ -174,6 +176,8 @@ class Limits:
             detail = ", ".join(f"{k}={v}" for k, v in changes.items() if v is not None)
             self.events.event(tx, now, "limit.updated", name, new_limit, detail)
             wake = self.handoff.hand_off(tx, [name], now)
+            if new_limit is not None:
+                wake += self.handoff.wake_unfit(tx, name, new_limit, now)
             row = limit_row(tx, name)
         return limit_of(row, now), wake
 

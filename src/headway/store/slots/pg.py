@@ -4,7 +4,7 @@ Under contention every slot operation waits for the limit's row lock, and
 holds it until it commits. Run from here as a dozen statements, a release
 and its handoff, or an acquire that queues, held it for a dozen round trips
 with Python in between; as one call of a function written in the database
-(migrations 0009 and 0010: ``headway_release``, ``headway_hand_off``,
+(migrations 0010 and 0011: ``headway_release``, ``headway_hand_off``,
 ``headway_acquire``, ``headway_take``) they hold it for the time the
 database takes to do the work. The functions follow ``core.limits`` as the
 Python path does on SQLite (``store/slots/engine.py``, ``handoff.py``), and

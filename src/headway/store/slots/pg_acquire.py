@@ -1,6 +1,6 @@
 """PostgreSQL's acquire: grant, take a handed grant, or queue, in one statement.
 
-``headway_acquire`` (migration 0010) does in the database what
+``headway_acquire`` (migration 0011) does in the database what
 ``Slots.acquire_slots`` does statement by statement on SQLite, in the same
 order, and answers in JSON (see ``store/slots/pg.py`` for the functions'
 common ground). What it cannot do there it leaves to the Python path before

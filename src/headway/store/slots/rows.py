@@ -29,6 +29,8 @@ LIMIT_COLUMNS = (
     "name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at, created,"
     " grants, denials"
 )
+#: A limit as a record (:func:`limit_of`): ``LIMIT_COLUMNS``, then its id and last change.
+LIMIT_RECORD_COLUMNS = LIMIT_COLUMNS + ", id, updated"
 #: ``expires`` of the remaining rows of a lease that was reaped.
 DOOMED = 0.0
 #: A lease row's columns, and their parameters as ``lease_params`` names them.
@@ -92,8 +94,10 @@ def dt(ts: float) -> datetime:
 
 
 def limit_of(row: Row, now: float, waiters: int = 0) -> Limit:
-    """A :class:`Limit` from a row of ``LIMIT_COLUMNS``, its occupancy decayed to ``now``."""
+    """A :class:`Limit` from a row of ``LIMIT_RECORD_COLUMNS``, its occupancy decayed to ``now``."""
     return Limit(
+        id=row[9],
+        updated=ts_to_dt(row[10]),
         name=row[0],
         limit=int(row[1]),
         active=bool(row[2]),
@@ -142,8 +146,8 @@ def lock_one(tx: Tx, name: str) -> Row:
 
 
 def limit_row(tx: Tx, name: str) -> Row:
-    """One limit's row; ObjectNotFound if unknown."""
-    row = tx.one(f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name = :name", {"name": name})
+    """One limit's row of ``LIMIT_RECORD_COLUMNS``; ObjectNotFound if unknown."""
+    row = tx.one(f"SELECT {LIMIT_RECORD_COLUMNS} FROM limits WHERE name = :name", {"name": name})
     if row is None:
         raise ObjectNotFound(f"no limit named {name!r}")
     return row
@@ -363,6 +367,7 @@ __all__ = [
     "LEASE_COLUMNS",
     "LEASE_VALUES",
     "LIMIT_COLUMNS",
+    "LIMIT_RECORD_COLUMNS",
     "bind",
     "dequeue",
     "dt",

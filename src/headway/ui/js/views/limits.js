@@ -87,7 +87,7 @@ function limitCard(l, detail) {
 function limitFields(l) {
   const name = h("input", { name: "name", required: true, maxlength: 200, autocomplete: "off",
     placeholder: "db, tag:gpu, ..." });
-  const limit = h("input", { name: "limit", type: "number", min: 1, step: 1, required: true,
+  const limit = h("input", { name: "limit", type: "number", min: 0, step: 1, required: true,
     value: l ? l.limit : 1 });
   const decay = h("input", { name: "slot_decay_per_second", type: "number", min: 0, step: "any",
     value: l ? l.slot_decay_per_second : 0 });

@@ -29,7 +29,8 @@ const poolsView = {
 };
 
 function limitText(limit) {
-  return limit === null || limit === undefined ? "unlimited" : String(limit);
+  if (limit === null || limit === undefined) return "unlimited";
+  return limit === 0 ? "0 (no runs start)" : String(limit);
 }
 
 function poolCard(p, queues, workers) {
@@ -79,11 +80,12 @@ function poolCard(p, queues, workers) {
 }
 
 function limitEditDialog(title, current, save) {
-  const input = h("input", { name: "limit", type: "number", min: 1, step: 1,
+  const input = h("input", { name: "limit", type: "number", min: 0, step: 1,
     value: current === null || current === undefined ? "" : current,
     placeholder: "unlimited" });
   dialog.open(title, [
-    field("Limit (runs pending or running at once)", input, "Leave empty for unlimited."),
+    field("Limit (runs pending or running at once)", input,
+      "Leave empty for unlimited; 0 starts no runs."),
   ], [{
     label: "Save", primary: true,
     run: () => save(numberValue(input, "limit", { allowEmpty: true })),

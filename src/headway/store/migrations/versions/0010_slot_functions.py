@@ -21,8 +21,8 @@ decision's read), and the plans do not depend on the values.
 
 SQLite has no functions of this kind: nothing changes there.
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-14
 """
 
@@ -32,8 +32,8 @@ import math
 
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -1,6 +1,6 @@
 """PostgreSQL: an acquire (grant, take a handed grant, or queue) as one server-side function
 
-After 0009 a contended release was one statement, but the acquires it waited
+After 0010 a contended release was one statement, but the acquires it waited
 for were not: queuing a request took eight round trips under the limit's row
 lock, and a woken waiter took the lock again only to pick up its grant.
 ``headway_acquire`` does an acquire's whole work in one statement, in the
@@ -18,8 +18,8 @@ unknown limit with ``strict`` (the Python path raises), and judging whether a
 holder's process is alive (it answers with the rows to judge; the caller asks
 again naming the dead).
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-14
 """
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from alembic import op
 
-#: The constants of ``core`` the functions are written with (see 0009): a test
+#: The constants of ``core`` the functions are written with (see 0010): a test
 #: checks that ``core`` still has them.
 EPSILON = 1e-9  # core.limits.EPSILON
 NOT_QUEUED = 2**62  # core.limits.NOT_QUEUED
@@ -47,8 +47,8 @@ def render(statement: str) -> str:
     )
 
 
-revision = "0010"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
