@@ -14,12 +14,8 @@ whom the function has notified already, inside its transaction, and for a
 request that waits the limits it was decided on, so that ``decide`` words
 the reasons here as it does everywhere.
 
-What the database cannot do is left to the Python path, before anything is
-written: the acquire answers ``fallback`` (a task run whose run has ended, a
-request that can never be granted, an unknown name with ``strict``), and
-:func:`acquire_in_one` returns None. Whether a holder's process is alive is
-judged here (``Reaper.judge`` reads /proc): the function answers ``probe``
-with the rows to judge, and is asked again naming the dead.
+What an acquire cannot do in the database it leaves, before writing
+anything, to the Python path or to its caller (``pg_acquire.py``).
 """
 
 from __future__ import annotations
@@ -28,12 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from headway.core.attempts import Attempt
-from headway.core.limits import (
-    Mode,
-    ProcessInfo,
-    SlotGrant,
-    WakeTarget,
-)
+from headway.core.limits import Mode, ProcessInfo, SlotGrant, WakeTarget
 from headway.exceptions import OutcomeUnknown, StoreUnavailable
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
