@@ -23,13 +23,20 @@ utilization is, if anything, under-stated.
 
 The floor: a bare SQLite write transaction (``BEGIN IMMEDIATE``, one UPDATE,
 ``COMMIT``, WAL, synchronous=NORMAL, as the store runs it), a PostgreSQL round
-trip (``SELECT 1``) and a Redis round trip, each timed alone; each setup's
+trip (``SELECT 1``) and commit (a one-row UPDATE, its own transaction: a
+contended grant holds the limit's row lock through two such commits) and a
+Redis round trip, each timed alone; each setup's
 grant interval is printed as a multiple of the SQLite commit, and its grants/s
 as a ratio of Redis's.
 
 Usage: python benchmarks/bench_contention.py [--processes 8] [--threads 3]
        [--limit 4] [--hold-ms 2] [--seconds 10] [--servers 6]
-       [--setups embedded,server,postgres,redis]
+       [--setups embedded,server,postgres,redis] [--count]
+
+``--count`` makes the PostgreSQL setup's servers count their round trips and
+time their slot operations (``bench_counts.py``): it prints, per grant, the
+calls and round trips of each operation, the milliseconds each call spent in
+the server, and the CPU of the servers and of their PostgreSQL sessions.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from bench_counts import Counts, counting_env, report
 from bench_server_setup import ADMIN_URL, percentile, store
 
 LIMIT_NAME = "contended"
@@ -224,6 +232,28 @@ def postgres_round_trip_seconds(url: str, rounds: int = 2000) -> float:
         return (time.perf_counter() - started) / rounds
 
 
+def postgres_commit_seconds(url: str, rounds: int = 300) -> float:
+    """One committed one-row UPDATE: a round trip and the commit's wait for the disk.
+
+    Every contended slot operation holds the limit's row lock until its commit
+    is on disk, and a grant takes two of them (the request queued, the slot
+    released and handed on): this is the floor of their interval.
+    """
+    import psycopg
+
+    table = f"headway_bench_floor_{os.getpid()}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE TABLE {table} (id integer PRIMARY KEY, n bigint)")
+        try:
+            conn.execute(f"INSERT INTO {table} VALUES (1, 0)")
+            started = time.perf_counter()
+            for _ in range(rounds):
+                conn.execute(f"UPDATE {table} SET n = n + 1 WHERE id = 1")
+            return (time.perf_counter() - started) / rounds
+        finally:
+            conn.execute(f"DROP TABLE {table}")
+
+
 class SessionGauge:
     """Samples ``pg_stat_activity``: the most sessions each headway process held at once."""
 
@@ -276,6 +306,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--servers", type=int, default=6)
     parser.add_argument("--setups", default="embedded,server,postgres,redis")
+    parser.add_argument(
+        "--count",
+        action="store_true",
+        help="postgres: count round trips, time and CPU per grant inside the servers",
+    )
     args = parser.parse_args()
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     callers = args.processes * args.threads
@@ -287,9 +322,11 @@ def main() -> int:
     commit = sqlite_commit_seconds()
     ping = redis_round_trip_seconds() if "redis" in setups else float("nan")
     pg = postgres_round_trip_seconds(ADMIN_URL) if "postgres" in setups else float("nan")
+    pg_commit = postgres_commit_seconds(ADMIN_URL) if "postgres" in setups else float("nan")
     print(
         f"floor: bare SQLite commit {commit * 1e6:.0f} us; PostgreSQL round trip"
-        f" {pg * 1e6:.0f} us; Redis round trip {ping * 1e6:.0f} us"
+        f" {pg * 1e6:.0f} us, commit {pg_commit * 1e6:.0f} us; Redis round trip"
+        f" {ping * 1e6:.0f} us"
     )
     ideal = args.limit / (args.hold_ms / 1000)
     rows: list[dict[str, Any]] = []
@@ -309,7 +346,9 @@ def main() -> int:
             from headway.server.runner import ServerProcess
 
             count = {"embedded": 0, "server": 1, "postgres": args.servers}[setup]
-            servers = [ServerProcess(env) for _ in range(count)]
+            counting = tempfile.mkdtemp(prefix="headway-bench-counts-") if args.count else ""
+            server_env = counting_env(env, counting) if counting and setup == "postgres" else env
+            servers = [ServerProcess(server_env) for _ in range(count)]
             try:
                 for server in servers:
                     server.start()
@@ -322,8 +361,13 @@ def main() -> int:
                 urls = [s.url for s in servers]
                 if setup == "postgres":
                     database = env["HEADWAY_DATABASE_URL"].rsplit("/", 1)[1]
+                    pids = [s.pid for s in servers]
+                    before = Counts.take(counting, ADMIN_URL, pids) if counting else None
                     with SessionGauge(ADMIN_URL, database) as gauge:
                         rows.append(run_setup(setup, args, env, urls))
+                    if before is not None:
+                        time.sleep(1.0)  # the servers' counters written since the run ended
+                        rows[-1]["counts"] = (before, Counts.take(counting, ADMIN_URL, pids))
                     servers_pids = {f"headway:{s.pid}" for s in servers}
                     per_server = [n for name, n in gauge.most.items() if name in servers_pids]
                     rows[-1]["sessions"] = max(per_server, default=0)
@@ -359,6 +403,8 @@ def main() -> int:
             print(f"  first error of {r['setup']}: {r['first_error']}")
         if r.get("left"):
             print(f"  {r['setup']}: {r['left']} slot(s) still held after the run")
+        if "counts" in r:
+            report(*r["counts"], grants=round(r["grants_per_s"] * args.seconds))
         if "sessions" in r:
             print(
                 f"  {r['setup']}: at most {r['sessions']} PostgreSQL sessions held at once by"

@@ -22,7 +22,6 @@ from headway.client.base import Client
 from headway.concurrency.sync import concurrency
 from headway.core.limits import ProcessInfo, SlotGrant, SlotWait, WakeTarget
 from headway.orchestrator import Orchestrator
-from headway.store.slots import Handoff
 
 if TYPE_CHECKING:
     from conftest import Backend
@@ -385,18 +384,8 @@ def test_taking_and_cancelling_a_grant_race_safely(client: Client) -> None:
         assert detail.limit.active_slots == 0
 
 
-def test_no_over_admission_through_handoffs(
-    client: Client, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_over_admission_through_handoffs(client: Client, woken: list[str]) -> None:
     """Threads loop on a limit of 2 while an observer outside headway counts holders."""
-    handoffs: list[str] = []
-    original = Handoff.record
-
-    def counting(self: Handoff, tx: Any, waiter_id: str, grant: SlotGrant, now: float) -> None:
-        handoffs.append(waiter_id)
-        original(self, tx, waiter_id, grant, now)
-
-    monkeypatch.setattr(Handoff, "record", counting)
     client.create_limit("adm", 2)
     gate = [_grant(client, ["adm"]) for _ in range(2)]
     lock = threading.Lock()
@@ -435,7 +424,8 @@ def test_no_over_admission_through_handoffs(
         t.join(timeout=120)
     assert not errors, errors
     assert 1 <= peak[0] <= 2
-    assert len(handoffs) >= 2
+    # Only granted waiters are woken (one name each: none is left to retry).
+    assert len(woken) >= 2
     detail = client.inspect_limit("adm")
     assert detail.holders == () and detail.waiters == () and detail.limit.active_slots == 0
 
@@ -545,66 +535,98 @@ def test_postgres_leaves_a_waiter_whose_other_limit_is_locked_to_retry(
     assert grant.names == ("a", "b")
 
 
+def test_postgres_a_denied_single_attempt_takes_no_lock(backend: Backend, client: Client) -> None:
+    """One attempt that will not queue, on a full limit, is answered without its lock.
+
+    Taking the limit's row lock writes (and waits for the disk at commit): an
+    attempt that is denied on a committed state, with nothing for a reap to
+    remove, must not queue behind those who have to write. Here another
+    session holds the lock; the attempt is answered all the same.
+    """
+    if not backend.is_postgres:
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
+    import psycopg
+
+    assert backend.database_url is not None
+    client.create_limit("busy", 1)
+    _grant(client, ["busy"])
+    blocker = psycopg.connect(
+        backend.database_url.replace("postgresql+psycopg://", "postgresql://")
+    )
+    answered = threading.Event()
+    got: list[SlotGrant | SlotWait] = []
+
+    def attempt() -> None:
+        got.append(client.acquire_slots(["busy"], 1, timeout=0))
+        answered.set()
+
+    asker = threading.Thread(target=attempt)
+    try:
+        blocker.execute("SELECT name FROM limits WHERE name = 'busy' FOR UPDATE")
+        asker.start()
+        answered.wait(60)
+        assert answered.is_set(), "the attempt waited for the limit's lock"
+    finally:
+        blocker.rollback()
+        blocker.close()
+        asker.join(60)
+    (result,) = got
+    assert isinstance(result, SlotWait) and "full" in result.reason, result
+
+
 def test_postgres_a_grant_handed_while_the_waiter_asks_again_is_not_doubled(
-    backend: Backend, client: Client, monkeypatch: pytest.MonkeyPatch
+    backend: Backend, client: Client
 ) -> None:
     """A waiter asking again while the release that hands it the slot is still open.
 
     The release has handed the slot to the waiter but not committed; the
     waiter asks again (room on the limit after the release: a 2-slot holder
     left, the waiter takes 1). The one-statement grant must not apply: its
-    snapshot still has the waiter queued. The full path then waits for the
+    snapshot still has the waiter queued. The attempt then waits for the
     limit's lock and, once the release commits, takes the grant handed to it:
-    one lease, not two.
+    one lease, not two. The release is the store's own statement, run on a
+    connection of the test's in a transaction it holds open.
     """
     if backend.name != "embedded-postgres":
         pytest.skip("the one-statement grant is PostgreSQL's; driven from this process")
     import psycopg
 
+    from headway.store.dialects import POSTGRESQL
+    from headway.store.slots.pg import RELEASE_SQL, constants
+
     assert backend.database_url is not None
+    url = backend.database_url.replace("postgresql+psycopg://", "postgresql://")
     client.create_limit("race2", 2)
     holder = _grant(client, ["race2"], 2)
     waiter = _queue(client, ["race2"], holder_id="w")
-    in_release, go_on = threading.Event(), threading.Event()
-    original = Handoff.hand_off
-
-    def held_open(self: Handoff, tx: Any, names: Sequence[str], now: float) -> Any:
-        result = original(self, tx, names, now)
-        in_release.set()
-        assert go_on.wait(60)
-        return result
-
-    monkeypatch.setattr(Handoff, "hand_off", held_open)
     assert holder.lease_id is not None
-    lease_id = holder.lease_id
-    releaser = threading.Thread(target=lambda: client.release_slots(lease_id))
-    releaser.start()
-    assert in_release.wait(60)
-    monkeypatch.setattr(Handoff, "hand_off", original)
+    releaser = psycopg.connect(url)  # not autocommit: the release stays open
+    admin = psycopg.connect(url, autocommit=True)
     got: list[SlotGrant | SlotWait] = []
     asker = threading.Thread(
         target=lambda: got.append(client.acquire_slots(["race2"], 1, timeout=0, waiter_id=waiter))
     )
-    asker.start()
-    admin = psycopg.connect(backend.database_url.replace("postgresql+psycopg://", "postgresql://"))
     try:
+        params = {"id": holder.lease_id, "now": backend.clock.now(), **constants(backend.settings)}
+        releaser.execute(POSTGRESQL.sql(RELEASE_SQL), params)
+        asker.start()
         blocked = threading.Event()
         for _ in range(600):  # until the asker's statement waits for the row lock
             row = admin.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
                 " AND wait_event_type = 'Lock'"
             ).fetchone()
-            admin.rollback()
             if row is not None and row[0] >= 1:
                 blocked.set()
                 break
             blocked.wait(0.05)
         assert blocked.is_set()
     finally:
+        releaser.commit()
+        releaser.close()
         admin.close()
-        go_on.set()
-        releaser.join(60)
-        asker.join(60)
+        if asker.is_alive() or got:
+            asker.join(60)
     (result,) = got
     assert isinstance(result, SlotGrant)
     detail = client.inspect_limit("race2")

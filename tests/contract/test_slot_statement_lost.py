@@ -41,7 +41,7 @@ def _lose_answers(store: Store, monkeypatch: pytest.MonkeyPatch, *, carried_out:
     armed = [True]
 
     def flaky(query: str, params: dict[str, Any]) -> Any:
-        if armed[0] and query.startswith("WITH "):
+        if armed[0] and query.startswith(("WITH ", "SELECT headway_")):
             armed[0] = False
             if carried_out:
                 real(query, params)
@@ -103,11 +103,10 @@ def test_a_release_whose_statement_was_cut_is_done_once_and_reported_intact(
     assert _active(pg_store) == (0.0, 0)
 
 
-def test_a_release_with_a_waiter_is_one_transaction_with_its_handoff(
-    pg_store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_release_with_a_waiter_is_one_transaction_with_its_handoff(pg_store: Store) -> None:
+    import psycopg
+
     from headway._process import current_process
-    from headway.exceptions import StoreUnavailable
 
     pg_store.limits.update_limit("a", limit=1)
     grant = _acquire(pg_store)
@@ -118,18 +117,24 @@ def test_a_release_with_a_waiter_is_one_transaction_with_its_handoff(
         may_queue=True, wake_address=None,
     )  # fmt: skip
     assert queued.wait is not None
-
-    def store_gone(*args: object, **kwargs: object) -> None:
-        raise StoreUnavailable("the store went away (simulated)")
-
     # Someone waits, so the release and the handoff to the waiter are one
-    # transaction: when the handoff fails, nothing was written, and saying so
-    # is true (the lease is still held; the release may be sent again).
-    with monkeypatch.context() as patched:
-        patched.setattr(pg_store.slots.handoff, "hand_off", store_gone)
-        with pytest.raises(StoreUnavailable):
-            pg_store.slots.release_slots(grant.lease_id)
+    # transaction: when the handoff fails (here the database refuses its row),
+    # nothing was written, and saying so is true (the lease is still held; the
+    # release may be sent again).
+    with pg_store.db.write() as tx:
+        tx.execute(
+            "CREATE FUNCTION refuse_handoff() RETURNS trigger LANGUAGE plpgsql AS"
+            " $$ BEGIN RAISE EXCEPTION 'no handoff (test)'; END $$"
+        )
+        tx.execute(
+            "CREATE TRIGGER refuse_handoff BEFORE INSERT ON handoffs"
+            " FOR EACH ROW EXECUTE FUNCTION refuse_handoff()"
+        )
+    with pytest.raises(psycopg.errors.RaiseException):
+        pg_store.slots.release_slots(grant.lease_id)
     assert _active(pg_store) == (1.0, 1)
+    with pg_store.db.write() as tx:
+        tx.execute("DROP TRIGGER refuse_handoff ON handoffs")
     intact, wake = pg_store.slots.release_slots(grant.lease_id)
     assert intact is True and [t.waiter_id for t in wake] == ["w"]
     assert _active(pg_store) == (1.0, 1)  # the waiter's lease now

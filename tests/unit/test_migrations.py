@@ -4,6 +4,7 @@ to the declared one."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from headway.store import migrate
 from headway.store.db import Database
@@ -56,3 +57,62 @@ def test_history_downgrades_to_empty_and_back(tmp_path: Path) -> None:
     assert migrate.current_revision(db) is None
     migrate.upgrade(url)
     assert migrate.current_revision(db) == HEAD
+
+
+def test_postgres_slot_functions_come_and_go_with_their_migration() -> None:
+    """PostgreSQL's slot functions (0010 on): dropped by a downgrade, made again by an upgrade."""
+    from alembic import command
+
+    from helpers.postgres import fresh_postgres
+
+    def functions(db: Database) -> list[str]:
+        with db.read() as tx:
+            rows = tx.execute(
+                "SELECT proname FROM pg_proc WHERE proname LIKE 'headway%' ORDER BY proname"
+            )
+        return [r[0] for r in rows]
+
+    with fresh_postgres() as url:
+        db = Database(url)
+        try:
+            migrate.ensure_schema(db)
+            made = functions(db)
+            assert "headway_release" in made and "headway_hand_off" in made
+            command.downgrade(migrate.alembic_config(url), "0009")
+            assert functions(db) == []
+            command.downgrade(migrate.alembic_config(url), "base")
+            assert migrate.current_revision(db) is None
+            migrate.upgrade(url)
+            assert migrate.current_revision(db) == HEAD
+            assert functions(db) == made
+        finally:
+            db.close()
+
+
+def test_slot_functions_are_written_with_cores_constants() -> None:
+    """PostgreSQL's slot functions carry constants of ``core`` as their migrations wrote them.
+
+    A change in ``core`` must come with a revision that makes the functions
+    again: until then this fails.
+    """
+    import importlib.util
+
+    from headway.core.events import HISTOGRAM_BOUNDS, SLOT_WAIT
+    from headway.core.limits import EPSILON, NOT_QUEUED
+    from headway.store.slots.run_waits import FINAL_STATES, NO_NEW_GRANTS
+
+    def revision(name: str) -> Any:
+        path = migrate.MIGRATIONS_DIR / "versions" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    handoff = revision("0010_slot_functions")
+    acquire = revision("0011_slot_acquire_function")
+    assert handoff.WAIT_BOUNDS == HISTOGRAM_BOUNDS and handoff.SLOT_WAIT == SLOT_WAIT
+    assert handoff.EPSILON == acquire.EPSILON == EPSILON
+    assert acquire.NOT_QUEUED == NOT_QUEUED
+    assert set(acquire.FINAL_STATES) == FINAL_STATES
+    assert set(acquire.NO_NEW_GRANTS) == NO_NEW_GRANTS

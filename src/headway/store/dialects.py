@@ -41,9 +41,13 @@ class Dialect:
     #: False where a write transaction locks the whole database anyway.
     row_locks: bool = False
     #: One statement may run as a transaction of its own (``Database.execute_alone``,
-    #: no BEGIN and COMMIT round trips): the slot engine's one-statement grant and
-    #: release apply (``store/slots/fast.py``).
+    #: no BEGIN and COMMIT round trips).
     autocommit_statements: bool = False
+    #: The slot engine's acquire, release, handoff and waiter's look run as
+    #: functions in the database, one statement each, so the limits' row locks
+    #: are held for the database's work alone (migrations 0010 and 0011,
+    #: ``store/slots/pg.py``); elsewhere they run statement by statement.
+    slot_functions: bool = False
     _cache: dict[str, str] = field(default_factory=dict, repr=False)
 
     def sql(self, query: str) -> str:
@@ -82,6 +86,7 @@ POSTGRESQL = Dialect(
     ),
     row_locks=True,
     autocommit_statements=True,
+    slot_functions=True,
 )
 
 

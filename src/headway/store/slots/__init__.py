@@ -2,7 +2,8 @@
 
 Each part is a class that gets its database, clock and the parts it needs in
 its constructor (``store/store.py`` builds them); the statements they share
-run inside the caller's transaction (``rows.py``, ``fast.py``).
+run inside the caller's transaction (``rows.py``, ``fast.py``). On PostgreSQL
+the same operations run as functions in the database (``pg.py``, ``pg_acquire.py``).
 """
 
 from __future__ import annotations

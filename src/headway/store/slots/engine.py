@@ -7,8 +7,11 @@ never deadlock), then reads, decides with :mod:`headway.core.limits`, and
 writes. Slots freed or room made are handed straight to the head of the
 queue in the same transaction (``store/slots/handoff.py``); only the waiters
 granted are returned as :class:`WakeTarget`, to be notified after the commit
-(``store/wakeups.py``). The uncontended grant and release take one statement
-(``store/slots/fast.py``).
+(``store/wakeups.py``). SQLite's uncontended grant is one statement
+(``store/slots/fast.py``). On PostgreSQL an acquire, a release and a
+waiter's look are each one statement, a call of a function that does the
+same work in the database (``store/slots/pg.py``, ``pg_acquire.py``), so
+that the limits' row locks are held for the database's work alone.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from headway.exceptions import ConcurrencySlotAcquisitionError
 from headway.settings import Settings
 from headway.store.db import Database, Tx
 from headway.store.events import Events
-from headway.store.slots.fast import fast_grant, fast_grant_alone, release_alone
+from headway.store.slots.fast import fast_grant
 from headway.store.slots.handoff import Handoff
+from headway.store.slots.pg import release_in_one, take_in_one
+from headway.store.slots.pg_acquire import acquire_in_one
 from headway.store.slots.reaper import Reaper
 from headway.store.slots.rows import (
     DOOMED,
@@ -104,26 +109,17 @@ class Slots:
         With ``strict``, an unknown name raises ConcurrencySlotAcquisitionError.
         """
         now = self.clock.now()
-        if (
-            self.db.dialect.autocommit_statements
-            and mode == "concurrency"
-            and len(names) == 1
-            and holder_kind == "code"
-        ):
-            fast = fast_grant_alone(
-                self.db,
-                self.events,
-                names[0],
-                occupy,
-                holder_kind,
-                holder_id,
-                process,
-                lease_seconds,
-                now,
-                waiter_id,
-            )
-            if fast is not None:
-                return Attempt(grant=fast)
+        if self.db.dialect.slot_functions:
+            # One statement, whatever comes of it (store/slots/pg.py); None when
+            # it leaves the request to the path below, having written nothing.
+            done = acquire_in_one(self.db, self.events, self.settings, self.reaper,
+                names, occupy, mode=mode, priority=priority, holder_kind=holder_kind,
+                holder_id=holder_id, process=process, lease_seconds=lease_seconds,
+                waiter_id=waiter_id, new_waiter=new_waiter, may_queue=may_queue,
+                wake_address=wake_address, strict=strict, now=now,
+            )  # fmt: skip
+            if done is not None:
+                return done
         with self.db.write() as tx:
             if holder_kind == "task_run" and holder_id:
                 # Before any limit's lock: a cancel takes the run's row, then the limits'.
@@ -321,10 +317,13 @@ class Slots:
         The grant (``Attempt.grant``), ``Attempt.gone`` when its lease was
         reaped meanwhile, or None when nothing was handed to it. A read first,
         so that a waiter that finds nothing writes nothing (and takes no
-        SQLite write lock).
+        SQLite write lock). On PostgreSQL one statement: a ``DELETE`` that
+        finds nothing writes nothing either.
         """
         if not waiter_id:
             return None
+        if self.db.dialect.slot_functions:
+            return take_in_one(self.db, waiter_id, names)
         query, params = "SELECT 1 FROM handoffs WHERE waiter_id = :w", {"w": waiter_id}
         if self.db.dialect.autocommit_statements:
             found = self.db.execute_alone(query, params)
@@ -375,10 +374,10 @@ class Slots:
     def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]:
         """Give a lease's slots back. True when the lease was still whole (not reaped)."""
         now = self.clock.now()
-        if self.db.dialect.autocommit_statements:
-            released = release_alone(self.db, self.events, self.handoff, lease_id, now)
-            if released is not None:
-                return released
+        if self.db.dialect.slot_functions:
+            # One statement, the handoff included: the limits' locks are held
+            # for the database's work alone (store/slots/pg.py).
+            return release_in_one(self.db, self.events, self.settings, lease_id, now)
         with self.db.write() as tx:
             if tx.dialect.row_locks:
                 # Row locks: take the limits' locks first, in name order, as acquire does.

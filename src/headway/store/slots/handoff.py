@@ -33,6 +33,7 @@ from headway.exceptions import LimitClosed, ValidationError
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
 from headway.store.events import Events
+from headway.store.slots.pg import hand_off_in
 from headway.store.slots.rows import (
     DOOMED,
     LIMIT_COLUMNS,
@@ -79,6 +80,9 @@ class Handoff:
         """
         if not names:
             return []
+        if tx.dialect.slot_functions:
+            # PostgreSQL: the same walk, in the database, one round trip.
+            return hand_off_in(tx, self.events, self.settings, names, now)
         states = {s.name: s for s in limit_states(tx, names, now)}
         # Only the head of each queue can be granted or stop the walk
         # (``queue_depth``): a release behind a thousand waiters reads a few.

@@ -152,6 +152,48 @@ class Reaper:
         logger.warning("re-counted the queue of %d limit(s): %s", len(drifted), drifted)
         return drifted
 
+    def probe_due(self, names: Sequence[str], now: float) -> bool:
+        """Whether an acquire on ``names`` that must wait judges their holders' processes now.
+
+        As :meth:`reap` does, at most every ``_LIVENESS_EVERY_SECONDS`` per limit
+        and store, and only where this process knows its node.
+        """
+        if current_process().node is None:
+            return False
+        checked = self._liveness_checked
+        return any(checked.get(n, 0.0) <= now for n in names)
+
+    def judge(
+        self,
+        names: Sequence[str],
+        leases: Sequence[Sequence[Any]],
+        waiters: Sequence[Sequence[Any]],
+        now: float,
+        keep_waiter: str | None,
+    ) -> tuple[list[str], list[str]]:
+        """Of this node's leases and waiters on ``names`` (id, pid, start), those now dead.
+
+        The rows were read under the limits' locks by PostgreSQL's acquire
+        function, which reaps those named here; ``names`` are marked checked,
+        as :meth:`reap` marks them when it probes. The caller's own request
+        (``keep_waiter``) and this process are alive.
+        """
+        checked = self._liveness_checked
+        for n in names:
+            if checked.get(n, 0.0) <= now:
+                checked[n] = now + _LIVENESS_EVERY_SECONDS
+        me = current_process()
+        pids = [int(r[1]) for r in (*leases, *waiters) if int(r[1]) != me.pid]
+        starts = start_times(pids) if pids else {}
+
+        def dead(row: Sequence[Any]) -> bool:
+            record = ProcessRecord(int(row[1]), me.node, int(row[2]))
+            return int(row[1]) != me.pid and is_dead(record, me.node, starts)
+
+        dead_leases = sorted({str(r[0]) for r in leases if dead(r)})
+        dead_waiters = sorted({str(r[0]) for r in waiters if r[0] != keep_waiter and dead(r)})
+        return dead_leases, dead_waiters
+
     def reap(
         self,
         tx: Tx,

@@ -24,10 +24,10 @@ from headway.store.slots.rows import dequeue, lock
 from headway.store.wakeups_pg import notify_in_transaction
 
 #: Flow-run states in which none of its task runs may be granted a slot.
-_NO_NEW_GRANTS: frozenset[str] = frozenset(
+NO_NEW_GRANTS: frozenset[str] = frozenset(
     {t.value for t in TERMINAL} | {StateType.CANCELLING.value}
 )
-_FINAL: frozenset[str] = frozenset(t.value for t in TERMINAL)
+FINAL_STATES: frozenset[str] = frozenset(t.value for t in TERMINAL)
 
 
 class RunWaits:
@@ -54,9 +54,9 @@ class RunWaits:
         if row is None:
             return None
         task_state, flow_run_id, flow_state = row
-        if task_state in _FINAL:
+        if task_state in FINAL_STATES:
             return f"task run {task_run_id} already ended {task_state}"
-        if flow_state in _NO_NEW_GRANTS:
+        if flow_state in NO_NEW_GRANTS:
             what = "is being cancelled" if flow_state == "CANCELLING" else f"ended {flow_state}"
             return f"the flow run {flow_run_id} of task run {task_run_id} {what}"
         return None
@@ -115,4 +115,4 @@ class RunWaits:
         return wake
 
 
-__all__ = ["RunWaits"]
+__all__ = ["FINAL_STATES", "NO_NEW_GRANTS", "RunWaits"]
