@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from helpers.cli import headway
+from helpers.waiting import wait_until
 
 CLI = [sys.executable, "-c", "from headway.cli import run; run()"]
 
@@ -142,8 +143,11 @@ def test_run_and_wait_with_a_worker(flows: str, tmp_path: Path) -> None:
         out = ok("deployment", "run", "greet/hello", "--param", "name=there", "--wait")
         assert "Completed" in out
         run_id = out.split("(")[1].split(")")[0]
-        logs = ok("flow-run", "logs", run_id)
-        assert "hello there!" in logs  # the run's output, recorded by the worker
+        # The run's output, recorded by the worker from the run's pipe: it may
+        # land a moment after the run's final state, which the run wrote itself.
+        wait_until(
+            lambda: "hello there!" in ok("flow-run", "logs", run_id), "the run's output recorded"
+        )
         # A script can trust the exit code: non-zero (1) when the run FAILED.
         ok("deploy", flows.replace(":greet", ":boom"), "--name", "boom", "--pool", "pool")
         failed = headway("deployment", "run", "boom/boom", "--wait")

@@ -17,13 +17,16 @@ when the client hangs up; it returns the answer's value.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
 
-from headway.core.limits import ProcessInfo, SlotGrant, SlotWait
+from headway.core.limits import ProcessInfo, SlotGrant, SlotWait, WakeTarget
+from headway.core.states import Scheduled, StateType
+from headway.exceptions import HeadwayError
 from headway.orchestrator import Orchestrator
 from headway.server.waiting import LONG_POLL_CAP_SECONDS, HeldRequests
 
@@ -128,6 +131,10 @@ async def cancel(state: Any, values: dict[str, Any], disconnected: Any) -> None:
     await held.run(lambda: orch.cancel_slot_wait(waiter_id))
 
 
+#: A claimed run is handed back only while it has not started.
+HANDED_BACK_FROM = frozenset({StateType.PENDING})
+
+
 async def claim(state: Any, values: dict[str, Any], disconnected: Any) -> Any:
     """Claim due runs, holding the request up to ``wait`` seconds (capped) for one."""
     orch: Orchestrator = state.orchestrator
@@ -146,8 +153,40 @@ async def claim(state: Any, values: dict[str, Any], disconnected: Any) -> Any:
             process=process,
         )
 
-    limiter = _claim_limiter() if wait > 0 else None
-    return await anyio.to_thread.run_sync(claim, limiter=limiter)
+    if wait <= 0:
+        return await anyio.to_thread.run_sync(claim)
+    hung_up = False
+
+    async def watch() -> None:
+        nonlocal hung_up
+        await disconnected()
+        hung_up = True
+        # The worker will never hear this claim's answer (it died, or gave up):
+        # the held claim ends now instead of taking a run for it.
+        orch.wakeups.notify([WakeTarget(f"claim:{values['worker_id']}", None, "", 0)])
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(watch)
+        try:
+            claimed = await anyio.to_thread.run_sync(claim, limiter=_claim_limiter())
+        finally:
+            tasks.cancel_scope.cancel()
+    if hung_up and claimed:
+        # Taken in the moment before the claim ended: back to the queue, for
+        # another worker (its lease would otherwise run out and crash it).
+        await anyio.to_thread.run_sync(_hand_back, orch, claimed)
+        return []
+    return claimed
+
+
+def _hand_back(orch: Orchestrator, claimed: Any) -> None:
+    for item in claimed:
+        with contextlib.suppress(HeadwayError):
+            orch.set_flow_run_state(
+                item.run.id,
+                Scheduled(message="handed back: its worker hung up before the claim's answer"),
+                expect=HANDED_BACK_FROM,
+            )
 
 
 async def read_limit(state: Any, values: dict[str, Any], disconnected: Any) -> Any:
