@@ -420,11 +420,18 @@ def test_scheduler_is_idempotent_across_restarts(client: Client, backend: Any) -
         other.close()
     client.schedule_runs()
     runs = client.list_flow_runs(limit=1000, deployment=full)
-    assert {r.expected_start_time for r in runs} == first
-    assert len(runs) == len(first)
-    # Pausing removes the runs created ahead; resuming creates them again, once.
+    times = [r.expected_start_time for r in runs]
+    assert len(times) == len(set(times))  # no run twice
+    # The same runs. (A later pass may add the next time, and only that: when
+    # the clock passed one of the schedule's times meanwhile, as under load.)
+    last = max(t for t in first if t is not None)
+    assert {t for t in times if t is not None and t <= last} == first
+    # Pausing removes the runs created ahead (those whose time has not come;
+    # one that came due meanwhile stays); resuming creates them again, once.
     client.update_deployment(full, paused=True)
-    assert client.list_flow_runs(limit=1000, deployment=full) == []
+    paused_at = datetime.fromtimestamp(backend.clock.now(), UTC)
+    left = client.list_flow_runs(limit=1000, deployment=full)
+    assert all(r.expected_start_time and r.expected_start_time <= paused_at for r in left), left
     client.update_deployment(full, paused=False)
     again = client.list_flow_runs(limit=1000, deployment=full)
     assert {r.expected_start_time for r in again} >= first
