@@ -196,6 +196,38 @@ def test_timeout_raises_and_leaves_no_waiter(client: Client) -> None:
         assert waiters(client, "db") == 0
 
 
+def test_a_request_that_must_wait_queues_in_its_first_attempt(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under contention every grant pays for each attempt its waiter makes under
+    # the store's write lock (or over HTTP): trying once and then queuing in a
+    # second attempt cost one more of them per grant.
+    client.create_limit("db", 1)
+    calls: list[tuple[float | None, str | None]] = []
+    attempt = client.acquire_slots
+
+    def counted(*args: object, **kw: object) -> SlotGrant | SlotWait:
+        calls.append((kw.get("timeout"), kw.get("waiter_id")))  # type: ignore[arg-type]
+        return attempt(*args, **kw)  # type: ignore[arg-type]
+
+    with concurrency("db"):
+        monkeypatch.setattr(client, "acquire_slots", counted)
+        waiter = Holder("db", "waiter", [], timeout_seconds=30)
+        waiter.start()
+        wait_until(lambda: waiters(client, "db") == 1, "the request queued")
+        # One call, named and allowed to wait: nothing before it.
+        assert len(calls) == 1 and calls[0][1] and calls[0][0] != 0
+    assert waiter.entered.wait(30)
+    waiter.leave.set()
+    waiter.join(30)
+    assert waiter.error is None
+    # A request that may not wait still makes its one attempt, and queues nothing.
+    with concurrency("db"), pytest.raises(AcquireConcurrencySlotTimeoutError):
+        with concurrency("db", timeout_seconds=0):
+            pass
+    assert waiters(client, "db") == 0
+
+
 def test_a_single_attempt_through_the_client(client: Client) -> None:
     client.create_limit("db", 1)
     grant = client.acquire_slots(["db"], 1, timeout=0)

@@ -128,11 +128,19 @@ class Acquisition:
         )
 
     def run(self) -> SlotGrant:
-        """Block until granted; AcquireConcurrencySlotTimeoutError after the timeout."""
-        first = self.try_once()
-        if isinstance(first, SlotGrant):
-            return first
-        return self.wait(first)
+        """Block until granted; AcquireConcurrencySlotTimeoutError after the timeout.
+
+        A request that may wait queues in its first attempt, in the same
+        transaction (and, over HTTP, the same request) that found no room: a
+        separate try first would cost a contended request one transaction more
+        under the store's write lock, and each of those is paid by every grant.
+        """
+        if self.empty or self.timeout == 0 or self.max_retries == 0:
+            first = self.try_once()
+            if isinstance(first, SlotGrant):
+                return first
+            return self.wait(first)
+        return self.wait(None)
 
     def try_once(self) -> SlotGrant | SlotWait:
         """The fast path: one attempt that leaves nothing queued when it fails."""
@@ -151,8 +159,11 @@ class Acquisition:
             )
         return first
 
-    def wait(self, last: SlotWait) -> SlotGrant:
-        """Queue and block until granted, timed out, or cancelled (from another thread)."""
+    def wait(self, last: SlotWait | None) -> SlotGrant:
+        """Queue and block until granted, timed out, or cancelled (from another thread).
+
+        ``last`` is the refusal of a first attempt, if one was made.
+        """
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         self.waiter_id = uuid.uuid4().hex
         done = False
