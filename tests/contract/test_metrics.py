@@ -116,3 +116,26 @@ def test_metrics_need_the_api_key(backend: Backend) -> None:
     if backend.api_url is None:
         pytest.skip("an embedded store has no HTTP server")
     assert httpx.get(backend.api_url + "/metrics").status_code == 401
+
+
+def test_a_wait_is_in_the_histogram_as_soon_as_it_is_granted(backend: Backend) -> None:
+    # A grant's wait is buffered with the slot events (not written in the
+    # grant's transaction); a reader of the histograms sees it at once all the same.
+    if backend.is_server:
+        pytest.skip("the embedded store's own process reads here; servers are scraped above")
+    orch: Any = backend.client
+    orch.create_limit("db", 1)
+    first = orch.acquire_slots(["db"], 1)
+    granted: list[SlotGrant] = []
+    thread = threading.Thread(
+        target=lambda: granted.append(orch.acquire_slots(["db"], 1, timeout=30))
+    )
+    thread.start()
+    wait_until(lambda: orch.read_limit("db").waiters == 1, "the second request queued")
+    orch.release_slots(first.lease_id)
+    thread.join(30)
+    (db,) = [h for h in orch.slot_wait_histograms() if h.label == "db"]
+    (stats,) = [s for s in orch.limit_stats() if s.name == "db"]
+    waited = stats.total_wait_seconds
+    assert waited > 0 and db.total == pytest.approx(waited)
+    orch.release_slots(granted[0].lease_id)

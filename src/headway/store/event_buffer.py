@@ -15,7 +15,10 @@ import threading
 import time
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from headway.core.events import bucket_of
 
 if TYPE_CHECKING:
     from headway.store.events import Events
@@ -37,7 +40,8 @@ class EventBuffer:
 
     def __init__(self) -> None:
         self.pid = os.getpid()
-        #: Tagged tuples: ("rows", rows), or the facts of a grant, denial or release.
+        #: Tagged tuples: ("rows", rows), the facts of a grant, denial or release, or
+        #: a histogram observation ("observe", metric, labels, value).
         #: A deque: appending and popping are atomic, so producers take no lock; past
         #: its bound (the store unreachable for long) the oldest are dropped.
         self.items: deque[tuple[Any, ...]] = deque(maxlen=_BUFFER_MAX)
@@ -57,9 +61,29 @@ class EventBuffer:
         return [items.popleft() for _ in range(len(items))]
 
 
+#: A histogram's bucket and how much fell in it: (metric, label, le) -> (count, total).
+Observations = dict[tuple[str, str, float], tuple[int, float]]
+
+
+def observations(items: Sequence[tuple[Any, ...]]) -> Observations:
+    """The histogram observations among buffered items, summed per bucket."""
+    summed: Observations = {}
+    for item in items:
+        if item[0] != "observe":
+            continue
+        _, metric, labels, value = item
+        le = bucket_of(value)
+        for label in labels:
+            count, total = summed.get((metric, label, le), (0, 0.0))
+            summed[(metric, label, le)] = (count + 1, total + value)
+    return summed
+
+
 def expand(item: tuple[Any, ...]) -> list[EventRow]:
-    """The event rows of a buffered item."""
+    """The event rows of a buffered item (none for a histogram observation)."""
     tag = item[0]
+    if tag == "observe":
+        return []
     if tag == "rows":
         return list(item[1])
     if tag == "slot":
@@ -127,7 +151,9 @@ __all__ = [
     "PRUNE_EVERY_SECONDS",
     "EventBuffer",
     "EventRow",
+    "Observations",
     "expand",
     "flush_at_exit",
     "flush_loop",
+    "observations",
 ]

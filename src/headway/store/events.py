@@ -66,7 +66,15 @@ from headway.exceptions import ValidationError
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
 from headway.store.dialects import fails_whole_pass
-from headway.store.event_buffer import EventBuffer, EventRow, expand, flush_at_exit, flush_loop
+from headway.store.event_buffer import (
+    EventBuffer,
+    EventRow,
+    Observations,
+    expand,
+    flush_at_exit,
+    flush_loop,
+    observations,
+)
 from headway.store.event_feed import event_rows, state_rows
 from headway.store.sql import in_list
 
@@ -235,6 +243,7 @@ class Events:
                 rows = [row for item in items for row in expand(item)]
                 with self.db.write() as tx:
                     self.write_rows(tx, rows)
+                    self.write_observations(tx, observations(items))
             except Exception as exc:
                 if fails_whole_pass(exc):
                     buffer.items.extendleft(reversed(items))  # written next time
@@ -253,6 +262,7 @@ class Events:
                 rows = expand(item)
                 with self.db.write() as tx:
                     self.write_rows(tx, rows)
+                    self.write_observations(tx, observations([item]))
             except Exception as exc:
                 if fails_whole_pass(exc):
                     buffer.items.extendleft(reversed(items[done:]))
@@ -284,13 +294,30 @@ class Events:
     def observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None:
         """Count one observation of ``value`` in the histogram ``metric`` of each label."""
         le = bucket_of(value)
-        query = (
-            "INSERT INTO histograms (metric, label, le, count, total) VALUES (:m, :l, :le, 1, :v)"
-            " ON CONFLICT (metric, label, le) DO UPDATE SET count = histograms.count + 1,"
-            " total = histograms.total + :v"
+        self.write_observations(tx, {(metric, label, le): (1, value) for label in labels})
+
+    def observe_later(self, metric: str, labels: Sequence[str], value: float) -> None:
+        """Like :meth:`observe`, but buffered with the slot events and written in their batch.
+
+        A slot wait is observed at every contended grant: an upsert in each
+        grant's transaction cost every grant a statement under the limit's lock.
+        Readers of histograms flush first, as readers of events do.
+        """
+        self._queue(("observe", metric, tuple(labels), value))
+
+    def write_observations(self, tx: Tx, summed: Observations) -> None:
+        """Add ``summed`` (per bucket: how many, and their total) to the histograms."""
+        if not summed:
+            return
+        tx.executemany(
+            "INSERT INTO histograms (metric, label, le, count, total) VALUES (:m, :l, :le, :c, :v)"
+            " ON CONFLICT (metric, label, le) DO UPDATE SET count = histograms.count + :c,"
+            " total = histograms.total + :v",
+            [
+                {"m": metric, "l": label, "le": le, "c": count, "v": total}
+                for (metric, label, le), (count, total) in summed.items()
+            ],
         )
-        for label in labels:
-            tx.execute(query, {"m": metric, "l": label, "le": le, "v": value})
 
     # -- reading -------------------------------------------------------------------
     def read_events(
@@ -348,6 +375,7 @@ class Events:
 
     def read_histograms(self, metric: str) -> list[Histogram]:
         """Every label's histogram of ``metric``, by label."""
+        self.flush_events()  # this process's buffered observations first
         with self.db.read() as tx:
             rows = tx.execute(
                 "SELECT label, le, count, total FROM histograms WHERE metric = :m"

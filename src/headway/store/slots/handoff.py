@@ -51,6 +51,17 @@ from headway.store.slots.rows import (
 )
 from headway.store.wakeups_pg import notify_in_transaction
 
+#: What a waiter row holds that a grant handed to it needs.
+_WAITER_COLUMNS = (
+    "waiter_id, limit_name, slots, priority, seq, wake_address, host, pid, proc_start, node,"
+    " holder_kind, holder_id, mode, lease_seconds, created"
+)
+#: The waiters at the head of the queue of limit ``:name``, in grant order.
+_HEADS = (
+    "SELECT waiter_id FROM waiters WHERE limit_name = :name AND expires > :now"
+    " ORDER BY priority DESC, seq"
+)
+
 
 class Handoff:
     """Handing freed slots to the head of the queue, and taking or giving back such grants.
@@ -86,26 +97,33 @@ class Handoff:
         states = {s.name: s for s in limit_states(tx, names, now)}
         # Only the head of each queue can be granted or stop the walk
         # (``queue_depth``): a release behind a thousand waiters reads a few.
-        heads: set[str] = set()
-        for name in names:
-            depth = queue_depth(states.get(name))
-            heads.update(
-                r[0]
-                for r in tx.execute(
-                    "SELECT waiter_id FROM waiters WHERE limit_name = :name AND expires > :now"
-                    " ORDER BY priority DESC, seq" + ("" if depth is None else " LIMIT :depth"),
-                    {"name": name, "now": now, "depth": depth},
-                )
+        if len(names) == 1:
+            # The usual release, of one limit: its head's rows in one statement.
+            depth = queue_depth(states.get(names[0]))
+            rows = tx.execute(
+                f"SELECT {_WAITER_COLUMNS} FROM waiters WHERE expires > :now AND waiter_id IN"
+                f" ({_HEADS}{'' if depth is None else ' LIMIT :depth'})",
+                {"name": names[0], "now": now, "depth": depth},
             )
-        if not heads:
+        else:
+            heads: set[str] = set()
+            for name in names:
+                depth = queue_depth(states.get(name))
+                heads.update(
+                    r[0]
+                    for r in tx.execute(
+                        _HEADS + ("" if depth is None else " LIMIT :depth"),
+                        {"name": name, "now": now, "depth": depth},
+                    )
+                )
+            ordered = sorted(heads)
+            rows = tx.execute(
+                f"SELECT {_WAITER_COLUMNS} FROM waiters WHERE expires > :now"
+                f" AND waiter_id IN ({marks('w', len(ordered))})",
+                bind("w", ordered, {"now": now}),
+            ) if ordered else []  # fmt: skip
+        if not rows:
             return []
-        ordered = sorted(heads)
-        rows = tx.execute(
-            "SELECT waiter_id, limit_name, slots, priority, seq, wake_address, host, pid,"
-            " proc_start, node, holder_kind, holder_id, mode, lease_seconds, created"
-            f" FROM waiters WHERE expires > :now AND waiter_id IN ({marks('w', len(ordered))})",
-            bind("w", ordered, {"now": now}),
-        )
         others = sorted({r[1] for r in rows} - states.keys())
         states.update((s.name, s) for s in limit_states(tx, others, now))
         free = {s.name: s.free for s in states.values() if s.active}

@@ -232,9 +232,13 @@ def write_grant(
 ) -> SlotGrant:
     """Take the slots a decision granted: counters, lease (or rate tokens), events; the grant."""
     limited = decision.limited
+    left: set[str] = set()
     if queued_as is not None:
-        # Its rows are on these limits, already locked by the caller.
-        dequeue(tx, queued_as, within=sorted(states))
+        # Its rows are on these limits, already locked by the caller. The queue
+        # counts of the limits granted are kept in step by the grant's own update.
+        left = set(dequeue(tx, queued_as, within=sorted(states), count=False))
+        uncounted = sorted(left.difference(limited))
+        tx.executemany(UNQUEUE, [{"name": n} for n in uncounted])
     if not limited:
         return SlotGrant(
             None, (), occupy, mode, decision.unknown, decision.inactive, None, None, waited
@@ -242,14 +246,21 @@ def write_grant(
     each(
         tx,
         "UPDATE limits SET active_slots = :v, decayed_at = :now, grants = grants + 1,"
-        " total_wait_seconds = total_wait_seconds + :waited WHERE name = :name",
+        " total_wait_seconds = total_wait_seconds + :waited,"
+        " queued = CASE WHEN queued > :dq THEN queued - :dq ELSE 0 END WHERE name = :name",
         [
-            {"v": states[n].active_slots + occupy, "now": now, "waited": waited, "name": n}
+            {
+                "v": states[n].active_slots + occupy,
+                "now": now,
+                "waited": waited,
+                "dq": 1 if n in left else 0,
+                "name": n,
+            }
             for n in limited
         ],
     )
     if waited > 0:
-        events.observe(tx, SLOT_WAIT, limited, waited)
+        events.observe_later(SLOT_WAIT, limited, waited)
     if mode == "rate":
         # Tokens are never given back: they drain at the limit's decay rate.
         events.slot_events(tx, now, "slot.granted", limited, occupy, holder_kind, holder_id,
@@ -301,10 +312,19 @@ def insert_lease(
     return lease_id, expires
 
 
-def dequeue(tx: Tx, waiter_id: str, within: Sequence[str] | None = None) -> list[str]:
+#: One request fewer in a limit's queue count.
+UNQUEUE = (
+    "UPDATE limits SET queued = CASE WHEN queued > 0 THEN queued - 1 ELSE 0 END WHERE name = :name"
+)
+
+
+def dequeue(
+    tx: Tx, waiter_id: str, within: Sequence[str] | None = None, *, count: bool = True
+) -> list[str]:
     """Take a request's waiter rows out (on ``within`` only, already locked, if given).
 
-    Keeps ``limits.queued`` in step; returns the limits it was queued on.
+    Keeps ``limits.queued`` in step (unless not ``count``: the caller does it
+    in its own update of those limits); returns the limits it was queued on.
     Without ``within``, the limits' row locks are taken first, in name order,
     as everywhere else.
     """
@@ -330,11 +350,8 @@ def dequeue(tx: Tx, waiter_id: str, within: Sequence[str] | None = None) -> list
             bind("n", within, {"w": waiter_id}),
         )
     gone = sorted({r[0] for r in rows})
-    tx.executemany(
-        "UPDATE limits SET queued = CASE WHEN queued > 0 THEN queued - 1 ELSE 0 END"
-        " WHERE name = :name",
-        [{"name": n} for n in gone],
-    )
+    if count:
+        tx.executemany(UNQUEUE, [{"name": n} for n in gone])
     return gone
 
 
@@ -368,6 +385,7 @@ __all__ = [
     "LEASE_VALUES",
     "LIMIT_COLUMNS",
     "LIMIT_RECORD_COLUMNS",
+    "UNQUEUE",
     "bind",
     "dequeue",
     "dt",
