@@ -11,6 +11,7 @@ place in the queue (its ``waiter_id``) between calls.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -43,6 +44,9 @@ from headway.store.store import Store
 
 #: The longest a waiter goes with cheap looks only, between two full attempts.
 _FULL_EVERY = 1.0
+#: How many waiter ids a process remembers (taken grants, known waiters) before
+#: forgetting the oldest half.
+_REMEMBERED = 65536
 _GONE = "the request left the queue (cancelled, or expired while its holder was paused)"
 
 
@@ -55,6 +59,15 @@ class SlotPolicy:
     # Waiter ids cancelled in this process, so a call still waiting as one of
     # them stops even when it re-queued after the cancel (insertion order: oldest first).
     _cancelled: dict[str, None] | None = None
+    # Waiters of this process that learnt of their grant with a read and left it
+    # in place (``Slots.read_handoff``), by waiter id and by lease id: a cancel of
+    # one must not give back the slots it now holds. Guarded by _take_lock, which
+    # a look holds from its read to its mark and a cancel from its check to its mark.
+    _taken: dict[str, str | None] | None = None
+    _taken_leases: dict[str, str] | None = None
+    _take_lock: threading.Lock | None = None
+    # Waiter ids this process saw queued: a call resuming one looks for a grant first.
+    _known_waiters: dict[str, None] | None = None
 
     # -- wake-ups ------------------------------------------------------------------
     @property
@@ -196,15 +209,22 @@ class SlotPolicy:
         # least every _FULL_EVERY seconds (it refreshes the waiter row and
         # covers a room no release announced, e.g. a waiter ahead that expired).
         look_only = False
+        # A request resumed (a long poll's next call, a woken waiter) looks for a
+        # grant handed to it before making a full attempt.
+        known = self._known()
+        look_first = bool(wid) and not owned and wid in known
         last_full = 0.0
         attempt: Attempt | None = None
         try:
             while True:
                 if wid and wid in cancelled:
                     finished = True
-                    self._notify(self.store.slots.cancel_slot_wait(wid))
+                    if wid not in self._taken_maps()[0]:
+                        self._notify(self.store.slots.cancel_slot_wait(wid))
                     return SlotWait(wid, (_GONE,), None)
-                handed = self.store.slots.claim_handoff(wid, checked) if look_only else None
+                handed = None
+                if look_only or look_first:
+                    handed = self._look(wid, checked, holder_kind)
                 if handed is not None:
                     attempt = handed
                 elif not look_only or attempt is None:
@@ -235,6 +255,11 @@ class SlotPolicy:
                     finished = True
                     return SlotWait(wid, (_GONE,), None)
                 assert attempt.wait is not None
+                if wid not in known:
+                    known[wid] = None
+                    if len(known) > _REMEMBERED:
+                        for old in list(known)[: _REMEMBERED // 2]:
+                            del known[old]
                 # Later attempts of this call must not re-queue: rows that vanish
                 # mean the request was cancelled (or expired), and the caller decides.
                 new_waiter, may_queue = False, False
@@ -255,6 +280,7 @@ class SlotPolicy:
                 woken = listener.wait(pause)
                 if woken:
                     interval = None
+                look_first = woken
                 look_only = (
                     not woken
                     and attempt.wait.retry_after is None
@@ -266,6 +292,52 @@ class SlotPolicy:
             if owned and not finished and wid:
                 # Timed out, failed or interrupted: leave the queue so nobody waits on us.
                 self.cancel_slot_wait(wid)
+
+    def _look(self, wid: str, names: Sequence[str], holder_kind: str) -> Attempt | None:
+        """Whether a release handed ``wid`` its slots: the grant, or None.
+
+        Where the store allows (SQLite), a read that leaves the grant in place,
+        marked taken in this process so a cancel does not give it back; its
+        release removes it. A task run's grant is taken with a write as
+        elsewhere: the end of its run gives back grants not taken, from any
+        process.
+        """
+        slots = self.store.slots
+        if not slots.reads_handoffs or holder_kind == "task_run":
+            return slots.claim_handoff(wid, names)
+        taken, leases = self._taken_maps()
+        with self._lock_for_takes():
+            if wid in self._cancelled_ids():
+                return None  # the loop finds it cancelled
+            found = slots.read_handoff(wid, names)
+            if found is not None and found.grant is not None:
+                lease = found.grant.lease_id
+                taken[wid] = lease
+                if lease is not None:
+                    leases[lease] = wid
+                if len(taken) > _REMEMBERED:
+                    # A process holding this many leases at once: the oldest
+                    # are forgotten (their rows go when their leases expire).
+                    for old in list(taken)[: _REMEMBERED // 2]:
+                        dropped = taken.pop(old)
+                        if dropped is not None:
+                            leases.pop(dropped, None)
+            return found
+
+    def _taken_maps(self) -> tuple[dict[str, str | None], dict[str, str]]:
+        if self._taken is None or self._taken_leases is None:
+            self._taken, self._taken_leases = {}, {}
+        return self._taken, self._taken_leases
+
+    def _lock_for_takes(self) -> threading.Lock:
+        if self._take_lock is None:
+            self._take_lock = threading.Lock()
+        return self._take_lock
+
+    def _known(self) -> dict[str, None]:
+        if self._known_waiters is None:
+            self._known_waiters = {}
+        return self._known_waiters
 
     def _refresh_every(self) -> float:
         return max(0.05, self.settings.waiter_ttl_seconds / 3.0)
@@ -284,19 +356,31 @@ class SlotPolicy:
         if not waiter_id:
             return
         cancelled = self._cancelled_ids()
-        cancelled[waiter_id] = None
-        if len(cancelled) > 4096:
-            for old in list(cancelled)[:2048]:
-                cancelled.pop(old, None)
-        wake = self.store.slots.cancel_slot_wait(waiter_id)
-        self._notify(wake)
+        taken, _ = self._taken_maps()
+        with self._lock_for_takes():
+            # Marked under the lock: no look of this process takes its grant after this.
+            cancelled[waiter_id] = None
+            if len(cancelled) > 4096:
+                for old in list(cancelled)[:2048]:
+                    cancelled.pop(old, None)
+            holds = waiter_id in taken
+        if not holds:
+            # A grant it took is its holder's to release; one it never took goes back.
+            self._notify(self.store.slots.cancel_slot_wait(waiter_id))
         # A call of this process still waiting as ``waiter_id`` re-checks at once
         # and finds itself cancelled.
         self.wakeups.wake(waiter_id)
 
     def release_slots(self, lease_id: str) -> bool:
         """Give a lease's slots back; False when it had expired and been reaped."""
-        intact, wake = self.store.slots.release_slots(lease_id)
+        taken, leases = self._taken_maps()
+        handed_to = leases.get(lease_id)
+        intact, wake = self.store.slots.release_slots(lease_id, handed_to=handed_to)
+        if handed_to is not None:
+            # After the release: a cancel meanwhile still found it taken.
+            with self._lock_for_takes():
+                leases.pop(lease_id, None)
+                taken.pop(handed_to, None)
         self._notify(wake)
         return intact
 

@@ -340,6 +340,42 @@ def test_a_waiter_that_cancels_after_its_grant_gives_the_slot_on(
     assert detail.holders == () and detail.waiters == () and detail.limit.active_slots == 0
 
 
+def test_a_taken_grant_survives_a_late_cancel_and_leaves_nothing_behind(
+    backend: Backend, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client.create_limit("t", 1)
+    holder = _grant(client, ["t"])
+    waiter = _queue(client, ["t"])
+    assert holder.lease_id is not None
+    client.release_slots(holder.lease_id)
+    orch = _orchestrator(backend)
+    writes: list[int] = []
+    write = orch.store.db.write
+
+    def counted() -> Any:
+        writes.append(1)
+        return write()
+
+    monkeypatch.setattr(orch.store.db, "write", counted)
+    got = client.acquire_slots(["t"], 1, timeout=0, waiter_id=waiter)
+    monkeypatch.undo()
+    assert isinstance(got, SlotGrant) and got.lease_id is not None
+    if backend.database_url is None:
+        # SQLite: the waiter learns of its grant with a read; a write transaction
+        # would cost every contended grant one more turn of the store's write lock.
+        assert writes == []
+    # A cancel arriving after the grant was taken gives nothing back: the slot is
+    # its holder's until released.
+    client.cancel_slot_wait(waiter)
+    assert [lease.id for lease in client.inspect_limit("t").holders] == [got.lease_id]
+    assert client.renew_leases([got.lease_id]) == []
+    assert client.release_slots(got.lease_id) is True
+    with orch.store.db.read() as tx:
+        left = tx.one("SELECT COUNT(*) FROM handoffs")
+    assert left is not None and left[0] == 0  # the grant's row went with its lease
+    assert client.inspect_limit("t").limit.active_slots == 0
+
+
 def test_taking_and_cancelling_a_grant_race_safely(client: Client) -> None:
     """Whichever wins, the slot is held by a caller that knows it, or by nobody."""
     client.create_limit("race", 1)

@@ -336,6 +336,20 @@ class Slots:
         with self.db.write() as tx:
             return self.handoff.take(tx, waiter_id, names, now)
 
+    @property
+    def reads_handoffs(self) -> bool:
+        """Whether a waiter may learn of its grant with a read (:meth:`read_handoff`).
+
+        Where every write waits for the one write lock (SQLite), a write
+        transaction to take a grant costs every grant one more turn of that lock.
+        """
+        return self.db.dialect.serialize_writes and not self.db.dialect.slot_functions
+
+    def read_handoff(self, waiter_id: str, names: Sequence[str]) -> Attempt | None:
+        """The grant handed to ``waiter_id``, left in place (see ``Handoff.peek``); or None."""
+        with self.db.read() as tx:
+            return self.handoff.peek(tx, waiter_id, names)
+
     def refresh_waiters(self, waiter_ids: Sequence[str]) -> None:
         """Keep the places of requests still waiting: their rows' expiry moved on.
 
@@ -371,8 +385,14 @@ class Slots:
         with self.db.write() as tx:
             return self.handoff.leave(tx, waiter_id, now)
 
-    def release_slots(self, lease_id: str) -> tuple[bool, list[WakeTarget]]:
-        """Give a lease's slots back. True when the lease was still whole (not reaped)."""
+    def release_slots(
+        self, lease_id: str, *, handed_to: str | None = None
+    ) -> tuple[bool, list[WakeTarget]]:
+        """Give a lease's slots back. True when the lease was still whole (not reaped).
+
+        ``handed_to``: the waiter a release handed this lease to, which read its
+        grant and left it in place (:meth:`read_handoff`): that row goes too.
+        """
         now = self.clock.now()
         if self.db.dialect.slot_functions:
             # One statement, the handoff included: the limits' locks are held
@@ -388,6 +408,11 @@ class Slots:
                     )
                 ]
                 lock(tx, sorted(names))
+            if handed_to:
+                tx.execute(
+                    "DELETE FROM handoffs WHERE waiter_id = :w AND lease_id = :id",
+                    {"w": handed_to, "id": lease_id},
+                )
             rows, crowded = release_in(self.events, tx, lease_id, now)
             if not rows:
                 return False, []

@@ -7,6 +7,10 @@ of their queues are granted there, each decided by the same rule an acquire
 applies, their leases created from their waiter rows. The grant waits in
 ``handoffs`` until its waiter takes it by its id (:meth:`Handoff.take`); a
 cancel deleting the same row first gives the slots back and hands them on.
+On SQLite a waiter reads its grant instead (:meth:`Handoff.peek`) and the row
+stays until the lease's release: its process (``slot_policy.py``) marks it
+taken, so a cancel there no longer gives it back, and a write transaction per
+grant is saved under the store's one write lock.
 Only the granted waiters are returned as :class:`WakeTarget`, to be notified
 after the commit (``store/wakeups.py``).
 """
@@ -243,8 +247,23 @@ class Handoff:
             " lease_seconds, lease_expires, waited",
             {"w": waiter_id},
         )
-        if row is None:
-            return None
+        return None if row is None else self._grant_of(tx, row, names)
+
+    def peek(self, tx: Tx, waiter_id: str, names: Sequence[str]) -> Attempt | None:
+        """The grant left for ``waiter_id``, read and left in place; None when there is none.
+
+        For a waiter whose process keeps it from being given back meanwhile
+        (``SlotPolicy`` marks it taken, and its release deletes the row): it
+        learns of its grant with a read, not a write transaction of its own.
+        """
+        row = tx.one(
+            "SELECT lease_id, names, slots, mode, lease_seconds, lease_expires, waited"
+            " FROM handoffs WHERE waiter_id = :w",
+            {"w": waiter_id},
+        )
+        return None if row is None else self._grant_of(tx, row, names)
+
+    def _grant_of(self, tx: Tx, row: Row, names: Sequence[str]) -> Attempt:
         lease_id: str | None = row[0]
         granted = tuple(str(n) for n in json.loads(row[1]))
         expires = None if row[5] is None else float(row[5])
