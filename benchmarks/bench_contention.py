@@ -31,7 +31,15 @@ as a ratio of Redis's.
 
 Usage: python benchmarks/bench_contention.py [--processes 8] [--threads 3]
        [--limit 4] [--hold-ms 2] [--seconds 10] [--servers 6]
-       [--setups embedded,server,postgres,redis] [--count]
+       [--setups embedded,server,postgres,redis] [--count] [--kill-one]
+
+``--kill-one`` (the PostgreSQL setup): every client process names all the
+servers in ``HEADWAY_API_URL``, its own first; halfway through the run the
+first server is killed (SIGKILL). Printed: how long after the kill its client
+processes were granted again (through another server), the grants/s before
+and after, and the slots the limit counted as held at the end of the run
+against those its callers held (none: a slot lost with the server would stay
+held until its lease expired).
 
 ``--count`` makes the PostgreSQL setup's servers count their round trips and
 time their slot operations (``bench_counts.py``): it prints, per grant, the
@@ -44,6 +52,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -104,7 +113,14 @@ def _redis_caller(
 
 
 def _process(
-    setup: str, env: dict[str, str], threads: int, hold: float, seconds: float, go: Any, out: Any
+    index: int,
+    setup: str,
+    env: dict[str, str],
+    threads: int,
+    hold: float,
+    seconds: float,
+    go: Any,
+    out: Any,
 ) -> None:
     os.environ.update(env)
     caller = _redis_caller if setup == "redis" else _headway_caller
@@ -126,7 +142,7 @@ def _process(
     start.set()
     for w in workers:
         w.join()
-    out.put(([i for log in logs for i in log], errors))
+    out.put((index, [i for log in logs for i in log], errors))
 
 
 def analyse(intervals: list[Interval], limit: int) -> dict[str, float]:
@@ -165,31 +181,49 @@ def analyse(intervals: list[Interval], limit: int) -> dict[str, float]:
     }
 
 
+def _urls(servers: list[str], i: int, every: bool) -> str:
+    """Process ``i``'s ``HEADWAY_API_URL``: its own server, then (``every``) the others."""
+    own = i % len(servers)
+    if not every:
+        return servers[own]
+    return ",".join(servers[own:] + servers[:own])
+
+
 def run_setup(
-    setup: str, args: argparse.Namespace, env: dict[str, str], servers: list[str] | None = None
+    setup: str,
+    args: argparse.Namespace,
+    env: dict[str, str],
+    servers: list[str] | None = None,
+    kill: Any = None,
 ) -> dict[str, Any]:
+    """One setup's run; ``kill`` (called halfway, returning the time) kills a server."""
     ctx = mp.get_context("spawn")
     go, out = ctx.Event(), ctx.Queue()
     envs = [
-        env if not servers else {**env, "HEADWAY_API_URL": servers[i % len(servers)]}
+        env if not servers else {**env, "HEADWAY_API_URL": _urls(servers, i, kill is not None)}
         for i in range(args.processes)
     ]
     procs = [
         ctx.Process(
             target=_process,
-            args=(setup, envs[i], args.threads, args.hold_ms / 1000, args.seconds, go, out),
+            args=(i, setup, envs[i], args.threads, args.hold_ms / 1000, args.seconds, go, out),
         )
         for i in range(args.processes)
     ]
     for p in procs:
         p.start()
     time.sleep(2.0)  # every process imported and connected
+    killed: list[float] = []
+    if kill is not None:
+        timer = threading.Timer(args.seconds / 2, lambda: killed.append(kill()))
+        timer.start()
     go.set()
+    started = time.time()
     results = [out.get(timeout=args.seconds + 180) for _ in procs]
     for p in procs:
         p.join()
-    intervals = [i for r in results for i in r[0]]
-    errors = [e for r in results for e in r[1]]
+    intervals = [i for r in results for i in r[1]]
+    errors = [e for r in results for e in r[2]]
     waits = [got - asked for asked, got, _ in intervals]
     figures: dict[str, Any] = {
         "setup": setup,
@@ -200,6 +234,22 @@ def run_setup(
         "first_error": errors[0] if errors else "",
         **analyse(intervals, args.limit),
     }
+    if killed and servers:
+        at = killed[0]
+        # The processes whose own (first-named) server was the one killed.
+        # The processes whose own (first-named) server was the one killed: how
+        # long until the last of them was granted again.
+        firsts = [
+            min((got for _, got, _ in r[1] if got >= at), default=None)
+            for r in results
+            if r[0] % len(servers) == 0
+        ]
+        figures["kill"] = {
+            "at": at - started,
+            "resumed": None if None in firsts else max(f - at for f in firsts if f is not None),
+            "before": sum(1 for _, got, _ in intervals if got < at) / (at - started),
+            "after": sum(1 for _, got, _ in intervals if got >= at) / (started + args.seconds - at),
+        }
     return figures
 
 
@@ -311,6 +361,11 @@ def main() -> int:
         action="store_true",
         help="postgres: count round trips, time and CPU per grant inside the servers",
     )
+    parser.add_argument(
+        "--kill-one",
+        action="store_true",
+        help="postgres: kill the first server halfway; its clients go on through the others",
+    )
     args = parser.parse_args()
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]
     callers = args.processes * args.threads
@@ -363,8 +418,15 @@ def main() -> int:
                     database = env["HEADWAY_DATABASE_URL"].rsplit("/", 1)[1]
                     pids = [s.pid for s in servers]
                     before = Counts.take(counting, ADMIN_URL, pids) if counting else None
+                    kill = None
+                    if args.kill_one:
+
+                        def kill(victim: Any = servers[0]) -> float:
+                            os.kill(victim.pid, signal.SIGKILL)
+                            return time.time()
+
                     with SessionGauge(ADMIN_URL, database) as gauge:
-                        rows.append(run_setup(setup, args, env, urls))
+                        rows.append(run_setup(setup, args, env, urls, kill))
                     if before is not None:
                         time.sleep(1.0)  # the servers' counters written since the run ended
                         rows[-1]["counts"] = (before, Counts.take(counting, ADMIN_URL, pids))
@@ -376,6 +438,10 @@ def main() -> int:
                     )
                 else:
                     rows.append(run_setup(setup, args, env, urls))
+                if args.kill_one and setup == "postgres":
+                    admin.close()  # it went through the killed server
+                    admin_env = {**env, "HEADWAY_API_URL": servers[1].url}
+                    admin = _make_client(get_settings(admin_env))
                 left = admin.read_limit(LIMIT_NAME).active_slots
                 rows[-1]["left"] = left
                 admin.close()
@@ -405,6 +471,15 @@ def main() -> int:
             print(f"  {r['setup']}: {r['left']} slot(s) still held after the run")
         if "counts" in r:
             report(*r["counts"], grants=round(r["grants_per_s"] * args.seconds))
+        if "kill" in r:
+            k = r["kill"]
+            resumed = "never" if k["resumed"] is None else f"{k['resumed'] * 1000:.0f} ms"
+            print(
+                f"  {r['setup']}: one server killed {k['at']:.1f} s in; each of its client"
+                f" processes granted again within"
+                f" {resumed}, through another; {k['before']:.0f} grants/s before,"
+                f" {k['after']:.0f} after"
+            )
         if "sessions" in r:
             print(
                 f"  {r['setup']}: at most {r['sessions']} PostgreSQL sessions held at once by"
