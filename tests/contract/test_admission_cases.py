@@ -3,10 +3,10 @@
 Minimized from the admission property test (test_admission_property.py), whose
 model follows the store where it does not keep the rule yet (``SlotModel``'s
 ``whole_request``). The first gap (a handoff's grantee leaving other queues)
-is fixed and kept as a regression test; the known gap left is marked xfail,
-strict: it passes once the store is fixed, and then fails as XPASS until its
-marker goes and the model's switch is turned on. Each has a passing twin: the
-same situation resolved by the request's own attempt, which keeps the rule.
+is fixed and kept as a regression test, and so is the second (a handoff deciding
+only on the limits its waiter had rows on: a limit enabled while it waited was
+passed over; fixed by migration 0012). Each has a twin: the same situation
+resolved by the request's own attempt, which keeps the rule.
 Runs on every backend.
 """
 
@@ -94,11 +94,6 @@ def _enabled_while_waiting(client: Client) -> str:
     return r2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a handoff decides on the limits its waiter has rows on, not on every name it"
-    " asked for (a waiter row holds no names; Handoff.hand_off)",
-)
 def test_a_handoff_grants_all_of_a_request_or_nothing(client: Client) -> None:
     r2 = _enabled_while_waiting(client)
     lease = _grant(client, ["b"], "r3")  # b is full, and nobody waits on it

@@ -60,11 +60,11 @@ TTL_UNITS = 2.5
 #: Leases last a unit and a half, or three and a half (expiries fall between whole units).
 LEASES = (1.5, 3.5)
 NAME_SETS = (("a",), ("b",), ("r",), ("a", "b"), ("a", "r"), ("b", "r"), ("a", "b", "r"))
-#: Parts of the rule: a handoff hands on the queues its grantee leaves (kept), and
-#: decides on every name of a request (not kept yet: xfail in test_admission_cases.py;
-#: the model follows the store there until it is fixed, then turn it on).
+#: Parts of the rule the store keeps: a handoff hands on the queues its grantee
+#: leaves, and decides on every name of a request (its rows record them since
+#: migration 0012); ``SlotModel`` can still be run without either.
 CASCADE = True
-WHOLE_REQUEST = False
+WHOLE_REQUEST = True
 #: What the store says of a named waiter that is no longer queued.
 GONE_PREFIX = "the request left the queue"
 

@@ -89,6 +89,33 @@ def test_postgres_slot_functions_come_and_go_with_their_migration() -> None:
             db.close()
 
 
+def test_postgres_handoff_reads_request_names_from_0012_on() -> None:
+    """0012 makes the handoff and acquire again with the waiter's names; its downgrade undoes it."""
+    from alembic import command
+
+    from helpers.postgres import fresh_postgres
+
+    def reading(db: Database) -> list[str]:
+        with db.read() as tx:
+            rows = tx.execute(
+                "SELECT proname FROM pg_proc WHERE proname IN ('headway_hand_off',"
+                " 'headway_acquire') AND prosrc LIKE '%request_names%' ORDER BY proname"
+            )
+        return [r[0] for r in rows]
+
+    with fresh_postgres() as url:
+        db = Database(url)
+        try:
+            migrate.ensure_schema(db)
+            assert reading(db) == ["headway_acquire", "headway_hand_off"]
+            command.downgrade(migrate.alembic_config(url), "0011")
+            assert reading(db) == []
+            migrate.upgrade(url)
+            assert reading(db) == ["headway_acquire", "headway_hand_off"]
+        finally:
+            db.close()
+
+
 def test_slot_functions_are_written_with_cores_constants() -> None:
     """PostgreSQL's slot functions carry constants of ``core`` as their migrations wrote them.
 

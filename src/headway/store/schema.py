@@ -186,6 +186,10 @@ waiters = Table(
     # straight to the head of the queue (direct handoff, store/slots/handoff.py).
     Column("mode", String(20), nullable=False, server_default="concurrency"),
     Column("lease_seconds", Float, nullable=True),
+    # Every name the request asked for (JSON), when its rows are on fewer (a name
+    # not limited, or disabled, when it queued): a handoff decides on them all
+    # (migration 0012). NULL when its rows name them all.
+    Column("request_names", Text, nullable=True),
     PrimaryKeyConstraint("waiter_id", "limit_name", name="pk_waiters"),
 )
 Index("ix_waiters_order", waiters.c.limit_name, waiters.c.priority, waiters.c.seq)

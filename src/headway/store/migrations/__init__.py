@@ -8,7 +8,7 @@ the whole history.
 
 from __future__ import annotations
 
-HEAD = "0011"
+HEAD = "0012"
 #: Every revision of the history, oldest first: a store at any other revision was
 #: upgraded by a newer headway (revisions are numbered ``0001``, ``0002``, ...).
 KNOWN = tuple(f"{n:04d}" for n in range(1, int(HEAD) + 1))

@@ -16,6 +16,7 @@ that the limits' row locks are held for the database's work alone.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from headway.core.attempts import Attempt
@@ -211,6 +212,7 @@ class Slots:
                 self._enqueue(
                     tx,
                     waiter_id,
+                    names,
                     decision.limited,
                     occupy,
                     priority,
@@ -241,6 +243,7 @@ class Slots:
                     self._enqueue(
                         tx,
                         waiter_id,
+                        names,
                         missing,
                         occupy,
                         priority,
@@ -261,6 +264,7 @@ class Slots:
         self,
         tx: Tx,
         waiter_id: str,
+        names: Sequence[str],
         limited: Sequence[str],
         occupy: int,
         priority: int,
@@ -273,15 +277,19 @@ class Slots:
         lease_seconds: float,
         seq: int | None = None,
     ) -> None:
-        # The row carries all a lease needs, so a release can grant it directly.
+        # The row carries all a lease needs, so a release can grant it directly;
+        # and, when the request named limits it has no row on (not limited now),
+        # all its names, so that a handoff decides on them all.
         if seq is None:
             seq = next_seq(tx, "waiters")
+        asked = json.dumps(list(names)) if set(names).difference(limited) else None
         expires = self.clock.now() + self.settings.waiter_ttl_seconds
         tx.executemany(
             "INSERT INTO waiters (seq, limit_name, waiter_id, slots, priority, holder_kind,"
             " holder_id, pid, host, proc_start, wake_address, created, expires, node, mode,"
-            " lease_seconds) VALUES (:seq, :name, :w, :slots, :p, :kind, :holder, :pid, :host,"
-            " :start, :addr, :now, :expires, :node, :mode, :seconds)",
+            " lease_seconds, request_names) VALUES (:seq, :name, :w, :slots, :p, :kind,"
+            " :holder, :pid, :host, :start, :addr, :now, :expires, :node, :mode, :seconds,"
+            " :asked)",
             [
                 {
                     "seq": seq,
@@ -300,6 +308,7 @@ class Slots:
                     "node": process.node,
                     "mode": mode,
                     "seconds": lease_seconds,
+                    "asked": asked,
                 }
                 for n in limited
             ],

@@ -58,13 +58,22 @@ from headway.store.wakeups_pg import notify_in_transaction
 #: What a waiter row holds that a grant handed to it needs.
 _WAITER_COLUMNS = (
     "waiter_id, limit_name, slots, priority, seq, wake_address, host, pid, proc_start, node,"
-    " holder_kind, holder_id, mode, lease_seconds, created"
+    " holder_kind, holder_id, mode, lease_seconds, created, request_names"
 )
 #: The waiters at the head of the queue of limit ``:name``, in grant order.
 _HEADS = (
     "SELECT waiter_id FROM waiters WHERE limit_name = :name AND expires > :now"
     " ORDER BY priority DESC, seq"
 )
+
+
+def _names_of(text: str) -> list[str]:
+    """The names a waiter row's ``request_names`` holds (none if it cannot be read)."""
+    try:
+        names = json.loads(text)
+    except ValueError:
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
 
 class Handoff:
@@ -133,8 +142,12 @@ class Handoff:
         free = {s.name: s.free for s in states.values() if s.active}
         requests: dict[str, QueuedRequest] = {}
         first: dict[str, Row] = {}
+        # Names a request asked for beyond its rows (not limited when it queued).
+        asked: dict[str, set[str]] = {}
         for row in rows:
             waiter_id, name = row[0], row[1]
+            if row[15] is not None:
+                asked.setdefault(waiter_id, set()).update(_names_of(row[15]))
             req = requests.get(waiter_id)
             requests[waiter_id] = QueuedRequest(
                 waiter_id,
@@ -152,7 +165,8 @@ class Handoff:
         for waiter_id in plan_wakeups(free, requests.values()):
             req, row = requests[waiter_id], first[waiter_id]
             target = WakeTarget(waiter_id, row[5], row[6], int(row[7]))
-            wanted = sorted(req.names)
+            # Every name it asked for, all or nothing: exactly as its own attempt.
+            wanted = sorted(req.names | asked.get(waiter_id, set()))
             extra = [n for n in wanted if n not in locked]
             if extra and tx.dialect.row_locks:
                 # Its other limits are not locked by this transaction. Waiting for
