@@ -17,6 +17,7 @@ after the commit (``store/wakeups.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 
@@ -158,6 +159,12 @@ class Handoff:
             )
             first.setdefault(waiter_id, row)
         locked = set(names)
+        # The limits as this transaction has them, kept up to date with each grant.
+        current = dict(states)
+        # Within one limit's queue, while every request planned so far was granted,
+        # the next one planned on that limit alone is at its head: nothing waits
+        # ahead of it, and the limit is as ``current`` has it (no read again).
+        in_order = len(names) == 1
         woken: list[WakeTarget] = []
         # Limits beyond ``names`` whose queue a granted request left: the next
         # there may now go (it was waiting behind this one).
@@ -180,21 +187,32 @@ class Handoff:
                 locked.update(got)
                 if len(got) < len(extra):
                     woken.append(target)
+                    in_order = False
                     continue
             if row[13] is None:
                 woken.append(target)  # queued by an older version: no lease length
+                in_order = False
                 continue
             mode: Mode = "rate" if row[12] == "rate" else "concurrency"
-            states, ahead = read_for_acquire(tx, wanted, req.priority, req.seq, now)
+            ahead: dict[str, tuple[int, int]]
+            if in_order and wanted == list(names) and names[0] in current:
+                states, ahead = {names[0]: current[names[0]]}, {}
+            else:
+                states, ahead = read_for_acquire(tx, wanted, req.priority, req.seq, now)
             try:
                 decision = decide(wanted, req.slots, mode, states, ahead)
             except (ValidationError, LimitClosed):
                 # It can never be granted as asked (its limit shrank below it, or
                 # to 0): woken, its own attempt tells its caller why.
                 woken.append(target)
+                in_order = False
                 continue
             if not decision.grant:
+                in_order = False
                 continue
+            for n in decision.limited:
+                taken = states[n]
+                current[n] = dataclasses.replace(taken, active_slots=taken.active_slots + req.slots)
             process = ProcessInfo(int(row[7]), row[6], row[9], int(row[8]))
             grant = write_grant(
                 self.events,
