@@ -11,9 +11,9 @@ place in the queue (its ``waiter_id``) between calls.
 from __future__ import annotations
 
 import dataclasses
+import os
 import threading
 import time
-import uuid
 from collections.abc import Sequence
 
 from headway._process import current_process
@@ -196,7 +196,7 @@ class SlotPolicy:
         owned = waiter_id is None
         # A single owned attempt never queues: nothing would be left to clean up.
         may_queue = not (owned and wait_for == 0)
-        wid = waiter_id or (uuid.uuid4().hex if may_queue else "")
+        wid = waiter_id or (os.urandom(16).hex() if may_queue else "")
         deadline = None if wait_for is None else time.monotonic() + wait_for
         new_waiter = owned
         listener: Listener | None = None

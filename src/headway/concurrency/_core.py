@@ -140,7 +140,20 @@ class Acquisition:
             if isinstance(first, SlotGrant):
                 return first
             return self.wait(first)
-        return self.wait(None)
+        if self.cancel_event is not None:
+            return self.wait(None)  # named, so that the cancel can end the wait
+        # One call that owns its place in the queue: it is granted, or it leaves
+        # the queue itself when the timeout passes (or the caller is interrupted).
+        # Being the request's first, it is looked up nowhere: as cheap as a try.
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        while True:
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            result = self._call(remaining, None)
+            if isinstance(result, SlotGrant):
+                return self._granted(result)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise self._timeout_error(result)
+            # Its place was lost (it expired while the process was paused): again.
 
     def try_once(self) -> SlotGrant | SlotWait:
         """The fast path: one attempt that leaves nothing queued when it fails."""
