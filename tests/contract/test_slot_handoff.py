@@ -349,21 +349,21 @@ def test_a_taken_grant_survives_a_late_cancel_and_leaves_nothing_behind(
     assert holder.lease_id is not None
     client.release_slots(holder.lease_id)
     orch = _orchestrator(backend)
-    writes: list[int] = []
-    write = orch.store.db.write
+    taken: list[str] = []
+    take = orch.store.slots.handoff.take
 
-    def counted() -> Any:
-        writes.append(1)
-        return write()
+    def counted(tx: Any, waiter_id: str, *args: Any) -> Any:
+        taken.append(waiter_id)  # the take that deletes the grant: in a write transaction
+        return take(tx, waiter_id, *args)
 
-    monkeypatch.setattr(orch.store.db, "write", counted)
+    monkeypatch.setattr(orch.store.slots.handoff, "take", counted)
     got = client.acquire_slots(["t"], 1, timeout=0, waiter_id=waiter)
     monkeypatch.undo()
     assert isinstance(got, SlotGrant) and got.lease_id is not None
     if backend.database_url is None:
         # SQLite: the waiter learns of its grant with a read; a write transaction
         # would cost every contended grant one more turn of the store's write lock.
-        assert writes == []
+        assert taken == []
     # A cancel arriving after the grant was taken gives nothing back: the slot is
     # its holder's until released.
     client.cancel_slot_wait(waiter)
