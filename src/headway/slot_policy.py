@@ -310,6 +310,10 @@ class SlotPolicy:
             if wid in self._cancelled_ids():
                 return None  # the loop finds it cancelled
             found = slots.read_handoff(wid, names)
+            if found is not None and found.gone:
+                # Its lease was reaped before it looked (it was paused): the row
+                # goes now, with a write, so that it can queue again under its id.
+                return slots.claim_handoff(wid, names)
             if found is not None and found.grant is not None:
                 lease = found.grant.lease_id
                 taken[wid] = lease

@@ -309,6 +309,29 @@ def test_a_granted_waiter_that_never_came_back_has_its_lease_expire(
     assert isinstance(client.acquire_slots(["x"], 1), SlotGrant)
 
 
+def test_a_waiter_back_after_its_grant_expired_queues_again_under_its_id(
+    backend: Backend, client: Client
+) -> None:
+    client.create_limit("late", 1)
+    holder = _grant(client, ["late"])
+    waiter = _queue(client, ["late"], holder_id="paused", lease_seconds=30)
+    assert holder.lease_id is not None
+    client.release_slots(holder.lease_id)
+    backend.clock.advance(31)  # paused past its grant's lease
+    other = _grant(client, ["late"])  # the expired lease is reaped on the way
+    # It learns its grant is gone (once), then asks again and takes a place anew.
+    gone = client.acquire_slots(["late"], 1, timeout=0, waiter_id=waiter, holder_id="paused")
+    assert isinstance(gone, SlotWait)
+    again = client.acquire_slots(["late"], 1, timeout=0, waiter_id=waiter, holder_id="paused")
+    assert isinstance(again, SlotWait)
+    assert _waiting(client, "late") == ["paused"]
+    assert other.lease_id is not None
+    client.release_slots(other.lease_id)
+    mine = client.acquire_slots(["late"], 1, timeout=0, waiter_id=waiter, holder_id="paused")
+    assert isinstance(mine, SlotGrant) and mine.lease_id is not None
+    client.release_slots(mine.lease_id)
+
+
 def test_a_granted_waiter_whose_process_died_is_reaped(client: Client) -> None:
     client.create_limit("y", 1)
     holder = _grant(client, ["y"])
