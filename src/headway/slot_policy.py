@@ -47,6 +47,8 @@ _FULL_EVERY = 1.0
 #: How many waiter ids a process remembers (taken grants, known waiters) before
 #: forgetting the oldest half.
 _REMEMBERED = 65536
+#: Guards the first use of this process's take state and known waiters.
+_SETUP = threading.Lock()
 _GONE = "the request left the queue (cancelled, or expired while its holder was paused)"
 
 
@@ -63,9 +65,9 @@ class SlotPolicy:
     # in place (``Slots.read_handoff``), by waiter id and by lease id: a cancel of
     # one must not give back the slots it now holds. Guarded by _take_lock, which
     # a look holds from its read to its mark and a cancel from its check to its mark.
-    _taken: dict[str, str | None] | None = None
-    _taken_leases: dict[str, str] | None = None
-    _take_lock: threading.Lock | None = None
+    # (pid, lock, taken by waiter id, taken by lease id), made on first use in
+    # each process (a child forked while the lock was held starts afresh).
+    _takes: tuple[int, threading.Lock, dict[str, str | None], dict[str, str]] | None = None
     # Waiter ids this process saw queued: a call resuming one looks for a grant first.
     _known_waiters: dict[str, None] | None = None
 
@@ -328,28 +330,44 @@ class SlotPolicy:
                             leases.pop(dropped, None)
             return found
 
+    def _take_state(
+        self,
+    ) -> tuple[int, threading.Lock, dict[str, str | None], dict[str, str]]:
+        state = self._takes
+        if state is None or state[0] != os.getpid():
+            with _SETUP:  # two threads' first use must not make two locks
+                state = self._takes
+                if state is None or state[0] != os.getpid():
+                    state = self._takes = (os.getpid(), threading.Lock(), {}, {})
+        return state
+
     def _taken_maps(self) -> tuple[dict[str, str | None], dict[str, str]]:
-        if self._taken is None or self._taken_leases is None:
-            self._taken, self._taken_leases = {}, {}
-        return self._taken, self._taken_leases
+        _, _, taken, leases = self._take_state()
+        return taken, leases
 
     def _lock_for_takes(self) -> threading.Lock:
-        if self._take_lock is None:
-            self._take_lock = threading.Lock()
-        return self._take_lock
+        return self._take_state()[1]
 
     def _known(self) -> dict[str, None]:
-        if self._known_waiters is None:
-            self._known_waiters = {}
-        return self._known_waiters
+        known = self._known_waiters
+        if known is None:
+            with _SETUP:
+                known = self._known_waiters
+                if known is None:
+                    known = self._known_waiters = {}
+        return known
 
     def _refresh_every(self) -> float:
         return max(0.05, self.settings.waiter_ttl_seconds / 3.0)
 
     def _cancelled_ids(self) -> dict[str, None]:
-        if self._cancelled is None:
-            self._cancelled = {}
-        return self._cancelled
+        cancelled = self._cancelled
+        if cancelled is None:
+            with _SETUP:
+                cancelled = self._cancelled
+                if cancelled is None:
+                    cancelled = self._cancelled = {}
+        return cancelled
 
     def refresh_waiters(self, waiter_ids: Sequence[str]) -> None:
         """Keep the places of requests still waiting (a server's held requests)."""
