@@ -59,32 +59,35 @@ def test_history_downgrades_to_empty_and_back(tmp_path: Path) -> None:
     assert migrate.current_revision(db) == HEAD
 
 
+def _functions(db: Database, reading: str | None = None) -> list[str]:
+    """headway's PostgreSQL functions, by name (only those whose body has ``reading``)."""
+    query = "SELECT proname FROM pg_proc WHERE proname LIKE 'headway%'"
+    if reading is not None:
+        query += " AND prosrc LIKE :text"
+    with db.read() as tx:
+        rows = tx.execute(query + " ORDER BY proname", {"text": f"%{reading}%"})
+    return [r[0] for r in rows]
+
+
 def test_postgres_slot_functions_come_and_go_with_their_migration() -> None:
     """PostgreSQL's slot functions (0010 on): dropped by a downgrade, made again by an upgrade."""
     from alembic import command
 
     from helpers.postgres import fresh_postgres
 
-    def functions(db: Database) -> list[str]:
-        with db.read() as tx:
-            rows = tx.execute(
-                "SELECT proname FROM pg_proc WHERE proname LIKE 'headway%' ORDER BY proname"
-            )
-        return [r[0] for r in rows]
-
     with fresh_postgres() as url:
         db = Database(url)
         try:
             migrate.ensure_schema(db)
-            made = functions(db)
+            made = _functions(db)
             assert "headway_release" in made and "headway_hand_off" in made
             command.downgrade(migrate.alembic_config(url), "0009")
-            assert functions(db) == []
+            assert _functions(db) == []
             command.downgrade(migrate.alembic_config(url), "base")
             assert migrate.current_revision(db) is None
             migrate.upgrade(url)
             assert migrate.current_revision(db) == HEAD
-            assert functions(db) == made
+            assert _functions(db) == made
         finally:
             db.close()
 
@@ -95,23 +98,16 @@ def test_postgres_handoff_reads_request_names_from_0012_on() -> None:
 
     from helpers.postgres import fresh_postgres
 
-    def reading(db: Database) -> list[str]:
-        with db.read() as tx:
-            rows = tx.execute(
-                "SELECT proname FROM pg_proc WHERE proname IN ('headway_hand_off',"
-                " 'headway_acquire') AND prosrc LIKE '%request_names%' ORDER BY proname"
-            )
-        return [r[0] for r in rows]
-
+    both = ["headway_acquire", "headway_hand_off"]
     with fresh_postgres() as url:
         db = Database(url)
         try:
             migrate.ensure_schema(db)
-            assert reading(db) == ["headway_acquire", "headway_hand_off"]
+            assert _functions(db, reading="request_names") == both
             command.downgrade(migrate.alembic_config(url), "0011")
-            assert reading(db) == []
+            assert _functions(db, reading="request_names") == []
             migrate.upgrade(url)
-            assert reading(db) == ["headway_acquire", "headway_hand_off"]
+            assert _functions(db, reading="request_names") == both
         finally:
             db.close()
 
