@@ -50,6 +50,7 @@ the server, and the CPU of the servers and of their PostgreSQL sessions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -58,11 +59,13 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from bench_counts import Counts, counting_env, report
+from bench_queue_order import QueueOrder, postgres_watcher, sqlite_watcher
 from bench_server_setup import ADMIN_URL, percentile, store
 
 LIMIT_NAME = "contended"
@@ -336,6 +339,16 @@ class SessionGauge:
                     self.most[name] = max(self.most.get(name, 0), int(count))
 
 
+@contextlib.contextmanager
+def _watching(order: QueueOrder, args: argparse.Namespace) -> Iterator[None]:
+    """The queue read during the run, unless ``--no-order``."""
+    if args.no_order:
+        yield
+        return
+    with order:
+        yield
+
+
 def redis_round_trip_seconds(rounds: int = 2000) -> float:
     """One Redis PING answered."""
     import redis
@@ -365,6 +378,11 @@ def main() -> int:
         "--kill-one",
         action="store_true",
         help="postgres: kill the first server halfway; its clients go on through the others",
+    )
+    parser.add_argument(
+        "--no-order",
+        action="store_true",
+        help="do not read the queue during the run to count out-of-order grants",
     )
     args = parser.parse_args()
     setups = [s.strip() for s in args.setups.split(",") if s.strip()]
@@ -425,7 +443,9 @@ def main() -> int:
                             os.kill(victim.pid, signal.SIGKILL)
                             return time.time()
 
-                    with SessionGauge(ADMIN_URL, database) as gauge:
+                    db_url = f"{ADMIN_URL.rsplit('/', 1)[0]}/{database}"
+                    order = postgres_watcher(db_url, LIMIT_NAME)
+                    with SessionGauge(ADMIN_URL, database) as gauge, _watching(order, args):
                         rows.append(run_setup(setup, args, env, urls, kill))
                     if before is not None:
                         time.sleep(1.0)  # the servers' counters written since the run ended
@@ -437,7 +457,12 @@ def main() -> int:
                         name for name in gauge.most if name not in servers_pids
                     )
                 else:
-                    rows.append(run_setup(setup, args, env, urls))
+                    db_path = os.path.join(env["HEADWAY_HOME"], "headway.db")
+                    order = sqlite_watcher(db_path, LIMIT_NAME)
+                    with _watching(order, args):
+                        rows.append(run_setup(setup, args, env, urls))
+                if not args.no_order:
+                    rows[-1]["order"] = order.summary()
                 if args.kill_one and setup == "postgres":
                     admin.close()  # it went through the killed server
                     admin_env = {**env, "HEADWAY_API_URL": servers[1].url}
@@ -467,6 +492,8 @@ def main() -> int:
         )
         if r["first_error"]:
             print(f"  first error of {r['setup']}: {r['first_error']}")
+        if "order" in r:
+            print(f"  {r['setup']}: {r['order']}")
         if r.get("left"):
             print(f"  {r['setup']}: {r['left']} slot(s) still held after the run")
         if "counts" in r:
