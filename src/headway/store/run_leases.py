@@ -24,7 +24,8 @@ from headway.exceptions import ConflictError, ObjectNotFound
 from headway.store.db import Database, Tx
 from headway.store.dialects import fails_whole_pass, is_transient_conflict
 from headway.store.events import Events
-from headway.store.run_rows import FLOW_COLUMNS, flow_run_of
+from headway.store.queries.runs import FLOW_COLUMNS
+from headway.store.run_rows import flow_run_of
 from headway.store.runs import Runs
 from headway.store.slots import Slots
 from headway.store.sql import in_list
