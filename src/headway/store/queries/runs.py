@@ -1,7 +1,9 @@
-"""The statements of flow runs, task runs, their states and logs.
+"""The statements of flow runs, task runs, their states and logs, and run leases.
 
-Run by ``store/runs.py``. A statement that locks the row it reads gets the
-dialect's row lock (``tx.dialect.for_update``) appended by the part.
+Run by ``store/runs.py`` (runs, states, logs) and ``store/run_leases.py`` (a
+claimed run's lease, how it ends, who to wake). A statement that locks the row
+it reads gets the dialect's row lock (``tx.dialect.for_update``) appended by the
+part; an ``IN`` list's placeholders come from ``store/sql.py``'s ``in_list``.
 """
 
 from __future__ import annotations
@@ -112,3 +114,78 @@ SELECT_LOGS_AFTER = (
     "SELECT id, flow_run_id, task_run_id, level, logger, message, timestamp"
     " FROM logs WHERE flow_run_id = :id AND id > :after ORDER BY id LIMIT :limit"
 )
+
+# -- Run leases: who to wake --------------------------------------------------
+
+# The workers of a pool heard from since :cut that can be woken.
+SELECT_POOL_CLAIMERS = (
+    "SELECT id, wake_address, host, pid FROM workers WHERE pool = :pool"
+    " AND wake_address IS NOT NULL AND last_heartbeat > :cut"
+)
+
+
+def select_worker_wake_addresses(marks: str) -> str:
+    """The wake addresses of the workers whose ids ``marks`` names (those that have one)."""
+    return (
+        f"SELECT id, wake_address, host, pid FROM workers WHERE id IN ({marks})"
+        " AND wake_address IS NOT NULL"
+    )
+
+
+# -- Run leases: how a run ends -----------------------------------------------
+
+# Whether a run handed back is claimed; the caller appends the dialect's row lock.
+SELECT_FLOW_RUN_LEASE_STATE = "SELECT state_type, lease_expires FROM flow_runs WHERE id = :id"
+SELECT_FLOW_RUN_CLAIM = (
+    "SELECT lease_id, work_pool, deployment, blocked_on, lease_expires FROM flow_runs"
+    " WHERE id = :id"
+)
+_CLEAR_FLOW_RUN_CLAIM = (
+    "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = '', updated = :now"
+)
+# A run that ended lets go of its lease and whatever held it back.
+CLEAR_FLOW_RUN_LEASE = _CLEAR_FLOW_RUN_CLAIM + " WHERE id = :id"
+# A claimed run handed back before it started: its worker lets go of it too.
+UNCLAIM_FLOW_RUN = _CLEAR_FLOW_RUN_CLAIM + ", worker_id = NULL" + " WHERE id = :id"
+CLEAR_FLOW_RUN_BLOCKED_ON = "UPDATE flow_runs SET blocked_on = '', updated = :now WHERE id = :id"
+
+# -- Run leases: expiry -------------------------------------------------------
+
+# Ordered by the indexed column: an index walk from the oldest lease whatever
+# the planner's statistics say (most runs have none).
+SELECT_EXPIRED_FLOW_RUNS = (
+    "SELECT id FROM flow_runs WHERE lease_expires < :now ORDER BY lease_expires LIMIT :n"
+)
+
+
+def select_expired_among(marks: str) -> str:
+    """Those of the runs ``marks`` names whose lease expired before ``:now``, oldest first."""
+    return (
+        f"SELECT id, state_type FROM flow_runs WHERE id IN ({marks})"
+        " AND lease_expires < :now ORDER BY lease_expires"
+    )
+
+
+# A run the sweep could not end keeps no lease, so it is not swept again.
+DROP_FLOW_RUN_LEASE = "UPDATE flow_runs SET lease_expires = NULL, updated = :now WHERE id = :id"
+
+# -- Run leases: heartbeats and cancellation ----------------------------------
+
+UPDATE_WORKER_HEARTBEAT = "UPDATE workers SET last_heartbeat = :now WHERE id = :id"
+
+
+def select_leased_runs_of_worker(marks: str) -> str:
+    """Those of the runs ``marks`` names that worker ``:w`` holds under a live lease."""
+    return (
+        f"SELECT id, state_type, lease_id FROM flow_runs WHERE id IN ({marks})"
+        " AND worker_id = :w AND lease_expires IS NOT NULL"
+    )
+
+
+def renew_run_leases(marks: str) -> str:
+    """Move the lease of the runs ``marks`` names to expire at ``:e``."""
+    return f"UPDATE flow_runs SET lease_expires = :e WHERE id IN ({marks})"
+
+
+# Who runs a run being cancelled; the caller appends the dialect's row lock.
+SELECT_FLOW_RUN_WORKER = "SELECT state_type, worker_id FROM flow_runs WHERE id = :id"
