@@ -66,8 +66,9 @@ from headway.store.claim_reads import (
 from headway.store.db import Database, Tx
 from headway.store.events import Events
 from headway.store.pools import Pools
+from headway.store.queries.runs import FLOW_COLUMNS
 from headway.store.run_leases import RunLeases
-from headway.store.run_rows import FLOW_COLUMNS, flow_run_of
+from headway.store.run_rows import flow_run_of
 from headway.store.runs import Runs
 from headway.store.slots import Limits, Slots
 from headway.store.sql import in_list

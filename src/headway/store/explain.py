@@ -18,7 +18,6 @@ from typing import Any
 from headway.core.clock import Clock
 from headway.core.models import Holder, Lease
 from headway.core.views import (
-    MAX_LISTED,
     DeploymentUsage,
     LimitView,
     Queued,
@@ -29,6 +28,7 @@ from headway.core.views import (
 )
 from headway.store.db import Database
 from headway.store.events import limit_stats_of
+from headway.store.queries import explain as q
 
 
 def _dt(ts: float) -> datetime:
@@ -45,12 +45,7 @@ class Explain:
     def run_claim(self, run_id: str) -> RunClaim | None:
         """A flow run's claim columns; None when no flow run has this id."""
         with self.db.read() as tx:
-            r = tx.one(
-                "SELECT id, state_type, state_name, deployment, work_pool, work_queue, priority,"
-                " expected_start_time, created, blocked_on, concurrency_key, worker_id, lease_id"
-                " FROM flow_runs WHERE id = :id",
-                {"id": run_id},
-            )
+            r = tx.one(q.SELECT_RUN_CLAIM, {"id": run_id})
         if r is None:
             return None
         # ``blocked_on`` is '' for a run that waits on no limit (migration 0005).
@@ -63,12 +58,7 @@ class Explain:
     def waits_of(self, holder_id: str) -> list[WaitRequest]:
         """The live waiter rows of ``holder_id`` (a run id), one per limit."""
         with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT waiter_id, limit_name, seq, slots, priority, holder_kind, pid, host,"
-                " created FROM waiters WHERE holder_id = :h AND expires > :now"
-                " ORDER BY seq, limit_name",
-                {"h": holder_id, "now": self.clock.now()},
-            )
+            rows = tx.execute(q.SELECT_WAITS_OF_HOLDER, {"h": holder_id, "now": self.clock.now()})
         return [
             WaitRequest(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), r[5], int(r[6]), r[7],
                         _dt(r[8]))
@@ -79,64 +69,33 @@ class Explain:
         """Task runs of a flow run waiting for slots now: (task run id, name, limit)."""
         with self.db.read() as tx:
             rows = tx.execute(
-                "SELECT DISTINCT t.id, t.name, w.limit_name FROM waiters w JOIN task_runs t"
-                " ON t.id = w.holder_id WHERE t.flow_run_id = :f AND w.expires > :now"
-                " ORDER BY t.id, w.limit_name LIMIT 50",
-                {"f": flow_run_id, "now": self.clock.now()},
+                q.SELECT_TASK_WAITS_OF_FLOW_RUN, {"f": flow_run_id, "now": self.clock.now()}
             )
         return [(r[0], r[1], r[2]) for r in rows]
 
     def leases_of(self, holder_id: str) -> list[Lease]:
         """The slots ``holder_id`` holds now, one lease per row."""
         with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT lease_id, limit_name, slots, holder_kind, holder_id, pid, host, created,"
-                " expires FROM leases WHERE holder_id = :h ORDER BY created, limit_name",
-                {"h": holder_id},
-            )
+            rows = tx.execute(q.SELECT_LEASES_OF_HOLDER, {"h": holder_id})
         return [_lease(r) for r in rows]
 
     def limit_view(self, name: str, *, max_holders: int = 50) -> LimitView | None:
         """A limit's counters and its oldest holders; None when no limit has this name."""
         now = self.clock.now()
         with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT name, slot_limit, active, active_slots, slot_decay_per_second,"
-                " decayed_at, created, grants, denials, expiries, releases, total_wait_seconds,"
-                " total_hold_seconds, (SELECT COUNT(*) FROM waiters w WHERE w.limit_name ="
-                " limits.name AND w.expires > :now), (SELECT COUNT(*) FROM leases l"
-                " WHERE l.limit_name = limits.name), (SELECT COALESCE(SUM((:now - l.created)"
-                " * l.slots), 0) FROM leases l WHERE l.limit_name = limits.name)"
-                " FROM limits WHERE name = :name",
-                {"name": name, "now": now},
-            )
+            rows = tx.execute(q.SELECT_LIMIT_STATS, {"name": name, "now": now})
             if not rows:
                 return None
-            leases = tx.execute(
-                "SELECT lease_id, limit_name, slots, holder_kind, holder_id, pid, host, created,"
-                " expires FROM leases WHERE limit_name = :name ORDER BY created, lease_id"
-                " LIMIT :n",
-                {"name": name, "n": max_holders},
-            )
+            leases = tx.execute(q.SELECT_LEASES_OF_LIMIT, {"name": name, "n": max_holders})
         return LimitView(limit_stats_of(rows[0], now), tuple(_lease(r) for r in leases))
 
     def waiter_place(self, limit_name: str, priority: int, seq: int) -> QueuePlace:
         """The place of the waiter (priority, seq) in the queue of ``limit_name``."""
         params = {"name": limit_name, "p": priority, "seq": seq, "now": self.clock.now()}
-        ahead_of = (
-            "FROM waiters WHERE limit_name = :name AND expires > :now"
-            " AND (priority > :p OR (priority = :p AND seq < :seq))"
-        )
         with self.db.read() as tx:
-            count = tx.one(f"SELECT COUNT(*), COALESCE(SUM(slots), 0) {ahead_of}", params)
-            rows = tx.execute(
-                "SELECT holder_kind, holder_id, slots, priority, created, pid, host"
-                f" {ahead_of} ORDER BY priority DESC, seq LIMIT {MAX_LISTED}",
-                params,
-            )
-            total = tx.one(
-                "SELECT COUNT(*) FROM waiters WHERE limit_name = :name AND expires > :now", params
-            )
+            count = tx.one(q.COUNT_WAITERS_AHEAD, params)
+            rows = tx.execute(q.SELECT_WAITERS_AHEAD, params)
+            total = tx.one(q.COUNT_WAITERS_OF_LIMIT, params)
         ahead = tuple(
             Queued(i + 1, r[0], r[1], int(r[2]), int(r[3]), _dt(r[4]), int(r[5]), r[6])
             for i, r in enumerate(rows)
@@ -158,12 +117,7 @@ class Explain:
             "c": run.created,
             "id": run.id,
         }
-        ahead_of = (
-            "FROM flow_runs WHERE blocked_on = :b AND state_type = 'SCHEDULED' AND id <> :id"
-            " AND (priority > :p OR (priority = :p AND (expected_start_time < :t"
-            " OR (expected_start_time = :t AND (created < :c OR (created = :c AND id < :id))))))"
-        )
-        return self._run_place(params, ahead_of, "blocked_on = :b AND state_type = 'SCHEDULED'")
+        return self._run_place(params, q.BLOCKED_PLACE)
 
     def pool_place(self, pool: str, queue: str | None, run: RunClaim) -> QueuePlace:
         """The place of a due run among the due runs of its pool (or queue) in claim order."""
@@ -177,27 +131,13 @@ class Explain:
             "id": run.id,
             "now": now,
         }
-        scope = "work_pool = :pool" + (" AND work_queue = :queue" if queue is not None else "")
-        due = (
-            f"{scope} AND state_type = 'SCHEDULED' AND blocked_on = ''"
-            " AND expected_start_time <= :now"
-        )
-        ahead_of = (
-            f"FROM flow_runs WHERE {due} AND id <> :id AND (priority > :p OR (priority = :p AND"
-            " (expected_start_time < :t OR (expected_start_time = :t AND (created < :c"
-            " OR (created = :c AND id < :id))))))"
-        )
-        return self._run_place(params, ahead_of, due)
+        return self._run_place(params, q.POOL_PLACE if queue is None else q.QUEUE_PLACE)
 
-    def _run_place(self, params: dict[str, Any], ahead_of: str, waiting: str) -> QueuePlace:
+    def _run_place(self, params: dict[str, Any], place: q.PlaceStatements) -> QueuePlace:
         with self.db.read() as tx:
-            count = tx.one(f"SELECT COUNT(*) {ahead_of}", params)
-            rows = tx.execute(
-                f"SELECT id, priority, created, pid, host {ahead_of}"
-                f" ORDER BY priority DESC, expected_start_time, created, id LIMIT {MAX_LISTED}",
-                params,
-            )
-            total = tx.one(f"SELECT COUNT(*) FROM flow_runs WHERE {waiting}", params)
+            count = tx.one(place.count_ahead, params)
+            rows = tx.execute(place.select_ahead, params)
+            total = tx.one(place.count_waiting, params)
         n = int(count[0]) if count else 0
         ahead = tuple(
             Queued(i + 1, "flow_run", r[0], 1, int(r[1]), _dt(r[2]),
@@ -214,42 +154,21 @@ class Explain:
         params = {f"i{n}": v for n, v in enumerate(wanted)}
         marks = ", ".join(f":i{n}" for n in range(len(wanted)))
         with self.db.read() as tx:
-            rows = tx.execute(
-                f"SELECT id, name FROM flow_runs WHERE id IN ({marks})"
-                f" UNION ALL SELECT id, name FROM task_runs WHERE id IN ({marks})",
-                params,
-            )
+            rows = tx.execute(q.select_run_names(marks), params)
         return {r[0]: r[1] for r in rows}
 
     def deployment_usage(self, full_name: str, tags: Sequence[str]) -> DeploymentUsage:
         """Runs of a deployment now, and the tags and limits its recent runs used."""
         now = self.clock.now()
         with self.db.read() as tx:
-            counts = tx.one(
-                "SELECT COALESCE(SUM(CASE WHEN state_type IN ('PENDING', 'RUNNING',"
-                " 'CANCELLING', 'PAUSED') THEN 1 ELSE 0 END), 0), COALESCE(SUM(CASE WHEN"
-                " state_type = 'SCHEDULED' AND state_name = 'AwaitingConcurrencySlot' THEN 1"
-                " ELSE 0 END), 0), COALESCE(SUM(CASE WHEN state_type = 'SCHEDULED' AND"
-                " expected_start_time <= :now THEN 1 ELSE 0 END), 0) FROM flow_runs"
-                " WHERE deployment = :d",
-                {"d": full_name, "now": now},
-            )
-            recent = [
-                r[0]
-                for r in tx.execute(
-                    "SELECT id FROM flow_runs WHERE deployment = :d ORDER BY created DESC LIMIT 20",
-                    {"d": full_name},
-                )
-            ]
+            counts = tx.one(q.COUNT_DEPLOYMENT_RUNS, {"d": full_name, "now": now})
+            recent = [r[0] for r in tx.execute(q.SELECT_RECENT_DEPLOYMENT_RUNS, {"d": full_name})]
             found_tags = set(tags)
             run_ids = list(recent)
             if recent:
                 params = {f"r{n}": v for n, v in enumerate(recent)}
                 marks = ", ".join(f":r{n}" for n in range(len(recent)))
-                for task_id, raw in tx.execute(
-                    f"SELECT id, tags FROM task_runs WHERE flow_run_id IN ({marks}) LIMIT 2000",
-                    params,
-                ):
+                for task_id, raw in tx.execute(q.select_task_run_tags(marks), params):
                     run_ids.append(task_id)
                     found_tags.update(json.loads(raw or "[]"))
             used: set[str] = set()
@@ -258,13 +177,7 @@ class Explain:
                 params = {f"r{n}": v for n, v in enumerate(chunk)}
                 marks = ", ".join(f":r{n}" for n in range(len(chunk)))
                 used.update(
-                    r[0]
-                    for r in tx.execute(
-                        "SELECT DISTINCT limit_name FROM events WHERE kind = 'slot.granted'"
-                        f" AND run_id IN ({marks})",
-                        params,
-                    )
-                    if r[0]
+                    r[0] for r in tx.execute(q.select_limits_granted(marks), params) if r[0]
                 )
         assert counts is not None
         return DeploymentUsage(
@@ -280,17 +193,8 @@ class Explain:
         """Runs held back by a limit now: deployment runs awaiting a slot, then waiters."""
         now = self.clock.now()
         with self.db.read() as tx:
-            runs = tx.execute(
-                "SELECT id, name, blocked_on, state_timestamp, state_message FROM flow_runs"
-                " WHERE state_type = 'SCHEDULED' AND state_name = 'AwaitingConcurrencySlot'"
-                " ORDER BY state_timestamp LIMIT :n",
-                {"n": limit},
-            )
-            waiters = tx.execute(
-                "SELECT holder_kind, holder_id, limit_name, created, slots, priority FROM waiters"
-                " WHERE expires > :now ORDER BY created LIMIT :n",
-                {"now": now, "n": limit},
-            )
+            runs = tx.execute(q.SELECT_BLOCKED_RUNS, {"n": limit})
+            waiters = tx.execute(q.SELECT_LIVE_WAITERS, {"now": now, "n": limit})
         out = [
             WaitingRun(r[0], "flow_run", r[1], r[2] or None, _dt(r[3]), r[4] or "awaiting a slot")
             for r in runs

@@ -24,7 +24,8 @@ from headway.exceptions import ConflictError, ObjectNotFound
 from headway.store.db import Database, Tx
 from headway.store.dialects import fails_whole_pass, is_transient_conflict
 from headway.store.events import Events
-from headway.store.run_rows import FLOW_COLUMNS, flow_run_of
+from headway.store.queries import runs as q
+from headway.store.run_rows import flow_run_of
 from headway.store.runs import Runs
 from headway.store.slots import Slots
 from headway.store.sql import in_list
@@ -77,11 +78,7 @@ class RunLeases:
 
     def claimers(self, tx: Tx, pool: str | None, now: float) -> list[WakeTarget]:
         """The workers to wake when ``pool`` (None: ``serve()`` processes) may have work."""
-        rows = tx.execute(
-            "SELECT id, wake_address, host, pid FROM workers WHERE pool = :pool"
-            " AND wake_address IS NOT NULL AND last_heartbeat > :cut",
-            {"pool": pool or "", "cut": now - _CLAIMER_TTL},
-        )
+        rows = tx.execute(q.SELECT_POOL_CLAIMERS, {"pool": pool or "", "cut": now - _CLAIMER_TTL})
         return [WakeTarget(f"claim:{r[0]}", r[1], r[2], int(r[3] or 0)) for r in rows]
 
     def pool_claimers(self, pool: str | None) -> list[WakeTarget]:
@@ -96,11 +93,7 @@ class RunLeases:
             return []
         params: dict[str, Any] = {}
         marks = in_list("w", ids, params)
-        rows = tx.execute(
-            f"SELECT id, wake_address, host, pid FROM workers WHERE id IN ({marks})"
-            " AND wake_address IS NOT NULL",
-            params,
-        )
+        rows = tx.execute(q.select_worker_wake_addresses(marks), params)
         return [WakeTarget(f"worker:{r[0]}", r[1], r[2], int(r[3] or 0)) for r in rows]
 
     def finish_run(
@@ -114,11 +107,7 @@ class RunLeases:
         """
         unclaim = False
         if state.type is StateType.SCHEDULED:
-            before = tx.one(
-                "SELECT state_type, lease_expires FROM flow_runs WHERE id = :id"
-                + tx.dialect.for_update,
-                {"id": run_id},
-            )
+            before = tx.one(q.SELECT_FLOW_RUN_LEASE_STATE + tx.dialect.for_update, {"id": run_id})
             unclaim = (
                 before is not None
                 and before[0] == StateType.PENDING.value
@@ -127,19 +116,14 @@ class RunLeases:
         withdrawn = self.runs.set_state_in(tx, run_id, state, expect)
         if state.type is StateType.SCHEDULED and not unclaim:
             return withdrawn
-        row = tx.one(
-            "SELECT lease_id, work_pool, deployment, blocked_on, lease_expires FROM flow_runs"
-            " WHERE id = :id",
-            {"id": run_id},
-        )
+        row = tx.one(q.SELECT_FLOW_RUN_CLAIM, {"id": run_id})
         if row is None or (row[0] is None and row[2] is None and not row[3]):
             return withdrawn  # a run of no deployment: nothing was held
         lease_id, pool, deployment, blocked_on, lease_expires = row
         wake: list[WakeTarget] = withdrawn
         if state.is_final or unclaim:
             tx.execute(
-                "UPDATE flow_runs SET lease_id = NULL, lease_expires = NULL, blocked_on = '',"
-                " updated = :now" + (", worker_id = NULL" if unclaim else "") + " WHERE id = :id",
+                q.UNCLAIM_FLOW_RUN if unclaim else q.CLEAR_FLOW_RUN_LEASE,
                 {"id": run_id, "now": self.clock.now()},
             )
             if lease_id is not None:
@@ -148,10 +132,7 @@ class RunLeases:
             if deployment is not None and (lease_id is not None or lease_expires is not None):
                 wake.extend(self.claimers(tx, pool, self.clock.now()))
         elif blocked_on:
-            tx.execute(
-                "UPDATE flow_runs SET blocked_on = '', updated = :now WHERE id = :id",
-                {"id": run_id, "now": self.clock.now()},
-            )
+            tx.execute(q.CLEAR_FLOW_RUN_BLOCKED_ON, {"id": run_id, "now": self.clock.now()})
         return wake
 
     def set_flow_run_state_releasing(
@@ -160,18 +141,15 @@ class RunLeases:
         """Move a flow run to ``state``; a final state releases what its claim took."""
         with self.db.write() as tx:
             wake = self.finish_run(tx, run_id, state, expect)
-            row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+            row = tx.one(q.SELECT_FLOW_RUN_BY_ID, {"id": run_id})
         assert row is not None
         return flow_run_of(row), wake
 
     def expired_runs(self, tx: Tx, now: float) -> list[str]:
         """The oldest runs whose lease expired, but those a sweep had to skip."""
         skipped: set[str] = self._runs_skipped
-        # Ordered by the indexed column: an index walk from the oldest lease
-        # whatever the planner's statistics say (most runs have none).
         rows = tx.execute(
-            "SELECT id FROM flow_runs WHERE lease_expires < :now ORDER BY lease_expires LIMIT :n",
-            {"now": now, "n": _SWEEP_BATCH + len(skipped)},
+            q.SELECT_EXPIRED_FLOW_RUNS, {"now": now, "n": _SWEEP_BATCH + len(skipped)}
         )
         return [r[0] for r in rows if r[0] not in skipped][:_SWEEP_BATCH]
 
@@ -183,11 +161,7 @@ class RunLeases:
             return 0, []
         params: dict[str, Any] = {"now": now}
         # Looked at again inside the write: a renewal may have come in meanwhile.
-        rows = tx.execute(
-            f"SELECT id, state_type FROM flow_runs WHERE id IN ({in_list('r', run_ids, params)})"
-            " AND lease_expires < :now ORDER BY lease_expires",
-            params,
-        )
+        rows = tx.execute(q.select_expired_among(in_list("r", run_ids, params)), params)
         wake: list[WakeTarget] = []
         ended = 0
         for run_id, state_type in rows:
@@ -202,10 +176,7 @@ class RunLeases:
                 wake.extend(self.finish_run(tx, run_id, state, None))
                 ended += 1
             except ConflictError:
-                tx.execute(
-                    "UPDATE flow_runs SET lease_expires = NULL, updated = :now WHERE id = :id",
-                    {"id": run_id, "now": now},
-                )
+                tx.execute(q.DROP_FLOW_RUN_LEASE, {"id": run_id, "now": now})
             self.events.event(
                 tx, now, "flow_run.lease_expired", "", None, state.type.value, run_id=run_id
             )
@@ -253,10 +224,7 @@ class RunLeases:
         """Renew a worker and the leases of its runs; say which it lost and which to cancel."""
         now = self.clock.now()
         with self.db.write() as tx:
-            tx.execute(
-                "UPDATE workers SET last_heartbeat = :now WHERE id = :id",
-                {"now": now, "id": worker_id},
-            )
+            tx.execute(q.UPDATE_WORKER_HEARTBEAT, {"now": now, "id": worker_id})
             keep: dict[str, str] = {}
             leases: list[str] = []
             ids = list(dict.fromkeys(run_ids))
@@ -265,9 +233,7 @@ class RunLeases:
                 params: dict[str, Any] = {"w": worker_id}
                 marks = in_list("r", chunk, params)
                 for run_id, state_type, lease_id in tx.execute(
-                    f"SELECT id, state_type, lease_id FROM flow_runs WHERE id IN ({marks})"
-                    " AND worker_id = :w AND lease_expires IS NOT NULL",
-                    params,
+                    q.select_leased_runs_of_worker(marks), params
                 ):
                     keep[run_id] = state_type
                     if lease_id is not None:
@@ -277,7 +243,7 @@ class RunLeases:
                 chunk = kept[start : start + 500]
                 params = {"e": now + lease_seconds}
                 marks = in_list("r", chunk, params)
-                tx.execute(f"UPDATE flow_runs SET lease_expires = :e WHERE id IN ({marks})", params)
+                tx.execute(q.renew_run_leases(marks), params)
             if leases:
                 self.slots.renew_leases(leases, lease_seconds)
         return HeartbeatResult(
@@ -288,11 +254,7 @@ class RunLeases:
     def cancel_flow_run(self, run_id: str, message: str) -> tuple[FlowRun, list[WakeTarget]]:
         """Cancel a run: at once if nothing runs it, else CANCELLING for its worker to stop."""
         with self.db.write() as tx:
-            row = tx.one(
-                "SELECT state_type, worker_id FROM flow_runs WHERE id = :id"
-                + tx.dialect.for_update,
-                {"id": run_id},
-            )
+            row = tx.one(q.SELECT_FLOW_RUN_WORKER + tx.dialect.for_update, {"id": run_id})
             if row is None:
                 raise ObjectNotFound(f"no flow run with id {run_id}")
             current = StateType(row[0])
@@ -309,7 +271,7 @@ class RunLeases:
             else:
                 wake = self.runs.set_state_in(tx, run_id, Cancelling(message=message), None)
                 wake += self.worker_targets(tx, [row[1]])
-            out = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+            out = tx.one(q.SELECT_FLOW_RUN_BY_ID, {"id": run_id})
         assert out is not None
         return flow_run_of(out), wake
 

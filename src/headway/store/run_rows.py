@@ -1,7 +1,8 @@
-"""Flow and task runs as rows: their columns, and the records read from them.
+"""Flow and task runs as rows: the records read from them.
 
 Shared by every part that reads or writes runs (runs, run leases, scheduling,
-claims), and the checks of what a run's row can hold.
+claims), and the checks of what a run's row can hold. The columns these rows
+carry are ``FLOW_COLUMNS`` and ``TASK_COLUMNS`` of ``queries/runs.py``.
 """
 
 from __future__ import annotations
@@ -17,16 +18,6 @@ from headway.core.states import State, StateType, is_allowed
 from headway.exceptions import ValidationError
 from headway.store.db import Row
 
-FLOW_COLUMNS = (
-    "id, name, flow_name, deployment, parent_task_run_id, parameters, tags, state_type,"
-    " state_name, state_message, state_timestamp, created, expected_start_time, start_time,"
-    " end_time, run_count, priority, work_pool, work_queue, updated"
-)
-TASK_COLUMNS = (
-    "id, flow_run_id, name, task_key, tags, state_type, state_name, state_message,"
-    " state_timestamp, created, start_time, end_time, run_count"
-)
-
 
 def run_state_of(row: Row, offset: int) -> State:
     """The :class:`State` held in a run row's state columns, from ``offset``."""
@@ -39,7 +30,7 @@ def run_state_of(row: Row, offset: int) -> State:
 
 
 def flow_run_of(row: Row, task_runs: tuple[TaskRun, ...] | None = None) -> FlowRun:
-    """A :class:`FlowRun` from a row of ``FLOW_COLUMNS``."""
+    """A :class:`FlowRun` from a row of ``queries.runs.FLOW_COLUMNS``."""
     return FlowRun(
         id=row[0],
         name=row[1],
@@ -63,7 +54,7 @@ def flow_run_of(row: Row, task_runs: tuple[TaskRun, ...] | None = None) -> FlowR
 
 
 def task_run_of(row: Row) -> TaskRun:
-    """A :class:`TaskRun` from a row of ``TASK_COLUMNS``."""
+    """A :class:`TaskRun` from a row of ``queries.runs.TASK_COLUMNS``."""
     return TaskRun(
         id=row[0],
         flow_run_id=row[1],
@@ -139,9 +130,7 @@ def check_run_fields(
 
 
 __all__ = [
-    "FLOW_COLUMNS",
     "RUN_ID_MAX",
-    "TASK_COLUMNS",
     "check_run_fields",
     "flow_run_of",
     "new_states",

@@ -31,9 +31,8 @@ from headway.exceptions import (
     ObjectNotFound,
 )
 from headway.store.db import Database, Tx
+from headway.store.queries import runs as q
 from headway.store.run_rows import (
-    FLOW_COLUMNS,
-    TASK_COLUMNS,
     check_run_fields,
     flow_run_of,
     new_states,
@@ -85,13 +84,7 @@ class Runs:
         running = state.type is StateType.RUNNING
         with self.db.write() as tx:
             created = tx.rowcount(
-                "INSERT INTO flow_runs (id, name, flow_name, deployment, parent_task_run_id,"
-                " parameters, tags, state_type, state_name, state_message, state_timestamp,"
-                " created, updated, expected_start_time, start_time, end_time, run_count,"
-                " priority, work_pool, work_queue, pid, host) VALUES (:id, :name, :flow_name,"
-                " :deployment, :parent, :parameters, :tags, :st, :sn, :sm, :ts, :created,"
-                " :created, :expected, :start, :end, :run_count, :priority, :pool, :queue, :pid,"
-                " :host) ON CONFLICT (id) DO NOTHING",
+                q.INSERT_FLOW_RUN,
                 {
                     "id": id,
                     "name": name,
@@ -119,7 +112,7 @@ class Runs:
             if not created:
                 raise ObjectAlreadyExists(f"a flow run with id {id} already exists")
             self.insert_states(tx, "flow", [(id, state)])
-            row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": id})
+            row = tx.one(q.SELECT_FLOW_RUN_BY_ID, {"id": id})
         assert row is not None
         return flow_run_of(row)
 
@@ -133,7 +126,7 @@ class Runs:
         """
         with self.db.write() as tx:
             self.set_state_in(tx, run_id, state, expect)
-            row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+            row = tx.one(q.SELECT_FLOW_RUN_BY_ID, {"id": run_id})
         assert row is not None
         return flow_run_of(row)
 
@@ -145,10 +138,7 @@ class Runs:
         A run that ends or is being cancelled withdraws its task runs' slot
         waits in the same transaction (store/slots/run_waits.py): those are woken.
         """
-        current = tx.one(
-            "SELECT state_type, start_time FROM flow_runs WHERE id = :id" + tx.dialect.for_update,
-            {"id": run_id},
-        )
+        current = tx.one(q.SELECT_FLOW_RUN_STATE + tx.dialect.for_update, {"id": run_id})
         if current is None:
             raise ObjectNotFound(f"no flow run with id {run_id}")
         from_type = StateType(current[0])
@@ -161,12 +151,7 @@ class Runs:
         ts = state_ts(state)
         entering_running = state.type is StateType.RUNNING
         tx.execute(
-            "UPDATE flow_runs SET state_type = :st, state_name = :sn, state_message = :sm,"
-            " state_timestamp = :ts, updated = :now,"
-            " start_time = CASE WHEN :running = 1 AND start_time IS NULL THEN :ts"
-            " ELSE start_time END,"
-            " run_count = run_count + :running,"
-            " end_time = CASE WHEN :final = 1 THEN :ts ELSE end_time END WHERE id = :id",
+            q.UPDATE_FLOW_RUN_STATE,
             {
                 "st": state.type.value,
                 "sn": state.name,
@@ -186,16 +171,12 @@ class Runs:
     def read_flow_run(self, run_id: str, *, with_task_runs: bool = False) -> FlowRun:
         """One flow run (optionally with its task runs); ObjectNotFound if unknown."""
         with self.db.read() as tx:
-            row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+            row = tx.one(q.SELECT_FLOW_RUN_BY_ID, {"id": run_id})
             if row is None:
                 raise ObjectNotFound(f"no flow run with id {run_id}")
             task_runs = None
             if with_task_runs:
-                rows = tx.execute(
-                    f"SELECT {TASK_COLUMNS} FROM task_runs WHERE flow_run_id = :id"
-                    " ORDER BY created, id",
-                    {"id": run_id},
-                )
+                rows = tx.execute(q.SELECT_TASK_RUNS_OF_FLOW_RUN, {"id": run_id})
                 task_runs = tuple(task_run_of(r) for r in rows)
         return flow_run_of(row, task_runs)
 
@@ -215,27 +196,22 @@ class Runs:
         params: dict[str, Any] = {"limit": limit, "offset": offset}
         if states:
             names = [f":s{i}" for i in range(len(states))]
-            where.append(f"state_type IN ({', '.join(names)})")
+            where.append(q.flow_runs_in_states(", ".join(names)))
             params.update({f"s{i}": s.value for i, s in enumerate(states)})
         if deployment is not None:
-            where.append("deployment = :deployment")
+            where.append(q.FLOW_RUNS_OF_DEPLOYMENT)
             params["deployment"] = deployment
         if flow_name is not None:
-            where.append("flow_name = :flow_name")
+            where.append(q.FLOW_RUNS_OF_FLOW)
             params["flow_name"] = flow_name
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
         with self.db.read() as tx:
-            rows = tx.execute(
-                f"SELECT {FLOW_COLUMNS} FROM flow_runs{clause}"
-                " ORDER BY created DESC, id DESC LIMIT :limit OFFSET :offset",
-                params,
-            )
+            rows = tx.execute(q.select_flow_runs(where), params)
         return [flow_run_of(r) for r in rows]
 
     def count_flow_runs_by_state(self) -> dict[str, int]:
         """How many flow runs are in each state type."""
         with self.db.read() as tx:
-            rows = tx.execute("SELECT state_type, COUNT(*) FROM flow_runs GROUP BY state_type")
+            rows = tx.execute(q.COUNT_FLOW_RUNS_BY_STATE)
         return {str(r[0]): int(r[1]) for r in rows}
 
     def record_task_runs(self, records: Sequence[TaskRunRecord]) -> list[WakeTarget]:
@@ -268,8 +244,7 @@ class Runs:
                 chunk = ids[chunk_start : chunk_start + 500]
                 marks = ", ".join(f":i{i}" for i in range(len(chunk)))
                 for row in tx.execute(
-                    f"SELECT id, state_timestamp, state_type FROM task_runs WHERE id IN ({marks})",
-                    {f"i{i}": v for i, v in enumerate(chunk)},
+                    q.select_task_run_states(marks), {f"i{i}": v for i, v in enumerate(chunk)}
                 ):
                     known[row[0]] = (row[1], StateType(row[2]))
             inserts: list[dict[str, Any]] = []
@@ -313,30 +288,16 @@ class Runs:
                     ended_with_tags.append(rec.id)
                 for s, ts in accepted:
                     state_rows.append(state_row(rec.id, "task", s, ts))
-            tx.executemany(
-                "INSERT INTO task_runs (id, flow_run_id, name, task_key, tags, state_type,"
-                " state_name, state_message, state_timestamp, created, start_time, end_time,"
-                " run_count) VALUES (:id, :flow_run_id, :name, :task_key, :tags, :st, :sn, :sm,"
-                " :ts, :created, :start, :end, :run_count)",
-                inserts,
-            )
-            tx.executemany(
-                "UPDATE task_runs SET state_type = :st, state_name = :sn, state_message = :sm,"
-                " state_timestamp = :ts, start_time = COALESCE(start_time, :start),"
-                " end_time = :end, run_count = :run_count"
-                # A late report of older states never moves a run backwards.
-                " WHERE id = :id AND state_timestamp <= :ts",
-                updates,
-            )
+            tx.executemany(q.INSERT_TASK_RUN, inserts)
+            # A late report of older states never moves a run backwards.
+            tx.executemany(q.UPDATE_TASK_RUN, updates)
             self.insert_state_rows(tx, state_rows)
             return self.run_waits.withdraw_task_waits(tx, task_run_ids=ended_with_tags)
 
     def read_task_run(self, task_run_id: str) -> TaskRun:
         """One task run; ObjectNotFound if unknown."""
         with self.db.read() as tx:
-            row = tx.one(
-                f"SELECT {TASK_COLUMNS} FROM task_runs WHERE id = :id", {"id": task_run_id}
-            )
+            row = tx.one(q.SELECT_TASK_RUN_BY_ID, {"id": task_run_id})
         if row is None:
             raise ObjectNotFound(f"no task run with id {task_run_id}")
         return task_run_of(row)
@@ -344,20 +305,13 @@ class Runs:
     def read_task_runs(self, flow_run_id: str) -> list[TaskRun]:
         """The task runs of a flow run, in creation order."""
         with self.db.read() as tx:
-            rows = tx.execute(
-                f"SELECT {TASK_COLUMNS} FROM task_runs WHERE flow_run_id = :id"
-                " ORDER BY created, id",
-                {"id": flow_run_id},
-            )
+            rows = tx.execute(q.SELECT_TASK_RUNS_OF_FLOW_RUN, {"id": flow_run_id})
         return [task_run_of(r) for r in rows]
 
     def read_states(self, run_id: str) -> list[State]:
         """Every recorded state of a flow or task run, oldest first."""
         with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT type, name, message, timestamp FROM states WHERE run_id = :id ORDER BY id",
-                {"id": run_id},
-            )
+            rows = tx.execute(q.SELECT_STATES_OF_RUN, {"id": run_id})
         return [
             State(StateType(r[0]), r[1], ts_to_dt(r[3]) or State(StateType.PENDING).timestamp, r[2])
             for r in rows
@@ -369,11 +323,7 @@ class Runs:
 
     def insert_state_rows(self, tx: Tx, rows: Sequence[dict[str, Any]]) -> None:
         """Append rows made by ``state_row`` to ``states``, inside ``tx``."""
-        tx.executemany(
-            "INSERT INTO states (run_id, run_kind, type, name, message, timestamp)"
-            " VALUES (:run_id, :kind, :type, :name, :message, :ts)",
-            rows,
-        )
+        tx.executemany(q.INSERT_STATE, rows)
 
     def write_logs(self, records: Sequence[LogRecord]) -> None:
         """Append log lines, in one transaction."""
@@ -385,8 +335,7 @@ class Runs:
             stamps.append(epoch_of(r.timestamp, "log timestamp"))
         with self.db.write() as tx:
             tx.executemany(
-                "INSERT INTO logs (flow_run_id, task_run_id, level, logger, message, timestamp)"
-                " VALUES (:f, :t, :level, :logger, :message, :ts)",
+                q.INSERT_LOG,
                 [
                     {
                         "f": r.flow_run_id,
@@ -408,9 +357,7 @@ class Runs:
         check_whole(limit, "limit", 0, INT64_MAX)
         with self.db.read() as tx:
             rows = tx.execute(
-                "SELECT id, flow_run_id, task_run_id, level, logger, message, timestamp"
-                " FROM logs WHERE flow_run_id = :id AND id > :after ORDER BY id LIMIT :limit",
-                {"id": flow_run_id, "after": after_id, "limit": limit},
+                q.SELECT_LOGS_AFTER, {"id": flow_run_id, "after": after_id, "limit": limit}
             )
         out = []
         for r in rows:

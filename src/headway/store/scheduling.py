@@ -24,8 +24,9 @@ from headway.core.states import LATE, Scheduled, StateType
 from headway.exceptions import HeadwayError
 from headway.store.db import Database, Tx
 from headway.store.events import Events
+from headway.store.queries.runs import FLOW_COLUMNS
 from headway.store.run_leases import RunLeases
-from headway.store.run_rows import FLOW_COLUMNS, flow_run_of
+from headway.store.run_rows import flow_run_of
 from headway.store.runs import Runs
 
 _SCHEDULED = frozenset({StateType.SCHEDULED})
