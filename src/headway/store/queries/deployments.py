@@ -1,10 +1,14 @@
-"""The SQL of deployments and their schedules (``store/deployments.py``).
+"""The SQL of deployments, their schedules, and the runs made from them.
 
-A deployment's limits are rows of the slot engine (``store/slots/``), whose
+Deployments and their schedules (``store/deployments.py``); creating deployment
+runs, on demand and ahead from schedules (``store/scheduling.py``). A
+deployment's limits are rows of the slot engine (``store/slots/``), whose
 statements are not here.
 """
 
 from __future__ import annotations
+
+from headway.store.run_rows import FLOW_COLUMNS
 
 # -- Deployments ---------------------------------------------------------------
 
@@ -99,3 +103,39 @@ SELECT_SCHEDULED_RUNS_OF_DEPLOYMENT = (
 )
 DELETE_DEPLOYMENT_KEYS = "DELETE FROM deployment_keys WHERE deployment = :d"
 DELETE_DEPLOYMENT = "DELETE FROM deployments WHERE id = :d"
+
+# -- Scheduling: deployment runs, on demand and ahead from schedules -------------
+
+# A run's (deployment, scheduled_slot) is unique: a schedule slot that has its
+# run already inserts nothing.
+INSERT_DEPLOYMENT_RUN = (
+    "INSERT INTO flow_runs (id, name, flow_name, deployment, parameters, tags,"
+    " state_type, state_name, state_message, state_timestamp, created, updated,"
+    " expected_start_time, run_count, priority, work_pool, work_queue, scheduled_slot,"
+    " concurrency_key) VALUES (:id, :name, :flow, :dep, :params, :tags, :st, :sn, NULL,"
+    " :now, :now, :now, :expected, 0, :priority, :pool, :queue, :slot, :key)"
+    " ON CONFLICT (deployment, scheduled_slot) DO NOTHING"
+)
+# A run created (or claimed) as the caller returns it.
+SELECT_FLOW_RUN_BY_ID = "SELECT " + FLOW_COLUMNS + " FROM flow_runs WHERE id = :id"
+# The active schedules of the deployments not paused.
+SELECT_ACTIVE_SCHEDULES = (
+    "SELECT d.id, d.full_name, s.schedule FROM deployments d"
+    " JOIN deployment_schedules s ON s.deployment_id = d.id"
+    " WHERE d.paused = :f AND s.active = :t ORDER BY d.id, s.position"
+)
+# What a deployment's runs are made of; the caller appends the dialect's ``for_update``.
+SELECT_DEPLOYMENT_TO_SCHEDULE = (
+    "SELECT full_name, flow_name, name, parameters, tags, work_pool, work_queue,"
+    " concurrency_key, paused FROM deployments WHERE id = :id"
+)
+# Whether the same event was recorded since ``:since``.
+SELECT_RECENT_EVENT = (
+    "SELECT 1 FROM events WHERE kind = :kind AND detail = :detail AND timestamp > :since"
+)
+# Deployment runs still plain Scheduled past ``:cut``, oldest first, a batch at a time.
+SELECT_LATE_RUNS = (
+    "SELECT id FROM flow_runs WHERE state_type = 'SCHEDULED'"
+    " AND state_name = 'Scheduled' AND expected_start_time < :cut"
+    " AND deployment IS NOT NULL ORDER BY expected_start_time LIMIT 500"
+)
