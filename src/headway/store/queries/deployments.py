@@ -1,9 +1,10 @@
-"""The SQL of deployments, their schedules, and the runs made from them.
+"""The SQL of deployments, their schedules, and the runs made and claimed from them.
 
 Deployments and their schedules (``store/deployments.py``); creating deployment
-runs, on demand and ahead from schedules (``store/scheduling.py``). A
-deployment's limits are rows of the slot engine (``store/slots/``), whose
-statements are not here.
+runs, on demand and ahead from schedules (``store/scheduling.py``); claiming
+them, the claim's transaction (``store/claims.py``) and its bounded reads
+(``store/claim_reads.py``). A deployment's limits are rows of the slot engine
+(``store/slots/``), whose statements are not here.
 """
 
 from __future__ import annotations
@@ -138,4 +139,144 @@ SELECT_LATE_RUNS = (
     "SELECT id FROM flow_runs WHERE state_type = 'SCHEDULED'"
     " AND state_name = 'Scheduled' AND expected_start_time < :cut"
     " AND deployment IS NOT NULL ORDER BY expected_start_time LIMIT 500"
+)
+
+# -- Claims: the claim's transaction ---------------------------------------------
+
+
+def lock_deployments(marks: str) -> str:
+    """The deployments named by the ``marks``, in name order; the caller appends the
+    dialect's ``for_update`` (a claim without a pool locks those it serves)."""
+    return f"SELECT id FROM deployments WHERE full_name IN ({marks}) ORDER BY full_name"
+
+
+SELECT_QUEUES_TO_CLAIM = (
+    "SELECT name, priority, paused FROM work_queues WHERE pool = :p ORDER BY name"
+)
+# The caller appends the dialect's ``for_update``: the run is locked before it is claimed.
+SELECT_RUN_STATE_TYPE = "SELECT state_type FROM flow_runs WHERE id = :id"
+# A claimed run: its lease, its worker, no longer waiting on a limit.
+MARK_RUN_CLAIMED = (
+    "UPDATE flow_runs SET lease_id = :lease, lease_expires = :e, worker_id = :w,"
+    " blocked_on = '', concurrency_key = :key, updated = :now WHERE id = :id"
+)
+
+
+def select_limit_names(marks: str) -> str:
+    """Which of the limits named by the ``marks`` exist."""
+    return f"SELECT name FROM limits WHERE name IN ({marks})"
+
+
+# When a deployment's run of a concurrency key was last claimed (keys take turns).
+UPSERT_DEPLOYMENT_KEY_SERVED = (
+    "INSERT INTO deployment_keys (deployment, key, last_claimed) VALUES (:d, :k, :now)"
+    " ON CONFLICT (deployment, key) DO UPDATE SET last_claimed = :now"
+)
+SET_RUN_BLOCKED_ON = (
+    "UPDATE flow_runs SET blocked_on = :b, concurrency_key = :k, updated = :now WHERE id = :id"
+)
+# The runs holding a deployment's slots (of one key: ``..._OF_KEY``), oldest first.
+_SELECT_ACTIVE_RUNS = (
+    "SELECT id, worker_id FROM flow_runs WHERE deployment = :d AND state_type IN"
+    " ('PENDING', 'RUNNING', 'PAUSED')"
+)
+SELECT_ACTIVE_RUNS_OF_DEPLOYMENT = _SELECT_ACTIVE_RUNS + " ORDER BY created"
+SELECT_ACTIVE_RUNS_OF_DEPLOYMENT_KEY = (
+    _SELECT_ACTIVE_RUNS + " AND concurrency_key = :k ORDER BY created"
+)
+# The runs waiting on limit ``:b`` that came before run ``:id`` (CANCEL_IN_PROGRESS).
+SELECT_RUNS_WAITING_BEFORE = (
+    "SELECT id FROM flow_runs WHERE blocked_on = :b AND state_type = 'SCHEDULED'"
+    " AND id <> :id AND (expected_start_time < :t OR (expected_start_time = :t"
+    " AND created <= :c))"
+)
+
+# -- Claim reads: what a claim may take ------------------------------------------
+
+#: A candidate run's row, in the order ``claim_reads.candidate_of`` reads it.
+CANDIDATE_COLUMNS = (
+    "id, deployment, work_queue, priority, expected_start_time, parameters,"
+    " concurrency_key, state_name, blocked_on, created, work_pool"
+)
+
+
+def select_limits_room(marks: str) -> str:
+    """What the room of the limits named by the ``marks`` is computed from."""
+    return (
+        "SELECT name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at"
+        f" FROM limits WHERE name IN ({marks})"
+    )
+
+
+def select_due_runs_of_deployments(marks: str) -> str:
+    """Due runs without a pool of the deployments named by the ``marks``, not waiting on
+    a limit, oldest first, ``:n`` at most."""
+    return (
+        f"SELECT {CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool IS NULL"
+        " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
+        f" AND expected_start_time <= :now AND deployment IN ({marks})"
+        " AND lease_expires IS NULL"
+        " ORDER BY expected_start_time LIMIT :n"
+    )
+
+
+# Due runs of one queue not waiting on a limit, oldest first, ``:n`` at most.
+SELECT_DUE_RUNS_OF_QUEUE = (
+    "SELECT " + CANDIDATE_COLUMNS + " FROM flow_runs WHERE work_pool = :p"
+    " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
+    " AND expected_start_time <= :now AND lease_expires IS NULL"
+    " ORDER BY expected_start_time LIMIT :n"
+)
+# The distinct limits runs wait on, by a skip scan: one index probe per limit.
+SELECT_LIMITS_WAITED_ON = (
+    "WITH RECURSIVE g(name) AS (SELECT MIN(blocked_on) FROM flow_runs"
+    " WHERE blocked_on > '' UNION ALL SELECT (SELECT MIN(f.blocked_on)"
+    " FROM flow_runs f WHERE f.blocked_on > g.name) FROM g WHERE g.name IS NOT NULL)"
+    " SELECT name FROM g WHERE name IS NOT NULL"
+)
+# The priority levels of the runs waiting on limit ``:b``, highest first, one at a time.
+SELECT_TOP_PRIORITY_WAITING = "SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b"
+SELECT_WAITING_RUNS_AT_PRIORITY = (
+    "SELECT " + CANDIDATE_COLUMNS + " FROM flow_runs WHERE blocked_on = :b"
+    " AND priority = :p AND state_type = 'SCHEDULED' AND lease_expires IS NULL"
+    " ORDER BY expected_start_time LIMIT :n"
+)
+SELECT_NEXT_PRIORITY_WAITING = (
+    "SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b AND priority < :p"
+)
+
+
+def select_deployment_infos(marks: str) -> str:
+    """What a claim needs of the deployments named by the ``marks``."""
+    return (
+        "SELECT full_name, concurrency_limit, collision_strategy, concurrency_key,"
+        f" entrypoint FROM deployments WHERE full_name IN ({marks})"
+    )
+
+
+def select_keys_last_served(marks: str) -> str:
+    """When each key of the deployments named by the ``marks`` last had a run claimed."""
+    return (
+        f"SELECT deployment, key, last_claimed FROM deployment_keys WHERE deployment IN ({marks})"
+    )
+
+
+def select_next_due_of_deployments(marks: str) -> str:
+    """The time of the next run without a pool, not due yet, of the deployments named by
+    the ``marks``."""
+    return (
+        "SELECT expected_start_time FROM flow_runs WHERE work_pool IS NULL"
+        " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
+        f" AND expected_start_time > :now AND deployment IN ({marks})"
+        " ORDER BY expected_start_time LIMIT 1"
+    )
+
+
+# The time of the next run of one queue not due yet. ORDER BY ... LIMIT 1 rather
+# than MIN: the claim index walked in order, whatever the planner's statistics (a
+# fresh backlog has none).
+SELECT_NEXT_DUE_OF_QUEUE = (
+    "SELECT expected_start_time FROM flow_runs WHERE work_pool = :p"
+    " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
+    " AND expected_start_time > :now ORDER BY expected_start_time LIMIT 1"
 )
