@@ -17,6 +17,7 @@ from headway.core.claiming import CLAIM_WINDOW, Candidate
 from headway.core.deployments import queue_limit_name
 from headway.core.limits import decayed
 from headway.store.db import Row, Tx
+from headway.store.queries import deployments as q
 from headway.store.sql import in_list
 
 
@@ -29,14 +30,8 @@ class Scope:
     deployments: list[str]
 
 
-CANDIDATE_COLUMNS = (
-    "id, deployment, work_queue, priority, expected_start_time, parameters,"
-    " concurrency_key, state_name, blocked_on, created, work_pool"
-)
-
-
 def candidate_of(row: Row, queue_priority: int) -> Candidate:
-    """A :class:`Candidate` from a row of ``CANDIDATE_COLUMNS``."""
+    """A :class:`Candidate` from a row of ``queries.deployments.CANDIDATE_COLUMNS``."""
     return Candidate(
         id=row[0],
         deployment=row[1],
@@ -70,11 +65,7 @@ def room_on(tx: Tx, names: Sequence[str], now: float) -> dict[str, float]:
         return out
     params: dict[str, Any] = {}
     marks = in_list("n", list(names), params)
-    for name, limit, active, slots, decay, at in tx.execute(
-        "SELECT name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at"
-        f" FROM limits WHERE name IN ({marks})",
-        params,
-    ):
+    for name, limit, active, slots, decay, at in tx.execute(q.select_limits_room(marks), params):
         if bool(active):
             out[name] = float(limit) - decayed(float(slots), float(decay), float(at), now)
     return out
@@ -89,23 +80,13 @@ def fresh_candidates(
     if scope.pool is None:
         params: dict[str, Any] = {"now": now, "n": window}
         marks = in_list("d", scope.deployments, params)
-        rows = tx.execute(
-            f"SELECT {CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool IS NULL"
-            " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
-            f" AND expected_start_time <= :now AND deployment IN ({marks})"
-            " AND lease_expires IS NULL"
-            " ORDER BY expected_start_time LIMIT :n",
-            params,
-        )
+        rows = tx.execute(q.select_due_runs_of_deployments(marks), params)
         return [candidate_of(r, 0) for r in rows]
     for queue, priority in scope.queues:
         if room[queue_limit_name(scope.pool, queue)] < 1:
             continue
         rows = tx.execute(
-            f"SELECT {CANDIDATE_COLUMNS} FROM flow_runs WHERE work_pool = :p"
-            " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
-            " AND expected_start_time <= :now AND lease_expires IS NULL"
-            " ORDER BY expected_start_time LIMIT :n",
+            q.SELECT_DUE_RUNS_OF_QUEUE,
             {"p": scope.pool, "q": queue, "now": now, "n": window},
         )
         out.extend(candidate_of(r, priority) for r in rows)
@@ -115,15 +96,7 @@ def fresh_candidates(
 def blocked_candidates(tx: Tx, scope: Scope, limit: int, now: float) -> list[Candidate]:
     """The first runs waiting on each deployment limit that has room now, in scope."""
     # A skip scan: one index probe per distinct limit waited on, however many wait.
-    groups = [
-        r[0]
-        for r in tx.execute(
-            "WITH RECURSIVE g(name) AS (SELECT MIN(blocked_on) FROM flow_runs"
-            " WHERE blocked_on > '' UNION ALL SELECT (SELECT MIN(f.blocked_on)"
-            " FROM flow_runs f WHERE f.blocked_on > g.name) FROM g WHERE g.name IS NOT NULL)"
-            " SELECT name FROM g WHERE name IS NOT NULL"
-        )
-    ]
+    groups = [r[0] for r in tx.execute(q.SELECT_LIMITS_WAITED_ON)]
     if not groups:
         return []
     room = room_on(tx, groups, now)
@@ -152,19 +125,14 @@ def group_heads(tx: Tx, group: str, take: int) -> list[Candidate]:
     priorities), so the cost does not grow with the number waiting.
     """
     heads: list[Candidate] = []
-    level = tx.one("SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b", {"b": group})
+    level = tx.one(q.SELECT_TOP_PRIORITY_WAITING, {"b": group})
     while level is not None and level[0] is not None and len(heads) < take:
         rows = tx.execute(
-            f"SELECT {CANDIDATE_COLUMNS} FROM flow_runs WHERE blocked_on = :b"
-            " AND priority = :p AND state_type = 'SCHEDULED' AND lease_expires IS NULL"
-            " ORDER BY expected_start_time LIMIT :n",
+            q.SELECT_WAITING_RUNS_AT_PRIORITY,
             {"b": group, "p": int(level[0]), "n": take - len(heads)},
         )
         heads.extend(candidate_of(r, 0) for r in rows)
-        level = tx.one(
-            "SELECT MAX(priority) FROM flow_runs WHERE blocked_on = :b AND priority < :p",
-            {"b": group, "p": int(level[0])},
-        )
+        level = tx.one(q.SELECT_NEXT_PRIORITY_WAITING, {"b": group, "p": int(level[0])})
     return heads
 
 
@@ -176,11 +144,7 @@ def deployment_infos(tx: Tx, names: set[str]) -> dict[str, DeploymentInfo]:
     marks = in_list("d", sorted(names), params)
     return {
         r[0]: DeploymentInfo(None if r[1] is None else int(r[1]), r[2], r[3], r[4])
-        for r in tx.execute(
-            "SELECT full_name, concurrency_limit, collision_strategy, concurrency_key,"
-            f" entrypoint FROM deployments WHERE full_name IN ({marks})",
-            params,
-        )
+        for r in tx.execute(q.select_deployment_infos(marks), params)
     }
 
 
@@ -193,11 +157,7 @@ def last_served(tx: Tx, candidates: Sequence[Candidate]) -> dict[str, float]:
     marks = in_list("d", deps, params)
     return {
         f"{r[0]}\x00{r[1]}": float(r[2])
-        for r in tx.execute(
-            "SELECT deployment, key, last_claimed FROM deployment_keys"
-            f" WHERE deployment IN ({marks})",
-            params,
-        )
+        for r in tx.execute(q.select_keys_last_served(marks), params)
     }
 
 
@@ -206,31 +166,17 @@ def next_due_at(tx: Tx, scope: Scope, now: float) -> float | None:
     if scope.pool is None:
         params: dict[str, Any] = {"now": now}
         marks = in_list("d", scope.deployments, params)
-        row = tx.one(
-            "SELECT expected_start_time FROM flow_runs WHERE work_pool IS NULL"
-            " AND work_queue IS NULL AND state_type = 'SCHEDULED' AND blocked_on = ''"
-            f" AND expected_start_time > :now AND deployment IN ({marks})"
-            " ORDER BY expected_start_time LIMIT 1",
-            params,
-        )
+        row = tx.one(q.select_next_due_of_deployments(marks), params)
         return None if row is None or row[0] is None else float(row[0])
     best: float | None = None
     for queue, _ in scope.queues:
-        # ORDER BY ... LIMIT 1 rather than MIN: the claim index walked in order,
-        # whatever the planner's statistics (a fresh backlog has none).
-        row = tx.one(
-            "SELECT expected_start_time FROM flow_runs WHERE work_pool = :p"
-            " AND work_queue = :q AND state_type = 'SCHEDULED' AND blocked_on = ''"
-            " AND expected_start_time > :now ORDER BY expected_start_time LIMIT 1",
-            {"p": scope.pool, "q": queue, "now": now},
-        )
+        row = tx.one(q.SELECT_NEXT_DUE_OF_QUEUE, {"p": scope.pool, "q": queue, "now": now})
         if row is not None and row[0] is not None:
             best = float(row[0]) if best is None else min(best, float(row[0]))
     return best
 
 
 __all__ = [
-    "CANDIDATE_COLUMNS",
     "DeploymentInfo",
     "Scope",
     "blocked_candidates",

@@ -66,7 +66,7 @@ from headway.store.claim_reads import (
 from headway.store.db import Database, Tx
 from headway.store.events import Events
 from headway.store.pools import Pools
-from headway.store.queries.runs import FLOW_COLUMNS
+from headway.store.queries import deployments as q
 from headway.store.run_leases import RunLeases
 from headway.store.run_rows import flow_run_of
 from headway.store.runs import Runs
@@ -127,7 +127,7 @@ class Claims:
             next_due = next_due_at(tx, scope, now)
             runs: list[ClaimedRun] = []
             for run_id, entrypoint, lease_id in claimed:
-                row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+                row = tx.one(q.SELECT_FLOW_RUN_BY_ID, {"id": run_id})
                 assert row is not None
                 runs.append(ClaimedRun(flow_run_of(row), entrypoint, lease_id, lease_seconds))
         return ClaimResult(runs, wake, next_due)
@@ -146,19 +146,12 @@ class Claims:
             params: dict[str, Any] = {}
             marks = in_list("d", names, params)
             # Lock the served deployments: their claims are serialised, like a pool's.
-            tx.execute(
-                f"SELECT id FROM deployments WHERE full_name IN ({marks}) ORDER BY full_name"
-                + tx.dialect.for_update,
-                params,
-            )
+            tx.execute(q.lock_deployments(marks) + tx.dialect.for_update, params)
             return Scope(None, [], names)
         row = self.pools.pool_row(tx, pool, lock=True)
         if bool(row[2]):
             return None  # paused
-        rows = tx.execute(
-            "SELECT name, priority, paused FROM work_queues WHERE pool = :p ORDER BY name",
-            {"p": pool},
-        )
+        rows = tx.execute(q.SELECT_QUEUES_TO_CLAIM, {"p": pool})
         known = {r[0]: (int(r[1]), bool(r[2])) for r in rows}
         wanted = list(dict.fromkeys(queues)) if queues else sorted(known)
         unknown = [q for q in wanted if q not in known]
@@ -228,10 +221,7 @@ class Claims:
             seen.add(c.id)
             if c.queue in queue_full:
                 continue
-            locked = tx.one(
-                f"SELECT state_type FROM flow_runs WHERE id = :id{tx.dialect.for_update}",
-                {"id": c.id},
-            )
+            locked = tx.one(q.SELECT_RUN_STATE_TYPE + tx.dialect.for_update, {"id": c.id})
             if locked is None or locked[0] != StateType.SCHEDULED.value:
                 continue
             names = list(fixed[:1])
@@ -285,8 +275,7 @@ class Claims:
                 continue
             self.runs.set_state_in(tx, c.id, Pending(), _SCHEDULED)
             tx.execute(
-                "UPDATE flow_runs SET lease_id = :lease, lease_expires = :e, worker_id = :w,"
-                " blocked_on = '', concurrency_key = :key, updated = :now WHERE id = :id",
+                q.MARK_RUN_CLAIMED,
                 {"lease": lease_id, "e": now + lease_seconds, "w": worker_id, "key": c.key,
                  "id": c.id, "now": now},
             )  # fmt: skip
@@ -309,9 +298,7 @@ class Claims:
             return
         params: dict[str, Any] = {}
         marks = in_list("n", sorted(wanted), params)
-        have = {
-            r[0] for r in tx.execute(f"SELECT name FROM limits WHERE name IN ({marks})", params)
-        }
+        have = {r[0] for r in tx.execute(q.select_limit_names(marks), params)}
         for name in sorted(set(wanted) - have):
             try:
                 self.limits.create_limit(name, wanted[name])
@@ -319,11 +306,7 @@ class Claims:
                 pass  # created meanwhile by another transaction: fine
 
     def _served(self, tx: Tx, deployment: str, key: str, now: float) -> None:
-        tx.execute(
-            "INSERT INTO deployment_keys (deployment, key, last_claimed) VALUES (:d, :k, :now)"
-            " ON CONFLICT (deployment, key) DO UPDATE SET last_claimed = :now",
-            {"d": deployment, "k": key, "now": now},
-        )
+        tx.execute(q.UPSERT_DEPLOYMENT_KEY_SERVED, {"d": deployment, "k": key, "now": now})
 
     def _await(
         self,
@@ -347,8 +330,7 @@ class Claims:
         )
         if blocked_on != (c.blocked_on or ""):
             tx.execute(
-                "UPDATE flow_runs SET blocked_on = :b, concurrency_key = :k, updated = :now"
-                " WHERE id = :id",
+                q.SET_RUN_BLOCKED_ON,
                 {"b": blocked_on, "k": c.key, "id": c.id, "now": self.clock.now()},
             )
 
@@ -372,14 +354,10 @@ class Claims:
         wake: list[WakeTarget] = []
         if outcome.supersede is not None:
             params: dict[str, Any] = {"d": c.deployment}
-            key_clause = ""
+            query = q.SELECT_ACTIVE_RUNS_OF_DEPLOYMENT
             if c.key is not None:
-                key_clause, params["k"] = " AND concurrency_key = :k", c.key
-            holders = tx.execute(
-                "SELECT id, worker_id FROM flow_runs WHERE deployment = :d AND state_type IN"
-                f" ('PENDING', 'RUNNING', 'PAUSED'){key_clause} ORDER BY created",
-                params,
-            )
+                query, params["k"] = q.SELECT_ACTIVE_RUNS_OF_DEPLOYMENT_KEY, c.key
+            holders = tx.execute(query, params)
             message = outcome.supersede
             for run_id, _ in holders:
                 wake += self.runs.set_state_in(tx, run_id, Cancelling(message=message), None)
@@ -388,9 +366,7 @@ class Claims:
                 )
             wake.extend(self.run_leases.worker_targets(tx, [h[1] for h in holders]))
             older = tx.execute(
-                "SELECT id FROM flow_runs WHERE blocked_on = :b AND state_type = 'SCHEDULED'"
-                " AND id <> :id AND (expected_start_time < :t OR (expected_start_time = :t"
-                " AND created <= :c))",
+                q.SELECT_RUNS_WAITING_BEFORE,
                 {"b": c.limit, "id": c.id, "t": c.expected, "c": c.created},
             )
             for (run_id,) in older:

@@ -31,15 +31,10 @@ from headway.core.states import Cancelled
 from headway.exceptions import ObjectNotFound
 from headway.store.db import Database, Row, Tx
 from headway.store.pools import Pools
+from headway.store.queries import deployments as q
 from headway.store.run_leases import RunLeases
 from headway.store.slots import Limits
 from headway.store.sql import in_list
-
-_DEPLOYMENT_COLUMNS = (
-    "id, full_name, flow_name, name, entrypoint, parameters, parameter_schema, tags,"
-    " work_pool, work_queue, paused, concurrency_limit, collision_strategy, concurrency_key,"
-    " description, created, updated, code_repository, code_ref"
-)
 
 
 def _deployment(row: Row, schedules: Sequence[DeploymentSchedule]) -> Deployment:
@@ -117,18 +112,11 @@ class Deployments:
             if work_pool is not None:
                 self.pools.pool_row(tx, work_pool)
                 queue = work_queue or DEFAULT_QUEUE
-                if (
-                    tx.one(
-                        "SELECT 1 FROM work_queues WHERE pool = :p AND name = :q",
-                        {"p": work_pool, "q": queue},
-                    )
-                    is None
-                ):
+                if tx.one(q.SELECT_WORK_QUEUE_EXISTS, {"p": work_pool, "q": queue}) is None:
                     raise ObjectNotFound(self.pools.unknown_queue(tx, work_pool, queue))
                 work_queue = queue
             existing = tx.one(
-                f"SELECT id, paused FROM deployments WHERE full_name = :f{tx.dialect.for_update}",
-                {"f": full_name},
+                q.SELECT_DEPLOYMENT_ID_AND_PAUSED + tx.dialect.for_update, {"f": full_name}
             )
             values = {
                 "full": full_name,
@@ -151,42 +139,19 @@ class Deployments:
             }
             if existing is None:
                 dep_id = str(uuid.uuid4())
-                tx.execute(
-                    "INSERT INTO deployments (id, full_name, flow_name, name, entrypoint,"
-                    " parameters, parameter_schema, tags, work_pool, work_queue, paused,"
-                    " concurrency_limit, collision_strategy, concurrency_key, description,"
-                    " created, updated, code_repository, code_ref) VALUES (:id, :full, :flow,"
-                    " :name, :entry, :params, :schema, :tags, :pool, :queue, :paused, :limit,"
-                    " :strategy, :key, :desc, :now, :now, :repo, :ref)",
-                    {**values, "id": dep_id},
-                )
+                tx.execute(q.INSERT_DEPLOYMENT, {**values, "id": dep_id})
             else:
                 dep_id = existing[0]
-                tx.execute(
-                    "UPDATE deployments SET flow_name = :flow, name = :name, entrypoint = :entry,"
-                    " parameters = :params, parameter_schema = :schema, tags = :tags,"
-                    " work_pool = :pool, work_queue = :queue, paused = :paused,"
-                    " concurrency_limit = :limit, collision_strategy = :strategy,"
-                    " concurrency_key = :key, description = :desc, updated = :now,"
-                    " code_repository = :repo, code_ref = :ref WHERE id = :id",
-                    {**values, "id": dep_id},
-                )
+                tx.execute(q.UPDATE_DEPLOYMENT, {**values, "id": dep_id})
             old = [
                 json.loads(r[0])
-                for r in tx.execute(
-                    "SELECT schedule FROM deployment_schedules WHERE deployment_id = :d"
-                    " ORDER BY position",
-                    {"d": dep_id},
-                )
+                for r in tx.execute(q.SELECT_SCHEDULES_OF_DEPLOYMENT, {"d": dep_id})
             ]
             new = [dict(s) for s in schedules]
             if old != new:
-                tx.execute(
-                    "DELETE FROM deployment_schedules WHERE deployment_id = :d", {"d": dep_id}
-                )
+                tx.execute(q.DELETE_SCHEDULES_OF_DEPLOYMENT, {"d": dep_id})
                 tx.executemany(
-                    "INSERT INTO deployment_schedules (id, deployment_id, position, schedule,"
-                    " active) VALUES (:id, :d, :pos, :s, :t)",
+                    q.INSERT_DEPLOYMENT_SCHEDULE,
                     [
                         {"id": str(uuid.uuid4()), "d": dep_id, "pos": i, "s": json.dumps(s),
                          "t": True}
@@ -197,7 +162,7 @@ class Deployments:
                 self._drop_scheduled_ahead(tx, full_name, now)
             wake = self._apply_deployment_limit(tx, full_name, concurrency_limit, concurrency_key)
             wake.extend(self.run_leases.claimers(tx, work_pool, now))
-            dep = self._read_deployment(tx, "full_name = :f", {"f": full_name})
+            dep = self._read_deployment(tx, full_name)
         return dep, wake
 
     def _apply_deployment_limit(
@@ -223,28 +188,20 @@ class Deployments:
 
     def _drop_scheduled_ahead(self, tx: Tx, full: str, now: float) -> int:
         """Delete a deployment's runs created ahead by its schedules that are not due yet."""
-        ids = [
-            r[0]
-            for r in tx.execute(
-                "SELECT id FROM flow_runs WHERE deployment = :d AND state_type = 'SCHEDULED'"
-                " AND scheduled_slot IS NOT NULL AND expected_start_time > :now",
-                {"d": full, "now": now},
-            )
-        ]
+        ids = [r[0] for r in tx.execute(q.SELECT_RUNS_SCHEDULED_AHEAD, {"d": full, "now": now})]
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             params: dict[str, Any] = {}
             marks = in_list("i", chunk, params)
-            tx.execute(f"DELETE FROM states WHERE run_id IN ({marks})", params)
-            tx.execute(f"DELETE FROM flow_runs WHERE id IN ({marks})", params)
+            tx.execute(q.delete_states_of_runs(marks), params)
+            tx.execute(q.delete_flow_runs(marks), params)
         return len(ids)
 
-    def _read_deployment(self, tx: Tx, where: str, params: dict[str, Any]) -> Deployment:
-        row = tx.one(f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments WHERE {where}", params)
+    def _read_deployment(self, tx: Tx, full_name: str) -> Deployment:
+        row = tx.one(q.SELECT_DEPLOYMENT, {"f": full_name})
         if row is None:
-            value = next(iter(params.values()), "")
             raise ObjectNotFound(
-                f"no deployment named {value!r} (names are <flow>/<deployment>;"
+                f"no deployment named {full_name!r} (names are <flow>/<deployment>;"
                 " see `headway deployment ls`)"
             )
         return _deployment(row, self._schedules(tx, [row[0]]).get(row[0], []))
@@ -255,36 +212,27 @@ class Deployments:
             return out
         params: dict[str, Any] = {}
         marks = in_list("d", list(ids), params)
-        for sid, dep, sched, active in tx.execute(
-            "SELECT id, deployment_id, schedule, active FROM deployment_schedules"
-            f" WHERE deployment_id IN ({marks}) ORDER BY position",
-            params,
-        ):
+        for sid, dep, sched, active in tx.execute(q.select_schedules_of_deployments(marks), params):
             out.setdefault(dep, []).append(DeploymentSchedule(sid, json.loads(sched), bool(active)))
         return out
 
     def read_deployment(self, full_name: str) -> Deployment:
         """One deployment by ``<flow>/<name>``; ObjectNotFound if unknown."""
         with self.db.read() as tx:
-            return self._read_deployment(tx, "full_name = :f", {"f": full_name})
+            return self._read_deployment(tx, full_name)
 
     def list_deployments(
         self, *, work_pool: str | None = None, flow_name: str | None = None
     ) -> list[Deployment]:
         """Deployments by name, optionally of one pool or flow."""
-        where, params = [], {}
+        params: dict[str, Any] = {}
         if work_pool is not None:
-            where.append("work_pool = :pool")
             params["pool"] = work_pool
         if flow_name is not None:
-            where.append("flow_name = :flow")
             params["flow"] = flow_name
-        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        query = q.select_deployments(of_pool=work_pool is not None, of_flow=flow_name is not None)
         with self.db.read() as tx:
-            rows = tx.execute(
-                f"SELECT {_DEPLOYMENT_COLUMNS} FROM deployments{clause} ORDER BY full_name",
-                params,
-            )
+            rows = tx.execute(query, params)
             schedules = self._schedules(tx, [r[0] for r in rows])
         return [_deployment(r, schedules.get(r[0], [])) for r in rows]
 
@@ -292,14 +240,11 @@ class Deployments:
         """Pause (no new scheduled runs; those created ahead are removed) or resume."""
         now = self.clock.now()
         with self.db.write() as tx:
-            dep = self._read_deployment(tx, "full_name = :f", {"f": full_name})
-            tx.execute(
-                "UPDATE deployments SET paused = :p, updated = :now WHERE id = :id",
-                {"p": bool(paused), "now": now, "id": dep.id},
-            )
+            dep = self._read_deployment(tx, full_name)
+            tx.execute(q.SET_DEPLOYMENT_PAUSED, {"p": bool(paused), "now": now, "id": dep.id})
             if paused:
                 self._drop_scheduled_ahead(tx, full_name, now)
-            return self._read_deployment(tx, "full_name = :f", {"f": full_name})
+            return self._read_deployment(tx, full_name)
 
     def set_deployment_concurrency(
         self,
@@ -311,38 +256,33 @@ class Deployments:
         """Set or clear (``limit=None``) the deployment's concurrency limit, live."""
         now = self.clock.now()
         with self.db.write() as tx:
-            dep = self._read_deployment(tx, "full_name = :f", {"f": full_name})
+            dep = self._read_deployment(tx, full_name)
             strategy = validate_strategy(collision_strategy or dep.collision_strategy)
             key = concurrency_key if limit is not None else None
             tx.execute(
-                "UPDATE deployments SET concurrency_limit = :l, collision_strategy = :s,"
-                " concurrency_key = :k, updated = :now WHERE id = :id",
+                q.SET_DEPLOYMENT_CONCURRENCY,
                 {"l": limit, "s": strategy, "k": key, "now": now, "id": dep.id},
             )
             wake = self._apply_deployment_limit(tx, full_name, limit, key)
             wake.extend(self.run_leases.claimers(tx, dep.work_pool, now))
-            return self._read_deployment(tx, "full_name = :f", {"f": full_name}), wake
+            return self._read_deployment(tx, full_name), wake
 
     def delete_deployment(self, full_name: str) -> list[WakeTarget]:
         """Delete a deployment; its runs not started yet end CANCELLED, active ones go on."""
         now = self.clock.now()
         with self.db.write() as tx:
-            dep = self._read_deployment(tx, "full_name = :f", {"f": full_name})
+            dep = self._read_deployment(tx, full_name)
             self._drop_scheduled_ahead(tx, full_name, now)
             waiting = [
-                r[0]
-                for r in tx.execute(
-                    "SELECT id FROM flow_runs WHERE deployment = :d AND state_type = 'SCHEDULED'",
-                    {"d": full_name},
-                )
+                r[0] for r in tx.execute(q.SELECT_SCHEDULED_RUNS_OF_DEPLOYMENT, {"d": full_name})
             ]
             for run_id in waiting:
                 self.run_leases.finish_run(
                     tx, run_id, Cancelled(message=f"deployment {full_name} was deleted"), None
                 )
-            tx.execute("DELETE FROM deployment_schedules WHERE deployment_id = :d", {"d": dep.id})
-            tx.execute("DELETE FROM deployment_keys WHERE deployment = :d", {"d": full_name})
-            tx.execute("DELETE FROM deployments WHERE id = :d", {"d": dep.id})
+            tx.execute(q.DELETE_SCHEDULES_OF_DEPLOYMENT, {"d": dep.id})
+            tx.execute(q.DELETE_DEPLOYMENT_KEYS, {"d": full_name})
+            tx.execute(q.DELETE_DEPLOYMENT, {"d": dep.id})
             base = deployment_limit_name(full_name)
             wake = self.limits.drop_limits(tx, [base, *self.limits.prefixed_limits(tx, base + ":")])
         return wake

@@ -25,11 +25,9 @@ from headway.core.limits import WakeTarget
 from headway.core.models import Worker, WorkPool, WorkQueue, ts_to_dt
 from headway.exceptions import ConflictError, ObjectAlreadyExists, ObjectNotFound
 from headway.store.db import Database, Row, Tx
+from headway.store.queries import pools as q
 from headway.store.run_leases import RunLeases
 from headway.store.slots import Limits
-
-#: A pool's row: what :meth:`Pools._work_pool` reads, in this order.
-_POOL_COLUMNS = "name, type, paused, description, created, id, updated"
 
 
 class Pools:
@@ -59,8 +57,7 @@ class Pools:
         now = self.clock.now()
         with self.db.write() as tx:
             created = tx.rowcount(
-                "INSERT INTO work_pools (id, name, type, paused, description, created, updated)"
-                " VALUES (:id, :name, :type, :f, :d, :now, :now) ON CONFLICT (name) DO NOTHING",
+                q.INSERT_WORK_POOL,
                 {"id": str(uuid.uuid4()), "name": name, "type": type, "f": False,
                  "d": description, "now": now},
             )  # fmt: skip
@@ -72,8 +69,7 @@ class Pools:
 
     def _insert_queue(self, tx: Tx, pool: str, name: str, priority: int, now: float) -> None:
         created = tx.rowcount(
-            "INSERT INTO work_queues (id, pool, name, priority, paused, created, updated)"
-            " VALUES (:id, :pool, :name, :p, :f, :now, :now) ON CONFLICT (pool, name) DO NOTHING",
+            q.INSERT_WORK_QUEUE,
             {"id": str(uuid.uuid4()), "pool": pool, "name": name, "p": priority, "f": False,
              "now": now},
         )  # fmt: skip
@@ -82,13 +78,9 @@ class Pools:
 
     def pool_row(self, tx: Tx, name: str, *, lock: bool = False) -> Row:
         """The pool's row (locked with ``lock``); ObjectNotFound naming the known pools."""
-        row = tx.one(
-            f"SELECT {_POOL_COLUMNS} FROM work_pools WHERE name = :n"
-            + (tx.dialect.for_update if lock else ""),
-            {"n": name},
-        )
+        row = tx.one(q.SELECT_WORK_POOL + (tx.dialect.for_update if lock else ""), {"n": name})
         if row is None:
-            known = [r[0] for r in tx.execute("SELECT name FROM work_pools ORDER BY name")]
+            known = [r[0] for r in tx.execute(q.SELECT_WORK_POOL_NAMES)]
             hint = f"; known pools: {', '.join(known)}" if known else "; create one first"
             raise ObjectNotFound(f"no work pool named {name!r}{hint}")
         return row
@@ -104,7 +96,7 @@ class Pools:
         """Every pool, by name."""
         now = self.clock.now()
         with self.db.read() as tx:
-            rows = tx.execute(f"SELECT {_POOL_COLUMNS} FROM work_pools ORDER BY name")
+            rows = tx.execute(q.SELECT_WORK_POOLS)
             return [self._work_pool(tx, r, now) for r in rows]
 
     def _work_pool(self, tx: Tx, row: Row, now: float) -> WorkPool:
@@ -126,20 +118,9 @@ class Pools:
         )
 
     def _queues(self, tx: Tx, pool: str, now: float) -> list[WorkQueue]:
-        rows = tx.execute(
-            "SELECT id, pool, name, priority, paused, created, updated FROM work_queues"
-            " WHERE pool = :pool ORDER BY priority DESC, name",
-            {"pool": pool},
-        )
+        rows = tx.execute(q.SELECT_QUEUES_OF_POOL, {"pool": pool})
         counts: dict[tuple[str, str], int] = {}
-        for queue, kind, count in tx.execute(
-            "SELECT work_queue, CASE WHEN state_type = 'SCHEDULED' THEN 'waiting'"
-            " ELSE 'running' END, COUNT(*) FROM flow_runs WHERE work_pool = :pool AND"
-            " (state_type IN ('PENDING', 'RUNNING', 'CANCELLING') OR (state_type = 'SCHEDULED'"
-            " AND expected_start_time <= :now)) GROUP BY work_queue, CASE WHEN state_type ="
-            " 'SCHEDULED' THEN 'waiting' ELSE 'running' END",
-            {"pool": pool, "now": now},
-        ):
+        for queue, kind, count in tx.execute(q.COUNT_RUNS_PER_QUEUE, {"pool": pool, "now": now}):
             counts[(queue, kind)] = int(count)
         limits = self.limits.limit_values(tx, [queue_limit_name(pool, r[2]) for r in rows], now)
         return [
@@ -163,8 +144,7 @@ class Pools:
         with self.db.write() as tx:
             self.pool_row(tx, name, lock=True)
             tx.execute(
-                "UPDATE work_pools SET paused = :p, updated = :now WHERE name = :n",
-                {"p": bool(paused), "n": name, "now": self.clock.now()},
+                q.SET_WORK_POOL_PAUSED, {"p": bool(paused), "n": name, "now": self.clock.now()}
             )
         return self.read_work_pool(name)
 
@@ -177,9 +157,7 @@ class Pools:
         with self.db.write() as tx:
             self.pool_row(tx, name, lock=True)
             wake = self.limits.put_limit(tx, pool_limit_name(name), value)
-            tx.execute(
-                "UPDATE work_pools SET updated = :now WHERE name = :n", {"now": now, "n": name}
-            )
+            tx.execute(q.TOUCH_WORK_POOL, {"now": now, "n": name})
             wake.extend(self.run_leases.claimers(tx, name, now))
         return self.read_work_pool(name), wake
 
@@ -187,40 +165,27 @@ class Pools:
         """Delete a pool, its queues, workers and limits; ConflictError while deployments use it."""
         with self.db.write() as tx:
             self.pool_row(tx, name, lock=True)
-            users = [
-                r[0]
-                for r in tx.execute(
-                    "SELECT full_name FROM deployments WHERE work_pool = :n ORDER BY full_name",
-                    {"n": name},
-                )
-            ]
+            users = [r[0] for r in tx.execute(q.SELECT_DEPLOYMENT_NAMES_OF_POOL, {"n": name})]
             if users:
                 shown = ", ".join(users[:5]) + (" ..." if len(users) > 5 else "")
                 raise ConflictError(
                     f"work pool {name!r} is used by {len(users)} deployment(s) ({shown});"
                     " delete them first"
                 )
-            active = tx.one(
-                "SELECT COUNT(*) FROM flow_runs WHERE work_pool = :n AND state_type IN"
-                " ('PENDING', 'RUNNING', 'CANCELLING')",
-                {"n": name},
-            )
+            active = tx.one(q.COUNT_ACTIVE_RUNS_OF_POOL, {"n": name})
             if active and int(active[0]):
                 raise ConflictError(
                     f"work pool {name!r} has {int(active[0])} active run(s); wait for them"
                     " or cancel them first"
                 )
-            queues = [
-                r[0]
-                for r in tx.execute("SELECT name FROM work_queues WHERE pool = :n", {"n": name})
-            ]
+            queues = [r[0] for r in tx.execute(q.SELECT_QUEUE_NAMES_OF_POOL, {"n": name})]
             wake: list[WakeTarget] = []
             for queue in queues:
                 wake.extend(self.limits.drop_limits(tx, [queue_limit_name(name, queue)]))
             wake.extend(self.limits.drop_limits(tx, [pool_limit_name(name)]))
-            tx.execute("DELETE FROM work_queues WHERE pool = :n", {"n": name})
-            tx.execute("DELETE FROM workers WHERE pool = :n", {"n": name})
-            tx.execute("DELETE FROM work_pools WHERE name = :n", {"n": name})
+            tx.execute(q.DELETE_QUEUES_OF_POOL, {"n": name})
+            tx.execute(q.DELETE_WORKERS_OF_POOL, {"n": name})
+            tx.execute(q.DELETE_WORK_POOL, {"n": name})
         return wake
 
     def create_work_queue(
@@ -258,12 +223,7 @@ class Pools:
 
     def unknown_queue(self, tx: Tx, pool: str, name: str) -> str:
         """The message for a queue ``pool`` does not have, naming those it has."""
-        known = [
-            r[0]
-            for r in tx.execute(
-                "SELECT name FROM work_queues WHERE pool = :p ORDER BY name", {"p": pool}
-            )
-        ]
+        known = [r[0] for r in tx.execute(q.SELECT_QUEUE_NAMES_OF_POOL_SORTED, {"p": pool})]
         return f"work pool {pool!r} has no queue named {name!r}; its queues: {', '.join(known)}"
 
     def list_work_queues(self, pool: str | None = None) -> list[WorkQueue]:
@@ -273,7 +233,7 @@ class Pools:
             if pool is not None:
                 self.pool_row(tx, pool)
                 return self._queues(tx, pool, now)
-            pools = [r[0] for r in tx.execute("SELECT name FROM work_pools ORDER BY name")]
+            pools = [r[0] for r in tx.execute(q.SELECT_WORK_POOL_NAMES)]
             return [q for p in pools for q in self._queues(tx, p, now)]
 
     def update_work_queue(
@@ -292,24 +252,19 @@ class Pools:
             self._lock_queue(tx, pool, name)
             if priority is not None:
                 tx.execute(
-                    "UPDATE work_queues SET priority = :p, updated = :now"
-                    " WHERE pool = :pool AND name = :n",
+                    q.SET_WORK_QUEUE_PRIORITY,
                     {"p": priority, "pool": pool, "n": name, "now": now},
                 )
             if paused is not None:
                 tx.execute(
-                    "UPDATE work_queues SET paused = :p, updated = :now"
-                    " WHERE pool = :pool AND name = :n",
+                    q.SET_WORK_QUEUE_PAUSED,
                     {"p": bool(paused), "pool": pool, "n": name, "now": now},
                 )
         return self.read_work_queue(pool, name)
 
     def _lock_queue(self, tx: Tx, pool: str, name: str) -> None:
         self.pool_row(tx, pool, lock=True)
-        row = tx.one(
-            "SELECT id FROM work_queues WHERE pool = :pool AND name = :n",
-            {"pool": pool, "n": name},
-        )
+        row = tx.one(q.SELECT_WORK_QUEUE_ID, {"pool": pool, "n": name})
         if row is None:
             raise ObjectNotFound(self.unknown_queue(tx, pool, name))
 
@@ -322,10 +277,7 @@ class Pools:
         with self.db.write() as tx:
             self._lock_queue(tx, pool, name)
             wake = self.limits.put_limit(tx, queue_limit_name(pool, name), value)
-            tx.execute(
-                "UPDATE work_queues SET updated = :now WHERE pool = :pool AND name = :n",
-                {"now": now, "pool": pool, "n": name},
-            )
+            tx.execute(q.TOUCH_WORK_QUEUE, {"now": now, "pool": pool, "n": name})
             wake.extend(self.run_leases.claimers(tx, pool, now))
         return self.read_work_queue(pool, name), wake
 
@@ -335,18 +287,13 @@ class Pools:
             raise ConflictError(f"the {DEFAULT_QUEUE!r} queue of a pool cannot be deleted")
         with self.db.write() as tx:
             self._lock_queue(tx, pool, name)
-            users = tx.one(
-                "SELECT COUNT(*) FROM deployments WHERE work_pool = :p AND work_queue = :q",
-                {"p": pool, "q": name},
-            )
+            users = tx.one(q.COUNT_DEPLOYMENTS_OF_QUEUE, {"p": pool, "q": name})
             if users and int(users[0]):
                 raise ConflictError(
                     f"queue {name!r} of pool {pool!r} is used by {int(users[0])} deployment(s)"
                 )
             wake = self.limits.drop_limits(tx, [queue_limit_name(pool, name)])
-            tx.execute(
-                "DELETE FROM work_queues WHERE pool = :p AND name = :q", {"p": pool, "q": name}
-            )
+            tx.execute(q.DELETE_WORK_QUEUE, {"p": pool, "q": name})
         return wake
 
     def register_worker(
@@ -364,18 +311,11 @@ class Pools:
             if pool:
                 self.pool_row(tx, pool)
             tx.execute(
-                "INSERT INTO workers (id, pool, name, pid, host, wake_address, created,"
-                " last_heartbeat) VALUES (:id, :pool, :name, :pid, :host, :addr, :now, :now)"
-                " ON CONFLICT (pool, name) DO UPDATE SET pid = :pid, host = :host,"
-                " wake_address = :addr, last_heartbeat = :now",
+                q.UPSERT_WORKER,
                 {"id": str(uuid.uuid4()), "pool": pool, "name": name, "pid": pid, "host": host,
                  "addr": wake_address, "now": now},
             )  # fmt: skip
-            row = tx.one(
-                "SELECT id, name, pool, pid, host, last_heartbeat FROM workers"
-                " WHERE pool = :pool AND name = :name",
-                {"pool": pool, "name": name},
-            )
+            row = tx.one(q.SELECT_WORKER, {"pool": pool, "name": name})
         assert row is not None
         return Worker(
             name=row[1], pool=row[2], pid=row[3], host=row[4],
@@ -386,16 +326,11 @@ class Pools:
         """Workers (of one pool), most recently heard from first."""
         now = self.clock.now()
         params: dict[str, Any] = {}
-        where = ""
+        query = q.SELECT_WORKERS
         if pool is not None:
-            where, params["pool"] = " WHERE w.pool = :pool", pool
+            query, params["pool"] = q.SELECT_WORKERS_OF_POOL, pool
         with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT w.id, w.name, w.pool, w.pid, w.host, w.last_heartbeat, (SELECT COUNT(*)"
-                " FROM flow_runs f WHERE f.worker_id = w.id AND f.lease_expires IS NOT NULL)"
-                f" FROM workers w{where} ORDER BY w.last_heartbeat DESC",
-                params,
-            )
+            rows = tx.execute(query, params)
         return [
             Worker(
                 name=r[1], pool=r[2], pid=r[3], host=r[4], last_heartbeat=ts_to_dt(r[5]),
@@ -407,7 +342,7 @@ class Pools:
     def remove_worker(self, worker_id: str) -> None:
         """Forget a worker that stopped cleanly."""
         with self.db.write() as tx:
-            tx.execute("DELETE FROM workers WHERE id = :id", {"id": worker_id})
+            tx.execute(q.DELETE_WORKER, {"id": worker_id})
 
 
 __all__ = ["Pools"]

@@ -24,7 +24,7 @@ from headway.core.states import LATE, Scheduled, StateType
 from headway.exceptions import HeadwayError
 from headway.store.db import Database, Tx
 from headway.store.events import Events
-from headway.store.queries.runs import FLOW_COLUMNS
+from headway.store.queries import deployments as q
 from headway.store.run_leases import RunLeases
 from headway.store.run_rows import flow_run_of
 from headway.store.runs import Runs
@@ -114,12 +114,7 @@ class Scheduling:
         """Insert a SCHEDULED run of a deployment in ``tx``; None when its schedule slot has one."""
         state = Scheduled(timestamp=datetime.fromtimestamp(now, UTC))
         created = tx.rowcount(
-            "INSERT INTO flow_runs (id, name, flow_name, deployment, parameters, tags,"
-            " state_type, state_name, state_message, state_timestamp, created, updated,"
-            " expected_start_time, run_count, priority, work_pool, work_queue, scheduled_slot,"
-            " concurrency_key) VALUES (:id, :name, :flow, :dep, :params, :tags, :st, :sn, NULL,"
-            " :now, :now, :now, :expected, 0, :priority, :pool, :queue, :slot, :key)"
-            " ON CONFLICT (deployment, scheduled_slot) DO NOTHING",
+            q.INSERT_DEPLOYMENT_RUN,
             {
                 "id": run_id,
                 "name": name,
@@ -141,7 +136,7 @@ class Scheduling:
         if not created:
             return None
         self.runs.insert_states(tx, "flow", [(run_id, state)])
-        row = tx.one(f"SELECT {FLOW_COLUMNS} FROM flow_runs WHERE id = :id", {"id": run_id})
+        row = tx.one(q.SELECT_FLOW_RUN_BY_ID, {"id": run_id})
         assert row is not None
         return flow_run_of(row)
 
@@ -161,12 +156,7 @@ class Scheduling:
         after = datetime.fromtimestamp(now, UTC)
         until = datetime.fromtimestamp(min(now + horizon_seconds, EPOCH_MAX), UTC)
         with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT d.id, d.full_name, s.schedule FROM deployments d"
-                " JOIN deployment_schedules s ON s.deployment_id = d.id"
-                " WHERE d.paused = :f AND s.active = :t ORDER BY d.id, s.position",
-                {"f": False, "t": True},
-            )
+            rows = tx.execute(q.SELECT_ACTIVE_SCHEDULES, {"f": False, "t": True})
         times: dict[str, set[float]] = {}
         names: dict[str, str] = {}
         failed: dict[str, str] = {}
@@ -203,12 +193,7 @@ class Scheduling:
         """Insert one deployment's runs at ``slots`` (those not there yet), in one transaction."""
         wake: list[WakeTarget] = []
         with self.db.write() as tx:
-            dep = tx.one(
-                "SELECT full_name, flow_name, name, parameters, tags, work_pool, work_queue,"
-                f" concurrency_key, paused FROM deployments WHERE id = :id"
-                f"{tx.dialect.for_update}",
-                {"id": dep_id},
-            )
+            dep = tx.one(q.SELECT_DEPLOYMENT_TO_SCHEDULE + tx.dialect.for_update, {"id": dep_id})
             if dep is None or bool(dep[8]):
                 return 0, wake
             full, flow, name, params_json, tags_json, pool, queue, template, _ = dep
@@ -255,8 +240,7 @@ class Scheduling:
         try:
             with self.db.write() as tx:
                 seen = tx.one(
-                    "SELECT 1 FROM events WHERE kind = :kind AND detail = :detail"
-                    " AND timestamp > :since",
+                    q.SELECT_RECENT_EVENT,
                     {"kind": SCHEDULE_FAILED, "detail": detail, "since": now - 3600.0},
                 )
                 if seen is None:
@@ -268,15 +252,7 @@ class Scheduling:
         """Rename deployment runs not started ``late_after_seconds`` after their time Late."""
         now = self.clock.now() if now is None else now
         with self.db.write() as tx:
-            ids = [
-                r[0]
-                for r in tx.execute(
-                    "SELECT id FROM flow_runs WHERE state_type = 'SCHEDULED'"
-                    " AND state_name = 'Scheduled' AND expected_start_time < :cut"
-                    " AND deployment IS NOT NULL ORDER BY expected_start_time LIMIT 500",
-                    {"cut": now - late_after_seconds},
-                )
-            ]
+            ids = [r[0] for r in tx.execute(q.SELECT_LATE_RUNS, {"cut": now - late_after_seconds})]
             for run_id in ids:
                 self.runs.set_state_in(
                     tx,
