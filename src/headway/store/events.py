@@ -76,6 +76,7 @@ from headway.store.event_buffer import (
     observations,
 )
 from headway.store.event_feed import event_rows, state_rows
+from headway.store.queries import events as q
 from headway.store.sql import in_list
 
 _RUN_ID_MAX = 36
@@ -125,10 +126,6 @@ class Events:
         """Record events ``(time, kind, run id, limit, slots, seconds, detail)`` in ``tx``."""
         if not rows:
             return
-        query = (
-            "INSERT INTO events (timestamp, kind, run_id, limit_name, slots, seconds, detail)"
-            " VALUES (:ts, :kind, :run, :name, :slots, :seconds, :detail)"
-        )
         params = [
             {
                 "ts": ts,
@@ -143,9 +140,9 @@ class Events:
             for ts, kind, run, name, slots, seconds, detail in rows
         ]
         if len(params) == 1:
-            tx.execute(query, params[0])
+            tx.execute(q.INSERT_EVENT, params[0])
         else:
-            tx.executemany(query, params)
+            tx.executemany(q.INSERT_EVENT, params)
 
     def report_skipped(
         self, what: str, name: str, exc: BaseException, *, limit: str | None = None
@@ -310,9 +307,7 @@ class Events:
         if not summed:
             return
         tx.executemany(
-            "INSERT INTO histograms (metric, label, le, count, total) VALUES (:m, :l, :le, :c, :v)"
-            " ON CONFLICT (metric, label, le) DO UPDATE SET count = histograms.count + :c,"
-            " total = histograms.total + :v",
+            q.ADD_TO_HISTOGRAM_BUCKET,
             [
                 {"m": metric, "l": label, "le": le, "c": count, "v": total}
                 for (metric, label, le), (count, total) in summed.items()
@@ -346,8 +341,8 @@ class Events:
             self.flush_events()
         with self.db.read() as tx:
             if start is None:
-                ev_row = tx.one("SELECT COALESCE(MAX(id), 0) FROM events")
-                st_row = tx.one("SELECT COALESCE(MAX(id), 0) FROM states")
+                ev_row = tx.one(q.SELECT_LAST_EVENT_ID)
+                st_row = tx.one(q.SELECT_LAST_STATE_ID)
                 ev_top = int(ev_row[0]) if ev_row else 0
                 st_top = int(st_row[0]) if st_row else 0
                 ev_after, st_after = 0, 0
@@ -367,21 +362,13 @@ class Events:
         """Delete up to ``batch`` events older than ``older_than_seconds``; how many went."""
         cut = self.clock.now() - older_than_seconds
         with self.db.write() as tx:
-            return tx.rowcount(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE timestamp < :cut"
-                " ORDER BY timestamp LIMIT :n)",
-                {"cut": cut, "n": batch},
-            )
+            return tx.rowcount(q.DELETE_EVENTS_BEFORE, {"cut": cut, "n": batch})
 
     def read_histograms(self, metric: str) -> list[Histogram]:
         """Every label's histogram of ``metric``, by label."""
         self.flush_events()  # this process's buffered observations first
         with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT label, le, count, total FROM histograms WHERE metric = :m"
-                " ORDER BY label, le",
-                {"m": metric},
-            )
+            rows = tx.execute(q.SELECT_HISTOGRAM_BUCKETS, {"m": metric})
         counts: dict[str, dict[float, tuple[int, float]]] = {}
         for label, le, count, total in rows:
             counts.setdefault(label, {})[float(le)] = (int(count), float(total))
@@ -398,22 +385,13 @@ class Events:
     def limit_stats(self, *, prefix: str | None = None) -> list[LimitStats]:
         """Every limit (or those whose name starts with ``prefix``) with its counters."""
         now = self.clock.now()
-        where = ""
+        query = q.SELECT_LIMIT_STATS
         params: dict[str, Any] = {"now": now}
         if prefix:
-            where = " WHERE substr(name, 1, :plen) = :prefix"
+            query = q.SELECT_LIMIT_STATS_BY_PREFIX
             params.update(plen=len(prefix), prefix=prefix)
         with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT name, slot_limit, active, active_slots, slot_decay_per_second,"
-                " decayed_at, created, grants, denials, expiries, releases, total_wait_seconds,"
-                " total_hold_seconds, (SELECT COUNT(*) FROM waiters w WHERE w.limit_name ="
-                " limits.name AND w.expires > :now), (SELECT COUNT(*) FROM leases l"
-                " WHERE l.limit_name = limits.name), (SELECT COALESCE(SUM((:now - l.created)"
-                " * l.slots), 0) FROM leases l WHERE l.limit_name = limits.name)"
-                f" FROM limits{where} ORDER BY name",
-                params,
-            )
+            rows = tx.execute(query, params)
         return [limit_stats_of(r, now) for r in rows]
 
     def utilization(
@@ -432,29 +410,23 @@ class Events:
         now = self.clock.now()
         since = now - window_seconds
         params: dict[str, Any] = {"since": since}
-        chosen = "" if names is None else f" AND name IN ({in_list('n', names, params)})"
+        query = (
+            q.SELECT_SLOT_LIMITS
+            if names is None
+            else q.select_slot_limits_named(in_list("n", names, params))
+        )
         with self.db.read() as tx:
-            limits = {
-                str(r[0]): int(r[1])
-                for r in tx.execute(
-                    "SELECT name, slot_limit FROM limits WHERE slot_decay_per_second = 0" + chosen,
-                    params,
-                )
-            }
+            limits = {str(r[0]): int(r[1]) for r in tx.execute(query, params)}
             if not limits:
                 return {}
-            first = tx.one("SELECT MIN(id) FROM events WHERE timestamp >= :since", params)
+            first = tx.one(q.SELECT_FIRST_EVENT_ID_SINCE, params)
             events = (
                 []
                 if first is None or first[0] is None
-                else tx.execute(
-                    "SELECT limit_name, kind, timestamp, slots, seconds FROM events"
-                    " WHERE id >= :first AND kind IN ('slot.granted', 'slot.released')",
-                    {"first": first[0]},
-                )
+                else tx.execute(q.SELECT_GRANTS_AND_RELEASES_FROM, {"first": first[0]})
             )
-            leases = tx.execute("SELECT limit_name, created, slots FROM leases", {})
-            waiters = tx.execute("SELECT limit_name, created FROM waiters", {})
+            leases = tx.execute(q.SELECT_LEASE_HOLDS, {})
+            waiters = tx.execute(q.SELECT_WAITER_STARTS, {})
         holds: dict[str, list[tuple[float, float, int]]] = {n: [] for n in limits}
         waits: dict[str, list[tuple[float, float]]] = {n: [] for n in limits}
         for name, kind, at, slots, seconds in events:
