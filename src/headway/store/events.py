@@ -33,9 +33,8 @@ holds every one (task runs' written in batches by the SDK), and the feed reads
 it alongside. A feed without a run filter shows flow runs' state changes only;
 ``run_id`` shows that run's, task runs included.
 
-**Histograms** are bucket counters that only grow (Prometheus semantics):
-``slot_wait`` per limit (requests that waited at all; those granted at once
-are the limit's grants minus these) and ``claim_latency`` per work pool.
+**Histograms** (``slot_wait`` per limit, ``claim_latency`` per work pool) are
+written and read through this part too; their buckets are ``store/histograms.py``'s.
 """
 
 from __future__ import annotations
@@ -51,12 +50,10 @@ from typing import Any
 
 from headway.core.clock import Clock
 from headway.core.events import (
-    HISTOGRAM_BOUNDS,
     MAX_EVENTS,
     EventPage,
     Histogram,
     LimitStats,
-    bucket_of,
     event_cursor,
     parse_cursor,
 )
@@ -69,13 +66,13 @@ from headway.store.dialects import fails_whole_pass
 from headway.store.event_buffer import (
     EventBuffer,
     EventRow,
-    Observations,
     expand,
     flush_at_exit,
     flush_loop,
     observations,
 )
 from headway.store.event_feed import event_rows, state_rows
+from headway.store.histograms import Histograms
 from headway.store.queries import events as q
 from headway.store.sql import in_list
 
@@ -98,10 +95,13 @@ class Events:
     ``slot_events``, ``released_events``) and written by a flusher thread.
     """
 
-    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, clock: Clock, histograms: Histograms
+    ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
+        self.histograms = histograms
         #: This process's buffer of frequent events (made at the first one).
         self._events_buffer: EventBuffer | None = None
         #: Records a background pass skipped, reported once each.
@@ -240,7 +240,7 @@ class Events:
                 rows = [row for item in items for row in expand(item)]
                 with self.db.write() as tx:
                     self.write_rows(tx, rows)
-                    self.write_observations(tx, observations(items))
+                    self.histograms.write_observations(tx, observations(items))
             except Exception as exc:
                 if fails_whole_pass(exc):
                     buffer.items.extendleft(reversed(items))  # written next time
@@ -259,7 +259,7 @@ class Events:
                 rows = expand(item)
                 with self.db.write() as tx:
                     self.write_rows(tx, rows)
-                    self.write_observations(tx, observations([item]))
+                    self.histograms.write_observations(tx, observations([item]))
             except Exception as exc:
                 if fails_whole_pass(exc):
                     buffer.items.extendleft(reversed(items[done:]))
@@ -290,8 +290,7 @@ class Events:
 
     def observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None:
         """Count one observation of ``value`` in the histogram ``metric`` of each label."""
-        le = bucket_of(value)
-        self.write_observations(tx, {(metric, label, le): (1, value) for label in labels})
+        self.histograms.observe(tx, metric, labels, value)
 
     def observe_later(self, metric: str, labels: Sequence[str], value: float) -> None:
         """Like :meth:`observe`, but buffered with the slot events and written in their batch.
@@ -301,18 +300,6 @@ class Events:
         Readers of histograms flush first, as readers of events do.
         """
         self._queue(("observe", metric, tuple(labels), value))
-
-    def write_observations(self, tx: Tx, summed: Observations) -> None:
-        """Add ``summed`` (per bucket: how many, and their total) to the histograms."""
-        if not summed:
-            return
-        tx.executemany(
-            q.ADD_TO_HISTOGRAM_BUCKET,
-            [
-                {"m": metric, "l": label, "le": le, "c": count, "v": total}
-                for (metric, label, le), (count, total) in summed.items()
-            ],
-        )
 
     # -- reading -------------------------------------------------------------------
     def read_events(
@@ -367,20 +354,7 @@ class Events:
     def read_histograms(self, metric: str) -> list[Histogram]:
         """Every label's histogram of ``metric``, by label."""
         self.flush_events()  # this process's buffered observations first
-        with self.db.read() as tx:
-            rows = tx.execute(q.SELECT_HISTOGRAM_BUCKETS, {"m": metric})
-        counts: dict[str, dict[float, tuple[int, float]]] = {}
-        for label, le, count, total in rows:
-            counts.setdefault(label, {})[float(le)] = (int(count), float(total))
-        out = []
-        for label, by_bound in counts.items():
-            running, buckets = 0, []
-            for le in HISTOGRAM_BOUNDS:
-                running += by_bound.get(le, (0, 0.0))[0]
-                buckets.append((le, running))
-            total = sum(t for _, t in by_bound.values())
-            out.append(Histogram(label, tuple(buckets), running, total))
-        return out
+        return self.histograms.read_histograms(metric)
 
     def limit_stats(self, *, prefix: str | None = None) -> list[LimitStats]:
         """Every limit (or those whose name starts with ``prefix``) with its counters."""
