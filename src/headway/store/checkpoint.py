@@ -15,6 +15,7 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from headway.store.dialects import connect_sqlite
+from headway.store.queries import infra as q
 
 if TYPE_CHECKING:
     from headway.store.db import Database
@@ -51,7 +52,7 @@ class Checkpointer:
                 try:
                     if conn is None:
                         conn = connect_sqlite(db.url, db.busy_timeout)
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    conn.execute(q.WAL_CHECKPOINT_PASSIVE).fetchall()
                 except Exception as exc:  # the next one tries again; nothing is lost
                     logger.debug("checkpoint failed: %s", exc)
                 del db

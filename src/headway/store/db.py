@@ -44,6 +44,7 @@ from headway.store.dialects import (
     sqlite_path,
     terminated_by_server,
 )
+from headway.store.queries import infra as q
 
 if TYPE_CHECKING:
     from headway.store.pgpool import PostgresConnections
@@ -313,7 +314,7 @@ class Database:
         except BaseException as exc:
             local.depth, local.tx = 0, None
             try:
-                cur.execute("ROLLBACK")
+                cur.execute(q.ROLLBACK)
             except Exception:
                 kept = False
             if is_connection_error(exc):
@@ -333,7 +334,7 @@ class Database:
         else:
             local.depth, local.tx = 0, None
             try:
-                cur.execute("COMMIT")
+                cur.execute(q.COMMIT)
             except Exception as exc:
                 kept = False
                 if terminated_by_server(exc):

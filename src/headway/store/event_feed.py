@@ -12,6 +12,7 @@ from typing import Any
 
 from headway.core.events import Event
 from headway.store.db import Row, Tx
+from headway.store.queries import events as q
 
 
 def _dt(ts: float) -> datetime:
@@ -51,27 +52,23 @@ def event_rows(
     """Rows of ``events`` that match: the newest ``limit`` (``tail``), or those after ``after``."""
     if kind is not None and kind.startswith("state"):
         return []
-    where = ["id > :after"]
+    where = [q.FEED_AFTER_ID]
     params: dict[str, Any] = {"after": after, "n": limit}
     if run_id is not None:
-        where.append("run_id = :run")
+        where.append(q.FEED_OF_RUN)
         params["run"] = run_id
     if limit_name is not None:
-        where.append("limit_name = :name")
+        where.append(q.EVENT_OF_LIMIT)
         params["name"] = limit_name
     if since is not None:
-        where.append("timestamp >= :since")
+        where.append(q.FEED_SINCE)
         params["since"] = since
     if kind:
-        where.append("substr(kind, 1, :klen) = :kind")
+        where.append(q.EVENT_KIND_STARTS_WITH)
         params.update(klen=len(kind), kind=kind)
     # Only a time filter: the newest are found through the time index, not a scan.
-    order = "timestamp" if tail and since is not None and not (run_id or limit_name) else "id"
-    rows = tx.execute(
-        "SELECT id, timestamp, kind, run_id, limit_name, slots, seconds, detail FROM events"
-        f" WHERE {' AND '.join(where)} ORDER BY {order} {'DESC' if tail else ''} LIMIT :n",
-        params,
-    )
+    by_time = tail and since is not None and not (run_id or limit_name)
+    rows = tx.execute(q.select_events(where, by_time=by_time, newest_first=tail), params)
     return [_event(r) for r in rows]
 
 
@@ -90,25 +87,20 @@ def state_rows(
         return []
     params: dict[str, Any] = {"after": after, "n": limit}
     if run_id is not None:
-        where = ["run_id = :run"]
+        where = [q.FEED_OF_RUN]
         params["run"] = run_id
     else:
-        # A literal, so the partial index of flow-run states serves the query.
-        where = ["run_kind = 'flow'"]
+        where = [q.STATE_OF_FLOW_RUNS]
     if after:
-        where.append("id > :after")
+        where.append(q.FEED_AFTER_ID)
     if since is not None:
-        where.append("timestamp >= :since")
+        where.append(q.FEED_SINCE)
         params["since"] = since
     if kind and kind.startswith("state.") and len(kind) > 6:
-        where.append("type = :type")
+        where.append(q.STATE_OF_TYPE)
         params["type"] = kind[6:]
-    order = "id" if run_id is not None or not tail else "timestamp"
-    rows = tx.execute(
-        "SELECT id, run_id, type, name, message, timestamp FROM states"
-        f" WHERE {' AND '.join(where)} ORDER BY {order} {'DESC' if tail else ''} LIMIT :n",
-        params,
-    )
+    by_time = run_id is None and tail
+    rows = tx.execute(q.select_states(where, by_time=by_time, newest_first=tail), params)
     return [_state_event(r) for r in rows]
 
 

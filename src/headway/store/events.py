@@ -33,9 +33,8 @@ holds every one (task runs' written in batches by the SDK), and the feed reads
 it alongside. A feed without a run filter shows flow runs' state changes only;
 ``run_id`` shows that run's, task runs included.
 
-**Histograms** are bucket counters that only grow (Prometheus semantics):
-``slot_wait`` per limit (requests that waited at all; those granted at once
-are the limit's grants minus these) and ``claim_latency`` per work pool.
+**Histograms** (``slot_wait`` per limit, ``claim_latency`` per work pool) are
+written and read through this part too; their buckets are ``store/histograms.py``'s.
 """
 
 from __future__ import annotations
@@ -51,12 +50,10 @@ from typing import Any
 
 from headway.core.clock import Clock
 from headway.core.events import (
-    HISTOGRAM_BOUNDS,
     MAX_EVENTS,
     EventPage,
     Histogram,
     LimitStats,
-    bucket_of,
     event_cursor,
     parse_cursor,
 )
@@ -69,13 +66,14 @@ from headway.store.dialects import fails_whole_pass
 from headway.store.event_buffer import (
     EventBuffer,
     EventRow,
-    Observations,
     expand,
     flush_at_exit,
     flush_loop,
     observations,
 )
 from headway.store.event_feed import event_rows, state_rows
+from headway.store.histograms import Histograms
+from headway.store.queries import events as q
 from headway.store.sql import in_list
 
 _RUN_ID_MAX = 36
@@ -97,10 +95,13 @@ class Events:
     ``slot_events``, ``released_events``) and written by a flusher thread.
     """
 
-    def __init__(self, db: Database, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, db: Database, settings: Settings, clock: Clock, histograms: Histograms
+    ) -> None:
         self.db = db
         self.settings = settings
         self.clock = clock
+        self.histograms = histograms
         #: This process's buffer of frequent events (made at the first one).
         self._events_buffer: EventBuffer | None = None
         #: Records a background pass skipped, reported once each.
@@ -125,10 +126,6 @@ class Events:
         """Record events ``(time, kind, run id, limit, slots, seconds, detail)`` in ``tx``."""
         if not rows:
             return
-        query = (
-            "INSERT INTO events (timestamp, kind, run_id, limit_name, slots, seconds, detail)"
-            " VALUES (:ts, :kind, :run, :name, :slots, :seconds, :detail)"
-        )
         params = [
             {
                 "ts": ts,
@@ -143,9 +140,9 @@ class Events:
             for ts, kind, run, name, slots, seconds, detail in rows
         ]
         if len(params) == 1:
-            tx.execute(query, params[0])
+            tx.execute(q.INSERT_EVENT, params[0])
         else:
-            tx.executemany(query, params)
+            tx.executemany(q.INSERT_EVENT, params)
 
     def report_skipped(
         self, what: str, name: str, exc: BaseException, *, limit: str | None = None
@@ -243,7 +240,7 @@ class Events:
                 rows = [row for item in items for row in expand(item)]
                 with self.db.write() as tx:
                     self.write_rows(tx, rows)
-                    self.write_observations(tx, observations(items))
+                    self.histograms.write_observations(tx, observations(items))
             except Exception as exc:
                 if fails_whole_pass(exc):
                     buffer.items.extendleft(reversed(items))  # written next time
@@ -262,7 +259,7 @@ class Events:
                 rows = expand(item)
                 with self.db.write() as tx:
                     self.write_rows(tx, rows)
-                    self.write_observations(tx, observations([item]))
+                    self.histograms.write_observations(tx, observations([item]))
             except Exception as exc:
                 if fails_whole_pass(exc):
                     buffer.items.extendleft(reversed(items[done:]))
@@ -293,8 +290,7 @@ class Events:
 
     def observe(self, tx: Tx, metric: str, labels: Sequence[str], value: float) -> None:
         """Count one observation of ``value`` in the histogram ``metric`` of each label."""
-        le = bucket_of(value)
-        self.write_observations(tx, {(metric, label, le): (1, value) for label in labels})
+        self.histograms.observe(tx, metric, labels, value)
 
     def observe_later(self, metric: str, labels: Sequence[str], value: float) -> None:
         """Like :meth:`observe`, but buffered with the slot events and written in their batch.
@@ -304,20 +300,6 @@ class Events:
         Readers of histograms flush first, as readers of events do.
         """
         self._queue(("observe", metric, tuple(labels), value))
-
-    def write_observations(self, tx: Tx, summed: Observations) -> None:
-        """Add ``summed`` (per bucket: how many, and their total) to the histograms."""
-        if not summed:
-            return
-        tx.executemany(
-            "INSERT INTO histograms (metric, label, le, count, total) VALUES (:m, :l, :le, :c, :v)"
-            " ON CONFLICT (metric, label, le) DO UPDATE SET count = histograms.count + :c,"
-            " total = histograms.total + :v",
-            [
-                {"m": metric, "l": label, "le": le, "c": count, "v": total}
-                for (metric, label, le), (count, total) in summed.items()
-            ],
-        )
 
     # -- reading -------------------------------------------------------------------
     def read_events(
@@ -346,8 +328,8 @@ class Events:
             self.flush_events()
         with self.db.read() as tx:
             if start is None:
-                ev_row = tx.one("SELECT COALESCE(MAX(id), 0) FROM events")
-                st_row = tx.one("SELECT COALESCE(MAX(id), 0) FROM states")
+                ev_row = tx.one(q.SELECT_LAST_EVENT_ID)
+                st_row = tx.one(q.SELECT_LAST_STATE_ID)
                 ev_top = int(ev_row[0]) if ev_row else 0
                 st_top = int(st_row[0]) if st_row else 0
                 ev_after, st_after = 0, 0
@@ -367,53 +349,23 @@ class Events:
         """Delete up to ``batch`` events older than ``older_than_seconds``; how many went."""
         cut = self.clock.now() - older_than_seconds
         with self.db.write() as tx:
-            return tx.rowcount(
-                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE timestamp < :cut"
-                " ORDER BY timestamp LIMIT :n)",
-                {"cut": cut, "n": batch},
-            )
+            return tx.rowcount(q.DELETE_EVENTS_BEFORE, {"cut": cut, "n": batch})
 
     def read_histograms(self, metric: str) -> list[Histogram]:
         """Every label's histogram of ``metric``, by label."""
         self.flush_events()  # this process's buffered observations first
-        with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT label, le, count, total FROM histograms WHERE metric = :m"
-                " ORDER BY label, le",
-                {"m": metric},
-            )
-        counts: dict[str, dict[float, tuple[int, float]]] = {}
-        for label, le, count, total in rows:
-            counts.setdefault(label, {})[float(le)] = (int(count), float(total))
-        out = []
-        for label, by_bound in counts.items():
-            running, buckets = 0, []
-            for le in HISTOGRAM_BOUNDS:
-                running += by_bound.get(le, (0, 0.0))[0]
-                buckets.append((le, running))
-            total = sum(t for _, t in by_bound.values())
-            out.append(Histogram(label, tuple(buckets), running, total))
-        return out
+        return self.histograms.read_histograms(metric)
 
     def limit_stats(self, *, prefix: str | None = None) -> list[LimitStats]:
         """Every limit (or those whose name starts with ``prefix``) with its counters."""
         now = self.clock.now()
-        where = ""
+        query = q.SELECT_LIMIT_STATS
         params: dict[str, Any] = {"now": now}
         if prefix:
-            where = " WHERE substr(name, 1, :plen) = :prefix"
+            query = q.SELECT_LIMIT_STATS_BY_PREFIX
             params.update(plen=len(prefix), prefix=prefix)
         with self.db.read() as tx:
-            rows = tx.execute(
-                "SELECT name, slot_limit, active, active_slots, slot_decay_per_second,"
-                " decayed_at, created, grants, denials, expiries, releases, total_wait_seconds,"
-                " total_hold_seconds, (SELECT COUNT(*) FROM waiters w WHERE w.limit_name ="
-                " limits.name AND w.expires > :now), (SELECT COUNT(*) FROM leases l"
-                " WHERE l.limit_name = limits.name), (SELECT COALESCE(SUM((:now - l.created)"
-                " * l.slots), 0) FROM leases l WHERE l.limit_name = limits.name)"
-                f" FROM limits{where} ORDER BY name",
-                params,
-            )
+            rows = tx.execute(query, params)
         return [limit_stats_of(r, now) for r in rows]
 
     def utilization(
@@ -432,29 +384,23 @@ class Events:
         now = self.clock.now()
         since = now - window_seconds
         params: dict[str, Any] = {"since": since}
-        chosen = "" if names is None else f" AND name IN ({in_list('n', names, params)})"
+        query = (
+            q.SELECT_SLOT_LIMITS
+            if names is None
+            else q.select_slot_limits_named(in_list("n", names, params))
+        )
         with self.db.read() as tx:
-            limits = {
-                str(r[0]): int(r[1])
-                for r in tx.execute(
-                    "SELECT name, slot_limit FROM limits WHERE slot_decay_per_second = 0" + chosen,
-                    params,
-                )
-            }
+            limits = {str(r[0]): int(r[1]) for r in tx.execute(query, params)}
             if not limits:
                 return {}
-            first = tx.one("SELECT MIN(id) FROM events WHERE timestamp >= :since", params)
+            first = tx.one(q.SELECT_FIRST_EVENT_ID_SINCE, params)
             events = (
                 []
                 if first is None or first[0] is None
-                else tx.execute(
-                    "SELECT limit_name, kind, timestamp, slots, seconds FROM events"
-                    " WHERE id >= :first AND kind IN ('slot.granted', 'slot.released')",
-                    {"first": first[0]},
-                )
+                else tx.execute(q.SELECT_GRANTS_AND_RELEASES_FROM, {"first": first[0]})
             )
-            leases = tx.execute("SELECT limit_name, created, slots FROM leases", {})
-            waiters = tx.execute("SELECT limit_name, created FROM waiters", {})
+            leases = tx.execute(q.SELECT_LEASE_HOLDS, {})
+            waiters = tx.execute(q.SELECT_WAITER_STARTS, {})
         holds: dict[str, list[tuple[float, float, int]]] = {n: [] for n in limits}
         waits: dict[str, list[tuple[float, float]]] = {n: [] for n in limits}
         for name, kind, at, slots, seconds in events:

@@ -25,19 +25,17 @@ from headway.store.db import Database
 from headway.store.dialects import refuse_foreign, sqlite_path
 from headway.store.files import private_file
 from headway.store.migrations import HEAD, KNOWN
+from headway.store.queries import infra as q
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _PG_LOCK_KEY = 0x6865_6164  # "head"
-
-
-_REVISION = "SELECT version_num FROM alembic_version"
 
 
 def current_revision(db: Database) -> str | None:
     """The revision recorded in the store, or None for a new store."""
     try:
         with db.read() as tx:
-            row = tx.one(_REVISION)
+            row = tx.one(q.SELECT_SCHEMA_REVISION)
     except Exception as exc:
         if _no_history(exc):
             return None
@@ -48,7 +46,7 @@ def current_revision(db: Database) -> str | None:
 def _revision_on(conn: Any) -> str | None:
     """:func:`current_revision` on a raw PostgreSQL connection in autocommit."""
     try:
-        row = conn.execute(_REVISION).fetchone()
+        row = conn.execute(q.SELECT_SCHEMA_REVISION).fetchone()
     except Exception as exc:
         if _no_history(exc):
             return None
@@ -187,11 +185,11 @@ def _migration_lock(db: Database) -> Iterator[Any]:
                 fcntl.flock(fh, fcntl.LOCK_UN)
         return
     with db.borrowed() as conn:
-        conn.execute("SELECT pg_advisory_lock(%s)", (_PG_LOCK_KEY,))
+        conn.execute(q.TAKE_MIGRATION_LOCK, (_PG_LOCK_KEY,))
         try:
             yield conn
         finally:
             if not conn.closed:
                 # A closed session (after a migration) has released it already.
                 with contextlib.suppress(Exception):
-                    conn.execute("SELECT pg_advisory_unlock(%s)", (_PG_LOCK_KEY,))
+                    conn.execute(q.RELEASE_MIGRATION_LOCK, (_PG_LOCK_KEY,))

@@ -6,7 +6,7 @@ needs, through its constructor: nothing is shared through ``self``. Callers
 name the part: ``store.slots.acquire_slots(...)``, ``store.runs.read_flow_run(...)``.
 
 ====================  ==============================================================
-``store.events``      events, histograms and limit counters (``events.py``)
+``store.events``      events, histograms and limit counters (``events.py``, ``histograms.py``)
 ``store.limits``      limits of every scope (``slots/limits.py``)
 ``store.slots``       acquire, release, renew; a waiter's look for its grant (``slots/``)
 ``store.reaper``      expired and dead leases and waiters (``slots/reaper.py``)
@@ -33,6 +33,7 @@ from headway.store.db import Database
 from headway.store.deployments import Deployments
 from headway.store.events import Events
 from headway.store.explain import Explain
+from headway.store.histograms import Histograms
 from headway.store.migrate import ensure_schema
 from headway.store.pools import Pools
 from headway.store.run_leases import RunLeases
@@ -50,7 +51,7 @@ class Store:
         self.settings = settings
         #: Every expiry the store decides is measured on this clock (see core.clock).
         self.clock = clock
-        self.events = Events(db, settings, clock)
+        self.events = Events(db, settings, clock, Histograms(db))
         handoff = Handoff(db, settings, clock, self.events)
         self.reaper = Reaper(db, clock, self.events, handoff)
         self.limits = Limits(db, clock, self.events, handoff, self.reaper)

@@ -29,6 +29,7 @@ from typing import Any
 from headway._backoff import Backoff
 from headway.core.limits import WakeTarget
 from headway.store.db import Database, Tx
+from headway.store.queries import infra as q
 from headway.store.wakeups_local import LocalWakeups
 
 logger = logging.getLogger("headway.wakeups")
@@ -42,7 +43,7 @@ LISTEN_BACKOFF = Backoff(first=0.1, cap=5.0)
 
 
 def notify_in_transaction(tx: Tx, targets: Sequence[WakeTarget]) -> list[WakeTarget]:
-    """NOTIFY the targets that listen on PostgreSQL, from inside the releasing transaction.
+    """Send the targets that listen on PostgreSQL a NOTIFY, from inside the releasing transaction.
 
     The notifications go out when the transaction commits, and never if it
     rolls back. Returns the targets with the notified ones' addresses cleared:
@@ -148,8 +149,7 @@ class PostgresWakeups(LocalWakeups):
             for channel, ids in by_channel.items():
                 for payload in _payloads(ids):
                     self._db.execute_alone(
-                        "SELECT pg_notify(:channel, :payload)",
-                        {"channel": channel, "payload": payload},
+                        q.SEND_NOTIFICATION, {"channel": channel, "payload": payload}
                     )
         except Exception as exc:  # best effort: the waiter re-checks on its own
             logger.debug("wake-up not sent: %s", exc, extra={"action": "wakeup"})
@@ -181,7 +181,7 @@ class PostgresWakeups(LocalWakeups):
                 retry.pause()
 
     def _listen(self, conn: Any) -> None:
-        conn.execute(f'LISTEN "{self._channel}"')
+        conn.execute(q.listen_on(self._channel))
         if self._listening.is_set():
             # Reconnected: notifications may have been missed meanwhile.
             self._wake_all()
@@ -206,9 +206,7 @@ class PostgresWakeups(LocalWakeups):
                 # An empty notification on its own channel ends the listener's
                 # wait at once, instead of at its next one-second timeout.
                 try:
-                    self._db.execute_alone(
-                        "SELECT pg_notify(:channel, '')", {"channel": self._channel}
-                    )
+                    self._db.execute_alone(q.NUDGE_LISTENER, {"channel": self._channel})
                 except Exception as exc:  # it then stops at its timeout
                     logger.debug("listener not nudged: %s", exc, extra={"action": "wakeup"})
             listener.join(timeout=3.0)
