@@ -43,6 +43,9 @@ def test_metrics_match_the_store(backend: Backend, client: Client) -> None:
     assert samples["headway_limit_holders"][lim("db")] == 1
     assert samples["headway_limit_denials_total"][lim("db")] == 1
 
+    # By the store's clock the second request waits a second, well above the
+    # first bucket (on the wall clock alone it might wait under 5 ms).
+    backend.clock.advance(1.0)
     client.release_slots(first.lease_id)
     thread.join(30)
     (second,) = granted
