@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from headway.core.views import MAX_LISTED
+from headway.store.queries import events
 
 # -- A run's claim, its waits and its leases ----------------------------------
 
@@ -41,15 +42,7 @@ SELECT_LEASES_OF_HOLDER = (
 
 # A limit's counters, with its live waiters, its leases and the slot-seconds they
 # have held so far (the row ``events.limit_stats_of`` reads).
-SELECT_LIMIT_STATS = (
-    "SELECT name, slot_limit, active, active_slots, slot_decay_per_second,"
-    " decayed_at, created, grants, denials, expiries, releases, total_wait_seconds,"
-    " total_hold_seconds, (SELECT COUNT(*) FROM waiters w WHERE w.limit_name ="
-    " limits.name AND w.expires > :now), (SELECT COUNT(*) FROM leases l"
-    " WHERE l.limit_name = limits.name), (SELECT COALESCE(SUM((:now - l.created)"
-    " * l.slots), 0) FROM leases l WHERE l.limit_name = limits.name)"
-    " FROM limits WHERE name = :name"
-)
+SELECT_LIMIT_STATS = "SELECT " + events.LIMIT_STATS_COLUMNS + " FROM limits WHERE name = :name"
 # Its oldest holders, at most :n.
 SELECT_LEASES_OF_LIMIT = (
     "SELECT " + LEASE_COLUMNS + " FROM leases WHERE limit_name = :name"
