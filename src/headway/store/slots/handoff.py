@@ -38,10 +38,10 @@ from headway.exceptions import LimitClosed, ValidationError
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
 from headway.store.events import Events
+from headway.store.queries import limits as ql
 from headway.store.slots.pg import hand_off_in
 from headway.store.slots.rows import (
     DOOMED,
-    LIMIT_COLUMNS,
     bind,
     dequeue,
     limit_states,
@@ -331,9 +331,7 @@ class Handoff:
         # Rate tokens the waiter never used: given back, as if never taken.
         names = sorted(str(n) for n in json.loads(row[1]))
         for name in names:
-            current = tx.one(
-                f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name = :name", {"name": name}
-            )
+            current = tx.one(ql.SELECT_LIMIT, {"name": name})
             if current is None:
                 continue
             state = state_of(current, now)

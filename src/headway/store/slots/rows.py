@@ -1,11 +1,12 @@
 """The rows of the slot engine, as every slot operation reads and writes them.
 
 Limits, leases and waiters are rows (``store/schema.py``); these are the
-statements the parts of the slot engine share (acquire, handoff, release,
+steps the parts of the slot engine share (acquire, handoff, release,
 reaping, limits), each run inside the caller's transaction: the locks in name
 order, the decision's read, a grant (its counters, lease and events), a
-request taken out of its queues, a lease deleted. Functions, not a class:
-each takes the transaction and, where it records events, the store's
+request taken out of its queues, a lease deleted. The limits' statements are
+named in ``store/queries/limits.py``. Functions, not a class: each takes the
+transaction and, where it records events, the store's
 :class:`~headway.store.events.Events`.
 """
 
@@ -21,16 +22,11 @@ from headway.core.limits import Decision, LimitState, Mode, ProcessInfo, SlotGra
 from headway.core.models import Limit, ts_to_dt
 from headway.exceptions import ObjectNotFound
 from headway.store.db import Row, Tx
+from headway.store.queries import limits as ql
 
 if TYPE_CHECKING:
     from headway.store.events import Events
 
-LIMIT_COLUMNS = (
-    "name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at, created,"
-    " grants, denials"
-)
-#: A limit as a record (:func:`limit_of`): ``LIMIT_COLUMNS``, then its id and last change.
-LIMIT_RECORD_COLUMNS = LIMIT_COLUMNS + ", id, updated"
 #: ``expires`` of the remaining rows of a lease that was reaped.
 DOOMED = 0.0
 #: A lease row's columns, and their parameters as ``lease_params`` names them.
@@ -94,7 +90,7 @@ def dt(ts: float) -> datetime:
 
 
 def limit_of(row: Row, now: float, waiters: int = 0) -> Limit:
-    """A :class:`Limit` from a row of ``LIMIT_RECORD_COLUMNS``, its occupancy decayed to ``now``."""
+    """A :class:`Limit` from a row of ``ql.LIMIT_RECORD_COLUMNS``, decayed to ``now``."""
     return Limit(
         id=row[9],
         updated=ts_to_dt(row[10]),
@@ -111,7 +107,7 @@ def limit_of(row: Row, now: float, waiters: int = 0) -> Limit:
 
 
 def state_of(row: Row, now: float) -> LimitState:
-    """The :class:`LimitState` a decision sees at ``now``, from a row of ``LIMIT_COLUMNS``."""
+    """The :class:`LimitState` a decision sees at ``now``, from a row of ``ql.LIMIT_COLUMNS``."""
     return LimitState(
         name=row[0],
         limit=int(row[1]),
@@ -128,26 +124,22 @@ def lock(tx: Tx, names: Sequence[str]) -> None:
     """Lock the limits named, in name order (PostgreSQL; SQLite's write lock covers them)."""
     if tx.dialect.row_locks and names:
         tx.execute(
-            f"SELECT name FROM limits WHERE name IN ({marks('n', len(names))})"
-            f" ORDER BY name{tx.dialect.for_update}",
+            ql.lock_limits(marks("n", len(names)), tx.dialect.for_update),
             bind("n", sorted(names), {}),
         )
 
 
 def lock_one(tx: Tx, name: str) -> Row:
     """Lock and read one limit's row; ObjectNotFound if unknown."""
-    row = tx.one(
-        f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name = :name{tx.dialect.for_update}",
-        {"name": name},
-    )
+    row = tx.one(ql.lock_limit(tx.dialect.for_update), {"name": name})
     if row is None:
         raise ObjectNotFound(f"no limit named {name!r}")
     return row
 
 
 def limit_row(tx: Tx, name: str) -> Row:
-    """One limit's row of ``LIMIT_RECORD_COLUMNS``; ObjectNotFound if unknown."""
-    row = tx.one(f"SELECT {LIMIT_RECORD_COLUMNS} FROM limits WHERE name = :name", {"name": name})
+    """One limit's row of ``ql.LIMIT_RECORD_COLUMNS``; ObjectNotFound if unknown."""
+    row = tx.one(ql.SELECT_LIMIT_RECORD, {"name": name})
     if row is None:
         raise ObjectNotFound(f"no limit named {name!r}")
     return row
@@ -157,18 +149,14 @@ def limit_states(tx: Tx, names: Sequence[str], now: float) -> list[LimitState]:
     """The limits named (those that exist), as a decision sees them at ``now``."""
     if not names:
         return []
-    rows = tx.execute(
-        f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name IN ({marks('n', len(names))})",
-        bind("n", names, {}),
-    )
+    rows = tx.execute(ql.select_limits(marks("n", len(names))), bind("n", names, {}))
     return [state_of(r, now) for r in rows]
 
 
 def try_lock(tx: Tx, names: Sequence[str]) -> set[str]:
     """Lock those of ``names`` nobody else holds, without waiting (PostgreSQL)."""
     rows = tx.execute(
-        f"SELECT name FROM limits WHERE name IN ({marks('n', len(names))})"
-        f" ORDER BY name{tx.dialect.skip_locked}",
+        ql.try_lock_limits(marks("n", len(names)), tx.dialect.skip_locked),
         bind("n", sorted(names), {}),
     )
     return {r[0] for r in rows}
@@ -178,10 +166,7 @@ def unlimited(tx: Tx, names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str,
     """Of ``names``, those with no limit and those whose limit is inactive."""
     if not names:
         return (), ()
-    rows = tx.execute(
-        f"SELECT name, active FROM limits WHERE name IN ({marks('n', len(names))})",
-        bind("n", names, {}),
-    )
+    rows = tx.execute(ql.select_limits_active(marks("n", len(names))), bind("n", names, {}))
     known = {r[0]: bool(r[1]) for r in rows}
     unknown = tuple(n for n in names if n not in known)
     inactive = tuple(n for n in names if n in known and not known[n])
@@ -198,7 +183,7 @@ def read_for_acquire(
     )
     params = bind("n", names, {"now": now, "p": priority, "seq": seq})
     rows = tx.execute(
-        f"SELECT {LIMIT_COLUMNS}, (SELECT COUNT(*) {ahead_of}),"
+        f"SELECT {ql.LIMIT_COLUMNS}, (SELECT COUNT(*) {ahead_of}),"
         f" (SELECT COALESCE(SUM(w.slots), 0) {ahead_of})"
         f" FROM limits WHERE name IN ({marks('n', len(names))})",
         params,
@@ -383,8 +368,6 @@ __all__ = [
     "DOOMED",
     "LEASE_COLUMNS",
     "LEASE_VALUES",
-    "LIMIT_COLUMNS",
-    "LIMIT_RECORD_COLUMNS",
     "UNQUEUE",
     "bind",
     "dequeue",
