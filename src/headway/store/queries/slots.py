@@ -1,0 +1,132 @@
+"""The slot engine's statements: acquire, handoff, release, renew, reaping, the waits of runs.
+
+Leases, waiters, handoffs and the counters of limits as slot operations
+change them (``store/slots/``: ``rows.py``, ``engine.py``, ``fast.py``,
+``handoff.py``, ``reaper.py``, ``run_waits.py``), and on PostgreSQL the calls
+of the functions that do the same work in the database (``pg.py``,
+``pg_acquire.py``), with what is read back when such a call's answer was lost.
+A limit's own row (created, read, locked) is in ``queries/limits.py``.
+"""
+
+from __future__ import annotations
+
+from headway.store.queries.limits import LIMIT_COLUMNS
+
+#: A lease row's columns, and their parameters (``slots/rows.py``: ``lease_params``).
+LEASE_COLUMNS = (
+    "lease_id, limit_name, slots, holder_kind, holder_id, pid, host, proc_start, created,"
+    " expires, node"
+)
+LEASE_VALUES = ":id, :name, :slots, :kind, :holder, :pid, :host, :start, :now, :expires, :node"
+
+# -- acquire: the decision's read, a grant, a lease (slots/rows.py) -------------------
+
+# What waits ahead of a request of priority :p and place :seq on a limit.
+_AHEAD_OF = (
+    "FROM waiters w WHERE w.limit_name = limits.name AND w.expires > :now"
+    " AND (w.priority > :p OR (w.priority = :p AND w.seq < :seq))"
+)
+_SELECT_LIMITS_FOR_ACQUIRE_IN = (
+    "SELECT " + LIMIT_COLUMNS + ", (SELECT COUNT(*) " + _AHEAD_OF + "),"
+    " (SELECT COALESCE(SUM(w.slots), 0) " + _AHEAD_OF + ")"
+    " FROM limits WHERE name IN ("
+)
+
+
+def select_limits_for_acquire(marks: str) -> str:
+    """The limits named by ``marks``, each with the count and slots of who waits ahead."""
+    return f"{_SELECT_LIMITS_FOR_ACQUIRE_IN}{marks})"
+
+
+# A grant's counters on one limit; a request leaving its queue takes :dq off its count.
+GRANT_SLOTS = (
+    "UPDATE limits SET active_slots = :v, decayed_at = :now, grants = grants + 1,"
+    " total_wait_seconds = total_wait_seconds + :waited,"
+    " queued = CASE WHEN queued > :dq THEN queued - :dq ELSE 0 END WHERE name = :name"
+)
+INSERT_LEASE = "INSERT INTO leases (" + LEASE_COLUMNS + ") VALUES (" + LEASE_VALUES + ")"
+# One request fewer in a limit's queue count.
+DECREMENT_QUEUED = (
+    "UPDATE limits SET queued = CASE WHEN queued > 0 THEN queued - 1 ELSE 0 END WHERE name = :name"
+)
+
+# -- a request out of its queues; a lease released (slots/rows.py) --------------------
+
+SELECT_WAITER_LIMITS = "SELECT limit_name FROM waiters WHERE waiter_id = :w"
+DELETE_WAITER = "DELETE FROM waiters WHERE waiter_id = :w RETURNING limit_name"
+
+
+def delete_waiter_on(marks: str) -> str:
+    """Delete a waiter's rows on the limits named by ``marks``; the limits they were on."""
+    return (
+        f"DELETE FROM waiters WHERE waiter_id = :w AND limit_name IN ({marks}) RETURNING limit_name"
+    )
+
+
+DELETE_LEASE = (
+    "DELETE FROM leases WHERE lease_id = :id RETURNING limit_name, slots, created,"
+    " expires, holder_kind, holder_id"
+)
+# A lease's slots given back to one limit; how many wait there.
+RELEASE_SLOTS = (
+    "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
+    " THEN active_slots - :n ELSE 0 END, releases = releases + 1,"
+    " total_hold_seconds = total_hold_seconds + :held WHERE name = :name"
+    " RETURNING (SELECT COUNT(*) FROM waiters w WHERE w.limit_name = :name)"
+)
+
+# -- SQLite's one-statement grant (slots/fast.py) --------------------------------------
+
+# Room on a plain active limit, nobody ahead: the slots taken; else nothing written.
+FAST_GRANT = (
+    "UPDATE limits SET active_slots = active_slots + :n, grants = grants + 1,"
+    " decayed_at = :now WHERE name = :name AND active AND slot_decay_per_second = 0"
+    " AND active_slots + :n <= slot_limit AND NOT EXISTS (SELECT 1 FROM waiters w"
+    " WHERE w.limit_name = :name AND w.expires > :now AND w.priority >= :p)"
+    " RETURNING name"
+)
+
+# -- slots: acquire, wait, release, renew (slots/engine.py) ----------------------------
+
+NEXT_SEQUENCE_VALUE = "UPDATE sequences SET value = value + 1 WHERE name = :name RETURNING value"
+INSERT_SEQUENCE = (
+    "INSERT INTO sequences (name, value) VALUES (:name, 0) ON CONFLICT (name) DO NOTHING"
+)
+# A queued request's place (its rows on each limit).
+SELECT_WAITER_PLACE = "SELECT seq, created, limit_name FROM waiters WHERE waiter_id = :w"
+# A queued request's rows kept: expiry moved on, wake address updated if given.
+REFRESH_WAITER = (
+    "UPDATE waiters SET expires = :e, wake_address = COALESCE(:addr, wake_address)"
+    " WHERE waiter_id = :w"
+)
+INSERT_WAITER = (
+    "INSERT INTO waiters (seq, limit_name, waiter_id, slots, priority, holder_kind,"
+    " holder_id, pid, host, proc_start, wake_address, created, expires, node, mode,"
+    " lease_seconds, request_names) VALUES (:seq, :name, :w, :slots, :p, :kind,"
+    " :holder, :pid, :host, :start, :addr, :now, :expires, :node, :mode, :seconds,"
+    " :asked)"
+)
+COUNT_DENIAL = "UPDATE limits SET denials = denials + 1, queued = queued + 1 WHERE name = :name"
+SELECT_HANDOFF_EXISTS = "SELECT 1 FROM handoffs WHERE waiter_id = :w"
+
+
+def refresh_waiters(marks: str, skip_locked: str) -> str:
+    """Move on the expiry of the live waiters named by ``marks`` nobody else has locked."""
+    return (
+        "UPDATE waiters SET expires = :e WHERE waiter_id IN (SELECT waiter_id"
+        f" FROM waiters WHERE waiter_id IN ({marks})"
+        f" AND expires > :now ORDER BY waiter_id{skip_locked})"
+    )
+
+
+SELECT_LEASE_LIMITS = "SELECT limit_name FROM leases WHERE lease_id = :id"
+# The grant of a lease handed to a waiter, which read it and left it in place.
+DELETE_HANDOFF_OF_LEASE = "DELETE FROM handoffs WHERE waiter_id = :w AND lease_id = :id"
+
+
+def renew_leases(marks: str) -> str:
+    """Extend the leases named by ``marks`` not reaped; the ids of their rows extended."""
+    return (
+        f"UPDATE leases SET expires = :e WHERE lease_id IN ({marks})"
+        " AND expires > :doomed RETURNING lease_id"
+    )
