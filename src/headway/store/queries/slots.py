@@ -18,6 +18,11 @@ LEASE_COLUMNS = (
     " expires, node"
 )
 LEASE_VALUES = ":id, :name, :slots, :kind, :holder, :pid, :host, :start, :now, :expires, :node"
+#: What a waiter row holds that a grant handed to it needs.
+WAITER_COLUMNS = (
+    "waiter_id, limit_name, slots, priority, seq, wake_address, host, pid, proc_start, node,"
+    " holder_kind, holder_id, mode, lease_seconds, created, request_names"
+)
 
 # -- acquire: the decision's read, a grant, a lease (slots/rows.py) -------------------
 
@@ -130,3 +135,70 @@ def renew_leases(marks: str) -> str:
         f"UPDATE leases SET expires = :e WHERE lease_id IN ({marks})"
         " AND expires > :doomed RETURNING lease_id"
     )
+
+
+# -- direct handoff (slots/handoff.py) --------------------------------------------------
+
+# The waiters at the head of the queue of limit ``:name``, in grant order (the first
+# ``:depth`` of them).
+SELECT_QUEUE_HEAD = (
+    "SELECT waiter_id FROM waiters WHERE limit_name = :name AND expires > :now"
+    " ORDER BY priority DESC, seq"
+)
+SELECT_QUEUE_HEAD_TO_DEPTH = SELECT_QUEUE_HEAD + " LIMIT :depth"
+# The rows of the waiters at the head of one limit's queue.
+SELECT_HEAD_WAITERS = (
+    "SELECT " + WAITER_COLUMNS + " FROM waiters WHERE expires > :now AND waiter_id IN"
+    " (" + SELECT_QUEUE_HEAD + ")"
+)
+SELECT_HEAD_WAITERS_TO_DEPTH = (
+    "SELECT " + WAITER_COLUMNS + " FROM waiters WHERE expires > :now AND waiter_id IN"
+    " (" + SELECT_QUEUE_HEAD_TO_DEPTH + ")"
+)
+_SELECT_LIVE_WAITERS_IN = (
+    "SELECT " + WAITER_COLUMNS + " FROM waiters WHERE expires > :now AND waiter_id IN ("
+)
+
+
+def select_live_waiters(marks: str) -> str:
+    """The live rows of the waiters named by ``marks``."""
+    return f"{_SELECT_LIVE_WAITERS_IN}{marks})"
+
+
+INSERT_HANDOFF = (
+    "INSERT INTO handoffs (waiter_id, lease_id, names, slots, mode, lease_seconds,"
+    " lease_expires, waited, created, expires) VALUES (:w, :lease, :names, :slots,"
+    " :mode, :seconds, :lease_expires, :waited, :now, :forget)"
+)
+# The grant left for a waiter, taken: deleting it is what makes it the waiter's.
+TAKE_HANDOFF = (
+    "DELETE FROM handoffs WHERE waiter_id = :w RETURNING lease_id, names, slots, mode,"
+    " lease_seconds, lease_expires, waited"
+)
+SELECT_HANDOFF = (
+    "SELECT lease_id, names, slots, mode, lease_seconds, lease_expires, waited"
+    " FROM handoffs WHERE waiter_id = :w"
+)
+# When a lease expires (its rows' earliest); DOOMED once it was reaped.
+SELECT_LEASE_EXPIRES = "SELECT MIN(expires) FROM leases WHERE lease_id = :id"
+# The grant left for a waiter, given back.
+GIVE_BACK_HANDOFF = "DELETE FROM handoffs WHERE waiter_id = :w RETURNING lease_id, names, slots"
+# Rate tokens a waiter never used, given back.
+RETURN_TOKENS = "UPDATE limits SET active_slots = :v, decayed_at = :now WHERE name = :name"
+# The live waiters of a limit that ask more slots than its new limit.
+SELECT_UNFIT_WAITERS = (
+    "SELECT DISTINCT waiter_id, wake_address, host, pid FROM waiters"
+    " WHERE limit_name = :name AND expires > :now AND slots > :limit"
+)
+DELETE_WAITERS_ON_LIMIT = (
+    "DELETE FROM waiters WHERE limit_name = :name RETURNING waiter_id, slots, mode,"
+    " created, wake_address, host, pid, expires"
+)
+
+
+def select_queued_waiters(marks: str) -> str:
+    """Those of the waiters named by ``marks`` still queued somewhere."""
+    return f"SELECT DISTINCT waiter_id FROM waiters WHERE waiter_id IN ({marks})"
+
+
+SELECT_HANDOFF_NAMES = "SELECT names FROM handoffs WHERE waiter_id = :w"
