@@ -202,3 +202,88 @@ def select_queued_waiters(marks: str) -> str:
 
 
 SELECT_HANDOFF_NAMES = "SELECT names FROM handoffs WHERE waiter_id = :w"
+
+# -- reaping (slots/reaper.py) ----------------------------------------------------------
+
+# Limits with expired leases or waiters, or leases or waiters of node :node.
+SELECT_LIMITS_TO_SWEEP = (
+    "SELECT DISTINCT limit_name FROM leases WHERE expires <= :now"
+    " OR node = :node UNION SELECT DISTINCT limit_name FROM waiters"
+    " WHERE expires <= :now OR node = :node"
+)
+SELECT_STALE_HANDOFF = "SELECT 1 FROM handoffs WHERE expires <= :now LIMIT 1"
+DELETE_STALE_HANDOFFS = "DELETE FROM handoffs WHERE expires <= :now"
+# A limit's queue count as its waiter rows have it.
+_QUEUED_COUNT = "(SELECT COUNT(*) FROM waiters w WHERE w.limit_name = limits.name)"
+# The limits whose queue count disagrees with their waiter rows.
+SELECT_DRIFTED_QUEUE_COUNTS = "SELECT name FROM limits WHERE queued <> " + _QUEUED_COUNT
+_RECOUNT_QUEUED = "UPDATE limits SET queued = " + _QUEUED_COUNT + " WHERE name IN ("
+
+
+def recount_queued(marks: str) -> str:
+    """Set the queue count of the limits named by ``marks`` from their waiter rows."""
+    return f"{_RECOUNT_QUEUED}{marks})"
+
+
+# Either every row on the limits (their processes are judged) or the expired ones only.
+_EXPIRED = " AND expires <= :now"
+
+
+def select_reapable_leases(marks: str, *, every: bool) -> str:
+    """The lease rows on the limits named by ``marks``: ``every`` one, or the expired."""
+    query = (
+        "SELECT lease_id, limit_name, slots, pid, node, proc_start, expires, holder_kind,"
+        f" holder_id FROM leases WHERE limit_name IN ({marks})"
+    )
+    return query if every else query + _EXPIRED
+
+
+def select_reapable_waiters(marks: str, *, every: bool) -> str:
+    """The waiter rows on the limits named by ``marks``: ``every`` one, or the expired."""
+    query = (
+        "SELECT waiter_id, limit_name, pid, node, proc_start, expires FROM waiters"
+        f" WHERE limit_name IN ({marks})"
+    )
+    return query if every else query + _EXPIRED
+
+
+DELETE_LEASE_ON_LIMIT = "DELETE FROM leases WHERE lease_id = :id AND limit_name = :name"
+# A reaped lease's slots taken off one limit.
+REAP_SLOTS = (
+    "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
+    " THEN active_slots - :n ELSE 0 END, expiries = expiries + 1"
+    " WHERE name = :name"
+)
+# A lease's remaining rows marked reaped (expires DOOMED): their owner can no longer renew.
+DOOM_LEASE = "UPDATE leases SET expires = :doomed WHERE lease_id = :id"
+
+# -- the slot waits of ended runs (slots/run_waits.py) ---------------------------------
+
+# A task run's state, and its flow run's.
+SELECT_TASK_RUN_STATES = (
+    "SELECT t.state_type, t.flow_run_id, f.state_type FROM task_runs t"
+    " LEFT JOIN flow_runs f ON f.id = t.flow_run_id WHERE t.id = :id"
+)
+#: The holders that are task runs of the flow run ``:run``.
+TASK_RUNS_OF_FLOW_RUN = "holder_id IN (SELECT id FROM task_runs WHERE flow_run_id = :run)"
+
+
+def task_runs_in(marks: str) -> str:
+    """The holders that are the task runs named by ``marks``."""
+    return f"holder_id IN ({marks})"
+
+
+def select_task_run_waiters(holders: str) -> str:
+    """The waiter rows of the task runs ``holders`` picks (``TASK_RUNS_OF_FLOW_RUN`` ...)."""
+    return (
+        "SELECT waiter_id, limit_name, wake_address, host, pid, holder_id, slots FROM waiters"
+        f" WHERE holder_kind = 'task_run' AND {holders}"
+    )
+
+
+def select_task_run_handoffs(holders: str) -> str:
+    """The grants handed to the task runs ``holders`` picks, not taken yet."""
+    return (
+        "SELECT h.waiter_id, h.names FROM handoffs h JOIN leases l ON l.lease_id = h.lease_id"
+        f" WHERE l.holder_kind = 'task_run' AND l.{holders}"
+    )

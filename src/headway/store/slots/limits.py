@@ -28,6 +28,7 @@ from headway.exceptions import ConflictError, ObjectAlreadyExists, ObjectNotFoun
 from headway.store.db import Database, Tx
 from headway.store.events import Events
 from headway.store.queries import limits as ql
+from headway.store.queries import slots as qs
 from headway.store.slots.handoff import Handoff
 from headway.store.slots.reaper import Reaper
 from headway.store.slots.rows import (
@@ -45,10 +46,7 @@ def drop_leases(tx: Tx, name: str) -> int:
     """Delete every lease on ``name`` (locked), dooming their rows on other limits; how many."""
     ids = [r[0] for r in tx.execute(ql.SELECT_LEASE_IDS_ON_LIMIT, {"name": name})]
     tx.execute(ql.DELETE_LEASES_ON_LIMIT, {"name": name})
-    tx.executemany(
-        "UPDATE leases SET expires = :doomed WHERE lease_id = :id",
-        [{"id": i, "doomed": DOOMED} for i in ids],
-    )
+    tx.executemany(qs.DOOM_LEASE, [{"id": i, "doomed": DOOMED} for i in ids])
     return len(ids)
 
 
