@@ -287,3 +287,23 @@ def select_task_run_handoffs(holders: str) -> str:
         "SELECT h.waiter_id, h.names FROM handoffs h JOIN leases l ON l.lease_id = h.lease_id"
         f" WHERE l.holder_kind = 'task_run' AND l.{holders}"
     )
+
+
+# -- PostgreSQL's slot functions (slots/pg.py, pg_acquire.py) --------------------------
+
+CALL_HAND_OFF = "SELECT headway_hand_off(:names::text[], :now::float8, :ttl::float8)"
+CALL_TAKE = "SELECT headway_take(:w::text, :names::text[])"
+CALL_RELEASE = "SELECT headway_release(:id::text, :now::float8, :ttl::float8)"
+# Whether a lease is there (a release whose answer was lost did not commit).
+SELECT_LEASE_EXISTS = "SELECT 1 FROM leases WHERE lease_id = :id"
+CALL_ACQUIRE = (
+    "SELECT headway_acquire(:names::text[], :occupy::integer, :mode::text, :priority::integer,"
+    " :kind::text, :holder::text, :pid::integer, :host::text, :node::text, :start::bigint,"
+    " :seconds::float8, :now::float8, :w::text, :new::boolean, :may::boolean, :addr::text,"
+    " :lease::text, :strict::boolean, :my_node::text, :probe::boolean,"
+    " :dead_leases::text[], :dead_waiters::text[], :ttl::float8)"
+)
+# A lease's rows (an acquire whose answer was lost granted it).
+SELECT_LEASE_EXPIRIES = "SELECT limit_name, expires FROM leases WHERE lease_id = :id"
+SELECT_WAITER_EXISTS = "SELECT 1 FROM waiters WHERE waiter_id = :w"
+SELECT_LIMITS_ACTIVE_ANY = "SELECT name, active FROM limits WHERE name = ANY(:names::text[])"
