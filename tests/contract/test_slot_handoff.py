@@ -651,7 +651,8 @@ def test_postgres_a_grant_handed_while_the_waiter_asks_again_is_not_doubled(
     import psycopg
 
     from headway.store.dialects import POSTGRESQL
-    from headway.store.slots.pg import RELEASE_SQL, constants
+    from headway.store.queries.slots import CALL_RELEASE
+    from headway.store.slots.pg import constants
 
     assert backend.database_url is not None
     url = backend.database_url.replace("postgresql+psycopg://", "postgresql://")
@@ -667,7 +668,7 @@ def test_postgres_a_grant_handed_while_the_waiter_asks_again_is_not_doubled(
     )
     try:
         params = {"id": holder.lease_id, "now": backend.clock.now(), **constants(backend.settings)}
-        releaser.execute(POSTGRESQL.sql(RELEASE_SQL), params)
+        releaser.execute(POSTGRESQL.sql(CALL_RELEASE), params)
         asker.start()
         blocked = threading.Event()
         for _ in range(600):  # until the asker's statement waits for the row lock

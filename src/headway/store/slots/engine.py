@@ -26,6 +26,7 @@ from headway.exceptions import ConcurrencySlotAcquisitionError
 from headway.settings import Settings
 from headway.store.db import Database, Tx
 from headway.store.events import Events
+from headway.store.queries import slots as qs
 from headway.store.slots.fast import fast_grant
 from headway.store.slots.handoff import Handoff
 from headway.store.slots.pg import release_in_one, take_in_one
@@ -45,19 +46,10 @@ from headway.store.slots.run_waits import RunWaits
 
 def next_seq(tx: Tx, name: str) -> int:
     """The next value of the sequence ``name`` (waiters' FIFO order), inside ``tx``."""
-    row = tx.one(
-        "UPDATE sequences SET value = value + 1 WHERE name = :name RETURNING value",
-        {"name": name},
-    )
+    row = tx.one(qs.NEXT_SEQUENCE_VALUE, {"name": name})
     if row is None:
-        tx.execute(
-            "INSERT INTO sequences (name, value) VALUES (:name, 0) ON CONFLICT (name) DO NOTHING",
-            {"name": name},
-        )
-        row = tx.one(
-            "UPDATE sequences SET value = value + 1 WHERE name = :name RETURNING value",
-            {"name": name},
-        )
+        tx.execute(qs.INSERT_SEQUENCE, {"name": name})
+        row = tx.one(qs.NEXT_SEQUENCE_VALUE, {"name": name})
     assert row is not None
     return int(row[0])
 
@@ -142,10 +134,7 @@ class Slots:
                 handed = self.handoff.take(tx, waiter_id, names, now)
                 if handed is not None:
                     return handed
-                mine = tx.execute(
-                    "SELECT seq, created, limit_name FROM waiters WHERE waiter_id = :w",
-                    {"w": waiter_id},
-                )
+                mine = tx.execute(qs.SELECT_WAITER_PLACE, {"w": waiter_id})
                 if mine:
                     seq, waiting_since = int(mine[0][0]), float(mine[0][1])
                     queued_on = {r[2] for r in mine}
@@ -228,8 +217,7 @@ class Slots:
                 # The wake address follows the request: a long poll resumed through
                 # another server (or process) is woken there.
                 tx.execute(
-                    "UPDATE waiters SET expires = :e, wake_address = COALESCE(:addr, wake_address)"
-                    " WHERE waiter_id = :w",
+                    qs.REFRESH_WAITER,
                     {
                         "e": now + self.settings.waiter_ttl_seconds,
                         "w": waiter_id,
@@ -285,11 +273,7 @@ class Slots:
         asked = json.dumps(list(names)) if set(names).difference(limited) else None
         expires = self.clock.now() + self.settings.waiter_ttl_seconds
         tx.executemany(
-            "INSERT INTO waiters (seq, limit_name, waiter_id, slots, priority, holder_kind,"
-            " holder_id, pid, host, proc_start, wake_address, created, expires, node, mode,"
-            " lease_seconds, request_names) VALUES (:seq, :name, :w, :slots, :p, :kind,"
-            " :holder, :pid, :host, :start, :addr, :now, :expires, :node, :mode, :seconds,"
-            " :asked)",
+            qs.INSERT_WAITER,
             [
                 {
                     "seq": seq,
@@ -313,10 +297,7 @@ class Slots:
                 for n in limited
             ],
         )
-        tx.executemany(
-            "UPDATE limits SET denials = denials + 1, queued = queued + 1 WHERE name = :name",
-            [{"name": n} for n in limited],
-        )
+        tx.executemany(qs.COUNT_DENIAL, [{"name": n} for n in limited])
         self.events.slot_events(tx, now, "slot.denied", limited, occupy, holder_kind, holder_id,
                           process, None, None, f" priority={priority}")  # fmt: skip
 
@@ -333,7 +314,7 @@ class Slots:
             return None
         if self.db.dialect.slot_functions:
             return take_in_one(self.db, waiter_id, names)
-        query, params = "SELECT 1 FROM handoffs WHERE waiter_id = :w", {"w": waiter_id}
+        query, params = qs.SELECT_HANDOFF_EXISTS, {"w": waiter_id}
         if self.db.dialect.autocommit_statements:
             found = self.db.execute_alone(query, params)
         else:
@@ -378,9 +359,7 @@ class Slots:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 tx.execute(
-                    "UPDATE waiters SET expires = :e WHERE waiter_id IN (SELECT waiter_id"
-                    f" FROM waiters WHERE waiter_id IN ({marks('w', len(chunk))})"
-                    f" AND expires > :now ORDER BY waiter_id{skip})",
+                    qs.refresh_waiters(marks("w", len(chunk)), skip),
                     bind("w", chunk, {"e": expires, "now": now}),
                 )
 
@@ -410,18 +389,10 @@ class Slots:
         with self.db.write() as tx:
             if tx.dialect.row_locks:
                 # Row locks: take the limits' locks first, in name order, as acquire does.
-                names = [
-                    r[0]
-                    for r in tx.execute(
-                        "SELECT limit_name FROM leases WHERE lease_id = :id", {"id": lease_id}
-                    )
-                ]
+                names = [r[0] for r in tx.execute(qs.SELECT_LEASE_LIMITS, {"id": lease_id})]
                 lock(tx, sorted(names))
             if handed_to:
-                tx.execute(
-                    "DELETE FROM handoffs WHERE waiter_id = :w AND lease_id = :id",
-                    {"w": handed_to, "id": lease_id},
-                )
+                tx.execute(qs.DELETE_HANDOFF_OF_LEASE, {"w": handed_to, "id": lease_id})
             rows, crowded = release_in(self.events, tx, lease_id, now)
             if not rows:
                 return False, []
@@ -442,8 +413,7 @@ class Slots:
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
                 rows = tx.execute(
-                    f"UPDATE leases SET expires = :e WHERE lease_id IN ({marks('l', len(chunk))})"
-                    " AND expires > :doomed RETURNING lease_id",
+                    qs.renew_leases(marks("l", len(chunk))),
                     bind("l", chunk, {"e": now + lease_seconds, "doomed": DOOMED}),
                 )
                 alive.update(r[0] for r in rows)

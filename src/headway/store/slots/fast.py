@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from headway.core.limits import ProcessInfo, SlotGrant
 from headway.store.db import Tx
+from headway.store.queries import slots as qs
 from headway.store.slots.rows import insert_lease
 
 if TYPE_CHECKING:
@@ -37,14 +38,7 @@ def fast_grant(
     conditions are read and the count written with nothing in between. None
     when it does not apply; the full decision then runs in the same transaction.
     """
-    taken = tx.one(
-        "UPDATE limits SET active_slots = active_slots + :n, grants = grants + 1,"
-        " decayed_at = :now WHERE name = :name AND active AND slot_decay_per_second = 0"
-        " AND active_slots + :n <= slot_limit AND NOT EXISTS (SELECT 1 FROM waiters w"
-        " WHERE w.limit_name = :name AND w.expires > :now AND w.priority >= :p)"
-        " RETURNING name",
-        {"n": float(occupy), "now": now, "name": name, "p": priority},
-    )
+    taken = tx.one(qs.FAST_GRANT, {"n": float(occupy), "now": now, "name": name, "p": priority})
     if taken is None:
         return None
     lease_id, expires = insert_lease(

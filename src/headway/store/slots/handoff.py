@@ -38,10 +38,11 @@ from headway.exceptions import LimitClosed, ValidationError
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
 from headway.store.events import Events
+from headway.store.queries import limits as ql
+from headway.store.queries import slots as qs
 from headway.store.slots.pg import hand_off_in
 from headway.store.slots.rows import (
     DOOMED,
-    LIMIT_COLUMNS,
     bind,
     dequeue,
     limit_states,
@@ -55,17 +56,6 @@ from headway.store.slots.rows import (
     write_grant,
 )
 from headway.store.wakeups_pg import notify_in_transaction
-
-#: What a waiter row holds that a grant handed to it needs.
-_WAITER_COLUMNS = (
-    "waiter_id, limit_name, slots, priority, seq, wake_address, host, pid, proc_start, node,"
-    " holder_kind, holder_id, mode, lease_seconds, created, request_names"
-)
-#: The waiters at the head of the queue of limit ``:name``, in grant order.
-_HEADS = (
-    "SELECT waiter_id FROM waiters WHERE limit_name = :name AND expires > :now"
-    " ORDER BY priority DESC, seq"
-)
 
 
 def _names_of(text: str) -> list[str]:
@@ -115,8 +105,7 @@ class Handoff:
             # The usual release, of one limit: its head's rows in one statement.
             depth = queue_depth(states.get(names[0]))
             rows = tx.execute(
-                f"SELECT {_WAITER_COLUMNS} FROM waiters WHERE expires > :now AND waiter_id IN"
-                f" ({_HEADS}{'' if depth is None else ' LIMIT :depth'})",
+                qs.SELECT_HEAD_WAITERS if depth is None else qs.SELECT_HEAD_WAITERS_TO_DEPTH,
                 {"name": names[0], "now": now, "depth": depth},
             )
         else:
@@ -126,14 +115,13 @@ class Handoff:
                 heads.update(
                     r[0]
                     for r in tx.execute(
-                        _HEADS + ("" if depth is None else " LIMIT :depth"),
+                        qs.SELECT_QUEUE_HEAD if depth is None else qs.SELECT_QUEUE_HEAD_TO_DEPTH,
                         {"name": name, "now": now, "depth": depth},
                     )
                 )
             ordered = sorted(heads)
             rows = tx.execute(
-                f"SELECT {_WAITER_COLUMNS} FROM waiters WHERE expires > :now"
-                f" AND waiter_id IN ({marks('w', len(ordered))})",
+                qs.select_live_waiters(marks("w", len(ordered))),
                 bind("w", ordered, {"now": now}),
             ) if ordered else []  # fmt: skip
         if not rows:
@@ -249,9 +237,7 @@ class Handoff:
             grant.expires if grant.expires is not None else now + self.settings.waiter_ttl_seconds
         )
         tx.execute(
-            "INSERT INTO handoffs (waiter_id, lease_id, names, slots, mode, lease_seconds,"
-            " lease_expires, waited, created, expires) VALUES (:w, :lease, :names, :slots,"
-            " :mode, :seconds, :lease_expires, :waited, :now, :forget)",
+            qs.INSERT_HANDOFF,
             {
                 "w": waiter_id,
                 "lease": grant.lease_id,
@@ -274,11 +260,7 @@ class Handoff:
         cancel then gives the slots back). ``gone`` when its lease was reaped
         meanwhile (the waiter came back after the lease expired).
         """
-        row = tx.one(
-            "DELETE FROM handoffs WHERE waiter_id = :w RETURNING lease_id, names, slots, mode,"
-            " lease_seconds, lease_expires, waited",
-            {"w": waiter_id},
-        )
+        row = tx.one(qs.TAKE_HANDOFF, {"w": waiter_id})
         return None if row is None else self._grant_of(tx, row, names)
 
     def peek(self, tx: Tx, waiter_id: str, names: Sequence[str]) -> Attempt | None:
@@ -288,11 +270,7 @@ class Handoff:
         (``SlotPolicy`` marks it taken, and its release deletes the row): it
         learns of its grant with a read, not a write transaction of its own.
         """
-        row = tx.one(
-            "SELECT lease_id, names, slots, mode, lease_seconds, lease_expires, waited"
-            " FROM handoffs WHERE waiter_id = :w",
-            {"w": waiter_id},
-        )
+        row = tx.one(qs.SELECT_HANDOFF, {"w": waiter_id})
         return None if row is None else self._grant_of(tx, row, names)
 
     def _grant_of(self, tx: Tx, row: Row, names: Sequence[str]) -> Attempt:
@@ -300,7 +278,7 @@ class Handoff:
         granted = tuple(str(n) for n in json.loads(row[1]))
         expires = None if row[5] is None else float(row[5])
         if lease_id is not None:
-            held = tx.one("SELECT MIN(expires) FROM leases WHERE lease_id = :id", {"id": lease_id})
+            held = tx.one(qs.SELECT_LEASE_EXPIRES, {"id": lease_id})
             if held is None or held[0] is None or float(held[0]) <= DOOMED:
                 return Attempt(gone=True)
             expires = float(held[0])
@@ -319,10 +297,7 @@ class Handoff:
 
         Returns the limits whose slots came back.
         """
-        row = tx.one(
-            "DELETE FROM handoffs WHERE waiter_id = :w RETURNING lease_id, names, slots",
-            {"w": waiter_id},
-        )
+        row = tx.one(qs.GIVE_BACK_HANDOFF, {"w": waiter_id})
         if row is None:
             return []
         if row[0] is not None:
@@ -331,14 +306,12 @@ class Handoff:
         # Rate tokens the waiter never used: given back, as if never taken.
         names = sorted(str(n) for n in json.loads(row[1]))
         for name in names:
-            current = tx.one(
-                f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name = :name", {"name": name}
-            )
+            current = tx.one(ql.SELECT_LIMIT, {"name": name})
             if current is None:
                 continue
             state = state_of(current, now)
             tx.execute(
-                "UPDATE limits SET active_slots = :v, decayed_at = :now WHERE name = :name",
+                qs.RETURN_TOKENS,
                 {"v": released(state.active_slots, int(row[2])), "now": now, "name": name},
             )
         return names
@@ -350,11 +323,7 @@ class Handoff:
         own next attempt: woken now, they learn it at once instead of at their
         next periodic look. Nothing else changes.
         """
-        rows = tx.execute(
-            "SELECT DISTINCT waiter_id, wake_address, host, pid FROM waiters"
-            " WHERE limit_name = :name AND expires > :now AND slots > :limit",
-            {"name": name, "now": now, "limit": limit},
-        )
+        rows = tx.execute(qs.SELECT_UNFIT_WAITERS, {"name": name, "now": now, "limit": limit})
         targets = [WakeTarget(r[0], r[1], r[2], int(r[3])) for r in rows]
         return notify_in_transaction(tx, targets) if targets else []
 
@@ -366,19 +335,14 @@ class Handoff:
         reported unknown), as its own attempt would find. One also queued on
         other limits is woken to retry there: those limits are not locked here.
         """
-        rows = tx.execute(
-            "DELETE FROM waiters WHERE limit_name = :name RETURNING waiter_id, slots, mode,"
-            " created, wake_address, host, pid, expires",
-            {"name": name},
-        )
+        rows = tx.execute(qs.DELETE_WAITERS_ON_LIMIT, {"name": name})
         live = [r for r in rows if float(r[7]) > now]
         if not live:
             return []
         elsewhere = {
             r[0]
             for r in tx.execute(
-                f"SELECT DISTINCT waiter_id FROM waiters WHERE waiter_id IN"
-                f" ({marks('w', len(live))})",
+                qs.select_queued_waiters(marks("w", len(live))),
                 bind("w", [r[0] for r in live], {}),
             )
         }
@@ -400,13 +364,8 @@ class Handoff:
         """
         if not waiter_id:
             return []
-        queued = {
-            r[0]
-            for r in tx.execute(
-                "SELECT limit_name FROM waiters WHERE waiter_id = :w", {"w": waiter_id}
-            )
-        }
-        handed = tx.one("SELECT names FROM handoffs WHERE waiter_id = :w", {"w": waiter_id})
+        queued = {r[0] for r in tx.execute(qs.SELECT_WAITER_LIMITS, {"w": waiter_id})}
+        handed = tx.one(qs.SELECT_HANDOFF_NAMES, {"w": waiter_id})
         if not queued and handed is None:
             return []
         held = {str(n) for n in json.loads(handed[0])} if handed is not None else set()

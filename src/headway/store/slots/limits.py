@@ -27,11 +27,12 @@ from headway.core.models import Holder, Lease, Limit, Waiter
 from headway.exceptions import ConflictError, ObjectAlreadyExists, ObjectNotFound
 from headway.store.db import Database, Tx
 from headway.store.events import Events
+from headway.store.queries import limits as ql
+from headway.store.queries import slots as qs
 from headway.store.slots.handoff import Handoff
 from headway.store.slots.reaper import Reaper
 from headway.store.slots.rows import (
     DOOMED,
-    LIMIT_RECORD_COLUMNS,
     dt,
     limit_of,
     limit_row,
@@ -43,17 +44,9 @@ from headway.store.sql import in_list
 
 def drop_leases(tx: Tx, name: str) -> int:
     """Delete every lease on ``name`` (locked), dooming their rows on other limits; how many."""
-    ids = [
-        r[0]
-        for r in tx.execute(
-            "SELECT DISTINCT lease_id FROM leases WHERE limit_name = :name", {"name": name}
-        )
-    ]
-    tx.execute("DELETE FROM leases WHERE limit_name = :name", {"name": name})
-    tx.executemany(
-        "UPDATE leases SET expires = :doomed WHERE lease_id = :id",
-        [{"id": i, "doomed": DOOMED} for i in ids],
-    )
+    ids = [r[0] for r in tx.execute(ql.SELECT_LEASE_IDS_ON_LIMIT, {"name": name})]
+    tx.execute(ql.DELETE_LEASES_ON_LIMIT, {"name": name})
+    tx.executemany(qs.DOOM_LEASE, [{"id": i, "doomed": DOOMED} for i in ids])
     return len(ids)
 
 
@@ -86,9 +79,7 @@ class Limits:
         now = self.clock.now()
         with self.db.write() as tx:
             created = tx.rowcount(
-                "INSERT INTO limits (id, name, slot_limit, active, active_slots,"
-                " slot_decay_per_second, decayed_at, created, updated) VALUES (:id, :name, :limit,"
-                " :active, :slots, :decay, :now, :now, :now) ON CONFLICT (name) DO NOTHING",
+                ql.INSERT_LIMIT,
                 {
                     "id": str(uuid.uuid4()),
                     "name": name,
@@ -109,7 +100,7 @@ class Limits:
         """One limit with its live waiter count; ObjectNotFound if unknown."""
         now = self.clock.now()
         with self.db.read() as tx:
-            rows = self._limits_with_waiters(tx, "WHERE name = :name", {"name": name}, now)
+            rows = self._limits_with_waiters(tx, ql.SELECT_LIMIT_WITH_WAITERS, {"name": name}, now)
         if not rows:
             raise ObjectNotFound(f"no limit named {name!r}")
         return rows[0]
@@ -117,22 +108,17 @@ class Limits:
     def list_limits(self, *, prefix: str | None = None) -> list[Limit]:
         """Every limit (or those whose name starts with ``prefix``), by name."""
         now = self.clock.now()
-        where, params = "", {}
+        query, params = ql.SELECT_LIMITS_WITH_WAITERS, {}
         if prefix:
-            where = "WHERE substr(name, 1, :plen) = :prefix"
+            query = ql.SELECT_LIMITS_WITH_WAITERS_BY_PREFIX
             params = {"plen": len(prefix), "prefix": prefix}
         with self.db.read() as tx:
-            return self._limits_with_waiters(tx, where, params, now)
+            return self._limits_with_waiters(tx, query, params, now)
 
     def _limits_with_waiters(
-        self, tx: Tx, where: str, params: dict[str, Any], now: float
+        self, tx: Tx, query: str, params: dict[str, Any], now: float
     ) -> list[Limit]:
-        rows = tx.execute(
-            f"SELECT {LIMIT_RECORD_COLUMNS}, (SELECT COUNT(*) FROM waiters w"
-            " WHERE w.limit_name = limits.name AND w.expires > :now)"
-            f" FROM limits {where} ORDER BY name",
-            {**params, "now": now},
-        )
+        rows = tx.execute(query, {**params, "now": now})
         return [limit_of(r, now, int(r[11])) for r in rows]
 
     def update_limit(
@@ -152,21 +138,20 @@ class Limits:
         with self.db.write() as tx:
             row = lock_one(tx, name)
             state = state_of(row, now)
-            sets = ["updated = :now", "active_slots = :slots", "decayed_at = :now"]
             # Materialise the decay so far, so a new decay rate applies from now on.
             params: dict[str, Any] = {"name": name, "now": now, "slots": state.active_slots}
             if new_slots is not None:
                 params["slots"] = float(new_slots)
             if new_limit is not None:
-                sets.append("slot_limit = :limit")
                 params["limit"] = new_limit
             if active is not None:
-                sets.append("active = :active")
                 params["active"] = bool(active)
             if new_decay is not None:
-                sets.append("slot_decay_per_second = :decay")
                 params["decay"] = new_decay
-            tx.execute(f"UPDATE limits SET {', '.join(sets)} WHERE name = :name", params)
+            query = ql.update_limit(
+                limit=new_limit is not None, active=active is not None, decay=new_decay is not None
+            )
+            tx.execute(query, params)
             changes = {
                 "limit": new_limit,
                 "active": active,
@@ -191,10 +176,7 @@ class Limits:
         with self.db.write() as tx:
             lock_one(tx, name)
             self.reaper.reap(tx, [name], now, check_processes=True, force_check=True)
-            holders = tx.one(
-                "SELECT COUNT(DISTINCT lease_id) FROM leases WHERE limit_name = :name",
-                {"name": name},
-            )
+            holders = tx.one(ql.SELECT_HOLDER_COUNT, {"name": name})
             count = int(holders[0]) if holders else 0
             if count and not force:
                 raise ConflictError(
@@ -203,7 +185,7 @@ class Limits:
                 )
             drop_leases(tx, name)
             wake = self.handoff.unqueue_deleted(tx, name, now)
-            tx.execute("DELETE FROM limits WHERE name = :name", {"name": name})
+            tx.execute(ql.DELETE_LIMIT, {"name": name})
             self.events.event(
                 tx, now, "limit.deleted", name, None, f"force={force} holders={count}"
             )
@@ -215,11 +197,7 @@ class Limits:
         with self.db.write() as tx:
             lock_one(tx, name)
             dropped = drop_leases(tx, name)
-            tx.execute(
-                "UPDATE limits SET active_slots = 0, decayed_at = :now, updated = :now"
-                " WHERE name = :name",
-                {"name": name, "now": now},
-            )
+            tx.execute(ql.RESET_LIMIT, {"name": name, "now": now})
             self.events.event(tx, now, "limit.reset", name, None, f"leases={dropped}")
             wake = self.handoff.hand_off(tx, [name], now)
             row = limit_row(tx, name)
@@ -229,20 +207,13 @@ class Limits:
         """A limit, its holders (oldest first) and its live waiters (in grant order)."""
         now = self.clock.now()
         with self.db.read() as tx:
-            limits = self._limits_with_waiters(tx, "WHERE name = :name", {"name": name}, now)
+            limits = self._limits_with_waiters(
+                tx, ql.SELECT_LIMIT_WITH_WAITERS, {"name": name}, now
+            )
             if not limits:
                 raise ObjectNotFound(f"no limit named {name!r}")
-            lease_rows = tx.execute(
-                "SELECT lease_id, slots, holder_kind, holder_id, pid, host, created, expires"
-                " FROM leases WHERE limit_name = :name ORDER BY created, lease_id",
-                {"name": name},
-            )
-            waiter_rows = tx.execute(
-                "SELECT seq, slots, priority, holder_kind, holder_id, pid, host, created"
-                " FROM waiters WHERE limit_name = :name AND expires > :now"
-                " ORDER BY priority DESC, seq",
-                {"name": name, "now": now},
-            )
+            lease_rows = tx.execute(ql.SELECT_LIMIT_HOLDERS, {"name": name})
+            waiter_rows = tx.execute(ql.SELECT_LIMIT_WAITERS, {"name": name, "now": now})
         holders = tuple(
             Lease(
                 id=r[0],
@@ -275,17 +246,12 @@ class Limits:
             return {}
         params: dict[str, Any] = {}
         marks = in_list("n", list(names), params)
-        rows = tx.execute(
-            f"SELECT name, slot_limit, active FROM limits WHERE name IN ({marks})", params
-        )
+        rows = tx.execute(ql.select_limit_values(marks), params)
         return {r[0]: int(r[1]) for r in rows if bool(r[2])}
 
     def put_limit(self, tx: Tx, name: str, value: int | None) -> list[WakeTarget]:
         """Set (create or re-activate) or clear (deactivate) one limit, inside ``tx``."""
-        row = tx.one(
-            f"SELECT slot_limit, active FROM limits WHERE name = :n{tx.dialect.for_update}",
-            {"n": name},
-        )
+        row = tx.one(ql.lock_limit_value(tx.dialect.for_update), {"n": name})
         if value is None:
             if row is None or not bool(row[1]):
                 return []
@@ -306,8 +272,7 @@ class Limits:
         return [
             r[0]
             for r in tx.execute(
-                "SELECT name FROM limits WHERE substr(name, 1, :plen) = :prefix",
-                {"plen": len(prefix), "prefix": prefix},
+                ql.SELECT_LIMIT_NAMES_BY_PREFIX, {"plen": len(prefix), "prefix": prefix}
             )
         ]
 
@@ -315,9 +280,9 @@ class Limits:
         """Delete these limits; deactivate those still held (holders give them back later)."""
         wake: list[WakeTarget] = []
         for name in names:
-            if tx.one("SELECT 1 FROM limits WHERE name = :n", {"n": name}) is None:
+            if tx.one(ql.SELECT_LIMIT_EXISTS, {"n": name}) is None:
                 continue
-            held = tx.one("SELECT 1 FROM leases WHERE limit_name = :n LIMIT 1", {"n": name})
+            held = tx.one(ql.SELECT_LIMIT_HELD, {"n": name})
             if held is None:
                 wake.extend(self.delete_limit(name))
             else:

@@ -28,15 +28,12 @@ from headway.core.limits import Mode, ProcessInfo, SlotGrant, WakeTarget
 from headway.exceptions import OutcomeUnknown, StoreUnavailable
 from headway.settings import Settings
 from headway.store.db import Database, Row, Tx
+from headway.store.queries import slots as qs
 from headway.store.slots.rows import DOOMED
 from headway.store.wakeups_pg import PREFIX
 
 if TYPE_CHECKING:
     from headway.store.events import Events
-
-HAND_OFF_SQL = "SELECT headway_hand_off(:names::text[], :now::float8, :ttl::float8)"
-TAKE_SQL = "SELECT headway_take(:w::text, :names::text[])"
-RELEASE_SQL = "SELECT headway_release(:id::text, :now::float8, :ttl::float8)"
 
 
 def look(db: Database, query: str, params: dict[str, Any]) -> list[Row]:
@@ -89,7 +86,7 @@ def hand_off_in(
     tx: Tx, events: Events, settings: Settings, names: Sequence[str], now: float
 ) -> list[WakeTarget]:
     """``Handoff.hand_off`` on PostgreSQL: one call of ``headway_hand_off`` inside ``tx``."""
-    row = tx.one(HAND_OFF_SQL, {"names": list(names), "now": now, **constants(settings)})
+    row = tx.one(qs.CALL_HAND_OFF, {"names": list(names), "now": now, **constants(settings)})
     assert row is not None
     return handed_on(events, now, row[0])
 
@@ -107,11 +104,11 @@ def release_in_one(
     """
     params = {"id": lease_id, "now": now, **constants(settings)}
     try:
-        rows = db.execute_alone(RELEASE_SQL, params)
+        rows = db.execute_alone(qs.CALL_RELEASE, params)
     except OutcomeUnknown:
-        if not look(db, "SELECT 1 FROM leases WHERE lease_id = :id", {"id": lease_id}):
+        if not look(db, qs.SELECT_LEASE_EXISTS, {"id": lease_id}):
             return True, []
-        rows = db.execute_alone(RELEASE_SQL, params)
+        rows = db.execute_alone(qs.CALL_RELEASE, params)
     answer: dict[str, Any] = rows[0][0]
     released = [tuple(r) for r in answer["released"]]
     if not released:
@@ -156,15 +153,12 @@ def take_in_one(db: Database, waiter_id: str, names: Sequence[str]) -> Attempt |
     It takes no limit's lock. When the connection fails under it the outcome
     is unknown, as a lost COMMIT's is: :class:`OutcomeUnknown` is raised.
     """
-    rows = db.execute_alone(TAKE_SQL, {"w": waiter_id, "names": list(names)})
+    rows = db.execute_alone(qs.CALL_TAKE, {"w": waiter_id, "names": list(names)})
     answer: dict[str, Any] | None = rows[0][0] if rows else None
     return None if answer is None else handed(answer, names)
 
 
 __all__ = [
-    "HAND_OFF_SQL",
-    "RELEASE_SQL",
-    "TAKE_SQL",
     "constants",
     "hand_off_in",
     "handed",

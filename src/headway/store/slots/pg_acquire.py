@@ -27,19 +27,12 @@ from headway.core.limits import LimitState, Mode, ProcessInfo, SlotGrant, SlotWa
 from headway.exceptions import OutcomeUnknown
 from headway.settings import Settings
 from headway.store.db import Database
+from headway.store.queries import slots as qs
 from headway.store.slots.pg import constants, handed, handed_on, limits_of, look
 
 if TYPE_CHECKING:
     from headway.store.events import Events
     from headway.store.slots.reaper import Reaper
-
-ACQUIRE_SQL = (
-    "SELECT headway_acquire(:names::text[], :occupy::integer, :mode::text, :priority::integer,"
-    " :kind::text, :holder::text, :pid::integer, :host::text, :node::text, :start::bigint,"
-    " :seconds::float8, :now::float8, :w::text, :new::boolean, :may::boolean, :addr::text,"
-    " :lease::text, :strict::boolean, :my_node::text, :probe::boolean,"
-    " :dead_leases::text[], :dead_waiters::text[], :ttl::float8)"
-)
 
 
 def acquire_in_one(
@@ -136,19 +129,17 @@ def _acquire(db: Database, params: dict[str, Any]) -> dict[str, Any]:
     outcome stays unknown, as a lost COMMIT's does.
     """
     try:
-        return _answer(db.execute_alone(ACQUIRE_SQL, params))
+        return _answer(db.execute_alone(qs.CALL_ACQUIRE, params))
     except OutcomeUnknown:
         lease = {"id": params["lease"]}
-        held = look(db, "SELECT limit_name, expires FROM leases WHERE lease_id = :id", lease)
+        held = look(db, qs.SELECT_LEASE_EXPIRIES, lease)
         if held:
             return _granted_before(db, params, held)
         if not params["new"]:
             raise
-        if params["may"] and look(
-            db, "SELECT 1 FROM waiters WHERE waiter_id = :w", {"w": params["w"]}
-        ):
+        if params["may"] and look(db, qs.SELECT_WAITER_EXISTS, {"w": params["w"]}):
             params = {**params, "new": False}
-        return _answer(db.execute_alone(ACQUIRE_SQL, params))
+        return _answer(db.execute_alone(qs.CALL_ACQUIRE, params))
 
 
 def _answer(rows: Sequence[Sequence[Any]]) -> dict[str, Any]:
@@ -164,10 +155,7 @@ def _granted_before(
     How long it waited went with the answer (0 is reported), and so did any
     grant it handed on (those waiters were notified at its commit).
     """
-    known = look(
-        db, "SELECT name, active FROM limits WHERE name = ANY(:names::text[])",
-        {"names": params["names"]},
-    )  # fmt: skip
+    known = look(db, qs.SELECT_LIMITS_ACTIVE_ANY, {"names": params["names"]})
     limits = [[str(n), bool(active)] for n, active in known]
     return {
         "status": "granted", "lease": params["lease"], "limits": limits, "waited": 0.0,
@@ -175,4 +163,4 @@ def _granted_before(
     }  # fmt: skip
 
 
-__all__ = ["ACQUIRE_SQL", "acquire_in_one"]
+__all__ = ["acquire_in_one"]

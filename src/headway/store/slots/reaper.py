@@ -20,6 +20,7 @@ from headway.core.limits import ProcessRecord, WakeTarget, is_dead
 from headway.store.db import Database, Row, Tx
 from headway.store.dialects import fails_whole_pass
 from headway.store.events import Events
+from headway.store.queries import slots as qs
 from headway.store.slots.handoff import Handoff
 from headway.store.slots.rows import DOOMED, bind, dequeue, lock, marks
 
@@ -66,12 +67,7 @@ class Reaper:
                     raise
                 self.events.report_skipped("queue count", "*", exc)
             with self.db.read() as tx:
-                rows = tx.execute(
-                    "SELECT DISTINCT limit_name FROM leases WHERE expires <= :now"
-                    " OR node = :node UNION SELECT DISTINCT limit_name FROM waiters"
-                    " WHERE expires <= :now OR node = :node",
-                    {"now": now, "node": node},
-                )
+                rows = tx.execute(qs.SELECT_LIMITS_TO_SWEEP, {"now": now, "node": node})
             names = [r[0] for r in rows]
         names = sorted(set(names))
         if not names:
@@ -115,7 +111,7 @@ class Reaper:
     def _forget_stale_handoffs(self, now: float) -> None:
         # Looked for in a read first: on SQLite a write would take the lock every sweep.
         with self.db.read() as tx:
-            if tx.one("SELECT 1 FROM handoffs WHERE expires <= :now LIMIT 1", {"now": now}) is None:
+            if tx.one(qs.SELECT_STALE_HANDOFF, {"now": now}) is None:
                 return
         with self.db.write() as tx:
             self._forget_handoffs(tx, now)
@@ -123,7 +119,7 @@ class Reaper:
     def _forget_handoffs(self, tx: Tx, now: float) -> None:
         # Grants never taken, past their lease's expiry (the lease itself is reaped
         # as any other): a waiter coming back later finds nothing, as if expired.
-        tx.execute("DELETE FROM handoffs WHERE expires <= :now", {"now": now})
+        tx.execute(qs.DELETE_STALE_HANDOFFS, {"now": now})
 
     def recount_queued(self) -> list[str]:
         """Set ``limits.queued`` from the waiter rows where they disagree; the limits fixed.
@@ -132,23 +128,18 @@ class Reaper:
         this finds nothing unless that promise was broken; the sweeper runs it
         as a safety net (a count too low would let a newcomer pass the queue).
         """
-        count = "(SELECT COUNT(*) FROM waiters w WHERE w.limit_name = limits.name)"
-        find = f"SELECT name FROM limits WHERE queued <> {count}"
         # Looked for in a read first: the sweeper runs this often, and a write
         # transaction on SQLite would take the write lock each time.
         with self.db.read() as tx:
-            if not tx.execute(find):
+            if not tx.execute(qs.SELECT_DRIFTED_QUEUE_COUNTS):
                 return []
         with self.db.write() as tx:
-            drifted = sorted(r[0] for r in tx.execute(find))
+            drifted = sorted(r[0] for r in tx.execute(qs.SELECT_DRIFTED_QUEUE_COUNTS))
             if not drifted:
                 return []
             # Locked first: the count is then taken with nobody queuing meanwhile.
             lock(tx, drifted)
-            tx.execute(
-                f"UPDATE limits SET queued = {count} WHERE name IN ({marks('n', len(drifted))})",
-                bind("n", drifted, {}),
-            )
+            tx.execute(qs.recount_queued(marks("n", len(drifted))), bind("n", drifted, {}))
         logger.warning("re-counted the queue of %d limit(s): %s", len(drifted), drifted)
         return drifted
 
@@ -222,17 +213,8 @@ class Reaper:
             for n in due:
                 checked[n] = now + _LIVENESS_EVERY_SECONDS
             probe = bool(due)
-        leases = tx.execute(
-            "SELECT lease_id, limit_name, slots, pid, node, proc_start, expires, holder_kind,"
-            f" holder_id FROM leases WHERE limit_name IN ({in_names})"
-            + ("" if probe else " AND expires <= :now"),
-            params,
-        )
-        waiters = tx.execute(
-            f"SELECT waiter_id, limit_name, pid, node, proc_start, expires FROM waiters"
-            f" WHERE limit_name IN ({in_names})" + ("" if probe else " AND expires <= :now"),
-            params,
-        )
+        leases = tx.execute(qs.select_reapable_leases(in_names, every=probe), params)
+        waiters = tx.execute(qs.select_reapable_waiters(in_names, every=probe), params)
         mine = current_process()
         local_pids = [
             pid
@@ -266,16 +248,8 @@ class Reaper:
         if dead_leases:
             for r in dead_leases:
                 lease_id, name, slots = r[0], r[1], int(r[2])
-                tx.execute(
-                    "DELETE FROM leases WHERE lease_id = :id AND limit_name = :name",
-                    {"id": lease_id, "name": name},
-                )
-                tx.execute(
-                    "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
-                    " THEN active_slots - :n ELSE 0 END, expiries = expiries + 1"
-                    " WHERE name = :name",
-                    {"n": float(slots), "name": name},
-                )
+                tx.execute(qs.DELETE_LEASE_ON_LIMIT, {"id": lease_id, "name": name})
+                tx.execute(qs.REAP_SLOTS, {"n": float(slots), "name": name})
                 expired = float(r[6]) <= now
                 reason = "expired" if expired else "holder process is gone"
                 self.events.event(
@@ -290,10 +264,7 @@ class Reaper:
                 changed.add(name)
             # The lease's rows on other limits are doomed: their owner can no longer
             # renew them, and whoever next touches those limits reaps them.
-            tx.executemany(
-                "UPDATE leases SET expires = :doomed WHERE lease_id = :id",
-                [{"id": r[0], "doomed": DOOMED} for r in dead_leases],
-            )
+            tx.executemany(qs.DOOM_LEASE, [{"id": r[0], "doomed": DOOMED} for r in dead_leases])
         return sorted(changed), len({r[0] for r in dead_leases})
 
 

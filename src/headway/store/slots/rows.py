@@ -1,11 +1,12 @@
 """The rows of the slot engine, as every slot operation reads and writes them.
 
 Limits, leases and waiters are rows (``store/schema.py``); these are the
-statements the parts of the slot engine share (acquire, handoff, release,
+steps the parts of the slot engine share (acquire, handoff, release,
 reaping, limits), each run inside the caller's transaction: the locks in name
 order, the decision's read, a grant (its counters, lease and events), a
-request taken out of its queues, a lease deleted. Functions, not a class:
-each takes the transaction and, where it records events, the store's
+request taken out of its queues, a lease deleted. Their statements are named
+in ``store/queries/limits.py`` and ``store/queries/slots.py``. Functions, not
+a class: each takes the transaction and, where it records events, the store's
 :class:`~headway.store.events.Events`.
 """
 
@@ -21,24 +22,14 @@ from headway.core.limits import Decision, LimitState, Mode, ProcessInfo, SlotGra
 from headway.core.models import Limit, ts_to_dt
 from headway.exceptions import ObjectNotFound
 from headway.store.db import Row, Tx
+from headway.store.queries import limits as ql
+from headway.store.queries import slots as qs
 
 if TYPE_CHECKING:
     from headway.store.events import Events
 
-LIMIT_COLUMNS = (
-    "name, slot_limit, active, active_slots, slot_decay_per_second, decayed_at, created,"
-    " grants, denials"
-)
-#: A limit as a record (:func:`limit_of`): ``LIMIT_COLUMNS``, then its id and last change.
-LIMIT_RECORD_COLUMNS = LIMIT_COLUMNS + ", id, updated"
 #: ``expires`` of the remaining rows of a lease that was reaped.
 DOOMED = 0.0
-#: A lease row's columns, and their parameters as ``lease_params`` names them.
-LEASE_COLUMNS = (
-    "lease_id, limit_name, slots, holder_kind, holder_id, pid, host, proc_start, created,"
-    " expires, node"
-)
-LEASE_VALUES = ":id, :name, :slots, :kind, :holder, :pid, :host, :start, :now, :expires, :node"
 
 
 def each(tx: Tx, query: str, rows: list[dict[str, Any]]) -> None:
@@ -60,7 +51,7 @@ def lease_params(
     now: float,
     expires: float,
 ) -> dict[str, Any]:
-    """The parameters of a lease row on ``name`` (see ``LEASE_VALUES``)."""
+    """The parameters of a lease row on ``name`` (as ``queries.slots.LEASE_VALUES`` names them)."""
     return {
         "id": lease_id,
         "name": name,
@@ -94,7 +85,7 @@ def dt(ts: float) -> datetime:
 
 
 def limit_of(row: Row, now: float, waiters: int = 0) -> Limit:
-    """A :class:`Limit` from a row of ``LIMIT_RECORD_COLUMNS``, its occupancy decayed to ``now``."""
+    """A :class:`Limit` from a row of ``ql.LIMIT_RECORD_COLUMNS``, decayed to ``now``."""
     return Limit(
         id=row[9],
         updated=ts_to_dt(row[10]),
@@ -111,7 +102,7 @@ def limit_of(row: Row, now: float, waiters: int = 0) -> Limit:
 
 
 def state_of(row: Row, now: float) -> LimitState:
-    """The :class:`LimitState` a decision sees at ``now``, from a row of ``LIMIT_COLUMNS``."""
+    """The :class:`LimitState` a decision sees at ``now``, from a row of ``ql.LIMIT_COLUMNS``."""
     return LimitState(
         name=row[0],
         limit=int(row[1]),
@@ -128,26 +119,22 @@ def lock(tx: Tx, names: Sequence[str]) -> None:
     """Lock the limits named, in name order (PostgreSQL; SQLite's write lock covers them)."""
     if tx.dialect.row_locks and names:
         tx.execute(
-            f"SELECT name FROM limits WHERE name IN ({marks('n', len(names))})"
-            f" ORDER BY name{tx.dialect.for_update}",
+            ql.lock_limits(marks("n", len(names)), tx.dialect.for_update),
             bind("n", sorted(names), {}),
         )
 
 
 def lock_one(tx: Tx, name: str) -> Row:
     """Lock and read one limit's row; ObjectNotFound if unknown."""
-    row = tx.one(
-        f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name = :name{tx.dialect.for_update}",
-        {"name": name},
-    )
+    row = tx.one(ql.lock_limit(tx.dialect.for_update), {"name": name})
     if row is None:
         raise ObjectNotFound(f"no limit named {name!r}")
     return row
 
 
 def limit_row(tx: Tx, name: str) -> Row:
-    """One limit's row of ``LIMIT_RECORD_COLUMNS``; ObjectNotFound if unknown."""
-    row = tx.one(f"SELECT {LIMIT_RECORD_COLUMNS} FROM limits WHERE name = :name", {"name": name})
+    """One limit's row of ``ql.LIMIT_RECORD_COLUMNS``; ObjectNotFound if unknown."""
+    row = tx.one(ql.SELECT_LIMIT_RECORD, {"name": name})
     if row is None:
         raise ObjectNotFound(f"no limit named {name!r}")
     return row
@@ -157,18 +144,14 @@ def limit_states(tx: Tx, names: Sequence[str], now: float) -> list[LimitState]:
     """The limits named (those that exist), as a decision sees them at ``now``."""
     if not names:
         return []
-    rows = tx.execute(
-        f"SELECT {LIMIT_COLUMNS} FROM limits WHERE name IN ({marks('n', len(names))})",
-        bind("n", names, {}),
-    )
+    rows = tx.execute(ql.select_limits(marks("n", len(names))), bind("n", names, {}))
     return [state_of(r, now) for r in rows]
 
 
 def try_lock(tx: Tx, names: Sequence[str]) -> set[str]:
     """Lock those of ``names`` nobody else holds, without waiting (PostgreSQL)."""
     rows = tx.execute(
-        f"SELECT name FROM limits WHERE name IN ({marks('n', len(names))})"
-        f" ORDER BY name{tx.dialect.skip_locked}",
+        ql.try_lock_limits(marks("n", len(names)), tx.dialect.skip_locked),
         bind("n", sorted(names), {}),
     )
     return {r[0] for r in rows}
@@ -178,10 +161,7 @@ def unlimited(tx: Tx, names: Sequence[str]) -> tuple[tuple[str, ...], tuple[str,
     """Of ``names``, those with no limit and those whose limit is inactive."""
     if not names:
         return (), ()
-    rows = tx.execute(
-        f"SELECT name, active FROM limits WHERE name IN ({marks('n', len(names))})",
-        bind("n", names, {}),
-    )
+    rows = tx.execute(ql.select_limits_active(marks("n", len(names))), bind("n", names, {}))
     known = {r[0]: bool(r[1]) for r in rows}
     unknown = tuple(n for n in names if n not in known)
     inactive = tuple(n for n in names if n in known and not known[n])
@@ -192,17 +172,8 @@ def read_for_acquire(
     tx: Tx, names: Sequence[str], priority: int, seq: int, now: float
 ) -> tuple[dict[str, LimitState], dict[str, tuple[int, int]]]:
     """The limits (locked) as a decision sees them, with what waits ahead of (priority, seq)."""
-    ahead_of = (
-        "FROM waiters w WHERE w.limit_name = limits.name AND w.expires > :now"
-        " AND (w.priority > :p OR (w.priority = :p AND w.seq < :seq))"
-    )
     params = bind("n", names, {"now": now, "p": priority, "seq": seq})
-    rows = tx.execute(
-        f"SELECT {LIMIT_COLUMNS}, (SELECT COUNT(*) {ahead_of}),"
-        f" (SELECT COALESCE(SUM(w.slots), 0) {ahead_of})"
-        f" FROM limits WHERE name IN ({marks('n', len(names))})",
-        params,
-    )
+    rows = tx.execute(qs.select_limits_for_acquire(marks("n", len(names))), params)
     states: dict[str, LimitState] = {}
     ahead: dict[str, tuple[int, int]] = {}
     for row in rows:
@@ -238,16 +209,14 @@ def write_grant(
         # counts of the limits granted are kept in step by the grant's own update.
         left = set(dequeue(tx, queued_as, within=sorted(states), count=False))
         uncounted = sorted(left.difference(limited))
-        tx.executemany(UNQUEUE, [{"name": n} for n in uncounted])
+        tx.executemany(qs.DECREMENT_QUEUED, [{"name": n} for n in uncounted])
     if not limited:
         return SlotGrant(
             None, (), occupy, mode, decision.unknown, decision.inactive, None, None, waited
         )
     each(
         tx,
-        "UPDATE limits SET active_slots = :v, decayed_at = :now, grants = grants + 1,"
-        " total_wait_seconds = total_wait_seconds + :waited,"
-        " queued = CASE WHEN queued > :dq THEN queued - :dq ELSE 0 END WHERE name = :name",
+        qs.GRANT_SLOTS,
         [
             {
                 "v": states[n].active_slots + occupy,
@@ -301,7 +270,7 @@ def insert_lease(
     expires = now + lease_seconds
     each(
         tx,
-        f"INSERT INTO leases ({LEASE_COLUMNS}) VALUES ({LEASE_VALUES})",
+        qs.INSERT_LEASE,
         [
             lease_params(lease_id, n, occupy, holder_kind, holder_id, process, now, expires)
             for n in limited
@@ -310,12 +279,6 @@ def insert_lease(
     events.slot_events(tx, now, "slot.granted", limited, occupy, holder_kind, holder_id,
                       process, lease_id, waited)  # fmt: skip
     return lease_id, expires
-
-
-#: One request fewer in a limit's queue count.
-UNQUEUE = (
-    "UPDATE limits SET queued = CASE WHEN queued > 0 THEN queued - 1 ELSE 0 END WHERE name = :name"
-)
 
 
 def dequeue(
@@ -329,50 +292,31 @@ def dequeue(
     as everywhere else.
     """
     if within is None:
-        names = sorted(
-            {
-                r[0]
-                for r in tx.execute(
-                    "SELECT limit_name FROM waiters WHERE waiter_id = :w", {"w": waiter_id}
-                )
-            }
-        )
+        names = sorted({r[0] for r in tx.execute(qs.SELECT_WAITER_LIMITS, {"w": waiter_id})})
         lock(tx, names)
-        rows = tx.execute(
-            "DELETE FROM waiters WHERE waiter_id = :w RETURNING limit_name", {"w": waiter_id}
-        )
+        rows = tx.execute(qs.DELETE_WAITER, {"w": waiter_id})
     else:
         if not within:
             return []
         rows = tx.execute(
-            "DELETE FROM waiters WHERE waiter_id = :w AND limit_name IN"
-            f" ({marks('n', len(within))}) RETURNING limit_name",
-            bind("n", within, {"w": waiter_id}),
+            qs.delete_waiter_on(marks("n", len(within))), bind("n", within, {"w": waiter_id})
         )
     gone = sorted({r[0] for r in rows})
     if count:
-        tx.executemany(UNQUEUE, [{"name": n} for n in gone])
+        tx.executemany(qs.DECREMENT_QUEUED, [{"name": n} for n in gone])
     return gone
 
 
 def release_in(events: Events, tx: Tx, lease_id: str, now: float) -> tuple[list[Row], list[str]]:
     """Delete a lease in ``tx`` (its limits locked); its rows, and the limits with waiters."""
-    rows = tx.execute(
-        "DELETE FROM leases WHERE lease_id = :id RETURNING limit_name, slots, created,"
-        " expires, holder_kind, holder_id",
-        {"id": lease_id},
-    )
+    rows = tx.execute(qs.DELETE_LEASE, {"id": lease_id})
     if not rows:
         return [], []
     crowded: list[str] = []
     events.released_events(now, lease_id, rows)
     for name, slots, created, *_ in rows:
         after = tx.one(
-            "UPDATE limits SET active_slots = CASE WHEN active_slots > :n"
-            " THEN active_slots - :n ELSE 0 END, releases = releases + 1,"
-            " total_hold_seconds = total_hold_seconds + :held WHERE name = :name"
-            " RETURNING (SELECT COUNT(*) FROM waiters w WHERE w.limit_name = :name)",
-            {"n": float(slots), "held": (now - created) * slots, "name": name},
+            qs.RELEASE_SLOTS, {"n": float(slots), "held": (now - created) * slots, "name": name}
         )
         if after is not None and after[0]:
             crowded.append(name)
@@ -381,11 +325,6 @@ def release_in(events: Events, tx: Tx, lease_id: str, now: float) -> tuple[list[
 
 __all__ = [
     "DOOMED",
-    "LEASE_COLUMNS",
-    "LEASE_VALUES",
-    "LIMIT_COLUMNS",
-    "LIMIT_RECORD_COLUMNS",
-    "UNQUEUE",
     "bind",
     "dequeue",
     "dt",

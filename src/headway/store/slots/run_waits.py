@@ -19,6 +19,7 @@ from headway.core.limits import WakeTarget
 from headway.core.states import TERMINAL, StateType
 from headway.store.db import Database, Tx
 from headway.store.events import Events
+from headway.store.queries import slots as qs
 from headway.store.slots.handoff import Handoff
 from headway.store.slots.rows import dequeue, lock
 from headway.store.wakeups_pg import notify_in_transaction
@@ -46,11 +47,7 @@ class RunWaits:
         A task run not recorded yet (a process-pool task reports when it ends)
         has nothing to say against it.
         """
-        row = tx.one(
-            "SELECT t.state_type, t.flow_run_id, f.state_type FROM task_runs t"
-            " LEFT JOIN flow_runs f ON f.id = t.flow_run_id WHERE t.id = :id",
-            {"id": task_run_id},
-        )
+        row = tx.one(qs.SELECT_TASK_RUN_STATES, {"id": task_run_id})
         if row is None:
             return None
         task_state, flow_run_id, flow_state = row
@@ -74,27 +71,16 @@ class RunWaits:
         and is refused) and the waiters it was blocking.
         """
         if flow_run_id is not None:
-            where = (
-                "holder_id IN (SELECT id FROM task_runs WHERE flow_run_id = :run)",
-                {"run": flow_run_id},
-            )
+            where = (qs.TASK_RUNS_OF_FLOW_RUN, {"run": flow_run_id})
         elif task_run_ids:
             marks = ", ".join(f":t{i}" for i in range(len(task_run_ids)))
-            where = (f"holder_id IN ({marks})", {f"t{i}": v for i, v in enumerate(task_run_ids)})
+            where = (qs.task_runs_in(marks), {f"t{i}": v for i, v in enumerate(task_run_ids)})
         else:
             return []
-        rows = tx.execute(
-            "SELECT waiter_id, limit_name, wake_address, host, pid, holder_id, slots FROM waiters"
-            f" WHERE holder_kind = 'task_run' AND {where[0]}",
-            where[1],
-        )
+        rows = tx.execute(qs.select_task_run_waiters(where[0]), where[1])
         # Grants already handed to such a request (direct handoff) that it has not
         # taken yet: given back, so a task that never starts holds no slot.
-        handed = tx.execute(
-            "SELECT h.waiter_id, h.names FROM handoffs h JOIN leases l ON l.lease_id = h.lease_id"
-            f" WHERE l.holder_kind = 'task_run' AND l.{where[0]}",
-            where[1],
-        )
+        handed = tx.execute(qs.select_task_run_handoffs(where[0]), where[1])
         if not rows and not handed:
             return []
         now = self.clock.now()
