@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from headway.concurrency._leases import hold
+from headway.concurrency._leases import _renewer, hold
 from headway.core.limits import SlotGrant
 from headway.exceptions import LeaseLostError
 
@@ -85,3 +85,34 @@ def test_grants_without_a_lease_are_not_renewed() -> None:
     held = hold(client, SlotGrant(None, (), 1, unknown=("nope",)))  # type: ignore[arg-type]
     held.release()
     assert client.released == [] and not held.lost
+
+
+class ReleasedDuringRenewal(FakeClient):
+    """Its holder gives the lease back while a renewal of it is on the way: the
+    store then finds no such lease, and says so."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: Any = None
+
+    def renew_leases(self, lease_ids: list[str], lease_seconds: float) -> list[str]:
+        self.held.release()
+        self.lost = set(lease_ids)  # gone from the store: released
+        return super().renew_leases(lease_ids, lease_seconds)
+
+    def release_slots(self, lease_id: str) -> bool:
+        self.released.append(lease_id)
+        return True
+
+
+def test_a_lease_released_while_its_renewal_ran_is_not_reported_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = ReleasedDuringRenewal()
+    held = hold(client, grant("lease-r", 60.0))  # type: ignore[arg-type]
+    client.held = held
+    with caplog.at_level("WARNING", logger="headway"):
+        _renewer().renew_now()
+    assert client.released == ["lease-r"]
+    assert held.released and not held.lost
+    assert not [r for r in caplog.records if "lost" in r.getMessage()]

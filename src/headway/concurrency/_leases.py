@@ -191,11 +191,19 @@ class _Renewer:
             except Exception as exc:  # the store is briefly unreachable: try next round
                 logger.warning("could not renew %d lease(s): %s", len(ids), exc)
                 continue
-            for h in items:
-                if h.grant.lease_id in lost:
-                    h._lost = True
-                    self.remove(h)
-                    logger.warning("lease lost on %s", ", ".join(h.names), extra={"limit": h.names})
+            with self._lock:
+                # A lease given back while its renewal was on the way is not found
+                # either: only those still held here (a release removes its lease
+                # before it reaches the store) were lost.
+                gone = [
+                    h
+                    for h in items
+                    if h.grant.lease_id in lost and self._held.get(h.grant.lease_id) is h
+                ]
+            for h in gone:
+                h._lost = True
+                self.remove(h)
+                logger.warning("lease lost on %s", ", ".join(h.names), extra={"limit": h.names})
 
 
 _instance: _Renewer | None = None
