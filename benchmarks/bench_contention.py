@@ -31,7 +31,7 @@ as a ratio of Redis's.
 
 Usage: python benchmarks/bench_contention.py [--processes 8] [--threads 3]
        [--limit 4] [--hold-ms 2] [--seconds 10] [--servers 6]
-       [--setups embedded,server,postgres,redis] [--count] [--kill-one]
+       [--setups embedded,server,postgres,redis] [--count] [--kill-one] [--no-order]
 
 ``--kill-one`` (the PostgreSQL setup): every client process names all the
 servers in ``HEADWAY_API_URL``, its own first; halfway through the run the
@@ -40,6 +40,11 @@ processes were granted again (through another server), the grants/s before
 and after, and the slots the limit counted as held at the end of the run
 against those its callers held (none: a slot lost with the server would stay
 held until its lease expired).
+
+FIFO order is read from the database (``bench_queue_order.py``): while each
+headway setup runs, its ``waiters`` rows for the limit are read every 5 ms,
+and a request that left the queue while one ahead of it stayed is counted as
+an out-of-order grant (``--no-order`` skips these reads).
 
 ``--count`` makes the PostgreSQL setup's servers count their round trips and
 time their slot operations (``bench_counts.py``): it prints, per grant, the

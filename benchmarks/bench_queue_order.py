@@ -92,7 +92,7 @@ class QueueOrder:
         )
 
 
-def sqlite_watcher(path: str, limit: str, every: float = 0.002) -> QueueOrder:
+def sqlite_watcher(path: str, limit: str, every: float = 0.005) -> QueueOrder:
     """A :class:`QueueOrder` on the embedded store's file (read only)."""
     import sqlite3
 
@@ -104,7 +104,7 @@ def sqlite_watcher(path: str, limit: str, every: float = 0.002) -> QueueOrder:
     return QueueOrder(connect, "?", limit, every)
 
 
-def postgres_watcher(url: str, limit: str, every: float = 0.002) -> QueueOrder:
+def postgres_watcher(url: str, limit: str, every: float = 0.005) -> QueueOrder:
     """A :class:`QueueOrder` on a PostgreSQL store (``url`` as psycopg takes it)."""
     import psycopg
 
