@@ -47,9 +47,29 @@ _FULL_EVERY = 1.0
 #: How many waiter ids a process remembers (taken grants, known waiters) before
 #: forgetting the oldest half.
 _REMEMBERED = 65536
-#: Guards the first use of this process's take state and known waiters.
+#: Guards the first use of a process's :class:`_Local`.
 _SETUP = threading.Lock()
 _GONE = "the request left the queue (cancelled, or expired while its holder was paused)"
+
+
+@dataclasses.dataclass
+class _Local:
+    """What one process keeps of its waiters in memory (a forked child starts afresh)."""
+
+    pid: int
+    # Waiter ids cancelled in this process, so a call still waiting as one of
+    # them stops even when it re-queued after the cancel (insertion order: oldest first).
+    cancelled: dict[str, None] = dataclasses.field(default_factory=dict)
+    # Waiter ids this process saw queued: a call resuming one looks for a grant first.
+    known: dict[str, None] = dataclasses.field(default_factory=dict)
+    # Waiters of this process that learnt of their grant with a read and left it
+    # in place (``Slots.read_handoff``), by waiter id (``taken``) and by lease id
+    # (``leases``): a cancel of one must not give back the slots it now holds.
+    # Guarded by ``lock``, which a look holds from its read to its mark and a
+    # cancel from its check to its mark.
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    taken: dict[str, str | None] = dataclasses.field(default_factory=dict)
+    leases: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class SlotPolicy:
@@ -58,18 +78,9 @@ class SlotPolicy:
     store: Store
     settings: Settings
     _wakeups: Wakeups | None = None
-    # Waiter ids cancelled in this process, so a call still waiting as one of
-    # them stops even when it re-queued after the cancel (insertion order: oldest first).
-    _cancelled: dict[str, None] | None = None
-    # Waiters of this process that learnt of their grant with a read and left it
-    # in place (``Slots.read_handoff``), by waiter id and by lease id: a cancel of
-    # one must not give back the slots it now holds. Guarded by _take_lock, which
-    # a look holds from its read to its mark and a cancel from its check to its mark.
-    # (pid, lock, taken by waiter id, taken by lease id), made on first use in
-    # each process (a child forked while the lock was held starts afresh).
-    _takes: tuple[int, threading.Lock, dict[str, str | None], dict[str, str]] | None = None
-    # Waiter ids this process saw queued: a call resuming one looks for a grant first.
-    _known_waiters: dict[str, None] | None = None
+    # Made on first use in each process (a child forked while its lock was held
+    # starts afresh).
+    _local_state: _Local | None = None
 
     # -- wake-ups ------------------------------------------------------------------
     @property
@@ -204,7 +215,8 @@ class SlotPolicy:
         listener: Listener | None = None
         interval: float | None = None
         finished = False
-        cancelled = self._cancelled_ids()
+        local = self._local()
+        cancelled = local.cancelled
         # Between full attempts a waiter only looks whether a release handed it
         # the slots (direct handoff): a read, no write lock, no re-check storm.
         # A full attempt still runs when woken, for a rate limit's decay, and at
@@ -213,7 +225,7 @@ class SlotPolicy:
         look_only = False
         # A request resumed (a long poll's next call, a woken waiter) looks for a
         # grant handed to it before making a full attempt.
-        known = self._known()
+        known = local.known
         look_first = bool(wid) and not owned and wid in known
         last_full = 0.0
         attempt: Attempt | None = None
@@ -221,7 +233,7 @@ class SlotPolicy:
             while True:
                 if wid and wid in cancelled:
                     finished = True
-                    if wid not in self._taken_maps()[0]:
+                    if wid not in local.taken:
                         self._notify(self.store.slots.cancel_slot_wait(wid))
                     return SlotWait(wid, (_GONE,), None)
                 handed = None
@@ -307,9 +319,10 @@ class SlotPolicy:
         slots = self.store.slots
         if not slots.reads_handoffs or holder_kind == "task_run":
             return slots.claim_handoff(wid, names)
-        taken, leases = self._taken_maps()
-        with self._lock_for_takes():
-            if wid in self._cancelled_ids():
+        local = self._local()
+        taken, leases = local.taken, local.leases
+        with local.lock:
+            if wid in local.cancelled:
                 return None  # the loop finds it cancelled
             found = slots.read_handoff(wid, names)
             if found is not None and found.gone:
@@ -330,44 +343,17 @@ class SlotPolicy:
                             leases.pop(dropped, None)
             return found
 
-    def _take_state(
-        self,
-    ) -> tuple[int, threading.Lock, dict[str, str | None], dict[str, str]]:
-        state = self._takes
-        if state is None or state[0] != os.getpid():
+    def _local(self) -> _Local:
+        local = self._local_state
+        if local is None or local.pid != os.getpid():
             with _SETUP:  # two threads' first use must not make two locks
-                state = self._takes
-                if state is None or state[0] != os.getpid():
-                    state = self._takes = (os.getpid(), threading.Lock(), {}, {})
-        return state
-
-    def _taken_maps(self) -> tuple[dict[str, str | None], dict[str, str]]:
-        _, _, taken, leases = self._take_state()
-        return taken, leases
-
-    def _lock_for_takes(self) -> threading.Lock:
-        return self._take_state()[1]
-
-    def _known(self) -> dict[str, None]:
-        known = self._known_waiters
-        if known is None:
-            with _SETUP:
-                known = self._known_waiters
-                if known is None:
-                    known = self._known_waiters = {}
-        return known
+                local = self._local_state
+                if local is None or local.pid != os.getpid():
+                    local = self._local_state = _Local(os.getpid())
+        return local
 
     def _refresh_every(self) -> float:
         return max(0.05, self.settings.waiter_ttl_seconds / 3.0)
-
-    def _cancelled_ids(self) -> dict[str, None]:
-        cancelled = self._cancelled
-        if cancelled is None:
-            with _SETUP:
-                cancelled = self._cancelled
-                if cancelled is None:
-                    cancelled = self._cancelled = {}
-        return cancelled
 
     def refresh_waiters(self, waiter_ids: Sequence[str]) -> None:
         """Keep the places of requests still waiting (a server's held requests)."""
@@ -377,15 +363,15 @@ class SlotPolicy:
         """Take a waiting request out of every queue (and stop its waiting call here)."""
         if not waiter_id:
             return
-        cancelled = self._cancelled_ids()
-        taken, _ = self._taken_maps()
-        with self._lock_for_takes():
+        local = self._local()
+        cancelled = local.cancelled
+        with local.lock:
             # Marked under the lock: no look of this process takes its grant after this.
             cancelled[waiter_id] = None
             if len(cancelled) > 4096:
                 for old in list(cancelled)[:2048]:
                     cancelled.pop(old, None)
-            holds = waiter_id in taken
+            holds = waiter_id in local.taken
         if not holds:
             # A grant it took is its holder's to release; one it never took goes back.
             self._notify(self.store.slots.cancel_slot_wait(waiter_id))
@@ -395,14 +381,14 @@ class SlotPolicy:
 
     def release_slots(self, lease_id: str) -> bool:
         """Give a lease's slots back; False when it had expired and been reaped."""
-        taken, leases = self._taken_maps()
-        handed_to = leases.get(lease_id)
+        local = self._local()
+        handed_to = local.leases.get(lease_id)
         intact, wake = self.store.slots.release_slots(lease_id, handed_to=handed_to)
         if handed_to is not None:
             # After the release: a cancel meanwhile still found it taken.
-            with self._lock_for_takes():
-                leases.pop(lease_id, None)
-                taken.pop(handed_to, None)
+            with local.lock:
+                local.leases.pop(lease_id, None)
+                local.taken.pop(handed_to, None)
         self._notify(wake)
         return intact
 
